@@ -1,0 +1,14 @@
+"""otel_monitor: one-line OpenTelemetry monitoring for Flask and any WSGI app.
+
+    from otel_monitor import Monitor
+    monitor = Monitor(app)
+
+gives traces, request metrics, system-health gauges, a Prometheus ``/metrics`` endpoint and
+OTLP export. See the README for settings and the metrics reference.
+"""
+
+from .__about__ import __version__
+from .monitor import Monitor, get_monitor, wrap
+from .settings import Settings, SettingsError, resolve_settings
+
+__all__ = ["Monitor", "wrap", "get_monitor", "Settings", "SettingsError", "resolve_settings", "__version__"]

@@ -1,0 +1,131 @@
+"""Serve an app on 127.0.0.1 with bounded synthetic traffic: the README's main job.
+
+Used by ``examples/app.py --traffic`` and ``otel-monitor demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable
+
+#: (weight, method, path) -- every example endpoint gets data, including failures and 404s
+TRAFFIC_MIX: list[tuple[int, str, str]] = [
+    (20, "GET", "/"),
+    (25, "GET", "/api/users"),
+    (30, "GET", "/api/users/{id}"),
+    (8, "POST", "/api/orders"),
+    (4, "GET", "/api/slow"),
+    (3, "GET", "/api/error"),
+    (2, "GET", "/no/such/page/{id}"),
+]
+
+
+def send_traffic(base_url: str, seconds: float, *, threads: int = 2, max_requests: int = 100_000,
+                 progress: Callable[[int, float], None] | None = None, stop: threading.Event | None = None) -> int:
+    """Send the mix to ``base_url`` for at most ``seconds`` and ``max_requests``; returns the count."""
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + seconds
+    sent = [0]
+    lock = threading.Lock()
+    weights = [w for w, _, _ in TRAFFIC_MIX]
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        while not stop.is_set() and time.monotonic() < deadline:
+            with lock:
+                if sent[0] >= max_requests:
+                    return
+                sent[0] += 1
+            _, method, path = rnd.choices(TRAFFIC_MIX, weights)[0]
+            url = base_url + path.format(id=rnd.randint(1, 60))
+            data = json.dumps({"product": rnd.choice(["book", "pen", "lamp"]), "qty": 1}).encode() if method == "POST" else None
+            req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
+                                                                               "User-Agent": "otel-monitor-demo"})
+            try:
+                urllib.request.urlopen(req, timeout=5).read()
+            except urllib.error.HTTPError as exc:
+                exc.read()
+            except OSError:
+                time.sleep(0.05)
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    started = time.monotonic()
+    while any(w.is_alive() for w in workers):
+        for w in workers:
+            w.join(0.5)
+        if progress is not None:
+            progress(sent[0], time.monotonic() - started)
+    return sent[0]
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, traffic_seconds: float = 0,
+          run_seconds: float | None = None, out: Any = None) -> None:
+    """Serve ``app`` (threaded), print its URLs, optionally send traffic; stop on Ctrl-C/SIGTERM."""
+    from werkzeug.serving import make_server
+
+    import logging
+
+    out = out or sys.stdout
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the access log would bury the URLs
+    if traffic_seconds > 0 and hasattr(app, "logger"):
+        # The synthetic traffic hits /api/error on purpose; its tracebacks are noise here.
+        app.logger.setLevel(logging.CRITICAL)
+    server = make_server(host, port, app, threaded=True)
+    port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, name="demo-server", daemon=True)
+    thread.start()
+    base = f"http://{host}:{port}"
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    for line in urls_for(app, base):
+        print(line, file=out, flush=True)
+    try:
+        if traffic_seconds > 0:
+            def progress(count: int, elapsed: float) -> None:
+                print(f"\rtraffic: {count} requests in {elapsed:4.1f}s", end="", file=out, flush=True)
+
+            total = send_traffic(base, traffic_seconds, progress=progress, stop=stop)
+            print(f"\rtraffic: done, {total} requests sent. Still serving; Ctrl-C to stop.", file=out, flush=True)
+        deadline = None if run_seconds is None else time.monotonic() + run_seconds
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping...", file=out, flush=True)
+        server.shutdown()
+        server.server_close()
+        from .monitor import get_monitor
+
+        monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
+        if monitor is not None:
+            monitor.shutdown()
+        print("stopped.", file=out, flush=True)
+
+
+def urls_for(app: Any, base: str) -> list[str]:
+    """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
+    from .monitor import get_monitor
+
+    monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
+    settings = getattr(monitor, "settings", None)
+    lines = [f"app:        {base}/"]
+    if settings is not None:
+        lines.append(f"metrics:    {base}{settings.metrics_path}")
+    extra = getattr(monitor, "describe_urls", None)
+    if callable(extra):
+        lines.extend(extra(base))
+    return lines

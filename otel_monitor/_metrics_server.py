@@ -1,0 +1,52 @@
+"""The optional separate metrics port: a tiny threaded HTTP server serving only /metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any, Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+_logger = logging.getLogger("otel_monitor")
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
+        pass
+
+
+def start_metrics_server(pipeline: Any, app: Callable) -> None:
+    settings = pipeline.settings
+    path = settings.metrics_path
+
+    def only_metrics(environ: dict, start_response: Callable) -> Any:
+        if environ.get("PATH_INFO") != path:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        return app(environ, start_response)
+
+    try:
+        server = make_server(settings.metrics_host, settings.metrics_port, only_metrics,
+                             server_class=_Server, handler_class=_QuietHandler)
+    except OSError as exc:
+        # Under a pre-fork server only one worker can own the port; it serves the merged data.
+        _logger.info("otel_monitor: metrics port %s:%s not opened in this process (%s)",
+                     settings.metrics_host, settings.metrics_port, exc)
+        return
+    thread = threading.Thread(target=server.serve_forever, name="otel_monitor-metrics", daemon=True)
+    thread.start()
+    pipeline.extensions["metrics_server"] = server
+    pipeline.scheduler.every(3600, lambda: None, "keep")  # ensure the scheduler exists for stop ordering
+    original_stop = pipeline.scheduler.stop
+
+    def stop() -> None:
+        original_stop()
+        server.shutdown()
+        server.server_close()
+
+    pipeline.scheduler.stop = stop  # type: ignore[method-assign]

@@ -1,0 +1,327 @@
+"""Everything otel_monitor does per request, behind one boundary: a lean WSGI middleware.
+
+It produces what opentelemetry-instrumentation-wsgi/-flask produce with the *stable* HTTP
+semantic conventions (one SERVER span per request, ``http.server.request.duration`` in seconds,
+``http.server.active_requests``, request/response body sizes), with less work per request and
+without the stock middleware's failure modes:
+
+* the span and the duration cover the whole response body and end in ``close()``, which is
+  forwarded to the inner iterable exactly once (PEP 3333), also when it is never iterated;
+* propagation headers are size-checked before any parsing (the W3C traceparent regex is
+  quadratic on long inputs with line feeds);
+* ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
+* query values of sensitive parameters are redacted before they reach a span;
+* metric attribute sets are built once per (method, scheme, route, status) and reused.
+
+Nothing in here may raise into the user's request: our own failures are logged (rate-limited)
+and the request goes on untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ._safe_log import log_internal_error
+
+_logger = logging.getLogger("otel_monitor")
+
+#: environ keys a framework adapter (the Flask hooks) fills in for us.
+ROUTE_KEY = "otel_monitor.route"
+EXCEPTION_KEY = "otel_monitor.exception"
+
+_KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+)
+# W3C limits: a valid traceparent is 55 chars; tracestate <= 512 chars is what the spec asks
+# implementations to propagate at least; baggage <= 8192 bytes (W3C baggage limits).
+_MAX_TRACEPARENT = 64
+_MAX_TRACESTATE = 512
+_MAX_BAGGAGE = 8192
+_PROPAGATION_KEYS = ("HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE")
+_SERVER = SpanKind.SERVER
+
+
+class _EnvironGetter:
+    """Reads W3C headers from the WSGI environ, refusing oversized or line-broken values."""
+
+    __slots__ = ()
+
+    def get(self, carrier: dict, key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        if value is None:
+            return None
+        limit = _MAX_TRACEPARENT if key == "traceparent" else _MAX_TRACESTATE if key == "tracestate" else _MAX_BAGGAGE
+        if len(value) > limit or "\n" in value or "\r" in value:
+            return None
+        return [value]
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_GETTER = _EnvironGetter()
+
+
+def _redact_query(query: str, sensitive: frozenset[str]) -> str:
+    parts = query.split("&")
+    changed = False
+    for i, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep and name.lower() in sensitive:
+            parts[i] = name + "=REDACTED"
+            changed = True
+    return "&".join(parts) if changed else query
+
+
+def _server_address(environ: dict) -> tuple[str | None, int | None]:
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+    port_text = None
+    if host:
+        if host.startswith("["):  # [v6]:port
+            addr, _, rest = host[1:].partition("]")
+            host, port_text = addr, rest[1:] if rest.startswith(":") else None
+        elif host.count(":") == 1:
+            host, port_text = host.split(":")
+    else:
+        port_text = environ.get("SERVER_PORT")
+    port = int(port_text) if port_text and port_text.isdigit() and len(port_text) <= 5 else None
+    return (host[:255] if host else None), port
+
+
+class RequestInstrumentation:
+    """WSGI middleware: one span and the request metrics per request.
+
+    ``pipeline_for_request`` returns the current process's pipeline (rebuilt after a fork) or
+    None when monitoring is disabled. ``metrics_app`` serves the Prometheus endpoint.
+    """
+
+    def __init__(
+        self,
+        wsgi_app: Callable,
+        pipeline_for_request: Callable[[], Any],
+        settings: Any,
+        metrics_app: Callable | None = None,
+    ) -> None:
+        import re
+
+        self.wsgi_app = wsgi_app
+        self._pipeline = pipeline_for_request
+        self._metrics_path = settings.metrics_path
+        self._metrics_app = metrics_app
+        self._excluded = re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
+        self._sensitive = frozenset(settings.sensitive_query_params)
+        self._capture_user_agent = settings.capture_user_agent
+        # (method, scheme, route, status, error) -> attribute dict, shared across requests.
+        self._attr_cache: dict[tuple, dict] = {}
+
+    # -- the request -------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == self._metrics_path and self._metrics_app is not None:
+            return self._metrics_app(environ, start_response)
+        if self._excluded is not None and self._excluded.search(path):
+            return self.wsgi_app(environ, start_response)
+        try:
+            pipeline = self._pipeline()
+            if pipeline is None:
+                return self.wsgi_app(environ, start_response)
+            record = _Request(self, pipeline, environ, path)
+        except Exception:  # noqa: BLE001 - monitoring must never break the request
+            log_internal_error("starting request telemetry")
+            return self.wsgi_app(environ, start_response)
+
+        def _start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+            record.status = status
+            return start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
+
+        try:
+            result = self.wsgi_app(environ, _start_response)
+        except BaseException as exc:
+            record.failure = exc
+            record.detach()
+            record.finish()
+            raise
+        record.detach()
+        return _ResponseBody(result, record)
+
+    # -- cached attribute sets ---------------------------------------------------------------
+
+    def metric_attributes(self, method: str, scheme: str, route: str | None, status: int | None, error: str | None) -> dict:
+        key = (method, scheme, route, status, error)
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = {"http.request.method": method, "url.scheme": scheme}
+            if route is not None:
+                attrs["http.route"] = route
+            if status is not None:
+                attrs["http.response.status_code"] = status
+            if error is not None:
+                attrs["error.type"] = error
+            # Bounded: routes x methods x statuses is finite, but a cap keeps a pathological app
+            # (or exception names built from input) from growing the cache forever.
+            if len(self._attr_cache) < 4096:
+                self._attr_cache[key] = attrs
+        return attrs
+
+
+class _Request:
+    """Telemetry state of one request; ``finish`` runs once, whichever way the request ends."""
+
+    __slots__ = ("mw", "pipeline", "environ", "method", "scheme", "span", "token", "context",
+                 "start", "status", "sent", "finished", "failure")
+
+    def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
+        self.mw = mw
+        self.pipeline = pipeline
+        self.environ = environ
+        self.status: str | None = None
+        self.sent = 0
+        self.finished = False
+        self.failure: BaseException | None = None  # raised out of the app or its body
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in _KNOWN_METHODS:
+            method = "_OTHER"
+        self.method = method
+        scheme = environ.get("wsgi.url_scheme", "http")
+        self.scheme = scheme if scheme in ("http", "https") else "http"
+        parent = None
+        if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
+            parent = pipeline.propagator.extract(environ, getter=_GETTER)
+        self.start = time.perf_counter()
+        span = pipeline.tracer.start_span(method, parent, _SERVER)
+        self.span = span
+        if span.is_recording():
+            span.set_attributes(self._span_attributes(environ, path))
+        self.context = trace.set_span_in_context(span, parent)
+        self.token = otel_context.attach(self.context)
+        pipeline.active.add(self)
+        pipeline.active_keys.add((method, self.scheme))
+
+    def _span_attributes(self, environ: dict, path: str) -> dict:
+        attrs: dict[str, Any] = {
+            "http.request.method": self.method,
+            "url.scheme": self.scheme,
+            "url.path": path[:2048],
+        }
+        if self.method == "_OTHER":
+            attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
+        query = environ.get("QUERY_STRING")
+        if query:
+            attrs["url.query"] = _redact_query(query[:4096], self.mw._sensitive)
+        host, port = _server_address(environ)
+        if host:
+            attrs["server.address"] = host
+        if port is not None:
+            attrs["server.port"] = port
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attrs["client.address"] = client
+        protocol = environ.get("SERVER_PROTOCOL", "")
+        if protocol.startswith("HTTP/"):
+            attrs["network.protocol.version"] = protocol[5:]
+        if self.mw._capture_user_agent:
+            agent = environ.get("HTTP_USER_AGENT")
+            if agent:
+                attrs["user_agent.original"] = agent[:512]
+        return attrs
+
+    def detach(self) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception:  # noqa: BLE001
+                log_internal_error("detaching the request context")
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self._finish()
+        except Exception:  # noqa: BLE001
+            log_internal_error("recording request telemetry")
+
+    def _finish(self) -> None:
+        duration = time.perf_counter() - self.start
+        environ = self.environ
+        pipeline = self.pipeline
+        mw = self.mw
+        status_text = self.status
+        status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
+        route = environ.get(ROUTE_KEY)
+        # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
+        app_exc = self.failure
+        if app_exc is None and status is not None and status >= 500:
+            app_exc = environ.get(EXCEPTION_KEY)
+        if app_exc is not None:
+            error = type(app_exc).__qualname__
+        elif status is not None and status >= 500:
+            error = status_text[:3]
+        else:
+            error = None
+        attrs = mw.metric_attributes(self.method, self.scheme, route, status, error)
+        pipeline.duration.record(duration, attrs, self.context)
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit():
+            pipeline.request_size.record(int(length), attrs, self.context)
+        if status is not None:
+            pipeline.response_size.record(self.sent, attrs, self.context)
+        pipeline.active.discard(self)
+        pipeline.requests_seen += 1
+        span = self.span
+        if span.is_recording():
+            if route is not None:
+                span.update_name(f"{self.method} {route}")
+                span.set_attribute("http.route", route)
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if error is not None:
+                span.set_attribute("error.type", error)
+            if app_exc is not None:
+                span.record_exception(app_exc)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error if app_exc is None else f"{error}: {app_exc}"[:256]))
+        span.end()
+
+
+class _ResponseBody:
+    """Wraps the app's iterable so the request ends when the server calls ``close()``."""
+
+    __slots__ = ("_inner", "_record", "_closed")
+
+    def __init__(self, inner: Iterable[bytes], record: _Request) -> None:
+        self._inner = inner
+        self._record = record
+        self._closed = False
+
+    def __iter__(self):
+        record = self._record
+        try:
+            for chunk in self._inner:
+                record.sent += len(chunk)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            # The status line may already be on the wire; the telemetry still says it failed.
+            record.failure = exc
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._record.finish()

@@ -1,0 +1,128 @@
+"""The per-process life of one monitored app: build the pipeline, rebuild it after fork, flush at exit.
+
+A pipeline belongs to the process that built it. After ``fork()`` the child must not export the
+parent's counts nor use the parent's exporter threads, so every runtime drops its pipeline in
+the child and builds a fresh one (new ``service.instance.id``, new ``psutil.Process``, new
+threads) the first time it is used there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from typing import Any, Callable
+
+from ._safe_log import log_internal_error
+from .pipeline import Pipeline, build_pipeline
+from .settings import Settings
+
+_live: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _install_process_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    atexit.register(_shutdown_all)
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_live):
+        runtime._forked()
+
+
+def _shutdown_all() -> None:
+    """At exit: flush every live pipeline in parallel, bounded by the largest shutdown_timeout."""
+    pipelines = [r._pipeline for r in list(_live) if r._pipeline is not None and r._pipeline.pid == os.getpid()]
+    threads = []
+    for pipeline in pipelines:
+        thread = threading.Thread(target=pipeline.shutdown, name="otel_monitor-exit", daemon=True)
+        thread.start()
+        threads.append((thread, pipeline.settings.shutdown_timeout))
+    for thread, timeout in threads:
+        thread.join(timeout + 0.2)
+
+
+class Runtime:
+    """Settings plus this process's pipeline for one monitored app."""
+
+    def __init__(self, settings: Settings, service_name: str,
+                 setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
+                 span_processors: Callable[[], tuple] = tuple) -> None:
+        self.settings = settings
+        self.service_name = service_name
+        self.setup_hooks = list(setup_hooks)
+        self.span_processors = span_processors
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.Lock()
+        self._abandoned: list[Pipeline] = []
+        #: set when this process was forked from the one that created the runtime
+        self.forked_from: int | None = None
+        _install_process_hooks()
+        _live.add(self)
+
+    def pipeline(self) -> Pipeline:
+        pipeline = self._pipeline
+        if pipeline is None:
+            with self._lock:
+                pipeline = self._pipeline
+                if pipeline is None:
+                    pipeline = build_pipeline(self.settings, self.service_name,
+                                              span_processors=self.span_processors(),
+                                              setup_hooks=tuple(self.setup_hooks))
+                    self._pipeline = pipeline
+                    if self._abandoned:
+                        self._retire_abandoned()
+        return pipeline
+
+    @property
+    def built(self) -> bool:
+        return self._pipeline is not None
+
+    def _forked(self) -> None:
+        # Runs in the child right after fork: no locks, no I/O, no threads here.
+        self._lock = threading.Lock()
+        if self._pipeline is not None:
+            self._abandoned.append(self._pipeline)
+            self.forked_from = self._pipeline.pid
+        self._pipeline = None
+
+    def _retire_abandoned(self) -> None:
+        """Stop the parent's providers in the child without exporting anything they hold."""
+        abandoned, self._abandoned = self._abandoned, []
+
+        def retire() -> None:
+            for old in abandoned:
+                try:
+                    old.metric_exporters = []  # nothing counted in the parent leaves this process
+                    old.shutdown(timeout=2.0)
+                except Exception:  # noqa: BLE001
+                    log_internal_error("retiring the pre-fork pipeline")
+
+        threading.Thread(target=retire, name="otel_monitor-retire", daemon=True).start()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        pipeline = self._pipeline
+        if pipeline is None or pipeline.pid != os.getpid():
+            return True
+        return pipeline.shutdown(timeout)
+
+
+def request_pipeline(runtime: Runtime) -> Callable[[], Any]:
+    """The middleware's per-request lookup: one attribute read once the pipeline exists."""
+
+    def get() -> Pipeline | None:
+        pipeline = runtime._pipeline
+        if pipeline is not None:
+            return pipeline
+        return runtime.pipeline()
+
+    return get

@@ -1,0 +1,40 @@
+"""Logging for otel_monitor's own failures: rate-limited, and safe for values taken from requests."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+_logger = logging.getLogger("otel_monitor")
+_lock = threading.Lock()
+_last: dict[str, float] = {}
+#: at most one log line per kind of failure in this many seconds
+INTERVAL = 60.0
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x9b]")
+
+
+def neutralise(value: object, limit: int = 200) -> str:
+    """Text safe for one log line: control characters (CR, LF, ANSI escapes) escaped, length capped."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
+def should_log(what: str) -> bool:
+    now = time.monotonic()
+    with _lock:
+        last = _last.get(what)
+        if last is not None and now - last < INTERVAL:
+            return False
+        _last[what] = now
+        return True
+
+
+def log_internal_error(what: str) -> None:
+    """Log the exception being handled, at most once per INTERVAL for each ``what``."""
+    if should_log(what):
+        _logger.warning("otel_monitor: error while %s; the request is unaffected "
+                        "(further errors of this kind are not logged for %ds)", what, int(INTERVAL), exc_info=True)

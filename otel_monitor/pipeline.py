@@ -1,0 +1,277 @@
+"""Builds one process's OpenTelemetry pipeline from :class:`~otel_monitor.settings.Settings`.
+
+Resource, TracerProvider (sampler, batch span processor, exporters), MeterProvider (one
+cumulative pull reader that feeds ``/metrics``, OTLP push, the analytics and the worker merge),
+the request instruments and the system gauges: all made here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry
+
+from . import __about__
+from ._background import Scheduler
+from ._safe_log import log_internal_error
+from .exposition import MonitorReader
+from .settings import Settings
+
+_logger = logging.getLogger("otel_monitor")
+
+SCOPE = "otel_monitor"
+# Semantic-convention advisory boundaries for http.server.request.duration, plus two finer
+# ones at the bottom: most Flask endpoints answer in single milliseconds.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+
+
+def _sampler(settings: Settings) -> sampling.Sampler:
+    name, ratio = settings.traces_sampler, settings.traces_sampler_arg
+    root = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(ratio),
+    }
+    if name.startswith("parentbased_"):
+        return sampling.ParentBased(root[name[len("parentbased_"):]])
+    return root[name]
+
+
+def _exporter_names(configured: tuple | None, settings: Settings, endpoint: str | None) -> tuple:
+    if configured is not None:
+        return configured
+    return ("otlp",) if (settings.otlp_endpoint or endpoint) else ()
+
+
+def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict]:
+    protocol = getattr(settings, f"otlp_{signal}_protocol") or settings.otlp_protocol
+    endpoint = getattr(settings, f"otlp_{signal}_endpoint")
+    headers = {**settings.otlp_headers, **getattr(settings, f"otlp_{signal}_headers")}
+    if endpoint is None:
+        base = settings.otlp_endpoint or ("http://localhost:4317" if protocol == "grpc" else "http://localhost:4318")
+        endpoint = base if protocol == "grpc" else base.rstrip("/") + f"/v1/{signal}"
+    return protocol, endpoint, headers
+
+
+def span_exporters(settings: Settings) -> list[SpanExporter]:
+    result: list[SpanExporter] = []
+    for name in _exporter_names(settings.traces_exporter, settings, settings.otlp_traces_endpoint):
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            result.append(ConsoleSpanExporter())
+        elif name == "otlp":
+            protocol, endpoint, headers = _otlp_target(settings, "traces")
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+                result.append(Grpc(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers,
+                                   timeout=settings.otlp_timeout))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+                result.append(Http(endpoint=endpoint, headers=headers, timeout=settings.otlp_timeout))
+    return result
+
+
+def metric_exporters(settings: Settings) -> list[Any]:
+    result: list[Any] = []
+    for name in _exporter_names(settings.metrics_exporter, settings, settings.otlp_metrics_endpoint):
+        if name == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            result.append(ConsoleMetricExporter())
+        elif name == "otlp":
+            protocol, endpoint, headers = _otlp_target(settings, "metrics")
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+                result.append(Grpc(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers,
+                                   timeout=settings.otlp_timeout))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+                result.append(Http(endpoint=endpoint, headers=headers, timeout=settings.otlp_timeout))
+    return result
+
+
+def build_resource(settings: Settings, service_name: str, instance_id: str) -> Resource:
+    """Exactly the settings' precedence: nothing re-read from the environment here."""
+    import platform
+
+    attributes = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": _sdk_version(),
+        "telemetry.distro.name": "otel_monitor",
+        "telemetry.distro.version": __about__.__version__,
+        "process.runtime.name": platform.python_implementation().lower(),
+        "process.runtime.version": platform.python_version(),
+        **settings.resource_attributes,
+        "service.name": service_name,
+        "service.instance.id": instance_id,
+        "process.pid": os.getpid(),
+    }
+    if "host.name" not in attributes:
+        attributes["host.name"] = platform.node()
+    return Resource(attributes)
+
+
+def _sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("opentelemetry-sdk")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+@dataclass(eq=False)
+class Pipeline:
+    """One process's providers, reader, exporters and instruments. Build with :func:`build_pipeline`."""
+
+    settings: Settings
+    resource: Resource
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    reader: MonitorReader
+    registry: CollectorRegistry
+    scheduler: Scheduler
+    metric_exporters: list = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+    #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
+    requests_seen: int = 0
+    extensions: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
+        self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__)
+        self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+        self.duration = self.meter.create_histogram(
+            "http.server.request.duration", unit="s", description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        # In-flight requests are counted by membership in a set (atomic under the GIL) and read
+        # only when a reader collects: no SDK measurement per request for this instrument.
+        self.active: set = set()
+        self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        self.meter.create_observable_up_down_counter(
+            "http.server.active_requests", callbacks=[self._observe_active], unit="{request}",
+            description="Number of active HTTP server requests.")
+        self.request_size = self.meter.create_histogram(
+            "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies.",
+            explicit_bucket_boundaries_advisory=SIZE_BUCKETS)
+        self.response_size = self.meter.create_histogram(
+            "http.server.response.body.size", unit="By", description="Size of HTTP server response bodies.",
+            explicit_bucket_boundaries_advisory=SIZE_BUCKETS)
+        self._shutdown_done = False
+
+    def _observe_active(self, options: Any) -> list:
+        from opentelemetry.metrics import Observation
+
+        counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
+        for request in list(self.active):
+            key = (request.method, request.scheme)
+            counts[key] = counts.get(key, 0) + 1
+        return [Observation(count, {"http.request.method": key[0], "url.scheme": key[1]})
+                for key, count in sorted(counts.items())]
+
+    @property
+    def instance_id(self) -> str:
+        return str(self.resource.attributes["service.instance.id"])
+
+    def export_metrics(self) -> None:
+        """Push this process's metrics to the configured metric exporters (OTLP, console)."""
+        if not self.metric_exporters:
+            return
+        data = self.reader.snapshot()
+        if data is None:
+            return
+        for exporter in self.metric_exporters:
+            try:
+                exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)
+            except Exception:  # noqa: BLE001
+                log_internal_error("exporting metrics")
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop, in at most ``timeout`` seconds (default: the shutdown_timeout setting).
+
+        Never raises; returns False when the time ran out (the rest is abandoned: the work runs
+        in a daemon thread, so it cannot hold the process open).
+        """
+        if self._shutdown_done:
+            return True
+        self._shutdown_done = True
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        worker = threading.Thread(target=self._shutdown, name="otel_monitor-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            _logger.warning("otel_monitor: telemetry flush did not finish within %.1fs; the rest is dropped", timeout)
+            return False
+        return True
+
+    def _shutdown(self) -> None:
+        for step in (self.scheduler.stop, self.export_metrics, self.tracer_provider.shutdown, self.meter_provider.shutdown):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - MeterProvider.shutdown raises on a second call
+                log_internal_error("shutting down telemetry")
+        for exporter in self.metric_exporters:
+            try:
+                exporter.shutdown(timeout_millis=1000)
+            except Exception:  # noqa: BLE001
+                log_internal_error("shutting down a metric exporter")
+
+
+def build_pipeline(
+    settings: Settings,
+    service_name: str,
+    *,
+    span_processors: tuple = (),
+    setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
+) -> Pipeline:
+    """Build this process's pipeline. Call it in the process that will use it (after any fork)."""
+    instance_id = str(uuid.uuid4())
+    resource = build_resource(settings, service_name, instance_id)
+    registry = CollectorRegistry(auto_describe=True)
+    reader = MonitorReader(registry, target_info=settings.metrics_target_info)
+    metric_push = metric_exporters(settings)
+    # Exemplars only reach OTLP (the Prometheus text exporter drops them): offering every
+    # measurement to a reservoir costs more than all the rest of the metric path, so the filter
+    # is trace-based only when a push exporter is configured.
+    exemplar_filter = TraceBasedExemplarFilter() if metric_push else AlwaysOffExemplarFilter()
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
+                                   exemplar_filter=exemplar_filter)
+    tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
+    for exporter in span_exporters(settings):
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(exporter, max_queue_size=2048, schedule_delay_millis=1000,
+                               max_export_batch_size=512, meter_provider=meter_provider))
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
+    pipeline = Pipeline(settings=settings, resource=resource, tracer_provider=tracer_provider,
+                        meter_provider=meter_provider, reader=reader, registry=registry,
+                        scheduler=Scheduler(), metric_exporters=metric_push)
+    if settings.system_metrics:
+        from .system import register_system_metrics
+
+        register_system_metrics(pipeline.meter)
+    if pipeline.metric_exporters:
+        pipeline.scheduler.every(settings.metric_export_interval / 1000, pipeline.export_metrics, "export metrics")
+    for hook in setup_hooks:
+        hook(pipeline)
+    pipeline.scheduler.start()
+    return pipeline

@@ -1,0 +1,298 @@
+"""Settings: one frozen object, resolved once when a monitor is attached to an app.
+
+Precedence for every setting: keyword argument > Flask ``app.config`` key >
+environment variable > default. Nothing is read at import time.
+
+Each row of :data:`FIELDS` names the setting, its ``app.config`` key, the
+environment variables it honours (standard ``OTEL_*`` ones first), its default
+and how its text is parsed. The README's settings table and
+``otel-monitor doctor`` are generated from the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+__all__ = ["Settings", "SettingsError", "FIELDS", "resolve_settings"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use. The message names the setting."""
+
+
+# -- parsers: text (from config or environment) -> value; raise ValueError with what is accepted
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _str(value: Any) -> str:
+    return str(value).strip()
+
+
+def _opt_str(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
+def _exporters(value: Any) -> tuple[str, ...]:
+    """OTEL_*_EXPORTER: a comma-separated list of otlp, console, none (prometheus accepted)."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip().lower() for v in value]
+    else:
+        items = [v.strip().lower() for v in str(value).split(",") if v.strip()]
+    allowed = ("otlp", "console", "none", "prometheus")
+    for item in items:
+        if item not in allowed:
+            raise ValueError("expected a comma-separated list of otlp, console, none")
+    return tuple(i for i in items if i not in ("none", "prometheus"))
+
+
+def _number(low: float, high: float, integer: bool = False) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = int(str(value).strip()) if integer else float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a number from {low:g} to {high:g}") from None
+        if math.isnan(number) or not (low <= number <= high):
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
+        return number
+
+    return parse
+
+
+def _opt_port(value: Any) -> int | None:
+    if value is None or str(value).strip() == "":
+        return None
+    return int(_number(1, 65535, integer=True)(value))
+
+
+def _key_values(value: Any) -> dict[str, str]:
+    """``k1=v1,k2=v2`` (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS), percent-decoded."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    from urllib.parse import unquote
+
+    result: dict[str, str] = {}
+    for item in str(value).split(","):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected comma-separated key=value pairs")
+        result[unquote(key.strip())] = unquote(val.strip())
+    return result
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    """Comma-separated regular expressions (OTEL_PYTHON_FLASK_EXCLUDED_URLS); each must compile."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = tuple(str(v).strip() for v in items if str(v).strip())
+    for pattern in result:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+    return result
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(v).strip().lower() for v in items if str(v).strip())
+
+
+def _path(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
+        raise ValueError("expected a URL path starting with '/'")
+    return text.rstrip("/") or "/"
+
+
+def _endpoint(value: Any) -> str | None:
+    text = _opt_str(value)
+    if text is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a URL such as http://collector:4318")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("expected a URL such as http://collector:4318 (the port is not a number)") from None
+    return text
+
+
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+_SENSITIVE_DEFAULT = ("password", "passwd", "pwd", "secret", "token", "access_token", "api_key", "apikey",
+                      "key", "auth", "authorization", "session", "sessionid", "signature", "sig", "code")
+
+
+def _setting(
+    default: Any,
+    parse: Callable[[Any], Any],
+    env: tuple[str, ...] = (),
+    doc: str = "",
+    secret: bool = False,
+) -> Any:
+    metadata = {"parse": parse, "env": env, "doc": doc, "secret": secret}
+    if default is dataclasses.MISSING:  # mutable (dict) settings
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a monitor needs to know, resolved once. Build it with :func:`resolve_settings`."""
+
+    #: ``service.name`` of the resource. Default: the Flask app's import name, else ``unknown_service``.
+    service_name: str | None = _setting(None, _opt_str, ("OTEL_SERVICE_NAME",), "Service name (resource `service.name`); default: the Flask app's import name")
+    #: Extra resource attributes.
+    resource_attributes: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_RESOURCE_ATTRIBUTES",), "Extra resource attributes, `k=v,k2=v2`")
+    #: Turn everything off: the app runs untouched.
+    sdk_disabled: bool = _setting(False, _bool, ("OTEL_SDK_DISABLED",), "Disable all monitoring (the app runs untouched)")
+    #: Span exporters. Default: ``otlp`` when an OTLP endpoint is configured, else none.
+    traces_exporter: tuple | None = _setting(None, _exporters, ("OTEL_TRACES_EXPORTER",), "Span exporters: `otlp`, `console`, `none`; default `otlp` when an endpoint is set, else `none`")
+    #: Metric push exporters (the Prometheus endpoint is always served).
+    metrics_exporter: tuple | None = _setting(None, _exporters, ("OTEL_METRICS_EXPORTER",), "Metric push exporters: `otlp`, `console`, `none` (`/metrics` is served regardless); default as for traces")
+    otlp_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_ENDPOINT",), "OTLP endpoint, e.g. `http://127.0.0.1:4318` (HTTP) or `http://127.0.0.1:4317` (gRPC)")
+    otlp_traces_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), "OTLP endpoint for traces only (a full URL, used as is)")
+    otlp_metrics_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), "OTLP endpoint for metrics only (a full URL, used as is)")
+    otlp_protocol: str = _setting("http/protobuf", _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_PROTOCOL",), "OTLP protocol: `grpc` or `http/protobuf`")
+    otlp_traces_protocol: str | None = _setting(None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",), "OTLP protocol for traces only")
+    otlp_metrics_protocol: str | None = _setting(None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",), "OTLP protocol for metrics only")
+    otlp_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_HEADERS",), "Headers sent with every OTLP export, `k=v,k2=v2` (values are masked in `doctor`)", secret=True)
+    otlp_traces_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), "Headers for trace export only", secret=True)
+    otlp_metrics_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_METRICS_HEADERS",), "Headers for metric export only", secret=True)
+    otlp_timeout: float = _setting(5.0, _number(0.1, 60), ("OTEL_MONITOR_OTLP_TIMEOUT",), "Seconds one OTLP export may take (the standard `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms, is honoured too)")
+    traces_sampler: str = _setting("parentbased_always_on", _choice(*_SAMPLERS), ("OTEL_TRACES_SAMPLER",), "Sampler: " + ", ".join(f"`{s}`" for s in _SAMPLERS))
+    traces_sampler_arg: float = _setting(1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1")
+    metric_export_interval: float = _setting(60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports")
+    excluded_urls: tuple = _setting((), _patterns, ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), "Comma-separated regular expressions searched in the request path; matches get no span and no metrics")
+    metrics_path: str = _setting("/metrics", _path, ("OTEL_MONITOR_METRICS_PATH",), "Path of the Prometheus endpoint on the app's port")
+    metrics_port: int | None = _setting(None, _opt_port, ("OTEL_MONITOR_METRICS_PORT",), "Also serve `/metrics` on this port (a separate listener on `metrics_host`)")
+    metrics_host: str = _setting("127.0.0.1", _str, ("OTEL_MONITOR_METRICS_HOST",), "Address the separate metrics port binds to")
+    metrics_token: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_METRICS_TOKEN",), "If set, `/metrics` requires `Authorization: Bearer <token>`", secret=True)
+    metrics_target_info: bool = _setting(True, _bool, ("OTEL_MONITOR_METRICS_TARGET_INFO",), "Expose the `target_info` series (resource attributes) on `/metrics`")
+    system_metrics: bool = _setting(True, _bool, ("OTEL_MONITOR_SYSTEM_METRICS",), "Observable `system.*` and `process.*` gauges (read only when collected)")
+    set_global: bool = _setting(False, _bool, ("OTEL_MONITOR_SET_GLOBAL",), "Install this monitor's providers as the OpenTelemetry global providers")
+    shutdown_timeout: float = _setting(3.0, _number(0.0, 120), ("OTEL_MONITOR_SHUTDOWN_TIMEOUT",), "Seconds flushing at exit may take before the process exits anyway")
+    sensitive_query_params: tuple = _setting(_SENSITIVE_DEFAULT, _names, ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",), "Query parameters whose values are replaced by `REDACTED` in spans")
+    capture_user_agent: bool = _setting(True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans")
+    multiprocess_dir: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_MULTIPROCESS_DIR",), "Directory shared by the workers of one pre-fork server; default: detected automatically")
+
+    def source_of(self, name: str) -> str:
+        """Where a setting's value came from: argument, app config, environment or default."""
+        return self._sources.get(name, "default")  # type: ignore[attr-defined]
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as a dict with secret values replaced, for logs and ``doctor``."""
+        result = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = {k: "***" for k in value} if isinstance(value, dict) else "***"
+            result[f.name] = value
+        return result
+
+
+FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(Settings)
+_FIELD_NAMES = {f.name for f in FIELDS}
+
+
+def config_key(name: str) -> str:
+    """The Flask ``app.config`` key for a setting."""
+    return "OTEL_MONITOR_" + name.upper()
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return {} if f.default is dataclasses.MISSING else f.default
+
+
+def resolve_settings(
+    kwargs: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve every setting: ``kwargs`` > ``config`` (Flask app.config) > ``environ`` > defaults.
+
+    Raises :class:`SettingsError` naming the setting, where it came from and what it accepts.
+    ``defaults`` overrides the built-in defaults (the app's name for ``service_name``, say).
+    """
+    import os
+
+    kwargs = dict(kwargs or {})
+    unknown = sorted(set(kwargs) - _FIELD_NAMES)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; see otel_monitor.settings.FIELDS")
+    config = config or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for f in FIELDS:
+        parse = f.metadata["parse"]
+        candidates: list[tuple[str, Any]] = []
+        if f.name in kwargs:
+            candidates.append((f"argument {f.name}=", kwargs[f.name]))
+        elif config_key(f.name) in config:
+            candidates.append((f"app.config[{config_key(f.name)!r}]", config[config_key(f.name)]))
+        else:
+            for var in f.metadata["env"]:
+                if var in environ and str(environ[var]).strip() != "":
+                    candidates.append((f"environment variable {var}", environ[var]))
+                    break
+        if candidates:
+            where, raw = candidates[0]
+            if raw is None or (f.default is None and isinstance(raw, str) and not raw.strip()):
+                value = None if f.default is None else _default(f)
+            else:
+                try:
+                    value = parse(raw)
+                except (ValueError, TypeError) as exc:
+                    raise SettingsError(f"{f.name}: bad value {str(raw)[:80]!r} from {where}: {exc}") from None
+            values[f.name] = value
+            sources[f.name] = where.split(" ")[0] if where.startswith("argument") else where
+        else:
+            values[f.name] = (defaults or {}).get(f.name, _default(f))
+    # The standard OTLP timeout is in milliseconds; ours in seconds wins when both are given.
+    if "otlp_timeout" not in sources and environ.get("OTEL_EXPORTER_OTLP_TIMEOUT", "").strip():
+        try:
+            values["otlp_timeout"] = _number(0.1, 60)(float(environ["OTEL_EXPORTER_OTLP_TIMEOUT"]) / 1000)
+            sources["otlp_timeout"] = "environment variable OTEL_EXPORTER_OTLP_TIMEOUT"
+        except ValueError as exc:
+            raise SettingsError(f"otlp_timeout: bad value from environment variable OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds): {exc}") from None
+    settings = Settings(**values)
+    object.__setattr__(settings, "_sources", sources)
+    return settings

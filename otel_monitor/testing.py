@@ -1,0 +1,72 @@
+"""Helpers for testing code that uses otel_monitor (and for our own tests).
+
+    telemetry = Telemetry(monitor)
+    client.get("/")
+    assert telemetry.spans()[0].name == "GET /"
+    assert telemetry.points("http.server.request.duration")[0].count == 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+__all__ = ["Telemetry"]
+
+
+class Telemetry:
+    """Collects the spans and metrics of one monitor in memory."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+        self.exporter = InMemorySpanExporter()
+        monitor.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+
+    def spans(self) -> list:
+        return list(self.exporter.get_finished_spans())
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+    def metrics(self) -> dict[str, Any]:
+        """Metric name -> the SDK ``Metric`` (this process, cumulative)."""
+        data = self.monitor.pipeline.reader.snapshot()
+        result: dict[str, Any] = {}
+        if data is None:
+            return result
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    result[metric.name] = metric
+        return result
+
+    def points(self, name: str) -> list:
+        metric = self.metrics().get(name)
+        return list(metric.data.data_points) if metric is not None else []
+
+    def point(self, name: str, **attributes: Any) -> Any:
+        """The one data point of ``name`` whose attributes include ``attributes`` (dots as '_'? no: exact keys)."""
+        matches = [p for p in self.points(name)
+                   if all(p.attributes.get(k) == v for k, v in attributes.items())]
+        if len(matches) != 1:
+            raise AssertionError(f"{len(matches)} points of {name} match {attributes}: "
+                                 f"{[dict(p.attributes) for p in self.points(name)]}")
+        return matches[0]
+
+
+def closing_client(app: Any) -> Any:
+    """A Flask test client that closes each response, as a real WSGI server does.
+
+    Werkzeug's test client calls the body's ``close()`` only when you close the response; the
+    request's span and duration end there (PEP 3333), so unclosed responses show no telemetry.
+    """
+    from flask.testing import FlaskClient
+
+    class _ClosingClient(FlaskClient):
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("buffered", True)
+            return super().open(*args, **kwargs)
+
+    return _ClosingClient(app, app.response_class, use_cookies=True)

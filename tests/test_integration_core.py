@@ -1,0 +1,153 @@
+"""Real parts: the example app served on 127.0.0.1, scraped and checked by promtool; OTLP to a real
+receiver (rotel); process exit time with the collector down."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, free_port, stop_process, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+
+def fetch(url: str, timeout: float = 10) -> tuple[int, str, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def drive(base: str, paths: list[str]) -> None:
+    for path in paths:
+        fetch(base + path)
+
+
+def test_metrics_scraped_over_http_pass_promtool_check_metrics(example_server):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: .ci/run installs the Debian package prometheus"
+    base = example_server()
+    drive(base, ["/", "/api/users", "/api/users/3", "/api/users/999", "/api/error", "/nope", "/api/slow"])
+    status, body, headers = fetch(base + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'http_route="/api/users/<int:user_id>"' in body
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_metrics_negotiate_openmetrics_when_asked(example_server):
+    base = example_server()
+    request = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert response.read().decode().rstrip().endswith("# EOF")
+
+
+def rotel_binary() -> str:
+    import rotel
+
+    path = Path(rotel.__file__).parent / "rotel-agent"
+    if not path.exists():
+        pytest.fail("the rotel package ships no rotel-agent binary here")
+    return str(path)
+
+
+@pytest.fixture
+def rotel(tmp_path):
+    grpc_port, http_port = free_port(), free_port()
+    log_path = tmp_path / "rotel.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
+         "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "blackhole",
+         "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"],
+        stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(grpc_port, proc=proc)
+    wait_for_port(http_port, proc=proc)
+    yield {"grpc": grpc_port, "http": http_port, "log": log_path}
+    stop_process(proc)
+
+
+def wait_for_log(path: Path, patterns: list[str], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace")
+        if all(re.search(p, text) for p in patterns):
+            return text
+        time.sleep(0.2)
+    missing = [p for p in patterns if not re.search(p, text)]
+    raise AssertionError(f"rotel never logged {missing}; log tail:\n{text[-3000:]}")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_spans_and_metrics_reach_a_real_otlp_receiver(example_server, rotel, protocol):
+    port = rotel["grpc"] if protocol == "grpc" else rotel["http"]
+    service = "example-" + protocol.replace("/", "-")
+    base = example_server({
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+    })
+    drive(base, ["/api/users/7", "/api/error"])
+    wait_for_log(rotel["log"], [
+        rf"service\.name: Str\({re.escape(service)}\)",
+        r"Name\s*: GET /api/users/<int:user_id>",
+        r"Name\s*: GET /api/error",
+        r"http\.route: Str\(/api/users/<int:user_id>\)",
+        r"Name: http\.server\.request\.duration",
+        r"Name: system\.memory\.usage",
+        r"Name: shop\.users\.registered",
+    ])
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from flask import Flask
+    from otel_monitor import Monitor
+    app = Flask("exit_test")
+    app.add_url_rule("/", "i", lambda: "ok")
+    Monitor(app, traces_exporter="otlp", metrics_exporter="otlp", otlp_endpoint={endpoint!r},
+            otlp_protocol={protocol!r}, shutdown_timeout=2)
+    client = app.test_client()
+    for _ in range(500):
+        client.get("/", buffered=True)
+    print("served", flush=True)
+""")
+
+#: documented in the README: exit takes at most shutdown_timeout (+ interpreter teardown)
+EXIT_BOUND_SECONDS = 2.0 + 2.5
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("collector", ["closed-port", "blackhole"])
+def test_process_exit_stays_within_the_bound_when_the_collector_is_down(tmp_path, protocol, collector):
+    import socket
+
+    listener = None
+    port = free_port()
+    if collector == "blackhole":  # accepts connections, never answers
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", port))
+        listener.listen(100)
+    script = EXIT_SCRIPT.format(root=str(ROOT), endpoint=f"http://127.0.0.1:{port}", protocol=protocol)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    if listener:
+        listener.close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "served" in result.stdout
+    assert elapsed < EXIT_BOUND_SECONDS + 2.0, f"exit took {elapsed:.1f}s"  # + interpreter/import start-up
