@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
@@ -155,6 +156,7 @@ class Pipeline:
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
     extensions: dict = field(default_factory=dict)
+    shared: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
@@ -187,6 +189,25 @@ class Pipeline:
             counts[key] = counts.get(key, 0) + 1
         return [Observation(count, {"http.request.method": key[0], "url.scheme": key[1]})
                 for key, count in sorted(counts.items())]
+
+    # -- what the analytics and other in-process consumers read (all workers, when pre-forked) --
+
+    def collect_all(self) -> MetricsData | None:
+        """Cumulative metrics of every live worker merged (this process alone when not pre-forked)."""
+        data = self.reader.snapshot()
+        return self.reader.transform(data) if data is not None else None
+
+    def share(self, key: str, produce: Callable[[], Any]) -> None:
+        """Publish a JSON-able value under ``key``; :meth:`gather` returns it from every worker."""
+        self.shared[key] = produce
+
+    def gather(self, key: str) -> list[Any]:
+        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked)."""
+        return self.gather_from_workers(key)
+
+    def gather_from_workers(self, key: str) -> list[Any]:  # replaced by the multiprocess support
+        produce = self.shared.get(key)
+        return [produce()] if produce is not None else []
 
     @property
     def instance_id(self) -> str:
