@@ -77,11 +77,24 @@ class Runtime:
                 if pipeline is None:
                     pipeline = build_pipeline(self.settings, self.service_name,
                                               span_processors=self.span_processors(),
-                                              setup_hooks=tuple(self.setup_hooks))
+                                              setup_hooks=(self._multiprocess_hook, *self.setup_hooks))
                     self._pipeline = pipeline
                     if self._abandoned:
                         self._retire_abandoned()
         return pipeline
+
+    def _multiprocess_hook(self, pipeline: Pipeline) -> None:
+        """Under a pre-fork server, merge all workers' metrics (see otel_monitor.multiprocess)."""
+        from . import multiprocess
+
+        try:
+            master = multiprocess.detect_group(self.forked_from)
+            if master is None and not self.settings.multiprocess_dir:
+                return
+            directory = multiprocess.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
+            multiprocess.enable(pipeline, directory)
+        except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
+            log_internal_error("setting up multiprocess metrics")
 
     @property
     def built(self) -> bool:

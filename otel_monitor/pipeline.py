@@ -157,6 +157,8 @@ class Pipeline:
     requests_seen: int = 0
     extensions: dict = field(default_factory=dict)
     shared: dict = field(default_factory=dict)
+    #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
+    shutdown_hooks: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
@@ -245,7 +247,9 @@ class Pipeline:
         return True
 
     def _shutdown(self) -> None:
-        for step in (self.scheduler.stop, self.export_metrics, self.tracer_provider.shutdown, self.meter_provider.shutdown):
+        steps = (self.scheduler.stop, self.export_metrics, *self.shutdown_hooks,
+                 self.tracer_provider.shutdown, self.meter_provider.shutdown)
+        for step in steps:
             try:
                 step()
             except Exception:  # noqa: BLE001 - MeterProvider.shutdown raises on a second call

@@ -1,0 +1,146 @@
+"""Real gunicorn with several workers on 127.0.0.1: /metrics through any worker reports everybody's totals."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, free_port, stop_process, wait_for_port
+from .test_integration_core import rotel, wait_for_log  # noqa: F401 - fixture reuse
+
+pytestmark = pytest.mark.integration
+COUNT_RE = re.compile(r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def request_total(body: str) -> float:
+    return sum(float(v) for v in COUNT_RE.findall(body))
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    procs = []
+
+    def start(*extra: str, workers: int = 4, env: dict | None = None) -> tuple[str, subprocess.Popen]:
+        port = free_port()
+        log = open(tmp_path / f"gunicorn-{port}.log", "w")
+        # A private multiprocess dir per test run, so runs never see each other's files.
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SERVICE_NAME": "prefork", **(env or {})}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+             "--graceful-timeout", "5", *extra, "tests.apps.prefork_app:app"],
+            cwd=str(ROOT), env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_for_port(port, timeout=30, proc=proc)
+        base = f"http://127.0.0.1:{port}"
+        # all workers up: distinct pids answering
+        deadline = time.monotonic() + 20
+        pids: set[str] = set()
+        while len(pids) < workers and time.monotonic() < deadline:
+            pids.add(get(base + "/pid"))
+        return base, proc
+
+    yield start
+    for proc in procs:
+        stop_process(proc)
+
+
+def worker_pids(master: subprocess.Popen) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(master.pid).children()]
+
+
+def send(base: str, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        get(f"{base}/work/{i}")
+
+
+def settle() -> None:
+    time.sleep(1.5)  # other workers write their numbers every 0.5 s while busy
+
+
+@pytest.mark.parametrize("options", [(), ("--preload",), ("--threads", "4")], ids=["sync", "sync-preload", "gthread"])
+def test_every_scrape_through_any_worker_reports_the_total_of_all_workers(gunicorn, options):
+    base, master = gunicorn(*options)
+    baseline = request_total(get(base + "/metrics"))
+    n = 200
+    send(base, 0, n)
+    settle()
+    answering = set()
+    for _ in range(30):
+        body = get(base + "/metrics")
+        assert request_total(body) - baseline == n
+        answering.add(re.search(r'^target_info\{.*service_instance_id="([^"]+)"', body, re.M).group(1))
+    assert len(answering) == 1, "the merged view must describe the group, not the answering worker"
+
+    promtool = shutil.which("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    # host-level gauges once per host; process-level once per worker, told apart by process_pid
+    assert len(re.findall(r"^system_memory_limit_bytes\{", body, re.M)) == 1
+    assert len(re.findall(r"^system_filesystem_utilization\{", body, re.M)) == 1
+    assert len(re.findall(r'^system_network_io_bytes_total\{[^}]*direction="receive"', body, re.M)) == 1
+    rss_pids = set(re.findall(r'^process_memory_usage_bytes\{[^}]*process_pid="(\d+)"', body, re.M))
+    assert rss_pids == {str(p) for p in worker_pids(master)}
+
+
+def test_the_preforked_master_exports_nothing_that_a_worker_exports_again(gunicorn):
+    base, master = gunicorn("--preload", workers=2)
+    send(base, 0, 10)
+    settle()
+    body = get(base + "/metrics")
+    assert "app_boot_total" not in body  # counted in the master at import, before the fork
+    assert request_total(body) == 10
+
+
+def test_a_killed_worker_never_makes_the_totals_go_backwards(gunicorn):
+    base, master = gunicorn(workers=3)
+    totals = []
+    send(base, 0, 90)
+    settle()
+    totals.append(request_total(get(base + "/metrics")))
+    victim = worker_pids(master)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # gunicorn replaces it
+        pids = worker_pids(master)
+        if victim not in pids and len(pids) == 3:
+            break
+        time.sleep(0.2)
+    for _ in range(10):
+        totals.append(request_total(get(base + "/metrics")))
+    send(base, 90, 60)
+    settle()
+    for _ in range(10):
+        totals.append(request_total(get(base + "/metrics")))
+    assert totals == sorted(totals), totals
+    assert totals[0] == 90 and totals[-1] == 150
+
+
+def test_otlp_export_from_several_workers_arrives_with_distinct_instance_ids(gunicorn, rotel):
+    base, master = gunicorn(workers=3, env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rotel['http']}",
+        "OTEL_METRIC_EXPORT_INTERVAL": "500"})
+    send(base, 0, 60)
+    text = wait_for_log(rotel["log"], [r"Name\s*: GET /work/<int:n>"])
+    deadline = time.monotonic() + 20
+    ids: set[str] = set()
+    while time.monotonic() < deadline and len(ids) < 3:
+        text = Path(rotel["log"]).read_text(errors="replace")
+        ids = set(re.findall(r"service\.instance\.id: Str\(([^)]+)\)", text))
+        time.sleep(0.3)
+    assert len(ids) >= 3, ids
