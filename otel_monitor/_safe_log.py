@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
 
@@ -34,7 +35,16 @@ def should_log(what: str) -> bool:
 
 
 def log_internal_error(what: str) -> None:
-    """Log the exception being handled, at most once per INTERVAL for each ``what``."""
-    if should_log(what):
-        _logger.warning("otel_monitor: error while %s; the request is unaffected "
-                        "(further errors of this kind are not logged for %ds)", what, int(INTERVAL), exc_info=True)
+    """Log the exception being handled, at most once per INTERVAL for each ``what``.
+
+    One WARNING line with the exception's type and its message neutralised (the message may
+    carry request data: CR/LF/ANSI must not forge log lines); the traceback at DEBUG.
+    """
+    if not should_log(what):
+        return
+    exc = sys.exc_info()[1]
+    detail = f"{type(exc).__name__}: {neutralise(exc)}" if exc is not None else "unknown error"
+    _logger.warning("otel_monitor: error while %s (%s); the request is unaffected "
+                    "(further errors of this kind are not logged for %ds)", neutralise(what), detail, int(INTERVAL))
+    if _logger.isEnabledFor(logging.DEBUG):
+        _logger.debug("otel_monitor: traceback of the error while %s", neutralise(what), exc_info=True)

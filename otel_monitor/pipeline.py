@@ -261,6 +261,26 @@ class Pipeline:
                 log_internal_error("shutting down a metric exporter")
 
 
+def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> BatchSpanProcessor:
+    """A bounded batch processor whose drops are counted on our meter.
+
+    The SDK reports ``otel.sdk.processor.span.processed`` (``error.type=queue_full`` for drops) and
+    the queue size/capacity only when OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set when the
+    processor is built; dropping spans silently is not acceptable, so we set it for that moment.
+    """
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        return BatchSpanProcessor(exporter, max_queue_size=2048, schedule_delay_millis=1000,
+                                  max_export_batch_size=512, meter_provider=meter_provider)
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+
+
 def build_pipeline(
     settings: Settings,
     service_name: str,
@@ -282,9 +302,7 @@ def build_pipeline(
                                    exemplar_filter=exemplar_filter)
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
     for exporter in span_exporters(settings):
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=2048, schedule_delay_millis=1000,
-                               max_export_batch_size=512, meter_provider=meter_provider))
+        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
     pipeline = Pipeline(settings=settings, resource=resource, tracer_provider=tracer_provider,

@@ -20,6 +20,15 @@ _OTEL_ENV = [k for k in os.environ if k.startswith(("OTEL_", "MONITORING_"))]
 
 
 @pytest.fixture(autouse=True)
+def _fresh_log_rate_limits():
+    """Each test sees its own first failure logged (the limiter is per process)."""
+    from otel_monitor import _safe_log
+
+    _safe_log._last.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
     """Tests start with no OTEL_* / MONITORING_* variables from the machine."""
     for key in list(os.environ):

@@ -1,0 +1,186 @@
+"""Bad input on the request path: same status and body as the app without monitoring, bounded cost."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import pytest
+from flask import Flask, abort
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from otel_monitor import Monitor
+from otel_monitor._request_path import _GETTER
+from otel_monitor.testing import Telemetry
+
+
+def make_app(monitored: bool):
+    app = Flask("differential")
+
+    @app.before_request
+    def maybe_fail():
+        from flask import request
+
+        if request.path == "/before-fails":
+            raise RuntimeError("before_request failed")
+
+    @app.get("/")
+    def index():
+        return "home"
+
+    @app.route("/items/<name>", methods=["GET", "POST"])
+    def item(name):
+        return {"name": name}
+
+    @app.get("/none")
+    def returns_none():
+        return None
+
+    @app.get("/forbidden")
+    def forbidden():
+        abort(403)
+
+    @app.get("/before-fails")
+    def before_fails():
+        return "unreachable"
+
+    monitor = Monitor(app, system_metrics=False) if monitored else None
+    return app, monitor
+
+
+BARE, _ = make_app(False)
+MONITORED, MONITOR = make_app(True)
+TELEMETRY = Telemetry(MONITOR)
+
+
+def call(app, environ):
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"] = status
+        captured["headers"] = [(k, v) for k, v in headers if k.lower() not in ("date",)]
+
+    env = dict(environ)
+    env.setdefault("wsgi.input", io.BytesIO(b""))
+    env.setdefault("wsgi.errors", io.StringIO())
+    try:
+        result = app(env, start_response)
+    except Exception as exc:  # an invalid environ may make the app itself raise: so must we, the same
+        return ("raised", type(exc)), None, b""
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return captured.get("status"), captured.get("headers"), body
+
+
+def base_environ(**overrides):
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+           "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+           "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+           "REMOTE_ADDR": "127.0.0.1"}
+    env.update(overrides)
+    return env
+
+
+def assert_same(environ):
+    assert call(MONITORED, environ) == call(BARE, environ)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"PATH_INFO": "/items/%FF"}, {"PATH_INFO": "/items/\x00"}, {"PATH_INFO": "/../etc/passwd"},
+    {"PATH_INFO": ""}, {"PATH_INFO": "/items/\xff\xfe"}, {"PATH_INFO": "/items/\udcff"}, {"SERVER_PORT": "abc"},
+    {"HTTP_HOST": "x:abc"}, {"HTTP_HOST": "example.com:abc"}, {"HTTP_HOST": "[::1]:xyz"},
+    {"HTTP_HOST": ":::"}, {"wsgi.url_scheme": "gopher"}, {"QUERY_STRING": "a=%FF&&=&token"},
+    {"REQUEST_METHOD": "HEAD"}, {"REQUEST_METHOD": "OPTIONS"}, {"REQUEST_METHOD": "DELETE", "PATH_INFO": "/"},
+    {"PATH_INFO": "/none"}, {"PATH_INFO": "/forbidden"}, {"PATH_INFO": "/before-fails"},
+    {"CONTENT_LENGTH": "abc"}, {"CONTENT_LENGTH": "-5"},
+])
+def test_odd_requests_get_exactly_the_response_of_the_bare_app(overrides):
+    assert_same(base_environ(**overrides))
+
+
+def test_nothing_stays_active_after_failing_and_odd_requests():
+    for path in ("/before-fails", "/none", "/forbidden"):
+        call(MONITORED, base_environ(PATH_INFO=path))
+    assert sum(p.value for p in TELEMETRY.points("http.server.active_requests")) == 0
+
+
+environ_values = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
+                         max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=environ_values, method=st.sampled_from(["GET", "POST", "HEAD", "PUT", "FOO", "", "G E T"]),
+       host=environ_values, port=environ_values, query=environ_values, traceparent=environ_values,
+       baggage=environ_values, user_agent=environ_values)
+def test_property_any_environ_gets_the_bare_apps_response(path, method, host, port, query, traceparent, baggage, user_agent):
+    # WSGI strings are latin-1 "bytes as str"; encode what hypothesis gives us that way.
+    def wsgi(text):
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+    env = base_environ(PATH_INFO="/" + wsgi(path), REQUEST_METHOD=method, HTTP_HOST=wsgi(host),
+                       SERVER_PORT=wsgi(port), QUERY_STRING=wsgi(query), HTTP_TRACEPARENT=wsgi(traceparent),
+                       HTTP_BAGGAGE=wsgi(baggage), HTTP_USER_AGENT=wsgi(user_agent))
+    assert_same(env)
+
+
+VALID_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("traceparent", [
+    "garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "x" * 1_000_000, " " * 32_768 + "\n" + VALID_PARENT,
+    VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the propagator's regex: ~4 s unguarded
+])
+def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(traceparent):
+    TELEMETRY.clear()
+    started = time.perf_counter()
+    status, _, _ = call(MONITORED, base_environ(HTTP_TRACEPARENT=traceparent))
+    elapsed = time.perf_counter() - started
+    assert status.startswith("200")
+    (span,) = TELEMETRY.spans()
+    assert span.parent is None
+    assert elapsed < 0.05  # the quadratic regex path takes seconds on these inputs
+
+
+def test_oversized_headers_are_refused_before_any_parsing():
+    started = time.perf_counter()
+    for _ in range(1000):
+        assert _GETTER.get({"HTTP_TRACEPARENT": VALID_PARENT + "-" + " " * 32_000 + "\nx"}, "traceparent") is None
+    assert (time.perf_counter() - started) / 1000 < 0.001
+
+
+@pytest.mark.parametrize("tracestate", [",".join(f"k{i}=v{i}" for i in range(1000)), "a=b\r\nc=d"])
+def test_a_huge_or_line_broken_tracestate_is_dropped_but_the_parent_kept(tracestate):
+    TELEMETRY.clear()
+    call(MONITORED, base_environ(HTTP_TRACEPARENT=VALID_PARENT, HTTP_TRACESTATE=tracestate))
+    (span,) = TELEMETRY.spans()
+    assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
+    assert len(span.context.trace_state) == 0
+
+
+@pytest.mark.parametrize("baggage", ["k=" + "v" * 1_000_000, ",".join(f"k{i}=v" for i in range(500))])
+def test_huge_baggage_is_capped_and_nothing_huge_is_logged(caplog, baggage):
+    with caplog.at_level(logging.DEBUG):
+        status, _, _ = call(MONITORED, base_environ(HTTP_BAGGAGE=baggage))
+    assert status.startswith("200")
+    assert sum(len(r.getMessage()) for r in caplog.records) < 2048
+
+
+def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded():
+    app, monitor = make_app(True)
+    telemetry = Telemetry(monitor)
+    for i in range(3000):
+        call(app, base_environ(PATH_INFO=f"/items/{i}"))
+        call(app, base_environ(PATH_INFO=f"/no/such/{i}"))
+        call(app, base_environ(HTTP_HOST=f"host{i}.example:{i}"))
+    for i in range(200):
+        call(app, base_environ(REQUEST_METHOD=f"M{i}"))
+    series = {tuple(sorted(p.attributes.items())) for p in telemetry.points("http.server.request.duration")}
+    # routes x methods x statuses: /items/<name>, unmatched 404, / ; GET and _OTHER (405s)
+    assert len(series) <= 5, series
+    assert len(MONITORED.wsgi_app._attr_cache) < 50
+    monitor.shutdown(1)

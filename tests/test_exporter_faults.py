@@ -1,0 +1,209 @@
+"""Collector and exporter faults: the app never notices, shutdown is bounded, drops are counted."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from flask import Flask
+
+from otel_monitor import Monitor
+from otel_monitor.pipeline import span_exporters
+from otel_monitor.settings import resolve_settings
+from otel_monitor.testing import Telemetry, closing_client
+
+from .conftest import free_port
+
+
+def app_with(**settings):
+    app = Flask("faults")
+    app.add_url_rule("/", "index", lambda: "ok")
+    monitor = Monitor(app, system_metrics=False, **settings)
+    return app, monitor
+
+
+@pytest.fixture
+def blackhole():
+    """A socket that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(200)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def median_request_ms(app, n=400):
+    client = closing_client(app)
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        assert client.get("/").status_code == 200
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("target", ["closed-port", "blackhole"])
+def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, blackhole):
+    port = blackhole if target == "blackhole" else free_port()
+    baseline_app, baseline = app_with()
+    dead_app, dead = app_with(traces_exporter="otlp", metrics_exporter="otlp", otlp_protocol=protocol,
+                              otlp_endpoint=f"http://127.0.0.1:{port}", metric_export_interval=200,
+                              shutdown_timeout=1)
+    base_ms = median_request_ms(baseline_app)
+    dead_ms = median_request_ms(dead_app)
+    assert dead_ms < base_ms + 1.0, (base_ms, dead_ms)
+    started = time.monotonic()
+    assert dead.shutdown() in (True, False)
+    assert time.monotonic() - started < 1.5
+    baseline.shutdown(1)
+
+
+class Flaky(BaseHTTPRequestHandler):
+    calls: list = []
+    status = 503
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Flaky.calls.append(time.monotonic())
+        if len(Flaky.calls) == 1:
+            self.send_response(Flaky.status)
+            self.send_header("Retry-After", "1")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status):
+    Flaky.calls, Flaky.status = [], status
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = resolve_settings({"traces_exporter": "otlp", "otlp_endpoint": f"http://127.0.0.1:{port}",
+                                 "otlp_timeout": 5})
+    (exporter,) = span_exporters(settings)
+    app, monitor = app_with()
+    Telemetry(monitor)
+    closing_client(app).get("/")
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    spans = monitor.tracer_provider._active_span_processor._span_processors[-1].span_exporter.get_finished_spans()
+    started = time.monotonic()
+    assert exporter.export(list(spans)) is SpanExportResult.SUCCESS
+    assert len(Flaky.calls) == 2
+    assert 0.7 <= Flaky.calls[1] - Flaky.calls[0] <= 2.5  # honoured Retry-After: 1 (with jitter)
+    assert time.monotonic() - started < 5
+    server.shutdown()
+    monitor.shutdown(1)
+
+
+def test_grpc_unavailable_is_retried_with_bounded_backoff():
+    import grpc
+    from concurrent import futures
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    calls = []
+
+    def export(request, context):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "busy")
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(
+            export, request_deserializer=trace_service_pb2.ExportTraceServiceRequest.FromString,
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)})
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    settings = resolve_settings({"traces_exporter": "otlp", "otlp_protocol": "grpc",
+                                 "otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 5})
+    (exporter,) = span_exporters(settings)
+    app, monitor = app_with()
+    telemetry = Telemetry(monitor)
+    closing_client(app).get("/")
+    started = time.monotonic()
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    assert exporter.export(telemetry.spans()) is SpanExportResult.SUCCESS
+    assert len(calls) == 2 and time.monotonic() - started < 5
+    server.stop(0)
+    monitor.shutdown(1)
+
+
+def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bounded(blackhole):
+    app, monitor = app_with(traces_exporter="otlp", metrics_exporter="none",
+                            otlp_endpoint=f"http://127.0.0.1:{blackhole}", shutdown_timeout=2)
+    client = closing_client(app)
+    for _ in range(3000):
+        client.get("/")
+    started = time.monotonic()
+    monitor.shutdown()  # never raises
+    assert time.monotonic() - started < 2.5
+
+
+def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs_once(caplog, blackhole):
+    app, monitor = app_with(traces_exporter="otlp", metrics_exporter="none",
+                            otlp_endpoint=f"http://127.0.0.1:{blackhole}", shutdown_timeout=1)
+    telemetry = Telemetry(monitor)
+    client = closing_client(app)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(6000):
+            client.get("/")
+    queue = telemetry.point("otel.sdk.processor.span.queue.size",
+                            **{"otel.component.type": "batching_span_processor"})
+    assert queue.value <= 2048
+    dropped = telemetry.point("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
+    assert dropped.value >= 6000 - 2048 - 512 * 2
+    assert sum("Queue full" in r.getMessage() for r in caplog.records) <= 1
+    assert "otel_sdk_processor_span_processed_total" in client.get("/metrics").get_data(as_text=True)
+    monitor.shutdown(1)
+
+
+def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(monkeypatch, caplog):
+    app, monitor = app_with()
+    client = closing_client(app)
+    pipeline = monitor.pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sdk bug")
+
+    monkeypatch.setattr(pipeline.tracer, "start_span", broken)
+    response = client.get("/")
+    assert (response.status_code, response.data) == (200, b"ok")
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline.duration, "record", broken)
+    for _ in range(5):
+        response = client.get("/")
+        assert (response.status_code, response.data) == (200, b"ok")
+    assert sum("sdk bug" in r.getMessage() for r in caplog.records) == 2  # once per kind of failure
+    monitor.shutdown(1)
+
+
+def test_an_exporter_that_raises_never_reaches_the_request():
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    class Exploding(SpanExporter):
+        def export(self, spans):
+            raise RuntimeError("exporter bug")
+
+    app, monitor = app_with()
+    monitor.tracer_provider.add_span_processor(BatchSpanProcessor(Exploding(), schedule_delay_millis=10))
+    client = closing_client(app)
+    for _ in range(50):
+        assert client.get("/").data == b"ok"
+    time.sleep(0.1)
+    monitor.shutdown(1)
