@@ -117,8 +117,6 @@ class RequestInstrumentation:
         self._excluded = re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
         self._sensitive = frozenset(settings.sensitive_query_params)
         self._capture_user_agent = settings.capture_user_agent
-        # (method, scheme, route, status, error) -> attribute dict, shared across requests.
-        self._attr_cache: dict[tuple, dict] = {}
 
     # -- the request -------------------------------------------------------------------------
 
@@ -152,23 +150,6 @@ class RequestInstrumentation:
         return _ResponseBody(result, record)
 
     # -- cached attribute sets ---------------------------------------------------------------
-
-    def metric_attributes(self, method: str, scheme: str, route: str | None, status: int | None, error: str | None) -> dict:
-        key = (method, scheme, route, status, error)
-        attrs = self._attr_cache.get(key)
-        if attrs is None:
-            attrs = {"http.request.method": method, "url.scheme": scheme}
-            if route is not None:
-                attrs["http.route"] = route
-            if status is not None:
-                attrs["http.response.status_code"] = status
-            if error is not None:
-                attrs["error.type"] = error
-            # Bounded: routes x methods x statuses is finite, but a cap keeps a pathological app
-            # (or exception names built from input) from growing the cache forever.
-            if len(self._attr_cache) < 4096:
-                self._attr_cache[key] = attrs
-        return attrs
 
 
 class _Request:
@@ -253,7 +234,6 @@ class _Request:
         duration = time.perf_counter() - self.start
         environ = self.environ
         pipeline = self.pipeline
-        mw = self.mw
         status_text = self.status
         status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
         route = environ.get(ROUTE_KEY)
@@ -267,16 +247,14 @@ class _Request:
             error = status_text[:3]
         else:
             error = None
-        attrs = mw.metric_attributes(self.method, self.scheme, route, status, error)
-        pipeline.duration.record(duration, attrs, self.context)
         length = environ.get("CONTENT_LENGTH")
-        if length and length.isdigit():
-            pipeline.request_size.record(int(length), attrs, self.context)
-        if status is not None:
-            pipeline.response_size.record(self.sent, attrs, self.context)
+        span = self.span
+        pipeline.request_metrics.record(
+            (self.method, self.scheme, route, status, error), duration,
+            int(length) if length and length.isdigit() else None,
+            self.sent if status is not None else None, span.get_span_context())
         pipeline.active.discard(self)
         pipeline.requests_seen += 1
-        span = self.span
         if span.is_recording():
             if route is not None:
                 span.update_name(f"{self.method} {route}")

@@ -57,6 +57,10 @@ class MonitorReader(PrometheusMetricReader):
         self._capturing = False
         self._captured: MetricsData | None = None
         self.transform: Callable[[MetricsData], MetricsData] = lambda data: data
+        #: metrics aggregated outside the SDK's instruments (the request histograms), added to
+        #: every collection under the scope named ``extra_scope``
+        self.extra_metrics: Callable[[], list] = list
+        self.extra_scope: str = ""
 
     def collect(self, timeout_millis: float = 10_000) -> None:  # the scrape path
         with self._lock:
@@ -74,7 +78,28 @@ class MonitorReader(PrometheusMetricReader):
                 self._capturing = False
             return self._captured
 
+    def _with_extra(self, data: MetricsData) -> MetricsData:
+        extra = self.extra_metrics()
+        if not extra:
+            return data
+        from dataclasses import replace
+
+        (rm, *others) = data.resource_metrics
+        scopes = list(rm.scope_metrics)
+        for i, sm in enumerate(scopes):
+            if sm.scope.name == self.extra_scope:
+                scopes[i] = replace(sm, metrics=extra + list(sm.metrics))
+                break
+        else:
+            from opentelemetry.sdk.metrics.export import ScopeMetrics
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+            scopes.insert(0, ScopeMetrics(scope=InstrumentationScope(self.extra_scope), metrics=extra, schema_url=""))
+        return MetricsData(resource_metrics=[replace(rm, scope_metrics=scopes), *others])
+
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
+        if metrics_data is not None and metrics_data.resource_metrics:
+            metrics_data = self._with_extra(metrics_data)
         if self._capturing:
             self._captured = metrics_data
         elif metrics_data is not None:

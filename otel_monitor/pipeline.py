@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from . import __about__
 from ._background import Scheduler
+from ._request_metrics import RequestMetrics
 from ._safe_log import log_internal_error
 from .exposition import MonitorReader
 from .settings import Settings
@@ -164,9 +165,10 @@ class Pipeline:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__)
         self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-        self.duration = self.meter.create_histogram(
-            "http.server.request.duration", unit="s", description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        # The request histograms are aggregated in one step per request (see _request_metrics).
+        self.request_metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, exemplars=bool(self.metric_exporters))
+        self.reader.extra_metrics = self.request_metrics.collect
+        self.reader.extra_scope = SCOPE
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
@@ -174,12 +176,6 @@ class Pipeline:
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests", callbacks=[self._observe_active], unit="{request}",
             description="Number of active HTTP server requests.")
-        self.request_size = self.meter.create_histogram(
-            "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies.",
-            explicit_bucket_boundaries_advisory=SIZE_BUCKETS)
-        self.response_size = self.meter.create_histogram(
-            "http.server.response.body.size", unit="By", description="Size of HTTP server response bodies.",
-            explicit_bucket_boundaries_advisory=SIZE_BUCKETS)
         self._shutdown_done = False
 
     def _observe_active(self, options: Any) -> list:

@@ -16,6 +16,13 @@ from otel_monitor import Monitor
 from otel_monitor.testing import Telemetry, closing_client
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests: a short run in CI, a long one by hand (HYPOTHESIS_PROFILE=fuzz).
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", max_examples=150, deadline=None)
+_hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 _OTEL_ENV = [k for k in os.environ if k.startswith(("OTEL_", "MONITORING_"))]
 
 

@@ -185,7 +185,7 @@ def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(mo
     response = client.get("/")
     assert (response.status_code, response.data) == (200, b"ok")
     monkeypatch.undo()
-    monkeypatch.setattr(pipeline.duration, "record", broken)
+    monkeypatch.setattr(pipeline.request_metrics, "record", broken)
     for _ in range(5):
         response = client.get("/")
         assert (response.status_code, response.data) == (200, b"ok")
