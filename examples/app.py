@@ -16,7 +16,7 @@ import random
 import sys
 import time
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, jsonify, redirect, request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
@@ -60,10 +60,16 @@ def create_app(**monitor_settings) -> Flask:
     def error():
         raise RuntimeError("this endpoint always fails (on purpose)")
 
-    monitor = Monitor(app, **monitor_settings)
+    monitor = Monitor(app, **{"analytics_prefix": "/professional-analytics", **monitor_settings})
     # Custom metrics in one line each.
     orders_created = monitor.counter("shop.orders.created", "Orders created", unit="{order}")
     monitor.gauge("shop.users.registered", "Registered users", callback=lambda: len(USERS), unit="{user}")
+
+    @app.get("/dashboard")
+    def dashboard():
+        """The built-in dashboard, also at /dashboard (as in the seed)."""
+        return redirect(monitor.settings.analytics_prefix.rstrip("/") + "/")
+
     return app
 
 

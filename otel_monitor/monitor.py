@@ -70,6 +70,10 @@ class Monitor:
         app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings,
                                               metrics_wsgi_app_for(runtime))
         _install_flask_hooks(app)
+        if settings.analytics:
+            from .analytics import install
+
+            install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:

@@ -212,6 +212,33 @@ class Settings:
     capture_user_agent: bool = _setting(True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans")
     multiprocess_dir: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_MULTIPROCESS_DIR",), "Directory shared by the workers of one pre-fork server; default: detected automatically")
 
+    # -- analytics: the JSON API and dashboard (otel_monitor.analytics) ----------------------
+    analytics: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS",), "Serve the analytics JSON API and dashboard under `analytics_prefix` (Flask apps)")
+    analytics_prefix: str = _setting("/otel-monitor", _path, ("OTEL_MONITOR_ANALYTICS_PREFIX",), "URL prefix of the analytics API and dashboard")
+    analytics_username: str | None = _setting(None, _opt_str, ("MONITORING_USERNAME",), "Analytics login user name (HTTP Basic and the dashboard form); needs `analytics_password`")
+    analytics_password: str | None = _setting(None, _opt_str, ("MONITORING_PASSWORD",), "Analytics login password; needs `analytics_username`", secret=True)
+    analytics_token: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_ANALYTICS_TOKEN",), "Analytics access token (`Authorization: Bearer`, `?token=`); with no credentials at all one is generated and logged once", secret=True)
+    analytics_auth: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS_AUTH",), "Require credentials for the analytics; `off` opens it to anyone who can reach the app")
+    analytics_public_health: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS_PUBLIC_HEALTH",), "Serve `<prefix>/health` without credentials (without the system details)")
+    analytics_secret_key: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_SECRET_KEY",), "Key signing the dashboard session cookie; default: the Flask app's `secret_key`, else random per process", secret=True)
+    analytics_db: str | None = _setting(None, _opt_str, ("MONITORING_DB",), "SQLite file for per-minute history (windows beyond 15 min, survives restarts); default: none")
+    analytics_retention_days: float = _setting(7.0, _number(0.01, 3650), ("OTEL_MONITOR_ANALYTICS_RETENTION_DAYS",), "Days of history kept in `analytics_db`")
+    apdex_t_ms: float = _setting(100.0, _number(1, 600_000), ("OTEL_MONITOR_APDEX_T_MS",), "Apdex target T in milliseconds (tolerated up to 4 T)")
+    analytics_slow_ms: float = _setting(500.0, _number(1, 3_600_000), ("OTEL_MONITOR_ANALYTICS_SLOW_MS",), "Requests slower than this many milliseconds are listed in `<prefix>/traces?kind=slow`")
+    analytics_traces_kept: int = _setting(200, _number(1, 100_000, integer=True), ("OTEL_MONITOR_ANALYTICS_TRACES_KEPT",), "Recent slow and failed requests kept per process (each kind)")
+    analytics_max_routes: int = _setting(500, _number(10, 100_000, integer=True), ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",), "Distinct (route, method) pairs the analytics track; others are summed into `(other)`")
+    trace_link_template: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_TRACE_LINK_TEMPLATE",), "Link to a trace viewer, `{trace_id}` replaced, e.g. `http://127.0.0.1:16686/trace/{trace_id}`")
+    health_latency_avg_ms: float = _setting(100.0, _number(0, 3_600_000), ("OTEL_MONITOR_HEALTH_LATENCY_AVG_MS",), "`/health`: average latency threshold (ms) over 5 minutes")
+    health_latency_p95_ms: float = _setting(100.0, _number(0, 3_600_000), ("OTEL_MONITOR_HEALTH_LATENCY_P95_MS",), "`/health`: p95 latency threshold (ms) over 5 minutes")
+    health_error_rate_pct: float = _setting(1.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_ERROR_RATE_PCT",), "`/health`: error rate threshold (%) over 5 minutes")
+    health_memory_pct: float = _setting(80.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_MEMORY_PCT",), "`/health`: host memory use threshold (%)")
+    health_cpu_pct: float = _setting(70.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_CPU_PCT",), "`/health`: host CPU use threshold (%)")
+    health_disk_pct: float = _setting(90.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_DISK_PCT",), "`/health`: disk use threshold (%) of the app's filesystem")
+    health_process_rss_bytes: float = _setting(float(1 << 30), _number(0, 1 << 50), ("OTEL_MONITOR_HEALTH_PROCESS_RSS_BYTES",), "`/health`: resident memory threshold (bytes) of the largest worker")
+    grafana_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_GRAFANA_URL",), "Grafana dashboard URL, linked from the dashboard")
+    prometheus_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_PROMETHEUS_URL",), "Prometheus URL, linked from the dashboard")
+    jaeger_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_JAEGER_URL",), "Jaeger (trace viewer) URL, linked from the dashboard")
+
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""
         return self._sources.get(name, "default")  # type: ignore[attr-defined]
@@ -296,3 +323,17 @@ def resolve_settings(
     settings = Settings(**values)
     object.__setattr__(settings, "_sources", sources)
     return settings
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from :data:`FIELDS` (a test keeps them in sync)."""
+    rows = ["| setting (keyword / `app.config` key) | environment variable | default | what it does |",
+            "| --- | --- | --- | --- |"]
+    for f in FIELDS:
+        default = "{}" if f.default is dataclasses.MISSING else f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) if default else "(none)"
+        shown = "(none)" if default is None else str(default)
+        env = " / ".join(f"`{v}`" for v in f.metadata["env"])
+        rows.append(f"| `{f.name}` / `{config_key(f.name)}` | {env} | `{shown}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

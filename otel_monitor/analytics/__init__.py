@@ -1,0 +1,227 @@
+"""Analytics: a JSON API (and the dashboard) over the same OpenTelemetry pipeline.
+
+Not a second bookkeeping path: request numbers come from the cumulative metrics every consumer
+reads (``pipeline.collect_all()``, all workers merged), recent slow and failed requests from a
+span processor with bounded deques. Nothing runs per request beyond what the pipeline already
+does; a background job samples the metrics every 10 s (windows of 1 to 15 minutes) and,
+with ``MONITORING_DB``, writes per-minute rollups to SQLite every 60 s (longer windows).
+
+Usage: nothing -- ``Monitor(app)`` mounts it at ``analytics_prefix`` (default ``/otel-monitor``).
+In tests, :func:`analytics_of` gives the per-process state (``sample()``, ``clock``, ``history``).
+See ``docs/analytics-api.md``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from typing import Any, Callable, Optional
+
+from .._safe_log import log_internal_error
+from .auth import Auth, resolve_secret_key, validate_settings
+from .spans import SHARE_KEY, RecentRequests
+from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
+
+__all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
+
+_logger = logging.getLogger("otel_monitor")
+SAMPLE_INTERVAL_S = 10.0
+HISTORY_INTERVAL_S = 60.0
+#: 15 minutes of 10 s samples, plus the one at the start of the 15-minute window
+RING_SPAN_S = 900.0
+RING_SIZE = int(RING_SPAN_S / SAMPLE_INTERVAL_S) + 1
+EXTENSION_KEY = "analytics"
+
+
+class AnalyticsState:
+    """One process's analytics for one monitored app: the ring of samples, recent spans, history.
+
+    Made by the pipeline setup hook, so a forked worker gets its own. ``clock`` (wall time,
+    Unix seconds) can be replaced in tests; :meth:`sample` takes a sample now.
+    """
+
+    def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
+        from ..pipeline import DURATION_BUCKETS
+
+        self.pipeline = pipeline
+        self.settings = settings
+        self.prefix = settings.analytics_prefix.rstrip("/")
+        self.clock = clock
+        self.started = clock()
+        self.bounds: tuple = tuple(DURATION_BUCKETS)
+        self.cap = RouteCap(settings.analytics_max_routes)
+        self.ring = Ring(RING_SIZE)
+        self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
+        self.last_seen: dict[tuple[str, str], float] = {}
+        #: replaced in tests: () -> system_values dict, or None to read the metrics
+        self.system_source: Optional[Callable[[], dict]] = None
+        self.history = None
+        if settings.analytics_db:
+            from .history import History
+
+            # No I/O here (this may run in a worker's first request): the file is opened on first use.
+            self.history = History(settings.analytics_db, pipeline.instance_id, self.bounds,
+                                   settings.analytics_retention_days, lambda: self.clock())
+
+    # -- reading the pipeline ------------------------------------------------------------------
+
+    def read(self) -> Sample:
+        """A cumulative snapshot now (all workers), not stored."""
+        data = self.pipeline.collect_all()
+        requests, bounds = extract(data, self.cap, self.prefix)
+        if bounds:
+            self.bounds = bounds
+        system = self.system_source() if self.system_source is not None else system_values(data)
+        return Sample(self.clock(), requests, system)
+
+    def sample(self) -> Sample:
+        """Take a 10-second sample now (what the background job does)."""
+        current = self.read()
+        previous = self.ring.newest()
+        stored = self.ring.add(current.t, current.requests, current.system)
+        grown = diff(current.requests, previous.requests if previous else {}, self.bounds)
+        for key in grown:
+            self.last_seen[(key[0], key[1])] = current.t
+        return stored
+
+    def write_history(self) -> int:
+        """Write this process's own deltas to the history file (the 60 s job)."""
+        if self.history is None:
+            return 0
+        data = self.pipeline.reader.snapshot()
+        own, _ = extract(data, self.cap, self.prefix)
+        system = self.system_source() if self.system_source is not None else system_values(data)
+        return self.history.write(own, system)
+
+    # -- windows -------------------------------------------------------------------------------
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Tests: read time from ``clock`` from now on (the process "starts" now)."""
+        self.clock = clock
+        self.started = clock()
+
+    def window(self, name: str, now: Optional[Sample] = None) -> dict[str, Any]:
+        """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
+
+        Up to 15 minutes: the current snapshot minus the newest sample taken at or before the
+        window's start. When there is none (the process or the ring is younger than the window)
+        it uses what there is -- everything since start, or since the oldest sample -- and says
+        so: ``available`` is False and ``seconds`` is the time covered. Longer windows come from
+        the history file when there is one (the last minute of other processes may be missing).
+        """
+        now = now or self.read()
+        length = WINDOWS[name] if name in WINDOWS else 300.0
+        if length is None:  # since start
+            return {"requests": now.requests, "seconds": max(1e-9, now.t - self.started), "available": True,
+                    "since": self.started, "source": "memory"}
+        start = now.t - length
+        if length > RING_SPAN_S and self.history is not None and self.history.usable:
+            first = self.history.first_minute()
+            covered_from = max(start, first) if first is not None else now.t
+            return {"requests": self.history.requests(start, now.t), "seconds": max(60.0, now.t - covered_from),
+                    "available": first is not None and first <= start + 60, "since": covered_from,
+                    "source": "history"}
+        base = self.ring.at(start)
+        if base is not None and length <= RING_SPAN_S:
+            return {"requests": diff(now.requests, base.requests, self.bounds), "seconds": max(1e-9, now.t - base.t),
+                    "available": True, "since": base.t, "source": "memory"}
+        oldest = self.ring.oldest()
+        if oldest is None or self.started >= start:
+            requests, since = now.requests, self.started
+        else:
+            requests, since = diff(now.requests, oldest.requests, self.bounds), oldest.t
+        return {"requests": requests, "seconds": max(1e-9, now.t - since), "available": False, "since": since,
+                "source": "memory"}
+
+    def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
+        """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""
+        start = now.t - length
+        samples = [s for s in self.ring.snapshot() if s.t >= start]
+        base = self.ring.at(start)
+        if base is not None and (not samples or samples[0] is not base):
+            samples.insert(0, base)
+        elif base is None and self.started >= start and (not samples or samples[0].t > self.started):
+            samples.insert(0, Sample(self.started, {}, {}))  # nothing was counted before the start
+        if not samples or now.t > samples[-1].t:
+            samples.append(now)
+        return list(zip(samples, samples[1:]))
+
+    def traces(self) -> list[dict]:
+        try:
+            gathered = self.pipeline.gather(SHARE_KEY)
+        except Exception:  # noqa: BLE001
+            log_internal_error("gathering recent traces from the workers")
+            gathered = [self.recent.snapshot()]
+        result = []
+        for worker in gathered:
+            if isinstance(worker, list):
+                result.extend(e for e in worker if isinstance(e, dict))
+        return result
+
+
+def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
+    """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
+    pipeline = monitor.pipeline
+    return pipeline.extensions.get(EXTENSION_KEY) if pipeline is not None else None
+
+
+def _setup(settings: Any, pipeline: Any) -> None:
+    """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
+    state = AnalyticsState(pipeline, settings)
+    pipeline.extensions[EXTENSION_KEY] = state
+    pipeline.tracer_provider.add_span_processor(state.recent)
+    pipeline.share(SHARE_KEY, state.recent.snapshot)
+    pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
+    if state.history is not None:
+        pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")
+        hooks = getattr(pipeline, "shutdown_hooks", None)
+        if hooks is not None:
+            hooks.append(_final_write(state))  # at shutdown, after the background jobs stopped
+        else:
+            atexit.register(_final_write(weakref.ref(state)))
+
+
+def _final_write(state: Any) -> Callable[[], None]:
+    """The last minute of history at shutdown (``state`` or a weak reference to it)."""
+
+    def write() -> None:
+        alive = state() if isinstance(state, weakref.ref) else state
+        if alive is None or alive.pipeline.pid != os.getpid():
+            return
+        try:
+            alive.write_history()
+        except Exception:  # noqa: BLE001
+            log_internal_error("writing the analytics history at shutdown")
+
+    return write
+
+
+def install(monitor: Any, app: Any, runtime: Any) -> None:
+    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``."""
+    import functools
+
+    from .blueprint import create_blueprint
+
+    settings = monitor.settings
+    validate_settings(settings)
+    auth = Auth(settings, resolve_secret_key(settings, app))
+    blueprint = create_blueprint(monitor, settings, auth)
+    app.register_blueprint(blueprint)
+    runtime.setup_hooks.append(functools.partial(_setup, settings))
+    app.extensions["otel_monitor.analytics"] = auth
+    auth.log_startup()
+    prefix = settings.analytics_prefix.rstrip("/")
+    has_dashboard = getattr(blueprint, "has_dashboard", False)
+
+    def describe_urls(base: str) -> list[str]:
+        lines = [f"analytics:  {base}{prefix}/performance", f"health:     {base}{prefix}/health"]
+        if has_dashboard:
+            query = f"?token={auth.token}" if auth.generated_token and auth.token else ""
+            lines.append(f"dashboard:  {base}{prefix}/{query}")
+        return lines
+
+    monitor.describe_urls = describe_urls

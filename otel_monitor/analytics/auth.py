@@ -1,0 +1,312 @@
+"""Access control for the analytics API and dashboard. No default credentials, ever.
+
+Accepted, in this order (any one is enough):
+
+* ``Authorization: Basic`` with ``MONITORING_USERNAME`` / ``MONITORING_PASSWORD`` (or any user
+  name with the access token as the password, so a browser's Basic prompt works with a token);
+* ``Authorization: Bearer <token>``;
+* ``?token=<token>`` (the dashboard's login link; page requests exchange it for a session cookie);
+* the signed session cookie ``otel_monitor_session`` issued by the dashboard's login form.
+
+With nothing configured, a token is generated at start-up and logged once, as a URL (as
+Jupyter does). ``OTEL_MONITOR_ANALYTICS_AUTH=off`` is the only way to open the analytics.
+
+Every comparison is constant-time on UTF-8 bytes of capped length. Clients that fail
+:data:`MAX_FAILURES` times within :data:`FAILURE_WINDOW_S` get 429 with ``Retry-After``. No secret
+is ever written to a log line (except the generated token's one start-up line), a span or a metric.
+
+Usage (what the blueprint and the dashboard's login page do)::
+
+    auth = Auth(settings, resolve_secret_key(settings, app))
+    if auth.retry_after(auth.client_key(request)) is not None: ...   # 429
+    if not auth.authenticate(request): auth.record_failure(...)        # 401
+    if auth.verify_csrf(request) and auth.check_login(u, p, t): auth.issue_session(response, request)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ..settings import Settings, SettingsError
+
+__all__ = ["Auth", "resolve_secret_key", "validate_settings", "public", "page", "COOKIE_NAME",
+           "MAX_FAILURES", "FAILURE_WINDOW_S", "SESSION_MAX_AGE_S"]
+
+_logger = logging.getLogger("otel_monitor")
+
+COOKIE_NAME = "otel_monitor_session"
+SESSION_MAX_AGE_S = 12 * 3600
+#: this many failed attempts from one client within FAILURE_WINDOW_S -> 429
+MAX_FAILURES = 10
+FAILURE_WINDOW_S = 300.0
+#: longest credential we look at (bytes); longer input is cut before any comparison
+MAX_CREDENTIAL_BYTES = 1024
+#: clients whose failures are remembered (per process); the oldest are forgotten first
+MAX_TRACKED_CLIENTS = 10_000
+_SESSION_SALT = "otel_monitor.session"
+_ANON_CSRF_SALT = "otel_monitor.csrf.anonymous"
+
+
+def validate_settings(settings: Settings) -> None:
+    """Start-up checks: a user name needs a password and the other way round; a real prefix."""
+    if settings.analytics_prefix.rstrip("/") == "":
+        raise SettingsError("analytics_prefix: '/' would mount the analytics over the app's own URLs; "
+                            "use a path such as /otel-monitor")
+    if settings.analytics_username and not settings.analytics_password:
+        raise SettingsError("analytics_password: MONITORING_USERNAME (analytics_username) is set but "
+                            "MONITORING_PASSWORD (analytics_password) is not; set both or neither")
+    if settings.analytics_password and not settings.analytics_username:
+        raise SettingsError("analytics_username: MONITORING_PASSWORD (analytics_password) is set but "
+                            "MONITORING_USERNAME (analytics_username) is not; set both or neither")
+
+
+def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
+    """``analytics_secret_key``, else the Flask app's ``secret_key``, else None (Auth makes a random one)."""
+    key = settings.analytics_secret_key or (getattr(app, "secret_key", None) if app is not None else None)
+    if not key:
+        return None
+    return key if isinstance(key, bytes) else str(key).encode("utf-8")
+
+
+def public(view: Callable) -> Callable:
+    """Mark a blueprint view as reachable without credentials (the login page, static files)."""
+    view._otel_monitor_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def page(view: Callable) -> Callable:
+    """Mark a blueprint view as an HTML page: browsers without credentials are sent to the login page."""
+    view._otel_monitor_page = True  # type: ignore[attr-defined]
+    return view
+
+
+def _utf8(value: Any) -> bytes:
+    """Bytes for a constant-time comparison: UTF-8 (non-ASCII safe), capped."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value[:MAX_CREDENTIAL_BYTES]
+    return str(value).encode("utf-8", "surrogateescape")[:MAX_CREDENTIAL_BYTES]
+
+
+def _equal(given: Any, expected: bytes | None) -> bool:
+    """Constant-time equality; False when nothing is expected (never matches an unset secret)."""
+    if not expected:
+        hmac.compare_digest(_utf8(given), b"\0")  # same work either way
+        return False
+    return hmac.compare_digest(_utf8(given), expected)
+
+
+class Auth:
+    """Credentials, sessions, CSRF tokens and login throttling for one monitored app."""
+
+    def __init__(self, settings: Settings, secret_key: bytes | None) -> None:
+        validate_settings(settings)
+        self.prefix = settings.analytics_prefix.rstrip("/")
+        #: False only when ``analytics_auth`` is explicitly off
+        self.enabled: bool = bool(settings.analytics_auth)
+        self.secret_is_random = not secret_key
+        self._secret: bytes = secret_key or secrets.token_bytes(32)
+        self._username = _utf8(settings.analytics_username) if settings.analytics_username else None
+        self._password = _utf8(settings.analytics_password) if settings.analytics_password else None
+        self.generated_token = False
+        token = settings.analytics_token
+        if token is None and self._username is None and self.enabled:
+            token = secrets.token_urlsafe(24)
+            self.generated_token = True
+        #: the access token: configured, generated (nothing else configured), or None
+        self.token: str | None = token
+        self._token = _utf8(token) if token else None
+        self._failures: "OrderedDict[str, deque]" = OrderedDict()
+        self._lock = threading.Lock()
+        from itsdangerous import URLSafeTimedSerializer
+
+        self._sessions = URLSafeTimedSerializer(self._secret, salt=_SESSION_SALT)
+        self._anon_csrf = URLSafeTimedSerializer(self._secret, salt=_ANON_CSRF_SALT)
+        self._logged = False
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def log_startup(self) -> None:
+        """Log (once) the generated token's URL, an open-analytics warning, a random-key hint."""
+        if self._logged:
+            return
+        self._logged = True
+        if not self.enabled:
+            _logger.warning("otel_monitor: analytics authentication is OFF (analytics_auth=false): anyone who "
+                            "can reach this app can read %s/", self.prefix)
+            return
+        if self.generated_token:
+            # The one log line that carries a secret, on purpose: it is the only way in.
+            _logger.warning("otel_monitor: no analytics credentials configured; a random access token was "
+                            "generated for this process. Open <this app>%s/?token=%s (or send "
+                            "'Authorization: Bearer <token>'). Set MONITORING_USERNAME/MONITORING_PASSWORD or "
+                            "OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.", self.prefix, self.token)
+        if self.secret_is_random:
+            _logger.info("otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
+                         "dashboard sessions are signed with a random per-process key, so they end at restart "
+                         "and do not work across pre-fork workers")
+
+    # -- credentials ---------------------------------------------------------------------------
+
+    def authenticate(self, request: Any) -> bool:
+        """True when the request carries valid credentials (always True when auth is off)."""
+        if not self.enabled:
+            return True
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, value = header.strip().partition(" ")
+            scheme = scheme.lower()
+            if scheme == "basic" and self._basic_ok(value.strip()):
+                return True
+            if scheme == "bearer" and _equal(value.strip(), self._token):
+                return True
+        query_token = request.args.get("token")
+        if query_token is not None and _equal(query_token, self._token):
+            return True
+        return self.session_id(request) is not None
+
+    def presented_credentials(self, request: Any) -> bool:
+        """Did the request try to authenticate (header or ?token=)? Only such failures are counted."""
+        return bool(request.headers.get("Authorization")) or "token" in request.args
+
+    def _basic_ok(self, value: str) -> bool:
+        try:
+            raw = base64.b64decode(_utf8(value), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = raw.partition(b":")
+        if not sep:
+            return False
+        ok = False
+        if self._username is not None:
+            # Browsers send UTF-8 (RFC 7617 charset=UTF-8); some older ones Latin-1.
+            candidates = [(user, password)]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                candidates.append((user.decode("latin-1").encode("utf-8"), password.decode("latin-1").encode("utf-8")))
+            for u, p in candidates:
+                ok_user = _equal(u, self._username)
+                ok_password = _equal(p, self._password)
+                ok = ok or (ok_user and ok_password)
+        # A token works as the password of any user name (a browser's Basic prompt, curl -u x:TOKEN).
+        ok_token = _equal(password, self._token)
+        return ok or ok_token
+
+    def check_login(self, username: str, password: str, token: str) -> bool:
+        """For the login form: user name and password, or the token (either field set may be empty)."""
+        ok_user = _equal(username or "", self._username)
+        ok_password = _equal(password or "", self._password)
+        ok_token = _equal(token or "", self._token)
+        return (self._username is not None and ok_user and ok_password) or (self._token is not None and ok_token)
+
+    # -- throttling ----------------------------------------------------------------------------
+
+    def client_key(self, request: Any) -> str:
+        """Who is failing: the remote address (put ProxyFix in front when behind a proxy)."""
+        return str(request.remote_addr or "unknown")[:64]
+
+    def retry_after(self, client_key: str, now: float | None = None) -> float | None:
+        """Seconds this client must wait, when it failed MAX_FAILURES times in FAILURE_WINDOW_S; else None."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._failures.get(client_key)
+            if failures is None:
+                return None
+            while failures and now - failures[0] > FAILURE_WINDOW_S:
+                failures.popleft()
+            if not failures:
+                del self._failures[client_key]
+                return None
+            if len(failures) < MAX_FAILURES:
+                return None
+            return max(1.0, FAILURE_WINDOW_S - (now - failures[0]))
+
+    def record_failure(self, client_key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._failures.get(client_key)
+            if failures is None:
+                failures = self._failures[client_key] = deque(maxlen=MAX_FAILURES)
+                while len(self._failures) > MAX_TRACKED_CLIENTS:
+                    self._failures.popitem(last=False)
+            else:
+                self._failures.move_to_end(client_key)
+            failures.append(now)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def issue_session(self, response: Any, request: Any) -> None:
+        """Set the signed session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS, 12 h)."""
+        value = self._sessions.dumps({"sid": secrets.token_urlsafe(16)})
+        response.set_cookie(COOKIE_NAME, value, max_age=SESSION_MAX_AGE_S, path=self.prefix or "/",
+                            secure=bool(request.is_secure), httponly=True, samesite="Strict")
+
+    def clear_session(self, response: Any, request: Any) -> None:
+        response.delete_cookie(COOKIE_NAME, path=self.prefix or "/", secure=bool(request.is_secure),
+                               httponly=True, samesite="Strict")
+
+    def session_id(self, request: Any) -> str | None:
+        """The session id of a valid, unexpired session cookie; else None."""
+        value = request.cookies.get(COOKIE_NAME)
+        if not value or len(value) > MAX_CREDENTIAL_BYTES:
+            return None
+        try:
+            data = self._sessions.loads(value, max_age=SESSION_MAX_AGE_S)
+        except Exception:  # noqa: BLE001 - BadSignature, SignatureExpired, bad payloads
+            return None
+        sid = data.get("sid") if isinstance(data, dict) else None
+        return sid if isinstance(sid, str) and sid else None
+
+    # -- CSRF ----------------------------------------------------------------------------------
+
+    def csrf_token(self, request: Any) -> str:
+        """A token for forms: the HMAC of the session id; before login, a signed short-lived token."""
+        sid = self.session_id(request)
+        if sid is not None:
+            return self._csrf_for(sid)
+        return self._anon_csrf.dumps("login")
+
+    def _csrf_for(self, sid: str) -> str:
+        return hmac.new(self._secret, b"csrf:" + sid.encode(), hashlib.sha256).hexdigest()
+
+    def verify_csrf(self, request: Any) -> bool:
+        """The form field ``csrf_token`` or header ``X-CSRF-Token`` matches, and Origin/Referer is ours."""
+        given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+        if not given or len(given) > MAX_CREDENTIAL_BYTES:
+            return False
+        if not self._same_origin(request):
+            return False
+        sid = self.session_id(request)
+        if sid is not None and hmac.compare_digest(_utf8(given), self._csrf_for(sid).encode()):
+            return True
+        try:
+            return self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S) == "login"
+        except Exception:  # noqa: BLE001
+            return False
+
+    @staticmethod
+    def _same_origin(request: Any) -> bool:
+        """Origin (else Referer), when present, names this host. The scheme is not compared: a TLS
+        proxy in front makes the app see http while the browser says https."""
+        source = request.headers.get("Origin") or request.headers.get("Referer")
+        if not source:
+            return True
+        if source == "null":
+            return False
+        try:
+            netloc = urlsplit(source).netloc.lower()
+        except ValueError:
+            return False
+        return bool(netloc) and netloc == (request.host or "").lower()

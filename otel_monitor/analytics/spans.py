@@ -1,0 +1,86 @@
+"""Recent slow and failed requests, from the SERVER spans the pipeline already makes.
+
+:class:`RecentRequests` is a span processor: ``on_end`` reads a few attributes of the finished
+span and, only for a slow or failed one, appends one tuple to a bounded deque (O(1), no lock of
+ours: ``deque.append`` is atomic under the GIL). Formatting into dicts happens when someone
+reads ``/traces``. Only sampled spans reach a processor, so with a sampling ratio below 1 the
+lists hold the sampled share of the slow and failed requests.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+__all__ = ["RecentRequests", "SHARE_KEY"]
+
+#: key under which each worker shares its lists (``pipeline.share`` / ``pipeline.gather``)
+SHARE_KEY = "otel_monitor.analytics.traces"
+_SERVER = SpanKind.SERVER
+_ERROR = StatusCode.ERROR
+
+
+class RecentRequests(SpanProcessor):
+    """Keeps the last ``kept`` slow and the last ``kept`` failed SERVER spans of this process."""
+
+    def __init__(self, slow_ms: float, kept: int, exclude_prefix: str | None = None) -> None:
+        self.slow_ns = int(slow_ms * 1_000_000)
+        self.slow: deque = deque(maxlen=kept)
+        self.failed: deque = deque(maxlen=kept)
+        self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        if span.kind is not _SERVER:
+            return
+        end, start = span.end_time, span.start_time
+        duration = end - start if end is not None and start is not None else 0
+        attrs = span.attributes
+        status = attrs.get("http.response.status_code")
+        error = attrs.get("error.type")
+        failed = error is not None or (status is not None and status >= 500)
+        slow = duration > self.slow_ns
+        if not (failed or slow):
+            return
+        route = attrs.get("http.route")
+        exclude = self._exclude
+        if exclude is not None and route is not None and (route == exclude or route.startswith(exclude + "/")):
+            return
+        context = span.context
+        description = span.status.description if span.status.status_code is _ERROR else None
+        entry = (context.trace_id, context.span_id, span.name, route, attrs.get("http.request.method"),
+                 status, duration, end, description or error)
+        if failed:
+            self.failed.append(entry)
+        if slow:
+            self.slow.append(entry)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Both lists as JSON-able dicts (what this worker shares)."""
+        result = []
+        for kind, entries in (("slow", list(self.slow)), ("failed", list(self.failed))):
+            for trace_id, span_id, name, route, method, status, duration, end, error in entries:
+                result.append({
+                    "trace_id": format(trace_id, "032x"),
+                    "span_id": format(span_id, "016x"),
+                    "name": name,
+                    "route": route if route is not None else "(unmatched)",
+                    "method": method,
+                    "status_code": status,
+                    "duration_ms": round(duration / 1e6, 3),
+                    "time": round(end / 1e9, 6) if end else None,
+                    "error": str(error)[:256] if error is not None else None,
+                    "kind": kind,
+                })
+        return result

@@ -1,0 +1,504 @@
+"""Pure functions over OpenTelemetry ``MetricsData``: what the analytics endpoints compute.
+
+* :func:`extract` turns the cumulative ``http.server.request.duration`` points into compact
+  :class:`Series` keyed by ``(route, method, status, error)``, summed over workers and schemes,
+  with the analytics' own routes left out and the number of routes capped (:class:`RouteCap`);
+* :func:`diff` makes a window out of two cumulative snapshots (``now - then``, counter resets
+  handled as Prometheus does);
+* :func:`quantile` interpolates linearly inside explicit buckets, as Prometheus's
+  ``histogram_quantile`` does (so the numbers agree with Grafana's), :func:`apdex` counts
+  satisfied/tolerating requests from the same buckets;
+* :func:`system_values` reads the ``system.*``/``process.*`` gauges into one flat dict;
+* :func:`health_checks` compares readings with thresholds;
+* :class:`Ring` keeps the 10-second cumulative samples of the last 15 minutes.
+
+Nothing here touches a request, a lock of the request path or the clock (times are passed in).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
+
+__all__ = [
+    "Series", "Key", "RouteCap", "Sample", "Ring", "UNMATCHED", "OTHER", "DURATION_METRIC",
+    "extract", "system_values", "diff", "merge", "add", "is_error", "quantile", "series_quantile", "count_le", "apdex",
+    "stats", "by_endpoint", "endpoint_rows", "health_checks", "overall_status", "WINDOWS",
+]
+
+DURATION_METRIC = "http.server.request.duration"
+#: route of requests no route matched (404s), and of routes beyond the cap
+UNMATCHED = "(unmatched)"
+OTHER = "(other)"
+#: window name -> seconds (None: since start)
+WINDOWS: dict[str, Optional[float]] = {
+    "1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0, "6h": 21600.0, "24h": 86400.0,
+    "7d": 604800.0, "all": None,
+}
+#: at most this many distinct error.type values are kept apart; more are folded into OTHER
+MAX_ERROR_TYPES = 64
+
+
+class Series(NamedTuple):
+    """Cumulative (or windowed) request durations of one key, in seconds."""
+
+    count: int
+    sum: float
+    max: Optional[float]  # None: unknown (a window in which the cumulative max did not move)
+    buckets: Tuple[int, ...]
+
+
+#: (route, method, status code or 0, error.type or "")
+Key = Tuple[str, str, int, str]
+
+
+class RouteCap:
+    """Remembers which (route, method) pairs are tracked on their own, first come, at most ``limit``.
+
+    Once a pair is folded into ``OTHER`` it stays there, so differences of snapshots stay exact.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tracked: set[tuple[str, str]] = set()
+        self.errors: set[str] = set()
+
+    def route(self, route: str, method: str) -> str:
+        pair = (route, method)
+        if pair in self.tracked:
+            return route
+        if route == UNMATCHED or len(self.tracked) < self.limit:
+            self.tracked.add(pair)
+            return route
+        return OTHER
+
+    def error(self, error: str) -> str:
+        if not error or error in self.errors:
+            return error
+        if len(self.errors) < MAX_ERROR_TYPES:
+            self.errors.add(error)
+            return error
+        return OTHER
+
+
+def _metrics(data: Any) -> Iterable[Any]:
+    if data is None:
+        return
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            yield from scope_metrics.metrics
+
+
+def _excluded(route: str, exclude_prefix: str | None) -> bool:
+    return bool(exclude_prefix) and (route == exclude_prefix or route.startswith(exclude_prefix + "/"))
+
+
+def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tuple[dict[Key, Series], tuple]:
+    """The request histogram of ``data`` as ``{(route, method, status, error): Series}`` and its bounds.
+
+    Points are summed over everything else (scheme, workers); routes under ``exclude_prefix``
+    (the analytics' own URLs) are left out; routes beyond the cap become ``OTHER``.
+    """
+    result: dict[Key, list] = {}
+    bounds: tuple = ()
+    for metric in _metrics(data):
+        if metric.name != DURATION_METRIC:
+            continue
+        for point in metric.data.data_points:
+            attrs = point.attributes
+            route = attrs.get("http.route") or UNMATCHED
+            if _excluded(route, exclude_prefix):
+                continue
+            method = str(attrs.get("http.request.method", "_OTHER"))
+            status = attrs.get("http.response.status_code")
+            error = attrs.get("error.type")
+            key = (cap.route(str(route), method), method, int(status) if status else 0,
+                   cap.error(str(error)) if error else "")
+            if not bounds:
+                bounds = tuple(point.explicit_bounds)
+            elif tuple(point.explicit_bounds) != bounds:
+                continue  # a view with other buckets: not ours to mix
+            entry = result.get(key)
+            point_max = point.max if point.count else None
+            if entry is None:
+                result[key] = [point.count, point.sum, point_max, list(point.bucket_counts)]
+            else:
+                entry[0] += point.count
+                entry[1] += point.sum
+                entry[2] = _max(entry[2], point_max)
+                entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts)]
+    return {k: Series(v[0], float(v[1]), v[2], tuple(v[3])) for k, v in result.items()}, bounds
+
+
+def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
+
+
+def _points(data: Any, name: str) -> list:
+    for metric in _metrics(data):
+        if metric.name == name:
+            return list(metric.data.data_points)
+    return []
+
+
+def system_values(data: Any) -> dict[str, Any]:
+    """The system and process gauges of ``data`` as one flat dict (missing ones are absent).
+
+    Host values (``system.*``) are the same from every worker: the largest is taken. Process
+    values are per worker (``process.pid``): RSS, threads and CPU are summed, ``workers`` counted.
+    """
+    values: dict[str, Any] = {}
+
+    def host(name: str, key: str, scale: float = 1.0, **match: str) -> None:
+        found = [p.value for p in _points(data, name)
+                 if all(p.attributes.get(k.replace("_", ".")) == v for k, v in match.items())]
+        if found:
+            values[key] = max(found) * scale if scale != 1.0 else max(found)
+
+    host("system.cpu.utilization", "cpu_pct", 100.0)
+    host("system.memory.utilization", "memory_pct", 100.0, system_memory_state="used")
+    host("system.memory.limit", "memory_total_bytes")
+    host("system.memory.usage", "memory_used_bytes", system_memory_state="used")
+    host("system.memory.usage", "memory_available_bytes", system_memory_state="free")
+    host("system.filesystem.utilization", "disk_pct", 100.0)
+    host("system.filesystem.usage", "disk_used_bytes", system_filesystem_state="used")
+    host("system.filesystem.usage", "disk_free_bytes", system_filesystem_state="free")
+    for p in _points(data, "system.filesystem.usage"):
+        values["disk_mountpoint"] = p.attributes.get("system.filesystem.mountpoint")
+        break
+    if "disk_used_bytes" in values and "disk_free_bytes" in values:
+        values["disk_total_bytes"] = values["disk_used_bytes"] + values["disk_free_bytes"]
+    host("system.network.io", "net_bytes_sent", network_io_direction="transmit")
+    host("system.network.io", "net_bytes_recv", network_io_direction="receive")
+    host("system.network.packet.count", "net_packets_sent", network_io_direction="transmit")
+    host("system.network.packet.count", "net_packets_recv", network_io_direction="receive")
+
+    def per_process(name: str) -> dict[Any, float]:
+        return {p.attributes.get("process.pid"): p.value for p in _points(data, name)}
+
+    rss = per_process("process.memory.usage")
+    if rss:
+        values["process_rss_bytes"] = sum(rss.values())
+        values["process_rss_max_bytes"] = max(rss.values())
+        values["workers"] = len(rss)
+        values["pids"] = sorted(pid for pid in rss if pid is not None)
+    for name, key in (("process.memory.virtual", "process_vms_bytes"), ("process.thread.count", "process_threads")):
+        found = per_process(name)
+        if found:
+            values[key] = sum(found.values())
+    cpu = per_process("process.cpu.utilization")
+    if cpu:
+        values["process_cpu_pct"] = sum(cpu.values()) * 100.0
+    return values
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+
+def _upper_bound(buckets: Tuple[int, ...], bounds: tuple) -> Optional[float]:
+    """Upper bound of the highest non-empty bucket (None for +Inf or no data)."""
+    for i in range(len(buckets) - 1, -1, -1):
+        if buckets[i]:
+            return bounds[i] if i < len(bounds) else None
+    return None
+
+
+def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = ()) -> dict[Key, Series]:
+    """The window between two cumulative snapshots: ``now - then``, keys without requests left out.
+
+    A key whose count went down restarted (a worker was replaced): its whole ``now`` counts, as
+    Prometheus's ``increase()`` treats counter resets. The window's max is exact when the
+    cumulative max grew; otherwise it is the upper bound of the highest bucket with requests in
+    the window (capped by the cumulative max).
+    """
+    result: dict[Key, Series] = {}
+    for key, current in now.items():
+        before = then.get(key)
+        if before is None or current.count < before.count:
+            if current.count:
+                result[key] = current
+            continue
+        count = current.count - before.count
+        if count <= 0:
+            continue
+        buckets = tuple(a - b for a, b in zip(current.buckets, before.buckets))
+        if current.max is not None and (before.max is None or current.max > before.max):
+            window_max: Optional[float] = current.max
+        else:
+            bound = _upper_bound(buckets, bounds)
+            window_max = current.max if bound is None or current.max is None else min(bound, current.max)
+        result[key] = Series(count, max(0.0, current.sum - before.sum), window_max, buckets)
+    return result
+
+
+def add(a: Optional[Series], b: Series) -> Series:
+    if a is None:
+        return b
+    return Series(a.count + b.count, a.sum + b.sum, _max(a.max, b.max),
+                  tuple(x + y for x, y in zip(a.buckets, b.buckets)) if a.buckets else b.buckets)
+
+
+def merge(series: Iterable[Series]) -> Optional[Series]:
+    total: Optional[Series] = None
+    for s in series:
+        total = add(total, s)
+    return total
+
+
+def is_error(key: Key) -> bool:
+    """A failed request: an exception or a 5xx status (4xx are the client's)."""
+    return bool(key[3]) or key[2] >= 500
+
+
+# -- quantiles and Apdex -------------------------------------------------------------------------
+
+
+def quantile(q: float, buckets: Tuple[int, ...], bounds: tuple) -> Optional[float]:
+    """``histogram_quantile(q)``: linear interpolation inside the bucket holding rank ``q * count``.
+
+    As Prometheus: the first bucket starts at 0, a rank in the +Inf bucket returns the highest
+    finite bound. None without data.
+    """
+    total = sum(buckets)
+    if total <= 0 or not bounds:
+        return None
+    rank = q * total
+    cumulative = 0
+    for i, count in enumerate(buckets):
+        if cumulative + count >= rank and count > 0:
+            if i >= len(bounds):
+                return float(bounds[-1])
+            lower = bounds[i - 1] if i > 0 else 0.0
+            upper = bounds[i]
+            return lower + (upper - lower) * (rank - cumulative) / count
+        cumulative += count
+    return float(bounds[-1])
+
+
+def series_quantile(q: float, s: Optional["Series"], bounds: tuple) -> Optional[float]:
+    """:func:`quantile` of a series, never above its (exact or bucket-bounded) maximum.
+
+    Interpolation can land above the largest request (all requests near the bottom of a wide
+    bucket); Grafana's ``histogram_quantile`` cannot know better, we can.
+    """
+    if s is None or s.count == 0:
+        return None
+    value = quantile(q, s.buckets, bounds)
+    if value is not None and s.max is not None and value > s.max:
+        value = s.max
+    return value
+
+
+def count_le(x: float, buckets: Tuple[int, ...], bounds: tuple) -> float:
+    """How many observations are <= x, interpolating linearly inside the bucket holding x."""
+    result = 0.0
+    lower = 0.0
+    for i, count in enumerate(buckets):
+        if i >= len(bounds):  # +Inf bucket: all above the last bound
+            break
+        upper = bounds[i]
+        if x >= upper:
+            result += count
+        else:
+            if x > lower:
+                result += count * (x - lower) / (upper - lower)
+            break
+        lower = upper
+    return result
+
+
+def apdex(buckets: Tuple[int, ...], bounds: tuple, t: float) -> Optional[float]:
+    """(satisfied + tolerating / 2) / total: satisfied <= T, tolerating <= 4 T."""
+    total = sum(buckets)
+    if total <= 0:
+        return None
+    satisfied = count_le(t, buckets, bounds)
+    tolerating = count_le(4 * t, buckets, bounds) - satisfied
+    return (satisfied + tolerating / 2) / total
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+def stats(window: Mapping[Key, Series], bounds: tuple, seconds: Optional[float], apdex_t: float) -> dict[str, Any]:
+    """Totals of a window: requests, rps, errors, latency quantiles (ms), Apdex."""
+    total = merge(window.values())
+    errors = sum(s.count for k, s in window.items() if is_error(k))
+    count = total.count if total else 0
+    result: dict[str, Any] = {
+        "requests": count,
+        "rps": _round(count / seconds, 3) if seconds and seconds > 0 else None,
+        "errors": errors,
+        "error_rate_pct": _round(100.0 * errors / count) if count else None,
+        "latency": _latency(total, bounds),
+        "apdex": _round(apdex(total.buckets, bounds, apdex_t), 4) if total else None,
+    }
+    return result
+
+
+def _latency(total: Optional[Series], bounds: tuple) -> dict[str, Optional[float]]:
+    if total is None or total.count == 0:
+        return {"avg_ms": None, "p50_ms": None, "p90_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "avg_ms": _ms(total.sum / total.count),
+        "p50_ms": _ms(series_quantile(0.5, total, bounds)),
+        "p90_ms": _ms(series_quantile(0.9, total, bounds)),
+        "p95_ms": _ms(series_quantile(0.95, total, bounds)),
+        "p99_ms": _ms(series_quantile(0.99, total, bounds)),
+        "max_ms": _ms(total.max),
+    }
+
+
+def by_endpoint(window: Mapping[Key, Series]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(route, method) -> {"series": merged Series, "errors": n, "status_codes": {"200": n}}."""
+    result: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, s in window.items():
+        entry = result.setdefault((key[0], key[1]), {"series": None, "errors": 0, "status_codes": {}})
+        entry["series"] = add(entry["series"], s)
+        if is_error(key):
+            entry["errors"] += s.count
+        code = str(key[2]) if key[2] else "none"
+        entry["status_codes"][code] = entry["status_codes"].get(code, 0) + s.count
+    return result
+
+
+def endpoint_rows(window: Mapping[Key, Series], bounds: tuple, seconds: Optional[float],
+                  last_seen: Mapping[tuple[str, str], float] | None = None) -> list[dict[str, Any]]:
+    """One row per (route, method) with count, errors, rates and latencies (the /endpoints rows)."""
+    rows = []
+    for (route, method), entry in by_endpoint(window).items():
+        s: Series = entry["series"]
+        if s is None or s.count == 0:
+            continue
+        rows.append({
+            "route": route,
+            "method": method,
+            "count": s.count,
+            "errors": entry["errors"],
+            "error_rate_pct": _round(100.0 * entry["errors"] / s.count),
+            "rps": _round(s.count / seconds, 4) if seconds and seconds > 0 else None,
+            "p50_ms": _ms(series_quantile(0.5, s, bounds)),
+            "p90_ms": _ms(series_quantile(0.9, s, bounds)),
+            "p95_ms": _ms(series_quantile(0.95, s, bounds)),
+            "p99_ms": _ms(series_quantile(0.99, s, bounds)),
+            "max_ms": _ms(s.max),
+            "avg_ms": _ms(s.sum / s.count),
+            "last_seen": (last_seen or {}).get((route, method)),
+            "status_codes": dict(sorted(entry["status_codes"].items())),
+        })
+    return rows
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+#: (check name, reading key, threshold setting, unit, is a request check)
+HEALTH_CHECKS = (
+    ("latency_avg_ms", "latency_avg_ms", "health_latency_avg_ms", "ms", True),
+    ("latency_p95_ms", "latency_p95_ms", "health_latency_p95_ms", "ms", True),
+    ("error_rate_pct", "error_rate_pct", "health_error_rate_pct", "%", True),
+    ("memory_pct", "memory_pct", "health_memory_pct", "%", False),
+    ("cpu_pct", "cpu_pct", "health_cpu_pct", "%", False),
+    ("disk_pct", "disk_pct", "health_disk_pct", "%", False),
+    ("process_rss_bytes", "process_rss_max_bytes", "health_process_rss_bytes", "bytes", False),
+)
+
+
+def fail_level(threshold: float, unit: str) -> float:
+    """Where ``warn`` becomes ``fail``: 1.5 x the threshold, for percentages at most halfway to 100."""
+    level = 1.5 * threshold
+    if unit == "%":
+        level = min(level, threshold + (100.0 - threshold) / 2)
+    return level
+
+
+def health_checks(readings: Mapping[str, Any], settings: Any,
+                  over_fraction: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Compare ``readings`` with the thresholds of ``settings``.
+
+    ``ok`` at or under the threshold, ``warn`` over it, ``fail`` over :func:`fail_level` -- or, for
+    request checks, over the threshold in more than half of the window's steps
+    (``over_fraction[name] > 0.5``). No reading: ``"value": null``, ``ok``.
+    """
+    result = []
+    for name, key, setting, unit, request_check in HEALTH_CHECKS:
+        threshold = getattr(settings, setting)
+        value = readings.get(key)
+        status = "ok"
+        if value is not None:
+            if value > fail_level(threshold, unit):
+                status = "fail"
+            elif value > threshold:
+                status = "fail" if request_check and (over_fraction or {}).get(name, 0.0) > 0.5 else "warn"
+        shown_threshold: Any = int(threshold) if float(threshold).is_integer() else threshold
+        shown = None if value is None else (int(value) if unit == "bytes" else round(float(value), 3))
+        result.append({"name": name, "value": shown, "threshold": shown_threshold, "unit": unit, "status": status})
+    return result
+
+
+def overall_status(checks: Iterable[Mapping[str, Any]]) -> str:
+    statuses = {c["status"] for c in checks}
+    return "unhealthy" if "fail" in statuses else "degraded" if "warn" in statuses else "healthy"
+
+
+# -- the ring of 10-second samples --------------------------------------------------------------
+
+
+class Sample(NamedTuple):
+    t: float                       # wall-clock time of the sample (Unix seconds)
+    requests: dict                 # Key -> cumulative Series
+    system: dict                   # system_values()
+
+
+class Ring:
+    """Cumulative samples, oldest first, at most ``size`` of them (15 min of 10 s samples + 1).
+
+    Consecutive samples share the ``Series`` objects of keys that did not change, so an idle
+    route costs one dict slot per sample.
+    """
+
+    def __init__(self, size: int = 91) -> None:
+        self.samples: deque[Sample] = deque(maxlen=size)
+
+    def add(self, t: float, requests: dict[Key, Series], system: dict) -> Sample:
+        if self.samples:
+            previous = self.samples[-1].requests
+            requests = {k: (previous[k] if previous.get(k) == s else s) for k, s in requests.items()}
+        sample = Sample(t, requests, system)
+        self.samples.append(sample)
+        return sample
+
+    def snapshot(self) -> list[Sample]:
+        """The samples, oldest first (a copy: the background job appends while requests read)."""
+        return list(self.samples)
+
+    def at(self, t: float) -> Optional[Sample]:
+        """The newest sample taken at or before ``t``; None when every sample is younger."""
+        found = None
+        for sample in self.snapshot():
+            if sample.t <= t:
+                found = sample
+            else:
+                break
+        return found
+
+    def oldest(self) -> Optional[Sample]:
+        samples = self.snapshot()
+        return samples[0] if samples else None
+
+    def newest(self) -> Optional[Sample]:
+        samples = self.snapshot()
+        return samples[-1] if samples else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
