@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
-exec .venv/bin/python examples/app.py --traffic "${TRAFFIC_SECONDS:-20}" "$@"
+exec .venv/bin/otel-monitor demo --traffic "${TRAFFIC_SECONDS:-20}" "$@"
