@@ -17,8 +17,8 @@ WORKDIR /app
 # The package first (its layer is rebuilt only when the package changes), then the examples.
 COPY pyproject.toml README.md ./
 COPY otel_monitor ./otel_monitor
-RUN pip install . && rm -rf build *.egg-info
 COPY examples ./examples
+RUN pip install . && rm -rf build *.egg-info
 
 USER app
 EXPOSE 8000

@@ -243,23 +243,11 @@ def _masked_text(name: str, value: str) -> str:
 # -- demo --------------------------------------------------------------------------------------
 
 
-def demo_app(builtin: bool = False) -> tuple[Any, str]:
-    """examples/app.py's ``app`` in a checkout (current directory), else the built-in copy."""
-    from pathlib import Path
+def demo_app() -> tuple[Any, str]:
+    """The example app (examples/app.py, installed as otel_monitor.examples.app)."""
+    from .examples.app import app
 
-    cwd = Path.cwd()
-    example = cwd / "examples" / "app.py"
-    if not builtin and example.is_file() and (cwd / "otel_monitor" / "__init__.py").is_file():
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("otel_monitor_example_app", example)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module.app, str(example)
-    from ._demo_app import create_app
-
-    return create_app(), "the built-in demo app (otel_monitor._demo_app)"
+    return app, "examples/app.py"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -271,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError("--duration must be more than 0 seconds")
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
-    app, origin = demo_app(builtin=args.builtin)
+    app, origin = demo_app()
     traffic, run_seconds = args.traffic, None
     if args.duration is not None:
         traffic = min(traffic, args.duration)
@@ -317,7 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="send synthetic traffic for this many seconds, 0 for none (default 20)")
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help="stop after this many seconds in all (default: run until Ctrl-C)")
-    demo.add_argument("--builtin", action="store_true", help="serve the built-in demo app even in a checkout")
     demo.set_defaults(handler=cmd_demo)
 
     doctor = commands.add_parser("doctor", help="show the effective settings and check exporters and dashboards",

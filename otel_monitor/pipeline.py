@@ -68,46 +68,40 @@ def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict]:
     return protocol, endpoint, headers
 
 
-def span_exporters(settings: Settings) -> list[SpanExporter]:
-    result: list[SpanExporter] = []
-    for name in _exporter_names(settings.traces_exporter, settings, settings.otlp_traces_endpoint):
-        if name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+#: (signal, protocol or "console") -> (module, class): imported only when configured
+_EXPORTERS = {
+    ("traces", "console"): ("opentelemetry.sdk.trace.export", "ConsoleSpanExporter"),
+    ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("metrics", "console"): ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),
+    ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
 
-            result.append(ConsoleSpanExporter())
-        elif name == "otlp":
-            protocol, endpoint, headers = _otlp_target(settings, "traces")
-            if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
-                result.append(Grpc(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers,
-                                   timeout=settings.otlp_timeout))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+def _exporters(settings: Settings, signal: str) -> list[Any]:
+    import importlib
 
-                result.append(Http(endpoint=endpoint, headers=headers, timeout=settings.otlp_timeout))
+    configured = settings.traces_exporter if signal == "traces" else settings.metrics_exporter
+    result = []
+    for name in _exporter_names(configured, settings, getattr(settings, f"otlp_{signal}_endpoint")):
+        kwargs: dict[str, Any] = {}
+        if name == "otlp":
+            name, endpoint, headers = _otlp_target(settings, signal)
+            kwargs = {"endpoint": endpoint, "headers": headers, "timeout": settings.otlp_timeout}
+            if name == "grpc":
+                kwargs["insecure"] = endpoint.startswith("http://")
+        module, cls = _EXPORTERS[(signal, name)]
+        result.append(getattr(importlib.import_module(module), cls)(**kwargs))
     return result
+
+
+def span_exporters(settings: Settings) -> list[SpanExporter]:
+    return _exporters(settings, "traces")
 
 
 def metric_exporters(settings: Settings) -> list[Any]:
-    result: list[Any] = []
-    for name in _exporter_names(settings.metrics_exporter, settings, settings.otlp_metrics_endpoint):
-        if name == "console":
-            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-            result.append(ConsoleMetricExporter())
-        elif name == "otlp":
-            protocol, endpoint, headers = _otlp_target(settings, "metrics")
-            if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
-
-                result.append(Grpc(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers,
-                                   timeout=settings.otlp_timeout))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
-
-                result.append(Http(endpoint=endpoint, headers=headers, timeout=settings.otlp_timeout))
-    return result
+    return _exporters(settings, "metrics")
 
 
 def build_resource(settings: Settings, service_name: str, instance_id: str) -> Resource:

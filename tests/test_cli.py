@@ -482,8 +482,8 @@ def test_demo_serves_and_stops_within_its_duration(started):
 
 @pytest.mark.integration
 @pytest.mark.timeout(60)
-def test_demo_outside_a_checkout_serves_the_builtin_app_and_stops_on_sigterm(started, tmp_path):
-    proc, log = started([str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "0"], name="demo-builtin",
+def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(started, tmp_path):
+    proc, log = started([str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "0"], name="demo-elsewhere",
                         cwd=tmp_path)
     metrics_url = _wait_for_url(log, proc)
     base = metrics_url.rsplit("/", 1)[0]
@@ -501,4 +501,4 @@ def test_demo_outside_a_checkout_serves_the_builtin_app_and_stops_on_sigterm(sta
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     text = log.read_text()
-    assert "built-in demo app" in text and "stopped." in text
+    assert "examples/app.py" in text and "stopped." in text
