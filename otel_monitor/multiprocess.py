@@ -418,3 +418,32 @@ def enable(pipeline: Any, directory: str) -> WorkerFiles:
     pipeline.shutdown_hooks.append(files.remove)
     files.write(serialise(pipeline.reader.snapshot()))
     return files
+
+
+def group_secret(name: str, nbytes: int = 32) -> bytes | None:
+    """A random secret shared by all workers of this pre-fork group, or None when not pre-forked.
+
+    The first worker to ask creates ``<dir>/secret-<name>`` (mode 0600, O_EXCL); the others read
+    it. Generated analytics tokens and session keys are then the same whichever worker answers.
+    """
+    import secrets
+
+    master = detect_group(None)
+    if master is None:
+        return None
+    path = os.path.join(group_dir(master), f"secret-{name}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # the creator may not have written it yet
+            with open(path, "rb") as fh:
+                value = fh.read()
+            if len(value) == nbytes:
+                return value
+            time.sleep(0.01)
+        return None
+    value = secrets.token_bytes(nbytes)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+    return value

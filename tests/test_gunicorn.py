@@ -144,3 +144,21 @@ def test_otlp_export_from_several_workers_arrives_with_distinct_instance_ids(gun
         ids = set(re.findall(r"service\.instance\.id: Str\(([^)]+)\)", text))
         time.sleep(0.3)
     assert len(ids) >= 3, ids
+
+
+def test_the_analytics_summarise_all_workers_and_a_generated_token_works_on_every_worker(gunicorn, tmp_path):
+    base, master = gunicorn(workers=3)
+    log = next(tmp_path.glob("gunicorn-*.log"))
+    tokens = set(re.findall(r"\?token=([A-Za-z0-9_\-]+)", log.read_text()))
+    assert len(tokens) == 1, tokens  # one token for the whole group, whichever worker logged it
+    token = tokens.pop()
+    send(base, 0, 90)
+    settle()
+    import json
+
+    for _ in range(12):  # lands on different workers
+        request = urllib.request.Request(base + "/otel-monitor/endpoints?window=all",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows = json.loads(response.read())["endpoints"]
+        assert [r["count"] for r in rows if r["route"] == "/work/<int:n>"] == [90]

@@ -70,6 +70,15 @@ def validate_settings(settings: Settings) -> None:
                             "MONITORING_USERNAME (analytics_username) is not; set both or neither")
 
 
+def _group_secret(name: str) -> bytes | None:
+    try:
+        from ..multiprocess import group_secret
+
+        return group_secret(name)
+    except Exception:  # noqa: BLE001 - a per-process secret still works on one worker
+        return None
+
+
 def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
     """``analytics_secret_key``, else the Flask app's ``secret_key``, else None (Auth makes a random one)."""
     key = settings.analytics_secret_key or (getattr(app, "secret_key", None) if app is not None else None)
@@ -115,14 +124,17 @@ class Auth:
         self.prefix = settings.analytics_prefix.rstrip("/")
         #: False only when ``analytics_auth`` is explicitly off
         self.enabled: bool = bool(settings.analytics_auth)
-        self.secret_is_random = not secret_key
-        self._secret: bytes = secret_key or secrets.token_bytes(32)
+        shared = None if secret_key else _group_secret("session-key")
+        self._secret: bytes = secret_key or shared or secrets.token_bytes(32)
+        self.secret_is_per_process = not secret_key and shared is None
         self._username = _utf8(settings.analytics_username) if settings.analytics_username else None
         self._password = _utf8(settings.analytics_password) if settings.analytics_password else None
         self.generated_token = False
         token = settings.analytics_token
         if token is None and self._username is None and self.enabled:
-            token = secrets.token_urlsafe(24)
+            # Under a pre-fork server every worker derives the same token from the group secret.
+            group = _group_secret("analytics-token")
+            token = base64.urlsafe_b64encode(group[:24]).decode().rstrip("=") if group else secrets.token_urlsafe(24)
             self.generated_token = True
         #: the access token: configured, generated (nothing else configured), or None
         self.token: str | None = token
@@ -152,7 +164,7 @@ class Auth:
                             "generated for this process. Open <this app>%s/?token=%s (or send "
                             "'Authorization: Bearer <token>'). Set MONITORING_USERNAME/MONITORING_PASSWORD or "
                             "OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.", self.prefix, self.token)
-        if self.secret_is_random:
+        if self.secret_is_per_process:
             _logger.info("otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
                          "dashboard sessions are signed with a random per-process key, so they end at restart "
                          "and do not work across pre-fork workers")
