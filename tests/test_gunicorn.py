@@ -34,14 +34,15 @@ def request_total(body: str) -> float:
 def gunicorn(tmp_path):
     procs = []
 
-    def start(*extra: str, workers: int = 4, env: dict | None = None) -> tuple[str, subprocess.Popen]:
+    def start(*extra: str, workers: int = 4, env: dict | None = None,
+              target: str = "tests.apps.prefork_app:app") -> tuple[str, subprocess.Popen]:
         port = free_port()
         log = open(tmp_path / f"gunicorn-{port}.log", "w")
         # A private multiprocess dir per test run, so runs never see each other's files.
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SERVICE_NAME": "prefork", **(env or {})}
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-             "--graceful-timeout", "5", *extra, "tests.apps.prefork_app:app"],
+             "--graceful-timeout", "5", *extra, target],
             cwd=str(ROOT), env=full_env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         wait_for_port(port, timeout=30, proc=proc)
@@ -49,7 +50,7 @@ def gunicorn(tmp_path):
         # all workers up: distinct pids answering
         deadline = time.monotonic() + 20
         pids: set[str] = set()
-        while len(pids) < workers and time.monotonic() < deadline:
+        while len(pids) < workers and time.monotonic() < deadline and target.endswith("prefork_app:app"):
             pids.add(get(base + "/pid"))
         return base, proc
 
@@ -162,3 +163,14 @@ def test_the_analytics_summarise_all_workers_and_a_generated_token_works_on_ever
         with urllib.request.urlopen(request, timeout=10) as response:
             rows = json.loads(response.read())["endpoints"]
         assert [r["count"] for r in rows if r["route"] == "/work/<int:n>"] == [90]
+
+
+def test_wrap_under_gunicorn_reports_all_workers_too(gunicorn):
+    base, master = gunicorn(workers=3, target="tests.apps.prefork_wsgi:app")
+    for _ in range(60):
+        get(base + "/anything")
+    settle()
+    for _ in range(10):
+        body = get(base + "/metrics")
+        counts = re.findall(r'^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$', body, re.M)
+        assert sum(float(c) for c in counts) == 60

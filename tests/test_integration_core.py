@@ -151,3 +151,13 @@ def test_process_exit_stays_within_the_bound_when_the_collector_is_down(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     assert "served" in result.stdout
     assert elapsed < EXIT_BOUND_SECONDS + 2.0, f"exit took {elapsed:.1f}s"  # + interpreter/import start-up
+
+
+def test_metrics_can_also_be_served_on_a_separate_port(example_server):
+    port = free_port()
+    base = example_server({"OTEL_MONITOR_METRICS_PORT": str(port)})
+    drive(base, ["/api/users/1"])
+    wait_for_port(port)
+    status, body, _ = fetch(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200 and "http_server_request_duration_seconds" in body
+    assert fetch(f"http://127.0.0.1:{port}/api/users/1")[0] == 404  # only the metrics there
