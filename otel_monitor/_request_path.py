@@ -256,13 +256,15 @@ class _Request:
         pipeline.active.discard(self)
         pipeline.requests_seen += 1
         if span.is_recording():
+            final: dict[str, Any] = {}
             if route is not None:
                 span.update_name(f"{self.method} {route}")
-                span.set_attribute("http.route", route)
+                final["http.route"] = route
             if status is not None:
-                span.set_attribute("http.response.status_code", status)
+                final["http.response.status_code"] = status
             if error is not None:
-                span.set_attribute("error.type", error)
+                final["error.type"] = error
+            span.set_attributes(final)  # one lock round instead of one per attribute
             if app_exc is not None:
                 span.record_exception(app_exc)
             if error is not None:

@@ -52,7 +52,9 @@ class MonitorReader(PrometheusMetricReader):
     """
 
     def __init__(self, registry: CollectorRegistry, target_info: bool = True) -> None:
-        super().__init__(disable_target_info=not target_info, registry=registry)
+        # No otel_scope_* labels: a version label on every series would change every series'
+        # identity at each upgrade (breaking rate() across it), and they triple the line length.
+        super().__init__(disable_target_info=not target_info, registry=registry, scope_info_enabled=False)
         self._lock = threading.Lock()
         self._capturing = False
         self._captured: MetricsData | None = None
