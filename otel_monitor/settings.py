@@ -238,6 +238,7 @@ class Settings:
     grafana_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_GRAFANA_URL",), "Grafana dashboard URL, linked from the dashboard")
     prometheus_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_PROMETHEUS_URL",), "Prometheus URL, linked from the dashboard")
     jaeger_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_JAEGER_URL",), "Jaeger (trace viewer) URL, linked from the dashboard")
+    dashboard_refresh_s: float = _setting(30.0, _number(1, 3600), ("OTEL_MONITOR_DASHBOARD_REFRESH_S",), "Seconds between the dashboard's automatic refreshes (the page has a pause control)")
 
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""

@@ -1,0 +1,196 @@
+"""The built-in dashboard: one HTML page plus our own CSS and JS, served by the analytics blueprint.
+
+``register_dashboard(bp, auth, settings, monitor)`` adds these routes to the analytics blueprint
+(mounted at ``analytics_prefix``):
+
+* ``GET  <prefix>/``               the page; a browser without credentials is sent to the login page
+* ``GET  <prefix>/login``          a small login form (user name and password, or the access token)
+* ``POST <prefix>/login``          CSRF check, throttling (429), then a session cookie (or 401)
+* ``POST <prefix>/logout``         CSRF check, then the session cookie is cleared
+* ``GET  <prefix>/static/<name>``  the page's CSS, JS and icon: only files shipped in ``static/``
+
+The page is a shell: ``static/dashboard.js`` fetches the JSON API (docs/analytics-api.md) and draws
+everything in the browser with ``textContent`` and hand-written SVG. No build step, no CDN, no
+third-party code. Every response of these routes (errors too) carries a Content-Security-Policy
+without inline script or style, ``nosniff``, ``no-store``, a ``same-origin`` referrer policy and
+``Vary: Cookie`` (see :data:`SECURITY_HEADERS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register_dashboard", "SECURITY_HEADERS", "CONTENT_SECURITY_POLICY", "STATIC_DIR",
+           "FETCH_MARKER"]
+
+_logger = logging.getLogger("otel_monitor")
+
+_HERE = Path(__file__).resolve().parent
+STATIC_DIR = _HERE / "static"
+TEMPLATES_DIR = _HERE / "templates"
+
+
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+#: on the page, the login form and static files. The referrer policy is ``same-origin``, not
+#: ``no-referrer``: under ``no-referrer`` browsers send ``Origin: null`` with the login and logout
+#: form POSTs, which the CSRF check (``Auth.verify_csrf``) must refuse. ``same-origin`` sends no
+#: referrer to any other origin either (trace links also carry ``rel="noreferrer"``).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+#: served with an explicit type (nosniff needs the right one; the system's mime table may lack .svg)
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".svg": "image/svg+xml"}
+
+_ENDPOINTS = frozenset({"dashboard_page", "dashboard_login", "dashboard_login_submit", "dashboard_logout",
+                        "dashboard_static"})
+#: sent by dashboard.js with every API call (``X-Requested-With``)
+FETCH_MARKER = "otel-monitor-dashboard"
+_WINDOWS_SHORT = ("1m", "5m", "15m")
+_WINDOWS_HISTORY = ("1h", "6h", "24h", "7d")
+
+
+def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -> None:
+    """Add the dashboard's page, login/logout and static routes to the analytics blueprint ``bp``."""
+    from flask import abort, make_response, redirect, request, send_from_directory, url_for
+    from jinja2 import Environment, FileSystemLoader
+
+    from .auth import page, public
+
+    templates = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True, trim_blocks=True,
+                            lstrip_blocks=True)
+    # Only names shipped in static/ are ever served: the set is fixed when the blueprint is built.
+    static_files = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES)
+    refresh_s = settings.dashboard_refresh_s
+    history = bool(getattr(settings, "analytics_db", None))
+    service = getattr(settings, "service_name", None) or ""
+    has_password = bool(getattr(settings, "analytics_username", None))
+    slow_ms = float(getattr(settings, "analytics_slow_ms", 500.0))
+
+    def endpoint_url(name: str) -> str:
+        return url_for(f"{request.blueprint}.{name}")
+
+    def html(template: str, status: int = 200, **context: Any) -> Any:
+        context.setdefault("static_url", endpoint_url("dashboard_page") + "static")
+        body = templates.get_template(template).render(service=service, **context)
+        response = make_response(body, status)
+        response.mimetype = "text/html"
+        return response
+
+    def next_url(value: Any) -> str:
+        """Where to go after logging in: ``next`` when it is a page of this dashboard, else the page."""
+        page_url = endpoint_url("dashboard_page")
+        text = value if isinstance(value, str) else ""
+        if (len(text) <= 2000 and text.startswith(page_url) and not text.startswith("//") and "\\" not in text
+                and ".." not in text and "%2e" not in text.lower()
+                and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)):
+            return text
+        return page_url
+
+    def login_form(status: int = 200, message: str = "", username: str = "", next_: str = "") -> Any:
+        return html("login.html", status, csrf_token=auth.csrf_token(request), message=message, username=username,
+                    show_password=has_password or not auth.token, show_token=bool(auth.token),
+                    action=endpoint_url("dashboard_login"), next=next_url(next_))
+
+    @page
+    def dashboard_page() -> Any:
+        # The blueprint's guard already sends browsers without credentials to the login page (and
+        # swaps a ?token= login link for a session cookie); this is the second line.
+        if auth.enabled and not auth.authenticate(request):
+            return redirect(endpoint_url("dashboard_login"), 303)
+        base = endpoint_url("dashboard_page")
+        windows = _WINDOWS_SHORT + (_WINDOWS_HISTORY if history else ())
+        return html("dashboard.html", api=base.rstrip("/"), refresh_s="%g" % refresh_s,
+                    history="true" if history else "false", slow_ms="%g" % slow_ms, auth_enabled=bool(auth.enabled),
+                    login_url=endpoint_url("dashboard_login"), logout_url=endpoint_url("dashboard_logout"),
+                    csrf_token=auth.csrf_token(request) if auth.enabled else "", windows=windows)
+
+    @public
+    def dashboard_login() -> Any:
+        if not auth.enabled or (auth.authenticate(request) and "token" not in request.args):
+            return redirect(next_url(request.args.get("next")), 303)
+        return login_form(next_=request.args.get("next", ""))
+
+    @public
+    def dashboard_login_submit() -> Any:
+        if not auth.enabled:
+            return redirect(endpoint_url("dashboard_page"), 303)
+        next_ = request.form.get("next", "")
+        if not auth.verify_csrf(request):
+            return login_form(403, "Your login form expired or came from another site. Please try again.",
+                              next_=next_)
+        client = auth.client_key(request)
+        wait = auth.retry_after(client)
+        if wait is not None:
+            response = login_form(429, "Too many failed attempts. Wait a few minutes, then try again.", next_=next_)
+            response.headers["Retry-After"] = str(int(math.ceil(wait)))
+            return response
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        token = request.form.get("token", "")
+        if auth.check_login(username, password, token):
+            response = redirect(next_url(next_), 303)
+            auth.issue_session(response, request)
+            return response
+        auth.record_failure(client)
+        return login_form(401, "Wrong user name, password or token.", username=username[:200], next_=next_)
+
+    @public
+    def dashboard_logout() -> Any:
+        if not auth.verify_csrf(request):
+            abort(403)
+        response = redirect(endpoint_url("dashboard_login"), 303)
+        auth.clear_session(response, request)
+        return response
+
+    @public
+    def dashboard_static(filename: str) -> Any:
+        # The allow-list already rules out '..', '%2e%2e%2f' (decoded before routing), '\\', NUL and
+        # absolute paths; send_from_directory's safe_join is the second line.
+        if filename not in static_files:
+            abort(404)
+        response = send_from_directory(str(STATIC_DIR), filename, max_age=0, conditional=True)
+        content_type = _STATIC_TYPES.get(os.path.splitext(filename)[1])
+        if content_type:
+            response.headers["Content-Type"] = content_type
+        return response
+
+    bp.add_url_rule("/", "dashboard_page", dashboard_page, methods=["GET"])
+    bp.add_url_rule("/login", "dashboard_login", dashboard_login, methods=["GET"])
+    bp.add_url_rule("/login", "dashboard_login_submit", dashboard_login_submit, methods=["POST"])
+    bp.add_url_rule("/logout", "dashboard_logout", dashboard_logout, methods=["POST"])
+    bp.add_url_rule("/static/<path:filename>", "dashboard_static", dashboard_static, methods=["GET"])
+
+    @bp.after_request
+    def _dashboard_headers(response: Any) -> Any:
+        if (request.endpoint or "").rpartition(".")[2] in _ENDPOINTS:
+            # Every response of these views, errors included (403 from logout, 404 from static).
+            secure(response)
+        elif response.status_code == 401 and request.headers.get("X-Requested-With") == FETCH_MARKER:
+            # The page's own fetch() calls: a Basic challenge would make the browser show its own
+            # password dialog (and hold the request) when the session ends; a Bearer challenge is as
+            # true (the API takes tokens) and browsers do not prompt for it, so the page sees the
+            # 401 and goes to its login form.
+            response.headers["WWW-Authenticate"] = 'Bearer realm="otel_monitor"'
+        return response
+
+
+def secure(response: Any) -> Any:
+    """Add the dashboard's security headers to ``response`` (and ``Vary: Cookie``); returns it."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    response.vary.add("Cookie")
+    return response
+

@@ -1,0 +1,45 @@
+"""The example app (examples/app.py) plus one hostile route, for the dashboard's browser test.
+
+``GET /xss`` reports its route template as ``<script>alert(1)</script>`` (Werkzeug refuses such a
+rule, so the view sets the template the way a plain WSGI app would), so the dashboard must show
+that text as text. The analytics sample every ``DASHBOARD_TEST_SAMPLE_S`` seconds (default 1)
+instead of 10, so that charts have points within seconds.
+
+Run: ``python tests/dashboard_app.py --port 8123`` (the same options as examples/app.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import otel_monitor.analytics as analytics  # noqa: E402
+from otel_monitor._request_path import ROUTE_KEY  # noqa: E402
+
+XSS_ROUTE = "<script>alert(1)</script>"
+
+# Read when the pipeline is set up (at create_app below), so set it first.
+analytics.SAMPLE_INTERVAL_S = float(os.environ.get("DASHBOARD_TEST_SAMPLE_S", "1"))
+
+_spec = importlib.util.spec_from_file_location("example_app", ROOT / "examples" / "app.py")
+example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(example)  # type: ignore[union-attr]
+app = example.app
+
+
+@app.get("/xss")
+def xss() -> str:
+    from flask import request
+
+    request.environ[ROUTE_KEY] = XSS_ROUTE
+    return "ok"
+
+
+if __name__ == "__main__":
+    example.app = app
+    example.main()
