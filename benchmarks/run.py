@@ -1,0 +1,839 @@
+#!/usr/bin/env python3
+"""Benchmarks: otel_monitor against bare Flask and its peers. See docs/benchmarks.md.
+
+    python benchmarks/run.py                 # full run (~10 min on 2 cores)
+    python benchmarks/run.py --smoke         # every measurement tiny: proves it still runs
+    python benchmarks/run.py --only in-process,http --stacks otel_monitor,stock_otel
+
+Runs with any Python 3.9+ (standard library only). The measurements themselves run in
+``benchmarks/.venv``, which this script creates and keeps up to date (``benchmarks/requirements.txt``
+plus ``pip install -e <repo root>`` once ``pyproject.toml`` exists), or in the interpreter given by
+``--python``. Every stack runs in a fresh process; every load loop is bounded in time; all traffic
+stays on 127.0.0.1. Markdown tables go to stdout and to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV = os.path.join(HERE, ".venv")
+REQUIREMENTS = os.path.join(HERE, "requirements.txt")
+STAMP = os.path.join(VENV, ".setup-stamp")
+WORKER = os.path.join(HERE, "worker.py")
+BENCH_PATH = "/users/42"
+
+# Kept in sync with apps.py (which only the benchmark virtualenv imports).
+STACKS = ["bare", "otel_monitor", "otel_monitor_100", "otel_monitor_10", "otel_monitor_off", "stock_otel", "pfe", "fmd"]
+DESCRIPTIONS = {
+    "bare": "bare Flask",
+    "otel_monitor": "otel_monitor `Monitor(app)` (defaults)",
+    "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
+    "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
+    "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
+    "stock_otel": "stock OpenTelemetry (FlaskInstrumentor + SDK)",
+    "pfe": "prometheus-flask-exporter 0.23",
+    "fmd": "Flask-MonitoringDashboard 5.1",
+}
+SCRAPE_STACKS = ["otel_monitor", "stock_otel", "pfe"]
+EXIT_STACKS = ["bare", "otel_monitor", "stock_otel"]
+SECTIONS = ["in-process", "http", "scrape", "memory", "exit", "analytics", "profile"]
+DEFAULT_SECTIONS = [s for s in SECTIONS if s != "profile"]
+VERSION_PACKAGES = [
+    "otel_monitor", "flask", "werkzeug", "gunicorn", "opentelemetry-api", "opentelemetry-sdk",
+    "opentelemetry-instrumentation-flask", "opentelemetry-exporter-prometheus",
+    "opentelemetry-exporter-otlp-proto-http", "prometheus-client", "prometheus-flask-exporter",
+    "flask-monitoringdashboard", "sqlalchemy",
+]
+# Targets from the project's issue 8.
+TARGET_INPROCESS_FRACTION_OF_STOCK = 0.25
+TARGET_HTTP_RATIO = 0.85
+
+EXIT_SKIP = 3
+# --otel-monitor-export: "default" (Monitor(app) as is) or "noop" (plus a BatchSpanProcessor with a
+# no-op exporter, like the stock stack); see the REVIEW HOOK in apps.py.
+OTEL_MONITOR_EXPORT = "default"
+
+
+@dataclass
+class Params:
+    rounds: int
+    duration: float          # seconds per in-process round (each side)
+    warmup: float
+    http_rounds: int
+    http_duration: int       # seconds per wrk run (each side)
+    http_warmup: int
+    scrape_routes: int
+    scrape_hits: int
+    scrapes: int
+    mem_requests: int
+    mem_distinct: int
+    mem_time_limit: float
+    exit_requests: int
+    exit_timeout: float
+    profile_requests: int
+
+
+FULL = Params(rounds=5, duration=2.0, warmup=0.5, http_rounds=3, http_duration=4, http_warmup=1,
+              scrape_routes=100, scrape_hits=2, scrapes=20, mem_requests=100_000, mem_distinct=10_000,
+              mem_time_limit=60.0, exit_requests=20, exit_timeout=120.0, profile_requests=20_000)
+SMOKE = Params(rounds=2, duration=0.2, warmup=0.1, http_rounds=1, http_duration=1, http_warmup=0,
+               scrape_routes=100, scrape_hits=1, scrapes=3, mem_requests=1_000, mem_distinct=100,
+               mem_time_limit=10.0, exit_requests=5, exit_timeout=60.0, profile_requests=2_000)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- the benchmark virtualenv ----------------------------------------------------------------------
+
+
+def _stamp() -> str:
+    digest = hashlib.sha256()
+    with open(REQUIREMENTS, "rb") as fh:
+        digest.update(fh.read())
+    pyproject = os.path.join(ROOT, "pyproject.toml")
+    if os.path.exists(pyproject):
+        with open(pyproject, "rb") as fh:
+            digest.update(b"\0pyproject\0" + fh.read())
+    return digest.hexdigest()
+
+
+def ensure_venv(install: bool) -> tuple[str, list[str]]:
+    """Create/refresh ``benchmarks/.venv``; return (its python, notes about peers that failed to install)."""
+    python = os.path.join(VENV, "bin", "python")
+    notes: list[str] = []
+    if not install:
+        if not os.path.exists(python):
+            raise SystemExit(f"{python} does not exist; run without --no-install once, or pass --python")
+        return python, notes
+    stamp = _stamp()
+    if os.path.exists(python) and os.path.exists(STAMP):
+        with open(STAMP) as fh:
+            if fh.read().strip() == stamp:
+                return python, notes
+    if not os.path.exists(python):
+        log(f"creating {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True, timeout=300)
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    editable = ["-e", ROOT] if os.path.exists(os.path.join(ROOT, "pyproject.toml")) else []
+    log("installing benchmark peers into benchmarks/.venv (pip install -r benchmarks/requirements.txt"
+        + (" -e ." if editable else "") + ")")
+    proc = subprocess.run(pip + ["-r", REQUIREMENTS] + editable, timeout=900)
+    if proc.returncode != 0:
+        log("pip failed for the whole set; installing one requirement at a time")
+        for req in _requirements():
+            if subprocess.run(pip + [req], timeout=600).returncode != 0:
+                notes.append(f"could not install {req}")
+        if editable and subprocess.run(pip + editable, timeout=600).returncode != 0:
+            notes.append("could not `pip install -e` the repository (otel_monitor rows fall back to the source tree)")
+    if not notes:
+        with open(STAMP, "w") as fh:
+            fh.write(stamp)
+    for note in notes:
+        log(note)
+    return python, notes
+
+
+def _requirements() -> list[str]:
+    with open(REQUIREMENTS) as fh:
+        return [line.split("#")[0].strip() for line in fh if line.split("#")[0].strip()]
+
+
+# -- running workers -------------------------------------------------------------------------------
+
+
+class Skip(Exception):
+    pass
+
+
+class Failed(Exception):
+    pass
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Stock defaults everywhere: no OTel environment leaking in from the caller's shell.
+    for key in list(env):
+        if key.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")):
+            del env[key]
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if OTEL_MONITOR_EXPORT != "default":
+        env["BENCH_OTEL_MONITOR_EXPORT"] = OTEL_MONITOR_EXPORT
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def parse_result(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return None
+
+
+def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, env=None) -> dict[str, Any]:
+    proc = subprocess.run(
+        [python, WORKER, command, json.dumps(args)],
+        capture_output=True, text=True, timeout=timeout, env=env or worker_env(), cwd=HERE,
+    )
+    payload = parse_result(proc.stdout)
+    if proc.returncode == EXIT_SKIP and payload and "skip" in payload:
+        raise Skip(payload["skip"])
+    if proc.returncode != 0 or payload is None:
+        raise Failed(f"worker {command} exited {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
+    return payload
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])[:600]
+
+
+class TimingProcess:
+    """A long-lived ``worker.py inprocess`` process: build + warm up once, then timed rounds on demand."""
+
+    def __init__(self, python: str, stack: str, warmup: float):
+        self.stack = stack
+        self.errfile = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [python, WORKER, "inprocess", json.dumps({"stack": stack, "warmup": warmup})],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile, text=True,
+            env=worker_env(), cwd=HERE,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # EOF
+
+    def _readline(self, timeout: float) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise Failed(f"{self.stack}: timing process did not answer within {timeout:.0f} s") from None
+        if line is None:
+            self.proc.wait(timeout=30)
+            if self.proc.returncode == EXIT_SKIP and self._skip_reason:
+                raise Skip(self._skip_reason)
+            self.errfile.seek(0)
+            raise Failed(f"{self.stack}: timing process exited {self.proc.returncode}: {_tail(self.errfile.read())}")
+        return line
+
+    _skip_reason: str | None = None
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        while True:
+            line = self._readline(timeout)
+            if line.startswith("READY"):
+                return
+            if line.startswith("RESULT "):
+                payload = json.loads(line[len("RESULT "):])
+                if "skip" in payload:
+                    self._skip_reason = payload["skip"]
+
+    def run(self, seconds: float) -> float:
+        self.proc.stdin.write(f"{seconds}\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self._readline(seconds * 5 + 60)
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT "):])["us"]
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+        except (subprocess.TimeoutExpired, OSError, BrokenPipeError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.errfile.close()
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(out)
+
+
+def fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def describe(stack: str, aa: bool = False) -> str:
+    """The row label; ``aa``: the bare row is an A/A check (bare against bare)."""
+    text = DESCRIPTIONS.get(stack, stack)
+    if stack == "bare" and aa:
+        text += " (A/A: bare vs bare)"
+    return f"`{stack}`: {text}"
+
+
+@dataclass
+class Report:
+    sections: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.sections.append(text)
+        print(text + "\n", flush=True)
+
+
+# -- machine ---------------------------------------------------------------------------------------
+
+
+def machine_section(python: str, notes: list[str]) -> str:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        nproc = str(os.cpu_count())
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(fh.readline().split()[1])
+            mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    wrk = shutil.which("wrk")
+    wrk_version = "not installed"
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
+        wrk_version = (out.stdout or out.stderr).splitlines()[0].split("Copyright")[0].strip()
+    try:
+        info = run_worker(python, "versions", {"packages": VERSION_PACKAGES}, timeout=60)
+    except (Skip, Failed, subprocess.TimeoutExpired) as exc:
+        info = {"versions": {}, "python": "?", "otel_monitor_location": f"error: {exc}"}
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+        rev = (commit or "no commit yet") + (" + uncommitted changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown (no git)"
+    lines = [
+        "## Machine",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}; repository: {rev}",
+        f"- CPU: {cpu}; nproc: {nproc}; memory: {mem}; {platform.system()} {platform.release()}",
+        f"- Python (benchmark venv): {info['python']} at `{os.path.relpath(python, ROOT) if python.startswith(ROOT) else python}`; wrk: {wrk_version}",
+        "- packages: " + ", ".join(f"{k} {v or '(not installed)'}" for k, v in info["versions"].items()),
+        f"- otel_monitor imported from: {info['otel_monitor_location']}",
+    ]
+    lines.append(f"- load average at start: {loadavg()} (other work on the machine shows up as noise)")
+    if OTEL_MONITOR_EXPORT != "default":
+        lines.append(f"- otel_monitor stacks: `--otel-monitor-export {OTEL_MONITOR_EXPORT}` (spans also go through a "
+                     "BatchSpanProcessor to a no-op exporter, as in the stock stack)")
+    lines += [f"- setup note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+# -- in-process ------------------------------------------------------------------------------------
+
+
+def section_inprocess(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    log(f"in-process: {len(stacks)} stack(s), {p.rounds} rounds x {p.duration} s each side")
+    results: dict[str, dict[str, Any]] = {}
+    for stack in stacks:
+        log(f"in-process: {stack}")
+        a = TimingProcess(python, "bare", p.warmup)
+        b = TimingProcess(python, stack, p.warmup)
+        try:
+            a.wait_ready()
+            b.wait_ready()
+            a_us, b_us = [], []
+            for _ in range(p.rounds):
+                a_us.append(a.run(p.duration))
+                b_us.append(b.run(p.duration))
+            results[stack] = {
+                "bare": statistics.median(a_us),
+                "stack": statistics.median(b_us),
+                "overhead": statistics.median(y - x for x, y in zip(a_us, b_us)),
+                "ratio": statistics.median(y / x for x, y in zip(a_us, b_us)),
+                "spread": (min(b_us), max(b_us)),
+            }
+        except Skip as exc:
+            results[stack] = {"skip": str(exc)}
+        except (Failed, OSError, subprocess.SubprocessError) as exc:
+            results[stack] = {"error": str(exc)}
+            report.errors.append(f"in-process {stack}: {exc}")
+        finally:
+            a.close()
+            b.close()
+    stock = results.get("stock_otel", {}).get("overhead")
+    rows = []
+    for stack in stacks:
+        r = results[stack]
+        if "skip" in r or "error" in r:
+            rows.append([describe(stack, aa=True)] + ["—"] * 6 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]])
+            continue
+        frac = r["overhead"] / stock if stock and stack != "stock_otel" and stack != "bare" else None
+        note = ""
+        if stack.startswith("otel_monitor") and frac is not None:
+            ok = frac <= TARGET_INPROCESS_FRACTION_OF_STOCK
+            note = f"{'meets' if ok else 'MISSES'} target ≤ {TARGET_INPROCESS_FRACTION_OF_STOCK}× stock"
+        rows.append([
+            describe(stack, aa=True), fmt(r["bare"]), fmt(r["stack"]), fmt(r["overhead"]), fmt(r["ratio"], 2, "×"),
+            fmt(frac, 2, "×") if frac is not None else ("1.00×" if stack == "stock_otel" else "—"),
+            f"{fmt(r['spread'][0])}–{fmt(r['spread'][1])}", note,
+        ])
+    report.add("\n".join([
+        "## In-process: `GET /users/42` through the WSGI app",
+        "",
+        f"Each stack and a bare-Flask twin run in two fresh processes; {p.rounds} rounds alternate "
+        f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
+        "overhead = median of per-round B − A; ratio = median of B / A; "
+        "“× stock overhead” = this overhead / stock OpenTelemetry's overhead.",
+        "",
+        table(["stack", "bare µs/req", "stack µs/req", "overhead µs", "ratio", "× stock overhead",
+               "stack min–max µs", "note"], rows),
+    ]))
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """One gunicorn (1 sync worker) serving one stack on 127.0.0.1:<free port>."""
+
+    def __init__(self, python: str, stack: str):
+        self.stack = stack
+        self.port = free_port()
+        self.tmpdir = tempfile.mkdtemp(prefix=f"bench-gunicorn-{stack}-")
+        self.logpath = os.path.join(self.tmpdir, "gunicorn.log")
+        env = worker_env()
+        env["BENCH_STACK"] = stack
+        env["BENCH_FMD_DIR"] = self.tmpdir
+        self.logfile = open(self.logpath, "w")
+        self.proc = subprocess.Popen(
+            [python, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+             "--bind", f"127.0.0.1:{self.port}", "--chdir", HERE, "--log-level", "warning",
+             "--backlog", "2048", "--timeout", "60", "wsgi:app"],
+            stdout=self.logfile, stderr=subprocess.STDOUT, env=env, cwd=HERE, start_new_session=True,
+        )
+
+    def url(self, path: str = BENCH_PATH) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str = BENCH_PATH, timeout: float = 5) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if self.get(timeout=2) == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        log_text = self.read_log()
+        if "StackUnavailable" in log_text:
+            reason = log_text.split("StackUnavailable:", 1)[-1].strip().splitlines()[0]
+            raise Skip(reason)
+        raise Failed(f"gunicorn for {self.stack} did not serve {BENCH_PATH}: {_tail(log_text)}")
+
+    def read_log(self) -> str:
+        self.logfile.flush()
+        with open(self.logpath) as fh:
+            return fh.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # our own gunicorn master, by pid
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the master and its worker
+                self.proc.wait()
+        self.logfile.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def wrk(url: str, seconds: int) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", "-c8", f"-d{seconds}s", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    match = _WRK_RPS.search(out.stdout)
+    if out.returncode != 0 or not match:
+        raise Failed(f"wrk failed ({out.returncode}): {_tail(out.stdout + out.stderr)}")
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out.stdout)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return {"rps": float(match.group(1)), "errors": errors}
+
+
+def section_http(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    if not shutil.which("wrk"):
+        report.add("## Over HTTP\n\nskipped: `wrk` is not installed (`apt-get install wrk`).")
+        return
+    log(f"http: {len(stacks)} stack(s), {p.http_rounds} rounds x wrk {p.http_duration} s each side")
+    results: dict[str, dict[str, Any]] = {}
+
+    def warm(server: Gunicorn) -> None:
+        if p.http_warmup:
+            wrk(server.url(), p.http_warmup)
+        else:
+            for _ in range(20):
+                server.get()
+
+    # One bare-Flask server is the baseline (A) for every stack; each stack (B) gets a fresh server.
+    base = Gunicorn(python, "bare")
+    try:
+        base.wait_ready()
+        warm(base)
+    except (Skip, Failed) as exc:
+        base.stop()
+        report.errors.append(f"http bare baseline: {exc}")
+        report.add(f"## Over HTTP\n\nERROR: the bare-Flask baseline server did not start: {exc}")
+        return
+    try:
+        for stack in stacks:
+            log(f"http: {stack}")
+            b = Gunicorn(python, stack)
+            try:
+                b.wait_ready()
+                warm(b)
+                a_rps, b_rps, errors = [], [], 0
+                for _ in range(p.http_rounds):
+                    ra = wrk(base.url(), p.http_duration)
+                    rb = wrk(b.url(), p.http_duration)
+                    a_rps.append(ra["rps"])
+                    b_rps.append(rb["rps"])
+                    errors += rb["errors"] + ra["errors"]
+                results[stack] = {
+                    "bare": statistics.median(a_rps), "stack": statistics.median(b_rps),
+                    "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps)), "errors": errors,
+                }
+            except Skip as exc:
+                results[stack] = {"skip": str(exc)}
+            except (Failed, OSError, subprocess.SubprocessError) as exc:
+                results[stack] = {"error": str(exc)}
+                report.errors.append(f"http {stack}: {exc}")
+            finally:
+                b.stop()
+    finally:
+        base.stop()
+    rows = []
+    for stack in stacks:
+        r = results[stack]
+        if "skip" in r or "error" in r:
+            rows.append([describe(stack, aa=True)] + ["—"] * 4 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]])
+            continue
+        note = ""
+        if stack == "otel_monitor":
+            note = f"{'meets' if r['ratio'] >= TARGET_HTTP_RATIO else 'MISSES'} target ≥ {TARGET_HTTP_RATIO}"
+        rows.append([describe(stack, aa=True), fmt(r["bare"], 0), fmt(r["stack"], 0), fmt(r["ratio"], 3), r["errors"], note])
+    report.add("\n".join([
+        "## Over HTTP: gunicorn, 1 sync worker",
+        "",
+        f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and the "
+        f"stack's fresh server run side by side (one bare server for the whole section), {p.http_rounds} rounds "
+        "alternate them (after a warm-up). "
+        "Requests/s medians; ratio = median of per-round stack / bare; errors = non-2xx + socket errors, both servers.",
+        "",
+        table(["stack", "bare req/s", "stack req/s", "ratio", "errors", "note"], rows),
+    ]))
+
+
+# -- scrape, memory, exit, analytics, profile -------------------------------------------------------
+
+
+def _run_rows(kind: str, stacks: list[str], report: Report, fn: Callable[[str], list[Any]], width: int) -> list[list[Any]]:
+    rows = []
+    for stack in stacks:
+        log(f"{kind}: {stack}")
+        try:
+            rows.append([describe(stack)] + fn(stack))
+        except Skip as exc:
+            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"skipped: {exc}"])
+        except (Failed, subprocess.SubprocessError, OSError) as exc:
+            report.errors.append(f"{kind} {stack}: {exc}")
+            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"ERROR: {str(exc)[:200]}"])
+    return rows
+
+
+def section_scrape(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    stacks = [s for s in stacks if s in SCRAPE_STACKS]
+    if not stacks:
+        return
+
+    def one(stack: str) -> list[Any]:
+        r = run_worker(python, "scrape", {"stack": stack, "routes": p.scrape_routes, "hits": p.scrape_hits,
+                                          "scrapes": p.scrapes}, timeout=300)
+        return [r["series"], fmt(r["bytes"] / 1024, 1, " KiB"), fmt(statistics.median(r["ms"]), 2),
+                fmt(max(r["ms"]), 2), ""]
+
+    rows = _run_rows("scrape", stacks, report, one, 5)
+    report.add("\n".join([
+        "## `/metrics` scrape",
+        "",
+        f"{p.scrape_routes} routes × 5 statuses ({SCRAPE_STATUS_TEXT}) hit {p.scrape_hits}× each, "
+        f"then `GET /metrics` {p.scrapes}× as an in-process WSGI call (no gzip). "
+        "Series = non-comment lines of the exposition.",
+        "",
+        table(["stack", "series", "size", "scrape ms (median)", "scrape ms (max)", "note"], rows),
+    ]))
+
+
+SCRAPE_STATUS_TEXT = "200, 201, 400, 404, 500"
+
+
+def section_memory(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    points = [p.mem_requests // 4, p.mem_requests // 2, 3 * p.mem_requests // 4, p.mem_requests]
+
+    def one(stack: str) -> list[Any]:
+        r = run_worker(python, "memory", {"stack": stack, "requests": p.mem_requests, "distinct": p.mem_distinct,
+                                          "samples": points, "time_limit": p.mem_time_limit},
+                       timeout=p.mem_time_limit + 120)
+        samples = {n: kib for n, kib in r["samples"]}
+        done, last_kib = r["samples"][-1]
+        half, full = p.mem_requests // 2, p.mem_requests
+        mib = lambda n: fmt(samples[n] / 1024, 1) if n in samples else "n/a"  # noqa: E731
+        growth = lambda a, b: fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"  # noqa: E731
+        notes = []
+        if r["timed_out"]:
+            notes.append(f"stopped at {done:,} requests (time limit {p.mem_time_limit:g} s): "
+                         f"RSS {last_kib / 1024:,.1f} MiB, +{(last_kib - samples[0]) / 1024:,.1f} MiB")
+        if r.get("threads", 1) > 20:
+            notes.append(f"{r['threads']:,} threads alive at the end")
+        return [mib(0), mib(half), mib(full), growth(0, full), growth(half, full), "; ".join(notes)]
+
+    rows = _run_rows("memory", stacks, report, one, 6)
+    report.add("\n".join([
+        "## Memory: RSS while serving many distinct URLs",
+        "",
+        f"{p.mem_requests:,} in-process requests over {p.mem_distinct:,} distinct URLs (half `/users/<n>`, half "
+        f"unmatched `/nope/<n>` → 404), {p.mem_requests // max(1, p.mem_distinct)} in a row each, so new URLs keep "
+        "arriving until the end; RSS in MiB after `gc.collect()`. State kept per URL grows in both halves; "
+        "flat (≈ 0 in the second half) = the monitor's memory does not depend on the URLs seen.",
+        "",
+        table(["stack", "RSS at 0", f"RSS at {p.mem_requests // 2:,}", f"RSS at {p.mem_requests:,}",
+               "growth MiB", "growth 2nd half MiB", "note"], rows),
+    ]))
+
+
+def section_exit(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    stacks = [s for s in stacks if s in EXIT_STACKS]
+    if not stacks:
+        return
+
+    def one(stack: str) -> list[Any]:
+        endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the collector is down
+        t0 = time.time()
+        try:
+            r = run_worker(python, "exit", {"stack": stack, "endpoint": endpoint, "requests": p.exit_requests},
+                           timeout=p.exit_timeout)
+        except subprocess.TimeoutExpired:
+            return ["—", f"> {p.exit_timeout:g}", "—", f"still running after {p.exit_timeout:g} s (killed)"]
+        t1 = time.time()
+        return [fmt(r["t_start"] - t0, 2), fmt(t1 - t0, 2), fmt(t1 - r["t_done"], 2), ""]
+
+    # The stacks run side by side: their exits are waits (retries, timeouts), not CPU work.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(stacks)) as pool:
+        futures = [pool.submit(_run_rows, "exit", [stack], report, one, 4) for stack in stacks]
+        rows = [row for future in futures for row in future.result()]
+    report.add("\n".join([
+        "## Process exit with the OTLP collector down",
+        "",
+        f"A fresh process builds the stack with OTLP trace + metric export (http/protobuf) to a closed port on "
+        f"127.0.0.1, serves {p.exit_requests} requests, then returns from main (the stacks run side by side). Seconds of wall time; "
+        "“exit” = from the last request to the process being gone (atexit / shutdown hooks). "
+        "`bare` has no exporter (the interpreter's own start and exit).",
+        "",
+        table(["stack", "python start s", "total wall s", "exit s", "note"], rows),
+    ]))
+
+
+def section_analytics(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    # HOOK: analytics endpoint response times with 500 routes; n/a until otel_monitor.analytics exists.
+    log("analytics")
+    header = ["endpoint", "status", "size", "ms (median)", "ms (max)"]
+    try:
+        r = run_worker(python, "analytics", {"routes": 500, "hits": p.scrape_hits, "repeats": p.scrapes}, timeout=600)
+        if "na" in r:
+            rows = [["analytics endpoints, 500 routes", r["na"], "", "", ""]]
+        else:
+            rows = [[f"`GET {row['endpoint']}`", row["status"], fmt(row["bytes"] / 1024, 1, " KiB"),
+                     fmt(statistics.median(row["ms"]), 2), fmt(max(row["ms"]), 2)] for row in r["rows"]]
+    except (Skip, Failed, subprocess.SubprocessError) as exc:
+        report.errors.append(f"analytics: {exc}")
+        rows = [["analytics endpoints, 500 routes", f"ERROR: {str(exc)[:200]}", "", "", ""]]
+    report.add("\n".join([
+        "## Analytics endpoints (500 routes)",
+        "",
+        f"otel_monitor with 500 extra routes × 5 statuses hit {p.scrape_hits}× each (authentication off), then each "
+        f"analytics endpoint called {p.scrapes}× in-process.",
+        "",
+        table(header, rows),
+    ]))
+
+
+def section_profile(python: str, stacks: list[str], p: Params, report: Report, profiler: str) -> None:
+    stack = next((s for s in stacks if s != "bare"), "otel_monitor")
+    log(f"profile: {p.profile_requests} requests through {stack} ({profiler})")
+    try:
+        r = run_worker(python, "profile", {"stack": stack, "requests": p.profile_requests, "top": 25,
+                                           "profiler": profiler}, timeout=600)
+        text = r["text"]
+    except (Skip, Failed, subprocess.SubprocessError) as exc:
+        text = f"not run: {exc}"
+    report.add(f"## Profile: {p.profile_requests:,} in-process requests through `{stack}` ({profiler})\n\n```\n{text.rstrip()}\n```")
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="every measurement tiny (< 90 s in all): proves it still runs")
+    ap.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                    help=f"comma-separated sections (default: %(default)s; also: profile). Known: {', '.join(SECTIONS)}")
+    ap.add_argument("--stacks", default=",".join(STACKS), help=f"comma-separated stacks (default: all). Known: {', '.join(STACKS)}")
+    ap.add_argument("--rounds", type=int, help="alternating rounds for in-process and HTTP (full: 5 in-process, 3 HTTP)")
+    ap.add_argument("--duration", type=float,
+                    help="seconds per round per side, in-process and wrk (wrk rounds up to whole seconds; full: 2 / 5)")
+    ap.add_argument("--output", help="markdown file to write (default: benchmarks/results/latest.md; "
+                                     "with --smoke: benchmarks/results/smoke.md)")
+    ap.add_argument("--python", help="interpreter to run the stacks with instead of benchmarks/.venv "
+                                     "(nothing is installed; stacks whose packages are missing are skipped)")
+    ap.add_argument("--no-install", action="store_true", help="use benchmarks/.venv as it is; do not run pip")
+    ap.add_argument("--otel-monitor-export", choices=["default", "noop"], default="default",
+                    help="default: otel_monitor stacks use Monitor(app) as is; noop: also export their spans through a "
+                         "BatchSpanProcessor to a no-op exporter, as the stock stack does (see apps.py)")
+    ap.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile",
+                    help="for the profile section (default: %(default)s)")
+    ap.add_argument("--profile-requests", type=int, help="requests for the profile section (full: 20000)")
+    args = ap.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    for name, known, values in (("section", SECTIONS, args.only), ("stack", STACKS, args.stacks)):
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            ap.error(f"unknown {name}(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    base = SMOKE if args.smoke else FULL
+    p = Params(**vars(base))
+    if args.rounds:
+        p.rounds = p.http_rounds = args.rounds
+    if args.duration:
+        p.duration = args.duration
+        p.http_duration = max(1, round(args.duration))
+    if args.profile_requests:
+        p.profile_requests = args.profile_requests
+    output = args.output or os.path.join(HERE, "results", "smoke.md" if args.smoke else "latest.md")
+
+    global OTEL_MONITOR_EXPORT
+    OTEL_MONITOR_EXPORT = args.otel_monitor_export
+    started = time.monotonic()
+    notes: list[str] = []
+    if args.python:
+        python = shutil.which(args.python) or args.python
+    else:
+        python, notes = ensure_venv(install=not args.no_install)
+    # Order the stacks as in STACKS, whatever order they were given in.
+    stacks = [s for s in STACKS if s in args.stacks]
+    report = Report()
+    mode = "smoke" if args.smoke else "full"
+    report.add(f"# otel_monitor benchmarks ({mode} mode)\n\n"
+               f"`python benchmarks/run.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip())
+    report.add(machine_section(python, notes))
+    sections: dict[str, Callable[[], None]] = {
+        "in-process": lambda: section_inprocess(python, stacks, p, report),
+        "http": lambda: section_http(python, stacks, p, report),
+        "scrape": lambda: section_scrape(python, stacks, p, report),
+        "memory": lambda: section_memory(python, stacks, p, report),
+        "exit": lambda: section_exit(python, stacks, p, report),
+        "analytics": lambda: section_analytics(python, stacks, p, report),
+        "profile": lambda: section_profile(python, stacks, p, report, args.profiler),
+    }
+    for name in SECTIONS:
+        if name in args.only:
+            t0 = time.monotonic()
+            sections[name]()
+            log(f"{name}: {time.monotonic() - t0:.0f} s")
+    elapsed = time.monotonic() - started
+    footer = f"_{mode} run took {elapsed:.0f} s; load average at the end: {loadavg()}._"
+    if report.errors:
+        footer += "\n\nErrors:\n" + "\n".join(f"- {e}" for e in report.errors)
+    report.add(footer)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as fh:
+        fh.write("\n\n".join(report.sections) + "\n")
+    log(f"wrote {os.path.relpath(output)} ({elapsed:.0f} s)")
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

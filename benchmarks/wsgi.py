@@ -1,0 +1,14 @@
+"""Gunicorn entry point for the HTTP benchmark: ``BENCH_STACK=<stack> gunicorn --chdir benchmarks wsgi:app``."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+# Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
+sys.path.append(os.path.dirname(_HERE))
+
+from apps import build_app  # noqa: E402
+
+app = build_app(os.environ.get("BENCH_STACK", "bare"))
