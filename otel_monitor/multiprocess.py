@@ -25,7 +25,6 @@ they serve traffic); requests a worker served in its last half second before a S
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import logging

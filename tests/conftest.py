@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,3 +127,43 @@ def example_server(tmp_path):
     yield start
     for proc in procs:
         stop_process(proc)
+
+
+# -- a real OTLP receiver: rotel's collector binary, shipped in the rotel PyPI package --------------
+
+
+def rotel_binary() -> str:
+    import rotel
+
+    path = Path(rotel.__file__).parent / "rotel-agent"
+    if not path.exists():
+        pytest.fail("the rotel package ships no rotel-agent binary here")
+    return str(path)
+
+
+@pytest.fixture
+def rotel(tmp_path):
+    grpc_port, http_port = free_port(), free_port()
+    log_path = tmp_path / "rotel.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
+         "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "blackhole",
+         "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"],
+        stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(grpc_port, proc=proc)
+    wait_for_port(http_port, proc=proc)
+    yield {"grpc": grpc_port, "http": http_port, "log": log_path}
+    stop_process(proc)
+
+
+def wait_for_log(path: Path, patterns: list[str], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace")
+        if all(re.search(p, text) for p in patterns):
+            return text
+        time.sleep(0.2)
+    missing = [p for p in patterns if not re.search(p, text)]
+    raise AssertionError(f"rotel never logged {missing}; log tail:\n{text[-3000:]}")

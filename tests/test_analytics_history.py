@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from otel_monitor.analytics import analytics_of
 from otel_monitor.analytics.history import History

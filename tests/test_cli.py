@@ -23,8 +23,8 @@ from otel_monitor._autoinstrument import DIRECTORY
 from otel_monitor.doctor import (check_metric_names, parse_exposition, promql_metric_names, promql_selectors,
                                  rules_expressions)
 
-from .conftest import ROOT, free_port, stop_process, wait_for_port
-from .test_integration_core import fetch, rotel, wait_for_log  # noqa: F401 - rotel is a fixture
+from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
+from .test_integration_core import fetch
 
 BIN = Path(sys.executable).parent
 APPS = ROOT / "tests" / "cli_apps"

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port, stop_process, wait_for_port
-from .test_integration_core import rotel, wait_for_log  # noqa: F401 - fixture reuse
+from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
 
 pytestmark = pytest.mark.integration
 COUNT_RE = re.compile(r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M)
@@ -92,7 +91,7 @@ def test_every_scrape_through_any_worker_reports_the_total_of_all_workers(gunico
     check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     # host-level gauges once per host; process-level once per worker, told apart by process_pid
-    assert len(re.findall(r"^system_memory_limit_bytes\{", body, re.M)) == 1
+    assert len(re.findall(r"^system_memory_limit_bytes ", body, re.M)) == 1
     assert len(re.findall(r"^system_filesystem_utilization\{", body, re.M)) == 1
     assert len(re.findall(r'^system_network_io_bytes_total\{[^}]*direction="receive"', body, re.M)) == 1
     rss_pids = set(re.findall(r'^process_memory_usage_bytes\{[^}]*process_pid="(\d+)"', body, re.M))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
-import pytest
 from flask import Flask
 
 from otel_monitor import Monitor
