@@ -1,0 +1,49 @@
+"""What the pipeline builds from settings: exporters, endpoints, samplers."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from otel_monitor.pipeline import _otlp_target, _sampler, metric_exporters, span_exporters
+from otel_monitor.settings import resolve_settings
+
+
+def test_no_endpoint_and_no_exporter_setting_means_no_push_exporters():
+    settings = resolve_settings(environ={})
+    assert span_exporters(settings) == [] and metric_exporters(settings) == []
+
+
+def test_console_exporters_are_built_when_asked():
+    settings = resolve_settings(environ={"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"})
+    assert [type(e) for e in span_exporters(settings)] == [ConsoleSpanExporter]
+    assert [type(e) for e in metric_exporters(settings)] == [ConsoleMetricExporter]
+
+
+def test_the_general_http_endpoint_gets_the_signal_path_and_per_signal_settings_win():
+    settings = resolve_settings(environ={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=2",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:9000/custom",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "b=3",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+    })
+    assert _otlp_target(settings, "traces") == ("http/protobuf", "http://collector:4318/v1/traces", {"a": "1", "b": "2"})
+    assert _otlp_target(settings, "metrics") == ("grpc", "http://metrics:9000/custom", {"a": "1", "b": "3"})
+
+
+def test_an_otlp_exporter_with_no_endpoint_uses_the_specification_default():
+    settings = resolve_settings(environ={"OTEL_TRACES_EXPORTER": "otlp"})
+    assert _otlp_target(settings, "traces")[1] == "http://localhost:4318/v1/traces"
+    grpc = resolve_settings(environ={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert _otlp_target(grpc, "traces")[1] == "http://localhost:4317"
+
+
+def test_samplers_follow_the_standard_names():
+    ratio = _sampler(resolve_settings(environ={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                               "OTEL_TRACES_SAMPLER_ARG": "0.1"}))
+    assert isinstance(ratio, sampling.ParentBased)
+    assert "0.1" in ratio.get_description()
+    assert _sampler(resolve_settings(environ={"OTEL_TRACES_SAMPLER": "always_off"})) is sampling.ALWAYS_OFF
+    assert isinstance(_sampler(resolve_settings(environ={})), sampling.ParentBased)  # the default
