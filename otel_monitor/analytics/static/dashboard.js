@@ -187,6 +187,7 @@
   // The API
 
   function AuthRedirect() { this.message = "authentication needed"; }
+  var redirecting = false;  // several fetches may get the 401: navigate once
 
   function api(path, params) {
     var query = new URLSearchParams(params || {}).toString();
@@ -198,7 +199,10 @@
       headers: { "Accept": "application/json", "X-Requested-With": "otel-monitor-dashboard" }
     }).then(function (response) {
       if (response.status === 401) {
-        window.location.assign(LOGIN_URL);
+        if (!redirecting) {
+          redirecting = true;
+          window.location.assign(LOGIN_URL);
+        }
         throw new AuthRedirect();
       }
       // /health answers 503 when unhealthy: that is data, not an error.
