@@ -143,7 +143,7 @@ def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(tr
     assert status.startswith("200")
     (span,) = TELEMETRY.spans()
     assert span.parent is None
-    assert elapsed < 0.05  # the quadratic regex path takes seconds on these inputs
+    assert elapsed < 0.5  # the quadratic regex path takes seconds on these inputs (4 s for the last)
 
 
 def test_oversized_headers_are_refused_before_any_parsing():

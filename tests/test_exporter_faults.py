@@ -57,7 +57,7 @@ def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, black
                               shutdown_timeout=1)
     base_ms = median_request_ms(baseline_app)
     dead_ms = median_request_ms(dead_app)
-    assert dead_ms < base_ms + 1.0, (base_ms, dead_ms)
+    assert dead_ms < base_ms + 2.0, (base_ms, dead_ms)  # export never runs on the request path
     started = time.monotonic()
     assert dead.shutdown() in (True, False)
     assert time.monotonic() - started < 1.5
