@@ -22,8 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# pip's build warnings would bury the output: shown only when the install fails
+pip_log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[test]"; } >"$pip_log" 2>&1; then
+  cat "$pip_log"; echo "pip install failed"; exit 1
+fi
+rm -f "$pip_log"
 
 set +e
 .venv/bin/python -m pytest -ra "$@"
