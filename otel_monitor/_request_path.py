@@ -11,7 +11,7 @@ without the stock middleware's failure modes:
   quadratic on long inputs with line feeds);
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
 * query values of sensitive parameters are redacted before they reach a span;
-* metric attribute sets are built once per (method, scheme, route, status) and reused.
+* the request histograms are aggregated in one step per request (see ``_request_metrics``).
 
 Nothing in here may raise into the user's request: our own failures are logged (rate-limited)
 and the request goes on untouched.
@@ -19,7 +19,6 @@ and the request goes on untouched.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Callable, Iterable
 
@@ -29,7 +28,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._safe_log import log_internal_error
 
-_logger = logging.getLogger("otel_monitor")
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -148,8 +146,6 @@ class RequestInstrumentation:
             raise
         record.detach()
         return _ResponseBody(result, record)
-
-    # -- cached attribute sets ---------------------------------------------------------------
 
 
 class _Request:
