@@ -158,3 +158,29 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
     assert telemetry.point("http.server.request.duration").count == 801
     assert active(telemetry) == 0
     wrapped.monitor.shutdown(1)
+
+
+def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly():
+    """Werkzeug's threaded server, a raw socket that reads one chunk and hangs up."""
+    import socket
+
+    from werkzeug.serving import make_server
+
+    app, telemetry, bodies = make(lambda: Body([b"x" * 65536] * 200, delay=0.01))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+        client.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        client.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (bodies and bodies[0].close_calls):
+            time.sleep(0.05)
+        assert bodies[0].close_calls == 1
+        assert len(telemetry.spans()) == 1 and active(telemetry) == 0
+    finally:
+        server.shutdown()
+        app.monitor.shutdown(1)
