@@ -54,6 +54,15 @@ class _Handle:
             cache[key] = instrument
         return instrument
 
+    def _apply(self, method: str, value: float, attributes: Mapping[str, Any] | None) -> None:
+        """``instrument.<method>(value, attributes)`` on this process's instrument; never raises."""
+        try:
+            instrument = self._instrument()
+            if instrument is not None:
+                getattr(instrument, method)(value, self._bounded(attributes))
+        except Exception:  # noqa: BLE001
+            log_internal_error(f"recording metric {self.name}")
+
     def _bounded(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         if not attributes:
             return attributes
@@ -73,12 +82,7 @@ class Counter(_Handle):
     _create = "create_counter"
 
     def add(self, amount: float = 1, attributes: Mapping[str, Any] | None = None) -> None:
-        try:
-            instrument = self._instrument()
-            if instrument is not None:
-                instrument.add(amount, self._bounded(attributes))
-        except Exception:  # noqa: BLE001
-            log_internal_error(f"recording metric {self.name}")
+        self._apply("add", amount, attributes)
 
 
 class UpDownCounter(Counter):
@@ -93,12 +97,7 @@ class Histogram(_Handle):
     _create = "create_histogram"
 
     def record(self, value: float, attributes: Mapping[str, Any] | None = None) -> None:
-        try:
-            instrument = self._instrument()
-            if instrument is not None:
-                instrument.record(value, self._bounded(attributes))
-        except Exception:  # noqa: BLE001
-            log_internal_error(f"recording metric {self.name}")
+        self._apply("record", value, attributes)
 
 
 class Gauge(_Handle):
@@ -120,19 +119,13 @@ class Gauge(_Handle):
     def set(self, value: float, attributes: Mapping[str, Any] | None = None) -> None:
         if self._callback is not None:
             raise TypeError(f"gauge {self.name!r} is read from its callback; it has no set()")
-        try:
-            instrument = self._instrument()
-            if instrument is not None:
-                instrument.set(value, self._bounded(attributes))
-        except Exception:  # noqa: BLE001
-            log_internal_error(f"recording metric {self.name}")
+        self._apply("set", value, attributes)
 
-    def activate(self) -> None:
-        """Make sure the observable instrument exists in the current pipeline."""
-        try:
-            self._instrument()
-        except Exception:  # noqa: BLE001
-            log_internal_error(f"creating metric {self.name}")
+    def register(self, pipeline: Any) -> None:
+        """Create the observable instrument in ``pipeline`` (each new pipeline: after a fork too)."""
+        cache = pipeline.extensions.setdefault("instruments", {})
+        cache[(self._create, self.name)] = pipeline.meter.create_observable_gauge(
+            self.name, callbacks=[self._observe], unit=self.unit, description=self.description)
 
     def _run_callback(self) -> None:
         try:

@@ -91,11 +91,7 @@ class Monitor:
             start_metrics_server(pipeline, metrics_wsgi_app(pipeline.registry, pipeline.settings.metrics_token))
         for handle in self._handles:
             if isinstance(handle, Gauge) and handle._callback is not None:
-                handle._resolve = self._current_pipeline
-                # The observable instrument must exist in each new pipeline (after fork too).
-                cache = pipeline.extensions.setdefault("instruments", {})
-                cache[(handle._create, handle.name)] = pipeline.meter.create_observable_gauge(
-                    handle.name, callbacks=[handle._observe], unit=handle.unit, description=handle.description)
+                handle.register(pipeline)
 
     # -- what users call ---------------------------------------------------------------------
 
@@ -150,10 +146,7 @@ class Monitor:
               unit: str = "1") -> Gauge:
         handle = self._handle(Gauge(self._current_pipeline, name, unit, description, callback=callback))
         if callback is not None and self._runtime is not None and self._runtime.built:
-            pipeline = self._current_pipeline()
-            cache = pipeline.extensions.setdefault("instruments", {})
-            cache[(handle._create, name)] = pipeline.meter.create_observable_gauge(
-                name, callbacks=[handle._observe], unit=unit, description=description)
+            handle.register(self._current_pipeline())
         return handle
 
     def _handle(self, handle: Any) -> Any:
