@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from . import __about__
 from ._background import Scheduler
 from ._request_metrics import RequestMetrics
+from ._temporality import DeltaConverter
 from ._safe_log import log_internal_error
 from .exposition import MonitorReader
 from .settings import Settings
@@ -171,6 +172,7 @@ class Pipeline:
             "http.server.active_requests", callbacks=[self._observe_active], unit="{request}",
             description="Number of active HTTP server requests.")
         self._shutdown_done = False
+        self._delta = DeltaConverter()
 
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
@@ -212,6 +214,8 @@ class Pipeline:
         data = self.reader.snapshot()
         if data is None:
             return
+        if self.settings.otlp_metrics_temporality != "cumulative":
+            data = self._delta.convert(data)
         for exporter in self.metric_exporters:
             try:
                 exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)

@@ -195,6 +195,7 @@ class Settings:
     otlp_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_HEADERS",), "Headers sent with every OTLP export, `k=v,k2=v2` (values are masked in `doctor`)", secret=True)
     otlp_traces_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), "Headers for trace export only", secret=True)
     otlp_metrics_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_METRICS_HEADERS",), "Headers for metric export only", secret=True)
+    otlp_metrics_temporality: str = _setting("cumulative", _choice("cumulative", "delta", "lowmemory"), ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",), "Temporality of pushed metrics: `cumulative`, or `delta`/`lowmemory` (counters and histograms as deltas)")
     otlp_timeout: float = _setting(5.0, _number(0.1, 60), ("OTEL_MONITOR_OTLP_TIMEOUT",), "Seconds one OTLP export may take (the standard `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms, is honoured too)")
     traces_sampler: str = _setting("parentbased_always_on", _choice(*_SAMPLERS), ("OTEL_TRACES_SAMPLER",), "Sampler: " + ", ".join(f"`{s}`" for s in _SAMPLERS))
     traces_sampler_arg: float = _setting(1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1")

@@ -47,3 +47,48 @@ def test_samplers_follow_the_standard_names():
     assert "0.1" in ratio.get_description()
     assert _sampler(resolve_settings(environ={"OTEL_TRACES_SAMPLER": "always_off"})) is sampling.ALWAYS_OFF
     assert isinstance(_sampler(resolve_settings(environ={})), sampling.ParentBased)  # the default
+
+
+def test_delta_temporality_pushes_the_difference_since_the_last_export():
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExportResult, MetricExporter
+
+    from .conftest import build_app
+    from otel_monitor.testing import closing_client
+
+    class Capture(MetricExporter):
+        def __init__(self):
+            super().__init__()
+            self.exports = []
+
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+            self.exports.append({m.name: m.data for rm in metrics_data.resource_metrics
+                                 for sm in rm.scope_metrics for m in sm.metrics})
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis=10_000):
+            return True
+
+        def shutdown(self, timeout_millis=30_000, **kwargs):
+            pass
+
+    app, monitor = build_app(otlp_metrics_temporality="delta")
+    capture = Capture()
+    monitor.pipeline.metric_exporters = [capture]
+    orders = monitor.counter("orders")
+    client = closing_client(app)
+    for _ in range(3):
+        client.get("/")
+    orders.add(5)
+    monitor.pipeline.export_metrics()
+    client.get("/")
+    orders.add(2)
+    monitor.pipeline.export_metrics()
+    first, second = capture.exports
+    assert first["orders"].data_points[0].value == 5 and second["orders"].data_points[0].value == 2
+    assert second["orders"].aggregation_temporality is AggregationTemporality.DELTA
+    duration = second["http.server.request.duration"]
+    assert [p.count for p in duration.data_points] == [1]
+    assert sum(duration.data_points[0].bucket_counts) == 1
+    assert duration.aggregation_temporality is AggregationTemporality.DELTA
+    assert second["http.server.active_requests"].aggregation_temporality is AggregationTemporality.CUMULATIVE
+    monitor.shutdown(1)
