@@ -69,8 +69,17 @@ def send(base: str, start: int, count: int) -> None:
         get(f"{base}/work/{i}")
 
 
-def settle() -> None:
-    time.sleep(1.5)  # other workers write their numbers every 0.5 s while busy
+def settle(base: str | None = None, expected: float | None = None) -> None:
+    """Give the other workers time to write their numbers (every 0.5 s while busy).
+
+    With ``expected``, wait (at most 10 s) until a scrape shows that request total.
+    """
+    time.sleep(1.0)
+    if base is None:
+        return
+    deadline = time.monotonic() + 10
+    while request_total(get(base + "/metrics")) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("options", [(), ("--preload",), ("--threads", "4")], ids=["sync", "sync-preload", "gthread"])
@@ -79,7 +88,7 @@ def test_every_scrape_through_any_worker_reports_the_total_of_all_workers(gunico
     baseline = request_total(get(base + "/metrics"))
     n = 200
     send(base, 0, n)
-    settle()
+    settle(base, baseline + n)
     answering = set()
     for _ in range(30):
         body = get(base + "/metrics")
@@ -101,7 +110,7 @@ def test_every_scrape_through_any_worker_reports_the_total_of_all_workers(gunico
 def test_the_preforked_master_exports_nothing_that_a_worker_exports_again(gunicorn):
     base, master = gunicorn("--preload", workers=2)
     send(base, 0, 10)
-    settle()
+    settle(base, 10)
     body = get(base + "/metrics")
     assert "app_boot_total" not in body  # counted in the master at import, before the fork
     assert request_total(body) == 10
@@ -111,7 +120,7 @@ def test_a_killed_worker_never_makes_the_totals_go_backwards(gunicorn):
     base, master = gunicorn(workers=3)
     totals = []
     send(base, 0, 90)
-    settle()
+    settle(base, 90)
     totals.append(request_total(get(base + "/metrics")))
     victim = worker_pids(master)[0]
     os.kill(victim, signal.SIGKILL)
@@ -124,7 +133,7 @@ def test_a_killed_worker_never_makes_the_totals_go_backwards(gunicorn):
     for _ in range(10):
         totals.append(request_total(get(base + "/metrics")))
     send(base, 90, 60)
-    settle()
+    settle(base, 150)
     for _ in range(10):
         totals.append(request_total(get(base + "/metrics")))
     assert totals == sorted(totals), totals
@@ -153,7 +162,7 @@ def test_the_analytics_summarise_all_workers_and_a_generated_token_works_on_ever
     assert len(tokens) == 1, tokens  # one token for the whole group, whichever worker logged it
     token = tokens.pop()
     send(base, 0, 90)
-    settle()
+    settle(base, 90)
     import json
 
     for _ in range(12):  # lands on different workers
@@ -168,8 +177,13 @@ def test_wrap_under_gunicorn_reports_all_workers_too(gunicorn):
     base, master = gunicorn(workers=3, target="tests.apps.prefork_wsgi:app")
     for _ in range(60):
         get(base + "/anything")
-    settle()
-    for _ in range(10):
+
+    def total() -> float:
         body = get(base + "/metrics")
-        counts = re.findall(r'^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$', body, re.M)
-        assert sum(float(c) for c in counts) == 60
+        return sum(float(c) for c in re.findall(r'^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$',
+                                                 body, re.M))
+
+    deadline = time.monotonic() + 10
+    while total() != 60 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [total() for _ in range(10)] == [60] * 10
