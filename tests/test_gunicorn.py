@@ -69,14 +69,9 @@ def send(base: str, start: int, count: int) -> None:
         get(f"{base}/work/{i}")
 
 
-def settle(base: str | None = None, expected: float | None = None) -> None:
-    """Give the other workers time to write their numbers (every 0.5 s while busy).
-
-    With ``expected``, wait (at most 10 s) until a scrape shows that request total.
-    """
-    time.sleep(1.0)
-    if base is None:
-        return
+def settle(base: str, expected: float) -> None:
+    """Wait (at most 10 s) until a scrape shows ``expected`` requests: the other workers write
+    their numbers every 0.5 s while busy."""
     deadline = time.monotonic() + 10
     while request_total(get(base + "/metrics")) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
