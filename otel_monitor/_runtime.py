@@ -116,6 +116,7 @@ class Runtime:
             for old in abandoned:
                 try:
                     old.metric_exporters = []  # nothing counted in the parent leaves this process
+                    old.shutdown_hooks = []  # nor touches the parent's files (multiprocess)
                     old.shutdown(timeout=2.0)
                 except Exception:  # noqa: BLE001
                     log_internal_error("retiring the pre-fork pipeline")

@@ -297,6 +297,8 @@ class WorkerFiles:
             self.write(serialise(self.pipeline.reader.snapshot()))
 
     def write(self, metrics: list[dict]) -> None:
+        if os.getpid() != self.pid:
+            return  # a process forked from this worker must never write the worker's file
         self._last_seen = self.pipeline.requests_seen
         shared = {}
         for key, produce in list(self.pipeline.shared.items()):
@@ -388,6 +390,8 @@ class WorkerFiles:
 
     def remove(self) -> None:
         """At a clean exit: fold our counters into the archive so the totals stay whole."""
+        if os.getpid() != self.pid:
+            return
         try:
             self.write(serialise(self.pipeline.reader.snapshot()))
             with self._locked():
