@@ -41,12 +41,9 @@ def start_metrics_server(pipeline: Any, app: Callable) -> None:
     thread = threading.Thread(target=server.serve_forever, name="otel_monitor-metrics", daemon=True)
     thread.start()
     pipeline.extensions["metrics_server"] = server
-    pipeline.scheduler.every(3600, lambda: None, "keep")  # ensure the scheduler exists for stop ordering
-    original_stop = pipeline.scheduler.stop
 
     def stop() -> None:
-        original_stop()
         server.shutdown()
         server.server_close()
 
-    pipeline.scheduler.stop = stop  # type: ignore[method-assign]
+    pipeline.shutdown_hooks.append(stop)
