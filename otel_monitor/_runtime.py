@@ -55,12 +55,10 @@ class Runtime:
     """Settings plus this process's pipeline for one monitored app."""
 
     def __init__(self, settings: Settings, service_name: str,
-                 setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
-                 span_processors: Callable[[], tuple] = tuple) -> None:
+                 setup_hooks: tuple[Callable[[Pipeline], None], ...] = ()) -> None:
         self.settings = settings
         self.service_name = service_name
         self.setup_hooks = list(setup_hooks)
-        self.span_processors = span_processors
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
         self._abandoned: list[Pipeline] = []
@@ -76,7 +74,6 @@ class Runtime:
                 pipeline = self._pipeline
                 if pipeline is None:
                     pipeline = build_pipeline(self.settings, self.service_name,
-                                              span_processors=self.span_processors(),
                                               setup_hooks=(self._multiprocess_hook, *self.setup_hooks))
                     self._pipeline = pipeline
                     if self._abandoned:

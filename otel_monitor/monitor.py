@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
@@ -158,13 +158,6 @@ class Monitor:
         return self._runtime.shutdown(timeout) if self._runtime is not None else True
 
 
-class _WSGIMonitor(Monitor):
-    """The monitor behind :func:`wrap` (no Flask app)."""
-
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        super().__init__(**settings)
-
-
 def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any) -> Callable:
     """Monitor any WSGI callable: returns a WSGI callable with the same pipeline as ``Monitor``.
 
@@ -173,7 +166,7 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     """
     if getattr(application, "otel_monitor", None) is not None:
         return application  # already wrapped
-    monitor = monitor or _WSGIMonitor(settings)
+    monitor = monitor or Monitor(**settings)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": _wsgi_name(application)})
     if resolved.sdk_disabled:
         monitor.settings = resolved

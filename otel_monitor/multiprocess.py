@@ -196,7 +196,7 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
         if _is_host_level(entry) and pid != own_pid:
             return  # host-level: the answering worker's reading only
         target = slot(entry)
-        per_worker = kind == "gauge" and not entry["name"].startswith(HOST_METRIC_PREFIX)
+        per_worker = kind == "gauge" and not _is_host_level(entry)
         for point in entry["points"]:
             attrs = dict(point["a"])
             if per_worker and pid is not None and "process.pid" not in attrs:
@@ -415,7 +415,7 @@ def enable(pipeline: Any, directory: str) -> WorkerFiles:
     """Switch a pipeline to multiprocess mode (a setup hook; runs in the worker)."""
     files = WorkerFiles(directory, pipeline)
     pipeline.reader.transform = files.merged
-    pipeline.gather_from_workers = files.gather
+    pipeline.gather = files.gather
     pipeline.extensions["multiprocess"] = files
     pipeline.scheduler.every(BUSY_INTERVAL, files.tick, "writing worker metrics")
     pipeline.shutdown_hooks.append(files.remove)

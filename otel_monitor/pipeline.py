@@ -196,10 +196,8 @@ class Pipeline:
         self.shared[key] = produce
 
     def gather(self, key: str) -> list[Any]:
-        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked)."""
-        return self.gather_from_workers(key)
-
-    def gather_from_workers(self, key: str) -> list[Any]:  # replaced by the multiprocess support
+        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked;
+        the multiprocess support replaces this method on the instance)."""
         produce = self.shared.get(key)
         return [produce()] if produce is not None else []
 
@@ -279,7 +277,6 @@ def build_pipeline(
     settings: Settings,
     service_name: str,
     *,
-    span_processors: tuple = (),
     setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
 ) -> Pipeline:
     """Build this process's pipeline. Call it in the process that will use it (after any fork)."""
@@ -297,8 +294,6 @@ def build_pipeline(
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
     pipeline = Pipeline(settings=settings, resource=resource, tracer_provider=tracer_provider,
                         meter_provider=meter_provider, reader=reader, registry=registry,
                         scheduler=Scheduler(), metric_exporters=metric_push)

@@ -21,12 +21,10 @@ from typing import Callable, Iterable
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["register_system_metrics", "HOST_METRIC_PREFIX", "PROCESS_METRIC_PREFIX", "mountpoint_of"]
+__all__ = ["register_system_metrics", "HOST_METRIC_PREFIX", "mountpoint_of"]
 
 #: metrics describing the host (one series per host, whatever the number of workers)
 HOST_METRIC_PREFIX = "system."
-#: metrics describing one process (one series per worker, told apart by ``process.pid``)
-PROCESS_METRIC_PREFIX = "process."
 
 # A reading taken within this many seconds is reused: one scrape reads several instruments
 # that share one psutil call.
