@@ -24,7 +24,7 @@ from otel_monitor.doctor import (check_metric_names, parse_exposition, promql_me
                                  rules_expressions)
 
 from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
-from .test_integration_core import fetch
+from .test_integration_core import fetch, scrape_until
 
 BIN = Path(sys.executable).parent
 APPS = ROOT / "tests" / "cli_apps"
@@ -472,8 +472,9 @@ def test_demo_serves_and_stops_within_its_duration(started):
     proc, log = started([str(BIN / "otel-monitor"), "demo", "--port", "0", "--duration", "5", "--traffic", "2"],
                         name="demo")
     metrics_url = _wait_for_url(log, proc)
-    status, body, _ = fetch(metrics_url)
-    assert status == 200 and "http_server_request_duration_seconds" in body
+    # The traffic starts after the URL is printed.
+    assert "http_server_request_duration_seconds" in scrape_until(metrics_url, "http_server_request_duration_seconds",
+                                                                  timeout=4)
     assert proc.wait(timeout=20) == 0
     assert time.monotonic() - begun < 5 + 10  # start-up and flush included
     text = log.read_text()
@@ -489,8 +490,7 @@ def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(sta
     metrics_url = _wait_for_url(log, proc)
     base = metrics_url.rsplit("/", 1)[0]
     assert fetch(base + "/api/users/3")[0] == 200
-    status, body, _ = fetch(metrics_url)
-    assert status == 200 and 'http_route="/api/users/<int:user_id>"' in body
+    assert 'http_route="/api/users/<int:user_id>"' in scrape_until(metrics_url, 'http_route="/api/users/<int:user_id>"')
     dashboard = re.search(r"^dashboard:\s+(http://127\.0\.0\.1:\d+/\S+)", log.read_text(), re.M)
     if dashboard:  # printed when the analytics are on: the token in the URL logs the browser in
         import http.cookiejar

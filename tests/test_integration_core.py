@@ -26,6 +26,18 @@ def fetch(url: str, timeout: float = 10) -> tuple[int, str, dict]:
         return exc.code, exc.read().decode(), dict(exc.headers)
 
 
+def scrape_until(url: str, expected: str, timeout: float = 10) -> str:
+    """Scrape until ``expected`` shows: a request is recorded when its response is closed, which the
+    server does after the client already has the body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body, _ = fetch(url)
+        assert status == 200, body
+        if expected in body or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
 def drive(base: str, paths: list[str]) -> None:
     for path in paths:
         fetch(base + path)
@@ -36,9 +48,9 @@ def test_metrics_scraped_over_http_pass_promtool_check_metrics(example_server):
     assert promtool, "promtool missing: .ci/run installs the Debian package prometheus"
     base = example_server()
     drive(base, ["/", "/api/users", "/api/users/3", "/api/users/999", "/api/error", "/nope", "/api/slow"])
-    status, body, headers = fetch(base + "/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    assert 'http_route="/api/users/<int:user_id>"' in body
+    body = scrape_until(base + "/metrics", 'http_route="/api/slow"')
+    assert 'http_route="/api/users/<int:user_id>"' in body and 'http_route="/api/slow"' in body
+    assert fetch(base + "/metrics")[2]["Content-Type"].startswith("text/plain")
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -119,6 +131,6 @@ def test_metrics_can_also_be_served_on_a_separate_port(example_server):
     base = example_server({"OTEL_MONITOR_METRICS_PORT": str(port)})
     drive(base, ["/api/users/1"])
     wait_for_port(port)
-    status, body, _ = fetch(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200 and "http_server_request_duration_seconds" in body
+    body = scrape_until(f"http://127.0.0.1:{port}/metrics", "http_server_request_duration_seconds")
+    assert "http_server_request_duration_seconds" in body
     assert fetch(f"http://127.0.0.1:{port}/api/users/1")[0] == 404  # only the metrics there
