@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._safe_log import log_internal_error
@@ -43,6 +44,7 @@ _MAX_TRACESTATE = 512
 _MAX_BAGGAGE = 8192
 _PROPAGATION_KEYS = ("HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE")
 _SERVER = SpanKind.SERVER
+_MAX_CACHED_ADDRESSES = 256
 
 
 class _EnvironGetter:
@@ -92,6 +94,23 @@ def _server_address(environ: dict) -> tuple[str | None, int | None]:
     return (host[:255] if host else None), port
 
 
+def _set_clean_attributes(span: Any, attributes: dict) -> None:
+    """``span.set_attributes`` for values we built ourselves (str and int, already bounded).
+
+    The SDK re-validates every value on every call (about a fifth of a sampled request's cost
+    here); for a plain SDK span with no length limit we store them directly, under the same lock
+    the SDK uses. Any other span, or an SDK whose internals differ, takes the public call.
+    """
+    bounded = getattr(span, "_attributes", None)
+    if (type(bounded) is BoundedAttributes and bounded.max_value_len is None
+            and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)
+            and type(getattr(bounded, "_dict", None)) is dict and getattr(span, "_end_time", 0) is None):
+        with bounded._lock:
+            bounded._dict.update(attributes)
+    else:
+        span.set_attributes(attributes)
+
+
 class RequestInstrumentation:
     """WSGI middleware: one span and the request metrics per request.
 
@@ -115,6 +134,19 @@ class RequestInstrumentation:
         self._excluded = re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
         self._sensitive = frozenset(settings.sensitive_query_params)
         self._capture_user_agent = settings.capture_user_agent
+        # ``always_off`` never reads them; every other sampler may.
+        self._start_attributes = settings.traces_sampler != "always_off"
+        self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
+
+    def _server_address(self, environ: dict) -> tuple[str | None, int | None]:
+        # Few distinct Host headers reach one app: parse each once (bounded, for hostile clients).
+        key = (environ.get("HTTP_HOST"), environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
+        address = self._addresses.get(key)
+        if address is None:
+            address = _server_address(environ)
+            if len(self._addresses) < _MAX_CACHED_ADDRESSES:
+                self._addresses[key] = address
+        return address
 
     # -- the request -------------------------------------------------------------------------
 
@@ -172,10 +204,10 @@ class _Request:
         if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
             parent = pipeline.propagator.extract(environ, getter=_GETTER)
         self.start = time.perf_counter()
-        span = pipeline.tracer.start_span(method, parent, _SERVER)
+        # The semantic conventions ask for these at span creation, so that a sampler can use them.
+        attributes = self._span_attributes(environ, path) if mw._start_attributes else None
+        span = pipeline.tracer.start_span(method, parent, _SERVER, attributes)
         self.span = span
-        if span.is_recording():
-            span.set_attributes(self._span_attributes(environ, path))
         self.context = trace.set_span_in_context(span, parent)
         self.token = otel_context.attach(self.context)
         pipeline.active.add(self)
@@ -192,7 +224,7 @@ class _Request:
         query = environ.get("QUERY_STRING")
         if query:
             attrs["url.query"] = _redact_query(query[:4096], self.mw._sensitive)
-        host, port = _server_address(environ)
+        host, port = self.mw._server_address(environ)
         if host:
             attrs["server.address"] = host
         if port is not None:
@@ -260,7 +292,7 @@ class _Request:
                 final["http.response.status_code"] = status
             if error is not None:
                 final["error.type"] = error
-            span.set_attributes(final)  # one lock round instead of one per attribute
+            _set_clean_attributes(span, final)
             if app_exc is not None:
                 span.record_exception(app_exc)
             if error is not None:

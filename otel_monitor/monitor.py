@@ -231,9 +231,10 @@ def _install_flask_hooks(app: Any) -> None:
     from flask import got_request_exception, request
 
     def record_route() -> None:
-        rule = request.url_rule
+        current = request._get_current_object()  # one context lookup instead of two
+        rule = current.url_rule
         if rule is not None:
-            request.environ[ROUTE_KEY] = rule.rule
+            current.environ[ROUTE_KEY] = rule.rule
 
     # First, so that an earlier before_request that raises still leaves the route known.
     app.before_request_funcs.setdefault(None, []).insert(0, record_route)

@@ -139,3 +139,52 @@ def test_the_resource_carries_service_name_and_a_unique_instance_id():
     assert (r1["service.name"], r2["service.name"]) == ("svc-a", "svc-b")
     assert r1["service.instance.id"] != r2["service.instance.id"]
     m1.shutdown(1), m2.shutdown(1)
+
+
+def test_a_sampler_sees_the_request_attributes_at_span_creation(monitored):
+    # The HTTP semantic conventions: method, path, scheme and server address MUST be given at span
+    # creation, so that a sampler can decide on them (e.g. drop health checks by url.path).
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    app, monitor, telemetry, client = monitored
+    seen = []
+
+    class RecordingSampler:
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None):
+            seen.append((name, kind, dict(attributes or {})))
+            return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+        def get_description(self):
+            return "recording"
+
+    monitor.pipeline.tracer.sampler = RecordingSampler()
+    client.get("/users/5?q=1", headers={"Host": "shop.example:8443"})
+    ((name, kind, attributes),) = seen
+    assert (name, kind) == ("GET", SpanKind.SERVER)
+    assert {k: attributes[k] for k in ("http.request.method", "url.path", "url.query", "url.scheme",
+                                      "server.address", "server.port")} == {
+        "http.request.method": "GET", "url.path": "/users/5", "url.query": "q=1", "url.scheme": "http",
+        "server.address": "shop.example", "server.port": 8443}
+
+
+def test_response_attributes_respect_the_sdk_attribute_value_length_limit(monkeypatch):
+    # Our direct write of the final attributes must not bypass a limit the user configured.
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "8")
+    app, monitor = build_app()
+    telemetry = Telemetry(monitor)
+    try:
+        closing_client(app).get("/users/42")
+        (span,) = telemetry.spans()
+        assert span.attributes["http.route"] == "/users/<"
+        assert span.attributes["http.response.status_code"] == 200
+    finally:
+        monitor.shutdown(timeout=2)
+
+
+def test_many_distinct_host_headers_keep_correct_addresses_in_bounded_memory(monitored):
+    app, monitor, telemetry, client = monitored
+    for i in range(300):
+        client.get("/", headers={"Host": f"h{i}.example:{1000 + i}"})
+    last = telemetry.spans()[-1]
+    assert (last.attributes["server.address"], last.attributes["server.port"]) == ("h299.example", 1299)
+    assert len(app.wsgi_app._addresses) <= 256

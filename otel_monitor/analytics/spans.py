@@ -40,13 +40,15 @@ class RecentRequests(SpanProcessor):
             return
         end, start = span.end_time, span.start_time
         duration = end - start if end is not None and start is not None else 0
-        attrs = span.attributes
-        status = attrs.get("http.response.status_code")
-        error = attrs.get("error.type")
-        failed = error is not None or (status is not None and status >= 500)
+        # A failed SERVER span has an ERROR status (5xx or an exception, as the semantic
+        # conventions ask): most requests are neither slow nor failed and stop here.
+        failed = span.status.status_code is _ERROR
         slow = duration > self.slow_ns
         if not (failed or slow):
             return
+        attrs = span.attributes
+        status = attrs.get("http.response.status_code")
+        error = attrs.get("error.type")
         route = attrs.get("http.route")
         exclude = self._exclude
         if exclude is not None and route is not None and (route == exclude or route.startswith(exclude + "/")):
