@@ -134,8 +134,6 @@ class RequestInstrumentation:
         self._excluded = re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
         self._sensitive = frozenset(settings.sensitive_query_params)
         self._capture_user_agent = settings.capture_user_agent
-        # ``always_off`` never reads them; every other sampler may.
-        self._start_attributes = settings.traces_sampler != "always_off"
         self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
 
     def _server_address(self, environ: dict) -> tuple[str | None, int | None]:
@@ -204,9 +202,15 @@ class _Request:
         if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
             parent = pipeline.propagator.extract(environ, getter=_GETTER)
         self.start = time.perf_counter()
-        # The semantic conventions ask for these at span creation, so that a sampler can use them.
-        attributes = self._span_attributes(environ, path) if mw._start_attributes else None
-        span = pipeline.tracer.start_span(method, parent, _SERVER, attributes)
+        tracer = pipeline.tracer
+        if tracer.sampler is pipeline.settings_sampler:
+            # Our samplers never read attributes: build and store them only for a sampled span.
+            span = tracer.start_span(method, parent, _SERVER)
+            if span.is_recording():
+                _set_clean_attributes(span, self._span_attributes(environ, path))
+        else:
+            # Someone else's sampler: the semantic conventions ask for these at span creation.
+            span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
         self.token = otel_context.attach(self.context)

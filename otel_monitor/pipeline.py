@@ -158,6 +158,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
+        #: the sampler built from the settings: an SDK sampler that never reads span attributes
+        self.settings_sampler = self.tracer_provider.sampler
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__)
         self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         # The request histograms are aggregated in one step per request (see _request_metrics).
