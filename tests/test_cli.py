@@ -68,17 +68,8 @@ def otel_monitor_run(*options: str) -> list[str]:
 
 
 def settled_metrics(url: str, route: str, expected: float, timeout: float = 5.0) -> str:
-    """/metrics once the count for ``route`` reaches ``expected`` (or the last body after ``timeout``).
-
-    A request is recorded when the server closes its response (PEP 3333), which can be a moment
-    after the client has read it.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body, _ = fetch(url)
-        if request_count(body, route) >= expected or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+    """/metrics once the count for ``route`` reaches ``expected`` (or the last body after ``timeout``)."""
+    return scrape_until(url, lambda body: request_count(body, route) >= expected, timeout)
 
 
 def request_count(metrics_text: str, route: str, status: str = "200") -> float:

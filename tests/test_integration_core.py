@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from typing import Callable
 
 import pytest
 
@@ -26,16 +27,20 @@ def fetch(url: str, timeout: float = 10) -> tuple[int, str, dict]:
         return exc.code, exc.read().decode(), dict(exc.headers)
 
 
-def scrape_until(url: str, expected: str, timeout: float = 10) -> str:
-    """Scrape until ``expected`` shows: a request is recorded when its response is closed, which the
-    server does after the client already has the body."""
+def scrape_until(url: str, expected: str | Callable[[str], bool], timeout: float = 10) -> str:
+    """The body once it contains ``expected`` (or satisfies it), or the last one after ``timeout``.
+
+    A request is recorded when the server closes its response (PEP 3333), which can be a moment
+    after the client has read it.
+    """
+    done = expected if callable(expected) else (lambda body: expected in body)
     deadline = time.monotonic() + timeout
     while True:
         status, body, _ = fetch(url)
         assert status == 200, body
-        if expected in body or time.monotonic() > deadline:
+        if done(body) or time.monotonic() > deadline:
             return body
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def drive(base: str, paths: list[str]) -> None:
