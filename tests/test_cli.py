@@ -257,6 +257,24 @@ def test_run_flask_run(rotel, started):
 
 @pytest.mark.integration
 @pytest.mark.timeout(90)
+def test_run_waitress_serve(rotel, started):
+    # waitress: a threaded pure-Python server, the usual choice on Windows; one process, many threads.
+    port = free_port()
+    argv = [*otel_monitor_run(*_rotel_options(rotel, "cli-waitress")),
+            str(BIN / "waitress-serve"), f"--listen=127.0.0.1:{port}", "--threads=4", "hello_app:app"]
+    proc, log = started(argv, name="waitress", cwd=APPS)
+    wait_for_port(port, proc=proc, timeout=30)
+    base = f"http://127.0.0.1:{port}"
+    drive(base, 5)
+    body = settled_metrics(base + "/metrics", "/hello/<name>", 5)
+    assert request_count(body, "/hello/<name>") == 5, body[:2000]
+    assert request_count(body, "/hello/<name>", status="500") == 0
+    wait_for_log(rotel["log"], [r"service\.name: Str\(cli-waitress\)", SPAN_LINE.pattern, r"Name\s+: GET /fail"])
+    assert "monitoring Flask app 'hello_app'" in log.read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
 def test_run_gunicorn_with_two_workers(rotel, started):
     port = free_port()
     argv = [*otel_monitor_run(*_rotel_options(rotel, "cli-gunicorn")),
