@@ -93,7 +93,7 @@ class Params:
     profile_requests: int
 
 
-FULL = Params(rounds=5, duration=2.0, warmup=0.5, http_rounds=3, http_duration=4, http_warmup=1,
+FULL = Params(rounds=10, duration=1.0, warmup=0.5, http_rounds=5, http_duration=3, http_warmup=1,
               scrape_routes=100, scrape_hits=2, scrapes=20, mem_requests=100_000, mem_distinct=10_000,
               mem_time_limit=60.0, exit_requests=20, exit_timeout=120.0, profile_requests=20_000)
 SMOKE = Params(rounds=2, duration=0.2, warmup=0.1, http_rounds=1, http_duration=1, http_warmup=0,
@@ -757,9 +757,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
                     help=f"comma-separated sections (default: %(default)s; also: profile). Known: {', '.join(SECTIONS)}")
     ap.add_argument("--stacks", default=",".join(STACKS), help=f"comma-separated stacks (default: all). Known: {', '.join(STACKS)}")
-    ap.add_argument("--rounds", type=int, help="alternating rounds for in-process and HTTP (full: 5 in-process, 3 HTTP)")
+    ap.add_argument("--rounds", type=int, help="alternating rounds for in-process and HTTP (full: 10 in-process, 5 HTTP)")
     ap.add_argument("--duration", type=float,
-                    help="seconds per round per side, in-process and wrk (wrk rounds up to whole seconds; full: 2 / 5)")
+                    help="seconds per round per side, in-process and wrk (wrk rounds up to whole seconds; full: 1 / 3)")
     ap.add_argument("--output", help="markdown file to write (default: benchmarks/results/latest.md; "
                                      "with --smoke: benchmarks/results/smoke.md)")
     ap.add_argument("--python", help="interpreter to run the stacks with instead of benchmarks/.venv "
