@@ -30,13 +30,18 @@ def _install_process_hooks() -> None:
             return
         _hooks_installed = True
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(after_in_child=_after_fork_in_child, after_in_parent=_after_fork_in_parent)
     atexit.register(_shutdown_all)
 
 
 def _after_fork_in_child() -> None:
     for runtime in list(_live):
         runtime._forked()
+
+
+def _after_fork_in_parent() -> None:
+    for runtime in list(_live):
+        runtime._forked_a_child()
 
 
 def _shutdown_all() -> None:
@@ -104,6 +109,21 @@ class Runtime:
             self._abandoned.append(self._pipeline)
             self.forked_from = self._pipeline.pid
         self._pipeline = None
+
+    def _forked_a_child(self) -> None:
+        # The child builds its own pipeline and joins (or starts) the group of this process
+        # (otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
+        # master) stays here, so from now on it serves the group's view instead of our own numbers.
+        pipeline = self._pipeline
+        if (pipeline is None or pipeline.pid != os.getpid() or "metrics_server" not in pipeline.extensions
+                or "multiprocess" in pipeline.extensions):
+            return
+        from . import multiprocess
+
+        try:
+            multiprocess.observe(pipeline, multiprocess.group_dir(os.getpid(), self.settings.multiprocess_dir))
+        except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
+            log_internal_error("serving the workers' metrics on the metrics port")
 
     def _retire_abandoned(self) -> None:
         """Stop the parent's providers in the child without exporting anything they hold."""

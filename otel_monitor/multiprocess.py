@@ -73,6 +73,8 @@ def detect_group(forked_from: int | None) -> int | None:
     """
     if forked_from is not None:
         return forked_from
+    if _in_gunicorn_master_setup():
+        return None  # gunicorn --preload importing the app: we are the master, whatever our parent runs
     try:
         me = psutil.Process()
         parent = me.parent()
@@ -85,6 +87,28 @@ def detect_group(forked_from: int | None) -> int | None:
     except (psutil.Error, OSError):
         return None
     return None
+
+
+def _in_gunicorn_master_setup() -> bool:
+    """True in the gunicorn master while it loads the app (``--preload``): ``Arbiter.setup`` is on
+    the stack and ``Arbiter.spawn_worker`` (under which a forked worker runs) is not.
+
+    Without this, a master whose parent's command line mentions gunicorn (``timeout gunicorn ...``,
+    a test runner, a supervisor) passed for a worker of that parent.
+    """
+    if "gunicorn.arbiter" not in sys.modules:
+        return False
+    arbiter = os.path.join("gunicorn", "arbiter.py")
+    in_setup = False
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.endswith(arbiter):
+            if code.co_name == "spawn_worker":
+                return False
+            in_setup = in_setup or code.co_name == "setup"
+        frame = frame.f_back
+    return in_setup
 
 
 def group_dir(master_pid: int, configured: str | None = None) -> str:
@@ -371,6 +395,9 @@ class WorkerFiles:
         """What /metrics and the analytics show: everybody's data, this worker's fresh."""
         own = serialise(own_data)
         self.write(own)  # anything we expose is on disk first: a later merge never shows less
+        return self._merge(own, own_data)
+
+    def _merge(self, own: list[dict], own_data: MetricsData) -> MetricsData:
         with self._locked():
             live, dead = self._read_others()
             archive = self._archive(dead)
@@ -409,6 +436,35 @@ def _read_json(path: str) -> dict | None:
     except (OSError, ValueError):
         log_internal_error(f"reading {os.path.basename(path)}")
         return None
+
+
+class MasterView(WorkerFiles):
+    """The pre-fork master's view, for the separate metrics port it holds (gunicorn ``--preload``).
+
+    It shows what a scrape through any worker shows: every worker's data, and of the master's own
+    only the host-level gauges. The master serves no requests, and what it counted before the fork
+    (at import) no worker exports either. It never writes a file of its own.
+    """
+
+    def tick(self) -> None:
+        pass
+
+    def write(self, metrics: list[dict]) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+    def merged(self, own_data: MetricsData) -> MetricsData:
+        return self._merge([e for e in serialise(own_data) if _is_host_level(e)], own_data)
+
+
+def observe(pipeline: Any, directory: str) -> MasterView:
+    """Switch the master's pipeline to the group view (it just forked its first worker)."""
+    view = MasterView(directory, pipeline)
+    pipeline.reader.transform = view.merged
+    pipeline.extensions["multiprocess"] = view
+    return view
 
 
 def enable(pipeline: Any, directory: str) -> WorkerFiles:

@@ -102,6 +102,26 @@ def test_every_scrape_through_any_worker_reports_the_total_of_all_workers(gunico
     assert rss_pids == {str(p) for p in worker_pids(master)}
 
 
+@pytest.mark.parametrize("options", [(), ("--preload",)], ids=["sync", "sync-preload"])
+def test_the_separate_metrics_port_reports_the_total_of_all_workers(gunicorn, options):
+    # Under --preload the master binds the port (it builds the first pipeline), and serves no requests.
+    port = free_port()
+    base, master = gunicorn(*options, workers=2, env={"OTEL_MONITOR_METRICS_PORT": str(port)})
+    wait_for_port(port, timeout=20)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    n = 40
+    send(base, 0, n)
+    deadline = time.monotonic() + 10
+    while request_total(body := get(metrics_url)) != n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert request_total(body) == n
+    rss_pids = set(re.findall(r'^process_memory_usage_bytes\{[^}]*process_pid="(\d+)"', body, re.M))
+    assert rss_pids == {str(p) for p in worker_pids(master)}
+    assert len(re.findall(r"^system_memory_limit_bytes ", body, re.M)) == 1
+    if "--preload" in options:
+        assert "app_boot_total" not in body  # counted in the master before the fork, as on the app's port
+
+
 def test_the_preforked_master_exports_nothing_that_a_worker_exports_again(gunicorn):
     base, master = gunicorn("--preload", workers=2)
     send(base, 0, 10)
