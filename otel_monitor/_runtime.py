@@ -111,9 +111,11 @@ class Runtime:
         self._pipeline = None
 
     def _forked_a_child(self) -> None:
-        # The child builds its own pipeline and joins (or starts) the group of this process
-        # (otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
+        # The worker builds its own pipeline and joins the group of this process (see
+        # otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
         # master) stays here, so from now on it serves the group's view instead of our own numbers.
+        # Only for gunicorn's own forks: any other process that forks goes on serving requests,
+        # and its port must go on showing them.
         pipeline = self._pipeline
         if (pipeline is None or pipeline.pid != os.getpid() or "metrics_server" not in pipeline.extensions
                 or "multiprocess" in pipeline.extensions):
@@ -121,6 +123,8 @@ class Runtime:
         from . import multiprocess
 
         try:
+            if not multiprocess.forked_a_gunicorn_worker():
+                return
             multiprocess.observe(pipeline, multiprocess.group_dir(os.getpid(), self.settings.multiprocess_dir))
         except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
             log_internal_error("serving the workers' metrics on the metrics port")

@@ -89,6 +89,20 @@ def detect_group(forked_from: int | None) -> int | None:
     return None
 
 
+def _arbiter_frames() -> set[str]:
+    """Names of gunicorn ``Arbiter`` methods on the current stack (none outside gunicorn)."""
+    if "gunicorn.arbiter" not in sys.modules:
+        return set()
+    arbiter = os.path.join("gunicorn", "arbiter.py")
+    names = set()
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(arbiter):
+            names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
 def _in_gunicorn_master_setup() -> bool:
     """True in the gunicorn master while it loads the app (``--preload``): ``Arbiter.setup`` is on
     the stack and ``Arbiter.spawn_worker`` (under which a forked worker runs) is not.
@@ -96,19 +110,13 @@ def _in_gunicorn_master_setup() -> bool:
     Without this, a master whose parent's command line mentions gunicorn (``timeout gunicorn ...``,
     a test runner, a supervisor) passed for a worker of that parent.
     """
-    if "gunicorn.arbiter" not in sys.modules:
-        return False
-    arbiter = os.path.join("gunicorn", "arbiter.py")
-    in_setup = False
-    frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_filename.endswith(arbiter):
-            if code.co_name == "spawn_worker":
-                return False
-            in_setup = in_setup or code.co_name == "setup"
-        frame = frame.f_back
-    return in_setup
+    names = _arbiter_frames()
+    return "setup" in names and "spawn_worker" not in names
+
+
+def forked_a_gunicorn_worker() -> bool:
+    """True in the gunicorn master right after it forked a worker (an ``after_in_parent`` hook)."""
+    return "spawn_worker" in _arbiter_frames()
 
 
 def group_dir(master_pid: int, configured: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Who is a pre-fork worker: the gunicorn master loading the app (--preload) never is."""
+"""Who is a pre-fork worker (the gunicorn master loading the app never is), and who serves the group view."""
 
 from __future__ import annotations
 
@@ -57,3 +57,34 @@ def test_the_master_loading_the_app_is_no_worker_whatever_its_parent_runs(inside
 def test_a_worker_forked_by_the_master_is_a_worker(inside_gunicorn):
     # gunicorn forks inside Arbiter.spawn_worker; the child goes on running under those frames
     assert _gunicorn_frames("setup", "spawn_worker", "init_process")() == 4242
+
+
+FORKING_APP = """
+import os, sys, urllib.request
+sys.path.insert(0, {root!r})
+from tests.conftest import build_app
+from otel_monitor.testing import closing_client
+
+app, monitor = build_app(metrics_port={port})
+client = closing_client(app)
+client.get("/")
+pid = os.fork()  # e.g. a multiprocessing pool: this process goes on serving
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+client.get("/")
+body = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+print(sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+          if line.startswith("http_server_request_duration_seconds_count{{")))
+"""
+
+
+def test_a_process_that_forks_outside_gunicorn_keeps_its_own_numbers_on_the_metrics_port():
+    import subprocess
+
+    from .conftest import ROOT, free_port
+
+    script = FORKING_APP.format(root=str(ROOT), port=free_port())
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) == 2
