@@ -69,12 +69,13 @@ def send(base: str, start: int, count: int) -> None:
         get(f"{base}/work/{i}")
 
 
-def settle(base: str, expected: float) -> None:
-    """Wait (at most 10 s) until a scrape shows ``expected`` requests: the other workers write
-    their numbers every 0.5 s while busy."""
+def settle(base: str, expected: float, metrics_url: str | None = None) -> str:
+    """The scrape once it shows ``expected`` requests (at most 10 s): the other workers write their
+    numbers every 0.5 s while busy."""
     deadline = time.monotonic() + 10
-    while request_total(get(base + "/metrics")) != expected and time.monotonic() < deadline:
+    while request_total(body := get(metrics_url or base + "/metrics")) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
+    return body
 
 
 @pytest.mark.parametrize("options", [(), ("--preload",), ("--threads", "4")], ids=["sync", "sync-preload", "gthread"])
@@ -111,9 +112,7 @@ def test_the_separate_metrics_port_reports_the_total_of_all_workers(gunicorn, op
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     n = 40
     send(base, 0, n)
-    deadline = time.monotonic() + 10
-    while request_total(body := get(metrics_url)) != n and time.monotonic() < deadline:
-        time.sleep(0.2)
+    body = settle(base, n, metrics_url)
     assert request_total(body) == n
     rss_pids = set(re.findall(r'^process_memory_usage_bytes\{[^}]*process_pid="(\d+)"', body, re.M))
     assert rss_pids == {str(p) for p in worker_pids(master)}
