@@ -448,10 +448,7 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
             else:
                 os.environ["OTEL_SDK_DISABLED"] = saved
     try:
-        settings = effective_settings(app, chosen)
-    except SettingsError as exc:
-        print(f"otel-monitor doctor: bad setting: {exc}", file=sys.stderr)
-        return 2
+        settings = effective_settings(app, chosen)  # a SettingsError reaches cli.main, which names it
     except LookupError as exc:
         print(f"otel-monitor doctor: {exc}", file=sys.stderr)
         return 2

@@ -94,6 +94,18 @@ def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Pop
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 
+def start_ready(name: str, args: list[str], url: str, log: Path) -> subprocess.Popen:
+    """Start a Prometheus-family server and wait (20 s at most) until ``/-/ready`` answers 200."""
+    process = start(args, log)
+    try:
+        wait_for(lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20,
+                 f"{name} on {url} (log: {log})")
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
@@ -269,12 +281,11 @@ def alertmanager_url(tmp_path_factory, webhook):
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start([binary, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'data'}",
-                     f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/",
-                     "--cluster.listen-address="], workdir / "alertmanager.log")
+    process = start_ready("Alertmanager", [
+        binary, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/", "--cluster.listen-address="],
+        url, workdir / "alertmanager.log")
     try:
-        wait_for(lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20,
-                 f"Alertmanager on {url} (log: {workdir / 'alertmanager.log'})")
         yield url
     finally:
         stop(process)
@@ -310,12 +321,11 @@ def prometheus(tmp_path_factory, app_url, alertmanager_url):
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start([binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-                     f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/",
-                     "--enable-feature=exemplar-storage"], workdir / "prometheus.log")
+    process = start_ready("Prometheus", [
+        binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/", "--enable-feature=exemplar-storage"],
+        url, workdir / "prometheus.log")
     try:
-        wait_for(lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20,
-                 f"Prometheus on {url} (log: {workdir / 'prometheus.log'})")
         server = Prometheus(url)
         # Target discovery batches updates for 5 s: the first scrape lands about 6 s after start.
         wait_for(lambda: server.value(f'up{{job="{APP_JOB}"}}') == 1, 25, "the first scrape of the app")
