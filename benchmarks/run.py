@@ -59,10 +59,19 @@ EXIT_STACKS = ["bare", "otel_monitor", "stock_otel"]
 SECTIONS = ["in-process", "http", "scrape", "memory", "exit", "analytics", "profile"]
 DEFAULT_SECTIONS = [s for s in SECTIONS if s != "profile"]
 VERSION_PACKAGES = [
-    "otel_monitor", "flask", "werkzeug", "gunicorn", "opentelemetry-api", "opentelemetry-sdk",
-    "opentelemetry-instrumentation-flask", "opentelemetry-exporter-prometheus",
-    "opentelemetry-exporter-otlp-proto-http", "prometheus-client", "prometheus-flask-exporter",
-    "flask-monitoringdashboard", "sqlalchemy",
+    "otel_monitor",
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation-flask",
+    "opentelemetry-exporter-prometheus",
+    "opentelemetry-exporter-otlp-proto-http",
+    "prometheus-client",
+    "prometheus-flask-exporter",
+    "flask-monitoringdashboard",
+    "sqlalchemy",
 ]
 # Targets from the project's issue 8.
 TARGET_INPROCESS_FRACTION_OF_STOCK = 0.25
@@ -77,10 +86,10 @@ OTEL_MONITOR_EXPORT = "default"
 @dataclass
 class Params:
     rounds: int
-    duration: float          # seconds per in-process round (each side)
+    duration: float  # seconds per in-process round (each side)
     warmup: float
     http_rounds: int
-    http_duration: int       # seconds per wrk run (each side)
+    http_duration: int  # seconds per wrk run (each side)
     http_warmup: int
     scrape_routes: int
     scrape_hits: int
@@ -93,12 +102,40 @@ class Params:
     profile_requests: int
 
 
-FULL = Params(rounds=10, duration=1.0, warmup=0.5, http_rounds=5, http_duration=3, http_warmup=1,
-              scrape_routes=100, scrape_hits=2, scrapes=20, mem_requests=100_000, mem_distinct=10_000,
-              mem_time_limit=60.0, exit_requests=20, exit_timeout=120.0, profile_requests=20_000)
-SMOKE = Params(rounds=2, duration=0.2, warmup=0.1, http_rounds=1, http_duration=1, http_warmup=0,
-               scrape_routes=100, scrape_hits=1, scrapes=3, mem_requests=1_000, mem_distinct=100,
-               mem_time_limit=10.0, exit_requests=5, exit_timeout=60.0, profile_requests=2_000)
+FULL = Params(
+    rounds=10,
+    duration=1.0,
+    warmup=0.5,
+    http_rounds=5,
+    http_duration=3,
+    http_warmup=1,
+    scrape_routes=100,
+    scrape_hits=2,
+    scrapes=20,
+    mem_requests=100_000,
+    mem_distinct=10_000,
+    mem_time_limit=60.0,
+    exit_requests=20,
+    exit_timeout=120.0,
+    profile_requests=20_000,
+)
+SMOKE = Params(
+    rounds=2,
+    duration=0.2,
+    warmup=0.1,
+    http_rounds=1,
+    http_duration=1,
+    http_warmup=0,
+    scrape_routes=100,
+    scrape_hits=1,
+    scrapes=3,
+    mem_requests=1_000,
+    mem_distinct=100,
+    mem_time_limit=10.0,
+    exit_requests=5,
+    exit_timeout=60.0,
+    profile_requests=2_000,
+)
 
 
 def log(msg: str) -> None:
@@ -137,8 +174,11 @@ def ensure_venv(install: bool) -> tuple[str, list[str]]:
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True, timeout=300)
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     editable = ["-e", ROOT] if os.path.exists(os.path.join(ROOT, "pyproject.toml")) else []
-    log("installing benchmark peers into benchmarks/.venv (pip install -r benchmarks/requirements.txt"
-        + (" -e ." if editable else "") + ")")
+    log(
+        "installing benchmark peers into benchmarks/.venv (pip install -r benchmarks/requirements.txt"
+        + (" -e ." if editable else "")
+        + ")"
+    )
     proc = subprocess.run(pip + ["-r", REQUIREMENTS] + editable, timeout=900)
     if proc.returncode != 0:
         log("pip failed for the whole set; installing one requirement at a time")
@@ -187,14 +227,18 @@ def worker_env() -> dict[str, str]:
 def parse_result(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     return None
 
 
 def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, env=None) -> dict[str, Any]:
     proc = subprocess.run(
         [python, WORKER, command, json.dumps(args)],
-        capture_output=True, text=True, timeout=timeout, env=env or worker_env(), cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or worker_env(),
+        cwd=HERE,
     )
     payload = parse_result(proc.stdout)
     if proc.returncode == EXIT_SKIP and payload and "skip" in payload:
@@ -216,8 +260,12 @@ class TimingProcess:
         self.errfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [python, WORKER, "inprocess", json.dumps({"stack": stack, "warmup": warmup})],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile, text=True,
-            env=worker_env(), cwd=HERE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errfile,
+            text=True,
+            env=worker_env(),
+            cwd=HERE,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._reader, daemon=True).start()
@@ -248,7 +296,7 @@ class TimingProcess:
             if line.startswith("READY"):
                 return
             if line.startswith("RESULT "):
-                payload = json.loads(line[len("RESULT "):])
+                payload = json.loads(line[len("RESULT ") :])
                 if "skip" in payload:
                     self._skip_reason = payload["skip"]
 
@@ -258,7 +306,7 @@ class TimingProcess:
         while True:
             line = self._readline(seconds * 5 + 60)
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])["us"]
+                return json.loads(line[len("RESULT ") :])["us"]
 
     def close(self) -> None:
         try:
@@ -341,10 +389,12 @@ def machine_section(python: str, notes: list[str]) -> str:
     except (Skip, Failed, subprocess.TimeoutExpired) as exc:
         info = {"versions": {}, "python": "?", "otel_monitor_location": f"error: {exc}"}
     try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=30).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", ROOT, "status", "--porcelain"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
         rev = (commit or "no commit yet") + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         rev = "unknown (no git)"
@@ -359,8 +409,10 @@ def machine_section(python: str, notes: list[str]) -> str:
     ]
     lines.append(f"- load average at start: {loadavg()} (other work on the machine shows up as noise)")
     if OTEL_MONITOR_EXPORT != "default":
-        lines.append(f"- otel_monitor stacks: `--otel-monitor-export {OTEL_MONITOR_EXPORT}` (spans also go through a "
-                     "BatchSpanProcessor to a no-op exporter, as in the stock stack)")
+        lines.append(
+            f"- otel_monitor stacks: `--otel-monitor-export {OTEL_MONITOR_EXPORT}` (spans also go through a "
+            "BatchSpanProcessor to a no-op exporter, as in the stock stack)"
+        )
     lines += [f"- setup note: {n}" for n in notes]
     return "\n".join(lines)
 
@@ -414,7 +466,11 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
     for stack in stacks:
         r = results[stack]
         if "skip" in r or "error" in r:
-            rows.append([describe(stack, aa=True)] + ["—"] * 7 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]])
+            rows.append(
+                [describe(stack, aa=True)]
+                + ["—"] * 7
+                + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]]
+            )
             continue
         frac = r["overhead"] / stock if stock and stack != "stock_otel" and stack != "bare" else None
         fastest = fmt(r["fastest"])
@@ -424,23 +480,47 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         if stack.startswith("otel_monitor") and frac is not None:
             ok = frac <= TARGET_INPROCESS_FRACTION_OF_STOCK
             note = f"{'meets' if ok else 'MISSES'} target ≤ {TARGET_INPROCESS_FRACTION_OF_STOCK}× stock"
-        rows.append([
-            describe(stack, aa=True), fmt(r["bare"]), fmt(r["stack"]), fmt(r["overhead"]), fmt(r["ratio"], 2, "×"),
-            fmt(frac, 2, "×") if frac is not None else ("1.00×" if stack == "stock_otel" else "—"),
-            f"{fmt(r['spread'][0])}–{fmt(r['spread'][1])}", fastest, note,
-        ])
-    report.add("\n".join([
-        "## In-process: `GET /users/42` through the WSGI app",
-        "",
-        f"Each stack and a bare-Flask twin run in two fresh processes; {p.rounds} rounds alternate "
-        f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
-        "overhead = median of per-round B − A; ratio = median of B / A; "
-        "“× stock overhead” = this overhead / stock OpenTelemetry's overhead; "
-        "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's.",
-        "",
-        table(["stack", "bare µs/req", "stack µs/req", "overhead µs", "ratio", "× stock overhead",
-               "stack min–max µs", "fastest rounds µs", "note"], rows),
-    ]))
+        rows.append(
+            [
+                describe(stack, aa=True),
+                fmt(r["bare"]),
+                fmt(r["stack"]),
+                fmt(r["overhead"]),
+                fmt(r["ratio"], 2, "×"),
+                fmt(frac, 2, "×") if frac is not None else ("1.00×" if stack == "stock_otel" else "—"),
+                f"{fmt(r['spread'][0])}–{fmt(r['spread'][1])}",
+                fastest,
+                note,
+            ]
+        )
+    report.add(
+        "\n".join(
+            [
+                "## In-process: `GET /users/42` through the WSGI app",
+                "",
+                f"Each stack and a bare-Flask twin run in two fresh processes; {p.rounds} rounds alternate "
+                f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
+                "overhead = median of per-round B − A; ratio = median of B / A; "
+                "“× stock overhead” = this overhead / stock OpenTelemetry's overhead; "
+                "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's.",
+                "",
+                table(
+                    [
+                        "stack",
+                        "bare µs/req",
+                        "stack µs/req",
+                        "overhead µs",
+                        "ratio",
+                        "× stock overhead",
+                        "stack min–max µs",
+                        "fastest rounds µs",
+                        "note",
+                    ],
+                    rows,
+                ),
+            ]
+        )
+    )
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -465,10 +545,31 @@ class Gunicorn:
         env["BENCH_FMD_DIR"] = self.tmpdir
         self.logfile = open(self.logpath, "w")
         self.proc = subprocess.Popen(
-            [python, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
-             "--bind", f"127.0.0.1:{self.port}", "--chdir", HERE, "--log-level", "warning",
-             "--backlog", "2048", "--timeout", "60", "wsgi:app"],
-            stdout=self.logfile, stderr=subprocess.STDOUT, env=env, cwd=HERE, start_new_session=True,
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "1",
+                "--worker-class",
+                "sync",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--chdir",
+                HERE,
+                "--log-level",
+                "warning",
+                "--backlog",
+                "2048",
+                "--timeout",
+                "60",
+                "wsgi:app",
+            ],
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=HERE,
+            start_new_session=True,
         )
 
     def url(self, path: str = BENCH_PATH) -> str:
@@ -575,8 +676,10 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                     b_rps.append(rb["rps"])
                     errors += rb["errors"] + ra["errors"]
                 results[stack] = {
-                    "bare": statistics.median(a_rps), "stack": statistics.median(b_rps),
-                    "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps)), "errors": errors,
+                    "bare": statistics.median(a_rps),
+                    "stack": statistics.median(b_rps),
+                    "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps)),
+                    "errors": errors,
                 }
             except Skip as exc:
                 results[stack] = {"skip": str(exc)}
@@ -591,28 +694,40 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
     for stack in stacks:
         r = results[stack]
         if "skip" in r or "error" in r:
-            rows.append([describe(stack, aa=True)] + ["—"] * 4 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]])
+            rows.append(
+                [describe(stack, aa=True)]
+                + ["—"] * 4
+                + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]]
+            )
             continue
         note = ""
         if stack == "otel_monitor":
             note = f"{'meets' if r['ratio'] >= TARGET_HTTP_RATIO else 'MISSES'} target ≥ {TARGET_HTTP_RATIO}"
-        rows.append([describe(stack, aa=True), fmt(r["bare"], 0), fmt(r["stack"], 0), fmt(r["ratio"], 3), r["errors"], note])
-    report.add("\n".join([
-        "## Over HTTP: gunicorn, 1 sync worker",
-        "",
-        f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and the "
-        f"stack's fresh server run side by side (one bare server for the whole section), {p.http_rounds} rounds "
-        "alternate them (after a warm-up). "
-        "Requests/s medians; ratio = median of per-round stack / bare; errors = non-2xx + socket errors, both servers.",
-        "",
-        table(["stack", "bare req/s", "stack req/s", "ratio", "errors", "note"], rows),
-    ]))
+        rows.append(
+            [describe(stack, aa=True), fmt(r["bare"], 0), fmt(r["stack"], 0), fmt(r["ratio"], 3), r["errors"], note]
+        )
+    report.add(
+        "\n".join(
+            [
+                "## Over HTTP: gunicorn, 1 sync worker",
+                "",
+                f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and the "
+                f"stack's fresh server run side by side (one bare server for the whole section), {p.http_rounds} rounds "
+                "alternate them (after a warm-up). "
+                "Requests/s medians; ratio = median of per-round stack / bare; errors = non-2xx + socket errors, both servers.",
+                "",
+                table(["stack", "bare req/s", "stack req/s", "ratio", "errors", "note"], rows),
+            ]
+        )
+    )
 
 
 # -- scrape, memory, exit, analytics, profile -------------------------------------------------------
 
 
-def _run_rows(kind: str, stacks: list[str], report: Report, fn: Callable[[str], list[Any]], width: int) -> list[list[Any]]:
+def _run_rows(
+    kind: str, stacks: list[str], report: Report, fn: Callable[[str], list[Any]], width: int
+) -> list[list[Any]]:
     rows = []
     for stack in stacks:
         log(f"{kind}: {stack}")
@@ -632,21 +747,34 @@ def section_scrape(python: str, stacks: list[str], p: Params, report: Report) ->
         return
 
     def one(stack: str) -> list[Any]:
-        r = run_worker(python, "scrape", {"stack": stack, "routes": p.scrape_routes, "hits": p.scrape_hits,
-                                          "scrapes": p.scrapes}, timeout=300)
-        return [r["series"], fmt(r["bytes"] / 1024, 1, " KiB"), fmt(statistics.median(r["ms"]), 2),
-                fmt(max(r["ms"]), 2), ""]
+        r = run_worker(
+            python,
+            "scrape",
+            {"stack": stack, "routes": p.scrape_routes, "hits": p.scrape_hits, "scrapes": p.scrapes},
+            timeout=300,
+        )
+        return [
+            r["series"],
+            fmt(r["bytes"] / 1024, 1, " KiB"),
+            fmt(statistics.median(r["ms"]), 2),
+            fmt(max(r["ms"]), 2),
+            "",
+        ]
 
     rows = _run_rows("scrape", stacks, report, one, 5)
-    report.add("\n".join([
-        "## `/metrics` scrape",
-        "",
-        f"{p.scrape_routes} routes × 5 statuses ({SCRAPE_STATUS_TEXT}) hit {p.scrape_hits}× each, "
-        f"then `GET /metrics` {p.scrapes}× as an in-process WSGI call (no gzip). "
-        "Series = non-comment lines of the exposition.",
-        "",
-        table(["stack", "series", "size", "scrape ms (median)", "scrape ms (max)", "note"], rows),
-    ]))
+    report.add(
+        "\n".join(
+            [
+                "## `/metrics` scrape",
+                "",
+                f"{p.scrape_routes} routes × 5 statuses ({SCRAPE_STATUS_TEXT}) hit {p.scrape_hits}× each, "
+                f"then `GET /metrics` {p.scrapes}× as an in-process WSGI call (no gzip). "
+                "Series = non-comment lines of the exposition.",
+                "",
+                table(["stack", "series", "size", "scrape ms (median)", "scrape ms (max)", "note"], rows),
+            ]
+        )
+    )
 
 
 SCRAPE_STATUS_TEXT = "200, 201, 400, 404, 500"
@@ -656,9 +784,18 @@ def section_memory(python: str, stacks: list[str], p: Params, report: Report) ->
     points = [p.mem_requests // 4, p.mem_requests // 2, 3 * p.mem_requests // 4, p.mem_requests]
 
     def one(stack: str) -> list[Any]:
-        r = run_worker(python, "memory", {"stack": stack, "requests": p.mem_requests, "distinct": p.mem_distinct,
-                                          "samples": points, "time_limit": p.mem_time_limit},
-                       timeout=p.mem_time_limit + 120)
+        r = run_worker(
+            python,
+            "memory",
+            {
+                "stack": stack,
+                "requests": p.mem_requests,
+                "distinct": p.mem_distinct,
+                "samples": points,
+                "time_limit": p.mem_time_limit,
+            },
+            timeout=p.mem_time_limit + 120,
+        )
         samples = {n: kib for n, kib in r["samples"]}
         done, last_kib = r["samples"][-1]
         half, full = p.mem_requests // 2, p.mem_requests
@@ -666,24 +803,40 @@ def section_memory(python: str, stacks: list[str], p: Params, report: Report) ->
         growth = lambda a, b: fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"  # noqa: E731
         notes = []
         if r["timed_out"]:
-            notes.append(f"stopped at {done:,} requests (time limit {p.mem_time_limit:g} s): "
-                         f"RSS {last_kib / 1024:,.1f} MiB, +{(last_kib - samples[0]) / 1024:,.1f} MiB")
+            notes.append(
+                f"stopped at {done:,} requests (time limit {p.mem_time_limit:g} s): "
+                f"RSS {last_kib / 1024:,.1f} MiB, +{(last_kib - samples[0]) / 1024:,.1f} MiB"
+            )
         if r.get("threads", 1) > 20:
             notes.append(f"{r['threads']:,} threads alive at the end")
         return [mib(0), mib(half), mib(full), growth(0, full), growth(half, full), "; ".join(notes)]
 
     rows = _run_rows("memory", stacks, report, one, 6)
-    report.add("\n".join([
-        "## Memory: RSS while serving many distinct URLs",
-        "",
-        f"{p.mem_requests:,} in-process requests over {p.mem_distinct:,} distinct URLs (half `/users/<n>`, half "
-        f"unmatched `/nope/<n>` → 404), {p.mem_requests // max(1, p.mem_distinct)} in a row each, so new URLs keep "
-        "arriving until the end; RSS in MiB after `gc.collect()`. State kept per URL grows in both halves; "
-        "flat (≈ 0 in the second half) = the monitor's memory does not depend on the URLs seen.",
-        "",
-        table(["stack", "RSS at 0", f"RSS at {p.mem_requests // 2:,}", f"RSS at {p.mem_requests:,}",
-               "growth MiB", "growth 2nd half MiB", "note"], rows),
-    ]))
+    report.add(
+        "\n".join(
+            [
+                "## Memory: RSS while serving many distinct URLs",
+                "",
+                f"{p.mem_requests:,} in-process requests over {p.mem_distinct:,} distinct URLs (half `/users/<n>`, half "
+                f"unmatched `/nope/<n>` → 404), {p.mem_requests // max(1, p.mem_distinct)} in a row each, so new URLs keep "
+                "arriving until the end; RSS in MiB after `gc.collect()`. State kept per URL grows in both halves; "
+                "flat (≈ 0 in the second half) = the monitor's memory does not depend on the URLs seen.",
+                "",
+                table(
+                    [
+                        "stack",
+                        "RSS at 0",
+                        f"RSS at {p.mem_requests // 2:,}",
+                        f"RSS at {p.mem_requests:,}",
+                        "growth MiB",
+                        "growth 2nd half MiB",
+                        "note",
+                    ],
+                    rows,
+                ),
+            ]
+        )
+    )
 
 
 def section_exit(python: str, stacks: list[str], p: Params, report: Report) -> None:
@@ -695,8 +848,12 @@ def section_exit(python: str, stacks: list[str], p: Params, report: Report) -> N
         endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the collector is down
         t0 = time.time()
         try:
-            r = run_worker(python, "exit", {"stack": stack, "endpoint": endpoint, "requests": p.exit_requests},
-                           timeout=p.exit_timeout)
+            r = run_worker(
+                python,
+                "exit",
+                {"stack": stack, "endpoint": endpoint, "requests": p.exit_requests},
+                timeout=p.exit_timeout,
+            )
         except subprocess.TimeoutExpired:
             return ["—", f"> {p.exit_timeout:g}", "—", f"still running after {p.exit_timeout:g} s (killed)"]
         t1 = time.time()
@@ -708,16 +865,20 @@ def section_exit(python: str, stacks: list[str], p: Params, report: Report) -> N
     with ThreadPoolExecutor(max_workers=len(stacks)) as pool:
         futures = [pool.submit(_run_rows, "exit", [stack], report, one, 4) for stack in stacks]
         rows = [row for future in futures for row in future.result()]
-    report.add("\n".join([
-        "## Process exit with the OTLP collector down",
-        "",
-        f"A fresh process builds the stack with OTLP trace + metric export (http/protobuf) to a closed port on "
-        f"127.0.0.1, serves {p.exit_requests} requests, then returns from main (the stacks run side by side). Seconds of wall time; "
-        "“exit” = from the last request to the process being gone (atexit / shutdown hooks). "
-        "`bare` has no exporter (the interpreter's own start and exit).",
-        "",
-        table(["stack", "python start s", "total wall s", "exit s", "note"], rows),
-    ]))
+    report.add(
+        "\n".join(
+            [
+                "## Process exit with the OTLP collector down",
+                "",
+                f"A fresh process builds the stack with OTLP trace + metric export (http/protobuf) to a closed port on "
+                f"127.0.0.1, serves {p.exit_requests} requests, then returns from main (the stacks run side by side). Seconds of wall time; "
+                "“exit” = from the last request to the process being gone (atexit / shutdown hooks). "
+                "`bare` has no exporter (the interpreter's own start and exit).",
+                "",
+                table(["stack", "python start s", "total wall s", "exit s", "note"], rows),
+            ]
+        )
+    )
 
 
 def section_analytics(python: str, stacks: list[str], p: Params, report: Report) -> None:
@@ -729,31 +890,49 @@ def section_analytics(python: str, stacks: list[str], p: Params, report: Report)
         if "na" in r:
             rows = [["analytics endpoints, 500 routes", r["na"], "", "", ""]]
         else:
-            rows = [[f"`GET {row['endpoint']}`", row["status"], fmt(row["bytes"] / 1024, 1, " KiB"),
-                     fmt(statistics.median(row["ms"]), 2), fmt(max(row["ms"]), 2)] for row in r["rows"]]
+            rows = [
+                [
+                    f"`GET {row['endpoint']}`",
+                    row["status"],
+                    fmt(row["bytes"] / 1024, 1, " KiB"),
+                    fmt(statistics.median(row["ms"]), 2),
+                    fmt(max(row["ms"]), 2),
+                ]
+                for row in r["rows"]
+            ]
     except (Skip, Failed, subprocess.SubprocessError) as exc:
         report.errors.append(f"analytics: {exc}")
         rows = [["analytics endpoints, 500 routes", f"ERROR: {str(exc)[:200]}", "", "", ""]]
-    report.add("\n".join([
-        "## Analytics endpoints (500 routes)",
-        "",
-        f"otel_monitor with 500 extra routes × 5 statuses hit {p.scrape_hits}× each (authentication off), then each "
-        f"analytics endpoint called {p.scrapes}× in-process.",
-        "",
-        table(header, rows),
-    ]))
+    report.add(
+        "\n".join(
+            [
+                "## Analytics endpoints (500 routes)",
+                "",
+                f"otel_monitor with 500 extra routes × 5 statuses hit {p.scrape_hits}× each (authentication off), then each "
+                f"analytics endpoint called {p.scrapes}× in-process.",
+                "",
+                table(header, rows),
+            ]
+        )
+    )
 
 
 def section_profile(python: str, stacks: list[str], p: Params, report: Report, profiler: str) -> None:
     stack = next((s for s in stacks if s != "bare"), "otel_monitor")
     log(f"profile: {p.profile_requests} requests through {stack} ({profiler})")
     try:
-        r = run_worker(python, "profile", {"stack": stack, "requests": p.profile_requests, "top": 25,
-                                           "profiler": profiler}, timeout=600)
+        r = run_worker(
+            python,
+            "profile",
+            {"stack": stack, "requests": p.profile_requests, "top": 25, "profiler": profiler},
+            timeout=600,
+        )
         text = r["text"]
     except (Skip, Failed, subprocess.SubprocessError) as exc:
         text = f"not run: {exc}"
-    report.add(f"## Profile: {p.profile_requests:,} in-process requests through `{stack}` ({profiler})\n\n```\n{text.rstrip()}\n```")
+    report.add(
+        f"## Profile: {p.profile_requests:,} in-process requests through `{stack}` ({profiler})\n\n```\n{text.rstrip()}\n```"
+    )
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -762,22 +941,46 @@ def section_profile(python: str, stacks: list[str], p: Params, report: Report, p
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="every measurement tiny (< 90 s in all): proves it still runs")
-    ap.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
-                    help=f"comma-separated sections (default: %(default)s; also: profile). Known: {', '.join(SECTIONS)}")
-    ap.add_argument("--stacks", default=",".join(STACKS), help=f"comma-separated stacks (default: all). Known: {', '.join(STACKS)}")
-    ap.add_argument("--rounds", type=int, help="alternating rounds for in-process and HTTP (full: 10 in-process, 5 HTTP)")
-    ap.add_argument("--duration", type=float,
-                    help="seconds per round per side, in-process and wrk (wrk rounds up to whole seconds; full: 1 / 3)")
-    ap.add_argument("--output", help="markdown file to write (default: benchmarks/results/latest.md; "
-                                     "with --smoke: benchmarks/results/smoke.md)")
-    ap.add_argument("--python", help="interpreter to run the stacks with instead of benchmarks/.venv "
-                                     "(nothing is installed; stacks whose packages are missing are skipped)")
+    ap.add_argument(
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated sections (default: %(default)s; also: profile). Known: {', '.join(SECTIONS)}",
+    )
+    ap.add_argument(
+        "--stacks", default=",".join(STACKS), help=f"comma-separated stacks (default: all). Known: {', '.join(STACKS)}"
+    )
+    ap.add_argument(
+        "--rounds", type=int, help="alternating rounds for in-process and HTTP (full: 10 in-process, 5 HTTP)"
+    )
+    ap.add_argument(
+        "--duration",
+        type=float,
+        help="seconds per round per side, in-process and wrk (wrk rounds up to whole seconds; full: 1 / 3)",
+    )
+    ap.add_argument(
+        "--output",
+        help="markdown file to write (default: benchmarks/results/latest.md; "
+        "with --smoke: benchmarks/results/smoke.md)",
+    )
+    ap.add_argument(
+        "--python",
+        help="interpreter to run the stacks with instead of benchmarks/.venv "
+        "(nothing is installed; stacks whose packages are missing are skipped)",
+    )
     ap.add_argument("--no-install", action="store_true", help="use benchmarks/.venv as it is; do not run pip")
-    ap.add_argument("--otel-monitor-export", choices=["default", "noop"], default="default",
-                    help="default: otel_monitor stacks use Monitor(app) as is; noop: also export their spans through a "
-                         "BatchSpanProcessor to a no-op exporter, as the stock stack does (see apps.py)")
-    ap.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile",
-                    help="for the profile section (default: %(default)s)")
+    ap.add_argument(
+        "--otel-monitor-export",
+        choices=["default", "noop"],
+        default="default",
+        help="default: otel_monitor stacks use Monitor(app) as is; noop: also export their spans through a "
+        "BatchSpanProcessor to a no-op exporter, as the stock stack does (see apps.py)",
+    )
+    ap.add_argument(
+        "--profiler",
+        choices=["cprofile", "pyinstrument"],
+        default="cprofile",
+        help="for the profile section (default: %(default)s)",
+    )
     ap.add_argument("--profile-requests", type=int, help="requests for the profile section (full: 20000)")
     args = ap.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -814,8 +1017,10 @@ def main(argv: list[str] | None = None) -> int:
     stacks = [s for s in STACKS if s in args.stacks]
     report = Report()
     mode = "smoke" if args.smoke else "full"
-    report.add(f"# otel_monitor benchmarks ({mode} mode)\n\n"
-               f"`python benchmarks/run.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip())
+    report.add(
+        f"# otel_monitor benchmarks ({mode} mode)\n\n"
+        f"`python benchmarks/run.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip()
+    )
     report.add(machine_section(python, notes))
     sections: dict[str, Callable[[], None]] = {
         "in-process": lambda: section_inprocess(python, stacks, p, report),

@@ -221,8 +221,14 @@ def cmd_exit(args: dict[str, Any]) -> None:
     # Return normally: the interpreter's exit (and every atexit/shutdown hook) is what is measured.
 
 
-ANALYTICS_ENDPOINTS = ("/health", "/performance", "/endpoints?window=5m", "/timeseries?window=15m",
-                       "/metrics", "/traces?kind=all")
+ANALYTICS_ENDPOINTS = (
+    "/health",
+    "/performance",
+    "/endpoints?window=5m",
+    "/timeseries?window=15m",
+    "/metrics",
+    "/traces?kind=all",
+)
 
 
 def cmd_analytics(args: dict[str, Any]) -> None:

@@ -30,13 +30,15 @@ def create_app(**monitor_settings) -> Flask:
 
     @app.get("/")
     def index():
-        return jsonify(service="example_app", endpoints=["/api/users", "/api/users/<id>", "/api/slow",
-                                                         "/api/error", "/api/orders", "/metrics"])
+        return jsonify(
+            service="example_app",
+            endpoints=["/api/users", "/api/users/<id>", "/api/slow", "/api/error", "/api/orders", "/metrics"],
+        )
 
     @app.get("/api/users")
     def list_users():
         limit = request.args.get("limit", default=10, type=int)
-        return jsonify(list(USERS.values())[:max(0, min(limit, 50))])
+        return jsonify(list(USERS.values())[: max(0, min(limit, 50))])
 
     @app.get("/api/users/<int:user_id>")
     def get_user(user_id: int):
@@ -80,8 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--traffic", type=float, default=0, metavar="SECONDS",
-                        help="send synthetic traffic for this many seconds (bounded), then keep serving")
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="send synthetic traffic for this many seconds (bounded), then keep serving",
+    )
     args = parser.parse_args(argv)
     from otel_monitor._demo import serve
 

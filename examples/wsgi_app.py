@@ -1,6 +1,6 @@
 """Any WSGI callable, no Flask: the same pipeline through otel_monitor.wrap().
 
-    python examples/wsgi_app.py            # serves on 127.0.0.1:8001, /metrics included
+python examples/wsgi_app.py            # serves on 127.0.0.1:8001, /metrics included
 """
 
 from __future__ import annotations

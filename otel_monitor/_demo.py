@@ -27,8 +27,15 @@ TRAFFIC_MIX: list[tuple[int, str, str]] = [
 ]
 
 
-def send_traffic(base_url: str, seconds: float, *, threads: int = 2, max_requests: int = 100_000,
-                 progress: Callable[[int, float], None] | None = None, stop: threading.Event | None = None) -> int:
+def send_traffic(
+    base_url: str,
+    seconds: float,
+    *,
+    threads: int = 2,
+    max_requests: int = 100_000,
+    progress: Callable[[int, float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Send the mix to ``base_url`` for at most ``seconds`` and ``max_requests``; returns the count."""
     stop = stop or threading.Event()
     deadline = time.monotonic() + seconds
@@ -45,9 +52,17 @@ def send_traffic(base_url: str, seconds: float, *, threads: int = 2, max_request
                 sent[0] += 1
             _, method, path = rnd.choices(TRAFFIC_MIX, weights)[0]
             url = base_url + path.format(id=rnd.randint(1, 60))
-            data = json.dumps({"product": rnd.choice(["book", "pen", "lamp"]), "qty": 1}).encode() if method == "POST" else None
-            req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
-                                                                               "User-Agent": "otel-monitor-demo"})
+            data = (
+                json.dumps({"product": rnd.choice(["book", "pen", "lamp"]), "qty": 1}).encode()
+                if method == "POST"
+                else None
+            )
+            req = urllib.request.Request(
+                url,
+                data=data,
+                method=method,
+                headers={"Content-Type": "application/json", "User-Agent": "otel-monitor-demo"},
+            )
             try:
                 urllib.request.urlopen(req, timeout=5).read()
             except urllib.error.HTTPError as exc:
@@ -67,8 +82,15 @@ def send_traffic(base_url: str, seconds: float, *, threads: int = 2, max_request
     return sent[0]
 
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, traffic_seconds: float = 0,
-          run_seconds: float | None = None, out: Any = None) -> None:
+def serve(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    traffic_seconds: float = 0,
+    run_seconds: float | None = None,
+    out: Any = None,
+) -> None:
     """Serve ``app`` (threaded), print its URLs, optionally send traffic; stop on Ctrl-C/SIGTERM."""
     from werkzeug.serving import make_server
 
@@ -94,6 +116,7 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, traffic_second
         print(line, file=out, flush=True)
     try:
         if traffic_seconds > 0:
+
             def progress(count: int, elapsed: float) -> None:
                 print(f"\rtraffic: {count} requests in {elapsed:4.1f}s", end="", file=out, flush=True)
 

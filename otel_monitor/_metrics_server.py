@@ -31,12 +31,21 @@ def start_metrics_server(pipeline: Any, app: Callable) -> None:
         return app(environ, start_response)
 
     try:
-        server = make_server(settings.metrics_host, settings.metrics_port, only_metrics,
-                             server_class=_Server, handler_class=_QuietHandler)
+        server = make_server(
+            settings.metrics_host,
+            settings.metrics_port,
+            only_metrics,
+            server_class=_Server,
+            handler_class=_QuietHandler,
+        )
     except OSError as exc:
         # Under a pre-fork server only one worker can own the port; it serves the merged data.
-        _logger.info("otel_monitor: metrics port %s:%s not opened in this process (%s)",
-                     settings.metrics_host, settings.metrics_port, exc)
+        _logger.info(
+            "otel_monitor: metrics port %s:%s not opened in this process (%s)",
+            settings.metrics_host,
+            settings.metrics_port,
+            exc,
+        )
         return
     thread = threading.Thread(target=server.serve_forever, name="otel_monitor-metrics", daemon=True)
     thread.start()

@@ -62,13 +62,18 @@ class RequestMetrics:
         self._exemplars = exemplars
         self._start = time.time_ns()
 
-    def record(self, key: tuple, duration: float, request_size: int | None,
-               response_size: int | None, span_context: Any = None) -> None:
+    def record(
+        self, key: tuple, duration: float, request_size: int | None, response_size: int | None, span_context: Any = None
+    ) -> None:
         """``key`` is (method, scheme, route or None, status code or None, error type or None)."""
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        exemplar = span_context if (self._exemplars and span_context is not None and span_context.trace_flags.sampled) else None
+        exemplar = (
+            span_context
+            if (self._exemplars and span_context is not None and span_context.trace_flags.sampled)
+            else None
+        )
         values = (duration, request_size, response_size)
         with self._lock:
             for i in range(3):
@@ -118,19 +123,38 @@ class RequestMetrics:
                 for i, hist in enumerate(series.hists):
                     if hist.count == 0:
                         continue
-                    points[i].append(HistogramDataPoint(
-                        attributes=series.attributes, start_time_unix_nano=self._start, time_unix_nano=now,
-                        count=hist.count, sum=hist.sum, bucket_counts=list(hist.counts),
-                        explicit_bounds=list(self._bounds[i]), min=hist.min, max=hist.max,
-                        exemplars=_exemplars(hist)))
-        return [Metric(name=name, description=description, unit=unit,
-                       data=Histogram(data_points=points[i], aggregation_temporality=AggregationTemporality.CUMULATIVE))
-                for i, (name, unit, description) in enumerate(_INSTRUMENTS) if points[i]]
+                    points[i].append(
+                        HistogramDataPoint(
+                            attributes=series.attributes,
+                            start_time_unix_nano=self._start,
+                            time_unix_nano=now,
+                            count=hist.count,
+                            sum=hist.sum,
+                            bucket_counts=list(hist.counts),
+                            explicit_bounds=list(self._bounds[i]),
+                            min=hist.min,
+                            max=hist.max,
+                            exemplars=_exemplars(hist),
+                        )
+                    )
+        return [
+            Metric(
+                name=name,
+                description=description,
+                unit=unit,
+                data=Histogram(data_points=points[i], aggregation_temporality=AggregationTemporality.CUMULATIVE),
+            )
+            for i, (name, unit, description) in enumerate(_INSTRUMENTS)
+            if points[i]
+        ]
 
 
 def _exemplars(hist: _Hist) -> list:
     if not hist.exemplars:
         return []
-    return [Exemplar(filtered_attributes=None, value=value, time_unix_nano=at,
-                     span_id=context.span_id, trace_id=context.trace_id)
-            for value, at, context in hist.exemplars.values()]
+    return [
+        Exemplar(
+            filtered_attributes=None, value=value, time_unix_nano=at, span_id=context.span_id, trace_id=context.trace_id
+        )
+        for value, at, context in hist.exemplars.values()
+    ]

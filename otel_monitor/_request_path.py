@@ -34,9 +34,7 @@ from ._safe_log import log_internal_error
 ROUTE_KEY = "otel_monitor.route"
 EXCEPTION_KEY = "otel_monitor.exception"
 
-_KNOWN_METHODS = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
-)
+_KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
 # W3C limits: a valid traceparent is 55 chars; tracestate <= 512 chars is what the spec asks
 # implementations to propagate at least; baggage <= 8192 bytes (W3C baggage limits).
 _MAX_TRACEPARENT = 64
@@ -101,9 +99,13 @@ def _set_clean_attributes(span: Any, attributes: dict) -> None:
     the SDK uses. Any other span, or an SDK whose internals differ, takes the public call.
     """
     bounded = getattr(span, "_attributes", None)
-    if (type(bounded) is BoundedAttributes and bounded.max_value_len is None
-            and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)
-            and type(getattr(bounded, "_dict", None)) is dict and getattr(span, "_end_time", 0) is None):
+    if (
+        type(bounded) is BoundedAttributes
+        and bounded.max_value_len is None
+        and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)
+        and type(getattr(bounded, "_dict", None)) is dict
+        and getattr(span, "_end_time", 0) is None
+    ):
         with bounded._lock:
             bounded._dict.update(attributes)
     else:
@@ -130,7 +132,9 @@ class RequestInstrumentation:
         self._pipeline = pipeline_for_request
         self._metrics_path = settings.metrics_path
         self._metrics_app = metrics_app
-        self._excluded = re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
+        self._excluded = (
+            re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
+        )
         self._sensitive = frozenset(settings.sensitive_query_params)
         self._capture_user_agent = settings.capture_user_agent
         self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
@@ -164,7 +168,9 @@ class RequestInstrumentation:
 
         def _start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
             record.status = status
-            return start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
+            return (
+                start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
+            )
 
         try:
             result = self.wsgi_app(environ, _start_response)
@@ -180,8 +186,21 @@ class RequestInstrumentation:
 class _Request:
     """Telemetry state of one request; ``finish`` runs once, whichever way the request ends."""
 
-    __slots__ = ("mw", "pipeline", "environ", "method", "scheme", "span", "token", "context",
-                 "start", "status", "sent", "finished", "failure")
+    __slots__ = (
+        "mw",
+        "pipeline",
+        "environ",
+        "method",
+        "scheme",
+        "span",
+        "token",
+        "context",
+        "start",
+        "status",
+        "sent",
+        "finished",
+        "failure",
+    )
 
     def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
         self.mw = mw
@@ -281,9 +300,12 @@ class _Request:
         length = environ.get("CONTENT_LENGTH")
         span = self.span
         pipeline.request_metrics.record(
-            (self.method, self.scheme, route, status, error), duration,
+            (self.method, self.scheme, route, status, error),
+            duration,
             int(length) if length and length.isdigit() else None,
-            self.sent if status is not None else None, span.get_span_context())
+            self.sent if status is not None else None,
+            span.get_span_context(),
+        )
         pipeline.active.discard(self)
         pipeline.requests_seen += 1
         if span.is_recording():

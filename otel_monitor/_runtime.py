@@ -59,8 +59,9 @@ def _shutdown_all() -> None:
 class Runtime:
     """Settings plus this process's pipeline for one monitored app."""
 
-    def __init__(self, settings: Settings, service_name: str,
-                 setup_hooks: tuple[Callable[[Pipeline], None], ...] = ()) -> None:
+    def __init__(
+        self, settings: Settings, service_name: str, setup_hooks: tuple[Callable[[Pipeline], None], ...] = ()
+    ) -> None:
         self.settings = settings
         self.service_name = service_name
         self.setup_hooks = list(setup_hooks)
@@ -78,8 +79,9 @@ class Runtime:
             with self._lock:
                 pipeline = self._pipeline
                 if pipeline is None:
-                    pipeline = build_pipeline(self.settings, self.service_name,
-                                              setup_hooks=(self._multiprocess_hook, *self.setup_hooks))
+                    pipeline = build_pipeline(
+                        self.settings, self.service_name, setup_hooks=(self._multiprocess_hook, *self.setup_hooks)
+                    )
                     self._pipeline = pipeline
                     if self._abandoned:
                         self._retire_abandoned()
@@ -117,8 +119,12 @@ class Runtime:
         # Only for gunicorn's own forks: any other process that forks goes on serving requests,
         # and its port must go on showing them.
         pipeline = self._pipeline
-        if (pipeline is None or pipeline.pid != os.getpid() or "metrics_server" not in pipeline.extensions
-                or "multiprocess" in pipeline.extensions):
+        if (
+            pipeline is None
+            or pipeline.pid != os.getpid()
+            or "metrics_server" not in pipeline.extensions
+            or "multiprocess" in pipeline.extensions
+        ):
             return
         from . import multiprocess
 

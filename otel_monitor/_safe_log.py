@@ -44,7 +44,12 @@ def log_internal_error(what: str) -> None:
         return
     exc = sys.exc_info()[1]
     detail = f"{type(exc).__name__}: {neutralise(exc)}" if exc is not None else "unknown error"
-    _logger.warning("otel_monitor: error while %s (%s); the request is unaffected "
-                    "(further errors of this kind are not logged for %ds)", neutralise(what), detail, int(INTERVAL))
+    _logger.warning(
+        "otel_monitor: error while %s (%s); the request is unaffected "
+        "(further errors of this kind are not logged for %ds)",
+        neutralise(what),
+        detail,
+        int(INTERVAL),
+    )
     if _logger.isEnabledFor(logging.DEBUG):
         _logger.debug("otel_monitor: traceback of the error while %s", neutralise(what), exc_info=True)

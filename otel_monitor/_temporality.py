@@ -36,8 +36,9 @@ class DeltaConverter:
             points = [self._delta(metric.name, p, _histogram_delta) for p in data.data_points]
         else:
             return metric
-        return replace(metric, data=replace(data, data_points=points,
-                                            aggregation_temporality=AggregationTemporality.DELTA))
+        return replace(
+            metric, data=replace(data, data_points=points, aggregation_temporality=AggregationTemporality.DELTA)
+        )
 
     def _delta(self, name: str, point: Any, subtract: Any) -> Any:
         key = (name, frozenset((point.attributes or {}).items()))
@@ -56,6 +57,10 @@ def _histogram_delta(point: Any, previous: Any, since: int) -> Any:
     if list(point.explicit_bounds) != list(previous.explicit_bounds):
         return point
     # min/max of the interval alone are unknown from two cumulative points: keep the cumulative ones.
-    return replace(point, count=point.count - previous.count, sum=point.sum - previous.sum,
-                   bucket_counts=[a - b for a, b in zip(point.bucket_counts, previous.bucket_counts)],
-                   start_time_unix_nano=since)
+    return replace(
+        point,
+        count=point.count - previous.count,
+        sum=point.sum - previous.sum,
+        bucket_counts=[a - b for a, b in zip(point.bucket_counts, previous.bucket_counts)],
+        start_time_unix_nano=since,
+    )

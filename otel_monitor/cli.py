@@ -149,20 +149,40 @@ def _name_value(text: str) -> tuple[str, str]:
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (the same as Monitor(app)'s; see the README's settings table)")
     group.add_argument("--service-name", metavar="NAME", help="service.name of the telemetry (OTEL_SERVICE_NAME)")
-    group.add_argument("--otlp-endpoint", metavar="URL",
-                       help="export to this OTLP endpoint, e.g. http://127.0.0.1:4318 (OTEL_EXPORTER_OTLP_ENDPOINT)")
-    group.add_argument("--protocol", choices=("http/protobuf", "grpc"),
-                       help="OTLP protocol (OTEL_EXPORTER_OTLP_PROTOCOL); default http/protobuf")
-    group.add_argument("--exporter", metavar="LIST",
-                       help="exporters for traces and metrics: otlp, console, none, comma-separated "
-                            "(OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER)")
-    group.add_argument("--sampler-ratio", metavar="RATIO",
-                       help="keep this share of traces, 0 to 1 (OTEL_TRACES_SAMPLER_ARG; the sampler becomes "
-                            "parentbased_traceidratio unless OTEL_TRACES_SAMPLER says otherwise)")
-    group.add_argument("--metrics-port", metavar="PORT",
-                       help="also serve /metrics on this port (OTEL_MONITOR_METRICS_PORT)")
-    group.add_argument("--set", dest="settings", action="append", default=[], type=_name_value,
-                       metavar="NAME=VALUE", help="any setting, by name or environment variable; repeatable")
+    group.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export to this OTLP endpoint, e.g. http://127.0.0.1:4318 (OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    group.add_argument(
+        "--protocol",
+        choices=("http/protobuf", "grpc"),
+        help="OTLP protocol (OTEL_EXPORTER_OTLP_PROTOCOL); default http/protobuf",
+    )
+    group.add_argument(
+        "--exporter",
+        metavar="LIST",
+        help="exporters for traces and metrics: otlp, console, none, comma-separated "
+        "(OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER)",
+    )
+    group.add_argument(
+        "--sampler-ratio",
+        metavar="RATIO",
+        help="keep this share of traces, 0 to 1 (OTEL_TRACES_SAMPLER_ARG; the sampler becomes "
+        "parentbased_traceidratio unless OTEL_TRACES_SAMPLER says otherwise)",
+    )
+    group.add_argument(
+        "--metrics-port", metavar="PORT", help="also serve /metrics on this port (OTEL_MONITOR_METRICS_PORT)"
+    )
+    group.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_name_value,
+        metavar="NAME=VALUE",
+        help="any setting, by name or environment variable; repeatable",
+    )
 
 
 def settings_from_options(args: argparse.Namespace, environ: Any = None) -> dict[str, str]:
@@ -223,8 +243,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         line = shlex.join(command)
         line = line if len(line) <= 100 else line[:97] + "..."
-        print(f"{PROG}: monitoring the Flask apps of: {line}" + (f"  [{shown}]" if shown else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"{PROG}: monitoring the Flask apps of: {line}" + (f"  [{shown}]" if shown else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     sys.stdout.flush()
     try:
         os.execvpe(command[0], command, env)
@@ -264,15 +287,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.duration is not None:
         traffic = min(traffic, args.duration)
         run_seconds = max(0.0, args.duration - traffic)
-    print(f"{PROG} demo: serving {origin}"
-          + (f" with {traffic:g} s of synthetic traffic" if traffic else "")
-          + (f", stopping after {args.duration:g} s" if args.duration is not None else "; Ctrl-C stops it"),
-          flush=True)
+    print(
+        f"{PROG} demo: serving {origin}"
+        + (f" with {traffic:g} s of synthetic traffic" if traffic else "")
+        + (f", stopping after {args.duration:g} s" if args.duration is not None else "; Ctrl-C stops it"),
+        flush=True,
+    )
     try:
         serve(app, args.host, args.port, traffic_seconds=traffic, run_seconds=run_seconds)
     except OSError as exc:
-        print(f"{PROG} demo: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
-              f"(another server on that port? try --port 0 for any free port)", file=sys.stderr)
+        print(
+            f"{PROG} demo: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+            f"(another server on that port? try --port 0 for any free port)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -282,41 +310,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog=PROG, description=TOP_DESCRIPTION, epilog=TOP_EPILOG,
-                                     formatter_class=formatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=TOP_DESCRIPTION, epilog=TOP_EPILOG, formatter_class=formatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="cmd", title="commands", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a WSGI server or script with its Flask apps monitored",
-                              description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=formatter,
-                              usage=f"{PROG} run [options] -- COMMAND [ARG ...]")
+    run = commands.add_parser(
+        "run",
+        help="run a WSGI server or script with its Flask apps monitored",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EPILOG,
+        formatter_class=formatter,
+        usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
+    )
     add_setting_options(run)
-    run.add_argument("-q", "--quiet", action="store_true",
-                     help="print nothing of our own (by default one line per monitored app, to stderr)")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
-                     help="the command to run, after --: flask run, gunicorn app:app, python app.py, ...")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing of our own (by default one line per monitored app, to stderr)",
+    )
+    run.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="the command to run, after --: flask run, gunicorn app:app, python app.py, ...",
+    )
     run.set_defaults(handler=cmd_run)
 
-    demo = commands.add_parser("demo", help="serve a demo app with monitoring and synthetic traffic",
-                               description=DEMO_DESCRIPTION, epilog=DEMO_EPILOG, formatter_class=formatter)
+    demo = commands.add_parser(
+        "demo",
+        help="serve a demo app with monitoring and synthetic traffic",
+        description=DEMO_DESCRIPTION,
+        epilog=DEMO_EPILOG,
+        formatter_class=formatter,
+    )
     demo.add_argument("--port", type=int, default=8000, help="port to serve on; 0 picks a free one (default 8000)")
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    demo.add_argument("--traffic", type=float, default=20, metavar="SECONDS",
-                      help="send synthetic traffic for this many seconds, 0 for none (default 20)")
-    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                      help="stop after this many seconds in all (default: run until Ctrl-C)")
+    demo.add_argument(
+        "--traffic",
+        type=float,
+        default=20,
+        metavar="SECONDS",
+        help="send synthetic traffic for this many seconds, 0 for none (default 20)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds in all (default: run until Ctrl-C)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
-    doctor = commands.add_parser("doctor", help="show the effective settings and check exporters and dashboards",
-                                 description=DOCTOR_DESCRIPTION, epilog=DOCTOR_EPILOG, formatter_class=formatter)
-    doctor.add_argument("--app", metavar="MODULE:ATTR",
-                        help="your Flask app, to include its app.config: module:app, path/to/app.py:app or "
-                             "module:create_app() (the current directory is on the import path)")
-    doctor.add_argument("--stack-dir", metavar="DIR", default=None,
-                        help="directory holding collector-config/ (or collector-config itself); "
-                             "default: the current directory")
-    doctor.add_argument("--skip-metrics-check", action="store_true",
-                        help="do not build a throwaway app to compare its metrics with the dashboards")
+    doctor = commands.add_parser(
+        "doctor",
+        help="show the effective settings and check exporters and dashboards",
+        description=DOCTOR_DESCRIPTION,
+        epilog=DOCTOR_EPILOG,
+        formatter_class=formatter,
+    )
+    doctor.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="your Flask app, to include its app.config: module:app, path/to/app.py:app or "
+        "module:create_app() (the current directory is on the import path)",
+    )
+    doctor.add_argument(
+        "--stack-dir",
+        metavar="DIR",
+        default=None,
+        help="directory holding collector-config/ (or collector-config itself); default: the current directory",
+    )
+    doctor.add_argument(
+        "--skip-metrics-check",
+        action="store_true",
+        help="do not build a throwaway app to compare its metrics with the dashboards",
+    )
     add_setting_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)
     return parser

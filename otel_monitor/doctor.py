@@ -21,20 +21,52 @@ from urllib.parse import urlsplit
 
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
 
-__all__ = ["run_doctor", "promql_metric_names", "promql_selectors", "dashboard_expressions",
-           "rules_expressions", "served_metrics", "check_metric_names"]
+__all__ = [
+    "run_doctor",
+    "promql_metric_names",
+    "promql_selectors",
+    "dashboard_expressions",
+    "rules_expressions",
+    "served_metrics",
+    "check_metric_names",
+]
 
 CONNECT_TIMEOUT = 2.0
 
 #: names in queries that are not the app's metrics: Prometheus' own series
-_PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped",
-                      "scrape_samples_post_metric_relabeling", "scrape_series_added"}
+_PROMETHEUS_SERIES = {
+    "up",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+}
 #: labels Prometheus adds at scrape time, and the ones every selector may use
 _TARGET_LABELS = {"job", "instance", "__name__"}
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-             "offset", "atan2", "inf", "nan", "start", "end"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
+    "start",
+    "end",
+}
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
-_SELECTOR = re.compile(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)\s*\{((?:\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`|[^}\"'`])*)\}")
+_SELECTOR = re.compile(
+    r"(?<![\w:.$])([a-zA-Z_:][\w:]*)\s*\{((?:\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`|[^}\"'`])*)\}"
+)
 _MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*(\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`)")
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _IDENT = re.compile(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)(?!\s*\()(?![\w:])")
@@ -110,7 +142,7 @@ def dashboard_expressions(path: Path) -> list[tuple[str, str]]:
                 walk(item, where)
 
     walk(data.get("panels", []), "dashboard")
-    for rows in (data.get("rows") or []):  # old dashboards
+    for rows in data.get("rows") or []:  # old dashboards
         walk(rows, "row")
     for variable in (data.get("templating") or {}).get("list", []):
         if not isinstance(variable, dict) or variable.get("type") != "query":
@@ -143,7 +175,9 @@ def rules_expressions(path: Path) -> tuple[list[tuple[str, str]], set[str]]:
             value = _yaml_scalar(value)
         elif value:  # a block scalar: the following lines indented deeper than the key
             block = []
-            while index < len(lines) and (not lines[index].strip() or len(lines[index]) - len(lines[index].lstrip()) > indent):
+            while index < len(lines) and (
+                not lines[index].strip() or len(lines[index]) - len(lines[index].lstrip()) > indent
+            ):
                 block.append(lines[index].strip())
                 index += 1
             value = " ".join(line for line in block if line)
@@ -228,9 +262,20 @@ def served_metrics() -> Served:
     def fail() -> Any:
         raise RuntimeError("doctor: a failing request on purpose")
 
-    monitor = Monitor(app, system_metrics=True, traces_exporter="none", metrics_exporter="none",
-                      sdk_disabled=False, metrics_path="/metrics", metrics_token=None, metrics_port=None,
-                      excluded_urls=(), set_global=False, metrics_target_info=True, service_name="otel-monitor-doctor")
+    monitor = Monitor(
+        app,
+        system_metrics=True,
+        traces_exporter="none",
+        metrics_exporter="none",
+        sdk_disabled=False,
+        metrics_path="/metrics",
+        metrics_token=None,
+        metrics_port=None,
+        excluded_urls=(),
+        set_global=False,
+        metrics_target_info=True,
+        service_name="otel-monitor-doctor",
+    )
     try:
         client = closing_client(app)
         client.get("/items/1")
@@ -265,12 +310,16 @@ def check_metric_names(queries: Iterable[tuple[str, str]], served: Served, ignor
                 if label not in sample:
                     seen.add((name, label, operator, value))
                     close = difflib.get_close_matches(label, list(sample), n=1)
-                    hint = f" (did you mean {close[0]}?)" if close else f" (it has: {', '.join(sorted(sample)) or 'none'})"
+                    hint = (
+                        f" (did you mean {close[0]}?)" if close else f" (it has: {', '.join(sorted(sample)) or 'none'})"
+                    )
                     problems.append(f"{where}: metric {name} has no label {label}{hint}")
                 elif operator == "=" and "$" not in value and value not in sample[label]:
                     seen.add((name, label, operator, value))
-                    problems.append(f"{where}: metric {name} never has {label}={value!r} "
-                                    f"(served values: {', '.join(sorted(sample[label]))[:200]})")
+                    problems.append(
+                        f"{where}: metric {name} never has {label}={value!r} "
+                        f"(served values: {', '.join(sorted(sample[label]))[:200]})"
+                    )
     return problems
 
 
@@ -439,8 +488,9 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
             print(f"otel-monitor doctor: bad setting: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:  # noqa: BLE001 - whatever importing the user's module raised
-            print(f"otel-monitor doctor: cannot load the app {args.app!r}: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+            print(
+                f"otel-monitor doctor: cannot load the app {args.app!r}: {type(exc).__name__}: {exc}", file=sys.stderr
+            )
             return 2
         finally:
             if saved is None:
@@ -460,8 +510,9 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
     report.line("Checks")
     report.ok("every setting has a usable value")
     if settings.sdk_disabled:
-        report.warn(f"monitoring is disabled (sdk_disabled from {settings.source_of('sdk_disabled')}): "
-                    "the app runs unmonitored")
+        report.warn(
+            f"monitoring is disabled (sdk_disabled from {settings.source_of('sdk_disabled')}): the app runs unmonitored"
+        )
 
     _check_otlp(report, settings)
     if getattr(args, "skip_metrics_check", False):
@@ -480,8 +531,10 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
 def _check_otlp(report: _Report, settings: Settings) -> None:
     targets = otlp_targets(settings) if not settings.sdk_disabled else []
     if not targets:
-        report.skip("OTLP export is off (set OTEL_EXPORTER_OTLP_ENDPOINT or --otlp-endpoint to export "
-                    "traces and metrics; /metrics is served regardless)")
+        report.skip(
+            "OTLP export is off (set OTEL_EXPORTER_OTLP_ENDPOINT or --otlp-endpoint to export "
+            "traces and metrics; /metrics is served regardless)"
+        )
         return
     checked: dict[tuple[str, int], str | None] = {}
     for signal, protocol, endpoint in targets:
@@ -505,8 +558,10 @@ def _check_otlp(report: _Report, settings: Settings) -> None:
 def _check_dashboards(report: _Report, settings: Settings, stack_dir: Path) -> None:
     dashboards, rules = stack_files(stack_dir)
     if not dashboards and rules is None:
-        report.skip(f"dashboard and alert-rule metric names: no collector-config/grafana/dashboards/*.json or "
-                    f"collector-config/alert-rules.yml under {stack_dir} (pass --stack-dir)")
+        report.skip(
+            f"dashboard and alert-rule metric names: no collector-config/grafana/dashboards/*.json or "
+            f"collector-config/alert-rules.yml under {stack_dir} (pass --stack-dir)"
+        )
         return
     sources: list[tuple[Path, list[tuple[str, str]]]] = []
     recorded: set[str] = set()
@@ -537,8 +592,10 @@ def _check_dashboards(report: _Report, settings: Settings, stack_dir: Path) -> N
         else:
             report.ok(f"{_show(path)}: the {len(names)} metric name(s) its {len(queries)} queries use are served")
     if system_only and not settings.system_metrics:
-        report.warn(f"system_metrics is off (from {settings.source_of('system_metrics')}): "
-                    f"{', '.join(sorted(system_only))} stay empty")
+        report.warn(
+            f"system_metrics is off (from {settings.source_of('system_metrics')}): "
+            f"{', '.join(sorted(system_only))} stay empty"
+        )
 
 
 def _show(path: Path) -> str:

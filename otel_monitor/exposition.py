@@ -37,8 +37,9 @@ def for_prometheus(data: MetricsData) -> MetricsData:
     for rm in data.resource_metrics:
         scopes = []
         for sm in rm.scope_metrics:
-            metrics = [replace(m, name=PROMETHEUS_RENAMES[m.name]) if m.name in PROMETHEUS_RENAMES else m
-                       for m in sm.metrics]
+            metrics = [
+                replace(m, name=PROMETHEUS_RENAMES[m.name]) if m.name in PROMETHEUS_RENAMES else m for m in sm.metrics
+            ]
             scopes.append(replace(sm, metrics=metrics))
         resource_metrics.append(replace(rm, scope_metrics=scopes))
     return MetricsData(resource_metrics=resource_metrics)
@@ -120,9 +121,14 @@ def metrics_wsgi_app(registry: CollectorRegistry, token: str | None = None) -> C
         if expected is not None:
             given = environ.get("HTTP_AUTHORIZATION", "").encode("utf-8", "surrogateescape")[:1024]
             if not hmac.compare_digest(given, expected):
-                start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
-                                                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
-                                                    ("Cache-Control", "no-store")])
+                start_response(
+                    "401 Unauthorized",
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                        ("Cache-Control", "no-store"),
+                    ],
+                )
                 return [b"metrics require a bearer token\n"]
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])

@@ -49,8 +49,9 @@ class _Handle:
         key = (self._create, self.name)
         instrument = cache.get(key)
         if instrument is None:
-            instrument = getattr(pipeline.meter, self._create)(self.name, unit=self.unit,
-                                                                description=self.description, **self._options)
+            instrument = getattr(pipeline.meter, self._create)(
+                self.name, unit=self.unit, description=self.description, **self._options
+            )
             cache[key] = instrument
         return instrument
 
@@ -106,8 +107,14 @@ class Gauge(_Handle):
     The callback returns a number, or an iterable of ``(value, attributes)`` pairs.
     """
 
-    def __init__(self, resolve: Callable[[], Any], name: str, unit: str, description: str,
-                 callback: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        resolve: Callable[[], Any],
+        name: str,
+        unit: str,
+        description: str,
+        callback: Callable[[], Any] | None = None,
+    ) -> None:
         super().__init__(resolve, name, unit, description)
         self._callback = callback
         self._last: list[Observation] = []
@@ -125,7 +132,8 @@ class Gauge(_Handle):
         """Create the observable instrument in ``pipeline`` (each new pipeline: after a fork too)."""
         cache = pipeline.extensions.setdefault("instruments", {})
         cache[(self._create, self.name)] = pipeline.meter.create_observable_gauge(
-            self.name, callbacks=[self._observe], unit=self.unit, description=self.description)
+            self.name, callbacks=[self._observe], unit=self.unit, description=self.description
+        )
 
     def _run_callback(self) -> None:
         try:
@@ -150,7 +158,9 @@ class Gauge(_Handle):
 
             logging.getLogger("otel_monitor").warning(
                 "otel_monitor: gauge %r callback takes longer than %.2fs; serving its previous value",
-                self.name, CALLBACK_BUDGET)
+                self.name,
+                CALLBACK_BUDGET,
+            )
         return list(self._last)
 
 

@@ -67,8 +67,9 @@ class Monitor:
             self.settings = settings
             return
         runtime = self._make_runtime(settings, settings.service_name or app.name)
-        app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings,
-                                              metrics_wsgi_app_for(runtime))
+        app.wsgi_app = RequestInstrumentation(
+            app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
+        )
         _install_flask_hooks(app)
         if settings.analytics:
             from .analytics import install
@@ -137,13 +138,15 @@ class Monitor:
     def up_down_counter(self, name: str, description: str = "", unit: str = "1") -> UpDownCounter:
         return self._handle(UpDownCounter(self._current_pipeline, name, unit, description))
 
-    def histogram(self, name: str, description: str = "", unit: str = "1",
-                  buckets: tuple[float, ...] | None = None) -> Histogram:
+    def histogram(
+        self, name: str, description: str = "", unit: str = "1", buckets: tuple[float, ...] | None = None
+    ) -> Histogram:
         options = {"explicit_bucket_boundaries_advisory": tuple(buckets)} if buckets else {}
         return self._handle(Histogram(self._current_pipeline, name, unit, description, **options))
 
-    def gauge(self, name: str, description: str = "", callback: Callable[[], Any] | None = None,
-              unit: str = "1") -> Gauge:
+    def gauge(
+        self, name: str, description: str = "", callback: Callable[[], Any] | None = None, unit: str = "1"
+    ) -> Gauge:
         handle = self._handle(Gauge(self._current_pipeline, name, unit, description, callback=callback))
         if callback is not None and self._runtime is not None and self._runtime.built:
             handle.register(self._current_pipeline())

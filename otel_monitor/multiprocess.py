@@ -149,7 +149,7 @@ def _remove_stale_groups() -> None:
     for name in names:
         if not name.startswith(mine):
             continue
-        pid_text = name[len(mine):]
+        pid_text = name[len(mine) :]
         if pid_text.isdigit() and not _alive(int(pid_text)):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
@@ -178,20 +178,36 @@ def serialise(data: MetricsData | None) -> list[dict]:
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                entry = {"scope": sm.scope.name, "version": sm.scope.version, "name": metric.name,
-                         "description": metric.description, "unit": metric.unit}
+                entry = {
+                    "scope": sm.scope.name,
+                    "version": sm.scope.version,
+                    "name": metric.name,
+                    "description": metric.description,
+                    "unit": metric.unit,
+                }
                 d = metric.data
                 if isinstance(d, Histogram):
                     entry["kind"] = "histogram"
-                    entry["points"] = [{"a": dict(p.attributes or {}), "start": p.start_time_unix_nano,
-                                        "count": p.count, "sum": p.sum, "min": p.min, "max": p.max,
-                                        "bounds": list(p.explicit_bounds), "buckets": list(p.bucket_counts)}
-                                       for p in d.data_points]
+                    entry["points"] = [
+                        {
+                            "a": dict(p.attributes or {}),
+                            "start": p.start_time_unix_nano,
+                            "count": p.count,
+                            "sum": p.sum,
+                            "min": p.min,
+                            "max": p.max,
+                            "bounds": list(p.explicit_bounds),
+                            "buckets": list(p.bucket_counts),
+                        }
+                        for p in d.data_points
+                    ]
                 elif isinstance(d, Sum):
                     entry["kind"] = "sum"
                     entry["monotonic"] = d.is_monotonic
-                    entry["points"] = [{"a": dict(p.attributes or {}), "start": p.start_time_unix_nano, "v": p.value}
-                                       for p in d.data_points]
+                    entry["points"] = [
+                        {"a": dict(p.attributes or {}), "start": p.start_time_unix_nano, "v": p.value}
+                        for p in d.data_points
+                    ]
                 elif isinstance(d, Gauge):
                     entry["kind"] = "gauge"
                     entry["points"] = [{"a": dict(p.attributes or {}), "v": p.value} for p in d.data_points]
@@ -236,8 +252,11 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
             key = _attrs_key(attrs)
             existing = target["points"].get(key)
             if existing is None:
-                target["points"][key] = {**point, "a": attrs,
-                                         **({"buckets": list(point["buckets"])} if kind == "histogram" else {})}
+                target["points"][key] = {
+                    **point,
+                    "a": attrs,
+                    **({"buckets": list(point["buckets"])} if kind == "histogram" else {}),
+                }
             elif kind == "histogram":
                 if existing["bounds"] != point["bounds"]:
                     continue  # a worker running other code; keep the first layout
@@ -280,25 +299,49 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
         kind = entry["kind"]
         if kind == "histogram":
             data: Any = Histogram(
-                data_points=[HistogramDataPoint(attributes=p["a"], start_time_unix_nano=p["start"], time_unix_nano=now,
-                                                count=p["count"], sum=p["sum"], bucket_counts=p["buckets"],
-                                                explicit_bounds=p["bounds"], min=p["min"], max=p["max"])
-                             for p in entry["points"]],
-                aggregation_temporality=AggregationTemporality.CUMULATIVE)
+                data_points=[
+                    HistogramDataPoint(
+                        attributes=p["a"],
+                        start_time_unix_nano=p["start"],
+                        time_unix_nano=now,
+                        count=p["count"],
+                        sum=p["sum"],
+                        bucket_counts=p["buckets"],
+                        explicit_bounds=p["bounds"],
+                        min=p["min"],
+                        max=p["max"],
+                    )
+                    for p in entry["points"]
+                ],
+                aggregation_temporality=AggregationTemporality.CUMULATIVE,
+            )
         elif kind == "sum":
-            data = Sum(data_points=[NumberDataPoint(attributes=p["a"], start_time_unix_nano=p["start"],
-                                                    time_unix_nano=now, value=p["v"]) for p in entry["points"]],
-                       aggregation_temporality=AggregationTemporality.CUMULATIVE, is_monotonic=entry["monotonic"])
+            data = Sum(
+                data_points=[
+                    NumberDataPoint(
+                        attributes=p["a"], start_time_unix_nano=p["start"], time_unix_nano=now, value=p["v"]
+                    )
+                    for p in entry["points"]
+                ],
+                aggregation_temporality=AggregationTemporality.CUMULATIVE,
+                is_monotonic=entry["monotonic"],
+            )
         else:
-            data = Gauge(data_points=[NumberDataPoint(attributes=p["a"], start_time_unix_nano=0, time_unix_nano=now,
-                                                      value=p["v"]) for p in entry["points"]])
+            data = Gauge(
+                data_points=[
+                    NumberDataPoint(attributes=p["a"], start_time_unix_nano=0, time_unix_nano=now, value=p["v"])
+                    for p in entry["points"]
+                ]
+            )
         by_scope.setdefault(entry["scope"], []).append(
-            Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data))
+            Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
+        )
     for name, metrics in by_scope.items():
         scope = scope_objects.get(name) or InstrumentationScope(name)
         scopes[name] = ScopeMetrics(scope=scope, metrics=metrics, schema_url="")
-    return MetricsData(resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=list(scopes.values()),
-                                                         schema_url="")])
+    return MetricsData(
+        resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=list(scopes.values()), schema_url="")]
+    )
 
 
 # -- the worker's side ------------------------------------------------------------------------------
@@ -338,8 +381,13 @@ class WorkerFiles:
                 shared[key] = produce()
             except Exception:  # noqa: BLE001
                 log_internal_error(f"sharing {key}")
-        payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time(),
-                   "metrics": metrics, "shared": shared}
+        payload = {
+            "pid": self.pid,
+            "instance_id": self.pipeline.instance_id,
+            "time": time.time(),
+            "metrics": metrics,
+            "shared": shared,
+        }
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, separators=(",", ":"), default=str)

@@ -49,7 +49,7 @@ def _sampler(settings: Settings) -> sampling.Sampler:
         "traceidratio": sampling.TraceIdRatioBased(ratio),
     }
     if name.startswith("parentbased_"):
-        return sampling.ParentBased(root[name[len("parentbased_"):]])
+        return sampling.ParentBased(root[name[len("parentbased_") :]])
     return root[name]
 
 
@@ -171,8 +171,11 @@ class Pipeline:
         self.active: set = set()
         self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
         self.meter.create_observable_up_down_counter(
-            "http.server.active_requests", callbacks=[self._observe_active], unit="{request}",
-            description="Number of active HTTP server requests.")
+            "http.server.active_requests",
+            callbacks=[self._observe_active],
+            unit="{request}",
+            description="Number of active HTTP server requests.",
+        )
         self._shutdown_done = False
         self._delta = DeltaConverter()
 
@@ -183,8 +186,10 @@ class Pipeline:
         for request in list(self.active):
             key = (request.method, request.scheme)
             counts[key] = counts.get(key, 0) + 1
-        return [Observation(count, {"http.request.method": key[0], "url.scheme": key[1]})
-                for key, count in sorted(counts.items())]
+        return [
+            Observation(count, {"http.request.method": key[0], "url.scheme": key[1]})
+            for key, count in sorted(counts.items())
+        ]
 
     # -- what the analytics and other in-process consumers read (all workers, when pre-forked) --
 
@@ -241,8 +246,13 @@ class Pipeline:
         return True
 
     def _shutdown(self) -> None:
-        steps = (self.scheduler.stop, self.export_metrics, *self.shutdown_hooks,
-                 self.tracer_provider.shutdown, self.meter_provider.shutdown)
+        steps = (
+            self.scheduler.stop,
+            self.export_metrics,
+            *self.shutdown_hooks,
+            self.tracer_provider.shutdown,
+            self.meter_provider.shutdown,
+        )
         for step in steps:
             try:
                 step()
@@ -266,8 +276,13 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> B
     previous = os.environ.get(variable)
     os.environ[variable] = "true"
     try:
-        return BatchSpanProcessor(exporter, max_queue_size=2048, schedule_delay_millis=1000,
-                                  max_export_batch_size=512, meter_provider=meter_provider)
+        return BatchSpanProcessor(
+            exporter,
+            max_queue_size=2048,
+            schedule_delay_millis=1000,
+            max_export_batch_size=512,
+            meter_provider=meter_provider,
+        )
     finally:
         if previous is None:
             os.environ.pop(variable, None)
@@ -291,14 +306,22 @@ def build_pipeline(
     # measurement to a reservoir costs more than all the rest of the metric path, so the filter
     # is trace-based only when a push exporter is configured.
     exemplar_filter = TraceBasedExemplarFilter() if metric_push else AlwaysOffExemplarFilter()
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
-                                   exemplar_filter=exemplar_filter)
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
+    )
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
-    pipeline = Pipeline(settings=settings, resource=resource, tracer_provider=tracer_provider,
-                        meter_provider=meter_provider, reader=reader, registry=registry,
-                        scheduler=Scheduler(), metric_exporters=metric_push)
+    pipeline = Pipeline(
+        settings=settings,
+        resource=resource,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        reader=reader,
+        registry=registry,
+        scheduler=Scheduler(),
+        metric_exporters=metric_push,
+    )
     if settings.system_metrics:
         from .system import register_system_metrics
 

@@ -155,8 +155,24 @@ _SAMPLERS = (
     "parentbased_traceidratio",
 )
 
-_SENSITIVE_DEFAULT = ("password", "passwd", "pwd", "secret", "token", "access_token", "api_key", "apikey",
-                      "key", "auth", "authorization", "session", "sessionid", "signature", "sig", "code")
+_SENSITIVE_DEFAULT = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "signature",
+    "sig",
+    "code",
+)
 
 
 def _setting(
@@ -177,69 +193,309 @@ class Settings:
     """Everything a monitor needs to know, resolved once. Build it with :func:`resolve_settings`."""
 
     #: ``service.name`` of the resource. Default: the Flask app's import name, else ``unknown_service``.
-    service_name: str | None = _setting(None, _opt_str, ("OTEL_SERVICE_NAME",), "Service name (resource `service.name`); default: the Flask app's import name")
+    service_name: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_SERVICE_NAME",),
+        "Service name (resource `service.name`); default: the Flask app's import name",
+    )
     #: Extra resource attributes.
-    resource_attributes: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_RESOURCE_ATTRIBUTES",), "Extra resource attributes, `k=v,k2=v2`")
+    resource_attributes: dict = _setting(
+        dataclasses.MISSING, _key_values, ("OTEL_RESOURCE_ATTRIBUTES",), "Extra resource attributes, `k=v,k2=v2`"
+    )
     #: Turn everything off: the app runs untouched.
-    sdk_disabled: bool = _setting(False, _bool, ("OTEL_SDK_DISABLED",), "Disable all monitoring (the app runs untouched)")
+    sdk_disabled: bool = _setting(
+        False, _bool, ("OTEL_SDK_DISABLED",), "Disable all monitoring (the app runs untouched)"
+    )
     #: Span exporters. Default: ``otlp`` when an OTLP endpoint is configured, else none.
-    traces_exporter: tuple | None = _setting(None, _exporters, ("OTEL_TRACES_EXPORTER",), "Span exporters: `otlp`, `console`, `none`; default `otlp` when an endpoint is set, else `none`")
+    traces_exporter: tuple | None = _setting(
+        None,
+        _exporters,
+        ("OTEL_TRACES_EXPORTER",),
+        "Span exporters: `otlp`, `console`, `none`; default `otlp` when an endpoint is set, else `none`",
+    )
     #: Metric push exporters (the Prometheus endpoint is always served).
-    metrics_exporter: tuple | None = _setting(None, _exporters, ("OTEL_METRICS_EXPORTER",), "Metric push exporters: `otlp`, `console`, `none` (`/metrics` is served regardless); default as for traces")
-    otlp_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_ENDPOINT",), "OTLP endpoint, e.g. `http://127.0.0.1:4318` (HTTP) or `http://127.0.0.1:4317` (gRPC)")
-    otlp_traces_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), "OTLP endpoint for traces only (a full URL, used as is)")
-    otlp_metrics_endpoint: str | None = _setting(None, _endpoint, ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), "OTLP endpoint for metrics only (a full URL, used as is)")
-    otlp_protocol: str = _setting("http/protobuf", _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_PROTOCOL",), "OTLP protocol: `grpc` or `http/protobuf`")
-    otlp_traces_protocol: str | None = _setting(None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",), "OTLP protocol for traces only")
-    otlp_metrics_protocol: str | None = _setting(None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",), "OTLP protocol for metrics only")
-    otlp_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_HEADERS",), "Headers sent with every OTLP export, `k=v,k2=v2` (values are masked in `doctor`)", secret=True)
-    otlp_traces_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), "Headers for trace export only", secret=True)
-    otlp_metrics_headers: dict = _setting(dataclasses.MISSING, _key_values, ("OTEL_EXPORTER_OTLP_METRICS_HEADERS",), "Headers for metric export only", secret=True)
-    otlp_metrics_temporality: str = _setting("cumulative", _choice("cumulative", "delta", "lowmemory"), ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",), "Temporality of pushed metrics: `cumulative`, or `delta`/`lowmemory` (counters and histograms as deltas)")
-    otlp_timeout: float = _setting(5.0, _number(0.1, 60), ("OTEL_MONITOR_OTLP_TIMEOUT",), "Seconds one OTLP export may take (the standard `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms, is honoured too)")
-    traces_sampler: str = _setting("parentbased_always_on", _choice(*_SAMPLERS), ("OTEL_TRACES_SAMPLER",), "Sampler: " + ", ".join(f"`{s}`" for s in _SAMPLERS))
-    traces_sampler_arg: float = _setting(1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1")
-    metric_export_interval: float = _setting(60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports")
-    excluded_urls: tuple = _setting((), _patterns, ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), "Comma-separated regular expressions searched in the request path; matches get no span and no metrics")
-    metrics_path: str = _setting("/metrics", _path, ("OTEL_MONITOR_METRICS_PATH",), "Path of the Prometheus endpoint on the app's port")
-    metrics_port: int | None = _setting(None, _opt_port, ("OTEL_MONITOR_METRICS_PORT",), "Also serve `/metrics` on this port (a separate listener on `metrics_host`)")
-    metrics_host: str = _setting("127.0.0.1", _str, ("OTEL_MONITOR_METRICS_HOST",), "Address the separate metrics port binds to")
-    metrics_token: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_METRICS_TOKEN",), "If set, `/metrics` requires `Authorization: Bearer <token>`", secret=True)
-    metrics_target_info: bool = _setting(True, _bool, ("OTEL_MONITOR_METRICS_TARGET_INFO",), "Expose the `target_info` series (resource attributes) on `/metrics`")
-    system_metrics: bool = _setting(True, _bool, ("OTEL_MONITOR_SYSTEM_METRICS",), "Observable `system.*` and `process.*` gauges (read only when collected)")
-    set_global: bool = _setting(False, _bool, ("OTEL_MONITOR_SET_GLOBAL",), "Install this monitor's providers as the OpenTelemetry global providers")
-    shutdown_timeout: float = _setting(3.0, _number(0.0, 120), ("OTEL_MONITOR_SHUTDOWN_TIMEOUT",), "Seconds flushing at exit may take before the process exits anyway")
-    sensitive_query_params: tuple = _setting(_SENSITIVE_DEFAULT, _names, ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",), "Query parameters whose values are replaced by `REDACTED` in spans")
-    capture_user_agent: bool = _setting(True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans")
-    multiprocess_dir: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_MULTIPROCESS_DIR",), "Directory shared by the workers of one pre-fork server; default: detected automatically")
+    metrics_exporter: tuple | None = _setting(
+        None,
+        _exporters,
+        ("OTEL_METRICS_EXPORTER",),
+        "Metric push exporters: `otlp`, `console`, `none` (`/metrics` is served regardless); default as for traces",
+    )
+    otlp_endpoint: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_EXPORTER_OTLP_ENDPOINT",),
+        "OTLP endpoint, e.g. `http://127.0.0.1:4318` (HTTP) or `http://127.0.0.1:4317` (gRPC)",
+    )
+    otlp_traces_endpoint: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",),
+        "OTLP endpoint for traces only (a full URL, used as is)",
+    )
+    otlp_metrics_endpoint: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",),
+        "OTLP endpoint for metrics only (a full URL, used as is)",
+    )
+    otlp_protocol: str = _setting(
+        "http/protobuf",
+        _choice("grpc", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+        "OTLP protocol: `grpc` or `http/protobuf`",
+    )
+    otlp_traces_protocol: str | None = _setting(
+        None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",), "OTLP protocol for traces only"
+    )
+    otlp_metrics_protocol: str | None = _setting(
+        None,
+        _choice("grpc", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",),
+        "OTLP protocol for metrics only",
+    )
+    otlp_headers: dict = _setting(
+        dataclasses.MISSING,
+        _key_values,
+        ("OTEL_EXPORTER_OTLP_HEADERS",),
+        "Headers sent with every OTLP export, `k=v,k2=v2` (values are masked in `doctor`)",
+        secret=True,
+    )
+    otlp_traces_headers: dict = _setting(
+        dataclasses.MISSING,
+        _key_values,
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",),
+        "Headers for trace export only",
+        secret=True,
+    )
+    otlp_metrics_headers: dict = _setting(
+        dataclasses.MISSING,
+        _key_values,
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS",),
+        "Headers for metric export only",
+        secret=True,
+    )
+    otlp_metrics_temporality: str = _setting(
+        "cumulative",
+        _choice("cumulative", "delta", "lowmemory"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+        "Temporality of pushed metrics: `cumulative`, or `delta`/`lowmemory` (counters and histograms as deltas)",
+    )
+    otlp_timeout: float = _setting(
+        5.0,
+        _number(0.1, 60),
+        ("OTEL_MONITOR_OTLP_TIMEOUT",),
+        "Seconds one OTLP export may take (the standard `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms, is honoured too)",
+    )
+    traces_sampler: str = _setting(
+        "parentbased_always_on",
+        _choice(*_SAMPLERS),
+        ("OTEL_TRACES_SAMPLER",),
+        "Sampler: " + ", ".join(f"`{s}`" for s in _SAMPLERS),
+    )
+    traces_sampler_arg: float = _setting(
+        1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1"
+    )
+    metric_export_interval: float = _setting(
+        60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports"
+    )
+    excluded_urls: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"),
+        "Comma-separated regular expressions searched in the request path; matches get no span and no metrics",
+    )
+    metrics_path: str = _setting(
+        "/metrics", _path, ("OTEL_MONITOR_METRICS_PATH",), "Path of the Prometheus endpoint on the app's port"
+    )
+    metrics_port: int | None = _setting(
+        None,
+        _opt_port,
+        ("OTEL_MONITOR_METRICS_PORT",),
+        "Also serve `/metrics` on this port (a separate listener on `metrics_host`)",
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1", _str, ("OTEL_MONITOR_METRICS_HOST",), "Address the separate metrics port binds to"
+    )
+    metrics_token: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_METRICS_TOKEN",),
+        "If set, `/metrics` requires `Authorization: Bearer <token>`",
+        secret=True,
+    )
+    metrics_target_info: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_METRICS_TARGET_INFO",),
+        "Expose the `target_info` series (resource attributes) on `/metrics`",
+    )
+    system_metrics: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_SYSTEM_METRICS",),
+        "Observable `system.*` and `process.*` gauges (read only when collected)",
+    )
+    set_global: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_SET_GLOBAL",),
+        "Install this monitor's providers as the OpenTelemetry global providers",
+    )
+    shutdown_timeout: float = _setting(
+        3.0,
+        _number(0.0, 120),
+        ("OTEL_MONITOR_SHUTDOWN_TIMEOUT",),
+        "Seconds flushing at exit may take before the process exits anyway",
+    )
+    sensitive_query_params: tuple = _setting(
+        _SENSITIVE_DEFAULT,
+        _names,
+        ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",),
+        "Query parameters whose values are replaced by `REDACTED` in spans",
+    )
+    capture_user_agent: bool = _setting(
+        True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans"
+    )
+    multiprocess_dir: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_MULTIPROCESS_DIR",),
+        "Directory shared by the workers of one pre-fork server; default: detected automatically",
+    )
 
     # -- analytics: the JSON API and dashboard (otel_monitor.analytics) ----------------------
-    analytics: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS",), "Serve the analytics JSON API and dashboard under `analytics_prefix` (Flask apps)")
-    analytics_prefix: str = _setting("/otel-monitor", _path, ("OTEL_MONITOR_ANALYTICS_PREFIX",), "URL prefix of the analytics API and dashboard")
-    analytics_username: str | None = _setting(None, _opt_str, ("MONITORING_USERNAME",), "Analytics login user name (HTTP Basic and the dashboard form); needs `analytics_password`")
-    analytics_password: str | None = _setting(None, _opt_str, ("MONITORING_PASSWORD",), "Analytics login password; needs `analytics_username`", secret=True)
-    analytics_token: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_ANALYTICS_TOKEN",), "Analytics access token (`Authorization: Bearer`, `?token=`); with no credentials at all one is generated and logged once", secret=True)
-    analytics_auth: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS_AUTH",), "Require credentials for the analytics; `off` opens it to anyone who can reach the app")
-    analytics_public_health: bool = _setting(True, _bool, ("OTEL_MONITOR_ANALYTICS_PUBLIC_HEALTH",), "Serve `<prefix>/health` without credentials (without the system details)")
-    analytics_secret_key: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_SECRET_KEY",), "Key signing the dashboard session cookie; default: the Flask app's `secret_key`, else random per process", secret=True)
-    analytics_db: str | None = _setting(None, _opt_str, ("MONITORING_DB",), "SQLite file for per-minute history (windows beyond 15 min, survives restarts); default: none")
-    analytics_retention_days: float = _setting(7.0, _number(0.01, 3650), ("OTEL_MONITOR_ANALYTICS_RETENTION_DAYS",), "Days of history kept in `analytics_db`")
-    apdex_t_ms: float = _setting(100.0, _number(1, 600_000), ("OTEL_MONITOR_APDEX_T_MS",), "Apdex target T in milliseconds (tolerated up to 4 T)")
-    analytics_slow_ms: float = _setting(500.0, _number(1, 3_600_000), ("OTEL_MONITOR_ANALYTICS_SLOW_MS",), "Requests slower than this many milliseconds are listed in `<prefix>/traces?kind=slow`")
-    analytics_traces_kept: int = _setting(200, _number(1, 100_000, integer=True), ("OTEL_MONITOR_ANALYTICS_TRACES_KEPT",), "Recent slow and failed requests kept per process (each kind)")
-    analytics_max_routes: int = _setting(500, _number(10, 100_000, integer=True), ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",), "Distinct (route, method) pairs the analytics track; others are summed into `(other)`")
-    trace_link_template: str | None = _setting(None, _opt_str, ("OTEL_MONITOR_TRACE_LINK_TEMPLATE",), "Link to a trace viewer, `{trace_id}` replaced, e.g. `http://127.0.0.1:16686/trace/{trace_id}`")
-    health_latency_avg_ms: float = _setting(100.0, _number(0, 3_600_000), ("OTEL_MONITOR_HEALTH_LATENCY_AVG_MS",), "`/health`: average latency threshold (ms) over 5 minutes")
-    health_latency_p95_ms: float = _setting(100.0, _number(0, 3_600_000), ("OTEL_MONITOR_HEALTH_LATENCY_P95_MS",), "`/health`: p95 latency threshold (ms) over 5 minutes")
-    health_error_rate_pct: float = _setting(1.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_ERROR_RATE_PCT",), "`/health`: error rate threshold (%) over 5 minutes")
-    health_memory_pct: float = _setting(80.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_MEMORY_PCT",), "`/health`: host memory use threshold (%)")
-    health_cpu_pct: float = _setting(70.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_CPU_PCT",), "`/health`: host CPU use threshold (%)")
-    health_disk_pct: float = _setting(90.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_DISK_PCT",), "`/health`: disk use threshold (%) of the app's filesystem")
-    health_process_rss_bytes: float = _setting(float(1 << 30), _number(0, 1 << 50), ("OTEL_MONITOR_HEALTH_PROCESS_RSS_BYTES",), "`/health`: resident memory threshold (bytes) of the largest worker")
-    grafana_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_GRAFANA_URL",), "Grafana dashboard URL, linked from the dashboard")
-    prometheus_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_PROMETHEUS_URL",), "Prometheus URL, linked from the dashboard")
-    jaeger_url: str | None = _setting(None, _endpoint, ("OTEL_MONITOR_JAEGER_URL",), "Jaeger (trace viewer) URL, linked from the dashboard")
-    dashboard_refresh_s: float = _setting(30.0, _number(1, 3600), ("OTEL_MONITOR_DASHBOARD_REFRESH_S",), "Seconds between the dashboard's automatic refreshes (the page has a pause control)")
+    analytics: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS",),
+        "Serve the analytics JSON API and dashboard under `analytics_prefix` (Flask apps)",
+    )
+    analytics_prefix: str = _setting(
+        "/otel-monitor", _path, ("OTEL_MONITOR_ANALYTICS_PREFIX",), "URL prefix of the analytics API and dashboard"
+    )
+    analytics_username: str | None = _setting(
+        None,
+        _opt_str,
+        ("MONITORING_USERNAME",),
+        "Analytics login user name (HTTP Basic and the dashboard form); needs `analytics_password`",
+    )
+    analytics_password: str | None = _setting(
+        None, _opt_str, ("MONITORING_PASSWORD",), "Analytics login password; needs `analytics_username`", secret=True
+    )
+    analytics_token: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ANALYTICS_TOKEN",),
+        "Analytics access token (`Authorization: Bearer`, `?token=`); with no credentials at all one is generated and logged once",
+        secret=True,
+    )
+    analytics_auth: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS_AUTH",),
+        "Require credentials for the analytics; `off` opens it to anyone who can reach the app",
+    )
+    analytics_public_health: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS_PUBLIC_HEALTH",),
+        "Serve `<prefix>/health` without credentials (without the system details)",
+    )
+    analytics_secret_key: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_SECRET_KEY",),
+        "Key signing the dashboard session cookie; default: the Flask app's `secret_key`, else random per process",
+        secret=True,
+    )
+    analytics_db: str | None = _setting(
+        None,
+        _opt_str,
+        ("MONITORING_DB",),
+        "SQLite file for per-minute history (windows beyond 15 min, survives restarts); default: none",
+    )
+    analytics_retention_days: float = _setting(
+        7.0, _number(0.01, 3650), ("OTEL_MONITOR_ANALYTICS_RETENTION_DAYS",), "Days of history kept in `analytics_db`"
+    )
+    apdex_t_ms: float = _setting(
+        100.0, _number(1, 600_000), ("OTEL_MONITOR_APDEX_T_MS",), "Apdex target T in milliseconds (tolerated up to 4 T)"
+    )
+    analytics_slow_ms: float = _setting(
+        500.0,
+        _number(1, 3_600_000),
+        ("OTEL_MONITOR_ANALYTICS_SLOW_MS",),
+        "Requests slower than this many milliseconds are listed in `<prefix>/traces?kind=slow`",
+    )
+    analytics_traces_kept: int = _setting(
+        200,
+        _number(1, 100_000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_TRACES_KEPT",),
+        "Recent slow and failed requests kept per process (each kind)",
+    )
+    analytics_max_routes: int = _setting(
+        500,
+        _number(10, 100_000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",),
+        "Distinct (route, method) pairs the analytics track; others are summed into `(other)`",
+    )
+    trace_link_template: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_TRACE_LINK_TEMPLATE",),
+        "Link to a trace viewer, `{trace_id}` replaced, e.g. `http://127.0.0.1:16686/trace/{trace_id}`",
+    )
+    health_latency_avg_ms: float = _setting(
+        100.0,
+        _number(0, 3_600_000),
+        ("OTEL_MONITOR_HEALTH_LATENCY_AVG_MS",),
+        "`/health`: average latency threshold (ms) over 5 minutes",
+    )
+    health_latency_p95_ms: float = _setting(
+        100.0,
+        _number(0, 3_600_000),
+        ("OTEL_MONITOR_HEALTH_LATENCY_P95_MS",),
+        "`/health`: p95 latency threshold (ms) over 5 minutes",
+    )
+    health_error_rate_pct: float = _setting(
+        1.0,
+        _number(0, 100),
+        ("OTEL_MONITOR_HEALTH_ERROR_RATE_PCT",),
+        "`/health`: error rate threshold (%) over 5 minutes",
+    )
+    health_memory_pct: float = _setting(
+        80.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_MEMORY_PCT",), "`/health`: host memory use threshold (%)"
+    )
+    health_cpu_pct: float = _setting(
+        70.0, _number(0, 100), ("OTEL_MONITOR_HEALTH_CPU_PCT",), "`/health`: host CPU use threshold (%)"
+    )
+    health_disk_pct: float = _setting(
+        90.0,
+        _number(0, 100),
+        ("OTEL_MONITOR_HEALTH_DISK_PCT",),
+        "`/health`: disk use threshold (%) of the app's filesystem",
+    )
+    health_process_rss_bytes: float = _setting(
+        float(1 << 30),
+        _number(0, 1 << 50),
+        ("OTEL_MONITOR_HEALTH_PROCESS_RSS_BYTES",),
+        "`/health`: resident memory threshold (bytes) of the largest worker",
+    )
+    grafana_url: str | None = _setting(
+        None, _endpoint, ("OTEL_MONITOR_GRAFANA_URL",), "Grafana dashboard URL, linked from the dashboard"
+    )
+    prometheus_url: str | None = _setting(
+        None, _endpoint, ("OTEL_MONITOR_PROMETHEUS_URL",), "Prometheus URL, linked from the dashboard"
+    )
+    jaeger_url: str | None = _setting(
+        None, _endpoint, ("OTEL_MONITOR_JAEGER_URL",), "Jaeger (trace viewer) URL, linked from the dashboard"
+    )
+    dashboard_refresh_s: float = _setting(
+        30.0,
+        _number(1, 3600),
+        ("OTEL_MONITOR_DASHBOARD_REFRESH_S",),
+        "Seconds between the dashboard's automatic refreshes (the page has a pause control)",
+    )
 
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""
@@ -321,7 +577,9 @@ def resolve_settings(
             values["otlp_timeout"] = _number(0.1, 60)(float(environ["OTEL_EXPORTER_OTLP_TIMEOUT"]) / 1000)
             sources["otlp_timeout"] = "environment variable OTEL_EXPORTER_OTLP_TIMEOUT"
         except ValueError as exc:
-            raise SettingsError(f"otlp_timeout: bad value from environment variable OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds): {exc}") from None
+            raise SettingsError(
+                f"otlp_timeout: bad value from environment variable OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds): {exc}"
+            ) from None
     settings = Settings(**values)
     object.__setattr__(settings, "_sources", sources)
     return settings
@@ -329,8 +587,10 @@ def resolve_settings(
 
 def markdown_table() -> str:
     """The README's settings table, generated from :data:`FIELDS` (a test keeps them in sync)."""
-    rows = ["| setting (keyword / `app.config` key) | environment variable | default | what it does |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        "| setting (keyword / `app.config` key) | environment variable | default | what it does |",
+        "| --- | --- | --- | --- |",
+    ]
     for f in FIELDS:
         default = "{}" if f.default is dataclasses.MISSING else f.default
         if isinstance(default, tuple):

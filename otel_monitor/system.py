@@ -117,8 +117,13 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
                 fds = process.num_fds()
             except (AttributeError, psutil.Error):
                 fds = None
-            return {"rss": info.rss, "vms": info.vms, "threads": process.num_threads(), "fds": fds,
-                    "start": process.create_time()}
+            return {
+                "rss": info.rss,
+                "vms": info.vms,
+                "threads": process.num_threads(),
+                "fds": fds,
+                "start": process.create_time(),
+            }
 
     proc = _Cached(_process_info)
     pid_attr = {"process.pid": pid}
@@ -129,44 +134,126 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
 
     # (name, kind, unit, description, observe() -> iterable of (value, attributes))
     table: list[tuple[str, str, str, str, Callable[[], Iterable[tuple[float, dict]]]]] = [
-        ("system.cpu.utilization", "gauge", "1", "Fraction of CPU time in use, all logical CPUs together",
-         lambda: [] if (v := system_cpu.get()) is None else [(v, {})]),
-        ("system.cpu.logical.count", "updown", "{cpu}", "Number of logical CPUs",
-         lambda: [(cpus, {})]),
-        ("system.memory.usage", "updown", "By", "Memory in use and available",
-         lambda: [(mem_used(), {"system.memory.state": "used"}),
-                  (memory.get().available, {"system.memory.state": "free"})]),
-        ("system.memory.limit", "updown", "By", "Total physical memory",
-         lambda: [(memory.get().total, {})]),
-        ("system.memory.utilization", "gauge", "1", "Fraction of memory in use and available",
-         lambda: [(mem_used() / memory.get().total, {"system.memory.state": "used"}),
-                  (memory.get().available / memory.get().total, {"system.memory.state": "free"})]),
-        ("system.filesystem.usage", "updown", "By", "Filesystem space of the app's disk",
-         lambda: [(disk.get().used, {"system.filesystem.state": "used", "system.filesystem.mountpoint": mount}),
-                  (disk.get().free, {"system.filesystem.state": "free", "system.filesystem.mountpoint": mount})]),
-        ("system.filesystem.utilization", "gauge", "1", "Fraction of the app's disk in use",
-         lambda: [(disk.get().used / max(1, disk.get().total),
-                   {"system.filesystem.state": "used", "system.filesystem.mountpoint": mount})]),
-        ("system.network.io", "counter", "By", "Bytes sent and received on all interfaces",
-         lambda: [(network.get().bytes_sent, {"network.io.direction": "transmit"}),
-                  (network.get().bytes_recv, {"network.io.direction": "receive"})]),
-        ("system.network.packet.count", "counter", "{packet}", "Packets sent and received on all interfaces",
-         lambda: [(network.get().packets_sent, {"network.io.direction": "transmit"}),
-                  (network.get().packets_recv, {"network.io.direction": "receive"})]),
-        ("process.cpu.utilization", "gauge", "1", "Fraction of all CPUs' time used by this process",
-         lambda: [] if (v := process_cpu.get()) is None else [(v, pid_attr)]),
-        ("process.memory.usage", "updown", "By", "Resident set size of this process",
-         lambda: [(proc.get()["rss"], pid_attr)]),
-        ("process.memory.virtual", "updown", "By", "Virtual memory size of this process",
-         lambda: [(proc.get()["vms"], pid_attr)]),
-        ("process.thread.count", "updown", "{thread}", "Threads of this process",
-         lambda: [(proc.get()["threads"], pid_attr)]),
-        ("process.unix.file_descriptor.count", "updown", "{file_descriptor}", "Open file descriptors of this process",
-         lambda: [] if proc.get()["fds"] is None else [(proc.get()["fds"], pid_attr)]),
-        ("process.uptime", "gauge", "s", "Seconds since this process started",
-         lambda: [(time.time() - proc.get()["start"], pid_attr)]),
-        ("process.start_time", "gauge", "s", "Start time of this process, seconds since the Unix epoch",
-         lambda: [(proc.get()["start"], pid_attr)]),
+        (
+            "system.cpu.utilization",
+            "gauge",
+            "1",
+            "Fraction of CPU time in use, all logical CPUs together",
+            lambda: [] if (v := system_cpu.get()) is None else [(v, {})],
+        ),
+        ("system.cpu.logical.count", "updown", "{cpu}", "Number of logical CPUs", lambda: [(cpus, {})]),
+        (
+            "system.memory.usage",
+            "updown",
+            "By",
+            "Memory in use and available",
+            lambda: [
+                (mem_used(), {"system.memory.state": "used"}),
+                (memory.get().available, {"system.memory.state": "free"}),
+            ],
+        ),
+        ("system.memory.limit", "updown", "By", "Total physical memory", lambda: [(memory.get().total, {})]),
+        (
+            "system.memory.utilization",
+            "gauge",
+            "1",
+            "Fraction of memory in use and available",
+            lambda: [
+                (mem_used() / memory.get().total, {"system.memory.state": "used"}),
+                (memory.get().available / memory.get().total, {"system.memory.state": "free"}),
+            ],
+        ),
+        (
+            "system.filesystem.usage",
+            "updown",
+            "By",
+            "Filesystem space of the app's disk",
+            lambda: [
+                (disk.get().used, {"system.filesystem.state": "used", "system.filesystem.mountpoint": mount}),
+                (disk.get().free, {"system.filesystem.state": "free", "system.filesystem.mountpoint": mount}),
+            ],
+        ),
+        (
+            "system.filesystem.utilization",
+            "gauge",
+            "1",
+            "Fraction of the app's disk in use",
+            lambda: [
+                (
+                    disk.get().used / max(1, disk.get().total),
+                    {"system.filesystem.state": "used", "system.filesystem.mountpoint": mount},
+                )
+            ],
+        ),
+        (
+            "system.network.io",
+            "counter",
+            "By",
+            "Bytes sent and received on all interfaces",
+            lambda: [
+                (network.get().bytes_sent, {"network.io.direction": "transmit"}),
+                (network.get().bytes_recv, {"network.io.direction": "receive"}),
+            ],
+        ),
+        (
+            "system.network.packet.count",
+            "counter",
+            "{packet}",
+            "Packets sent and received on all interfaces",
+            lambda: [
+                (network.get().packets_sent, {"network.io.direction": "transmit"}),
+                (network.get().packets_recv, {"network.io.direction": "receive"}),
+            ],
+        ),
+        (
+            "process.cpu.utilization",
+            "gauge",
+            "1",
+            "Fraction of all CPUs' time used by this process",
+            lambda: [] if (v := process_cpu.get()) is None else [(v, pid_attr)],
+        ),
+        (
+            "process.memory.usage",
+            "updown",
+            "By",
+            "Resident set size of this process",
+            lambda: [(proc.get()["rss"], pid_attr)],
+        ),
+        (
+            "process.memory.virtual",
+            "updown",
+            "By",
+            "Virtual memory size of this process",
+            lambda: [(proc.get()["vms"], pid_attr)],
+        ),
+        (
+            "process.thread.count",
+            "updown",
+            "{thread}",
+            "Threads of this process",
+            lambda: [(proc.get()["threads"], pid_attr)],
+        ),
+        (
+            "process.unix.file_descriptor.count",
+            "updown",
+            "{file_descriptor}",
+            "Open file descriptors of this process",
+            lambda: [] if proc.get()["fds"] is None else [(proc.get()["fds"], pid_attr)],
+        ),
+        (
+            "process.uptime",
+            "gauge",
+            "s",
+            "Seconds since this process started",
+            lambda: [(time.time() - proc.get()["start"], pid_attr)],
+        ),
+        (
+            "process.start_time",
+            "gauge",
+            "s",
+            "Start time of this process, seconds since the Unix epoch",
+            lambda: [(proc.get()["start"], pid_attr)],
+        ),
     ]
     create = {
         "gauge": meter.create_observable_gauge,
@@ -177,7 +264,9 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
         create[kind](name, callbacks=[_callback(observe)], unit=unit, description=description)
 
 
-def _callback(observe: Callable[[], Iterable[tuple[float, dict]]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def _callback(
+    observe: Callable[[], Iterable[tuple[float, dict]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(value, attrs) for value, attrs in observe()]
 

@@ -1,9 +1,9 @@
 """Helpers for testing code that uses otel_monitor (and for our own tests).
 
-    telemetry = Telemetry(monitor)
-    client.get("/")
-    assert telemetry.spans()[0].name == "GET /"
-    assert telemetry.points("http.server.request.duration")[0].count == 1
+telemetry = Telemetry(monitor)
+client.get("/")
+assert telemetry.spans()[0].name == "GET /"
+assert telemetry.points("http.server.request.duration")[0].count == 1
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ class Telemetry:
 
     def point(self, name: str, **attributes: Any) -> Any:
         """The one data point of ``name`` whose attributes include ``attributes`` (OpenTelemetry attribute names, e.g. ``**{"http.route": "/"}``)."""
-        matches = [p for p in self.points(name)
-                   if all(p.attributes.get(k) == v for k, v in attributes.items())]
+        matches = [p for p in self.points(name) if all(p.attributes.get(k) == v for k, v in attributes.items())]
         if len(matches) != 1:
-            raise AssertionError(f"{len(matches)} points of {name} match {attributes}: "
-                                 f"{[dict(p.attributes) for p in self.points(name)]}")
+            raise AssertionError(
+                f"{len(matches)} points of {name} match {attributes}: {[dict(p.attributes) for p in self.points(name)]}"
+            )
         return matches[0]
 
 

@@ -118,8 +118,13 @@ def example_server(tmp_path):
         port = free_port()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         log = open(tmp_path / f"example-{port}.log", "w")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), *args],
-                                env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
         procs.append(proc)
         wait_for_port(port, proc=proc)
         return f"http://127.0.0.1:{port}"
@@ -147,10 +152,25 @@ def rotel(tmp_path):
     log_path = tmp_path / "rotel.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-         "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "blackhole",
-         "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            rotel_binary(),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{grpc_port}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{http_port}",
+            "--exporter",
+            "blackhole",
+            "--debug-log",
+            "traces",
+            "--debug-log",
+            "metrics",
+            "--debug-log-verbosity",
+            "detailed",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     wait_for_port(grpc_port, proc=proc)
     wait_for_port(http_port, proc=proc)
     yield {"grpc": grpc_port, "http": http_port, "log": log_path}

@@ -90,7 +90,9 @@ def test_performance_counts_error_rate_quantiles_and_apdex(mix):
     assert body["slowest_endpoints"][0]["route"] == "/slow"
     assert body["slowest_endpoints"][0]["count"] == 5
     assert 100 < body["slowest_endpoints"][0]["p95_ms"] <= 250
-    assert body["most_failing_endpoints"] == [{"route": "/fail", "method": "GET", "errors": 10, "error_rate_pct": 100.0}]
+    assert body["most_failing_endpoints"] == [
+        {"route": "/fail", "method": "GET", "errors": 10, "error_rate_pct": 100.0}
+    ]
 
 
 def test_endpoints_rows_sort_filter_and_status_codes(mix):
@@ -126,7 +128,11 @@ def test_endpoints_rows_sort_filter_and_status_codes(mix):
 
 
 def test_health_flips_to_unhealthy_when_a_threshold_is_crossed():
-    app, monitor, state, = make_app(health_error_rate_pct=5)
+    (
+        app,
+        monitor,
+        state,
+    ) = make_app(health_error_rate_pct=5)
     client = closing_client(app)
     try:
         for _ in range(20):
@@ -135,10 +141,23 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed():
         assert ok.status_code == 200
         body = ok.get_json()
         assert body["status"] == "healthy"
-        assert [c["name"] for c in body["checks"]] == ["latency_avg_ms", "latency_p95_ms", "error_rate_pct", "memory_pct",
-                                                        "cpu_pct", "disk_pct", "process_rss_bytes"]
+        assert [c["name"] for c in body["checks"]] == [
+            "latency_avg_ms",
+            "latency_p95_ms",
+            "error_rate_pct",
+            "memory_pct",
+            "cpu_pct",
+            "disk_pct",
+            "process_rss_bytes",
+        ]
         checks = {c["name"]: c for c in body["checks"]}
-        assert checks["error_rate_pct"] == {"name": "error_rate_pct", "value": 0.0, "threshold": 5, "unit": "%", "status": "ok"}
+        assert checks["error_rate_pct"] == {
+            "name": "error_rate_pct",
+            "value": 0.0,
+            "threshold": 5,
+            "unit": "%",
+            "status": "ok",
+        }
         assert checks["memory_pct"]["value"] is None and checks["memory_pct"]["status"] == "ok"  # no system gauges
         assert "system" not in body  # the public form
 
@@ -158,8 +177,13 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed():
         body = client.get(PREFIX + "/health", headers=AUTH).get_json()
         checks = {c["name"]: c for c in body["checks"]}
         assert checks["memory_pct"]["status"] == "fail"
-        assert checks["process_rss_bytes"] == {"name": "process_rss_bytes", "value": 2 << 30, "threshold": 1 << 30,
-                                               "unit": "bytes", "status": "fail"}
+        assert checks["process_rss_bytes"] == {
+            "name": "process_rss_bytes",
+            "value": 2 << 30,
+            "threshold": 1 << 30,
+            "unit": "bytes",
+            "status": "fail",
+        }
         assert body["system"]["memory"]["used_pct"] == 95.0  # authenticated: the details too
     finally:
         monitor.shutdown(timeout=2)
@@ -180,8 +204,12 @@ def test_health_reads_psutil_through_the_system_gauges(monkeypatch):
         memory = {c["name"]: c for c in body["checks"]}["memory_pct"]
         assert memory["value"] == pytest.approx(95.0)
         assert memory["status"] == "fail"
-        assert body["system"]["memory"] == {"total_bytes": total, "used_bytes": total - total // 20,
-                                            "available_bytes": total // 20, "used_pct": pytest.approx(95.0)}
+        assert body["system"]["memory"] == {
+            "total_bytes": total,
+            "used_bytes": total - total // 20,
+            "available_bytes": total // 20,
+            "used_pct": pytest.approx(95.0),
+        }
         assert body["system"]["process"]["rss_bytes"] > 0
         assert body["system"]["process"]["workers"] == 1
     finally:
@@ -264,8 +292,17 @@ def test_timeseries_steps_and_route_sparklines():
         assert body["routes"] == {"GET /": [3, 0, 5], "GET /fail": [0, 0, 1]}
         only = get(client, "/timeseries?window=15m&route=/fail&method=GET").get_json()
         assert [p["requests"] for p in only["points"]] == [0, 0, 1]
-        for key in ("cpu_pct", "memory_pct", "disk_pct", "process_rss_bytes", "process_threads", "net_sent_bps",
-                    "net_recv_bps", "t", "avg_ms"):
+        for key in (
+            "cpu_pct",
+            "memory_pct",
+            "disk_pct",
+            "process_rss_bytes",
+            "process_threads",
+            "net_sent_bps",
+            "net_recv_bps",
+            "t",
+            "avg_ms",
+        ):
             assert key in body["points"][0]
     finally:
         monitor.shutdown(timeout=2)
@@ -296,13 +333,14 @@ def test_export_csv_and_json(mix):
 def test_csv_cells_cannot_become_spreadsheet_formulas():
     from otel_monitor.analytics.blueprint import _cell
 
-    assert _cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert _cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
     assert _cell("/api/users") == "/api/users"
 
 
 def test_traces_lists_slow_and_failed_with_links_from_the_template():
-    app, monitor, state = make_app(analytics_slow_ms=100,
-                                   trace_link_template="http://127.0.0.1:16686/trace/{trace_id}?span={span_id}")
+    app, monitor, state = make_app(
+        analytics_slow_ms=100, trace_link_template="http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"
+    )
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     try:
@@ -316,9 +354,19 @@ def test_traces_lists_slow_and_failed_with_links_from_the_template():
         failed, slow = body["traces"]
         trace_id = format(spans["GET /slow"].context.trace_id, "032x")
         span_id = format(spans["GET /slow"].context.span_id, "016x")
-        assert slow == {"trace_id": trace_id, "span_id": span_id, "name": "GET /slow", "route": "/slow", "method": "GET",
-                        "status_code": 200, "duration_ms": slow["duration_ms"], "time": slow["time"], "error": None,
-                        "kind": "slow", "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"}
+        assert slow == {
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "name": "GET /slow",
+            "route": "/slow",
+            "method": "GET",
+            "status_code": 200,
+            "duration_ms": slow["duration_ms"],
+            "time": slow["time"],
+            "error": None,
+            "kind": "slow",
+            "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
+        }
         assert SLOW_S * 1000 <= slow["duration_ms"] < 1000
         assert failed["status_code"] == 500 and failed["route"] == "/fail"
         assert failed["error"] == "ValueError: boom"
@@ -353,8 +401,13 @@ def test_metrics_json_and_dashboards(mix):
     assert duration["type"] == "histogram" and duration["unit"] == "s"
     assert sum(p["count"] for p in duration["points"]) >= 105
     assert duration["points"][0]["bounds"] == list(DURATION_BUCKETS)
-    assert metrics["shop.orders.created"] == {"name": "shop.orders.created", "description": "Orders", "unit": "{order}",
-                                              "type": "counter", "points": [{"attributes": {}, "value": 3}]}
+    assert metrics["shop.orders.created"] == {
+        "name": "shop.orders.created",
+        "description": "Orders",
+        "unit": "{order}",
+        "type": "counter",
+        "points": [{"attributes": {}, "value": 3}],
+    }
     assert metrics["http.server.active_requests"]["type"] == "updowncounter"
 
     links = get(client, "/dashboard").get_json()["dashboards"]
@@ -363,7 +416,9 @@ def test_metrics_json_and_dashboards(mix):
 
 
 def test_dashboard_links_to_configured_tools():
-    app, monitor, state = make_app(grafana_url="http://127.0.0.1:3000/d/otel-monitor", jaeger_url="http://127.0.0.1:16686")
+    app, monitor, state = make_app(
+        grafana_url="http://127.0.0.1:3000/d/otel-monitor", jaeger_url="http://127.0.0.1:16686"
+    )
     try:
         links = get(closing_client(app), "/dashboard").get_json()["dashboards"]
         assert {"name": "Grafana", "url": "http://127.0.0.1:3000/d/otel-monitor"} in links

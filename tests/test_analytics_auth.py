@@ -16,8 +16,17 @@ from otel_monitor.testing import Telemetry, closing_client
 from .conftest import build_app
 
 PREFIX = "/otel-monitor"
-ENDPOINTS = ("/health", "/performance", "/endpoints", "/timeseries", "/metrics", "/traces", "/dashboard",
-             "/export?format=csv", "/export?format=json")
+ENDPOINTS = (
+    "/health",
+    "/performance",
+    "/endpoints",
+    "/timeseries",
+    "/metrics",
+    "/traces",
+    "/dashboard",
+    "/export?format=csv",
+    "/export?format=json",
+)
 PASSWORD = "correct horse battery staple"
 TOKEN = "bearer-token-abcdefghijklmnop"
 
@@ -43,8 +52,9 @@ def app_with(request):
 
 
 def test_every_endpoint_refuses_without_credentials(app_with):
-    app, monitor, client = app_with(analytics_username="admin", analytics_password=PASSWORD,
-                                    analytics_public_health=False)
+    app, monitor, client = app_with(
+        analytics_username="admin", analytics_password=PASSWORD, analytics_public_health=False
+    )
     for path in ENDPOINTS:
         response = client.get(PREFIX + path)
         assert response.status_code == 401, path
@@ -122,8 +132,9 @@ def test_throttled_after_repeated_failures(app_with):
     assert 1 <= int(throttled.headers["Retry-After"]) <= 300
     assert throttled.headers["Cache-Control"] == "no-store"
     # Another client is not affected.
-    other = client.get(PREFIX + "/performance", headers=basic("admin", PASSWORD),
-                       environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    other = client.get(
+        PREFIX + "/performance", headers=basic("admin", PASSWORD), environ_base={"REMOTE_ADDR": "10.0.0.2"}
+    )
     assert other.status_code == 200
 
 
@@ -160,8 +171,10 @@ def test_non_ascii_password(app_with):
     assert client2.get(PREFIX + "/performance", headers=basic("zoë", "pässwörd", "latin-1")).status_code == 200
 
 
-@pytest.mark.parametrize("settings, named", [({"analytics_username": "admin"}, "analytics_password"),
-                                             ({"analytics_password": "secret"}, "analytics_username")])
+@pytest.mark.parametrize(
+    "settings, named",
+    [({"analytics_username": "admin"}, "analytics_password"), ({"analytics_password": "secret"}, "analytics_username")],
+)
 def test_a_username_without_a_password_is_a_start_up_error(settings, named):
     with pytest.raises(SettingsError, match=named):
         build_app(**settings)
@@ -226,13 +239,19 @@ def test_session_and_csrf_primitives():
     with _request(app, headers=headers) as ctx:
         assert auth.authenticate(ctx.request)
         token = auth.csrf_token(ctx.request)
-    with _request(app, method="POST", headers={**headers, "Origin": "http://localhost"}, data={"csrf_token": token}) as ctx:
+    with _request(
+        app, method="POST", headers={**headers, "Origin": "http://localhost"}, data={"csrf_token": token}
+    ) as ctx:
         assert auth.verify_csrf(ctx.request)
     with _request(app, method="POST", headers={**headers, "X-CSRF-Token": token}) as ctx:
         assert auth.verify_csrf(ctx.request)
-    with _request(app, method="POST", headers={**headers, "Origin": "http://evil.example"}, data={"csrf_token": token}) as ctx:
+    with _request(
+        app, method="POST", headers={**headers, "Origin": "http://evil.example"}, data={"csrf_token": token}
+    ) as ctx:
         assert not auth.verify_csrf(ctx.request)
-    with _request(app, method="POST", headers={**headers, "Referer": "http://evil.example/x"}, data={"csrf_token": token}) as ctx:
+    with _request(
+        app, method="POST", headers={**headers, "Referer": "http://evil.example/x"}, data={"csrf_token": token}
+    ) as ctx:
         assert not auth.verify_csrf(ctx.request)
     with _request(app, method="POST", headers=headers, data={"csrf_token": "0" * 64}) as ctx:
         assert not auth.verify_csrf(ctx.request)
@@ -253,7 +272,10 @@ def test_session_and_csrf_primitives():
     with _request(app) as ctx:
         response = app.response_class("")
         auth.clear_session(response, ctx.request)
-        assert "Max-Age=0" in response.headers["Set-Cookie"] or "Expires=Thu, 01 Jan 1970" in response.headers["Set-Cookie"]
+        assert (
+            "Max-Age=0" in response.headers["Set-Cookie"]
+            or "Expires=Thu, 01 Jan 1970" in response.headers["Set-Cookie"]
+        )
 
 
 def test_secret_key_comes_from_the_setting_then_the_app(caplog):
@@ -276,8 +298,13 @@ def test_secret_key_comes_from_the_setting_then_the_app(caplog):
 def test_secrets_never_appear_in_logs_spans_or_metrics(app_with, caplog):
     caplog.set_level(logging.DEBUG)
     secret_key = "secret-key-" + "k" * 24
-    app, monitor, client = app_with(analytics_username="admin", analytics_password=PASSWORD, analytics_token=TOKEN,
-                                    analytics_secret_key=secret_key, metrics_target_info=True)
+    app, monitor, client = app_with(
+        analytics_username="admin",
+        analytics_password=PASSWORD,
+        analytics_token=TOKEN,
+        analytics_secret_key=secret_key,
+        metrics_target_info=True,
+    )
     telemetry = Telemetry(monitor)
     client.get(PREFIX + "/performance", headers=basic("admin", PASSWORD))
     client.get(PREFIX + "/performance", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -291,7 +318,13 @@ def test_secrets_never_appear_in_logs_spans_or_metrics(app_with, caplog):
     logged = "\n".join(r.getMessage() + repr(r.args) for r in caplog.records)
     doctor = repr(monitor.settings.masked())
     for secret in (PASSWORD, TOKEN, secret_key):
-        for where, text in (("log", logged), ("/metrics", exposition), ("metrics json", as_json),
-                            ("traces", traces), ("spans", spans), ("masked settings", doctor)):
+        for where, text in (
+            ("log", logged),
+            ("/metrics", exposition),
+            ("metrics json", as_json),
+            ("traces", traces),
+            ("spans", spans),
+            ("masked settings", doctor),
+        ):
             assert secret not in text, (secret, where)
     assert "REDACTED" in spans  # ?token= is redacted in url.query

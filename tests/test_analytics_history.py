@@ -120,8 +120,17 @@ def test_two_processes_writing_one_file_do_not_double_count(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(_WRITER.format(root=str(ROOT)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
-    procs = [subprocess.Popen([sys.executable, str(script), db, str(n)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT)) for n in (40, 25)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), db, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(ROOT),
+        )
+        for n in (40, 25)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err

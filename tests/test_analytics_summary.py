@@ -6,9 +6,23 @@ import types
 
 import pytest
 
-from otel_monitor.analytics.summary import (OTHER, UNMATCHED, Ring, RouteCap, Series, apdex, count_le, diff, extract,
-                                            fail_level, health_checks, overall_status, quantile, series_quantile,
-                                            system_values)
+from otel_monitor.analytics.summary import (
+    OTHER,
+    UNMATCHED,
+    Ring,
+    RouteCap,
+    Series,
+    apdex,
+    count_le,
+    diff,
+    extract,
+    fail_level,
+    health_checks,
+    overall_status,
+    quantile,
+    series_quantile,
+    system_values,
+)
 from otel_monitor.pipeline import DURATION_BUCKETS
 from otel_monitor.settings import resolve_settings
 
@@ -16,15 +30,24 @@ BOUNDS = (0.1, 0.2, 0.5)
 
 
 def point(attributes, count, total, maximum, buckets, bounds=DURATION_BUCKETS):
-    return types.SimpleNamespace(attributes=attributes, count=count, sum=total, max=maximum, min=0.0,
-                                 bucket_counts=list(buckets), explicit_bounds=list(bounds))
+    return types.SimpleNamespace(
+        attributes=attributes,
+        count=count,
+        sum=total,
+        max=maximum,
+        min=0.0,
+        bucket_counts=list(buckets),
+        explicit_bounds=list(bounds),
+    )
 
 
 def metrics_data(*metrics):
     """MetricsData-shaped: one resource per worker, each a list of (name, points)."""
     resources = []
     for worker in metrics:
-        ms = [types.SimpleNamespace(name=name, data=types.SimpleNamespace(data_points=points)) for name, points in worker]
+        ms = [
+            types.SimpleNamespace(name=name, data=types.SimpleNamespace(data_points=points)) for name, points in worker
+        ]
         resources.append(types.SimpleNamespace(scope_metrics=[types.SimpleNamespace(metrics=ms)]))
     return types.SimpleNamespace(resource_metrics=resources)
 
@@ -39,9 +62,9 @@ def buckets_with(**at):
 def test_quantile_matches_prometheus_histogram_quantile():
     # 10 requests in (0, 0.1], 10 in (0.1, 0.2], 0 in (0.2, 0.5], 0 above.
     buckets = (10, 10, 0, 0)
-    assert quantile(0.5, buckets, BOUNDS) == pytest.approx(0.1)       # rank 10: top of the first bucket
-    assert quantile(0.25, buckets, BOUNDS) == pytest.approx(0.05)     # rank 5 of 10 in [0, 0.1]
-    assert quantile(0.75, buckets, BOUNDS) == pytest.approx(0.15)     # rank 15: half of (0.1, 0.2]
+    assert quantile(0.5, buckets, BOUNDS) == pytest.approx(0.1)  # rank 10: top of the first bucket
+    assert quantile(0.25, buckets, BOUNDS) == pytest.approx(0.05)  # rank 5 of 10 in [0, 0.1]
+    assert quantile(0.75, buckets, BOUNDS) == pytest.approx(0.15)  # rank 15: half of (0.1, 0.2]
     assert quantile(0.99, (0, 0, 0, 4), BOUNDS) == pytest.approx(0.5)  # +Inf bucket: the highest finite bound
     assert quantile(0.5, (0, 0, 0, 0), BOUNDS) is None
 
@@ -54,9 +77,9 @@ def test_series_quantile_never_exceeds_the_maximum():
 
 def test_apdex_from_buckets():
     t = 0.1
-    assert apdex((10, 0, 0, 0), BOUNDS, t) == 1.0                     # all <= T
-    assert apdex((0, 10, 0, 0), BOUNDS, t) == 0.5                     # all in (T, 2T]: tolerating
-    assert apdex((0, 0, 0, 10), BOUNDS, t) == 0.0                     # all above 4 T (0.4 < 0.5 ... +Inf)
+    assert apdex((10, 0, 0, 0), BOUNDS, t) == 1.0  # all <= T
+    assert apdex((0, 10, 0, 0), BOUNDS, t) == 0.5  # all in (T, 2T]: tolerating
+    assert apdex((0, 0, 0, 10), BOUNDS, t) == 0.0  # all above 4 T (0.4 < 0.5 ... +Inf)
     # (0.2, 0.5] straddles 4 T = 0.4: two thirds of it count as tolerating.
     assert apdex((0, 0, 3, 0), BOUNDS, t) == pytest.approx((0 + 2 / 2) / 3)
     assert count_le(0.4, (0, 0, 3, 0), BOUNDS) == pytest.approx(2.0)
@@ -66,18 +89,55 @@ def test_apdex_from_buckets():
 def test_extract_merges_workers_and_schemes_and_leaves_out_the_analytics_routes():
     base = {"http.request.method": "GET", "http.response.status_code": 200}
     data = metrics_data(
-        [("http.server.request.duration", [
-            point({**base, "url.scheme": "http", "http.route": "/a"}, 3, 0.003, 0.0015, buckets_with(b0=2, b1=1)),
-            point({**base, "url.scheme": "https", "http.route": "/a"}, 2, 0.002, 0.0011, buckets_with(b0=1, b1=1)),
-            point({**base, "url.scheme": "http", "http.route": "/otel-monitor/performance"}, 9, 0.1, 0.02, buckets_with(b4=9)),
-            point({"http.request.method": "GET", "http.response.status_code": 404, "url.scheme": "http"}, 4, 0.004, 0.001,
-                  buckets_with(b0=4)),
-        ]), ("system.cpu.utilization", [])],
-        [("http.server.request.duration", [
-            point({**base, "url.scheme": "http", "http.route": "/a"}, 5, 0.05, 0.03, buckets_with(b5=5)),
-            point({"http.request.method": "GET", "http.route": "/a", "http.response.status_code": 500,
-                   "error.type": "ValueError", "url.scheme": "http"}, 1, 0.001, 0.001, buckets_with(b0=1)),
-        ])],
+        [
+            (
+                "http.server.request.duration",
+                [
+                    point(
+                        {**base, "url.scheme": "http", "http.route": "/a"}, 3, 0.003, 0.0015, buckets_with(b0=2, b1=1)
+                    ),
+                    point(
+                        {**base, "url.scheme": "https", "http.route": "/a"}, 2, 0.002, 0.0011, buckets_with(b0=1, b1=1)
+                    ),
+                    point(
+                        {**base, "url.scheme": "http", "http.route": "/otel-monitor/performance"},
+                        9,
+                        0.1,
+                        0.02,
+                        buckets_with(b4=9),
+                    ),
+                    point(
+                        {"http.request.method": "GET", "http.response.status_code": 404, "url.scheme": "http"},
+                        4,
+                        0.004,
+                        0.001,
+                        buckets_with(b0=4),
+                    ),
+                ],
+            ),
+            ("system.cpu.utilization", []),
+        ],
+        [
+            (
+                "http.server.request.duration",
+                [
+                    point({**base, "url.scheme": "http", "http.route": "/a"}, 5, 0.05, 0.03, buckets_with(b5=5)),
+                    point(
+                        {
+                            "http.request.method": "GET",
+                            "http.route": "/a",
+                            "http.response.status_code": 500,
+                            "error.type": "ValueError",
+                            "url.scheme": "http",
+                        },
+                        1,
+                        0.001,
+                        0.001,
+                        buckets_with(b0=1),
+                    ),
+                ],
+            )
+        ],
     )
     requests, bounds = extract(data, RouteCap(100), "/otel-monitor")
     assert bounds == DURATION_BUCKETS
@@ -89,9 +149,19 @@ def test_extract_merges_workers_and_schemes_and_leaves_out_the_analytics_routes(
 
 def test_route_cap_folds_tens_of_thousands_of_routes_into_other():
     cap = RouteCap(50)
-    points = [point({"http.request.method": "GET", "http.route": f"/r/{i}", "http.response.status_code": 200},
-                    1, 0.001, 0.001, buckets_with(b0=1)) for i in range(50_000)]
-    points.append(point({"http.request.method": "GET", "http.response.status_code": 404}, 7, 0.007, 0.001, buckets_with(b0=7)))
+    points = [
+        point(
+            {"http.request.method": "GET", "http.route": f"/r/{i}", "http.response.status_code": 200},
+            1,
+            0.001,
+            0.001,
+            buckets_with(b0=1),
+        )
+        for i in range(50_000)
+    ]
+    points.append(
+        point({"http.request.method": "GET", "http.response.status_code": 404}, 7, 0.007, 0.001, buckets_with(b0=7))
+    )
     data = metrics_data([("http.server.request.duration", points)])
     requests, _ = extract(data, cap)
     assert len(requests) == 52  # 50 routes, (other), (unmatched)
@@ -105,8 +175,21 @@ def test_route_cap_folds_tens_of_thousands_of_routes_into_other():
 
 def test_error_types_are_capped():
     cap = RouteCap(10)
-    points = [point({"http.request.method": "GET", "http.route": "/", "http.response.status_code": 500,
-                     "error.type": f"Error{i}"}, 1, 0.001, 0.001, buckets_with(b0=1)) for i in range(500)]
+    points = [
+        point(
+            {
+                "http.request.method": "GET",
+                "http.route": "/",
+                "http.response.status_code": 500,
+                "error.type": f"Error{i}",
+            },
+            1,
+            0.001,
+            0.001,
+            buckets_with(b0=1),
+        )
+        for i in range(500)
+    ]
     requests, _ = extract(metrics_data([("http.server.request.duration", points)]), cap)
     assert len(requests) == 65 and requests[("/", "GET", 500, OTHER)].count == 436
 
@@ -145,11 +228,25 @@ def test_ring_keeps_15_minutes_and_shares_unchanged_series():
 def test_health_levels():
     settings = resolve_settings(environ={})
     assert fail_level(80, "%") == 90 and fail_level(1, "%") == 1.5 and fail_level(100, "ms") == 150
-    readings = {"latency_avg_ms": 120.0, "latency_p95_ms": 160.0, "error_rate_pct": None, "memory_pct": 50.0,
-                "cpu_pct": None, "disk_pct": 91.0, "process_rss_max_bytes": 10}
+    readings = {
+        "latency_avg_ms": 120.0,
+        "latency_p95_ms": 160.0,
+        "error_rate_pct": None,
+        "memory_pct": 50.0,
+        "cpu_pct": None,
+        "disk_pct": 91.0,
+        "process_rss_max_bytes": 10,
+    }
     checks = {c["name"]: c["status"] for c in health_checks(readings, settings)}
-    assert checks == {"latency_avg_ms": "warn", "latency_p95_ms": "fail", "error_rate_pct": "ok", "memory_pct": "ok",
-                      "cpu_pct": "ok", "disk_pct": "warn", "process_rss_bytes": "ok"}
+    assert checks == {
+        "latency_avg_ms": "warn",
+        "latency_p95_ms": "fail",
+        "error_rate_pct": "ok",
+        "memory_pct": "ok",
+        "cpu_pct": "ok",
+        "disk_pct": "warn",
+        "process_rss_bytes": "ok",
+    }
     # Over the threshold in more than half of the window: fail.
     sustained = {c["name"]: c["status"] for c in health_checks(readings, settings, {"latency_avg_ms": 0.6})}
     assert sustained["latency_avg_ms"] == "fail"
@@ -163,10 +260,16 @@ def test_system_values_from_the_gauges():
         return types.SimpleNamespace(value=value, attributes={k.replace("_", "."): v for k, v in attrs.items()})
 
     data = metrics_data(
-        [("system.memory.utilization", [gauge(0.5, system_memory_state="used"), gauge(0.5, system_memory_state="free")]),
-         ("system.cpu.utilization", [gauge(0.25)]),
-         ("process.memory.usage", [gauge(100, process_pid=1), gauge(300, process_pid=2)]),
-         ("process.thread.count", [gauge(4, process_pid=1), gauge(6, process_pid=2)])])
+        [
+            (
+                "system.memory.utilization",
+                [gauge(0.5, system_memory_state="used"), gauge(0.5, system_memory_state="free")],
+            ),
+            ("system.cpu.utilization", [gauge(0.25)]),
+            ("process.memory.usage", [gauge(100, process_pid=1), gauge(300, process_pid=2)]),
+            ("process.thread.count", [gauge(4, process_pid=1), gauge(6, process_pid=2)]),
+        ]
+    )
     values = system_values(data)
     assert values["memory_pct"] == 50.0 and values["cpu_pct"] == 25.0
     assert (values["process_rss_bytes"], values["process_rss_max_bytes"], values["workers"]) == (400, 300, 2)

@@ -77,10 +77,20 @@ def call(app, environ):
 
 
 def base_environ(**overrides):
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "localhost",
-           "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-           "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
-           "REMOTE_ADDR": "127.0.0.1"}
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "REMOTE_ADDR": "127.0.0.1",
+    }
     env.update(overrides)
     return env
 
@@ -89,15 +99,32 @@ def assert_same(environ):
     assert call(MONITORED, environ) == call(BARE, environ)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"PATH_INFO": "/items/%FF"}, {"PATH_INFO": "/items/\x00"}, {"PATH_INFO": "/../etc/passwd"},
-    {"PATH_INFO": ""}, {"PATH_INFO": "/items/\xff\xfe"}, {"PATH_INFO": "/items/\udcff"}, {"SERVER_PORT": "abc"},
-    {"HTTP_HOST": "x:abc"}, {"HTTP_HOST": "example.com:abc"}, {"HTTP_HOST": "[::1]:xyz"},
-    {"HTTP_HOST": ":::"}, {"wsgi.url_scheme": "gopher"}, {"QUERY_STRING": "a=%FF&&=&token"},
-    {"REQUEST_METHOD": "HEAD"}, {"REQUEST_METHOD": "OPTIONS"}, {"REQUEST_METHOD": "DELETE", "PATH_INFO": "/"},
-    {"PATH_INFO": "/none"}, {"PATH_INFO": "/forbidden"}, {"PATH_INFO": "/before-fails"},
-    {"CONTENT_LENGTH": "abc"}, {"CONTENT_LENGTH": "-5"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"PATH_INFO": "/items/%FF"},
+        {"PATH_INFO": "/items/\x00"},
+        {"PATH_INFO": "/../etc/passwd"},
+        {"PATH_INFO": ""},
+        {"PATH_INFO": "/items/\xff\xfe"},
+        {"PATH_INFO": "/items/\udcff"},
+        {"SERVER_PORT": "abc"},
+        {"HTTP_HOST": "x:abc"},
+        {"HTTP_HOST": "example.com:abc"},
+        {"HTTP_HOST": "[::1]:xyz"},
+        {"HTTP_HOST": ":::"},
+        {"wsgi.url_scheme": "gopher"},
+        {"QUERY_STRING": "a=%FF&&=&token"},
+        {"REQUEST_METHOD": "HEAD"},
+        {"REQUEST_METHOD": "OPTIONS"},
+        {"REQUEST_METHOD": "DELETE", "PATH_INFO": "/"},
+        {"PATH_INFO": "/none"},
+        {"PATH_INFO": "/forbidden"},
+        {"PATH_INFO": "/before-fails"},
+        {"CONTENT_LENGTH": "abc"},
+        {"CONTENT_LENGTH": "-5"},
+    ],
+)
 def test_odd_requests_get_exactly_the_response_of_the_bare_app(overrides):
     assert_same(base_environ(**overrides))
 
@@ -108,33 +135,56 @@ def test_nothing_stays_active_after_failing_and_odd_requests():
     assert sum(p.value for p in TELEMETRY.points("http.server.active_requests")) == 0
 
 
-environ_values = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
-                         max_size=60)
+environ_values = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)), max_size=60
+)
 
 
 @settings(deadline=None, suppress_health_check=list(HealthCheck))  # examples: the profile (conftest)
-@given(path=environ_values, method=st.sampled_from(["GET", "POST", "HEAD", "PUT", "FOO", "", "G E T"]),
-       host=environ_values, port=environ_values, query=environ_values, traceparent=environ_values,
-       baggage=environ_values, user_agent=environ_values)
-def test_property_any_environ_gets_the_bare_apps_response(path, method, host, port, query, traceparent, baggage, user_agent):
+@given(
+    path=environ_values,
+    method=st.sampled_from(["GET", "POST", "HEAD", "PUT", "FOO", "", "G E T"]),
+    host=environ_values,
+    port=environ_values,
+    query=environ_values,
+    traceparent=environ_values,
+    baggage=environ_values,
+    user_agent=environ_values,
+)
+def test_property_any_environ_gets_the_bare_apps_response(
+    path, method, host, port, query, traceparent, baggage, user_agent
+):
     # WSGI strings are latin-1 "bytes as str"; encode what hypothesis gives us that way.
     def wsgi(text):
         return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
-    env = base_environ(PATH_INFO="/" + wsgi(path), REQUEST_METHOD=method, HTTP_HOST=wsgi(host),
-                       SERVER_PORT=wsgi(port), QUERY_STRING=wsgi(query), HTTP_TRACEPARENT=wsgi(traceparent),
-                       HTTP_BAGGAGE=wsgi(baggage), HTTP_USER_AGENT=wsgi(user_agent))
+    env = base_environ(
+        PATH_INFO="/" + wsgi(path),
+        REQUEST_METHOD=method,
+        HTTP_HOST=wsgi(host),
+        SERVER_PORT=wsgi(port),
+        QUERY_STRING=wsgi(query),
+        HTTP_TRACEPARENT=wsgi(traceparent),
+        HTTP_BAGGAGE=wsgi(baggage),
+        HTTP_USER_AGENT=wsgi(user_agent),
+    )
     assert_same(env)
 
 
 VALID_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.mark.parametrize("traceparent", [
-    "garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    "x" * 1_000_000, " " * 32_768 + "\n" + VALID_PARENT,
-    VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the propagator's regex: ~4 s unguarded
-])
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "garbage",
+        "00-" + "0" * 32 + "-" + "0" * 16 + "-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "x" * 1_000_000,
+        " " * 32_768 + "\n" + VALID_PARENT,
+        VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the propagator's regex: ~4 s unguarded
+    ],
+)
 def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(traceparent):
     TELEMETRY.clear()
     started = time.perf_counter()

@@ -21,9 +21,23 @@ RUN = os.path.join(ROOT, "benchmarks", "run.py")
 def test_benchmark_smoke_in_process(tmp_path):
     output = tmp_path / "smoke.md"
     proc = subprocess.run(
-        [sys.executable, RUN, "--smoke", "--only", "in-process", "--stacks", "bare,otel_monitor",
-         "--python", sys.executable, "--output", str(output)],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
+        [
+            sys.executable,
+            RUN,
+            "--smoke",
+            "--only",
+            "in-process",
+            "--stacks",
+            "bare,otel_monitor",
+            "--python",
+            sys.executable,
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
     assert "## In-process" in proc.stdout

@@ -20,8 +20,13 @@ import pytest
 
 from otel_monitor import cli
 from otel_monitor._autoinstrument import DIRECTORY
-from otel_monitor.doctor import (check_metric_names, parse_exposition, promql_metric_names, promql_selectors,
-                                 rules_expressions)
+from otel_monitor.doctor import (
+    check_metric_names,
+    parse_exposition,
+    promql_metric_names,
+    promql_selectors,
+    rules_expressions,
+)
 
 from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
 from .test_integration_core import fetch, scrape_until
@@ -53,8 +58,9 @@ def started(tmp_path):
         log_path = tmp_path / f"{name}.log"
         log = open(log_path, "w")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd), start_new_session=True
+        )
         procs.append(proc)
         return proc, log_path
 
@@ -75,8 +81,11 @@ def settled_metrics(url: str, route: str, expected: float, timeout: float = 5.0)
 def request_count(metrics_text: str, route: str, status: str = "200") -> float:
     total = 0.0
     for line in metrics_text.splitlines():
-        if (line.startswith("http_server_request_duration_seconds_count{") and f'http_route="{route}"' in line
-                and f'http_response_status_code="{status}"' in line):
+        if (
+            line.startswith("http_server_request_duration_seconds_count{")
+            and f'http_route="{route}"' in line
+            and f'http_response_status_code="{status}"' in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -113,10 +122,28 @@ def test_without_a_command_prints_usage_and_exits_2(capsys):
 def test_run_passes_options_as_the_settings_environment_variables(no_exec, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     with pytest.raises(SystemExit, match="exec recorded"):
-        cli.main(["run", "--service-name", "shop", "--otlp-endpoint", "http://127.0.0.1:4318", "--exporter", "otlp",
-                  "--sampler-ratio", "0.25", "--set", "metric_export_interval=500",
-                  "--set", "OTEL_MONITOR_METRICS_PATH=/internal/metrics", "--",
-                  "gunicorn", "-w", "2", "app:app"])
+        cli.main(
+            [
+                "run",
+                "--service-name",
+                "shop",
+                "--otlp-endpoint",
+                "http://127.0.0.1:4318",
+                "--exporter",
+                "otlp",
+                "--sampler-ratio",
+                "0.25",
+                "--set",
+                "metric_export_interval=500",
+                "--set",
+                "OTEL_MONITOR_METRICS_PATH=/internal/metrics",
+                "--",
+                "gunicorn",
+                "-w",
+                "2",
+                "app:app",
+            ]
+        )
     file, args, env = no_exec[0]
     assert (file, args) == ("gunicorn", ["gunicorn", "-w", "2", "app:app"])
     assert env["OTEL_SERVICE_NAME"] == "shop"
@@ -138,13 +165,16 @@ def test_sampler_ratio_keeps_an_explicit_sampler(no_exec, monkeypatch):
     assert env["OTEL_TRACES_SAMPLER"] == "traceidratio" and env["OTEL_TRACES_SAMPLER_ARG"] == "0.5"
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["run", "--sampler-ratio", "2", "--", "flask", "run"], "traces_sampler_arg"),
-    (["run", "--set", "metrics_path=metrics", "--", "flask", "run"], "metrics_path"),
-    (["run", "--set", "no_such_setting=1", "--", "flask", "run"], "no_such_setting"),
-    (["run", "--set", "novalue", "--", "flask", "run"], "NAME=VALUE"),
-    (["run", "--service-name", "x"], "no command"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["run", "--sampler-ratio", "2", "--", "flask", "run"], "traces_sampler_arg"),
+        (["run", "--set", "metrics_path=metrics", "--", "flask", "run"], "metrics_path"),
+        (["run", "--set", "no_such_setting=1", "--", "flask", "run"], "no_such_setting"),
+        (["run", "--set", "novalue", "--", "flask", "run"], "NAME=VALUE"),
+        (["run", "--service-name", "x"], "no command"),
+    ],
+)
 def test_run_refuses_bad_options_before_starting_anything(argv, named, no_exec, capsys):
     try:
         code = cli.main(argv)
@@ -206,8 +236,14 @@ def test_hook_monitors_from_the_first_request_honours_late_config_and_chains_sit
     theirs.mkdir()
     (theirs / "sitecustomize.py").write_text("import os\nos.environ['CHAINED_SITECUSTOMIZE'] = 'ran'\nMARKER = 42\n")
     env = {**os.environ, "PYTHONPATH": str(theirs), "HELLO_METRICS_PATH": "/internal/metrics"}
-    result = subprocess.run([*otel_monitor_run(), sys.executable, "-c", HOOK_SCRIPT.format(apps=str(APPS))],
-                            env=env, capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    result = subprocess.run(
+        [*otel_monitor_run(), sys.executable, "-c", HOOK_SCRIPT.format(apps=str(APPS))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["before"] == []  # nothing attached at construction: app.config can still change
@@ -220,9 +256,11 @@ def test_hook_monitors_from_the_first_request_honours_late_config_and_chains_sit
 
 
 def test_hook_does_nothing_without_the_flag(tmp_path):
-    script = ("import sys; sys.path.insert(0, %r)\nimport flask\nfrom hello_app import app\n"
-              "app.test_client().get('/hello/x', buffered=True)\n"
-              "print('otel_monitor' in app.extensions, hasattr(flask.Flask.__call__, '__wrapped__'))") % str(APPS)
+    script = (
+        "import sys; sys.path.insert(0, %r)\nimport flask\nfrom hello_app import app\n"
+        "app.test_client().get('/hello/x', buffered=True)\n"
+        "print('otel_monitor' in app.extensions, hasattr(flask.Flask.__call__, '__wrapped__'))"
+    ) % str(APPS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_MONITOR_AUTOINSTRUMENT")}
     env["PYTHONPATH"] = DIRECTORY
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
@@ -234,24 +272,46 @@ def test_hook_does_nothing_without_the_flag(tmp_path):
 
 
 def _rotel_options(rotel, service: str) -> list[str]:
-    return ["--service-name", service, "--otlp-endpoint", f"http://127.0.0.1:{rotel['http']}",
-            "--set", "metric_export_interval=500", "--set", "system_metrics=false"]
+    return [
+        "--service-name",
+        service,
+        "--otlp-endpoint",
+        f"http://127.0.0.1:{rotel['http']}",
+        "--set",
+        "metric_export_interval=500",
+        "--set",
+        "system_metrics=false",
+    ]
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_run_flask_run(rotel, started):
     port = free_port()
-    argv = [*otel_monitor_run(*_rotel_options(rotel, "cli-flask-run")),
-            str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        *otel_monitor_run(*_rotel_options(rotel, "cli-flask-run")),
+        str(BIN / "flask"),
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     proc, log = started(argv, {"FLASK_APP": str(APPS / "hello_app.py")}, "flask-run")
     wait_for_port(port, proc=proc, timeout=30)
     base = f"http://127.0.0.1:{port}"
     drive(base, 3)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 3)
     assert request_count(body, "/hello/<name>") == 3, body[:2000]
-    wait_for_log(rotel["log"], [r"service\.name: Str\(cli-flask-run\)", SPAN_LINE.pattern, r"Name\s+: GET /fail",
-                                r"Name: http\.server\.request\.duration"])
+    wait_for_log(
+        rotel["log"],
+        [
+            r"service\.name: Str\(cli-flask-run\)",
+            SPAN_LINE.pattern,
+            r"Name\s+: GET /fail",
+            r"Name: http\.server\.request\.duration",
+        ],
+    )
     assert "monitoring Flask app 'hello_app'" in log.read_text()
 
 
@@ -260,8 +320,13 @@ def test_run_flask_run(rotel, started):
 def test_run_waitress_serve(rotel, started):
     # waitress: a threaded pure-Python server, the usual choice on Windows; one process, many threads.
     port = free_port()
-    argv = [*otel_monitor_run(*_rotel_options(rotel, "cli-waitress")),
-            str(BIN / "waitress-serve"), f"--listen=127.0.0.1:{port}", "--threads=4", "hello_app:app"]
+    argv = [
+        *otel_monitor_run(*_rotel_options(rotel, "cli-waitress")),
+        str(BIN / "waitress-serve"),
+        f"--listen=127.0.0.1:{port}",
+        "--threads=4",
+        "hello_app:app",
+    ]
     proc, log = started(argv, name="waitress", cwd=APPS)
     wait_for_port(port, proc=proc, timeout=30)
     base = f"http://127.0.0.1:{port}"
@@ -277,8 +342,17 @@ def test_run_waitress_serve(rotel, started):
 @pytest.mark.timeout(90)
 def test_run_gunicorn_with_two_workers(rotel, started):
     port = free_port()
-    argv = [*otel_monitor_run(*_rotel_options(rotel, "cli-gunicorn")),
-            str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(APPS), "hello_app:app"]
+    argv = [
+        *otel_monitor_run(*_rotel_options(rotel, "cli-gunicorn")),
+        str(BIN / "gunicorn"),
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(APPS),
+        "hello_app:app",
+    ]
     proc, log = started(argv, name="gunicorn")
     wait_for_port(port, proc=proc, timeout=30)
     base = f"http://127.0.0.1:{port}"
@@ -286,8 +360,10 @@ def test_run_gunicorn_with_two_workers(rotel, started):
     # other workers' numbers reach /metrics within ~0.5 s (see otel_monitor.multiprocess)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 10)
     assert request_count(body, "/hello/<name>") == 10, body[:2000]
-    wait_for_log(rotel["log"], [r"service\.name: Str\(cli-gunicorn\)", SPAN_LINE.pattern,
-                                r"Name: http\.server\.request\.duration"])
+    wait_for_log(
+        rotel["log"],
+        [r"service\.name: Str\(cli-gunicorn\)", SPAN_LINE.pattern, r"Name: http\.server\.request\.duration"],
+    )
     text = log.read_text()
     assert "monitoring Flask app 'hello_app'" in text
     workers = set(re.findall(r"monitoring Flask app 'hello_app' \(pid (\d+)\)", text))
@@ -346,8 +422,9 @@ def test_doctor_good_config_passes(listener, monkeypatch, capsys):
     assert code == 0, out
     assert out.rstrip().endswith("all checks passed")
     assert re.search(r"^\s+service_name\s+shop\s+argument$", out, re.M)
-    assert re.search(r"^\s+otlp_endpoint\s+http://127\.0\.0\.1:\d+\s+environment variable OTEL_EXPORTER_OTLP_ENDPOINT$",
-                     out, re.M)
+    assert re.search(
+        r"^\s+otlp_endpoint\s+http://127\.0\.0\.1:\d+\s+environment variable OTEL_EXPORTER_OTLP_ENDPOINT$", out, re.M
+    )
     assert re.search(r"^\s+metrics_path\s+/metrics\s+default$", out, re.M)
     assert "supersecret" not in out and "api-key=***" in out
     assert f"http://127.0.0.1:{listener}/v1/traces" in out and "accepts TCP connections" in out
@@ -373,12 +450,14 @@ def test_doctor_bad_variable_exits_2_naming_the_setting(monkeypatch, capsys):
 
 
 def test_doctor_reads_app_config_of_the_app(tmp_path, monkeypatch, capsys):
-    (tmp_path / "configured_app.py").write_text(textwrap.dedent("""
+    (tmp_path / "configured_app.py").write_text(
+        textwrap.dedent("""
         from flask import Flask
         app = Flask("configured_app")
         app.config["OTEL_MONITOR_METRICS_PATH"] = "/internal/metrics"
         app.config["OTEL_MONITOR_METRICS_TOKEN"] = "tok-secret"
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     assert cli.main(["doctor", "--app", "configured_app.py:app", "--skip-metrics-check"]) == 0
     out = capsys.readouterr().out
@@ -388,12 +467,14 @@ def test_doctor_reads_app_config_of_the_app(tmp_path, monkeypatch, capsys):
 
 
 def test_doctor_app_with_its_own_monitor_shows_its_arguments_and_exports_nothing(tmp_path, monkeypatch, capsys):
-    (tmp_path / "own_monitor_app.py").write_text(textwrap.dedent("""
+    (tmp_path / "own_monitor_app.py").write_text(
+        textwrap.dedent("""
         from flask import Flask
         from otel_monitor import Monitor
         app = Flask("own_monitor_app")
         monitor = Monitor(app, metrics_path="/m")
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     assert cli.main(["doctor", "--app", "own_monitor_app.py:app", "--skip-metrics-check"]) == 1  # endpoint down
@@ -407,14 +488,28 @@ def test_doctor_app_with_its_own_monitor_shows_its_arguments_and_exports_nothing
 def test_doctor_reports_dashboard_metrics_that_are_not_served(tmp_path, monkeypatch, capsys):
     dashboards = tmp_path / "collector-config" / "grafana" / "dashboards"
     dashboards.mkdir(parents=True)
-    (dashboards / "mine.json").write_text(json.dumps({"panels": [
-        {"title": "ok", "targets": [{"expr": 'sum by (http_route) (rate(http_server_request_duration_seconds_count'
-                                             '{job=~"$job"}[$__rate_interval]))'}]},
-        {"title": "old name", "targets": [{"expr": "rate(http_requests_total[5m])"}]},
-        {"title": "typo label", "targets": [{"expr": 'http_server_active_requests{http_method="GET"}'}]},
-        {"title": "histogram", "targets": [{"expr": "http_server_request_duration_seconds"}]},
-    ]}))
-    (tmp_path / "collector-config" / "alert-rules.yml").write_text(textwrap.dedent("""
+    (dashboards / "mine.json").write_text(
+        json.dumps(
+            {
+                "panels": [
+                    {
+                        "title": "ok",
+                        "targets": [
+                            {
+                                "expr": "sum by (http_route) (rate(http_server_request_duration_seconds_count"
+                                '{job=~"$job"}[$__rate_interval]))'
+                            }
+                        ],
+                    },
+                    {"title": "old name", "targets": [{"expr": "rate(http_requests_total[5m])"}]},
+                    {"title": "typo label", "targets": [{"expr": 'http_server_active_requests{http_method="GET"}'}]},
+                    {"title": "histogram", "targets": [{"expr": "http_server_request_duration_seconds"}]},
+                ]
+            }
+        )
+    )
+    (tmp_path / "collector-config" / "alert-rules.yml").write_text(
+        textwrap.dedent("""
         groups:
           - name: g
             rules:
@@ -426,7 +521,8 @@ def test_doctor_reports_dashboard_metrics_that_are_not_served(tmp_path, monkeypa
                   and on (job) up == 1
               - alert: Memory
                 expr: 'system_memory_utilization{system_memory_state="usedd"} > 0.8'
-    """))
+    """)
+    )
     code = cli.main(["doctor", "--stack-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1, out
@@ -441,19 +537,26 @@ def test_doctor_reports_dashboard_metrics_that_are_not_served(tmp_path, monkeypa
 def test_promql_helpers():
     assert promql_metric_names('sum by (le) (rate(a_bucket{job=~"$job"}[$__rate_interval] offset 1h))') == {"a_bucket"}
     assert promql_metric_names("x / on (instance) group_left (pid) y > 1e3 and z unless bool_metric") == {
-        "x", "y", "z", "bool_metric"}
+        "x",
+        "y",
+        "z",
+        "bool_metric",
+    }
     assert promql_metric_names('{__name__="named"}') == {"named"}
     assert promql_selectors('a{l="}", m=~"x"}') == [("a", [("l", "=", "}"), ("m", "=~", "x")])]
     served = parse_exposition('# TYPE c counter\nc_total{k="v"} 1\n# TYPE h histogram\nh_count 2\n')
     assert check_metric_names([("q", "c_total{k='v'} + h_count")], served, set()) == []
-    assert check_metric_names([("q", "c")], served, set()) == ["q: metric c is not served on /metrics "
-                                                               "(a counter: query c_total)"]
+    assert check_metric_names([("q", "c")], served, set()) == [
+        "q: metric c is not served on /metrics (a counter: query c_total)"
+    ]
 
 
 def test_rules_file_parsing_without_pyyaml(tmp_path):
     path = tmp_path / "rules.yml"
-    path.write_text("groups:\n- name: g\n  rules:\n  - record: a:b\n    expr: \"sum(x)\"  \n"
-                    "  - alert: A\n    expr: >-\n      a:b\n      > 1\n    for: 1m\n")
+    path.write_text(
+        'groups:\n- name: g\n  rules:\n  - record: a:b\n    expr: "sum(x)"  \n'
+        "  - alert: A\n    expr: >-\n      a:b\n      > 1\n    for: 1m\n"
+    )
     exprs, recorded = rules_expressions(path)
     assert recorded == {"a:b"}
     assert exprs == [("record a:b", "sum(x)"), ("alert A", "a:b > 1")]
@@ -478,12 +581,14 @@ def _wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 30) -> str
 @pytest.mark.timeout(60)
 def test_demo_serves_and_stops_within_its_duration(started):
     begun = time.monotonic()
-    proc, log = started([str(BIN / "otel-monitor"), "demo", "--port", "0", "--duration", "5", "--traffic", "2"],
-                        name="demo")
+    proc, log = started(
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--duration", "5", "--traffic", "2"], name="demo"
+    )
     metrics_url = _wait_for_url(log, proc)
     # The traffic starts after the URL is printed.
-    assert "http_server_request_duration_seconds" in scrape_until(metrics_url, "http_server_request_duration_seconds",
-                                                                  timeout=4)
+    assert "http_server_request_duration_seconds" in scrape_until(
+        metrics_url, "http_server_request_duration_seconds", timeout=4
+    )
     assert proc.wait(timeout=20) == 0
     assert time.monotonic() - begun < 5 + 10  # start-up and flush included
     text = log.read_text()
@@ -494,8 +599,9 @@ def test_demo_serves_and_stops_within_its_duration(started):
 @pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(started, tmp_path):
-    proc, log = started([str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "0"], name="demo-elsewhere",
-                        cwd=tmp_path)
+    proc, log = started(
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "0"], name="demo-elsewhere", cwd=tmp_path
+    )
     metrics_url = _wait_for_url(log, proc)
     base = metrics_url.rsplit("/", 1)[0]
     assert fetch(base + "/api/users/3")[0] == 200

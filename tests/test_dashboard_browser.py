@@ -35,8 +35,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("no chromium on PATH (Debian: apt-get install chromium)", allow_module_level=True)
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PREFIX = "/professional-analytics"
 USER = "admin"
 PASSWORD = "correct horse battery staple"
@@ -50,8 +58,12 @@ TRACE_LINK = "http://127.0.0.1:16686/trace/"
 
 
 def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"User-Agent": "<b>dashboard-test</b>", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={"User-Agent": "<b>dashboard-test</b>", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as response:
             return response.read()
@@ -74,28 +86,35 @@ def app_server(tmp_path_factory):
     """(base_url, stop_traffic): the app in a subprocess and a thread sending ~15 requests/s."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "MONITORING_USERNAME": USER,
-        "MONITORING_PASSWORD": PASSWORD,
-        "OTEL_MONITOR_DASHBOARD_REFRESH_S": "2",           # auto-refresh observable within the test
-        "DASHBOARD_TEST_SAMPLE_S": "1",                    # analytics samples every 1 s, not 10 s
-        "OTEL_MONITOR_ANALYTICS_SLOW_MS": "100",
-        "EXAMPLE_SLOW_SECONDS": "0.12",
-        "OTEL_MONITOR_TRACE_LINK_TEMPLATE": TRACE_LINK + "{trace_id}",
-        # /health answers 503 when unhealthy, which Chromium logs as a console error; keep it 200 here
-        # (a busy 2-core CI machine and /api/error on purpose would otherwise fail some checks).
-        "OTEL_MONITOR_HEALTH_ERROR_RATE_PCT": "60",
-        "OTEL_MONITOR_HEALTH_LATENCY_P95_MS": "5000",
-        "OTEL_MONITOR_HEALTH_LATENCY_AVG_MS": "5000",
-        "OTEL_MONITOR_HEALTH_CPU_PCT": "100",
-        "OTEL_MONITOR_HEALTH_MEMORY_PCT": "100",
-        "OTEL_MONITOR_HEALTH_DISK_PCT": "100",
-    })
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "MONITORING_USERNAME": USER,
+            "MONITORING_PASSWORD": PASSWORD,
+            "OTEL_MONITOR_DASHBOARD_REFRESH_S": "2",  # auto-refresh observable within the test
+            "DASHBOARD_TEST_SAMPLE_S": "1",  # analytics samples every 1 s, not 10 s
+            "OTEL_MONITOR_ANALYTICS_SLOW_MS": "100",
+            "EXAMPLE_SLOW_SECONDS": "0.12",
+            "OTEL_MONITOR_TRACE_LINK_TEMPLATE": TRACE_LINK + "{trace_id}",
+            # /health answers 503 when unhealthy, which Chromium logs as a console error; keep it 200 here
+            # (a busy 2-core CI machine and /api/error on purpose would otherwise fail some checks).
+            "OTEL_MONITOR_HEALTH_ERROR_RATE_PCT": "60",
+            "OTEL_MONITOR_HEALTH_LATENCY_P95_MS": "5000",
+            "OTEL_MONITOR_HEALTH_LATENCY_AVG_MS": "5000",
+            "OTEL_MONITOR_HEALTH_CPU_PCT": "100",
+            "OTEL_MONITOR_HEALTH_MEMORY_PCT": "100",
+            "OTEL_MONITOR_HEALTH_DISK_PCT": "100",
+        }
+    )
     log_path = tmp_path_factory.mktemp("dashboard") / "app.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "dashboard_app.py"), "--port", str(port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "dashboard_app.py"), "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
     base = f"http://127.0.0.1:{port}"
     stop = threading.Event()
     try:
@@ -140,8 +159,14 @@ class Browser:
         self.requests: list[str] = []
 
     def watch(self, page) -> None:
-        page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text} ({m.location.get('url')})")
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console {m.type}: {m.text} ({m.location.get('url')})")
+                if m.type == "error"
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         page.on("dialog", lambda d: (self.problems.append(f"dialog {d.type}: {d.message}"), d.dismiss()))
         page.on("request", lambda r: self.requests.append(r.url))
@@ -156,8 +181,9 @@ def browser(tmp_path_factory):
     print(f"\ndashboard screenshots: {ARTIFACTS}")
     user_data = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(user_data), executable_path=CHROMIUM, headless=True,
-                                                       args=ARGS, viewport={"width": 1280, "height": 900})
+        context = p.chromium.launch_persistent_context(
+            str(user_data), executable_path=CHROMIUM, headless=True, args=ARGS, viewport={"width": 1280, "height": 900}
+        )
         context.set_default_timeout(15_000)
         try:
             yield Browser(context)
@@ -191,8 +217,9 @@ def loaded(page, view: str) -> int:
 
 
 def wait_loaded(page, view: str, after: int) -> None:
-    page.wait_for_function("([v, g]) => +(document.getElementById('view-' + v).dataset.loaded || 0) > g",
-                           arg=[view, after])
+    page.wait_for_function(
+        "([v, g]) => +(document.getElementById('view-' + v).dataset.loaded || 0) > g", arg=[view, after]
+    )
 
 
 def open_view(page, view: str) -> None:
@@ -206,10 +233,13 @@ def open_view(page, view: str) -> None:
 
 def drawn_points(page, selector: str) -> list[int]:
     """For each SVG chart matched: the most data points of its lines (0 when nothing is drawn)."""
-    return page.evaluate("""sel => Array.from(document.querySelectorAll(sel)).map(svg =>
+    return page.evaluate(
+        """sel => Array.from(document.querySelectorAll(sel)).map(svg =>
         Math.max(0, ...Array.from(svg.querySelectorAll('path.line, path.spark-line'))
             .filter(p => /L/.test(p.getAttribute('d') || ''))
-            .map(p => +p.getAttribute('data-points'))))""", selector)
+            .map(p => +p.getAttribute('data-points'))))""",
+        selector,
+    )
 
 
 def shot(page, name: str) -> None:
@@ -325,10 +355,13 @@ def test_endpoints_table_sorts_filters_and_keeps_hostile_routes_as_text(dashboar
 
 def wait_detail(page, route: str) -> None:
     """The detail of ``route`` drawn (its three charts), whatever the list's auto-refresh did meanwhile."""
-    page.wait_for_function("""r => {
+    page.wait_for_function(
+        """r => {
         const title = document.querySelector('#endpoint-detail:not([hidden]) .detail-title .route-text');
         return title && title.textContent === r && document.querySelectorAll('#endpoint-detail svg.chart').length === 3;
-    }""", arg=route)
+    }""",
+        arg=route,
+    )
 
 
 def test_endpoint_detail_shows_latency_and_status_breakdown(dashboard):
@@ -484,22 +517,50 @@ def _canned(n_routes: int = 200, minutes: int = 1440) -> dict:
         count = rnd.randint(10, 100_000)
         errors = rnd.randint(0, count // 20)
         p50 = rnd.uniform(1, 50)
-        endpoints.append({"route": route, "method": method, "count": count, "errors": errors,
-                          "error_rate_pct": round(100 * errors / count, 3), "rps": round(count / 86400, 3),
-                          "p50_ms": p50, "p90_ms": p50 * 2, "p95_ms": p50 * 3, "p99_ms": p50 * 5, "max_ms": p50 * 9,
-                          "avg_ms": p50 * 1.4, "last_seen": now - rnd.uniform(0, 600),
-                          "status_codes": {"200": count - errors, "500": errors}})
+        endpoints.append(
+            {
+                "route": route,
+                "method": method,
+                "count": count,
+                "errors": errors,
+                "error_rate_pct": round(100 * errors / count, 3),
+                "rps": round(count / 86400, 3),
+                "p50_ms": p50,
+                "p90_ms": p50 * 2,
+                "p95_ms": p50 * 3,
+                "p99_ms": p50 * 5,
+                "max_ms": p50 * 9,
+                "avg_ms": p50 * 1.4,
+                "last_seen": now - rnd.uniform(0, 600),
+                "status_codes": {"200": count - errors, "500": errors},
+            }
+        )
         routes[f"{method} {route}"] = [rnd.randint(0, 60) for _ in range(minutes)]
     points = []
     for k in range(minutes):
         wave = 1 + math.sin(k / 90)
-        points.append({"t": now - (minutes - k) * 60, "requests": int(600 * wave), "rps": 10 * wave,
-                       "error_rate_pct": 0.5 * wave, "p95_ms": 40 + 20 * wave, "avg_ms": 12 + 5 * wave,
-                       "apdex": 0.95, "cpu_pct": 30 + 10 * wave, "memory_pct": 50.0, "disk_pct": 40.0,
-                       "process_rss_bytes": 90e6 + 1e6 * wave, "process_threads": 8,
-                       "net_sent_bps": 1e4 * wave, "net_recv_bps": 2e4 * wave})
-    checks = [{"name": n, "value": 1.0, "threshold": 100, "unit": u, "status": "ok"}
-              for n, u in (("latency_avg_ms", "ms"), ("latency_p95_ms", "ms"), ("error_rate_pct", "%"))]
+        points.append(
+            {
+                "t": now - (minutes - k) * 60,
+                "requests": int(600 * wave),
+                "rps": 10 * wave,
+                "error_rate_pct": 0.5 * wave,
+                "p95_ms": 40 + 20 * wave,
+                "avg_ms": 12 + 5 * wave,
+                "apdex": 0.95,
+                "cpu_pct": 30 + 10 * wave,
+                "memory_pct": 50.0,
+                "disk_pct": 40.0,
+                "process_rss_bytes": 90e6 + 1e6 * wave,
+                "process_threads": 8,
+                "net_sent_bps": 1e4 * wave,
+                "net_recv_bps": 2e4 * wave,
+            }
+        )
+    checks = [
+        {"name": n, "value": 1.0, "threshold": 100, "unit": u, "status": "ok"}
+        for n, u in (("latency_avg_ms", "ms"), ("latency_p95_ms", "ms"), ("error_rate_pct", "%"))
+    ]
     return {
         "endpoints": {"window": "24h", "window_available": True, "total": n_routes, "endpoints": endpoints},
         "timeseries": {"window": "24h", "step_s": 60, "points": points, "routes": routes},
@@ -514,16 +575,37 @@ def _empty() -> dict:
     checks = [{"name": "latency_p95_ms", "value": None, "threshold": 100, "unit": "ms", "status": "ok"}]
     return {
         "endpoints": {"window": "15m", "window_available": True, "total": 0, "endpoints": []},
-        "timeseries": {"window": "15m", "step_s": 10, "routes": {},
-                       "points": [{"t": now - 10 * (5 - k), "requests": 0, "rps": 0.0, "error_rate_pct": None,
-                                   "p95_ms": None, "avg_ms": None, "apdex": None, "cpu_pct": None} for k in range(5)]},
+        "timeseries": {
+            "window": "15m",
+            "step_s": 10,
+            "routes": {},
+            "points": [
+                {
+                    "t": now - 10 * (5 - k),
+                    "requests": 0,
+                    "rps": 0.0,
+                    "error_rate_pct": None,
+                    "p95_ms": None,
+                    "avg_ms": None,
+                    "apdex": None,
+                    "cpu_pct": None,
+                }
+                for k in range(5)
+            ],
+        },
         "health": {"status": "healthy", "time": now, "uptime_s": 50, "window": "5m", "checks": checks},
-        "performance": {"apdex_t_ms": 100, "windows": {"15m": {"requests": 0, "rps": 0.0, "errors": 0,
-                                                               "error_rate_pct": None, "latency": {}, "apdex": None}},
-                        "slowest_endpoints": [], "most_failing_endpoints": []},
+        "performance": {
+            "apdex_t_ms": 100,
+            "windows": {
+                "15m": {"requests": 0, "rps": 0.0, "errors": 0, "error_rate_pct": None, "latency": {}, "apdex": None}
+            },
+            "slowest_endpoints": [],
+            "most_failing_endpoints": [],
+        },
         "traces": {"link_template": None, "traces": []},
-        "metrics": {"metrics": [{"name": "http.server.request.duration", "unit": "s", "type": "histogram",
-                                 "points": []}]},
+        "metrics": {
+            "metrics": [{"name": "http.server.request.duration", "unit": "s", "type": "histogram", "points": []}]
+        },
     }
 
 
@@ -544,8 +626,13 @@ def canned_server():
             bp.add_url_rule(f"/{route}", route, (lambda body: lambda: jsonify(body))(body))
         bp.add_url_rule("/dashboard", "dashboards", lambda: jsonify(dashboards=[]))
         auth = SimpleNamespace(enabled=False, token=None)
-        settings = SimpleNamespace(analytics_db="history.db" if history else None, service_name="canned",
-                                   analytics_slow_ms=500, analytics_username=None, dashboard_refresh_s=30)
+        settings = SimpleNamespace(
+            analytics_db="history.db" if history else None,
+            service_name="canned",
+            analytics_slow_ms=500,
+            analytics_username=None,
+            dashboard_refresh_s=30,
+        )
         register_dashboard(bp, auth, settings, None)
         app.register_blueprint(bp)
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -580,8 +667,10 @@ def test_fast_with_200_endpoints_and_a_day_of_history(browser, canned_server):
         overview_ms = page.evaluate("() => performance.now()") - started
         points = drawn_points(page, "#overview-charts svg.chart")
         assert len(points) == 4 and min(points) >= 100, points  # downsampled to the width, not 1440
-        print(f"\n200 endpoints, 1 day: first view {first_ms:.0f} ms, 24h window {window_ms:.0f} ms, "
-              f"sort {sort_ms:.0f} ms, overview {overview_ms:.0f} ms")
+        print(
+            f"\n200 endpoints, 1 day: first view {first_ms:.0f} ms, 24h window {window_ms:.0f} ms, "
+            f"sort {sort_ms:.0f} ms, overview {overview_ms:.0f} ms"
+        )
         shot(page, "overview-24h-canned")
         assert first_ms < 2000 and window_ms < 2000 and overview_ms < 2000 and sort_ms < 1000
     finally:

@@ -21,8 +21,10 @@ USER = "admin"
 PASSWORD = "correct horse battery staple"
 TOKEN = "dashboard-token-abcdefghijklmnop"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
-EXPECTED_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+EXPECTED_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 @pytest.fixture
@@ -51,8 +53,13 @@ def csrf_of(html: str) -> str:
 def login(client, username=USER, password=PASSWORD, token="", base_url="http://localhost", **extra):
     form = client.get(PREFIX + "/login", base_url=base_url)
     assert form.status_code == 200
-    data = {"csrf_token": csrf_of(form.get_data(as_text=True)), "username": username, "password": password,
-            "token": token, **extra}
+    data = {
+        "csrf_token": csrf_of(form.get_data(as_text=True)),
+        "username": username,
+        "password": password,
+        "token": token,
+        **extra,
+    }
     return client.post(PREFIX + "/login", data=data, base_url=base_url)
 
 
@@ -183,12 +190,22 @@ def test_markup_has_no_inline_script_style_or_foreign_urls(make, which):
 def test_static_assets_contain_no_html_injection_sinks_or_foreign_urls():
     source = (STATIC_DIR / "dashboard.js").read_text()
     js = re.sub(r"^\s*//.*$", "", re.sub(r"/\*.*?\*/", "", source, flags=re.S), flags=re.M)  # code, not comments
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
-                 'setAttribute("style"', "cssText", "javascript:"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        'setAttribute("style"',
+        "cssText",
+        "javascript:",
+    ):
         assert sink not in js, sink
-    assert "credentials: \"same-origin\"" in js
-    everything = source + (STATIC_DIR / "dashboard.css").read_text() + "".join(
-        p.read_text() for p in TEMPLATES_DIR.iterdir())
+    assert 'credentials: "same-origin"' in js
+    everything = (
+        source + (STATIC_DIR / "dashboard.css").read_text() + "".join(p.read_text() for p in TEMPLATES_DIR.iterdir())
+    )
     urls = set(re.findall(r"https?://[^\s\"'<>)]+", everything))
     assert urls <= {"http://www.w3.org/2000/svg"}, urls  # the SVG namespace is a name, not a fetch
     assert "@import" not in everything
@@ -246,18 +263,21 @@ def test_login_without_csrf_token_is_403(make):
 
 def test_login_with_a_forged_csrf_token_is_403(make):
     app, client = make()
-    response = client.post(PREFIX + "/login", data={"username": USER, "password": PASSWORD,
-                                                   "csrf_token": "ImxvZ2luIg.forged.signature"})
+    response = client.post(
+        PREFIX + "/login", data={"username": USER, "password": PASSWORD, "csrf_token": "ImxvZ2luIg.forged.signature"}
+    )
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("header", [{"Origin": "https://evil.example"}, {"Origin": "null"},
-                                    {"Referer": "https://evil.example/page"}])
+@pytest.mark.parametrize(
+    "header", [{"Origin": "https://evil.example"}, {"Origin": "null"}, {"Referer": "https://evil.example/page"}]
+)
 def test_login_from_a_foreign_origin_is_403(make, header):
     app, client = make()
     token = csrf_of(client.get(PREFIX + "/login").get_data(as_text=True))
-    response = client.post(PREFIX + "/login", data={"csrf_token": token, "username": USER, "password": PASSWORD},
-                           headers=header)
+    response = client.post(
+        PREFIX + "/login", data={"csrf_token": token, "username": USER, "password": PASSWORD}, headers=header
+    )
     assert response.status_code == 403
     assert COOKIE_NAME not in response.headers.get("Set-Cookie", "")
 
@@ -265,8 +285,11 @@ def test_login_from_a_foreign_origin_is_403(make, header):
 def test_login_from_our_own_origin_is_accepted(make):
     app, client = make()
     token = csrf_of(client.get(PREFIX + "/login").get_data(as_text=True))
-    response = client.post(PREFIX + "/login", data={"csrf_token": token, "username": USER, "password": PASSWORD},
-                           headers={"Origin": "http://localhost"})
+    response = client.post(
+        PREFIX + "/login",
+        data={"csrf_token": token, "username": USER, "password": PASSWORD},
+        headers={"Origin": "http://localhost"},
+    )
     assert response.status_code == 303
 
 
@@ -312,16 +335,19 @@ def test_token_login(make):
     assert client.get(PREFIX + "/").status_code == 200
 
 
-@pytest.mark.parametrize("next_, expected", [
-    (PREFIX + "/#ignored", PREFIX + "/#ignored"),
-    (PREFIX + "/?window=5m", PREFIX + "/?window=5m"),
-    ("https://evil.example/", PREFIX + "/"),
-    ("//evil.example/", PREFIX + "/"),
-    ("/\\evil.example", PREFIX + "/"),
-    (PREFIX + "/../../elsewhere", PREFIX + "/"),
-    ("/other-app", PREFIX + "/"),
-    ("", PREFIX + "/"),
-])
+@pytest.mark.parametrize(
+    "next_, expected",
+    [
+        (PREFIX + "/#ignored", PREFIX + "/#ignored"),
+        (PREFIX + "/?window=5m", PREFIX + "/?window=5m"),
+        ("https://evil.example/", PREFIX + "/"),
+        ("//evil.example/", PREFIX + "/"),
+        ("/\\evil.example", PREFIX + "/"),
+        (PREFIX + "/../../elsewhere", PREFIX + "/"),
+        ("/other-app", PREFIX + "/"),
+        ("", PREFIX + "/"),
+    ],
+)
 def test_next_only_leads_to_the_dashboard(make, next_, expected):
     app, client = make()
     response = login(client, next=next_)
@@ -351,8 +377,10 @@ def test_custom_prefix(make):
     app, client = make(analytics_prefix="/professional-analytics")
     form = client.get("/professional-analytics/login")
     assert form.status_code == 200
-    response = client.post("/professional-analytics/login", data={
-        "csrf_token": csrf_of(form.get_data(as_text=True)), "username": USER, "password": PASSWORD})
+    response = client.post(
+        "/professional-analytics/login",
+        data={"csrf_token": csrf_of(form.get_data(as_text=True)), "username": USER, "password": PASSWORD},
+    )
     assert response.headers["Location"] == "/professional-analytics/"
     html = client.get("/professional-analytics/").get_data(as_text=True)
     assert 'data-api="/professional-analytics"' in html
@@ -376,8 +404,10 @@ def test_refresh_interval_from_the_environment(make, monkeypatch, value, shown):
 # -- static files --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, mimetype", [("dashboard.js", "text/javascript"), ("dashboard.css", "text/css"),
-                                            ("favicon.svg", "image/svg+xml")])
+@pytest.mark.parametrize(
+    "name, mimetype",
+    [("dashboard.js", "text/javascript"), ("dashboard.css", "text/css"), ("favicon.svg", "image/svg+xml")],
+)
 def test_static_files_are_public_with_headers_and_types(make, name, mimetype):
     app, client = make()
     response = client.get(f"{PREFIX}/static/{name}")  # no credentials: the login page needs the CSS
@@ -387,29 +417,32 @@ def test_static_files_are_public_with_headers_and_types(make, name, mimetype):
     assert_security_headers(response, name)
 
 
-@pytest.mark.parametrize("path", [
-    "../dashboard.py",
-    "..%2fdashboard.py",
-    "%2e%2e%2fdashboard.py",
-    "%2E%2E%2Fauth.py",
-    "%2e%2e/%2e%2e/settings.py",
-    "..%5cdashboard.py",
-    "%5c..%5cdashboard.py",
-    "..\\dashboard.py",
-    "dashboard.css%00",
-    "dashboard.css%00.py",
-    "%00",
-    "/etc/passwd",
-    "%2fetc%2fpasswd",
-    "C:%5cWindows%5cwin.ini",
-    "x/../dashboard.css",
-    "./dashboard.css",
-    "../templates/dashboard.html",
-    "..;/dashboard.py",
-    "nonexistent.js",
-    "DASHBOARD.JS",
-    "",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../dashboard.py",
+        "..%2fdashboard.py",
+        "%2e%2e%2fdashboard.py",
+        "%2E%2E%2Fauth.py",
+        "%2e%2e/%2e%2e/settings.py",
+        "..%5cdashboard.py",
+        "%5c..%5cdashboard.py",
+        "..\\dashboard.py",
+        "dashboard.css%00",
+        "dashboard.css%00.py",
+        "%00",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "C:%5cWindows%5cwin.ini",
+        "x/../dashboard.css",
+        "./dashboard.css",
+        "../templates/dashboard.html",
+        "..;/dashboard.py",
+        "nonexistent.js",
+        "DASHBOARD.JS",
+        "",
+    ],
+)
 def test_static_path_traversal_is_404(make, path):
     app, client = make()
     login(client)  # authenticated: a refusal is about the path, not the credentials

@@ -52,9 +52,14 @@ def median_request_ms(app, n=400):
 def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, blackhole):
     port = blackhole if target == "blackhole" else free_port()
     baseline_app, baseline = app_with()
-    dead_app, dead = app_with(traces_exporter="otlp", metrics_exporter="otlp", otlp_protocol=protocol,
-                              otlp_endpoint=f"http://127.0.0.1:{port}", metric_export_interval=200,
-                              shutdown_timeout=1)
+    dead_app, dead = app_with(
+        traces_exporter="otlp",
+        metrics_exporter="otlp",
+        otlp_protocol=protocol,
+        otlp_endpoint=f"http://127.0.0.1:{port}",
+        metric_export_interval=200,
+        shutdown_timeout=1,
+    )
     base_ms = median_request_ms(baseline_app)
     dead_ms = median_request_ms(dead_app)
     assert dead_ms < base_ms + 2.0, (base_ms, dead_ms)  # export never runs on the request path
@@ -89,8 +94,9 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    settings = resolve_settings({"traces_exporter": "otlp", "otlp_endpoint": f"http://127.0.0.1:{port}",
-                                 "otlp_timeout": 5})
+    settings = resolve_settings(
+        {"traces_exporter": "otlp", "otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 5}
+    )
     (exporter,) = span_exporters(settings)
     app, monitor = app_with()
     Telemetry(monitor)
@@ -122,15 +128,26 @@ def test_grpc_unavailable_is_retried_with_bounded_backoff():
 
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
-        {"Export": grpc.unary_unary_rpc_method_handler(
-            export, request_deserializer=trace_service_pb2.ExportTraceServiceRequest.FromString,
-            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)})
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export,
+                request_deserializer=trace_service_pb2.ExportTraceServiceRequest.FromString,
+                response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+            )
+        },
+    )
     server = grpc.server(futures.ThreadPoolExecutor(2))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    settings = resolve_settings({"traces_exporter": "otlp", "otlp_protocol": "grpc",
-                                 "otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 5})
+    settings = resolve_settings(
+        {
+            "traces_exporter": "otlp",
+            "otlp_protocol": "grpc",
+            "otlp_endpoint": f"http://127.0.0.1:{port}",
+            "otlp_timeout": 5,
+        }
+    )
     (exporter,) = span_exporters(settings)
     app, monitor = app_with()
     telemetry = Telemetry(monitor)
@@ -145,8 +162,12 @@ def test_grpc_unavailable_is_retried_with_bounded_backoff():
 
 
 def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bounded(blackhole):
-    app, monitor = app_with(traces_exporter="otlp", metrics_exporter="none",
-                            otlp_endpoint=f"http://127.0.0.1:{blackhole}", shutdown_timeout=2)
+    app, monitor = app_with(
+        traces_exporter="otlp",
+        metrics_exporter="none",
+        otlp_endpoint=f"http://127.0.0.1:{blackhole}",
+        shutdown_timeout=2,
+    )
     client = closing_client(app)
     for _ in range(3000):
         client.get("/")
@@ -156,15 +177,18 @@ def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bound
 
 
 def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs_once(caplog, blackhole):
-    app, monitor = app_with(traces_exporter="otlp", metrics_exporter="none",
-                            otlp_endpoint=f"http://127.0.0.1:{blackhole}", shutdown_timeout=1)
+    app, monitor = app_with(
+        traces_exporter="otlp",
+        metrics_exporter="none",
+        otlp_endpoint=f"http://127.0.0.1:{blackhole}",
+        shutdown_timeout=1,
+    )
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.WARNING):
         for _ in range(6000):
             client.get("/")
-    queue = telemetry.point("otel.sdk.processor.span.queue.size",
-                            **{"otel.component.type": "batching_span_processor"})
+    queue = telemetry.point("otel.sdk.processor.span.queue.size", **{"otel.component.type": "batching_span_processor"})
     assert queue.value <= 2048
     dropped = telemetry.point("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
     assert dropped.value >= 6000 - 2048 - 512 * 2

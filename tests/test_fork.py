@@ -56,8 +56,9 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_exports_under_its_own_identity_and_inherits_no_counts():
-    result = subprocess.run([sys.executable, "-c", SCRIPT.format(root=str(ROOT))], capture_output=True,
-                            text=True, timeout=60, cwd=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(root=str(ROOT))], capture_output=True, text=True, timeout=60, cwd=str(ROOT)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     parent, child, after = report["parent"], report["child"], report["parent_after"]

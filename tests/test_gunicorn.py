@@ -17,7 +17,9 @@ import pytest
 from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
 
 pytestmark = pytest.mark.integration
-COUNT_RE = re.compile(r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M)
+COUNT_RE = re.compile(
+    r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M
+)
 
 
 def get(url: str) -> str:
@@ -33,16 +35,32 @@ def request_total(body: str) -> float:
 def gunicorn(tmp_path):
     procs = []
 
-    def start(*extra: str, workers: int = 4, env: dict | None = None,
-              target: str = "tests.apps.prefork_app:app") -> tuple[str, subprocess.Popen]:
+    def start(
+        *extra: str, workers: int = 4, env: dict | None = None, target: str = "tests.apps.prefork_app:app"
+    ) -> tuple[str, subprocess.Popen]:
         port = free_port()
         log = open(tmp_path / f"gunicorn-{port}.log", "w")
         # A private multiprocess dir per test run, so runs never see each other's files.
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SERVICE_NAME": "prefork", **(env or {})}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-             "--graceful-timeout", "5", *extra, target],
-            cwd=str(ROOT), env=full_env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "5",
+                *extra,
+                target,
+            ],
+            cwd=str(ROOT),
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(proc)
         wait_for_port(port, timeout=30, proc=proc)
         base = f"http://127.0.0.1:{port}"
@@ -155,9 +173,10 @@ def test_a_killed_worker_never_makes_the_totals_go_backwards(gunicorn):
 
 
 def test_otlp_export_from_several_workers_arrives_with_distinct_instance_ids(gunicorn, rotel):
-    base, master = gunicorn(workers=3, env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rotel['http']}",
-        "OTEL_METRIC_EXPORT_INTERVAL": "500"})
+    base, master = gunicorn(
+        workers=3,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rotel['http']}", "OTEL_METRIC_EXPORT_INTERVAL": "500"},
+    )
     send(base, 0, 60)
     text = wait_for_log(rotel["log"], [r"Name\s*: GET /work/<int:n>"])
     deadline = time.monotonic() + 20
@@ -180,8 +199,9 @@ def test_the_analytics_summarise_all_workers_and_a_generated_token_works_on_ever
     import json
 
     for _ in range(12):  # lands on different workers
-        request = urllib.request.Request(base + "/otel-monitor/endpoints?window=all",
-                                         headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(
+            base + "/otel-monitor/endpoints?window=all", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             rows = json.loads(response.read())["endpoints"]
         assert [r["count"] for r in rows if r["route"] == "/work/<int:n>"] == [90]
@@ -194,8 +214,10 @@ def test_wrap_under_gunicorn_reports_all_workers_too(gunicorn):
 
     def total() -> float:
         body = get(base + "/metrics")
-        return sum(float(c) for c in re.findall(r'^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$',
-                                                 body, re.M))
+        return sum(
+            float(c)
+            for c in re.findall(r"^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", body, re.M)
+        )
 
     deadline = time.monotonic() + 10
     while total() != 60 and time.monotonic() < deadline:

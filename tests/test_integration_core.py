@@ -62,7 +62,9 @@ def test_metrics_scraped_over_http_pass_promtool_check_metrics(example_server):
 
 def test_metrics_negotiate_openmetrics_when_asked(example_server):
     base = example_server()
-    request = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    request = urllib.request.Request(
+        base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
         assert response.read().decode().rstrip().endswith("# EOF")
@@ -72,22 +74,27 @@ def test_metrics_negotiate_openmetrics_when_asked(example_server):
 def test_spans_and_metrics_reach_a_real_otlp_receiver(example_server, rotel, protocol):
     port = rotel["grpc"] if protocol == "grpc" else rotel["http"]
     service = "example-" + protocol.replace("/", "-")
-    base = example_server({
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-        "OTEL_METRIC_EXPORT_INTERVAL": "500",
-    })
+    base = example_server(
+        {
+            "OTEL_SERVICE_NAME": service,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        }
+    )
     drive(base, ["/api/users/7", "/api/error"])
-    wait_for_log(rotel["log"], [
-        rf"service\.name: Str\({re.escape(service)}\)",
-        r"Name\s*: GET /api/users/<int:user_id>",
-        r"Name\s*: GET /api/error",
-        r"http\.route: Str\(/api/users/<int:user_id>\)",
-        r"Name: http\.server\.request\.duration",
-        r"Name: system\.memory\.usage",
-        r"Name: shop\.users\.registered",
-    ])
+    wait_for_log(
+        rotel["log"],
+        [
+            rf"service\.name: Str\({re.escape(service)}\)",
+            r"Name\s*: GET /api/users/<int:user_id>",
+            r"Name\s*: GET /api/error",
+            r"http\.route: Str\(/api/users/<int:user_id>\)",
+            r"Name: http\.server\.request\.duration",
+            r"Name: system\.memory\.usage",
+            r"Name: shop\.users\.registered",
+        ],
+    )
 
 
 EXIT_SCRIPT = textwrap.dedent("""

@@ -22,14 +22,20 @@ def test_console_exporters_are_built_when_asked():
 
 
 def test_the_general_http_endpoint_gets_the_signal_path_and_per_signal_settings_win():
-    settings = resolve_settings(environ={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-        "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=2",
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:9000/custom",
-        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "b=3",
-        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
-    })
-    assert _otlp_target(settings, "traces") == ("http/protobuf", "http://collector:4318/v1/traces", {"a": "1", "b": "2"})
+    settings = resolve_settings(
+        environ={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=2",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:9000/custom",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "b=3",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+        }
+    )
+    assert _otlp_target(settings, "traces") == (
+        "http/protobuf",
+        "http://collector:4318/v1/traces",
+        {"a": "1", "b": "2"},
+    )
     assert _otlp_target(settings, "metrics") == ("grpc", "http://metrics:9000/custom", {"a": "1", "b": "3"})
 
 
@@ -41,8 +47,9 @@ def test_an_otlp_exporter_with_no_endpoint_uses_the_specification_default():
 
 
 def test_samplers_follow_the_standard_names():
-    ratio = _sampler(resolve_settings(environ={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                                               "OTEL_TRACES_SAMPLER_ARG": "0.1"}))
+    ratio = _sampler(
+        resolve_settings(environ={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"})
+    )
     assert isinstance(ratio, sampling.ParentBased)
     assert "0.1" in ratio.get_description()
     assert _sampler(resolve_settings(environ={"OTEL_TRACES_SAMPLER": "always_off"})) is sampling.ALWAYS_OFF
@@ -61,8 +68,9 @@ def test_delta_temporality_pushes_the_difference_since_the_last_export():
             self.exports = []
 
         def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-            self.exports.append({m.name: m.data for rm in metrics_data.resource_metrics
-                                 for sm in rm.scope_metrics for m in sm.metrics})
+            self.exports.append(
+                {m.name: m.data for rm in metrics_data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+            )
             return MetricExportResult.SUCCESS
 
         def force_flush(self, timeout_millis=10_000):

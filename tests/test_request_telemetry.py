@@ -37,8 +37,12 @@ def test_the_duration_histogram_is_in_seconds_with_route_method_status_attribute
     metric = telemetry.metrics()[DURATION]
     assert metric.unit == "s"
     point = telemetry.point(DURATION, **{"http.route": "/users/<int:user_id>"})
-    assert dict(point.attributes) == {"http.request.method": "GET", "url.scheme": "http",
-                                      "http.route": "/users/<int:user_id>", "http.response.status_code": 200}
+    assert dict(point.attributes) == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "http.route": "/users/<int:user_id>",
+        "http.response.status_code": 200,
+    }
     assert point.count == 3
     assert 0 < point.sum < 3  # seconds, not milliseconds
 
@@ -161,10 +165,17 @@ def test_a_sampler_sees_the_request_attributes_at_span_creation(monitored):
     client.get("/users/5?q=1", headers={"Host": "shop.example:8443"})
     ((name, kind, attributes),) = seen
     assert (name, kind) == ("GET", SpanKind.SERVER)
-    assert {k: attributes[k] for k in ("http.request.method", "url.path", "url.query", "url.scheme",
-                                      "server.address", "server.port")} == {
-        "http.request.method": "GET", "url.path": "/users/5", "url.query": "q=1", "url.scheme": "http",
-        "server.address": "shop.example", "server.port": 8443}
+    assert {
+        k: attributes[k]
+        for k in ("http.request.method", "url.path", "url.query", "url.scheme", "server.address", "server.port")
+    } == {
+        "http.request.method": "GET",
+        "url.path": "/users/5",
+        "url.query": "q=1",
+        "url.scheme": "http",
+        "server.address": "shop.example",
+        "server.port": 8443,
+    }
 
 
 def test_response_attributes_respect_the_sdk_attribute_value_length_limit(monkeypatch):

@@ -23,8 +23,10 @@ def test_secret_sentinels_from_query_headers_environment_and_argv_appear_nowhere
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.DEBUG):
-        client.get("/?password=SENTINEL1x7q&api_key=SENTINEL2x7q&page=1",
-                   headers={"Authorization": "Bearer SENTINEL3x7q", "Cookie": "session=SENTINEL4x7q"})
+        client.get(
+            "/?password=SENTINEL1x7q&api_key=SENTINEL2x7q&page=1",
+            headers={"Authorization": "Bearer SENTINEL3x7q", "Cookie": "session=SENTINEL4x7q"},
+        )
         scraped = client.get("/metrics").get_data(as_text=True)
     span_text = repr([dict(s.attributes) for s in telemetry.spans()]) + repr(dict(monitor.pipeline.resource.attributes))
     metric_text = repr(monitor.pipeline.reader.snapshot().to_json())

@@ -11,7 +11,11 @@ from .conftest import build_app
 
 
 def test_keyword_argument_beats_app_config_beats_environment_beats_default():
-    env = {"OTEL_SERVICE_NAME": "from-env", "OTEL_TRACES_SAMPLER_ARG": "0.3", "OTEL_MONITOR_METRICS_PATH": "/env-metrics"}
+    env = {
+        "OTEL_SERVICE_NAME": "from-env",
+        "OTEL_TRACES_SAMPLER_ARG": "0.3",
+        "OTEL_MONITOR_METRICS_PATH": "/env-metrics",
+    }
     config = {"OTEL_MONITOR_SERVICE_NAME": "from-config", "OTEL_MONITOR_TRACES_SAMPLER_ARG": "0.2"}
     settings = resolve_settings({"service_name": "from-arg"}, config, env)
     assert settings.service_name == "from-arg"
@@ -52,20 +56,25 @@ def test_standard_otel_variables_are_honoured():
     assert s.otlp_timeout == 2.5
 
 
-@pytest.mark.parametrize("env, setting, accepts", [
-    ({"OTEL_TRACES_SAMPLER": "sometimes"}, "traces_sampler", "expected one of"),
-    ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "traces_sampler_arg", "from 0 to 1"),
-    ({"OTEL_TRACES_EXPORTER": "jaeger"}, "traces_exporter", "otlp, console, none"),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "otlp_endpoint", "expected a URL"),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:abc"}, "otlp_endpoint", "port is not a number"),
-    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"}, "otlp_protocol", "grpc, http/protobuf"),
-    ({"OTEL_SDK_DISABLED": "maybe"}, "sdk_disabled", "true or false"),
-    ({"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "metric_export_interval", "expected a number"),
-    ({"OTEL_PYTHON_FLASK_EXCLUDED_URLS": "(unclosed"}, "excluded_urls", "not a regular expression"),
-    ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "resource_attributes", "key=value"),
-    ({"OTEL_MONITOR_METRICS_PORT": "70000"}, "metrics_port", "from 1 to 65535"),
-])
-def test_a_bad_value_fails_at_start_up_naming_the_setting_its_source_and_what_it_accepts(monkeypatch, env, setting, accepts):
+@pytest.mark.parametrize(
+    "env, setting, accepts",
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "traces_sampler", "expected one of"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "traces_sampler_arg", "from 0 to 1"),
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "traces_exporter", "otlp, console, none"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "otlp_endpoint", "expected a URL"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:abc"}, "otlp_endpoint", "port is not a number"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"}, "otlp_protocol", "grpc, http/protobuf"),
+        ({"OTEL_SDK_DISABLED": "maybe"}, "sdk_disabled", "true or false"),
+        ({"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "metric_export_interval", "expected a number"),
+        ({"OTEL_PYTHON_FLASK_EXCLUDED_URLS": "(unclosed"}, "excluded_urls", "not a regular expression"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "resource_attributes", "key=value"),
+        ({"OTEL_MONITOR_METRICS_PORT": "70000"}, "metrics_port", "from 1 to 65535"),
+    ],
+)
+def test_a_bad_value_fails_at_start_up_naming_the_setting_its_source_and_what_it_accepts(
+    monkeypatch, env, setting, accepts
+):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError) as info:

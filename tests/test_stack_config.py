@@ -122,9 +122,11 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def test_promql_metric_names_scanner():
-    expr = ('histogram_quantile(0.95, sum by (le, http_route) (rate(http_server_request_duration_seconds_bucket'
-            '{job=~"$job", http_route=~"$route"}[$__rate_interval]))) > 0.1 and on (job) up == 0 '
-            'unless label_values(target_info{a="b", $$__tags}, service_name) or ${job:regex}')
+    expr = (
+        "histogram_quantile(0.95, sum by (le, http_route) (rate(http_server_request_duration_seconds_bucket"
+        '{job=~"$job", http_route=~"$route"}[$__rate_interval]))) > 0.1 and on (job) up == 0 '
+        'unless label_values(target_info{a="b", $$__tags}, service_name) or ${job:regex}'
+    )
     assert promql_metric_names(expr) == {"http_server_request_duration_seconds_bucket", "up", "target_info"}
 
 
@@ -285,8 +287,11 @@ def test_dockerfile():
 
 
 def test_dockerfile_copies_only_what_exists_and_is_not_ignored():
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ".git" in ignored and ".venv" in ignored and "secrets" in ignored
     for kind, arg in dockerfile_instructions():
         if kind == "COPY" and not arg.startswith("--from"):
@@ -315,8 +320,21 @@ def test_docker_build_context_builds_the_package(tmp_path):
                     shutil.copy(src, context / source)
     else:
         pytest.fail("the Dockerfile has no `RUN pip install .`")
-    result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-                  "-w", str(tmp_path / "wheels"), str(context)], timeout=300)
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     wheel = next((tmp_path / "wheels").glob("otel_monitor-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
@@ -325,7 +343,7 @@ def test_docker_build_context_builds_the_package(tmp_path):
 
 def test_dockerfile_healthcheck_command_is_valid_python():
     healthcheck = dict(dockerfile_instructions())["HEALTHCHECK"]
-    command = json.loads(healthcheck[healthcheck.index("CMD") + 3:].strip())
+    command = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
     assert command[:2] == ["python", "-c"]
     compile(command[2], "<HEALTHCHECK>", "exec")
 
@@ -359,7 +377,9 @@ def test_prometheus_scrape_and_alerting_targets():
     assert config["global"]["scrape_interval"] == "15s"
     assert config["rule_files"] == ["alert-rules.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
-    targets = {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]}
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]
+    }
     assert targets["otel-monitor-app"] == ["app:8000"]
     assert "otel-collector:8889" in targets["otel-collector"]
     assert "otel-collector:8888" in targets["otel-collector-internal"]
@@ -373,8 +393,14 @@ def test_every_alert_has_a_unit_test_that_fires_and_one_that_stays_quiet():
         for check in case.get("alert_rule_test", []):
             (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
     alerts = {rule["alert"] for rule in alert_rules() if "alert" in rule}
-    assert alerts >= {"HighAverageLatency", "HighP95Latency", "HighErrorRate", "HighMemoryUtilization",
-                      "HighCpuUtilization", "TargetDown"}
+    assert alerts >= {
+        "HighAverageLatency",
+        "HighP95Latency",
+        "HighErrorRate",
+        "HighMemoryUtilization",
+        "HighCpuUtilization",
+        "TargetDown",
+    }
     assert alerts <= fired, f"no firing test for {sorted(alerts - fired)}"
     assert alerts <= quiet, f"no quiet test for {sorted(alerts - quiet)}"
 
@@ -406,13 +432,26 @@ def test_amtool_check_config():
         (["alertname=HighErrorRate", "severity=critical"], "oncall-slack,oncall-email"),
         (["alertname=HighP95Latency", "severity=warning"], "team-slack"),
         (["alertname=Other", "severity=info"], "team-email"),
-        (["alertname=HighErrorRate", "severity=critical", "notify=webhook"], "automation-webhook,oncall-slack,oncall-email"),
+        (
+            ["alertname=HighErrorRate", "severity=critical", "notify=webhook"],
+            "automation-webhook,oncall-slack,oncall-email",
+        ),
     ],
 )
 def test_alertmanager_routes(labels, receivers):
     amtool = require("amtool", "apt-get install prometheus-alertmanager")
-    result = run([amtool, "config", "routes", "test", "--config.file=alertmanager.yml",
-                  f"--verify.receivers={receivers}", *labels], cwd=CONFIG)
+    result = run(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            "--config.file=alertmanager.yml",
+            f"--verify.receivers={receivers}",
+            *labels,
+        ],
+        cwd=CONFIG,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -525,9 +564,21 @@ def test_dashboard_panels_have_datasources_and_queries():
         for target in panel["targets"]:
             assert target["expr"].strip() and target["datasource"]["uid"] in known_uids, panel["title"]
     titles = " | ".join(p["title"].lower() for p in panels)
-    for needle in ("request rate", "error rate", "p50 / p95 / p99", "average latency", "active requests",
-                   "system cpu", "system memory", "disk", "network", "rss", "process cpu", "threads",
-                   "file descriptors"):
+    for needle in (
+        "request rate",
+        "error rate",
+        "p50 / p95 / p99",
+        "average latency",
+        "active requests",
+        "system cpu",
+        "system memory",
+        "disk",
+        "network",
+        "rss",
+        "process cpu",
+        "threads",
+        "file descriptors",
+    ):
         assert needle in titles, f"no panel for {needle}"
     latency = next(p for p in panels if "p95" in p["title"])
     assert any(t.get("exemplar") is True for t in latency["targets"])

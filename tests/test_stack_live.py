@@ -98,8 +98,9 @@ def start_ready(name: str, args: list[str], url: str, log: Path) -> subprocess.P
     """Start a Prometheus-family server and wait (20 s at most) until ``/-/ready`` answers 200."""
     process = start(args, log)
     try:
-        wait_for(lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20,
-                 f"{name} on {url} (log: {log})")
+        wait_for(
+            lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20, f"{name} on {url} (log: {log})"
+        )
     except BaseException:
         stop(process)
         raise
@@ -203,14 +204,21 @@ def app_url(tmp_path_factory):
         pytest.skip("examples/app.py does not exist yet")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(OTEL_SERVICE_NAME="stack-live-test", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        OTEL_SERVICE_NAME="stack-live-test",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        PYTHONUNBUFFERED="1",
+    )
     log = tmp_path_factory.mktemp("app") / "app.log"
     process = start([sys.executable, str(APP), "--host", "127.0.0.1", "--port", str(port)], log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: process.poll() is None and http_get(f"{url}/metrics")[0] == 200, 20,
-                 f"the example app on {url} (log: {log})")
+        wait_for(
+            lambda: process.poll() is None and http_get(f"{url}/metrics")[0] == 200,
+            20,
+            f"the example app on {url} (log: {log})",
+        )
         yield url
     finally:
         stop(process)
@@ -274,17 +282,31 @@ def alertmanager_url(tmp_path_factory, webhook):
     binary = require("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
     workdir = tmp_path_factory.mktemp("alertmanager")
     config = {
-        "route": {"receiver": "test-webhook", "group_by": ["alertname"], "group_wait": "1s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
+        "route": {
+            "receiver": "test-webhook",
+            "group_by": ["alertname"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
         "receivers": [{"name": "test-webhook", "webhook_configs": [{"url": webhook.url, "send_resolved": False}]}],
     }
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_ready("Alertmanager", [
-        binary, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/", "--cluster.listen-address="],
-        url, workdir / "alertmanager.log")
+    process = start_ready(
+        "Alertmanager",
+        [
+            binary,
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url={url}/",
+            "--cluster.listen-address=",
+        ],
+        url,
+        workdir / "alertmanager.log",
+    )
     try:
         yield url
     finally:
@@ -302,8 +324,13 @@ def prometheus(tmp_path_factory, app_url, alertmanager_url):
     # The real rule file, unchanged, plus the error-rate alert with the same expression and for: 1s.
     shutil.copy(CONFIG / "alert-rules.yml", workdir / "alert-rules.yml")
     real = error_rate_rule()
-    fast = {"alert": real["alert"], "expr": real["expr"], "for": "1s",
-            "labels": {**real["labels"], "stage": "live-test"}, "annotations": real["annotations"]}
+    fast = {
+        "alert": real["alert"],
+        "expr": real["expr"],
+        "for": "1s",
+        "labels": {**real["labels"], "stage": "live-test"},
+        "annotations": real["annotations"],
+    }
     (workdir / "live-rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "live-test", "rules": [fast]}]}))
     app_target = urllib.parse.urlsplit(app_url).netloc
     am_target = urllib.parse.urlsplit(alertmanager_url).netloc
@@ -321,10 +348,19 @@ def prometheus(tmp_path_factory, app_url, alertmanager_url):
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_ready("Prometheus", [
-        binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}/", "--enable-feature=exemplar-storage"],
-        url, workdir / "prometheus.log")
+    process = start_ready(
+        "Prometheus",
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url={url}/",
+            "--enable-feature=exemplar-storage",
+        ],
+        url,
+        workdir / "prometheus.log",
+    )
     try:
         server = Prometheus(url)
         # Target discovery batches updates for 5 s: the first scrape lands about 6 s after start.
@@ -368,9 +404,13 @@ def traffic(app_url, prometheus):
     load = Traffic(app_url)
     try:
         # Two scrapes with requests in between make every rate() and histogram_quantile() defined.
-        wait_for(lambda: prometheus.query(
-            f'rate(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="/api/slow"}}[1m]) > 0'),
-            20, "request rates in Prometheus")
+        wait_for(
+            lambda: prometheus.query(
+                f'rate(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="/api/slow"}}[1m]) > 0'
+            ),
+            20,
+            "request rates in Prometheus",
+        )
         yield load
     finally:
         load.close()
@@ -396,7 +436,9 @@ def test_dashboard_queries_return_data(prometheus, traffic):
     for name, selector, label in dashboard_variable_queries():
         values = prometheus.api("/api/v1/label/" + label + "/values", **{"match[]": selector})
         assert values, f"${name}: label_values({selector}, {label}) is empty"
-    routes = prometheus.api("/api/v1/label/http_route/values", **{"match[]": "http_server_request_duration_seconds_count"})
+    routes = prometheus.api(
+        "/api/v1/label/http_route/values", **{"match[]": "http_server_request_duration_seconds_count"}
+    )
     assert {"/", "/api/users", "/api/slow", "/api/error"} <= set(routes)
 
 
@@ -438,17 +480,20 @@ def test_request_counts_in_prometheus_equal_requests_sent(prometheus, app_url, t
     expr = f'sum(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})'
     wait_for(lambda: prometheus.value(expr) == USER_REQUESTS, 15, f"{expr} == {USER_REQUESTS}")
     by_status = prometheus.query(
-        f'sum by (http_response_status_code) (http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})')
+        f'sum by (http_response_status_code) (http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})'
+    )
     assert {r["metric"]["http_response_status_code"]: float(r["value"][1]) for r in by_status} == {"200": USER_REQUESTS}
     # The histogram agrees with itself: the +Inf bucket holds every request.
-    inf = prometheus.value(f'sum(http_server_request_duration_seconds_bucket{{job="{APP_JOB}", http_route="{USER_ROUTE}", le="+Inf"}})')
+    inf = prometheus.value(
+        f'sum(http_server_request_duration_seconds_bucket{{job="{APP_JOB}", http_route="{USER_ROUTE}", le="+Inf"}})'
+    )
     assert inf == USER_REQUESTS
 
 
 def test_dockerfile_healthcheck_command_against_the_app(app_url):
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
     line = next(line for line in dockerfile.splitlines() if line.startswith("HEALTHCHECK"))
-    command = json.loads(line[line.index("CMD") + 3:])
+    command = json.loads(line[line.index("CMD") + 3 :])
     assert command[0] == "python" and "http://127.0.0.1:8000/metrics" in command[2]
     code = command[2].replace("http://127.0.0.1:8000", app_url)
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode == 0

@@ -151,7 +151,7 @@ class _FlaskImportHook:
         if fullname != "flask.app":
             return None
         try:
-            finders = sys.meta_path[sys.meta_path.index(self) + 1:]
+            finders = sys.meta_path[sys.meta_path.index(self) + 1 :]
         except ValueError:
             return None
         for finder in finders:

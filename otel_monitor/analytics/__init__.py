@@ -64,8 +64,13 @@ class AnalyticsState:
             from .history import History
 
             # No I/O here (this may run in a worker's first request): the file is opened on first use.
-            self.history = History(settings.analytics_db, pipeline.instance_id, self.bounds,
-                                   settings.analytics_retention_days, lambda: self.clock())
+            self.history = History(
+                settings.analytics_db,
+                pipeline.instance_id,
+                self.bounds,
+                settings.analytics_retention_days,
+                lambda: self.clock(),
+            )
 
     # -- reading the pipeline ------------------------------------------------------------------
 
@@ -116,26 +121,45 @@ class AnalyticsState:
         now = now or self.read()
         length = WINDOWS[name] if name in WINDOWS else 300.0
         if length is None:  # since start
-            return {"requests": now.requests, "seconds": max(1e-9, now.t - self.started), "available": True,
-                    "since": self.started, "source": "memory"}
+            return {
+                "requests": now.requests,
+                "seconds": max(1e-9, now.t - self.started),
+                "available": True,
+                "since": self.started,
+                "source": "memory",
+            }
         start = now.t - length
         if length > RING_SPAN_S and self.history is not None and self.history.usable:
             first = self.history.first_minute()
             covered_from = max(start, first) if first is not None else now.t
-            return {"requests": self.history.requests(start, now.t), "seconds": max(60.0, now.t - covered_from),
-                    "available": first is not None and first <= start + 60, "since": covered_from,
-                    "source": "history"}
+            return {
+                "requests": self.history.requests(start, now.t),
+                "seconds": max(60.0, now.t - covered_from),
+                "available": first is not None and first <= start + 60,
+                "since": covered_from,
+                "source": "history",
+            }
         base = self.ring.at(start)
         if base is not None and length <= RING_SPAN_S:
-            return {"requests": diff(now.requests, base.requests, self.bounds), "seconds": max(1e-9, now.t - base.t),
-                    "available": True, "since": base.t, "source": "memory"}
+            return {
+                "requests": diff(now.requests, base.requests, self.bounds),
+                "seconds": max(1e-9, now.t - base.t),
+                "available": True,
+                "since": base.t,
+                "source": "memory",
+            }
         oldest = self.ring.oldest()
         if oldest is None or self.started >= start:
             requests, since = now.requests, self.started
         else:
             requests, since = diff(now.requests, oldest.requests, self.bounds), oldest.t
-        return {"requests": requests, "seconds": max(1e-9, now.t - since), "available": False, "since": since,
-                "source": "memory"}
+        return {
+            "requests": requests,
+            "seconds": max(1e-9, now.t - since),
+            "available": False,
+            "since": since,
+            "source": "memory",
+        }
 
     def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
         """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""

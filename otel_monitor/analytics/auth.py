@@ -39,8 +39,17 @@ from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
 
-__all__ = ["Auth", "resolve_secret_key", "validate_settings", "public", "page", "COOKIE_NAME",
-           "MAX_FAILURES", "FAILURE_WINDOW_S", "SESSION_MAX_AGE_S"]
+__all__ = [
+    "Auth",
+    "resolve_secret_key",
+    "validate_settings",
+    "public",
+    "page",
+    "COOKIE_NAME",
+    "MAX_FAILURES",
+    "FAILURE_WINDOW_S",
+    "SESSION_MAX_AGE_S",
+]
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -60,14 +69,19 @@ _ANON_CSRF_SALT = "otel_monitor.csrf.anonymous"
 def validate_settings(settings: Settings) -> None:
     """Start-up checks: a user name needs a password and the other way round; a real prefix."""
     if settings.analytics_prefix.rstrip("/") == "":
-        raise SettingsError("analytics_prefix: '/' would mount the analytics over the app's own URLs; "
-                            "use a path such as /otel-monitor")
+        raise SettingsError(
+            "analytics_prefix: '/' would mount the analytics over the app's own URLs; use a path such as /otel-monitor"
+        )
     if settings.analytics_username and not settings.analytics_password:
-        raise SettingsError("analytics_password: MONITORING_USERNAME (analytics_username) is set but "
-                            "MONITORING_PASSWORD (analytics_password) is not; set both or neither")
+        raise SettingsError(
+            "analytics_password: MONITORING_USERNAME (analytics_username) is set but "
+            "MONITORING_PASSWORD (analytics_password) is not; set both or neither"
+        )
     if settings.analytics_password and not settings.analytics_username:
-        raise SettingsError("analytics_username: MONITORING_PASSWORD (analytics_password) is set but "
-                            "MONITORING_USERNAME (analytics_username) is not; set both or neither")
+        raise SettingsError(
+            "analytics_username: MONITORING_PASSWORD (analytics_password) is set but "
+            "MONITORING_USERNAME (analytics_username) is not; set both or neither"
+        )
 
 
 def _group_secret(name: str) -> bytes | None:
@@ -155,19 +169,28 @@ class Auth:
             return
         self._logged = True
         if not self.enabled:
-            _logger.warning("otel_monitor: analytics authentication is OFF (analytics_auth=false): anyone who "
-                            "can reach this app can read %s/", self.prefix)
+            _logger.warning(
+                "otel_monitor: analytics authentication is OFF (analytics_auth=false): anyone who "
+                "can reach this app can read %s/",
+                self.prefix,
+            )
             return
         if self.generated_token:
             # The one log line that carries a secret, on purpose: it is the only way in.
-            _logger.warning("otel_monitor: no analytics credentials configured; a random access token was "
-                            "generated for this process. Open <this app>%s/?token=%s (or send "
-                            "'Authorization: Bearer <token>'). Set MONITORING_USERNAME/MONITORING_PASSWORD or "
-                            "OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.", self.prefix, self.token)
+            _logger.warning(
+                "otel_monitor: no analytics credentials configured; a random access token was "
+                "generated for this process. Open <this app>%s/?token=%s (or send "
+                "'Authorization: Bearer <token>'). Set MONITORING_USERNAME/MONITORING_PASSWORD or "
+                "OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.",
+                self.prefix,
+                self.token,
+            )
         if self.secret_is_per_process:
-            _logger.info("otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
-                         "dashboard sessions are signed with a random per-process key, so they end at restart "
-                         "and do not work across pre-fork workers")
+            _logger.info(
+                "otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
+                "dashboard sessions are signed with a random per-process key, so they end at restart "
+                "and do not work across pre-fork workers"
+            )
 
     # -- credentials ---------------------------------------------------------------------------
 
@@ -262,12 +285,20 @@ class Auth:
     def issue_session(self, response: Any, request: Any) -> None:
         """Set the signed session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS, 12 h)."""
         value = self._sessions.dumps({"sid": secrets.token_urlsafe(16)})
-        response.set_cookie(COOKIE_NAME, value, max_age=SESSION_MAX_AGE_S, path=self.prefix or "/",
-                            secure=bool(request.is_secure), httponly=True, samesite="Strict")
+        response.set_cookie(
+            COOKIE_NAME,
+            value,
+            max_age=SESSION_MAX_AGE_S,
+            path=self.prefix or "/",
+            secure=bool(request.is_secure),
+            httponly=True,
+            samesite="Strict",
+        )
 
     def clear_session(self, response: Any, request: Any) -> None:
-        response.delete_cookie(COOKIE_NAME, path=self.prefix or "/", secure=bool(request.is_secure),
-                               httponly=True, samesite="Strict")
+        response.delete_cookie(
+            COOKIE_NAME, path=self.prefix or "/", secure=bool(request.is_secure), httponly=True, samesite="Strict"
+        )
 
     def session_id(self, request: Any) -> str | None:
         """The session id of a valid, unexpired session cookie; else None."""

@@ -19,8 +19,19 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from .auth import Auth
-from .summary import (WINDOWS, Sample, apdex, diff, endpoint_rows, health_checks, is_error, merge,
-                      overall_status, series_quantile, stats)
+from .summary import (
+    WINDOWS,
+    Sample,
+    apdex,
+    diff,
+    endpoint_rows,
+    health_checks,
+    is_error,
+    merge,
+    overall_status,
+    series_quantile,
+    stats,
+)
 
 __all__ = ["create_blueprint"]
 
@@ -30,8 +41,21 @@ HEALTH_WINDOW = "5m"
 MAX_LIMIT = 1000
 #: per-route series in /timeseries (the busiest)
 MAX_SPARKLINES = 20
-_SORTABLE = ("route", "method", "count", "errors", "error_rate_pct", "rps", "p50_ms", "p90_ms", "p95_ms",
-             "p99_ms", "max_ms", "avg_ms", "last_seen")
+_SORTABLE = (
+    "route",
+    "method",
+    "count",
+    "errors",
+    "error_rate_pct",
+    "rps",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "avg_ms",
+    "last_seen",
+)
 
 
 class BadRequest(ValueError):
@@ -101,11 +125,17 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         client = auth.client_key(request)
         wait = auth.retry_after(client)
         if wait is not None:
-            return _json({"error": "too many failed attempts; try again later"}, 429,
-                         {"Retry-After": str(int(math.ceil(wait)))})
+            return _json(
+                {"error": "too many failed attempts; try again later"}, 429, {"Retry-After": str(int(math.ceil(wait)))}
+            )
         is_page = getattr(view, "_otel_monitor_page", False)
         if auth.authenticate(request):
-            if is_page and request.method == "GET" and "token" in request.args and not request.headers.get("Authorization"):
+            if (
+                is_page
+                and request.method == "GET"
+                and "token" in request.args
+                and not request.headers.get("Authorization")
+            ):
                 # The login link: exchange the token for a session cookie, drop it from the URL.
                 rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
                 response = redirect(request.path + ("?" + urlencode(rest) if rest else ""), 303)
@@ -114,11 +144,18 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             return None
         if auth.presented_credentials(request):
             auth.record_failure(client)
-        if (is_page and request.method == "GET" and not request.headers.get("Authorization")
-                and "text/html" in request.headers.get("Accept", "")):
+        if (
+            is_page
+            and request.method == "GET"
+            and not request.headers.get("Authorization")
+            and "text/html" in request.headers.get("Accept", "")
+        ):
             return redirect(f"{prefix}/login?" + urlencode({"next": request.full_path.rstrip("?")}), 303)
-        return _json({"error": "authentication required"}, 401,
-                     {"WWW-Authenticate": 'Basic realm="otel_monitor", charset="UTF-8"'})
+        return _json(
+            {"error": "authentication required"},
+            401,
+            {"WWW-Authenticate": 'Basic realm="otel_monitor", charset="UTF-8"'},
+        )
 
     @bp.after_request
     def headers(response: Response) -> Response:
@@ -151,8 +188,14 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         }
         checks = health_checks(readings, settings, _over_fraction(st, now))
         status = overall_status(checks)
-        body: dict[str, Any] = {"status": status, "time": now.t, "uptime_s": round(now.t - st.started, 3),
-                                "window": HEALTH_WINDOW, "window_available": window["available"], "checks": checks}
+        body: dict[str, Any] = {
+            "status": status,
+            "time": now.t,
+            "uptime_s": round(now.t - st.started, 3),
+            "window": HEALTH_WINDOW,
+            "window_available": window["available"],
+            "checks": checks,
+        }
         if not public_health or not auth.enabled or auth.authenticate(request):
             body["system"] = _system_block(system)
         return _json(body, 503 if status == "unhealthy" else 200)
@@ -192,16 +235,29 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         rows = endpoint_rows(window["requests"], st.bounds, window["seconds"])
         slowest = sorted((r for r in rows if r["p95_ms"] is not None), key=lambda r: -r["p95_ms"])[:10]
         failing = sorted((r for r in rows if r["errors"]), key=lambda r: (-r["errors"], -r["error_rate_pct"]))[:10]
-        return _json({
-            "time": now.t,
-            "apdex_t_ms": int(settings.apdex_t_ms) if float(settings.apdex_t_ms).is_integer() else settings.apdex_t_ms,
-            "windows": windows,
-            "ranked_window": ranked,
-            "slowest_endpoints": [{"route": r["route"], "method": r["method"], "p95_ms": r["p95_ms"],
-                                   "count": r["count"]} for r in slowest],
-            "most_failing_endpoints": [{"route": r["route"], "method": r["method"], "errors": r["errors"],
-                                        "error_rate_pct": r["error_rate_pct"]} for r in failing],
-        })
+        return _json(
+            {
+                "time": now.t,
+                "apdex_t_ms": int(settings.apdex_t_ms)
+                if float(settings.apdex_t_ms).is_integer()
+                else settings.apdex_t_ms,
+                "windows": windows,
+                "ranked_window": ranked,
+                "slowest_endpoints": [
+                    {"route": r["route"], "method": r["method"], "p95_ms": r["p95_ms"], "count": r["count"]}
+                    for r in slowest
+                ],
+                "most_failing_endpoints": [
+                    {
+                        "route": r["route"],
+                        "method": r["method"],
+                        "errors": r["errors"],
+                        "error_rate_pct": r["error_rate_pct"],
+                    }
+                    for r in failing
+                ],
+            }
+        )
 
     def _endpoints(window_name: str, now: Optional[Sample] = None) -> tuple[dict, list[dict]]:
         st = state()
@@ -234,8 +290,15 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         missing = [r for r in rows if r[sort] is None]
         present.sort(key=lambda r: (r[sort], r["route"], r["method"]), reverse=(order == "desc"))
         rows = present + sorted(missing, key=lambda r: (r["route"], r["method"]))
-        return _json({"window": window_name, "window_available": window["available"],
-                      "covered_s": round(window["seconds"], 3), "total": len(rows), "endpoints": rows[:limit]})
+        return _json(
+            {
+                "window": window_name,
+                "window_available": window["available"],
+                "covered_s": round(window["seconds"], 3),
+                "total": len(rows),
+                "endpoints": rows[:limit],
+            }
+        )
 
     def _timeseries(window_name: str, route: Optional[str], method: Optional[str]) -> dict:
         st = state()
@@ -248,8 +311,11 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         per_route: dict[str, list[int]] = {}
 
         def selected(requests: dict) -> dict:
-            return {k: s for k, s in requests.items()
-                    if (route is None or k[0] == route) and (method is None or k[1] == method)}
+            return {
+                k: s
+                for k, s in requests.items()
+                if (route is None or k[0] == route) and (method is None or k[1] == method)
+            }
 
         def point(t: float, seconds: float, requests: dict, system: dict) -> dict:
             total = merge(requests.values())
@@ -299,8 +365,13 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
                     counts[name] += s.count
             for name in busiest:
                 per_route[name].append(counts[name])
-        return {"window": window_name, "step_s": step, "source": "history" if use_history else "memory",
-                "points": points, "routes": per_route}
+        return {
+            "window": window_name,
+            "step_s": step,
+            "source": "history" if use_history else "memory",
+            "points": points,
+            "routes": per_route,
+        }
 
     @bp.get("/timeseries")
     def timeseries() -> Response:
@@ -323,8 +394,11 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
         template = settings.trace_link_template
         for entry in entries[:limit]:
-            entry["link"] = (template.replace("{trace_id}", entry["trace_id"]).replace("{span_id}", entry["span_id"])
-                             if template else None)
+            entry["link"] = (
+                template.replace("{trace_id}", entry["trace_id"]).replace("{span_id}", entry["span_id"])
+                if template
+                else None
+            )
         return _json({"link_template": template, "traces": entries[:limit]})
 
     @bp.get("/dashboard")
@@ -333,8 +407,11 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         if bp.has_dashboard:  # type: ignore[attr-defined]
             links.append({"name": "Built-in dashboard", "url": f"{prefix}/"})
         links.append({"name": "Prometheus metrics", "url": settings.metrics_path})
-        for name, url in (("Grafana", settings.grafana_url), ("Prometheus", settings.prometheus_url),
-                          ("Jaeger", settings.jaeger_url)):
+        for name, url in (
+            ("Grafana", settings.grafana_url),
+            ("Prometheus", settings.prometheus_url),
+            ("Jaeger", settings.jaeger_url),
+        ):
             if url:
                 links.append({"name": name, "url": url})
         return _json({"dashboards": links})
@@ -351,9 +428,16 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         filename = f"otel-monitor-{window_name}.{fmt}"
         disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
         if fmt == "json":
-            return _json({"window": window_name, "window_available": window["available"],
-                          "covered_s": round(window["seconds"], 3), "endpoints": rows,
-                          "timeseries": series}, headers=disposition)
+            return _json(
+                {
+                    "window": window_name,
+                    "window_available": window["available"],
+                    "covered_s": round(window["seconds"], 3),
+                    "endpoints": rows,
+                    "timeseries": series,
+                },
+                headers=disposition,
+            )
         return Response(_csv(rows, series["points"]), mimetype="text/csv", headers=disposition)
 
     # The dashboard page (another module; optional).
@@ -382,9 +466,15 @@ def _system_point(earlier: Sample, later: Sample) -> dict[str, Any]:
         v = s.get(key)
         return round(v, 3) if isinstance(v, float) else v
 
-    return {"cpu_pct": val("cpu_pct"), "memory_pct": val("memory_pct"), "disk_pct": val("disk_pct"),
-            "process_rss_bytes": val("process_rss_bytes"), "process_threads": val("process_threads"),
-            "net_sent_bps": rate("net_bytes_sent"), "net_recv_bps": rate("net_bytes_recv")}
+    return {
+        "cpu_pct": val("cpu_pct"),
+        "memory_pct": val("memory_pct"),
+        "disk_pct": val("disk_pct"),
+        "process_rss_bytes": val("process_rss_bytes"),
+        "process_threads": val("process_threads"),
+        "net_sent_bps": rate("net_bytes_sent"),
+        "net_recv_bps": rate("net_bytes_recv"),
+    }
 
 
 def _system_block(s: dict[str, Any]) -> dict[str, Any]:
@@ -392,17 +482,34 @@ def _system_block(s: dict[str, Any]) -> dict[str, Any]:
         return round(v, 3) if isinstance(v, float) else v
 
     return {
-        "memory": {"total_bytes": r(s.get("memory_total_bytes")), "used_bytes": r(s.get("memory_used_bytes")),
-                   "available_bytes": r(s.get("memory_available_bytes")), "used_pct": r(s.get("memory_pct"))},
+        "memory": {
+            "total_bytes": r(s.get("memory_total_bytes")),
+            "used_bytes": r(s.get("memory_used_bytes")),
+            "available_bytes": r(s.get("memory_available_bytes")),
+            "used_pct": r(s.get("memory_pct")),
+        },
         "cpu": {"system_pct": r(s.get("cpu_pct")), "process_pct": r(s.get("process_cpu_pct"))},
-        "disk": {"mountpoint": s.get("disk_mountpoint"), "total_bytes": r(s.get("disk_total_bytes")),
-                 "used_bytes": r(s.get("disk_used_bytes")), "free_bytes": r(s.get("disk_free_bytes")),
-                 "used_pct": r(s.get("disk_pct"))},
-        "network": {"bytes_sent": r(s.get("net_bytes_sent")), "bytes_recv": r(s.get("net_bytes_recv")),
-                    "packets_sent": r(s.get("net_packets_sent")), "packets_recv": r(s.get("net_packets_recv"))},
-        "process": {"pid": os.getpid(), "rss_bytes": r(s.get("process_rss_bytes")),
-                    "vms_bytes": r(s.get("process_vms_bytes")), "threads": r(s.get("process_threads")),
-                    "cpu_pct": r(s.get("process_cpu_pct")), "workers": s.get("workers", 1)},
+        "disk": {
+            "mountpoint": s.get("disk_mountpoint"),
+            "total_bytes": r(s.get("disk_total_bytes")),
+            "used_bytes": r(s.get("disk_used_bytes")),
+            "free_bytes": r(s.get("disk_free_bytes")),
+            "used_pct": r(s.get("disk_pct")),
+        },
+        "network": {
+            "bytes_sent": r(s.get("net_bytes_sent")),
+            "bytes_recv": r(s.get("net_bytes_recv")),
+            "packets_sent": r(s.get("net_packets_sent")),
+            "packets_recv": r(s.get("net_packets_recv")),
+        },
+        "process": {
+            "pid": os.getpid(),
+            "rss_bytes": r(s.get("process_rss_bytes")),
+            "vms_bytes": r(s.get("process_vms_bytes")),
+            "threads": r(s.get("process_threads")),
+            "cpu_pct": r(s.get("process_cpu_pct")),
+            "workers": s.get("workers", 1),
+        },
     }
 
 
@@ -424,14 +531,27 @@ def _metrics_json(data: Any) -> list[dict[str, Any]]:
                     kind = "gauge"
                 else:
                     continue
-                entry = by_name.setdefault(metric.name, {"name": metric.name, "description": metric.description,
-                                                         "unit": metric.unit, "type": kind, "points": []})
+                entry = by_name.setdefault(
+                    metric.name,
+                    {
+                        "name": metric.name,
+                        "description": metric.description,
+                        "unit": metric.unit,
+                        "type": kind,
+                        "points": [],
+                    },
+                )
                 for p in d.data_points:
                     point: dict[str, Any] = {"attributes": dict(p.attributes)}
                     if kind == "histogram":
-                        point.update(count=p.count, sum=p.sum, min=p.min if p.count else None,
-                                     max=p.max if p.count else None, bounds=list(p.explicit_bounds),
-                                     bucket_counts=list(p.bucket_counts))
+                        point.update(
+                            count=p.count,
+                            sum=p.sum,
+                            min=p.min if p.count else None,
+                            max=p.max if p.count else None,
+                            bounds=list(p.explicit_bounds),
+                            bucket_counts=list(p.bucket_counts),
+                        )
                     else:
                         point["value"] = p.value
                     entry["points"].append(point)
@@ -453,16 +573,44 @@ def _cell(value: Any) -> Any:
 def _csv(rows: list[dict], points: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    endpoint_fields = ["route", "method", "count", "errors", "error_rate_pct", "rps", "p50_ms", "p90_ms", "p95_ms",
-                       "p99_ms", "max_ms", "avg_ms", "last_seen", "status_codes"]
+    endpoint_fields = [
+        "route",
+        "method",
+        "count",
+        "errors",
+        "error_rate_pct",
+        "rps",
+        "p50_ms",
+        "p90_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "avg_ms",
+        "last_seen",
+        "status_codes",
+    ]
     writer.writerow(["# endpoints"])
     writer.writerow(endpoint_fields)
     for row in rows:
         writer.writerow([_cell(row.get(f)) for f in endpoint_fields])
     writer.writerow([])
     writer.writerow(["# timeseries"])
-    point_fields = ["t", "requests", "rps", "error_rate_pct", "p95_ms", "avg_ms", "apdex", "cpu_pct", "memory_pct",
-                    "disk_pct", "process_rss_bytes", "process_threads", "net_sent_bps", "net_recv_bps"]
+    point_fields = [
+        "t",
+        "requests",
+        "rps",
+        "error_rate_pct",
+        "p95_ms",
+        "avg_ms",
+        "apdex",
+        "cpu_pct",
+        "memory_pct",
+        "disk_pct",
+        "process_rss_bytes",
+        "process_threads",
+        "net_sent_bps",
+        "net_recv_bps",
+    ]
     writer.writerow(point_fields)
     for p in points:
         writer.writerow([_cell(p.get(f)) for f in point_fields])

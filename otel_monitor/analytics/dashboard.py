@@ -24,8 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register_dashboard", "SECURITY_HEADERS", "CONTENT_SECURITY_POLICY", "STATIC_DIR",
-           "FETCH_MARKER"]
+__all__ = ["register_dashboard", "SECURITY_HEADERS", "CONTENT_SECURITY_POLICY", "STATIC_DIR", "FETCH_MARKER"]
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -34,8 +33,10 @@ STATIC_DIR = _HERE / "static"
 TEMPLATES_DIR = _HERE / "templates"
 
 
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 #: on the page, the login form and static files. The referrer policy is ``same-origin``, not
 #: ``no-referrer``: under ``no-referrer`` browsers send ``Origin: null`` with the login and logout
@@ -51,11 +52,11 @@ SECURITY_HEADERS = {
 }
 
 #: served with an explicit type (nosniff needs the right one; the system's mime table may lack .svg)
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".svg": "image/svg+xml"}
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 
-_ENDPOINTS = frozenset({"dashboard_page", "dashboard_login", "dashboard_login_submit", "dashboard_logout",
-                        "dashboard_static"})
+_ENDPOINTS = frozenset(
+    {"dashboard_page", "dashboard_login", "dashboard_login_submit", "dashboard_logout", "dashboard_static"}
+)
 #: sent by dashboard.js with every API call (``X-Requested-With``)
 FETCH_MARKER = "otel-monitor-dashboard"
 _WINDOWS_SHORT = ("1m", "5m", "15m")
@@ -69,8 +70,9 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
 
     from .auth import page, public
 
-    templates = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True, trim_blocks=True,
-                            lstrip_blocks=True)
+    templates = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     # Only names shipped in static/ are ever served: the set is fixed when the blueprint is built.
     static_files = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES)
     refresh_s = settings.dashboard_refresh_s
@@ -93,16 +95,30 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
         """Where to go after logging in: ``next`` when it is a page of this dashboard, else the page."""
         page_url = endpoint_url("dashboard_page")
         text = value if isinstance(value, str) else ""
-        if (len(text) <= 2000 and text.startswith(page_url) and not text.startswith("//") and "\\" not in text
-                and ".." not in text and "%2e" not in text.lower()
-                and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)):
+        if (
+            len(text) <= 2000
+            and text.startswith(page_url)
+            and not text.startswith("//")
+            and "\\" not in text
+            and ".." not in text
+            and "%2e" not in text.lower()
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+        ):
             return text
         return page_url
 
     def login_form(status: int = 200, message: str = "", username: str = "", next_: str = "") -> Any:
-        return html("login.html", status, csrf_token=auth.csrf_token(request), message=message, username=username,
-                    show_password=has_password or not auth.token, show_token=bool(auth.token),
-                    action=endpoint_url("dashboard_login"), next=next_url(next_))
+        return html(
+            "login.html",
+            status,
+            csrf_token=auth.csrf_token(request),
+            message=message,
+            username=username,
+            show_password=has_password or not auth.token,
+            show_token=bool(auth.token),
+            action=endpoint_url("dashboard_login"),
+            next=next_url(next_),
+        )
 
     @page
     def dashboard_page() -> Any:
@@ -112,10 +128,18 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
             return redirect(endpoint_url("dashboard_login"), 303)
         base = endpoint_url("dashboard_page")
         windows = _WINDOWS_SHORT + (_WINDOWS_HISTORY if history else ())
-        return html("dashboard.html", api=base.rstrip("/"), refresh_s="%g" % refresh_s,
-                    history="true" if history else "false", slow_ms="%g" % slow_ms, auth_enabled=bool(auth.enabled),
-                    login_url=endpoint_url("dashboard_login"), logout_url=endpoint_url("dashboard_logout"),
-                    csrf_token=auth.csrf_token(request) if auth.enabled else "", windows=windows)
+        return html(
+            "dashboard.html",
+            api=base.rstrip("/"),
+            refresh_s="%g" % refresh_s,
+            history="true" if history else "false",
+            slow_ms="%g" % slow_ms,
+            auth_enabled=bool(auth.enabled),
+            login_url=endpoint_url("dashboard_login"),
+            logout_url=endpoint_url("dashboard_logout"),
+            csrf_token=auth.csrf_token(request) if auth.enabled else "",
+            windows=windows,
+        )
 
     @public
     def dashboard_login() -> Any:
@@ -129,8 +153,7 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
             return redirect(endpoint_url("dashboard_page"), 303)
         next_ = request.form.get("next", "")
         if not auth.verify_csrf(request):
-            return login_form(403, "Your login form expired or came from another site. Please try again.",
-                              next_=next_)
+            return login_form(403, "Your login form expired or came from another site. Please try again.", next_=next_)
         client = auth.client_key(request)
         wait = auth.retry_after(client)
         if wait is not None:
@@ -193,4 +216,3 @@ def secure(response: Any) -> Any:
         response.headers[name] = value
     response.vary.add("Cookie")
     return response
-

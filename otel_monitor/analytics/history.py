@@ -39,15 +39,23 @@ CREATE TABLE IF NOT EXISTS system (
     net_sent_bps REAL, net_recv_bps REAL,
     PRIMARY KEY (minute, instance_id)) WITHOUT ROWID;
 """
-_SYSTEM_COLUMNS = ("cpu_pct", "memory_pct", "disk_pct", "process_rss_bytes", "process_threads",
-                   "net_sent_bps", "net_recv_bps")
+_SYSTEM_COLUMNS = (
+    "cpu_pct",
+    "memory_pct",
+    "disk_pct",
+    "process_rss_bytes",
+    "process_threads",
+    "net_sent_bps",
+    "net_recv_bps",
+)
 
 
 class History:
     """One process's writer of, and every process's reader from, one SQLite history file."""
 
-    def __init__(self, path: str, instance_id: str, bounds: tuple, retention_days: float,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, path: str, instance_id: str, bounds: tuple, retention_days: float, clock: Callable[[], float]
+    ) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
         self.instance_id = instance_id
         self.bounds = tuple(bounds)
@@ -70,9 +78,13 @@ class History:
                         self._ready = self._init()
                     except (OSError, sqlite3.Error) as exc:
                         self._ready = False
-                        _logger.warning("otel_monitor: cannot use the history file %s (%s: %s); "
-                                        "windows beyond 15 minutes are not available",
-                                        self.path, type(exc).__name__, exc)
+                        _logger.warning(
+                            "otel_monitor: cannot use the history file %s (%s: %s); "
+                            "windows beyond 15 minutes are not available",
+                            self.path,
+                            type(exc).__name__,
+                            exc,
+                        )
         return bool(self._ready)
 
     def _connect(self) -> sqlite3.Connection:
@@ -93,8 +105,11 @@ class History:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('bounds', ?)", (bounds,))
             stored = conn.execute("SELECT value FROM meta WHERE key = 'bounds'").fetchone()[0]
             if stored != bounds:
-                _logger.warning("otel_monitor: the history file %s was written with other latency buckets; "
-                                "history is not used (move the file away to start a new one)", self.path)
+                _logger.warning(
+                    "otel_monitor: the history file %s was written with other latency buckets; "
+                    "history is not used (move the file away to start a new one)",
+                    self.path,
+                )
                 return False
             return True
         finally:
@@ -114,18 +129,40 @@ class History:
                 self._minute, self._minute_rows = minute, {}
             for key, s in delta.items():
                 self._minute_rows[key] = add(self._minute_rows.get(key), s)
-            rows = [(minute, self.instance_id, k[0], k[1], k[2], k[3], s.count,
-                     s.count if (k[3] or k[2] >= 500) else 0, s.sum, s.max, json.dumps(list(s.buckets)))
-                    for k, s in self._minute_rows.items()]
+            rows = [
+                (
+                    minute,
+                    self.instance_id,
+                    k[0],
+                    k[1],
+                    k[2],
+                    k[3],
+                    s.count,
+                    s.count if (k[3] or k[2] >= 500) else 0,
+                    s.sum,
+                    s.max,
+                    json.dumps(list(s.buckets)),
+                )
+                for k, s in self._minute_rows.items()
+            ]
             sys_row = self._system_row(minute, now, system)
             conn = self._connect()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO requests (minute, instance_id, route, method, status, error, "
-                                 "count, errors, sum_s, max_s, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO requests (minute, instance_id, route, method, status, error, "
+                    "count, errors, sum_s, max_s, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 if sys_row is not None:
-                    conn.execute("INSERT OR REPLACE INTO system (minute, instance_id, " + ", ".join(_SYSTEM_COLUMNS)
-                                 + ") VALUES (?, ?" + ", ?" * len(_SYSTEM_COLUMNS) + ")", sys_row)
+                    conn.execute(
+                        "INSERT OR REPLACE INTO system (minute, instance_id, "
+                        + ", ".join(_SYSTEM_COLUMNS)
+                        + ") VALUES (?, ?"
+                        + ", ?" * len(_SYSTEM_COLUMNS)
+                        + ")",
+                        sys_row,
+                    )
                 cutoff = now - self.retention_s
                 conn.execute("DELETE FROM requests WHERE minute < ?", (cutoff,))
                 conn.execute("DELETE FROM system WHERE minute < ?", (cutoff,))
@@ -151,9 +188,15 @@ class History:
                 sent_bps = (sent - self._net[1]) / (now - self._net[0])
                 recv_bps = (recv - self._net[2]) / (now - self._net[0])
             self._net = (now, sent, recv)
-        values = {"cpu_pct": system.get("cpu_pct"), "memory_pct": system.get("memory_pct"),
-                  "disk_pct": system.get("disk_pct"), "process_rss_bytes": system.get("process_rss_bytes"),
-                  "process_threads": system.get("process_threads"), "net_sent_bps": sent_bps, "net_recv_bps": recv_bps}
+        values = {
+            "cpu_pct": system.get("cpu_pct"),
+            "memory_pct": system.get("memory_pct"),
+            "disk_pct": system.get("disk_pct"),
+            "process_rss_bytes": system.get("process_rss_bytes"),
+            "process_threads": system.get("process_threads"),
+            "net_sent_bps": sent_bps,
+            "net_recv_bps": recv_bps,
+        }
         return (minute, self.instance_id, *(values[c] for c in _SYSTEM_COLUMNS))
 
     # -- reading (any process) -----------------------------------------------------------------
@@ -177,9 +220,11 @@ class History:
             return
         conn = self._connect()
         try:
-            cursor = conn.execute("SELECT minute, route, method, status, error, count, sum_s, max_s, buckets "
-                                  "FROM requests WHERE minute >= ? AND minute <= ?",
-                                  (int(since // 60) * 60, until))
+            cursor = conn.execute(
+                "SELECT minute, route, method, status, error, count, sum_s, max_s, buckets "
+                "FROM requests WHERE minute >= ? AND minute <= ?",
+                (int(since // 60) * 60, until),
+            )
             for minute, route, method, status, error, count, sum_s, max_s, buckets in cursor:
                 try:
                     parsed = tuple(int(b) for b in json.loads(buckets))
@@ -199,7 +244,8 @@ class History:
                 "SELECT minute, AVG(cpu_pct), AVG(memory_pct), AVG(disk_pct), SUM(process_rss_bytes), "
                 "SUM(process_threads), AVG(net_sent_bps), AVG(net_recv_bps) FROM system "
                 "WHERE minute >= ? AND minute <= ? GROUP BY minute ORDER BY minute",
-                (int(since // 60) * 60, until)).fetchall()
+                (int(since // 60) * 60, until),
+            ).fetchall()
         finally:
             conn.close()
         return {row[0]: dict(zip(_SYSTEM_COLUMNS, row[1:])) for row in rows}

@@ -55,8 +55,17 @@ class RecentRequests(SpanProcessor):
             return
         context = span.context
         description = span.status.description if span.status.status_code is _ERROR else None
-        entry = (context.trace_id, context.span_id, span.name, route, attrs.get("http.request.method"),
-                 status, duration, end, description or error)
+        entry = (
+            context.trace_id,
+            context.span_id,
+            span.name,
+            route,
+            attrs.get("http.request.method"),
+            status,
+            duration,
+            end,
+            description or error,
+        )
         if failed:
             self.failed.append(entry)
         if slow:
@@ -73,16 +82,18 @@ class RecentRequests(SpanProcessor):
         result = []
         for kind, entries in (("slow", list(self.slow)), ("failed", list(self.failed))):
             for trace_id, span_id, name, route, method, status, duration, end, error in entries:
-                result.append({
-                    "trace_id": format(trace_id, "032x"),
-                    "span_id": format(span_id, "016x"),
-                    "name": name,
-                    "route": route if route is not None else "(unmatched)",
-                    "method": method,
-                    "status_code": status,
-                    "duration_ms": round(duration / 1e6, 3),
-                    "time": round(end / 1e9, 6) if end else None,
-                    "error": str(error)[:256] if error is not None else None,
-                    "kind": kind,
-                })
+                result.append(
+                    {
+                        "trace_id": format(trace_id, "032x"),
+                        "span_id": format(span_id, "016x"),
+                        "name": name,
+                        "route": route if route is not None else "(unmatched)",
+                        "method": method,
+                        "status_code": status,
+                        "duration_ms": round(duration / 1e6, 3),
+                        "time": round(end / 1e9, 6) if end else None,
+                        "error": str(error)[:256] if error is not None else None,
+                        "kind": kind,
+                    }
+                )
         return result

@@ -22,9 +22,30 @@ from collections import deque
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 __all__ = [
-    "Series", "Key", "RouteCap", "Sample", "Ring", "UNMATCHED", "OTHER", "DURATION_METRIC",
-    "extract", "system_values", "diff", "merge", "add", "is_error", "quantile", "series_quantile", "count_le", "apdex",
-    "stats", "by_endpoint", "endpoint_rows", "health_checks", "overall_status", "WINDOWS",
+    "Series",
+    "Key",
+    "RouteCap",
+    "Sample",
+    "Ring",
+    "UNMATCHED",
+    "OTHER",
+    "DURATION_METRIC",
+    "extract",
+    "system_values",
+    "diff",
+    "merge",
+    "add",
+    "is_error",
+    "quantile",
+    "series_quantile",
+    "count_le",
+    "apdex",
+    "stats",
+    "by_endpoint",
+    "endpoint_rows",
+    "health_checks",
+    "overall_status",
+    "WINDOWS",
 ]
 
 DURATION_METRIC = "http.server.request.duration"
@@ -33,8 +54,14 @@ UNMATCHED = "(unmatched)"
 OTHER = "(other)"
 #: window name -> seconds (None: since start)
 WINDOWS: dict[str, Optional[float]] = {
-    "1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0, "6h": 21600.0, "24h": 86400.0,
-    "7d": 604800.0, "all": None,
+    "1m": 60.0,
+    "5m": 300.0,
+    "15m": 900.0,
+    "1h": 3600.0,
+    "6h": 21600.0,
+    "24h": 86400.0,
+    "7d": 604800.0,
+    "all": None,
 }
 #: at most this many distinct error.type values are kept apart; more are folded into OTHER
 MAX_ERROR_TYPES = 64
@@ -113,8 +140,12 @@ def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tupl
             method = str(attrs.get("http.request.method", "_OTHER"))
             status = attrs.get("http.response.status_code")
             error = attrs.get("error.type")
-            key = (cap.route(str(route), method), method, int(status) if status else 0,
-                   cap.error(str(error)) if error else "")
+            key = (
+                cap.route(str(route), method),
+                method,
+                int(status) if status else 0,
+                cap.error(str(error)) if error else "",
+            )
             if not bounds:
                 bounds = tuple(point.explicit_bounds)
             elif tuple(point.explicit_bounds) != bounds:
@@ -155,8 +186,11 @@ def system_values(data: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
 
     def host(name: str, key: str, scale: float = 1.0, **match: str) -> None:
-        found = [p.value for p in _points(data, name)
-                 if all(p.attributes.get(k.replace("_", ".")) == v for k, v in match.items())]
+        found = [
+            p.value
+            for p in _points(data, name)
+            if all(p.attributes.get(k.replace("_", ".")) == v for k, v in match.items())
+        ]
         if found:
             values[key] = max(found) * scale if scale != 1.0 else max(found)
 
@@ -239,8 +273,12 @@ def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = 
 def add(a: Optional[Series], b: Series) -> Series:
     if a is None:
         return b
-    return Series(a.count + b.count, a.sum + b.sum, _max(a.max, b.max),
-                  tuple(x + y for x, y in zip(a.buckets, b.buckets)) if a.buckets else b.buckets)
+    return Series(
+        a.count + b.count,
+        a.sum + b.sum,
+        _max(a.max, b.max),
+        tuple(x + y for x, y in zip(a.buckets, b.buckets)) if a.buckets else b.buckets,
+    )
 
 
 def merge(series: Iterable[Series]) -> Optional[Series]:
@@ -372,30 +410,36 @@ def by_endpoint(window: Mapping[Key, Series]) -> dict[tuple[str, str], dict[str,
     return result
 
 
-def endpoint_rows(window: Mapping[Key, Series], bounds: tuple, seconds: Optional[float],
-                  last_seen: Mapping[tuple[str, str], float] | None = None) -> list[dict[str, Any]]:
+def endpoint_rows(
+    window: Mapping[Key, Series],
+    bounds: tuple,
+    seconds: Optional[float],
+    last_seen: Mapping[tuple[str, str], float] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (route, method) with count, errors, rates and latencies (the /endpoints rows)."""
     rows = []
     for (route, method), entry in by_endpoint(window).items():
         s: Series = entry["series"]
         if s is None or s.count == 0:
             continue
-        rows.append({
-            "route": route,
-            "method": method,
-            "count": s.count,
-            "errors": entry["errors"],
-            "error_rate_pct": _round(100.0 * entry["errors"] / s.count),
-            "rps": _round(s.count / seconds, 4) if seconds and seconds > 0 else None,
-            "p50_ms": _ms(series_quantile(0.5, s, bounds)),
-            "p90_ms": _ms(series_quantile(0.9, s, bounds)),
-            "p95_ms": _ms(series_quantile(0.95, s, bounds)),
-            "p99_ms": _ms(series_quantile(0.99, s, bounds)),
-            "max_ms": _ms(s.max),
-            "avg_ms": _ms(s.sum / s.count),
-            "last_seen": (last_seen or {}).get((route, method)),
-            "status_codes": dict(sorted(entry["status_codes"].items())),
-        })
+        rows.append(
+            {
+                "route": route,
+                "method": method,
+                "count": s.count,
+                "errors": entry["errors"],
+                "error_rate_pct": _round(100.0 * entry["errors"] / s.count),
+                "rps": _round(s.count / seconds, 4) if seconds and seconds > 0 else None,
+                "p50_ms": _ms(series_quantile(0.5, s, bounds)),
+                "p90_ms": _ms(series_quantile(0.9, s, bounds)),
+                "p95_ms": _ms(series_quantile(0.95, s, bounds)),
+                "p99_ms": _ms(series_quantile(0.99, s, bounds)),
+                "max_ms": _ms(s.max),
+                "avg_ms": _ms(s.sum / s.count),
+                "last_seen": (last_seen or {}).get((route, method)),
+                "status_codes": dict(sorted(entry["status_codes"].items())),
+            }
+        )
     return rows
 
 
@@ -421,8 +465,9 @@ def fail_level(threshold: float, unit: str) -> float:
     return level
 
 
-def health_checks(readings: Mapping[str, Any], settings: Any,
-                  over_fraction: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+def health_checks(
+    readings: Mapping[str, Any], settings: Any, over_fraction: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
     """Compare ``readings`` with the thresholds of ``settings``.
 
     ``ok`` at or under the threshold, ``warn`` over it, ``fail`` over :func:`fail_level` -- or, for
@@ -454,9 +499,9 @@ def overall_status(checks: Iterable[Mapping[str, Any]]) -> str:
 
 
 class Sample(NamedTuple):
-    t: float                       # wall-clock time of the sample (Unix seconds)
-    requests: dict                 # Key -> cumulative Series
-    system: dict                   # system_values()
+    t: float  # wall-clock time of the sample (Unix seconds)
+    requests: dict  # Key -> cumulative Series
+    system: dict  # system_values()
 
 
 class Ring:
@@ -501,4 +546,3 @@ class Ring:
 
     def __len__(self) -> int:
         return len(self.samples)
-

@@ -1,8 +1,8 @@
 """A tiny Flask app for the ``otel-monitor run`` tests; no monitoring code unless asked.
 
-    HELLO_SELF_MONITOR=1      the app calls Monitor(app) itself (double instrumentation test)
-    HELLO_METRICS_PATH=/x     app.config["OTEL_MONITOR_METRICS_PATH"] set *after* construction
-    HELLO_PORT=5000           ``python hello_app.py`` serves on 127.0.0.1:HELLO_PORT
+HELLO_SELF_MONITOR=1      the app calls Monitor(app) itself (double instrumentation test)
+HELLO_METRICS_PATH=/x     app.config["OTEL_MONITOR_METRICS_PATH"] set *after* construction
+HELLO_PORT=5000           ``python hello_app.py`` serves on 127.0.0.1:HELLO_PORT
 """
 
 import os
