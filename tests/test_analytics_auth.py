@@ -37,18 +37,13 @@ def basic(user: str, password: str, encoding: str = "utf-8") -> dict:
 
 
 @pytest.fixture
-def app_with(request):
-    made = []
-
+def app_with(monitors):
     def make(**settings):
-        app, monitor = build_app(**settings)
+        app, monitor = monitors.app(**settings)
         monitor.pipeline.scheduler.stop()
-        made.append(monitor)
         return app, monitor, closing_client(app)
 
-    yield make
-    for monitor in made:
-        monitor.shutdown(timeout=2)
+    return make
 
 
 def test_every_endpoint_refuses_without_credentials(app_with):
