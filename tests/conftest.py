@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +47,29 @@ def _clean_environment(monkeypatch):
         if key.startswith(("OTEL_", "MONITORING_")):
             monkeypatch.delenv(key, raising=False)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_pipeline_outlives_its_test(request):
+    """A test that leaves a pipeline running fails; the pipeline is shut down so the next ones start clean.
+
+    Own monitors with the ``monitors`` fixture (or a fixture of your own that shuts them down).
+    """
+    from otel_monitor import _runtime
+
+    before = weakref.WeakSet(_runtime._live)
+    yield
+    leaked = []
+    for runtime in list(_runtime._live):
+        pipeline = runtime._pipeline
+        if runtime in before or pipeline is None or pipeline.pid != os.getpid() or pipeline._shutdown_done:
+            continue
+        leaked.append(runtime.service_name)
+        pipeline.shutdown(timeout=2)
+    if leaked:
+        pytest.fail(
+            f"{request.node.nodeid} left {len(leaked)} pipeline(s) running ({', '.join(leaked)})", pytrace=False
+        )
 
 
 _Stoppable = TypeVar("_Stoppable")
