@@ -1,4 +1,9 @@
-"""Shared fixtures: fresh Flask apps with a monitor and in-memory telemetry, free ports, servers."""
+"""Shared fixtures: fresh Flask apps with a monitor and in-memory telemetry, free ports, servers.
+
+Make monitors in tests through the ``monitors`` fixture (``monitors.app()``, ``monitors(app, ...)``,
+``monitors.wrap(...)``): it shuts each one down after the test, also when the test fails. A test
+that leaves a pipeline running fails at teardown.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,6 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", max_examples=150, deadline=None)
 _hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)
 _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-_OTEL_ENV = [k for k in os.environ if k.startswith(("OTEL_", "MONITORING_"))]
 
 
 @pytest.fixture(autouse=True)
