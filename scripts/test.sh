@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run it. Usage: ./scripts/test.sh [pytest args]
 # System packages (Debian): Prometheus + promtool, Alertmanager + amtool, Chromium + ChromeDriver,
-# wrk, docker-compose (compose-file validation only). Python: a .venv with the package and its
-# test extra. Every server the tests use is started by the tests themselves, on 127.0.0.1.
+# wrk, docker-compose (compose-file validation only), Node.js (node --test, for the dashboard's
+# modules). Python: a .venv with the package and its test extra. Every server the tests use is
+# started by the tests themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -37,4 +39,18 @@ if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: treating that as a failure"
   rc=1
 fi
+
+# The dashboard's pure ES modules (otel_monitor/analytics/static/js) have node:test specifications:
+# their summary, and the failures' details when one fails.
+node_log=$(mktemp)
+node_rc=0
+node --test --test-reporter=spec --test-reporter-destination="$node_log" tests/js/*.test.mjs || node_rc=$?
+if [ "$node_rc" -ne 0 ]; then
+  # Node 20's spec report ends with the failures; an older one, or a crash, is shown whole.
+  if grep -q '^✖ failing tests:' "$node_log"; then sed -n '/^✖ failing tests:/,$p' "$node_log"; else cat "$node_log"; fi
+  [ "$rc" -ne 0 ] || rc=1
+fi
+summary=$(grep -E '^ℹ (tests|pass|fail) ' "$node_log" | sed 's/^ℹ //' | paste -sd, - | sed 's/,/, /g' || true)
+echo "dashboard modules, node --test tests/js: ${summary:-no summary (see above)}"
+rm -f "$node_log"
 exit "$rc"
