@@ -338,7 +338,13 @@ def test_docker_build_context_builds_the_package(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     wheel = next((tmp_path / "wheels").glob("otel_monitor-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
-        assert "otel_monitor/__init__.py" in archive.namelist()
+        names = set(archive.namelist())
+    assert "otel_monitor/__init__.py" in names
+    # The dashboard's assets, its ES modules in static/js/ included (package-data is per folder).
+    static = REPO / "otel_monitor" / "analytics" / "static"
+    assets = {p.relative_to(REPO).as_posix() for p in static.rglob("*") if p.suffix in (".js", ".css", ".svg")}
+    assert "otel_monitor/analytics/static/js/format.js" in assets
+    assert assets <= names, sorted(assets - names)
 
 
 def test_dockerfile_healthcheck_command_is_valid_python():

@@ -73,8 +73,11 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
     templates = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
-    # Only names shipped in static/ are ever served: the set is fixed when the blueprint is built.
-    static_files = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES)
+    # Only files shipped in static/ (and its js/ modules) are ever served, by their path relative to
+    # it ("js/format.js"): the set is fixed when the blueprint is built.
+    static_files = frozenset(
+        p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file() and p.suffix in _STATIC_TYPES
+    )
     refresh_s = settings.dashboard_refresh_s
     history = bool(getattr(settings, "analytics_db", None))
     service = getattr(settings, "service_name", None) or ""
