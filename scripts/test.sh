@@ -41,10 +41,10 @@ if [ "$rc" -eq 5 ]; then
 fi
 
 # The dashboard's pure ES modules (otel_monitor/analytics/static/js) have node:test specifications:
-# their summary, and the failures' details when one fails.
+# their summary, and the failures' details when one fails (bounded: a spec stuck in a loop fails).
 node_log=$(mktemp)
 node_rc=0
-node --test --test-reporter=spec --test-reporter-destination="$node_log" tests/js/*.test.mjs || node_rc=$?
+timeout 300 node --test --test-reporter=spec --test-reporter-destination="$node_log" tests/js/*.test.mjs || node_rc=$?
 if [ "$node_rc" -ne 0 ]; then
   # Node 20's spec report ends with the failures; an older one, or a crash, is shown whole.
   if grep -q '^✖ failing tests:' "$node_log"; then sed -n '/^✖ failing tests:/,$p' "$node_log"; else cat "$node_log"; fi
