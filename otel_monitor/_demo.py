@@ -17,7 +17,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: (weight, method, path) -- every example endpoint gets data, including failures and 404s
 TRAFFIC_MIX: list[tuple[int, str, str]] = [
@@ -96,9 +97,9 @@ def serve(
     out: Any = None,
 ) -> None:
     """Serve ``app`` (threaded), print its URLs, optionally send traffic; stop on Ctrl-C/SIGTERM."""
-    from werkzeug.serving import make_server
-
     import logging
+
+    from werkzeug.serving import make_server
 
     out = out or sys.stdout
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the access log would bury the URLs
