@@ -159,9 +159,10 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     @bp.after_request
     def headers(response: Response) -> Response:
-        response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.vary.update(("Cookie", "Authorization"))
+        if not getattr(response, "otel_monitor_cacheable", False):  # the dashboard's static files
+            response.headers["Cache-Control"] = "no-store"
+            response.vary.update(("Cookie", "Authorization"))
         return response
 
     @bp.errorhandler(BadRequest)
