@@ -149,7 +149,7 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (the same as Monitor(app)'s; see the README's settings table)")
+    group = parser.add_argument_group("settings (the same as Monitor(app)'s; see docs/settings.md)")
     group.add_argument("--service-name", metavar="NAME", help="service.name of the telemetry (OTEL_SERVICE_NAME)")
     group.add_argument(
         "--otlp-endpoint",
