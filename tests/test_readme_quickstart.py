@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,7 +67,14 @@ def demo(tmp_path_factory):
         printed = dict(re.findall(rf"^({'|'.join(LABELS)}):\s+(\S+)$", text, re.M))
         token = re.search(r"\?token=([\w-]+)", printed.get("dashboard", ""))
         assert token, f"no dashboard URL with a token:\n{text[-3000:]}"
-        yield {"port": port, "token": token.group(1), "printed": printed, "log": text}
+        history = re.search(r"^history:\s+(\S+)", text, re.M)
+        yield {
+            "port": port,
+            "token": token.group(1),
+            "printed": printed,
+            "log": text,
+            "history": history.group(1) if history else None,
+        }
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -116,6 +124,18 @@ def test_the_token_log_line_is_a_url_that_opens(demo):
 
 
 @pytest.mark.integration
+def test_the_demo_keeps_its_history_in_a_sqlite_file_while_it_runs(demo):
+    assert demo["history"], demo["log"][-2000:]
+    base = demo["printed"]["app"].rstrip("/")
+    status, body = open_url(
+        base + "/professional-analytics/endpoints?window=1h", {"Authorization": f"Bearer {demo['token']}"}
+    )
+    assert status == 200, body[:300]
+    with sqlite3.connect(demo["history"]) as conn:  # a history file, opened by the demo's first long window
+        assert conn.execute("select count(*) from sqlite_master where type = 'table'").fetchone()[0] >= 1
+
+
+@pytest.mark.integration
 def test_every_demo_url_in_the_readme_answers_without_a_4xx(demo):
     readme = README.read_text()
     urls = sorted(set(re.findall(rf"http://{re.escape(README_PORT)}[^\s\"'`)]*", readme)))
@@ -161,7 +181,9 @@ def fake_bin(tmp_path: Path, *, apt: bool) -> Path:
     (bin_dir / "python3").write_text(
         "#!/bin/bash\n"
         f'if [[ "$*" == *"import ensurepip"* && ! -e {flag} ]]; then exit 1; fi\n'
-        'if [[ "$1 $2" == "-m venv" ]]; then /bin/mkdir -p "$3/bin" && /bin/ln -s ' + real + ' "$3/bin/python"; exit; fi\n'
+        'if [[ "$1 $2" == "-m venv" ]]; then /bin/mkdir -p "$3/bin" && /bin/ln -s '
+        + real
+        + ' "$3/bin/python"; exit; fi\n'
         f'exec {real} "$@"\n'
     )
     if apt:
