@@ -1,4 +1,9 @@
-"""Shared fixtures: fresh Flask apps with a monitor and in-memory telemetry, free ports, servers."""
+"""Shared fixtures: fresh Flask apps with a monitor and in-memory telemetry, free ports, servers.
+
+Make monitors in tests through the ``monitors`` fixture (``monitors.app()``, ``monitors(app, ...)``,
+``monitors.wrap(...)``): it shuts each one down after the test, also when the test fails. A test
+that leaves a pipeline running fails at teardown.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
 
+import otel_monitor
 from otel_monitor import Monitor
 from otel_monitor.testing import Telemetry, closing_client
 
@@ -24,7 +33,6 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", max_examples=150, deadline=None)
 _hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)
 _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-_OTEL_ENV = [k for k in os.environ if k.startswith(("OTEL_", "MONITORING_"))]
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +51,32 @@ def _clean_environment(monkeypatch):
         if key.startswith(("OTEL_", "MONITORING_")):
             monkeypatch.delenv(key, raising=False)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_pipeline_outlives_its_test(request):
+    """A test that leaves a pipeline running fails; the pipeline is shut down so the next ones start clean.
+
+    Own monitors with the ``monitors`` fixture (or a fixture of your own that shuts them down).
+    """
+    from otel_monitor import _runtime
+
+    before = weakref.WeakSet(_runtime._live)
+    yield
+    leaked = []
+    for runtime in list(_runtime._live):
+        pipeline = runtime._pipeline
+        if runtime in before or pipeline is None or pipeline.pid != os.getpid() or pipeline._shutdown_done:
+            continue
+        leaked.append(runtime.service_name)
+        pipeline.shutdown(timeout=2)
+    if leaked:
+        pytest.fail(
+            f"{request.node.nodeid} left {len(leaked)} pipeline(s) running ({', '.join(leaked)})", pytrace=False
+        )
+
+
+_Stoppable = TypeVar("_Stoppable")
 
 
 def build_app(**settings) -> tuple[Flask, Monitor]:
@@ -71,13 +105,64 @@ def build_app(**settings) -> tuple[Flask, Monitor]:
     return app, monitor
 
 
+class Monitors:
+    """Makes monitors for one test and owns them: the ``monitors`` fixture shuts each one down.
+
+    A bare ``monitor.shutdown()`` at the end of a test is skipped when an assert fails, leaving
+    the pipeline's threads, exporters and at-exit flush running into the tests after it.
+    """
+
+    def __init__(self) -> None:
+        self._owned: list[Any] = []
+
+    def __call__(self, app: Any = None, **settings: Any) -> Monitor:
+        """``Monitor(app, **settings)``, exactly: no defaults changed."""
+        return self.own(Monitor(app, **settings))
+
+    def app(self, **settings: Any) -> tuple[Flask, Monitor]:
+        """:func:`build_app` (the standard test routes, system gauges off unless given)."""
+        app, monitor = build_app(**settings)
+        return app, self.own(monitor)
+
+    def wrap(self, application: Callable, **settings: Any) -> Any:
+        """``otel_monitor.wrap(application, **settings)``."""
+        wrapped = otel_monitor.wrap(application, **settings)
+        monitor = getattr(wrapped, "monitor", None)
+        if monitor is not None:  # None when OTEL_SDK_DISABLED returned the app unwrapped
+            self.own(monitor)
+        return wrapped
+
+    def own(self, thing: _Stoppable) -> _Stoppable:
+        """Shut ``thing`` (a Monitor or a Pipeline made some other way) down at teardown."""
+        self._owned.append(thing)
+        return thing
+
+    def shutdown_all(self) -> None:
+        # Newest first, like nested context managers; shutting down twice is harmless, so a test
+        # may still call shutdown() itself when shutting down is what it tests.
+        errors = []
+        while self._owned:
+            try:
+                self._owned.pop().shutdown(timeout=2)
+            except Exception as exc:  # noqa: BLE001 - shut the others down first, then report it
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
 @pytest.fixture
-def monitored():
+def monitors() -> Iterator[Monitors]:
+    """A :class:`Monitors` factory; every monitor it made is shut down after the test, pass or fail."""
+    owner = Monitors()
+    yield owner
+    owner.shutdown_all()  # pytest runs this after a failed test too
+
+
+@pytest.fixture
+def monitored(monitors):
     """(app, monitor, telemetry, client) with system gauges off (they are tested on their own)."""
-    app, monitor = build_app()
-    telemetry = Telemetry(monitor)
-    yield app, monitor, telemetry, closing_client(app)
-    monitor.shutdown(timeout=2)
+    app, monitor = monitors.app()
+    return app, monitor, Telemetry(monitor), closing_client(app)
 
 
 def free_port() -> int:

@@ -15,17 +15,15 @@ from otel_monitor.analytics import RING_SIZE, analytics_of
 from otel_monitor.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import Telemetry, closing_client
 
-from .conftest import build_app
-
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SLOW_S = 0.15
 PREFIX = "/otel-monitor"
 
 
-def make_app(**settings):
+def make_app(monitors, **settings):
     settings.setdefault("analytics_token", TOKEN)
-    app, monitor = build_app(**settings)
+    app, monitor = monitors.app(**settings)
 
     @app.get("/slow")
     def slow():
@@ -39,9 +37,9 @@ def make_app(**settings):
 
 
 @pytest.fixture
-def mix():
+def mix(monitors):
     """90 fast OK, 10 failing, 5 slow (150 ms) requests."""
-    app, monitor, state = make_app()
+    app, monitor, state = make_app(monitors)
     client = closing_client(app)
     for i in range(90):
         assert client.get("/").status_code == 200
@@ -49,8 +47,7 @@ def mix():
         assert client.get("/fail").status_code == 500
     for i in range(5):
         assert client.get("/slow").status_code == 200
-    yield app, monitor, state, client
-    monitor.shutdown(timeout=2)
+    return app, monitor, state, client
 
 
 def get(client, path, **kwargs):
@@ -128,93 +125,87 @@ def test_endpoints_rows_sort_filter_and_status_codes(mix):
     assert get(client, "/endpoints?limit=0").status_code == 400
 
 
-def test_health_flips_to_unhealthy_when_a_threshold_is_crossed():
+def test_health_flips_to_unhealthy_when_a_threshold_is_crossed(monitors):
     (
         app,
         monitor,
         state,
-    ) = make_app(health_error_rate_pct=5)
+    ) = make_app(monitors, health_error_rate_pct=5)
     client = closing_client(app)
-    try:
-        for _ in range(20):
-            client.get("/")
-        ok = client.get(PREFIX + "/health")
-        assert ok.status_code == 200
-        body = ok.get_json()
-        assert body["status"] == "healthy"
-        assert [c["name"] for c in body["checks"]] == [
-            "latency_avg_ms",
-            "latency_p95_ms",
-            "error_rate_pct",
-            "memory_pct",
-            "cpu_pct",
-            "disk_pct",
-            "process_rss_bytes",
-        ]
-        checks = {c["name"]: c for c in body["checks"]}
-        assert checks["error_rate_pct"] == {
-            "name": "error_rate_pct",
-            "value": 0.0,
-            "threshold": 5,
-            "unit": "%",
-            "status": "ok",
-        }
-        assert checks["memory_pct"]["value"] is None and checks["memory_pct"]["status"] == "ok"  # no system gauges
-        assert "system" not in body  # the public form
+    for _ in range(20):
+        client.get("/")
+    ok = client.get(PREFIX + "/health")
+    assert ok.status_code == 200
+    body = ok.get_json()
+    assert body["status"] == "healthy"
+    assert [c["name"] for c in body["checks"]] == [
+        "latency_avg_ms",
+        "latency_p95_ms",
+        "error_rate_pct",
+        "memory_pct",
+        "cpu_pct",
+        "disk_pct",
+        "process_rss_bytes",
+    ]
+    checks = {c["name"]: c for c in body["checks"]}
+    assert checks["error_rate_pct"] == {
+        "name": "error_rate_pct",
+        "value": 0.0,
+        "threshold": 5,
+        "unit": "%",
+        "status": "ok",
+    }
+    assert checks["memory_pct"]["value"] is None and checks["memory_pct"]["status"] == "ok"  # no system gauges
+    assert "system" not in body  # the public form
 
-        client.get("/fail")  # 1 of 21 = 4.76 %: still under 5 %
-        assert client.get(PREFIX + "/health").get_json()["status"] == "healthy"
-        client.get("/fail")  # 2 of 22 = 9.1 % > 1.5 x 5 %
-        bad = client.get(PREFIX + "/health")
-        assert bad.status_code == 503
-        assert bad.get_json()["status"] == "unhealthy"
-        assert {c["name"]: c["status"] for c in bad.get_json()["checks"]}["error_rate_pct"] == "fail"
+    client.get("/fail")  # 1 of 21 = 4.76 %: still under 5 %
+    assert client.get(PREFIX + "/health").get_json()["status"] == "healthy"
+    client.get("/fail")  # 2 of 22 = 9.1 % > 1.5 x 5 %
+    bad = client.get(PREFIX + "/health")
+    assert bad.status_code == 503
+    assert bad.get_json()["status"] == "unhealthy"
+    assert {c["name"]: c["status"] for c in bad.get_json()["checks"]}["error_rate_pct"] == "fail"
 
-        # Injected system readings: over the threshold warns, far over fails.
-        state.system_source = lambda: {"memory_pct": 85.0}
-        warn = client.get(PREFIX + "/health", headers=AUTH)
-        assert {c["name"]: c["status"] for c in warn.get_json()["checks"]}["memory_pct"] == "warn"
-        state.system_source = lambda: {"memory_pct": 95.0, "process_rss_max_bytes": 2 << 30}
-        body = client.get(PREFIX + "/health", headers=AUTH).get_json()
-        checks = {c["name"]: c for c in body["checks"]}
-        assert checks["memory_pct"]["status"] == "fail"
-        assert checks["process_rss_bytes"] == {
-            "name": "process_rss_bytes",
-            "value": 2 << 30,
-            "threshold": 1 << 30,
-            "unit": "bytes",
-            "status": "fail",
-        }
-        assert body["system"]["memory"]["used_pct"] == 95.0  # authenticated: the details too
-    finally:
-        monitor.shutdown(timeout=2)
+    # Injected system readings: over the threshold warns, far over fails.
+    state.system_source = lambda: {"memory_pct": 85.0}
+    warn = client.get(PREFIX + "/health", headers=AUTH)
+    assert {c["name"]: c["status"] for c in warn.get_json()["checks"]}["memory_pct"] == "warn"
+    state.system_source = lambda: {"memory_pct": 95.0, "process_rss_max_bytes": 2 << 30}
+    body = client.get(PREFIX + "/health", headers=AUTH).get_json()
+    checks = {c["name"]: c for c in body["checks"]}
+    assert checks["memory_pct"]["status"] == "fail"
+    assert checks["process_rss_bytes"] == {
+        "name": "process_rss_bytes",
+        "value": 2 << 30,
+        "threshold": 1 << 30,
+        "unit": "bytes",
+        "status": "fail",
+    }
+    assert body["system"]["memory"]["used_pct"] == 95.0  # authenticated: the details too
 
 
-def test_health_reads_psutil_through_the_system_gauges(monkeypatch):
+def test_health_reads_psutil_through_the_system_gauges(monkeypatch, monitors):
     import psutil
 
     total = 16 << 30
     monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(total=total, available=total // 20))
-    app, monitor, state = make_app(system_metrics=True, analytics_public_health=False)
+    app, monitor, state = make_app(monitors, system_metrics=True, analytics_public_health=False)
     client = closing_client(app)
-    try:
-        assert client.get(PREFIX + "/health").status_code == 401  # protected when not public
-        response = client.get(PREFIX + "/health", headers=AUTH)
-        assert response.status_code == 503
-        body = response.get_json()
-        memory = {c["name"]: c for c in body["checks"]}["memory_pct"]
-        assert memory["value"] == pytest.approx(95.0)
-        assert memory["status"] == "fail"
-        assert body["system"]["memory"] == {
-            "total_bytes": total,
-            "used_bytes": total - total // 20,
-            "available_bytes": total // 20,
-            "used_pct": pytest.approx(95.0),
-        }
-        assert body["system"]["process"]["rss_bytes"] > 0
-        assert body["system"]["process"]["workers"] == 1
-    finally:
-        monitor.shutdown(timeout=2)
+    assert client.get(PREFIX + "/health").status_code == 401  # protected when not public
+    response = client.get(PREFIX + "/health", headers=AUTH)
+    assert response.status_code == 503
+    body = response.get_json()
+    memory = {c["name"]: c for c in body["checks"]}["memory_pct"]
+    assert memory["value"] == pytest.approx(95.0)
+    assert memory["status"] == "fail"
+    assert body["system"]["memory"] == {
+        "total_bytes": total,
+        "used_bytes": total - total // 20,
+        "available_bytes": total // 20,
+        "used_pct": pytest.approx(95.0),
+    }
+    assert body["system"]["process"]["rss_bytes"] > 0
+    assert body["system"]["process"]["workers"] == 1
 
 
 class FakeClock:
@@ -225,88 +216,82 @@ class FakeClock:
         return self.t
 
 
-def test_windows_age_out_with_an_injected_clock():
-    app, monitor, state = make_app()
+def test_windows_age_out_with_an_injected_clock(monitors):
+    app, monitor, state = make_app(monitors)
     clock = FakeClock(1_800_000_000.0)
     state.use_clock(clock)
     client = closing_client(app)
-    try:
-        state.sample()
-        for _ in range(10):
-            client.get("/")
+    state.sample()
+    for _ in range(10):
+        client.get("/")
 
-        def requests(window: str) -> tuple[int, bool]:
-            w = get(client, "/performance").get_json()["windows"][window]
-            return w["requests"], w["window_available"]
+    def requests(window: str) -> tuple[int, bool]:
+        w = get(client, "/performance").get_json()["windows"][window]
+        return w["requests"], w["window_available"]
 
-        def advance(seconds: float) -> None:
-            for _ in range(int(seconds // 10)):
-                clock.t += 10
-                state.sample()
-
-        advance(10)  # t = 10 s: the process is younger than a minute; everything since start, flagged
-        assert requests("1m") == (10, False)
-        advance(60)  # t = 70 s
-        assert requests("1m") == (0, True)
-        assert requests("5m") == (10, False)
-        advance(230)  # t = 300 s: the 5-minute window starts at the first sample
-        assert requests("5m") == (10, True)
-        advance(10)
-        assert requests("5m") == (0, True)
-        assert requests("15m") == (10, False)
-        advance(590)  # t = 900 s
-        assert requests("15m") == (10, True)
-        advance(10)
-        assert requests("15m") == (0, True)
-        assert requests("all") == (10, True)
-        assert len(state.ring) == RING_SIZE == 91
-        # Beyond the ring without history: what there is (here: all since start), flagged.
-        body = get(client, "/endpoints?window=1h").get_json()
-        assert (body["window_available"], body["covered_s"]) == (False, 910.0)
-        assert [(r["route"], r["count"]) for r in body["endpoints"]] == [("/", 10)]
-    finally:
-        monitor.shutdown(timeout=2)
-
-
-def test_timeseries_steps_and_route_sparklines():
-    app, monitor, state = make_app()
-    clock = FakeClock(1_800_000_000.0)
-    state.use_clock(clock)
-    client = closing_client(app)
-    try:
-        state.sample()
-        for n in (3, 0, 5):
-            for _ in range(n):
-                client.get("/")
-            client.get("/fail") if n == 5 else None
+    def advance(seconds: float) -> None:
+        for _ in range(int(seconds // 10)):
             clock.t += 10
             state.sample()
-        body = get(client, "/timeseries?window=15m").get_json()
-        assert body["step_s"] == 10 and body["source"] == "memory"
-        # One point per 10 s step since the start (no partial step: the clock stands still).
-        counts = [p["requests"] for p in body["points"]]
-        assert counts == [3, 0, 6]
-        assert body["points"][2]["rps"] == 0.6
-        assert body["points"][2]["error_rate_pct"] == pytest.approx(100 / 6, abs=0.001)
-        assert body["points"][0]["apdex"] == 1.0
-        assert body["points"][1]["p95_ms"] is None
-        assert body["routes"] == {"GET /": [3, 0, 5], "GET /fail": [0, 0, 1]}
-        only = get(client, "/timeseries?window=15m&route=/fail&method=GET").get_json()
-        assert [p["requests"] for p in only["points"]] == [0, 0, 1]
-        for key in (
-            "cpu_pct",
-            "memory_pct",
-            "disk_pct",
-            "process_rss_bytes",
-            "process_threads",
-            "net_sent_bps",
-            "net_recv_bps",
-            "t",
-            "avg_ms",
-        ):
-            assert key in body["points"][0]
-    finally:
-        monitor.shutdown(timeout=2)
+
+    advance(10)  # t = 10 s: the process is younger than a minute; everything since start, flagged
+    assert requests("1m") == (10, False)
+    advance(60)  # t = 70 s
+    assert requests("1m") == (0, True)
+    assert requests("5m") == (10, False)
+    advance(230)  # t = 300 s: the 5-minute window starts at the first sample
+    assert requests("5m") == (10, True)
+    advance(10)
+    assert requests("5m") == (0, True)
+    assert requests("15m") == (10, False)
+    advance(590)  # t = 900 s
+    assert requests("15m") == (10, True)
+    advance(10)
+    assert requests("15m") == (0, True)
+    assert requests("all") == (10, True)
+    assert len(state.ring) == RING_SIZE == 91
+    # Beyond the ring without history: what there is (here: all since start), flagged.
+    body = get(client, "/endpoints?window=1h").get_json()
+    assert (body["window_available"], body["covered_s"]) == (False, 910.0)
+    assert [(r["route"], r["count"]) for r in body["endpoints"]] == [("/", 10)]
+
+
+def test_timeseries_steps_and_route_sparklines(monitors):
+    app, monitor, state = make_app(monitors)
+    clock = FakeClock(1_800_000_000.0)
+    state.use_clock(clock)
+    client = closing_client(app)
+    state.sample()
+    for n in (3, 0, 5):
+        for _ in range(n):
+            client.get("/")
+        client.get("/fail") if n == 5 else None
+        clock.t += 10
+        state.sample()
+    body = get(client, "/timeseries?window=15m").get_json()
+    assert body["step_s"] == 10 and body["source"] == "memory"
+    # One point per 10 s step since the start (no partial step: the clock stands still).
+    counts = [p["requests"] for p in body["points"]]
+    assert counts == [3, 0, 6]
+    assert body["points"][2]["rps"] == 0.6
+    assert body["points"][2]["error_rate_pct"] == pytest.approx(100 / 6, abs=0.001)
+    assert body["points"][0]["apdex"] == 1.0
+    assert body["points"][1]["p95_ms"] is None
+    assert body["routes"] == {"GET /": [3, 0, 5], "GET /fail": [0, 0, 1]}
+    only = get(client, "/timeseries?window=15m&route=/fail&method=GET").get_json()
+    assert [p["requests"] for p in only["points"]] == [0, 0, 1]
+    for key in (
+        "cpu_pct",
+        "memory_pct",
+        "disk_pct",
+        "process_rss_bytes",
+        "process_threads",
+        "net_sent_bps",
+        "net_recv_bps",
+        "t",
+        "avg_ms",
+    ):
+        assert key in body["points"][0]
 
 
 def test_export_csv_and_json(mix):
@@ -352,59 +337,53 @@ def test_csv_cells_cannot_become_spreadsheet_formulas():
     assert _cell("/api/users") == "/api/users"
 
 
-def test_traces_lists_slow_and_failed_with_links_from_the_template():
+def test_traces_lists_slow_and_failed_with_links_from_the_template(monitors):
     app, monitor, state = make_app(
-        analytics_slow_ms=100, trace_link_template="http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"
+        monitors, analytics_slow_ms=100, trace_link_template="http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"
     )
     telemetry = Telemetry(monitor)
     client = closing_client(app)
-    try:
-        client.get("/")
-        client.get("/slow")
-        client.get("/fail")
-        spans = {s.name: s for s in telemetry.spans()}
-        body = get(client, "/traces").get_json()
-        assert body["link_template"] == "http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"
-        assert [t["kind"] for t in body["traces"]] == ["failed", "slow"]  # newest first
-        failed, slow = body["traces"]
-        trace_id = format(spans["GET /slow"].context.trace_id, "032x")
-        span_id = format(spans["GET /slow"].context.span_id, "016x")
-        assert slow == {
-            "trace_id": trace_id,
-            "span_id": span_id,
-            "name": "GET /slow",
-            "route": "/slow",
-            "method": "GET",
-            "status_code": 200,
-            "duration_ms": slow["duration_ms"],
-            "time": slow["time"],
-            "error": None,
-            "kind": "slow",
-            "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
-        }
-        assert SLOW_S * 1000 <= slow["duration_ms"] < 1000
-        assert failed["status_code"] == 500 and failed["route"] == "/fail"
-        assert failed["error"] == "ValueError: boom"
-        assert [t["kind"] for t in get(client, "/traces?kind=slow").get_json()["traces"]] == ["slow"]
-        assert len(get(client, "/traces?kind=all&limit=1").get_json()["traces"]) == 1
-        assert get(client, "/traces?kind=nope").status_code == 400
-    finally:
-        monitor.shutdown(timeout=2)
+    client.get("/")
+    client.get("/slow")
+    client.get("/fail")
+    spans = {s.name: s for s in telemetry.spans()}
+    body = get(client, "/traces").get_json()
+    assert body["link_template"] == "http://127.0.0.1:16686/trace/{trace_id}?span={span_id}"
+    assert [t["kind"] for t in body["traces"]] == ["failed", "slow"]  # newest first
+    failed, slow = body["traces"]
+    trace_id = format(spans["GET /slow"].context.trace_id, "032x")
+    span_id = format(spans["GET /slow"].context.span_id, "016x")
+    assert slow == {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "name": "GET /slow",
+        "route": "/slow",
+        "method": "GET",
+        "status_code": 200,
+        "duration_ms": slow["duration_ms"],
+        "time": slow["time"],
+        "error": None,
+        "kind": "slow",
+        "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
+    }
+    assert SLOW_S * 1000 <= slow["duration_ms"] < 1000
+    assert failed["status_code"] == 500 and failed["route"] == "/fail"
+    assert failed["error"] == "ValueError: boom"
+    assert [t["kind"] for t in get(client, "/traces?kind=slow").get_json()["traces"]] == ["slow"]
+    assert len(get(client, "/traces?kind=all&limit=1").get_json()["traces"]) == 1
+    assert get(client, "/traces?kind=nope").status_code == 400
 
 
-def test_traces_without_a_template_have_no_link_and_the_deques_are_bounded():
-    app, monitor, state = make_app(analytics_traces_kept=5)
+def test_traces_without_a_template_have_no_link_and_the_deques_are_bounded(monitors):
+    app, monitor, state = make_app(monitors, analytics_traces_kept=5)
     client = closing_client(app)
-    try:
-        for _ in range(20):
-            client.get("/fail")
-        assert len(state.recent.failed) == 5
-        assert len(state.recent.slow) == 0
-        body = get(client, "/traces?kind=failed").get_json()
-        assert body["link_template"] is None
-        assert len(body["traces"]) == 5 and all(t["link"] is None for t in body["traces"])
-    finally:
-        monitor.shutdown(timeout=2)
+    for _ in range(20):
+        client.get("/fail")
+    assert len(state.recent.failed) == 5
+    assert len(state.recent.slow) == 0
+    body = get(client, "/traces?kind=failed").get_json()
+    assert body["link_template"] is None
+    assert len(body["traces"]) == 5 and all(t["link"] is None for t in body["traces"])
 
 
 def test_metrics_json_and_dashboards(mix):
@@ -430,71 +409,56 @@ def test_metrics_json_and_dashboards(mix):
     assert not any(link["name"] in ("Grafana", "Prometheus", "Jaeger") for link in links)
 
 
-def test_dashboard_links_to_configured_tools():
+def test_dashboard_links_to_configured_tools(monitors):
     app, monitor, state = make_app(
-        grafana_url="http://127.0.0.1:3000/d/otel-monitor", jaeger_url="http://127.0.0.1:16686"
+        monitors, grafana_url="http://127.0.0.1:3000/d/otel-monitor", jaeger_url="http://127.0.0.1:16686"
     )
-    try:
-        links = get(closing_client(app), "/dashboard").get_json()["dashboards"]
-        assert {"name": "Grafana", "url": "http://127.0.0.1:3000/d/otel-monitor"} in links
-        assert {"name": "Jaeger", "url": "http://127.0.0.1:16686"} in links
-        assert not any(link["name"] == "Prometheus" for link in links)
-    finally:
-        monitor.shutdown(timeout=2)
+    links = get(closing_client(app), "/dashboard").get_json()["dashboards"]
+    assert {"name": "Grafana", "url": "http://127.0.0.1:3000/d/otel-monitor"} in links
+    assert {"name": "Jaeger", "url": "http://127.0.0.1:16686"} in links
+    assert not any(link["name"] == "Prometheus" for link in links)
 
 
-def test_memory_stays_bounded_with_thousands_of_distinct_urls_and_routes():
-    app, monitor, state = make_app(analytics_max_routes=20, analytics_traces_kept=50)
+def test_memory_stays_bounded_with_thousands_of_distinct_urls_and_routes(monitors):
+    app, monitor, state = make_app(monitors, analytics_max_routes=20, analytics_traces_kept=50)
     for i in range(60):
         app.add_url_rule(f"/r{i}", f"r{i}", lambda: "ok")
     client = closing_client(app)
-    try:
-        for i in range(60):
-            client.get(f"/r{i}")
-        for i in range(10_000):
-            client.get(f"/missing/{i}?x={i}")
-        for _ in range(RING_SIZE + 10):
-            state.sample()
-        body = get(client, "/endpoints?window=all&limit=1000").get_json()
-        routes = {r["route"]: r["count"] for r in body["endpoints"]}
-        assert routes["(unmatched)"] == 10_000
-        assert routes["(other)"] == 40  # the first 20 routes are tracked, the other 40 summed
-        assert body["total"] == 22  # 20 routes + (unmatched) + (other)
-        assert sum(routes.values()) == 10_060
-        assert len(state.cap.tracked) == 21  # (unmatched) is not one of the 20
-        assert len(state.last_seen) <= 22
-        assert len(state.ring) == RING_SIZE
-        assert all(len(s.requests) <= 22 for s in state.ring.samples)
-        assert len(state.recent.failed) + len(state.recent.slow) <= 100
-    finally:
-        monitor.shutdown(timeout=2)
+    for i in range(60):
+        client.get(f"/r{i}")
+    for i in range(10_000):
+        client.get(f"/missing/{i}?x={i}")
+    for _ in range(RING_SIZE + 10):
+        state.sample()
+    body = get(client, "/endpoints?window=all&limit=1000").get_json()
+    routes = {r["route"]: r["count"] for r in body["endpoints"]}
+    assert routes["(unmatched)"] == 10_000
+    assert routes["(other)"] == 40  # the first 20 routes are tracked, the other 40 summed
+    assert body["total"] == 22  # 20 routes + (unmatched) + (other)
+    assert sum(routes.values()) == 10_060
+    assert len(state.cap.tracked) == 21  # (unmatched) is not one of the 20
+    assert len(state.last_seen) <= 22
+    assert len(state.ring) == RING_SIZE
+    assert all(len(s.requests) <= 22 for s in state.ring.samples)
+    assert len(state.recent.failed) + len(state.recent.slow) <= 100
 
 
-def test_analytics_can_be_turned_off_and_the_prefix_moved():
-    app, monitor = build_app(analytics=False)
-    try:
-        assert closing_client(app).get(PREFIX + "/health").status_code == 404
-        assert monitor.pipeline.extensions.get("analytics") is None
-    finally:
-        monitor.shutdown(timeout=2)
-    app, monitor = build_app(analytics_prefix="/professional-analytics", analytics_auth=False)
-    try:
-        client = closing_client(app)
-        assert client.get("/professional-analytics/performance").status_code == 200
-        assert client.get(PREFIX + "/performance").status_code == 404
-        lines = monitor.describe_urls("http://127.0.0.1:8000")
-        assert "analytics:  http://127.0.0.1:8000/professional-analytics/performance" in lines
-    finally:
-        monitor.shutdown(timeout=2)
+def test_analytics_can_be_turned_off_and_the_prefix_moved(monitors):
+    app, monitor = monitors.app(analytics=False)
+    assert closing_client(app).get(PREFIX + "/health").status_code == 404
+    assert monitor.pipeline.extensions.get("analytics") is None
+    app, monitor = monitors.app(analytics_prefix="/professional-analytics", analytics_auth=False)
+    client = closing_client(app)
+    assert client.get("/professional-analytics/performance").status_code == 200
+    assert client.get(PREFIX + "/performance").status_code == 404
+    lines = monitor.describe_urls("http://127.0.0.1:8000")
+    assert "analytics:  http://127.0.0.1:8000/professional-analytics/performance" in lines
 
 
-def test_the_background_job_is_registered_on_the_pipeline_scheduler():
-    app, monitor = build_app(analytics_token=TOKEN)
-    try:
-        jobs = [job[3] for job in monitor.pipeline.scheduler._jobs]
-        assert "analytics sample" in jobs
-        assert "analytics history write" not in jobs  # no MONITORING_DB
-        processors = monitor.pipeline.tracer_provider._active_span_processor._span_processors
-        assert analytics_of(monitor).recent in processors
-    finally:
-        monitor.shutdown(timeout=2)
+def test_the_background_job_is_registered_on_the_pipeline_scheduler(monitors):
+    app, monitor = monitors.app(analytics_token=TOKEN)
+    jobs = [job[3] for job in monitor.pipeline.scheduler._jobs]
+    assert "analytics sample" in jobs
+    assert "analytics history write" not in jobs  # no MONITORING_DB
+    processors = monitor.pipeline.tracer_provider._active_span_processor._span_processors
+    assert analytics_of(monitor).recent in processors

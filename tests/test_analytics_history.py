@@ -9,44 +9,40 @@ import subprocess
 import sys
 import textwrap
 
-
 from otel_monitor.analytics import analytics_of
 from otel_monitor.analytics.history import History
 from otel_monitor.analytics.summary import Series
 from otel_monitor.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import closing_client
 
-from .conftest import ROOT, build_app
+from .conftest import ROOT
 
 TOKEN = "history-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PREFIX = "/otel-monitor"
 
 
-def start(db: str, **settings):
-    app, monitor = build_app(analytics_db=db, analytics_token=TOKEN, **settings)
+def start(monitors, db: str, **settings):
+    app, monitor = monitors.app(analytics_db=db, analytics_token=TOKEN, **settings)
     monitor.pipeline.scheduler.stop()  # the tests write when they choose
     return app, monitor, analytics_of(monitor), closing_client(app)
 
 
-def test_the_history_job_is_registered_and_the_file_uses_wal(tmp_path):
+def test_the_history_job_is_registered_and_the_file_uses_wal(tmp_path, monitors):
     db = str(tmp_path / "history.db")
-    app, monitor = build_app(analytics_db=db, analytics_token=TOKEN)
-    try:
-        jobs = {job[3]: job[1] for job in monitor.pipeline.scheduler._jobs}
-        assert jobs["analytics history write"] == 60
-        assert jobs["analytics sample"] == 10
-        assert not os.path.exists(db)  # nothing opened while the pipeline is built (maybe in a request)
-        analytics_of(monitor).write_history()
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        monitor.shutdown(timeout=2)
+    app, monitor = monitors.app(analytics_db=db, analytics_token=TOKEN)
+    jobs = {job[3]: job[1] for job in monitor.pipeline.scheduler._jobs}
+    assert jobs["analytics history write"] == 60
+    assert jobs["analytics sample"] == 10
+    assert not os.path.exists(db)  # nothing opened while the pipeline is built (maybe in a request)
+    analytics_of(monitor).write_history()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_history_survives_a_restart_and_serves_long_windows(tmp_path):
+def test_history_survives_a_restart_and_serves_long_windows(tmp_path, monitors):
     db = str(tmp_path / "history.db")
-    app, monitor, state, client = start(db)
+    app, monitor, state, client = start(monitors, db)
     first_instance = monitor.pipeline.instance_id
     for _ in range(30):
         client.get("/")
@@ -57,38 +53,35 @@ def test_history_survives_a_restart_and_serves_long_windows(tmp_path):
     assert state.write_history() == 2  # the same minute again: replaced, not added
     monitor.shutdown(timeout=2)
 
-    app, monitor, state, client = start(db)  # a restart: new process state, new instance id
-    try:
-        assert monitor.pipeline.instance_id != first_instance
-        for _ in range(12):
-            client.get("/")
-        state.write_history()
-        body = client.get(PREFIX + "/endpoints?window=1h", headers=AUTH).get_json()
-        rows = {r["route"]: r for r in body["endpoints"]}
-        assert rows["/"]["count"] == 42
-        assert rows["/fail"]["count"] == 3 and rows["/fail"]["errors"] == 3
-        assert rows["/"]["status_codes"] == {"200": 42}
-        assert body["total"] == 2
+    app, monitor, state, client = start(monitors, db)  # a restart: new process state, new instance id
+    assert monitor.pipeline.instance_id != first_instance
+    for _ in range(12):
+        client.get("/")
+    state.write_history()
+    body = client.get(PREFIX + "/endpoints?window=1h", headers=AUTH).get_json()
+    rows = {r["route"]: r for r in body["endpoints"]}
+    assert rows["/"]["count"] == 42
+    assert rows["/fail"]["count"] == 3 and rows["/fail"]["errors"] == 3
+    assert rows["/"]["status_codes"] == {"200": 42}
+    assert body["total"] == 2
 
-        perf = client.get(PREFIX + "/performance?window=24h", headers=AUTH).get_json()
-        assert perf["ranked_window"] == "24h"
-        assert perf["most_failing_endpoints"][0]["errors"] == 3
+    perf = client.get(PREFIX + "/performance?window=24h", headers=AUTH).get_json()
+    assert perf["ranked_window"] == "24h"
+    assert perf["most_failing_endpoints"][0]["errors"] == 3
 
-        series = client.get(PREFIX + "/timeseries?window=1h", headers=AUTH).get_json()
-        assert series["step_s"] == 60 and series["source"] == "history"
-        assert sum(p["requests"] for p in series["points"]) == 45
-        assert sum(series["routes"]["GET /"]) == 42
+    series = client.get(PREFIX + "/timeseries?window=1h", headers=AUTH).get_json()
+    assert series["step_s"] == 60 and series["source"] == "history"
+    assert sum(p["requests"] for p in series["points"]) == 45
+    assert sum(series["routes"]["GET /"]) == 42
 
-        exported = client.get(PREFIX + "/export?format=json&window=6h", headers=AUTH).get_json()
-        assert {r["route"]: r["count"] for r in exported["endpoints"]} == {"/": 42, "/fail": 3}
+    exported = client.get(PREFIX + "/export?format=json&window=6h", headers=AUTH).get_json()
+    assert {r["route"]: r["count"] for r in exported["endpoints"]} == {"/": 42, "/fail": 3}
 
-        with sqlite3.connect(db) as conn:
-            instances = conn.execute("SELECT COUNT(DISTINCT instance_id) FROM requests").fetchone()[0]
-        assert instances == 2
-        # In-memory windows are this run's only.
-        assert client.get(PREFIX + "/endpoints?window=15m", headers=AUTH).get_json()["endpoints"][0]["count"] == 12
-    finally:
-        monitor.shutdown(timeout=2)
+    with sqlite3.connect(db) as conn:
+        instances = conn.execute("SELECT COUNT(DISTINCT instance_id) FROM requests").fetchone()[0]
+    assert instances == 2
+    # In-memory windows are this run's only.
+    assert client.get(PREFIX + "/endpoints?window=15m", headers=AUTH).get_json()["endpoints"][0]["count"] == 12
 
 
 _WRITER = textwrap.dedent("""
@@ -186,24 +179,21 @@ def test_a_file_written_with_other_buckets_is_not_mixed_in(tmp_path, caplog):
     assert any("other latency buckets" in r.getMessage() for r in caplog.records)
 
 
-def test_a_bad_history_path_does_not_stop_the_app(tmp_path, caplog):
+def test_a_bad_history_path_does_not_stop_the_app(tmp_path, caplog, monitors):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    app, monitor, state, client = start(str(blocker / "sub" / "h.db"))
-    try:
-        assert client.get("/").status_code == 200
-        assert state.write_history() == 0
-        assert not state.history.usable
-        body = client.get(PREFIX + "/endpoints?window=1h", headers=AUTH).get_json()
-        assert body["window_available"] is False and body["total"] == 1  # from memory
-        assert len([r for r in caplog.records if "cannot use the history file" in r.getMessage()]) == 1
-    finally:
-        monitor.shutdown(timeout=2)
+    app, monitor, state, client = start(monitors, str(blocker / "sub" / "h.db"))
+    assert client.get("/").status_code == 200
+    assert state.write_history() == 0
+    assert not state.history.usable
+    body = client.get(PREFIX + "/endpoints?window=1h", headers=AUTH).get_json()
+    assert body["window_available"] is False and body["total"] == 1  # from memory
+    assert len([r for r in caplog.records if "cannot use the history file" in r.getMessage()]) == 1
 
 
-def test_the_last_minute_is_written_at_shutdown(tmp_path):
+def test_the_last_minute_is_written_at_shutdown(tmp_path, monitors):
     db = str(tmp_path / "history.db")
-    app, monitor, state, client = start(db)
+    app, monitor, state, client = start(monitors, db)
     for _ in range(7):
         client.get("/")
     monitor.shutdown(timeout=5)  # no write_history() call: the shutdown writes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from typing import NamedTuple
 
 import pytest
 from flask import Flask, abort
@@ -49,9 +50,19 @@ def make_app(monitored: bool):
     return app, monitor
 
 
-BARE, _ = make_app(False)
-MONITORED, MONITOR = make_app(True)
-TELEMETRY = Telemetry(MONITOR)
+class Apps(NamedTuple):
+    bare: Flask
+    monitored: Flask
+    telemetry: Telemetry
+
+
+@pytest.fixture(scope="module")
+def apps():
+    """The app bare and monitored, shared by the module's tests (hypothesis runs hundreds of examples)."""
+    bare, _ = make_app(False)
+    monitored, monitor = make_app(True)
+    yield Apps(bare, monitored, Telemetry(monitor))
+    monitor.shutdown(timeout=2)
 
 
 def call(app, environ):
@@ -95,8 +106,8 @@ def base_environ(**overrides):
     return env
 
 
-def assert_same(environ):
-    assert call(MONITORED, environ) == call(BARE, environ)
+def assert_same(apps, environ):
+    assert call(apps.monitored, environ) == call(apps.bare, environ)
 
 
 @pytest.mark.parametrize(
@@ -125,14 +136,14 @@ def assert_same(environ):
         {"CONTENT_LENGTH": "-5"},
     ],
 )
-def test_odd_requests_get_exactly_the_response_of_the_bare_app(overrides):
-    assert_same(base_environ(**overrides))
+def test_odd_requests_get_exactly_the_response_of_the_bare_app(overrides, apps):
+    assert_same(apps, base_environ(**overrides))
 
 
-def test_nothing_stays_active_after_failing_and_odd_requests():
+def test_nothing_stays_active_after_failing_and_odd_requests(apps):
     for path in ("/before-fails", "/none", "/forbidden"):
-        call(MONITORED, base_environ(PATH_INFO=path))
-    assert sum(p.value for p in TELEMETRY.points("http.server.active_requests")) == 0
+        call(apps.monitored, base_environ(PATH_INFO=path))
+    assert sum(p.value for p in apps.telemetry.points("http.server.active_requests")) == 0
 
 
 environ_values = st.text(
@@ -152,7 +163,7 @@ environ_values = st.text(
     user_agent=environ_values,
 )
 def test_property_any_environ_gets_the_bare_apps_response(
-    path, method, host, port, query, traceparent, baggage, user_agent
+    apps, path, method, host, port, query, traceparent, baggage, user_agent
 ):
     # WSGI strings are latin-1 "bytes as str"; encode what hypothesis gives us that way.
     def wsgi(text):
@@ -168,7 +179,7 @@ def test_property_any_environ_gets_the_bare_apps_response(
         HTTP_BAGGAGE=wsgi(baggage),
         HTTP_USER_AGENT=wsgi(user_agent),
     )
-    assert_same(env)
+    assert_same(apps, env)
 
 
 VALID_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -185,13 +196,13 @@ VALID_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the propagator's regex: ~4 s unguarded
     ],
 )
-def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(traceparent):
-    TELEMETRY.clear()
+def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(traceparent, apps):
+    apps.telemetry.clear()
     started = time.perf_counter()
-    status, _, _ = call(MONITORED, base_environ(HTTP_TRACEPARENT=traceparent))
+    status, _, _ = call(apps.monitored, base_environ(HTTP_TRACEPARENT=traceparent))
     elapsed = time.perf_counter() - started
     assert status.startswith("200")
-    (span,) = TELEMETRY.spans()
+    (span,) = apps.telemetry.spans()
     assert span.parent is None
     assert elapsed < 0.5  # the quadratic regex path takes seconds on these inputs (4 s for the last)
 
@@ -204,24 +215,25 @@ def test_oversized_headers_are_refused_before_any_parsing():
 
 
 @pytest.mark.parametrize("tracestate", [",".join(f"k{i}=v{i}" for i in range(1000)), "a=b\r\nc=d"])
-def test_a_huge_or_line_broken_tracestate_is_dropped_but_the_parent_kept(tracestate):
-    TELEMETRY.clear()
-    call(MONITORED, base_environ(HTTP_TRACEPARENT=VALID_PARENT, HTTP_TRACESTATE=tracestate))
-    (span,) = TELEMETRY.spans()
+def test_a_huge_or_line_broken_tracestate_is_dropped_but_the_parent_kept(tracestate, apps):
+    apps.telemetry.clear()
+    call(apps.monitored, base_environ(HTTP_TRACEPARENT=VALID_PARENT, HTTP_TRACESTATE=tracestate))
+    (span,) = apps.telemetry.spans()
     assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
     assert len(span.context.trace_state) == 0
 
 
 @pytest.mark.parametrize("baggage", ["k=" + "v" * 1_000_000, ",".join(f"k{i}=v" for i in range(500))])
-def test_huge_baggage_is_capped_and_nothing_huge_is_logged(caplog, baggage):
+def test_huge_baggage_is_capped_and_nothing_huge_is_logged(caplog, baggage, apps):
     with caplog.at_level(logging.DEBUG):
-        status, _, _ = call(MONITORED, base_environ(HTTP_BAGGAGE=baggage))
+        status, _, _ = call(apps.monitored, base_environ(HTTP_BAGGAGE=baggage))
     assert status.startswith("200")
     assert sum(len(r.getMessage()) for r in caplog.records) < 2048
 
 
-def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded():
+def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded(monitors):
     app, monitor = make_app(True)
+    monitors.own(monitor)
     telemetry = Telemetry(monitor)
     for i in range(3000):
         call(app, base_environ(PATH_INFO=f"/items/{i}"))
@@ -233,4 +245,3 @@ def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded():
     # routes x methods x statuses: /items/<name>, unmatched 404, / ; GET and _OTHER (405s)
     assert len(series) <= 5, series
     assert len(monitor.pipeline.request_metrics._series) == len(series)
-    monitor.shutdown(1)

@@ -7,11 +7,9 @@ import time
 from otel_monitor import instruments
 from otel_monitor.testing import Telemetry
 
-from .conftest import build_app
 
-
-def test_counter_histogram_and_up_down_counter_record_with_attributes():
-    app, monitor = build_app()
+def test_counter_histogram_and_up_down_counter_record_with_attributes(monitors):
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
     orders = monitor.counter("shop.orders", "Orders placed", unit="{order}")
     basket = monitor.histogram("shop.basket.value", "Basket value", unit="EUR", buckets=(10, 50, 100))
@@ -27,11 +25,10 @@ def test_counter_histogram_and_up_down_counter_record_with_attributes():
     hist = telemetry.point("shop.basket.value")
     assert (hist.count, hist.sum, list(hist.explicit_bounds)) == (1, 42.5, [10, 50, 100])
     assert telemetry.point("shop.queue.depth").value == 2
-    monitor.shutdown(1)
 
 
-def test_gauge_with_a_callback_is_read_at_collection_and_shows_on_metrics_endpoint():
-    app, monitor = build_app()
+def test_gauge_with_a_callback_is_read_at_collection_and_shows_on_metrics_endpoint(monitors):
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
     level = {"value": 7}
     monitor.gauge("tank.level", "Water level", callback=lambda: level["value"], unit="l")
@@ -40,46 +37,40 @@ def test_gauge_with_a_callback_is_read_at_collection_and_shows_on_metrics_endpoi
     assert telemetry.point("tank.level").value == 9
     body = app.test_client().get("/metrics").get_data(as_text=True)
     assert "\ntank_level_l 9.0\n" in body
-    monitor.shutdown(1)
 
 
-def test_gauge_callback_may_return_several_labelled_values():
-    app, monitor = build_app()
+def test_gauge_callback_may_return_several_labelled_values(monitors):
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
     monitor.gauge("pool.size", callback=lambda: [(3, {"pool": "db"}), (5, {"pool": "cache"})])
     assert telemetry.point("pool.size", pool="db").value == 3
     assert telemetry.point("pool.size", pool="cache").value == 5
-    monitor.shutdown(1)
 
 
-def test_gauge_set_records_the_last_value():
-    app, monitor = build_app()
+def test_gauge_set_records_the_last_value(monitors):
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
     temperature = monitor.gauge("room.temperature", unit="Cel")
     temperature.set(20.5)
     temperature.set(21.0)
     assert telemetry.point("room.temperature").value == 21.0
-    monitor.shutdown(1)
 
 
-def test_instruments_created_before_init_app_work_after_it():
+def test_instruments_created_before_init_app_work_after_it(monitors):
     from flask import Flask
 
-    from otel_monitor import Monitor
-
-    monitor = Monitor(system_metrics=False)
+    monitor = monitors(system_metrics=False)
     hits = monitor.counter("early.hits")
     app = Flask("factory")
     monitor.init_app(app)
     telemetry = Telemetry(monitor)
     hits.add(5)
     assert telemetry.point("early.hits").value == 5
-    monitor.shutdown(1)
 
 
-def test_a_custom_instrument_folds_attribute_sets_beyond_the_limit_into_one_overflow_series(monkeypatch):
+def test_a_custom_instrument_folds_attribute_sets_beyond_the_limit_into_one_overflow_series(monkeypatch, monitors):
     monkeypatch.setattr(instruments, "CARDINALITY_LIMIT", 100)
-    app, monitor = build_app()
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
     counter = monitor.counter("user.logins")
     for i in range(1000):
@@ -88,11 +79,10 @@ def test_a_custom_instrument_folds_attribute_sets_beyond_the_limit_into_one_over
     assert len(points) == 101
     overflow = telemetry.point("user.logins", **{"otel.metric.overflow": True})
     assert overflow.value == 900
-    monitor.shutdown(1)
 
 
-def test_a_raising_gauge_callback_is_skipped_and_the_other_metrics_are_intact(caplog):
-    app, monitor = build_app()
+def test_a_raising_gauge_callback_is_skipped_and_the_other_metrics_are_intact(caplog, monitors):
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
 
     def broken():
@@ -106,14 +96,12 @@ def test_a_raising_gauge_callback_is_skipped_and_the_other_metrics_are_intact(ca
         assert response.status_code == 200
         assert "fine_gauge" in response.get_data(as_text=True)
     assert telemetry.points("broken.gauge") == []
-    monitor.shutdown(1)
 
 
-def test_a_slow_gauge_callback_does_not_hold_up_the_metrics_endpoint():
-    app, monitor = build_app()
+def test_a_slow_gauge_callback_does_not_hold_up_the_metrics_endpoint(monitors):
+    app, monitor = monitors.app()
     monitor.gauge("slow.gauge", callback=lambda: time.sleep(2) or 1)
     client = app.test_client()
     started = time.monotonic()
     assert client.get("/metrics").status_code == 200
     assert time.monotonic() - started < 1.5  # the callback alone takes 2 s
-    monitor.shutdown(1)

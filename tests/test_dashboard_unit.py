@@ -14,7 +14,7 @@ from otel_monitor.analytics.auth import COOKIE_NAME, MAX_FAILURES
 from otel_monitor.analytics.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR, TEMPLATES_DIR
 from otel_monitor.testing import closing_client
 
-from .conftest import ROOT, build_app
+from .conftest import ROOT
 
 PREFIX = "/otel-monitor"
 USER = "admin"
@@ -28,20 +28,15 @@ EXPECTED_CSP = (
 
 
 @pytest.fixture
-def make():
-    made = []
-
+def make(monitors):
     def make_app(**settings):
         settings.setdefault("analytics_username", USER)
         settings.setdefault("analytics_password", PASSWORD)
-        app, monitor = build_app(**settings)
+        app, monitor = monitors.app(**settings)
         monitor.pipeline.scheduler.stop()
-        made.append(monitor)
         return app, closing_client(app)
 
-    yield make_app
-    for monitor in made:
-        monitor.shutdown(timeout=2)
+    return make_app
 
 
 def csrf_of(html: str) -> str:

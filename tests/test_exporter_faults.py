@@ -11,8 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from flask import Flask
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_monitor import Monitor
+from otel_monitor import pipeline as pipeline_module
 from otel_monitor.pipeline import span_exporters
 from otel_monitor.settings import resolve_settings
 from otel_monitor.testing import Telemetry, closing_client
@@ -20,10 +22,10 @@ from otel_monitor.testing import Telemetry, closing_client
 from .conftest import free_port
 
 
-def app_with(**settings):
+def app_with(monitors, **settings):
     app = Flask("faults")
     app.add_url_rule("/", "index", lambda: "ok")
-    monitor = Monitor(app, system_metrics=False, **settings)
+    monitor = monitors(app, system_metrics=False, **settings)
     return app, monitor
 
 
@@ -49,10 +51,11 @@ def median_request_ms(app, n=400):
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 @pytest.mark.parametrize("target", ["closed-port", "blackhole"])
-def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, blackhole):
+def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, blackhole, monitors):
     port = blackhole if target == "blackhole" else free_port()
-    baseline_app, baseline = app_with()
+    baseline_app, baseline = app_with(monitors)
     dead_app, dead = app_with(
+        monitors,
         traces_exporter="otlp",
         metrics_exporter="otlp",
         otlp_protocol=protocol,
@@ -66,7 +69,6 @@ def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, black
     started = time.monotonic()
     assert dead.shutdown() in (True, False)
     assert time.monotonic() - started < 1.5
-    baseline.shutdown(1)
 
 
 class Flaky(BaseHTTPRequestHandler):
@@ -89,7 +91,7 @@ class Flaky(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status", [503, 429])
-def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status):
+def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status, monitors):
     Flaky.calls, Flaky.status = [], status
     server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -98,7 +100,7 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status):
         {"traces_exporter": "otlp", "otlp_endpoint": f"http://127.0.0.1:{port}", "otlp_timeout": 5}
     )
     (exporter,) = span_exporters(settings)
-    app, monitor = app_with()
+    app, monitor = app_with(monitors)
     Telemetry(monitor)
     closing_client(app).get("/")
     from opentelemetry.sdk.trace.export import SpanExportResult
@@ -110,10 +112,9 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status):
     assert 0.7 <= Flaky.calls[1] - Flaky.calls[0] <= 2.5  # honoured Retry-After: 1 (with jitter)
     assert time.monotonic() - started < 5
     server.shutdown()
-    monitor.shutdown(1)
 
 
-def test_grpc_unavailable_is_retried_with_bounded_backoff():
+def test_grpc_unavailable_is_retried_with_bounded_backoff(monitors):
     import grpc
     from concurrent import futures
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -149,7 +150,7 @@ def test_grpc_unavailable_is_retried_with_bounded_backoff():
         }
     )
     (exporter,) = span_exporters(settings)
-    app, monitor = app_with()
+    app, monitor = app_with(monitors)
     telemetry = Telemetry(monitor)
     closing_client(app).get("/")
     started = time.monotonic()
@@ -158,11 +159,11 @@ def test_grpc_unavailable_is_retried_with_bounded_backoff():
     assert exporter.export(telemetry.spans()) is SpanExportResult.SUCCESS
     assert len(calls) == 2 and time.monotonic() - started < 5
     server.stop(0)
-    monitor.shutdown(1)
 
 
-def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bounded(blackhole):
+def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bounded(blackhole, monitors):
     app, monitor = app_with(
+        monitors,
         traces_exporter="otlp",
         metrics_exporter="none",
         otlp_endpoint=f"http://127.0.0.1:{blackhole}",
@@ -176,8 +177,9 @@ def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bound
     assert time.monotonic() - started < 2.5
 
 
-def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs_once(caplog, blackhole):
+def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs_once(caplog, blackhole, monitors):
     app, monitor = app_with(
+        monitors,
         traces_exporter="otlp",
         metrics_exporter="none",
         otlp_endpoint=f"http://127.0.0.1:{blackhole}",
@@ -194,11 +196,10 @@ def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs
     assert dropped.value >= 6000 - 2048 - 512 * 2
     assert sum("Queue full" in r.getMessage() for r in caplog.records) <= 1
     assert "otel_sdk_processor_span_processed_total" in client.get("/metrics").get_data(as_text=True)
-    monitor.shutdown(1)
 
 
-def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(monkeypatch, caplog):
-    app, monitor = app_with()
+def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(monkeypatch, caplog, monitors):
+    app, monitor = app_with(monitors)
     client = closing_client(app)
     pipeline = monitor.pipeline
 
@@ -214,20 +215,52 @@ def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(mo
         response = client.get("/")
         assert (response.status_code, response.data) == (200, b"ok")
     assert sum("sdk bug" in r.getMessage() for r in caplog.records) == 2  # once per kind of failure
-    monitor.shutdown(1)
 
 
-def test_an_exporter_that_raises_never_reaches_the_request():
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+class Exploding(SpanExporter):
+    """An exporter with a bug: it counts the spans it is handed, then raises."""
 
-    class Exploding(SpanExporter):
-        def export(self, spans):
-            raise RuntimeError("exporter bug")
+    def __init__(self) -> None:
+        self.handed = 0
 
-    app, monitor = app_with()
-    monitor.tracer_provider.add_span_processor(BatchSpanProcessor(Exploding(), schedule_delay_millis=10))
+    def export(self, spans):
+        self.handed += len(spans)
+        raise RuntimeError("exporter bug")
+
+    def shutdown(self):
+        pass
+
+
+class ExportingInline(SpanProcessor):
+    """Exports each span on the thread that ends it, with no guard (as some third-party processors do)."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def on_end(self, span):
+        self.exporter.export((span,))
+
+
+def test_an_exporter_that_raises_never_reaches_the_request(monkeypatch, monitors, caplog):
+    # The pipeline's own exporter (as OTLP would be wired, but raising) runs on the batch thread;
+    # one run inline by another processor raises inside span.end(), on the request's own thread.
+    batched, inline = Exploding(), Exploding()
+    monkeypatch.setattr(pipeline_module, "span_exporters", lambda settings: [batched])
+    app = Flask("faults")
+    app.add_url_rule("/users/<int:user_id>", "user", lambda user_id: {"id": user_id})
+    monitor = monitors(app, system_metrics=False)
+    telemetry = Telemetry(monitor)  # before the inline processor, which stops the ones after it
+    monitor.tracer_provider.add_span_processor(ExportingInline(inline))
     client = closing_client(app)
-    for _ in range(50):
-        assert client.get("/").data == b"ok"
-    time.sleep(0.1)
-    monitor.shutdown(1)
+    with caplog.at_level(logging.WARNING, logger="otel_monitor"):
+        for _ in range(50):
+            response = client.get("/users/7")
+            assert (response.status_code, response.get_json()) == (200, {"id": 7})
+    assert monitor.tracer_provider.force_flush(5000)
+    assert (batched.handed, inline.handed) == (50, 50)  # both really ran and raised, once per span
+    assert [s.name for s in telemetry.spans()] == ["GET /users/<int:user_id>"] * 50
+    assert telemetry.point("http.server.request.duration", **{"http.route": "/users/<int:user_id>"}).count == 50
+    logged = [r.getMessage() for r in caplog.records if r.name == "otel_monitor" and "exporter bug" in r.getMessage()]
+    assert (
+        len(logged) == 1 and "recording request telemetry (RuntimeError: exporter bug)" in logged[0]
+    )  # not per request

@@ -56,10 +56,9 @@ def test_samplers_follow_the_standard_names():
     assert isinstance(_sampler(resolve_settings(environ={})), sampling.ParentBased)  # the default
 
 
-def test_delta_temporality_pushes_the_difference_since_the_last_export():
-    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExportResult, MetricExporter
+def test_delta_temporality_pushes_the_difference_since_the_last_export(monitors):
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
 
-    from .conftest import build_app
     from otel_monitor.testing import closing_client
 
     class Capture(MetricExporter):
@@ -79,7 +78,7 @@ def test_delta_temporality_pushes_the_difference_since_the_last_export():
         def shutdown(self, timeout_millis=30_000, **kwargs):
             pass
 
-    app, monitor = build_app(otlp_metrics_temporality="delta")
+    app, monitor = monitors.app(otlp_metrics_temporality="delta")
     capture = Capture()
     monitor.pipeline.metric_exporters = [capture]
     orders = monitor.counter("orders")
@@ -99,4 +98,3 @@ def test_delta_temporality_pushes_the_difference_since_the_last_export():
     assert sum(duration.data_points[0].bucket_counts) == 1
     assert duration.aggregation_temporality is AggregationTemporality.DELTA
     assert second["http.server.active_requests"].aggregation_temporality is AggregationTemporality.CUMULATIVE
-    monitor.shutdown(1)

@@ -7,8 +7,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_monitor.testing import Telemetry, closing_client
 
-from .conftest import build_app
-
 DURATION = "http.server.request.duration"
 
 
@@ -81,15 +79,14 @@ def test_the_metrics_endpoint_produces_neither_spans_nor_request_metrics(monitor
     assert telemetry.points(DURATION) == []
 
 
-def test_excluded_urls_produce_neither_spans_nor_metrics():
-    app, monitor = build_app(excluded_urls="^/users/,healthz")
+def test_excluded_urls_produce_neither_spans_nor_metrics(monitors):
+    app, monitor = monitors.app(excluded_urls="^/users/,healthz")
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     client.get("/users/1")
     client.get("/")
     assert [s.name for s in telemetry.spans()] == ["GET /"]
     assert [p.attributes.get("http.route") for p in telemetry.points(DURATION)] == ["/"]
-    monitor.shutdown(1)
 
 
 def test_active_requests_reads_zero_after_requests_complete(monitored):
@@ -136,13 +133,12 @@ def test_sensitive_query_values_are_redacted_in_spans(monitored):
     assert span.attributes["url.query"] == "token=REDACTED&password=REDACTED&page=2"
 
 
-def test_the_resource_carries_service_name_and_a_unique_instance_id():
-    app1, m1 = build_app(service_name="svc-a")
-    app2, m2 = build_app(service_name="svc-b")
+def test_the_resource_carries_service_name_and_a_unique_instance_id(monitors):
+    app1, m1 = monitors.app(service_name="svc-a")
+    app2, m2 = monitors.app(service_name="svc-b")
     r1, r2 = m1.pipeline.resource.attributes, m2.pipeline.resource.attributes
     assert (r1["service.name"], r2["service.name"]) == ("svc-a", "svc-b")
     assert r1["service.instance.id"] != r2["service.instance.id"]
-    m1.shutdown(1), m2.shutdown(1)
 
 
 def test_a_sampler_sees_the_request_attributes_at_span_creation(monitored):
@@ -178,18 +174,15 @@ def test_a_sampler_sees_the_request_attributes_at_span_creation(monitored):
     }
 
 
-def test_response_attributes_respect_the_sdk_attribute_value_length_limit(monkeypatch):
+def test_response_attributes_respect_the_sdk_attribute_value_length_limit(monkeypatch, monitors):
     # Our direct write of the final attributes must not bypass a limit the user configured.
     monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "8")
-    app, monitor = build_app()
+    app, monitor = monitors.app()
     telemetry = Telemetry(monitor)
-    try:
-        closing_client(app).get("/users/42")
-        (span,) = telemetry.spans()
-        assert span.attributes["http.route"] == "/users/<"
-        assert span.attributes["http.response.status_code"] == 200
-    finally:
-        monitor.shutdown(timeout=2)
+    closing_client(app).get("/users/42")
+    (span,) = telemetry.spans()
+    assert span.attributes["http.route"] == "/users/<"
+    assert span.attributes["http.response.status_code"] == 200
 
 
 def test_many_distinct_host_headers_keep_correct_addresses_in_bounded_memory(monitored):

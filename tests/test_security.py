@@ -7,19 +7,18 @@ import sys
 
 from flask import Flask
 
-from otel_monitor import Monitor
 from otel_monitor._safe_log import log_internal_error
 from otel_monitor.testing import Telemetry, closing_client
 
 SENTINELS = {f"SENTINEL{i}x7q" for i in range(1, 7)}
 
 
-def test_secret_sentinels_from_query_headers_environment_and_argv_appear_nowhere(monkeypatch, caplog):
+def test_secret_sentinels_from_query_headers_environment_and_argv_appear_nowhere(monkeypatch, caplog, monitors):
     monkeypatch.setenv("APP_DB_PASSWORD", "SENTINEL5x7q")
     monkeypatch.setattr(sys, "argv", [*sys.argv, "--api-key=SENTINEL6x7q"])
     app = Flask("secrets")
     app.add_url_rule("/", "index", lambda: "ok")
-    monitor = Monitor(app, system_metrics=True)
+    monitor = monitors(app, system_metrics=True)
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.DEBUG):
@@ -34,20 +33,18 @@ def test_secret_sentinels_from_query_headers_environment_and_argv_appear_nowhere
     for sentinel in SENTINELS:
         for where, text in (("spans", span_text), ("metrics", metric_text), ("/metrics", scraped), ("logs", logs)):
             assert sentinel not in text, f"{sentinel} leaked into {where}"
-    monitor.shutdown(1)
 
 
-def test_the_list_of_redacted_query_parameters_is_configurable():
+def test_the_list_of_redacted_query_parameters_is_configurable(monitors):
     app = Flask("redact")
     app.add_url_rule("/", "index", lambda: "ok")
-    monitor = Monitor(app, system_metrics=False, sensitive_query_params="ssn,card")
+    monitor = monitors(app, system_metrics=False, sensitive_query_params="ssn,card")
     telemetry = Telemetry(monitor)
     closing_client(app).get("/?ssn=123&card=4111&token=visible")
     assert telemetry.spans()[0].attributes["url.query"] == "ssn=REDACTED&card=REDACTED&token=visible"
-    monitor.shutdown(1)
 
 
-def test_metrics_can_require_a_bearer_token_compared_in_constant_time(monkeypatch):
+def test_metrics_can_require_a_bearer_token_compared_in_constant_time(monkeypatch, monitors):
     import hmac
 
     compared = []
@@ -55,7 +52,7 @@ def test_metrics_can_require_a_bearer_token_compared_in_constant_time(monkeypatc
     monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((type(a), type(b))) or real(a, b))
     app = Flask("protected")
     app.add_url_rule("/", "index", lambda: "ok")
-    monitor = Monitor(app, system_metrics=False, metrics_token="s3cret-token")
+    monitors(app, system_metrics=False, metrics_token="s3cret-token")
     client = closing_client(app)
     client.get("/")
     assert client.get("/metrics").status_code == 401
@@ -64,19 +61,17 @@ def test_metrics_can_require_a_bearer_token_compared_in_constant_time(monkeypatc
     ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200 and b"target_info" in ok.data
     assert compared and all(t == (bytes, bytes) for t in compared)
-    monitor.shutdown(1)
 
 
-def test_target_info_can_be_hidden_from_metrics():
+def test_target_info_can_be_hidden_from_metrics(monitors):
     app = Flask("quiet")
     app.add_url_rule("/", "index", lambda: "ok")
-    monitor = Monitor(app, system_metrics=False, metrics_target_info=False)
+    monitors(app, system_metrics=False, metrics_target_info=False)
     client = closing_client(app)
     client.get("/")
     body = client.get("/metrics").get_data(as_text=True)
     assert "http_server_request_duration_seconds_count" in body
     assert "target_info" not in body and "host_name" not in body
-    monitor.shutdown(1)
 
 
 def test_control_characters_from_requests_cannot_forge_log_lines(caplog):

@@ -99,15 +99,14 @@ def test_an_unknown_keyword_is_refused_rather_than_ignored():
         Monitor(servce_name="typo")
 
 
-def test_settings_are_read_at_init_app_not_at_construction(monkeypatch):
-    monitor = Monitor()
+def test_settings_are_read_at_init_app_not_at_construction(monkeypatch, monitors):
+    monitor = monitors()
     monkeypatch.setenv("OTEL_SERVICE_NAME", "set-later")
     from flask import Flask
 
     app = Flask("factory")
     monitor.init_app(app)
     assert monitor.settings.service_name == "set-later"
-    monitor.shutdown(1)
 
 
 def test_every_setting_has_an_environment_variable_and_documentation():

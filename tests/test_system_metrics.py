@@ -10,8 +10,6 @@ import pytest
 from otel_monitor import system
 from otel_monitor.testing import Telemetry
 
-from .conftest import build_app
-
 EXPECTED = {
     "system.cpu.utilization": "1",
     "system.memory.usage": "By",
@@ -32,10 +30,9 @@ EXPECTED = {
 
 
 @pytest.fixture
-def telemetry():
-    app, monitor = build_app(system_metrics=True)
-    yield Telemetry(monitor)
-    monitor.shutdown(1)
+def telemetry(monitors):
+    app, monitor = monitors.app(system_metrics=True)
+    return Telemetry(monitor)
 
 
 def test_every_system_and_process_metric_is_present_with_its_semconv_unit(telemetry):
@@ -75,8 +72,8 @@ def test_cpu_utilization_is_not_reported_as_a_bogus_zero_before_an_interval_has_
     assert reading.get() == pytest.approx(0.5, abs=0.05)
 
 
-def test_psutil_is_not_called_per_request(monkeypatch):
-    app, monitor = build_app(system_metrics=True)
+def test_psutil_is_not_called_per_request(monkeypatch, monitors):
+    app, monitor = monitors.app(system_metrics=True)
     calls = []
     import psutil
 
@@ -87,4 +84,3 @@ def test_psutil_is_not_called_per_request(monkeypatch):
     for _ in range(20):
         client.get("/")
     assert calls == []
-    monitor.shutdown(1)

@@ -8,7 +8,6 @@ import time
 import pytest
 from opentelemetry.trace import StatusCode
 
-import otel_monitor
 from otel_monitor.testing import Telemetry
 
 
@@ -30,7 +29,7 @@ class Body:
         self.close_calls += 1
 
 
-def make(body_factory):
+def make(monitors, body_factory):
     bodies = []
 
     def app(environ, start_response):
@@ -39,7 +38,7 @@ def make(body_factory):
         bodies.append(body)
         return body
 
-    wrapped = otel_monitor.wrap(app, system_metrics=False, service_name="contract")
+    wrapped = monitors.wrap(app, system_metrics=False, service_name="contract")
     return wrapped, Telemetry(wrapped.monitor), bodies
 
 
@@ -60,8 +59,8 @@ def active(telemetry):
     return sum(p.value for p in points)
 
 
-def test_a_streaming_response_is_timed_to_its_last_chunk_and_active_until_close():
-    app, telemetry, bodies = make(lambda: Body([b"a", b"b", b"c"], delay=0.1))
+def test_a_streaming_response_is_timed_to_its_last_chunk_and_active_until_close(monitors):
+    app, telemetry, bodies = make(monitors, lambda: Body([b"a", b"b", b"c"], delay=0.1))
     result = app(environ(), lambda s, h, e=None: None)
     assert active(telemetry) == 1
     assert b"".join(result) == b"abc"
@@ -73,33 +72,30 @@ def test_a_streaming_response_is_timed_to_its_last_chunk_and_active_until_close(
     point = telemetry.point("http.server.request.duration")
     assert point.sum >= 0.3
     assert telemetry.point("http.server.response.body.size").sum == 3
-    app.monitor.shutdown(1)
 
 
-def test_close_without_iterating_calls_the_inner_close_once_and_ends_the_span():
-    app, telemetry, bodies = make(lambda: Body([b"never sent"]))
+def test_close_without_iterating_calls_the_inner_close_once_and_ends_the_span(monitors):
+    app, telemetry, bodies = make(monitors, lambda: Body([b"never sent"]))
     result = app(environ(), lambda s, h, e=None: None)
     result.close()
     result.close()  # a second close is harmless
     assert bodies[0].close_calls == 1
     assert len(telemetry.spans()) == 1
     assert active(telemetry) == 0
-    app.monitor.shutdown(1)
 
 
-def test_a_client_disconnect_mid_stream_closes_the_inner_iterable_once():
-    app, telemetry, bodies = make(lambda: Body([b"1", b"2", b"3"]))
+def test_a_client_disconnect_mid_stream_closes_the_inner_iterable_once(monitors):
+    app, telemetry, bodies = make(monitors, lambda: Body([b"1", b"2", b"3"]))
     result = app(environ(), lambda s, h, e=None: None)
     iterator = iter(result)
     next(iterator)
     result.close()  # what a server does when the client goes away
     assert bodies[0].close_calls == 1
     assert len(telemetry.spans()) == 1 and active(telemetry) == 0
-    app.monitor.shutdown(1)
 
 
-def test_a_generator_raising_mid_stream_reaches_the_server_and_marks_the_span_failed():
-    app, telemetry, bodies = make(lambda: Body([b"1", b"2"], fail_at=1))
+def test_a_generator_raising_mid_stream_reaches_the_server_and_marks_the_span_failed(monitors):
+    app, telemetry, bodies = make(monitors, lambda: Body([b"1", b"2"], fail_at=1))
     result = app(environ(), lambda s, h, e=None: None)
     with pytest.raises(OSError, match="mid-stream"):
         b"".join(result)
@@ -110,14 +106,13 @@ def test_a_generator_raising_mid_stream_reaches_the_server_and_marks_the_span_fa
     assert span.attributes["error.type"] == "OSError"
     assert telemetry.point("http.server.request.duration").attributes["error.type"] == "OSError"
     assert active(telemetry) == 0
-    app.monitor.shutdown(1)
 
 
-def test_an_exception_before_start_response_propagates_unchanged_and_is_recorded():
+def test_an_exception_before_start_response_propagates_unchanged_and_is_recorded(monitors):
     def app(environ, start_response):
         raise KeyError("missing")
 
-    wrapped = otel_monitor.wrap(app, system_metrics=False)
+    wrapped = monitors.wrap(app, system_metrics=False)
     telemetry = Telemetry(wrapped.monitor)
     with pytest.raises(KeyError):
         wrapped(environ("/"), lambda s, h, e=None: None)
@@ -126,10 +121,9 @@ def test_an_exception_before_start_response_propagates_unchanged_and_is_recorded
     point = telemetry.point("http.server.request.duration")
     assert "http.response.status_code" not in point.attributes
     assert active(telemetry) == 0
-    wrapped.monitor.shutdown(1)
 
 
-def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_zero():
+def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_zero(monitors):
     release = threading.Event()
 
     def app(environ, start_response):
@@ -138,7 +132,7 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
         start_response("200 OK", [])
         return [b"ok"]
 
-    wrapped = otel_monitor.wrap(app, system_metrics=False)
+    wrapped = monitors.wrap(app, system_metrics=False)
     telemetry = Telemetry(wrapped.monitor)
     errors = []
 
@@ -164,16 +158,15 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
     assert len(telemetry.spans()) == 801
     assert telemetry.point("http.server.request.duration").count == 801
     assert active(telemetry) == 0
-    wrapped.monitor.shutdown(1)
 
 
-def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly():
+def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly(monitors):
     """Werkzeug's threaded server, a raw socket that reads one chunk and hangs up."""
     import socket
 
     from werkzeug.serving import make_server
 
-    app, telemetry, bodies = make(lambda: Body([b"x" * 65536] * 200, delay=0.01))
+    app, telemetry, bodies = make(monitors, lambda: Body([b"x" * 65536] * 200, delay=0.01))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -190,4 +183,3 @@ def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly():
         assert len(telemetry.spans()) == 1 and active(telemetry) == 0
     finally:
         server.shutdown()
-        app.monitor.shutdown(1)

@@ -13,11 +13,9 @@ See ``docs/analytics-api.md``.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import time
-import weakref
 from typing import Any, Callable, Optional
 
 from .._safe_log import log_internal_error
@@ -202,22 +200,17 @@ def _setup(settings: Any, pipeline: Any) -> None:
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")
-        hooks = getattr(pipeline, "shutdown_hooks", None)
-        if hooks is not None:
-            hooks.append(_final_write(state))  # at shutdown, after the background jobs stopped
-        else:
-            atexit.register(_final_write(weakref.ref(state)))
+        pipeline.shutdown_hooks.append(_final_write(state))  # at shutdown, after the background jobs stopped
 
 
-def _final_write(state: Any) -> Callable[[], None]:
-    """The last minute of history at shutdown (``state`` or a weak reference to it)."""
+def _final_write(state: AnalyticsState) -> Callable[[], None]:
+    """The last minute of history at shutdown."""
 
     def write() -> None:
-        alive = state() if isinstance(state, weakref.ref) else state
-        if alive is None or alive.pipeline.pid != os.getpid():
+        if state.pipeline.pid != os.getpid():
             return
         try:
-            alive.write_history()
+            state.write_history()
         except Exception:  # noqa: BLE001
             log_internal_error("writing the analytics history at shutdown")
 
@@ -243,15 +236,15 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
 
         log_login_url_at_first_request(app, auth)
     prefix = settings.analytics_prefix.rstrip("/")
-    has_dashboard = getattr(blueprint, "has_dashboard", False)
 
     def describe_urls(base: str) -> list[str]:
         # A generated token is shown nowhere else: every URL that needs it carries it.
         query = f"?token={auth.token}" if auth.generated_token and auth.token else ""
         health_query = "" if settings.analytics_public_health else query
-        lines = [f"analytics:  {base}{prefix}/performance{query}", f"health:     {base}{prefix}/health{health_query}"]
-        if has_dashboard:
-            lines.append(f"dashboard:  {base}{prefix}/{query}")
-        return lines
+        return [
+            f"analytics:  {base}{prefix}/performance{query}",
+            f"health:     {base}{prefix}/health{health_query}",
+            f"dashboard:  {base}{prefix}/{query}",
+        ]
 
     monitor.describe_urls = describe_urls

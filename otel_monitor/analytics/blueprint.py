@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from .auth import Auth
+from .dashboard import register_dashboard
 from .summary import (
     WINDOWS,
     Sample,
@@ -101,7 +102,6 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     prefix = settings.analytics_prefix.rstrip("/")
     bp = Blueprint("otel_monitor_analytics", __name__, url_prefix=prefix or None)
-    bp.has_dashboard = False  # type: ignore[attr-defined]
     public_health = settings.analytics_public_health
     apdex_t = settings.apdex_t_ms / 1000.0
 
@@ -404,10 +404,10 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     @bp.get("/dashboard")
     def dashboards() -> Response:
-        links = []
-        if bp.has_dashboard:  # type: ignore[attr-defined]
-            links.append({"name": "Built-in dashboard", "url": f"{prefix}/"})
-        links.append({"name": "Prometheus metrics", "url": settings.metrics_path})
+        links = [
+            {"name": "Built-in dashboard", "url": f"{prefix}/"},
+            {"name": "Prometheus metrics", "url": settings.metrics_path},
+        ]
         for name, url in (
             ("Grafana", settings.grafana_url),
             ("Prometheus", settings.prometheus_url),
@@ -441,15 +441,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             )
         return _csv_export(window_name, rows, series["points"], request.args.get("table"))
 
-    # The dashboard page (another module; optional).
-    try:
-        from .dashboard import register_dashboard
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.dashboard":
-            raise
-    else:
-        register_dashboard(bp, auth, settings, monitor)
-        bp.has_dashboard = True  # type: ignore[attr-defined]
+    register_dashboard(bp, auth, settings, monitor)
     return bp
 
 
