@@ -5,15 +5,20 @@ Used by ``examples/app.py --traffic`` and ``otel-monitor demo``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: (weight, method, path) -- every example endpoint gets data, including failures and 404s
 TRAFFIC_MIX: list[tuple[int, str, str]] = [
@@ -92,9 +97,9 @@ def serve(
     out: Any = None,
 ) -> None:
     """Serve ``app`` (threaded), print its URLs, optionally send traffic; stop on Ctrl-C/SIGTERM."""
-    from werkzeug.serving import make_server
-
     import logging
+
+    from werkzeug.serving import make_server
 
     out = out or sys.stdout
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the access log would bury the URLs
@@ -139,11 +144,41 @@ def serve(
         print("stopped.", file=out, flush=True)
 
 
+#: the history settings' environment variables: one of them set means the user chose a file
+_HISTORY_VARIABLES = ("MONITORING_DB",)
+
+
+@contextlib.contextmanager
+def temporary_history(environ: Any = None) -> Iterator[str | None]:
+    """A SQLite history file for as long as the demo runs (``MONITORING_DB``), removed afterwards.
+
+    Without one the demo's analytics forget everything older than 15 minutes. Yields the path,
+    or None when the user already set ``MONITORING_DB`` (their file is kept and used).
+    """
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in _HISTORY_VARIABLES):
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="otel-monitor-demo-")
+    path = os.path.join(directory, "history.db")
+    environ["MONITORING_DB"] = path
+    try:
+        yield path
+    finally:
+        environ.pop("MONITORING_DB", None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def urls_for(app: Any, base: str) -> list[str]:
     """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
     from .monitor import get_monitor
 
     monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
+    auth = getattr(app, "extensions", {}).get("otel_monitor.analytics")
+    if auth is not None and hasattr(auth, "log_login_url"):
+        # Now, before the URLs, rather than at the first request, where it would cut into the
+        # traffic's progress line.
+        auth.log_login_url(base)
     settings = getattr(monitor, "settings", None)
     lines = [f"app:        {base}/"]
     if settings is not None:

@@ -76,7 +76,9 @@ variable: --set metric_export_interval=5000, --set OTEL_TRACES_SAMPLER=always_on
 DEMO_DESCRIPTION = """\
 Serve a small Flask API with monitoring on 127.0.0.1, send it bounded synthetic traffic
 (successes, slow requests, errors and 404s) and print the URLs to open: the app, its
-Prometheus /metrics and, when present, the analytics dashboard with its login token.
+Prometheus /metrics and, when present, the analytics API and dashboard with their login token.
+The analytics keep their history in a temporary SQLite file for as long as the demo runs
+(MONITORING_DB=path chooses a file of your own, which is kept).
 
 In a checkout of otel_monitor (examples/app.py and otel_monitor/ in the current directory)
 the example app is served; elsewhere a built-in copy of it. Ctrl-C or SIGTERM stops it
@@ -147,7 +149,7 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (the same as Monitor(app)'s; see the README's settings table)")
+    group = parser.add_argument_group("settings (the same as Monitor(app)'s; see docs/settings.md)")
     group.add_argument("--service-name", metavar="NAME", help="service.name of the telemetry (OTEL_SERVICE_NAME)")
     group.add_argument(
         "--otlp-endpoint",
@@ -274,7 +276,7 @@ def demo_app() -> tuple[Any, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import serve
+    from ._demo import temporary_history
 
     if args.traffic < 0:
         raise CliError("--traffic must be 0 or more seconds")
@@ -282,6 +284,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError("--duration must be more than 0 seconds")
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
+    # The history must be set before the example app is imported: its Monitor reads it then.
+    with temporary_history() as history:
+        return _serve_demo(args, history)
+
+
+def _serve_demo(args: argparse.Namespace, history: str | None) -> int:
+    from ._demo import serve
+
     app, origin = demo_app()
     traffic, run_seconds = args.traffic, None
     if args.duration is not None:
@@ -293,6 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + (f", stopping after {args.duration:g} s" if args.duration is not None else "; Ctrl-C stops it"),
         flush=True,
     )
+    if history is not None:
+        print(f"history:    {history} (deleted when the demo stops; set MONITORING_DB to keep one)", flush=True)
     try:
         serve(app, args.host, args.port, traffic_seconds=traffic, run_seconds=run_seconds)
     except OSError as exc:

@@ -2,7 +2,8 @@
 # Install everything the test suite needs, then run it. Usage: ./scripts/test.sh [pytest args]
 # System packages (Debian): Prometheus + promtool, Alertmanager + amtool, Chromium + ChromeDriver,
 # wrk, docker-compose (compose-file validation only), Node.js (node --test, for the dashboard's
-# modules). Python: a .venv with the package and its test extra. Every server the tests use is
+# modules), and python3-venv when `python3 -m venv` lacks it. Python: a .venv with the package and
+# its test extra. Every server the tests use is
 # started by the tests themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,21 +16,13 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v node >/dev/null || need+=(nodejs)
+. scripts/_venv.sh
 if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing Debian packages: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "${need[@]}" || { echo "install these Debian packages: ${need[*]}" >&2; exit 1; }
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-# pip's build warnings would bury the output: shown only when the install fails
-pip_log=$(mktemp)
-if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[test]"; } >"$pip_log" 2>&1; then
-  cat "$pip_log"; echo "pip install failed"; exit 1
-fi
-rm -f "$pip_log"
+ensure_venv
+pip_install -e ".[test]"
 
 set +e
 .venv/bin/python -m pytest -ra "$@"

@@ -1,4 +1,8 @@
-"""Regenerate the README's settings table from otel_monitor.settings.FIELDS."""
+"""Regenerate the settings table from otel_monitor.settings.FIELDS, wherever the docs hold it.
+
+The table lives in docs/settings.md (the README links it); any file listed in DOCS with the
+markers is updated, so the table can move without changing this script's name or its callers.
+"""
 
 import re
 import sys
@@ -10,6 +14,8 @@ sys.path.insert(0, str(ROOT))
 from otel_monitor.settings import markdown_table  # noqa: E402
 
 START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+#: the files that may hold the generated table
+DOCS = ("docs/settings.md", "README.md")
 
 
 def render(text: str) -> str:
@@ -18,6 +24,9 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    readme = ROOT / "README.md"
-    readme.write_text(render(readme.read_text()))
-    print("README settings table updated")
+    for name in DOCS:
+        path = ROOT / name
+        text = path.read_text()
+        if START in text:
+            path.write_text(render(text))
+            print(f"{name}: settings table updated")

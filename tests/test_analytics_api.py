@@ -7,6 +7,7 @@ import csv
 import io
 import time
 import types
+import zipfile
 
 import pytest
 
@@ -295,19 +296,33 @@ def test_timeseries_steps_and_route_sparklines(monitors):
 
 def test_export_csv_and_json(mix):
     app, monitor, state, client = mix
-    response = get(client, "/export?format=csv&window=15m")
+    # CSV: one table per file, a header row first; both tables at once as a zip.
+    response = get(client, "/export?format=csv&window=15m&table=endpoints")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
-    assert response.headers["Content-Disposition"] == 'attachment; filename="otel-monitor-15m.csv"'
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert rows[0] == ["# endpoints"]
-    assert rows[1][:4] == ["route", "method", "count", "errors"]
-    table = {r[0]: r for r in rows[2:5]}
+    assert response.headers["Content-Disposition"] == 'attachment; filename="otel-monitor-15m-endpoints.csv"'
+    endpoints_csv = response.get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(endpoints_csv)))
+    assert rows[0][:4] == ["route", "method", "count", "errors"]
+    table = {r[0]: r for r in rows[1:]}
     assert (table["/"][2], table["/fail"][2], table["/fail"][3], table["/slow"][2]) == ("90", "10", "10", "5")
-    assert rows[5] == []
-    assert rows[6] == ["# timeseries"]
-    assert rows[7][:3] == ["t", "requests", "rps"]
-    assert sum(int(r[1]) for r in rows[8:]) == 105
+    assert len(rows) == 4
+    response = get(client, "/export?format=csv&window=15m&table=timeseries")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="otel-monitor-15m-timeseries.csv"'
+    timeseries_csv = response.get_data(as_text=True)
+    points = list(csv.reader(io.StringIO(timeseries_csv)))
+    assert points[0][:3] == ["t", "requests", "rps"]
+    assert sum(int(r[1]) for r in points[1:]) == 105
+    response = get(client, "/export?format=csv&window=15m")
+    assert response.mimetype == "application/zip"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="otel-monitor-15m-csv.zip"'
+    with zipfile.ZipFile(io.BytesIO(response.get_data())) as archive:
+        assert archive.namelist() == ["otel-monitor-15m-endpoints.csv", "otel-monitor-15m-timeseries.csv"]
+        assert archive.read("otel-monitor-15m-endpoints.csv").decode()[:40] == endpoints_csv[:40]
+        assert (
+            archive.read("otel-monitor-15m-timeseries.csv").decode().splitlines()[0] == timeseries_csv.splitlines()[0]
+        )
+    assert get(client, "/export?format=csv&table=traces").status_code == 400
 
     body = get(client, "/export?format=json&window=15m").get_json()
     assert {r["route"]: r["count"] for r in body["endpoints"]} == {"/": 90, "/fail": 10, "/slow": 5}

@@ -80,9 +80,12 @@ def test_without_credentials_a_token_is_generated_and_logged_in_exactly_one_line
     assert auth.enabled and auth.generated_token
     token = auth.token
     assert len(token) >= 32
+    # Logged at the first request, as a URL on the server's own address (not the Host header).
+    assert not [r for r in caplog.records if token in r.getMessage()]
+    client.get("/", headers={"Host": "evil.example"})
     lines = [r.getMessage() for r in caplog.records if token in r.getMessage()]
     assert len(lines) == 1
-    assert f"{PREFIX}/?token={token}" in lines[0]
+    assert f"Open http://localhost{PREFIX}/?token={token} " in lines[0]
     # Not open: the token is needed.
     assert client.get(PREFIX + "/performance").status_code == 401
     assert client.get(PREFIX + "/performance", headers={"Authorization": f"Bearer {token}"}).status_code == 200
@@ -282,7 +285,7 @@ def test_secret_key_comes_from_the_setting_then_the_app(caplog):
     auth = Auth(resolve_settings({"analytics_token": TOKEN}, environ={}), None)
     auth.log_startup()
     auth.log_startup()
-    hints = [r for r in caplog.records if "random per-process key" in r.getMessage()]
+    hints = [r for r in caplog.records if "random key made at start-up" in r.getMessage()]
     assert len(hints) == 1
 
 

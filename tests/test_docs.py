@@ -1,13 +1,32 @@
-"""The README documents what the code does: every setting in the table, the two commands, CI's command."""
+"""The docs document what the code does: the generated settings table, the two commands, CI's command,
+the README's structure and links. (tests/test_readme_quickstart.py runs the README against the demo.)"""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 from otel_monitor.settings import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SETTINGS_DOC = ROOT / "docs" / "settings.md"
+
+#: other contributions land under these headings: renaming one breaks their merge
+README_HEADINGS = (
+    "Try it: two commands",
+    "Install",
+    "Using it",
+    "Your own spans, other instrumentations and logs",
+    "Sending to a collector",
+    "Settings",
+    "Pre-fork servers (gunicorn)",
+    "Failure behaviour",
+    "The full stack",
+    "Design",
+    "Benchmarks",
+)
 
 
 def load_update_script():
@@ -17,15 +36,60 @@ def load_update_script():
     return module
 
 
-def test_the_readme_settings_table_matches_the_settings():
-    readme = (ROOT / "README.md").read_text()
-    assert load_update_script().render(readme) == readme, "run: python scripts/update_readme.py"
+def test_the_settings_table_in_docs_matches_the_settings():
+    text = SETTINGS_DOC.read_text()
+    update = load_update_script()
+    assert update.START in text, "docs/settings.md lost its generated table"
+    assert update.render(text) == text, "run: python scripts/update_readme.py"
     for f in FIELDS:
+        assert f"| `{f.name}` / " in text, f.name
         for variable in f.metadata["env"]:
-            assert f"`{variable}`" in readme, variable
+            assert f"`{variable}`" in text, variable
+
+
+def test_every_file_with_a_settings_table_is_in_sync():
+    update = load_update_script()
+    for name in update.DOCS:
+        text = (ROOT / name).read_text()
+        assert update.render(text) == text, f"{name}: run python scripts/update_readme.py"
+
+
+def test_the_readme_links_the_reference_and_every_relative_link_resolves():
+    readme = README.read_text()
+    for doc in ("docs/settings.md", "docs/metrics.md", "docs/analytics-api.md", "docs/cli.md", "docs/gunicorn.md"):
+        assert f"]({doc}" in readme, doc
+    for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL
+            assert (path.parent / target).exists(), f"{path.relative_to(ROOT)} links a missing {target}"
+
+
+def test_the_readme_first_screen_says_what_it_is_and_shows_it():
+    head = README.read_text().splitlines()[:12]
+    text = "\n".join(head)
+    assert head[0] == "# otel_monitor"
+    assert "OpenTelemetry" in text and "Flask" in text and "WSGI" in text
+    assert "![" in text and "docs/images/overview.png" in text
+
+
+def test_the_readme_is_ordered_for_evaluators_then_adopters_then_operators():
+    headings = re.findall(r"^#{2,3} (.+)$", README.read_text(), re.M)
+    positions = []
+    for heading in README_HEADINGS:
+        assert heading in headings, heading
+        positions.append(headings.index(heading))
+    assert positions == sorted(positions), headings
+
+
+def test_the_readme_has_no_long_reference_tables():
+    table_rows = 0
+    for line in README.read_text().splitlines():
+        table_rows = table_rows + 1 if line.startswith("|") else 0
+        assert table_rows <= 16, "a long table belongs in docs/: " + line[:60]
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
+    readme = README.read_text()
     assert "./scripts/test.sh" in readme and "./scripts/demo.sh" in readme
     assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()

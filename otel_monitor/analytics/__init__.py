@@ -231,13 +231,19 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
     runtime.setup_hooks.append(functools.partial(_setup, settings))
     app.extensions["otel_monitor.analytics"] = auth
     auth.log_startup()
+    if auth.generated_token:
+        from .login_notice import log_login_url_at_first_request
+
+        log_login_url_at_first_request(app, auth)
     prefix = settings.analytics_prefix.rstrip("/")
 
     def describe_urls(base: str) -> list[str]:
+        # A generated token is shown nowhere else: every URL that needs it carries it.
         query = f"?token={auth.token}" if auth.generated_token and auth.token else ""
+        health_query = "" if settings.analytics_public_health else query
         return [
-            f"analytics:  {base}{prefix}/performance",
-            f"health:     {base}{prefix}/health",
+            f"analytics:  {base}{prefix}/performance{query}",
+            f"health:     {base}{prefix}/health{health_query}",
             f"dashboard:  {base}{prefix}/{query}",
         ]
 

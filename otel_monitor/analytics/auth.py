@@ -160,11 +160,12 @@ class Auth:
         self._sessions = URLSafeTimedSerializer(self._secret, salt=_SESSION_SALT)
         self._anon_csrf = URLSafeTimedSerializer(self._secret, salt=_ANON_CSRF_SALT)
         self._logged = False
+        self._logged_url = False
 
     # -- start-up -----------------------------------------------------------------------------
 
     def log_startup(self) -> None:
-        """Log (once) the generated token's URL, an open-analytics warning, a random-key hint."""
+        """Log (once) an open-analytics warning or a random-key hint; the token's URL waits for an address."""
         if self._logged:
             return
         self._logged = True
@@ -175,22 +176,27 @@ class Auth:
                 self.prefix,
             )
             return
-        if self.generated_token:
-            # The one log line that carries a secret, on purpose: it is the only way in.
-            _logger.warning(
-                "otel_monitor: no analytics credentials configured; a random access token was "
-                "generated for this process. Open <this app>%s/?token=%s (or send "
-                "'Authorization: Bearer <token>'). Set MONITORING_USERNAME/MONITORING_PASSWORD or "
-                "OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.",
-                self.prefix,
-                self.token,
-            )
         if self.secret_is_per_process:
             _logger.info(
                 "otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
-                "dashboard sessions are signed with a random per-process key, so they end at restart "
-                "and do not work across pre-fork workers"
+                "dashboard sessions are signed with a random key made at start-up (shared by the "
+                "workers of one gunicorn master), so they end when the server restarts"
             )
+
+    def log_login_url(self, base_url: str) -> None:
+        """Log (once) the generated token as a login URL on ``base_url`` (e.g. ``http://127.0.0.1:8000``)."""
+        if not self.generated_token or self._logged_url:
+            return
+        self._logged_url = True
+        # The one log line that carries a secret, on purpose: it is the only way in.
+        _logger.warning(
+            "otel_monitor: no analytics credentials configured; a random access token was "
+            "generated. Open %s%s/?token=%s (or send 'Authorization: Bearer <token>'). Set "
+            "MONITORING_USERNAME/MONITORING_PASSWORD or OTEL_MONITOR_ANALYTICS_TOKEN to choose your own.",
+            base_url.rstrip("/"),
+            self.prefix,
+            self.token,
+        )
 
     # -- credentials ---------------------------------------------------------------------------
 

@@ -159,9 +159,10 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     @bp.after_request
     def headers(response: Response) -> Response:
-        response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.vary.update(("Cookie", "Authorization"))
+        if not getattr(response, "otel_monitor_cacheable", False):  # the dashboard's static files
+            response.headers["Cache-Control"] = "no-store"
+            response.vary.update(("Cookie", "Authorization"))
         return response
 
     @bp.errorhandler(BadRequest)
@@ -438,7 +439,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
                 },
                 headers=disposition,
             )
-        return Response(_csv(rows, series["points"]), mimetype="text/csv", headers=disposition)
+        return _csv_export(window_name, rows, series["points"], request.args.get("table"))
 
     register_dashboard(bp, auth, settings, monitor)
     return bp
@@ -562,10 +563,9 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _csv(rows: list[dict], points: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    endpoint_fields = [
+#: the CSV export's tables, each a file of its own: name -> columns
+CSV_TABLES: dict[str, tuple[str, ...]] = {
+    "endpoints": (
         "route",
         "method",
         "count",
@@ -580,14 +580,8 @@ def _csv(rows: list[dict], points: list[dict]) -> str:
         "avg_ms",
         "last_seen",
         "status_codes",
-    ]
-    writer.writerow(["# endpoints"])
-    writer.writerow(endpoint_fields)
-    for row in rows:
-        writer.writerow([_cell(row.get(f)) for f in endpoint_fields])
-    writer.writerow([])
-    writer.writerow(["# timeseries"])
-    point_fields = [
+    ),
+    "timeseries": (
         "t",
         "requests",
         "rps",
@@ -602,8 +596,40 @@ def _csv(rows: list[dict], points: list[dict]) -> str:
         "process_threads",
         "net_sent_bps",
         "net_recv_bps",
-    ]
-    writer.writerow(point_fields)
-    for p in points:
-        writer.writerow([_cell(p.get(f)) for f in point_fields])
+    ),
+}
+
+
+def _csv_export(window_name: str, rows: list[dict], points: list[dict], table: str | None) -> Response:
+    """``table=endpoints|timeseries``: that table as one CSV file; no ``table``: both, in one zip."""
+    tables = {"endpoints": rows, "timeseries": points}
+    if table is not None:
+        if table not in tables:
+            raise BadRequest("table must be endpoints or timeseries")
+        filename = f"otel-monitor-{window_name}-{table}.csv"
+        body = _csv_table(CSV_TABLES[table], tables[table])
+        return Response(
+            body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, records in tables.items():
+            archive.writestr(f"otel-monitor-{window_name}-{name}.csv", _csv_table(CSV_TABLES[name], records))
+    filename = f"otel-monitor-{window_name}-csv.zip"
+    return Response(
+        out.getvalue(),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _csv_table(fields: tuple[str, ...], records: list[dict]) -> str:
+    """A header row, then one row per record: what a spreadsheet or ``pandas.read_csv`` opens as is."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(fields)
+    for record in records:
+        writer.writerow([_cell(record.get(f)) for f in fields])
     return out.getvalue()

@@ -7,20 +7,26 @@
 * ``GET  <prefix>/login``          a small login form (user name and password, or the access token)
 * ``POST <prefix>/login``          CSRF check, throttling (429), then a session cookie (or 401)
 * ``POST <prefix>/logout``         CSRF check, then the session cookie is cleared
-* ``GET  <prefix>/static/<name>``  the page's CSS, JS and icon: only files shipped in ``static/``
+* ``GET  <prefix>/static/<version>/<name>``  the page's CSS, JS and icon: only files shipped in
+  ``static/``. The pages link them under ``<version>``, a hash of their content, so a browser keeps
+  them for a year (``immutable``) and an upgrade changes the URL. Any other version, or none
+  (``<prefix>/static/<name>``), gets the current file with ``no-cache``: a browser revalidates
+  it (ETag, the file's content hash; Last-Modified) and gets ``304 Not Modified`` while it holds it.
 
 The page is a shell: ``static/dashboard.js`` fetches the JSON API (docs/analytics-api.md) and draws
 everything in the browser with ``textContent`` and hand-written SVG. No build step, no CDN, no
 third-party code. Every response of these routes (errors too) carries a Content-Security-Policy
-without inline script or style, ``nosniff``, ``no-store``, a ``same-origin`` referrer policy and
-``Vary: Cookie`` (see :data:`SECURITY_HEADERS`).
+without inline script or style, ``nosniff``, ``no-store`` (static files: the caching above), a
+``same-origin`` referrer policy and ``Vary: Cookie`` (see :data:`SECURITY_HEADERS`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +65,11 @@ _ENDPOINTS = frozenset(
 )
 #: sent by dashboard.js with every API call (``X-Requested-With``)
 FETCH_MARKER = "otel-monitor-dashboard"
+#: a version segment of a static URL (see :func:`asset_version`); others are not static URLs
+_VERSION = re.compile(r"[0-9a-f]{12}")
+#: the versioned URL's content never changes: the browser need not even revalidate it
+_CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+_CACHE_REVALIDATE = "no-cache"
 _WINDOWS_SHORT = ("1m", "5m", "15m")
 _WINDOWS_HISTORY = ("1h", "6h", "24h", "7d")
 
@@ -78,6 +89,8 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
     static_files = frozenset(
         p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file() and p.suffix in _STATIC_TYPES
     )
+    etags = {name: _digest((STATIC_DIR / name).read_bytes()) for name in static_files}
+    version = asset_version(etags)
     refresh_s = settings.dashboard_refresh_s
     history = bool(getattr(settings, "analytics_db", None))
     service = getattr(settings, "service_name", None) or ""
@@ -88,7 +101,7 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
         return url_for(f"{request.blueprint}.{name}")
 
     def html(template: str, status: int = 200, **context: Any) -> Any:
-        context.setdefault("static_url", endpoint_url("dashboard_page") + "static")
+        context.setdefault("static_url", endpoint_url("dashboard_page") + "static/" + version)
         body = templates.get_template(template).render(service=service, **context)
         response = make_response(body, status)
         response.mimetype = "text/html"
@@ -134,9 +147,9 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
         return html(
             "dashboard.html",
             api=base.rstrip("/"),
-            refresh_s="%g" % refresh_s,
+            refresh_s=f"{refresh_s:g}",
             history="true" if history else "false",
-            slow_ms="%g" % slow_ms,
+            slow_ms=f"{slow_ms:g}",
             auth_enabled=bool(auth.enabled),
             login_url=endpoint_url("dashboard_login"),
             logout_url=endpoint_url("dashboard_logout"),
@@ -185,12 +198,20 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
     def dashboard_static(filename: str) -> Any:
         # The allow-list already rules out '..', '%2e%2e%2f' (decoded before routing), '\\', NUL and
         # absolute paths; send_from_directory's safe_join is the second line.
-        if filename not in static_files:
+        # "<version>/<name>" or "<name>", where a name may sit in a subfolder ("js/format.js"): a
+        # module's relative imports then resolve under the page's own version.
+        given, _, name = filename.partition("/")
+        if not (name and _VERSION.fullmatch(given)):
+            given, name = "", filename
+        if name not in static_files:
             abort(404)
-        response = send_from_directory(str(STATIC_DIR), filename, max_age=0, conditional=True)
-        content_type = _STATIC_TYPES.get(os.path.splitext(filename)[1])
+        response = send_from_directory(str(STATIC_DIR), name, etag=etags[name], conditional=True)
+        content_type = _STATIC_TYPES.get(os.path.splitext(name)[1])
         if content_type:
             response.headers["Content-Type"] = content_type
+        # An old version (a page from before an upgrade) gets today's file, revalidated each time.
+        response.headers["Cache-Control"] = _CACHE_IMMUTABLE if given == version else _CACHE_REVALIDATE
+        mark_cacheable(response)
         return response
 
     bp.add_url_rule("/", "dashboard_page", dashboard_page, methods=["GET"])
@@ -215,7 +236,29 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
 
 def secure(response: Any) -> Any:
     """Add the dashboard's security headers to ``response`` (and ``Vary: Cookie``); returns it."""
+    cacheable = is_cacheable(response)
     for name, value in SECURITY_HEADERS.items():
-        response.headers[name] = value
-    response.vary.add("Cookie")
+        if not (cacheable and name == "Cache-Control"):
+            response.headers[name] = value
+    if not cacheable:  # a static file is the same for everyone, with a session or without
+        response.vary.add("Cookie")
     return response
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()[:32]
+
+
+def asset_version(etags: dict[str, str]) -> str:
+    """One version for all static files (12 hex digits): changes when any file's content does."""
+    joined = "".join(f"{name}={etags[name]};" for name in sorted(etags))
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
+def mark_cacheable(response: Any) -> None:
+    """Let ``response`` keep its own Cache-Control (the blueprint's ``no-store`` is for the API)."""
+    response.otel_monitor_cacheable = True
+
+
+def is_cacheable(response: Any) -> bool:
+    return getattr(response, "otel_monitor_cacheable", False) is True
