@@ -15,6 +15,8 @@ from .conftest import build_app
 PREFIX = "/otel-monitor"
 TOKEN = "static-caching-token-abcdefghijkl"
 NAMES = ("dashboard.css", "dashboard.js", "favicon.svg")
+#: every file the static route serves (the dashboard's ES modules too): the version covers them all
+SERVED = tuple(sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.suffix in (".js", ".css", ".svg")))
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def linked_assets(client) -> dict[str, str]:
 def test_the_pages_link_every_static_file_under_one_content_version(client):
     urls = linked_assets(client)
     assert set(urls) == set(NAMES)
-    etags = {name: hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:32] for name in NAMES}
+    etags = {name: hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:32] for name in SERVED}
     expected = asset_version(etags)
     assert all(url == f"{PREFIX}/static/{expected}/{name}" for name, url in urls.items())
 
@@ -89,3 +91,13 @@ def test_the_json_api_and_the_pages_stay_no_store(client):
         response = client.get(PREFIX + path, headers=auth)
         assert response.headers["Cache-Control"] == "no-store", path
         assert "Cookie" in response.headers.get("Vary", ""), path
+
+
+def test_a_module_imported_relative_to_the_versioned_script_is_served_under_that_version(client):
+    # dashboard.js at static/<version>/dashboard.js imports "./js/format.js"
+    version = linked_assets(client)["dashboard.js"].split("/")[-2]
+    response = client.get(f"{PREFIX}/static/{version}/js/format.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert "immutable" in response.headers["Cache-Control"]
+    assert client.get(f"{PREFIX}/static/{version}/js/no-such-module.js").status_code == 404
