@@ -123,6 +123,16 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip().lower() for v in items if str(v).strip())
 
 
+def _propagators(value: Any) -> tuple[str, ...]:
+    """OTEL_PROPAGATORS: comma-separated names of installed propagators, or ``none``."""
+    from ._propagation import check_propagator_names
+
+    names = _names(value)
+    if not names:
+        raise ValueError("expected a comma-separated list such as tracecontext,baggage (or none)")
+    return check_propagator_names(names)
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -337,10 +347,42 @@ class Settings:
         "Observable `system.*` and `process.*` gauges (read only when collected)",
     )
     set_global: bool = _setting(
-        False,
+        True,
         _bool,
         ("OTEL_MONITOR_SET_GLOBAL",),
-        "Install this monitor's providers as the OpenTelemetry global providers",
+        "Be the process's OpenTelemetry set-up: the first monitor installs global tracer/meter/logger providers "
+        "(fork-aware; the app's own SDK providers are left in place) and the global propagator",
+    )
+    propagators: tuple = _setting(
+        ("tracecontext", "baggage"),
+        _propagators,
+        ("OTEL_PROPAGATORS",),
+        "Propagators for incoming and outgoing requests: `tracecontext`, `baggage`, `b3`, `b3multi`, `jaeger`, "
+        "... (installed entry points), or `none`",
+    )
+    bsp_schedule_delay: int = _setting(
+        1000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BSP_SCHEDULE_DELAY",),
+        "Milliseconds between two span exports of the batch processor",
+    )
+    bsp_max_queue_size: int = _setting(
+        2048,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BSP_MAX_QUEUE_SIZE",),
+        "Spans the batch processor queues before it drops (and counts) them",
+    )
+    bsp_max_export_batch_size: int = _setting(
+        512,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+        "Spans per export (at most the queue size)",
+    )
+    bsp_export_timeout: int = _setting(
+        30000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BSP_EXPORT_TIMEOUT",),
+        "Milliseconds the batch processor waits for one span export",
     )
     shutdown_timeout: float = _setting(
         3.0,

@@ -98,13 +98,3 @@ def test_wrap_monitors_any_wsgi_callable_with_the_same_pipeline():
     assert "http_server_request_duration_seconds_count" in metrics.get_data(as_text=True)
     assert otel_monitor.wrap(wrapped) is wrapped  # wrapping twice is harmless
     wrapped.monitor.shutdown(1)
-
-
-def test_set_global_installs_the_providers_as_opentelemetry_globals(monkeypatch):
-    from opentelemetry import trace
-
-    calls = []
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: calls.append(provider))
-    app, monitor = build_app(set_global=True)
-    assert calls == [monitor.tracer_provider]
-    monitor.shutdown(1)
