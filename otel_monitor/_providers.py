@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
+from opentelemetry.propagators.textmap import TextMapPropagator, default_getter, default_setter
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -275,10 +276,42 @@ def on_pipeline(runtime: Runtime, pipeline: Any) -> None:
             _logger.warning("otel_monitor: could not register observable instrument %r", handle.name, exc_info=True)
 
 
+# -- propagation ------------------------------------------------------------------------------
+
+
+class GlobalPropagator(TextMapPropagator):
+    """The global textmap: the primary monitor's OTEL_PROPAGATORS, so outgoing calls made by contrib
+    client instrumentations inject what incoming requests are read with."""
+
+    def _current(self) -> TextMapPropagator:
+        pipeline = _pipeline_of(primary_runtime())
+        if pipeline is not None:
+            return pipeline.propagator
+        global _fallback
+        if _fallback is None:
+            from ._propagation import build_propagator
+
+            _fallback = build_propagator(("tracecontext", "baggage"))
+        return _fallback
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = default_getter) -> Any:
+        return self._current().extract(carrier, context, getter)
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
+        self._current().inject(carrier, context, setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return self._current().fields
+
+
+_fallback: TextMapPropagator | None = None
+
+
 # -- installing the globals -------------------------------------------------------------------
 
 
-def install_globals(propagator: Any = None) -> None:
+def install_globals() -> None:
     """Make otel_monitor the process's OpenTelemetry set-up, unless the application already has one.
 
     Once per process: the delegating providers keep serving the right pipeline after a fork.
@@ -305,10 +338,10 @@ def install_globals(propagator: Any = None) -> None:
             "(spans and metrics made through them go to the application's pipeline, not to otel_monitor's)",
             " and ".join(theirs),
         )
-    if propagator is not None and _installed.get("traces") == "ours":
+    if _installed.get("traces") == "ours":
         from opentelemetry import propagate
 
-        propagate.set_global_textmap(propagator)
+        propagate.set_global_textmap(GlobalPropagator())
 
 
 def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], ours: type) -> str:

@@ -217,8 +217,10 @@ class _Request:
         scheme = environ.get("wsgi.url_scheme", "http")
         self.scheme = scheme if scheme in ("http", "https") else "http"
         parent = None
-        if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
-            parent = pipeline.propagator.extract(environ, getter=_GETTER)
+        for key in pipeline.extract_keys:  # the configured propagators' headers (OTEL_PROPAGATORS)
+            if key in environ:
+                parent = pipeline.propagator.extract(environ, getter=_GETTER)
+                break
         self.start = time.perf_counter()
         tracer = pipeline.tracer
         if tracer.sampler is pipeline.settings_sampler:

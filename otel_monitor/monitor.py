@@ -107,7 +107,7 @@ class Monitor:
         pipeline.extensions["monitor"] = self
         if pipeline.settings.set_global:
             _providers.register(runtime)
-            _providers.install_globals(pipeline.propagator)
+            _providers.install_globals()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server

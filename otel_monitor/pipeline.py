@@ -167,6 +167,8 @@ class Pipeline:
         self.settings_sampler = self.tracer_provider.sampler
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__, SCHEMA_URL)
         self.propagator = build_propagator(self.settings.propagators)
+        #: WSGI environ keys of the propagators' headers: extraction runs only when one is present
+        self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
         # The request histograms are aggregated in one step per request (see _request_metrics).
         self.request_metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, exemplars=bool(self.metric_exporters))
         self.reader.extra_metrics = self.request_metrics.collect
