@@ -108,6 +108,10 @@ class Monitor:
         if pipeline.settings.set_global:
             _providers.register(runtime)
             _providers.install_globals()
+            if pipeline.logger_provider is not None:
+                from ._logs import install_root_handler
+
+                install_root_handler()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server

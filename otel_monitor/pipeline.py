@@ -7,6 +7,11 @@ the request instruments and the system gauges: all made here and nowhere else.
 
 from __future__ import annotations
 
+# Before any MeterProvider exists: the SDK's MeterProvider re-detects its resource in a fork
+# handler using a thread pool, and concurrent.futures' own fork handler (which releases its
+# global lock in the child) must be registered first, or a worker forked after an exporter first
+# imported concurrent.futures waits on that lock for ever.
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import threading
@@ -82,13 +87,16 @@ _EXPORTERS = {
     ("metrics", "console"): ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),
     ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
     ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("logs", "console"): ("opentelemetry.sdk._logs.export", "ConsoleLogRecordExporter"),
+    ("logs", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
 }
 
 
 def _exporters(settings: Settings, signal: str) -> list[Any]:
     import importlib
 
-    configured = settings.traces_exporter if signal == "traces" else settings.metrics_exporter
+    configured = getattr(settings, f"{signal}_exporter")
     result = []
     for name in _exporter_names(configured, settings, getattr(settings, f"otlp_{signal}_endpoint")):
         kwargs: dict[str, Any] = {}
@@ -108,6 +116,10 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
 def metric_exporters(settings: Settings) -> list[Any]:
     return _exporters(settings, "metrics")
+
+
+def log_exporters(settings: Settings) -> list[Any]:
+    return _exporters(settings, "logs")
 
 
 def build_resource(settings: Settings, service_name: str, instance_id: str) -> Resource:
@@ -160,6 +172,8 @@ class Pipeline:
     shared: dict = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
     shutdown_hooks: list = field(default_factory=list)
+    #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
+    logger_provider: Any = None
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
@@ -264,6 +278,7 @@ class Pipeline:
             self.export_metrics,
             *self.shutdown_hooks,
             self.tracer_provider.shutdown,
+            *((self.logger_provider.shutdown,) if self.logger_provider is not None else ()),
             self.meter_provider.shutdown,
         )
         for step in steps:
@@ -336,6 +351,11 @@ def build_pipeline(
         scheduler=Scheduler(),
         metric_exporters=metric_push,
     )
+    logs = log_exporters(settings)
+    if logs:
+        from ._logs import build_logger_provider
+
+        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider)
     if settings.system_metrics:
         from .system import register_system_metrics
 
