@@ -85,10 +85,18 @@ class Monitor:
             return
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
-        app.wsgi_app = RequestInstrumentation(
-            app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
-        )
-        _install_flask_hooks(app)
+        if settings.flask_instrumentation == "contrib":
+            from . import _contrib_flask
+
+            _contrib_flask.instrument(app, lambda: runtime, settings, metrics_wsgi_app_for(runtime))
+        else:
+            from ._coexistence import claim_for_middleware
+
+            claim_for_middleware(app)
+            app.wsgi_app = RequestInstrumentation(
+                app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
+            )
+            _install_flask_hooks(app)
         if settings.analytics:
             from .analytics import install
 

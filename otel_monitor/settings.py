@@ -399,6 +399,13 @@ class Settings:
         "Be the process's OpenTelemetry set-up: the first monitor installs global tracer/meter/logger providers "
         "(fork-aware; the app's own SDK providers are left in place) and the global propagator",
     )
+    flask_instrumentation: str = _setting(
+        "otel_monitor",
+        _choice("otel_monitor", "contrib"),
+        ("OTEL_MONITOR_FLASK_INSTRUMENTATION",),
+        "What records Flask requests: `otel_monitor` (the lean middleware) or `contrib` (opentelemetry-"
+        "instrumentation-flask's FlaskInstrumentor, for its hooks; see docs/opentelemetry.md). The other is kept off",
+    )
     propagators: tuple = _setting(
         ("tracecontext", "baggage"),
         _propagators,
