@@ -331,6 +331,7 @@ def install_globals() -> None:
             otel_metrics.set_meter_provider,
             GlobalMeterProvider,
         )
+        _installed["logs"] = _install_logger_provider()
     theirs = [signal for signal, who in _installed.items() if who == "theirs"]
     if theirs:
         _logger.info(
@@ -350,6 +351,22 @@ def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], our
     if not isinstance(current, proxy_class):
         return "theirs"
     setter(ours())
+    return "ours"
+
+
+def _install_logger_provider() -> str:
+    from opentelemetry import _logs as otel_logs
+
+    from ._logs import global_logger_provider
+
+    current = otel_logs.get_logger_provider()
+    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == "otel_monitor._logs":
+        return "ours"
+    from opentelemetry._logs._internal import ProxyLoggerProvider
+
+    if not isinstance(current, ProxyLoggerProvider):
+        return "theirs"
+    otel_logs.set_logger_provider(global_logger_provider())
     return "ours"
 
 

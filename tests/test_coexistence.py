@@ -174,8 +174,19 @@ def test_under_otel_monitor_run_with_flask_instrumentor_by_hand_one_server_span_
     bindir = os.path.dirname(sys.executable)
     attach = (
         "from opentelemetry.instrumentation.flask import FlaskInstrumentor\n"
-        "FlaskInstrumentor().instrument_app(app)  # otel-monitor run attaches at the first request"
+        "FlaskInstrumentor().instrument_app(app)  # otel-monitor run attaches at the first request\n"
+        "from opentelemetry import trace\n"
+        "tracer = trace.get_tracer('user.code')\n"
+        "@app.after_request\n"
+        "def user_work(response):\n"
+        "    with tracer.start_as_current_span('user-work'):\n"
+        "        return response\n"
     )
     source = APP_SOURCE.format(attach=attach).replace("from otel_monitor import Monitor\n", "")
     result = _run([os.path.join(bindir, "otel-monitor"), "run", "--", sys.executable], source, tmp_path)
     _assert_one_span_per_request(result)
+    spans = _spans_printed(result.stdout)
+    servers = {s["context"]["span_id"]: s for s in spans if s["name"].startswith("GET /users")}
+    user = [s for s in spans if s["name"] == "user-work"]
+    assert len(user) == 3 and all(s["parent_id"] in servers for s in user)  # the user's own spans, by default
+    assert len({s["resource"]["attributes"]["service.instance.id"] for s in spans}) == 1

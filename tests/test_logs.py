@@ -133,12 +133,14 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
         wait_for_port(port, timeout=30, proc=proc)
         import urllib.request
 
+        import time
+
         pids = set()
-        for _ in range(40):
+        deadline = time.monotonic() + 20  # until both workers answered (the kernel picks the worker)
+        while len(pids) < 2 and time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
                 pids.add(response.read().decode())
-            if len(pids) == 2:
-                break
+            time.sleep(0.02)
         patterns = [rf"served by {pid}" for pid in pids]
         text = wait_for_log(rotel["log"], patterns)
     finally:
@@ -147,3 +149,17 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
     assert "Trace ID" in text
     for pid in pids:
         assert text.count(f"served by {pid}") >= 1
+
+
+def test_the_global_opentelemetry_logger_writes_into_the_pipeline():
+    from opentelemetry import _logs as otel_logs
+
+    from otel_monitor import _providers as providers
+
+    app, monitor = _app(logs_exporter="console")
+    if providers.installed().get("logs") != "ours":
+        pytest.skip("this test process's global logger provider is not otel_monitor's")
+    exporter = _capture(monitor)
+    otel_logs.get_logger("user.module").emit(body="direct")
+    assert [r.log_record.body for r in exporter.get_finished_logs()] == ["direct"]
+    monitor.shutdown(1)
