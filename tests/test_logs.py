@@ -131,9 +131,8 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
     )
     try:
         wait_for_port(port, timeout=30, proc=proc)
-        import urllib.request
-
         import time
+        import urllib.request
 
         pids = set()
         deadline = time.monotonic() + 20  # until both workers answered (the kernel picks the worker)
