@@ -190,3 +190,29 @@ def test_under_otel_monitor_run_with_flask_instrumentor_by_hand_one_server_span_
     user = [s for s in spans if s["name"] == "user-work"]
     assert len(user) == 3 and all(s["parent_id"] in servers for s in user)  # the user's own spans, by default
     assert len({s["resource"]["attributes"]["service.instance.id"] for s in spans}) == 1
+
+
+def test_contrib_mode_with_stable_conventions_feeds_the_analytics_and_passes_promtool(tmp_path):
+    code = textwrap.dedent(
+        """
+        import json
+        from flask import Flask
+        from otel_monitor import Monitor
+        app = Flask("contrib_stable")
+        app.add_url_rule("/x", "x", lambda: "ok")
+        Monitor(app, flask_instrumentation="contrib", system_metrics=False, analytics_token="t0ken-abcdefghijklmnop")
+        client = app.test_client()
+        for _ in range(3):
+            client.get("/x").close()
+        answer = client.get("/otel-monitor/performance", headers={"Authorization": "Bearer t0ken-abcdefghijklmnop"})
+        print("REQUESTS", answer.get_json()["windows"]["1m"]["requests"])
+        print("METRICS", json.dumps(client.get("/metrics").get_data(as_text=True)))
+        """
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OTEL_SEMCONV_STABILITY_OPT_IN": "http"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "REQUESTS 3" in result.stdout
+    body = json.loads(result.stdout.split("METRICS ", 1)[1])
+    assert body.count("# TYPE http_server_active_requests ") == 1 and "http_server_duration" not in body
+    _promtool_ok(body)
