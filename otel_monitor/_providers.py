@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry.propagators.textmap import TextMapPropagator, default_getter, default_setter
+from opentelemetry.util._decorator import _agnosticcontextmanager
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -98,8 +99,12 @@ class DelegatingTracer(otel_trace.Tracer):
     def start_span(self, *args: Any, **kwargs: Any) -> otel_trace.Span:
         return self._tracer().start_span(*args, **kwargs)
 
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        return self._tracer().start_as_current_span(*args, **kwargs)
+    @_agnosticcontextmanager
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[otel_trace.Span]:  # type: ignore[override]
+        # Resolved on entry, not when called: ``@tracer.start_as_current_span("x")`` decorating a
+        # function at import time must record once the pipeline exists (as the API's ProxyTracer).
+        with self._tracer().start_as_current_span(*args, **kwargs) as span:
+            yield span
 
 
 class GlobalTracerProvider(otel_trace.TracerProvider):

@@ -78,6 +78,20 @@ def test_monitor_tracer_and_meter_taken_before_init_app_record_after_it():
     monitor.shutdown(1)
 
 
+def test_a_function_decorated_at_import_time_records_once_the_monitor_exists():
+    tracer = trace.get_tracer("user.module")
+
+    @tracer.start_as_current_span("decorated")
+    def job() -> None:
+        pass
+
+    app, monitor = _app_with_user_code(tracer, metrics.get_meter("u").create_counter("c"))
+    telemetry = Telemetry(monitor)
+    job()
+    assert [s.name for s in telemetry.spans()] == ["decorated"]
+    monitor.shutdown(1)
+
+
 def test_the_next_open_monitor_serves_the_globals_once_the_first_is_shut_down():
     tracer = trace.get_tracer("user.module")
     counter = metrics.get_meter("user.module").create_counter("user.jobs")
