@@ -136,6 +136,10 @@ def _otel_monitor_off(app, exit_endpoint=None):
     return _monitor(app, traces_sampler="always_off")
 
 
+def _otel_monitor_contrib(app, exit_endpoint=None):
+    return _monitor(app, flask_instrumentation="contrib")
+
+
 def _stock_otel(app, exit_endpoint=None):
     """The stock recipe: FlaskInstrumentor + SDK providers set globally + prometheus_client /metrics."""
     try:
@@ -213,6 +217,7 @@ STACKS: dict[str, Callable[..., Any]] = {
     "otel_monitor_100": _otel_monitor_100,
     "otel_monitor_10": _otel_monitor_10,
     "otel_monitor_off": _otel_monitor_off,
+    "otel_monitor_contrib": _otel_monitor_contrib,
     "stock_otel": _stock_otel,
     "pfe": _pfe,
     "fmd": _fmd,
@@ -224,6 +229,7 @@ DESCRIPTIONS: dict[str, str] = {
     "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
     "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
     "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
+    "otel_monitor_contrib": "otel_monitor with `flask_instrumentation=contrib` (FlaskInstrumentor records)",
     "stock_otel": "stock OpenTelemetry (FlaskInstrumentor + SDK + Prometheus reader)",
     "pfe": "prometheus-flask-exporter `PrometheusMetrics(app)`",
     "fmd": "Flask-MonitoringDashboard `dashboard.bind(app)`",

@@ -43,13 +43,24 @@ WORKER = os.path.join(HERE, "worker.py")
 BENCH_PATH = "/users/42"
 
 # Kept in sync with apps.py (which only the benchmark virtualenv imports).
-STACKS = ["bare", "otel_monitor", "otel_monitor_100", "otel_monitor_10", "otel_monitor_off", "stock_otel", "pfe", "fmd"]
+STACKS = [
+    "bare",
+    "otel_monitor",
+    "otel_monitor_100",
+    "otel_monitor_10",
+    "otel_monitor_off",
+    "otel_monitor_contrib",
+    "stock_otel",
+    "pfe",
+    "fmd",
+]
 DESCRIPTIONS = {
     "bare": "bare Flask",
     "otel_monitor": "otel_monitor `Monitor(app)` (defaults)",
     "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
     "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
     "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
+    "otel_monitor_contrib": "otel_monitor, `flask_instrumentation=contrib`",
     "stock_otel": "stock OpenTelemetry (FlaskInstrumentor + SDK)",
     "pfe": "prometheus-flask-exporter 0.23",
     "fmd": "Flask-MonitoringDashboard 5.1",

@@ -33,6 +33,8 @@ from ._safe_log import log_internal_error
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
 EXCEPTION_KEY = "otel_monitor.exception"
+#: set by the outermost monitored layer: inner ones (an app wrapped twice) pass the request through
+RECORDING_KEY = "otel_monitor.recording"
 
 _KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
 # W3C limits: a valid traceparent is 55 chars; tracestate <= 512 chars is what the spec asks
@@ -155,8 +157,9 @@ class RequestInstrumentation:
         path = environ.get("PATH_INFO", "")
         if path == self._metrics_path and self._metrics_app is not None:
             return self._metrics_app(environ, start_response)
-        if self._excluded is not None and self._excluded.search(path):
+        if (self._excluded is not None and self._excluded.search(path)) or RECORDING_KEY in environ:
             return self.wsgi_app(environ, start_response)
+        environ[RECORDING_KEY] = True
         try:
             pipeline = self._pipeline()
             if pipeline is None:
@@ -217,8 +220,10 @@ class _Request:
         scheme = environ.get("wsgi.url_scheme", "http")
         self.scheme = scheme if scheme in ("http", "https") else "http"
         parent = None
-        if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
-            parent = pipeline.propagator.extract(environ, getter=_GETTER)
+        for key in pipeline.extract_keys:  # the configured propagators' headers (OTEL_PROPAGATORS)
+            if key in environ:
+                parent = pipeline.propagator.extract(environ, getter=_GETTER)
+                break
         self.start = time.perf_counter()
         tracer = pipeline.tracer
         if tracer.sampler is pipeline.settings_sampler:

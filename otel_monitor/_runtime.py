@@ -70,6 +70,8 @@ class Runtime:
         self._abandoned: list[Pipeline] = []
         #: set when this process was forked from the one that created the runtime
         self.forked_from: int | None = None
+        #: shut down by the user: the global providers move on to the next open runtime
+        self.closed = False
         _install_process_hooks()
         _live.add(self)
 
@@ -151,6 +153,7 @@ class Runtime:
         threading.Thread(target=retire, name="otel_monitor-retire", daemon=True).start()
 
     def shutdown(self, timeout: float | None = None) -> bool:
+        self.closed = True
         pipeline = self._pipeline
         if pipeline is None or pipeline.pid != os.getpid():
             return True

@@ -10,6 +10,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from typing import Any, Callable
@@ -17,16 +18,21 @@ from typing import Any, Callable
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
+from . import __about__, _providers
+from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
 from .exposition import metrics_wsgi_app
 from .instruments import Counter, Gauge, Histogram, UpDownCounter
+from .pipeline import SCHEMA_URL, SCOPE
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
 
 __all__ = ["Monitor", "wrap", "get_monitor"]
 
 _logger = logging.getLogger("otel_monitor")
 EXTENSION_KEY = "otel_monitor"
+#: app.extensions key of the app's own runtime (one monitor may serve several apps)
+RUNTIME_KEY = "otel_monitor.runtime"
 _last_monitor: "weakref.ref[Monitor] | None" = None
 _FIELD_NAMES = {f.name for f in FIELDS}
 
@@ -44,8 +50,14 @@ class Monitor:
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
         self._kwargs = settings
+        #: the runtime of the app attached last: what the monitor serves outside a request
         self._runtime: Runtime | None = None
+        self._settings: Settings | None = None
+        #: every runtime this monitor made (one per app): all shut down by shutdown()
+        self._runtimes: list[Runtime] = []
         self._handles: list = []
+        self._tracer: Any = None
+        self._meter: Any = None
         global _last_monitor
         _last_monitor = weakref.ref(self)
         if app is not None:
@@ -54,7 +66,13 @@ class Monitor:
     # -- attaching ---------------------------------------------------------------------------
 
     def init_app(self, app: Any) -> None:
-        """Attach to a Flask app. Calling it again for the same app does nothing."""
+        """Attach to a Flask app. Calling it again for the same app does nothing.
+
+        One monitor may serve several apps (an app factory called once per test, say): each app
+        keeps its own settings and pipeline. Inside a request (or app context) the monitor's
+        ``pipeline``, ``settings``, ``tracer`` and custom metrics are those of the current app;
+        outside, those of the app attached last. ``shutdown()`` stops them all.
+        """
         existing = app.extensions.get(EXTENSION_KEY)
         if existing is not None:
             if existing is not self:
@@ -63,14 +81,22 @@ class Monitor:
         settings = resolve_settings(self._kwargs, app.config, defaults={"service_name": app.name})
         app.extensions[EXTENSION_KEY] = self
         if settings.sdk_disabled:
-            self._runtime = None
-            self.settings = settings
+            self._settings = settings
             return
         runtime = self._make_runtime(settings, settings.service_name or app.name)
-        app.wsgi_app = RequestInstrumentation(
-            app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
-        )
-        _install_flask_hooks(app)
+        app.extensions[RUNTIME_KEY] = runtime
+        if settings.flask_instrumentation == "contrib":
+            from . import _contrib_flask
+
+            _contrib_flask.instrument(app, lambda: runtime, settings, metrics_wsgi_app_for(runtime))
+        else:
+            from ._coexistence import claim_for_middleware
+
+            claim_for_middleware(app)
+            app.wsgi_app = RequestInstrumentation(
+                app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
+            )
+            _install_flask_hooks(app)
         if settings.analytics:
             from .analytics import install
 
@@ -78,14 +104,23 @@ class Monitor:
         runtime.pipeline()  # start exporting now; a forked child builds its own
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
-        self.settings = settings
-        self._runtime = Runtime(settings, service_name, setup_hooks=(self._on_pipeline,))
-        return self._runtime
+        self._settings = settings
+        runtime = Runtime(settings, service_name)
+        runtime.setup_hooks.append(functools.partial(self._on_pipeline, runtime))
+        self._runtime = runtime
+        self._runtimes.append(runtime)
+        return runtime
 
-    def _on_pipeline(self, pipeline: Any) -> None:
+    def _on_pipeline(self, runtime: Runtime, pipeline: Any) -> None:
         pipeline.extensions["monitor"] = self
         if pipeline.settings.set_global:
-            _set_global(pipeline)
+            _providers.register(runtime)
+            _providers.install_globals()
+            if pipeline.logger_provider is not None:
+                from ._logs import install_root_handler
+
+                install_root_handler()
+        _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server
 
@@ -94,6 +129,20 @@ class Monitor:
             if isinstance(handle, Gauge) and handle._callback is not None:
                 handle.register(pipeline)
 
+    def _current_runtime(self) -> Runtime | None:
+        """The current Flask app's runtime when this monitor serves several apps, else the only one."""
+        if len(self._runtimes) > 1:
+            try:
+                from flask import current_app
+
+                if current_app:
+                    extensions = current_app.extensions
+                    if extensions.get(EXTENSION_KEY) is self:
+                        return extensions.get(RUNTIME_KEY)
+            except (ImportError, RuntimeError):
+                pass
+        return self._runtime
+
     # -- what users call ---------------------------------------------------------------------
 
     @property
@@ -101,26 +150,43 @@ class Monitor:
         return self._runtime is not None
 
     @property
+    def settings(self) -> Settings:
+        """The resolved settings (of the current app when this monitor serves several)."""
+        runtime = self._current_runtime()
+        if runtime is not None:
+            return runtime.settings
+        if self._settings is None:
+            raise AttributeError("settings: the monitor is not attached to an app yet")
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+
+    @property
     def pipeline(self) -> Any:
         """This process's pipeline (providers, reader, registry); None when disabled or not attached."""
         return self._current_pipeline()
 
     def _current_pipeline(self) -> Any:
-        runtime = self._runtime
+        runtime = self._current_runtime()
         return runtime.pipeline() if runtime is not None else None
 
     @property
     def tracer(self) -> otel_trace.Tracer:
-        """A tracer of this monitor's provider (a no-op tracer when disabled). Don't keep it across a fork."""
-        pipeline = self._current_pipeline()
-        return pipeline.tracer if pipeline is not None else otel_trace.NoOpTracer()
+        """A tracer of this monitor's pipeline, safe to keep from import time on: it records once the
+        monitor is attached, and in each worker after a fork (a no-op while disabled or unattached)."""
+        if self._tracer is None:
+            self._tracer = DelegatingTracer(self._current_runtime, SCOPE, __about__.__version__, SCHEMA_URL)
+        return self._tracer
 
     @property
     def meter(self) -> otel_metrics.Meter:
-        """A meter of this monitor's provider (a no-op meter when disabled). Don't keep it across a fork;
-        for instruments created at import time use :meth:`counter` and friends."""
-        pipeline = self._current_pipeline()
-        return pipeline.meter if pipeline is not None else otel_metrics.NoOpMeter("otel_monitor")
+        """A meter of this monitor's pipeline, safe to keep from import time on (like :attr:`tracer`);
+        :meth:`counter` and friends add a cardinality bound."""
+        if self._meter is None:
+            self._meter = DelegatingMeter(self._current_runtime, SCOPE, __about__.__version__, SCHEMA_URL)
+        return self._meter
 
     @property
     def tracer_provider(self) -> Any:
@@ -157,8 +223,9 @@ class Monitor:
         return handle
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush and stop this process's telemetry within ``timeout`` seconds; never raises."""
-        return self._runtime.shutdown(timeout) if self._runtime is not None else True
+        """Flush and stop this process's telemetry (every app's) within ``timeout`` seconds; never raises."""
+        results = [runtime.shutdown(timeout) for runtime in self._runtimes]
+        return all(results)
 
 
 def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any) -> Callable:
@@ -169,6 +236,11 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     """
     if getattr(application, "otel_monitor", None) is not None:
         return application  # already wrapped
+    extensions = getattr(application, "extensions", None)
+    if isinstance(extensions, dict) and extensions.get(EXTENSION_KEY) is not None:
+        # A Flask app with Monitor(app): its middleware already records each request once.
+        _logger.info("otel_monitor: %r already has a Monitor; wrap() returns it unchanged", application)
+        return application
     monitor = monitor or Monitor(**settings)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": _wsgi_name(application)})
     if resolved.sdk_disabled:
@@ -219,14 +291,6 @@ def metrics_wsgi_app_for(runtime: Runtime) -> Callable:
 def _wsgi_name(application: Callable) -> str:
     module = getattr(application, "__module__", None) or "wsgi"
     return module if module != "__main__" else "wsgi_app"
-
-
-def _set_global(pipeline: Any) -> None:
-    try:
-        otel_trace.set_tracer_provider(pipeline.tracer_provider)
-        otel_metrics.set_meter_provider(pipeline.meter_provider)
-    except Exception:  # noqa: BLE001 - the API warns (and refuses) when set twice
-        _logger.warning("otel_monitor: could not install the global providers", exc_info=True)
 
 
 def _install_flask_hooks(app: Any) -> None:

@@ -7,6 +7,11 @@ the request instruments and the system gauges: all made here and nowhere else.
 
 from __future__ import annotations
 
+# Before any MeterProvider exists: the SDK's MeterProvider re-detects its resource in a fork
+# handler using a thread pool, and concurrent.futures' own fork handler (which releases its
+# global lock in the child) must be registered first, or a worker forked after an exporter first
+# imported concurrent.futures waits on that lock for ever.
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import threading
@@ -14,27 +19,28 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry
 
 from . import __about__
 from ._background import Scheduler
+from ._propagation import build_propagator
 from ._request_metrics import RequestMetrics
-from ._temporality import DeltaConverter
 from ._safe_log import log_internal_error
+from ._temporality import DeltaConverter
 from .exposition import MonitorReader
 from .settings import Settings
 
 _logger = logging.getLogger("otel_monitor")
 
 SCOPE = "otel_monitor"
+#: the semantic-conventions version our attribute and metric names follow (stable HTTP conventions)
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 # Semantic-convention advisory boundaries for http.server.request.duration, plus two finer
 # ones at the bottom: most Flask endpoints answer in single milliseconds.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -62,7 +68,11 @@ def _exporter_names(configured: tuple | None, settings: Settings, endpoint: str 
 def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict]:
     protocol = getattr(settings, f"otlp_{signal}_protocol") or settings.otlp_protocol
     endpoint = getattr(settings, f"otlp_{signal}_endpoint")
-    headers = {**settings.otlp_headers, **getattr(settings, f"otlp_{signal}_headers")}
+    # Per-signal headers replace the general ones (the specification): a per-signal endpoint at
+    # another vendor must not receive the general credentials. gRPC metadata keys must be lower
+    # case (HTTP/2), and HTTP header names are case-insensitive, so both get lower-case keys.
+    headers = getattr(settings, f"otlp_{signal}_headers") or settings.otlp_headers
+    headers = {key.lower(): value for key, value in headers.items()}
     if endpoint is None:
         base = settings.otlp_endpoint or ("http://localhost:4317" if protocol == "grpc" else "http://localhost:4318")
         endpoint = base if protocol == "grpc" else base.rstrip("/") + f"/v1/{signal}"
@@ -77,13 +87,16 @@ _EXPORTERS = {
     ("metrics", "console"): ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),
     ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
     ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("logs", "console"): ("opentelemetry.sdk._logs.export", "ConsoleLogRecordExporter"),
+    ("logs", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
 }
 
 
 def _exporters(settings: Settings, signal: str) -> list[Any]:
     import importlib
 
-    configured = settings.traces_exporter if signal == "traces" else settings.metrics_exporter
+    configured = getattr(settings, f"{signal}_exporter")
     result = []
     for name in _exporter_names(configured, settings, getattr(settings, f"otlp_{signal}_endpoint")):
         kwargs: dict[str, Any] = {}
@@ -103,6 +116,10 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
 def metric_exporters(settings: Settings) -> list[Any]:
     return _exporters(settings, "metrics")
+
+
+def log_exporters(settings: Settings) -> list[Any]:
+    return _exporters(settings, "logs")
 
 
 def build_resource(settings: Settings, service_name: str, instance_id: str) -> Resource:
@@ -155,13 +172,17 @@ class Pipeline:
     shared: dict = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
     shutdown_hooks: list = field(default_factory=list)
+    #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
+    logger_provider: Any = None
 
     def __post_init__(self) -> None:
-        self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__)
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
         #: the sampler built from the settings: an SDK sampler that never reads span attributes
         self.settings_sampler = self.tracer_provider.sampler
-        self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__)
-        self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+        self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__, SCHEMA_URL)
+        self.propagator = build_propagator(self.settings.propagators)
+        #: WSGI environ keys of the propagators' headers: extraction runs only when one is present
+        self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
         # The request histograms are aggregated in one step per request (see _request_metrics).
         self.request_metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, exemplars=bool(self.metric_exporters))
         self.reader.extra_metrics = self.request_metrics.collect
@@ -221,11 +242,17 @@ class Pipeline:
             return
         if self.settings.otlp_metrics_temporality != "cumulative":
             data = self._delta.convert(data)
-        for exporter in self.metric_exporters:
-            try:
-                exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)
-            except Exception:  # noqa: BLE001
-                log_internal_error("exporting metrics")
+        # As the SDK's periodic reader does: an instrumented HTTP or gRPC client (RequestsInstrumentor,
+        # say) must not turn our own export into a span or a metric.
+        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            for exporter in self.metric_exporters:
+                try:
+                    exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)
+                except Exception:  # noqa: BLE001
+                    log_internal_error("exporting metrics")
+        finally:
+            otel_context.detach(token)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop, in at most ``timeout`` seconds (default: the shutdown_timeout setting).
@@ -251,6 +278,7 @@ class Pipeline:
             self.export_metrics,
             *self.shutdown_hooks,
             self.tracer_provider.shutdown,
+            *((self.logger_provider.shutdown,) if self.logger_provider is not None else ()),
             self.meter_provider.shutdown,
         )
         for step in steps:
@@ -265,7 +293,7 @@ class Pipeline:
                 log_internal_error("shutting down a metric exporter")
 
 
-def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> BatchSpanProcessor:
+def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, settings: Settings) -> BatchSpanProcessor:
     """A bounded batch processor whose drops are counted on our meter.
 
     The SDK reports ``otel.sdk.processor.span.processed`` (``error.type=queue_full`` for drops) and
@@ -278,9 +306,10 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> B
     try:
         return BatchSpanProcessor(
             exporter,
-            max_queue_size=2048,
-            schedule_delay_millis=1000,
-            max_export_batch_size=512,
+            max_queue_size=settings.bsp_max_queue_size,
+            schedule_delay_millis=settings.bsp_schedule_delay,
+            max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
+            export_timeout_millis=settings.bsp_export_timeout,
             meter_provider=meter_provider,
         )
     finally:
@@ -311,7 +340,7 @@ def build_pipeline(
     )
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
     for exporter in span_exporters(settings):
-        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
+        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings))
     pipeline = Pipeline(
         settings=settings,
         resource=resource,
@@ -322,6 +351,11 @@ def build_pipeline(
         scheduler=Scheduler(),
         metric_exporters=metric_push,
     )
+    logs = log_exporters(settings)
+    if logs:
+        from ._logs import build_logger_provider
+
+        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider)
     if settings.system_metrics:
         from .system import register_system_metrics
 

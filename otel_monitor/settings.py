@@ -123,6 +123,16 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip().lower() for v in items if str(v).strip())
 
 
+def _propagators(value: Any) -> tuple[str, ...]:
+    """OTEL_PROPAGATORS: comma-separated names of installed propagators, or ``none``."""
+    from ._propagation import check_propagator_names
+
+    names = _names(value)
+    if not names:
+        raise ValueError("expected a comma-separated list such as tracecontext,baggage (or none)")
+    return check_propagator_names(names)
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -221,6 +231,12 @@ class Settings:
         ("OTEL_METRICS_EXPORTER",),
         "Metric push exporters: `otlp`, `console`, `none` (`/metrics` is served regardless); default as for traces",
     )
+    logs_exporter: tuple | None = _setting(
+        None,
+        _exporters,
+        ("OTEL_LOGS_EXPORTER",),
+        "Log record exporters for Python `logging`: `otlp`, `console`, `none`; default as for traces",
+    )
     otlp_endpoint: str | None = _setting(
         None,
         _endpoint,
@@ -239,6 +255,12 @@ class Settings:
         ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",),
         "OTLP endpoint for metrics only (a full URL, used as is)",
     )
+    otlp_logs_endpoint: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",),
+        "OTLP endpoint for logs only (a full URL, used as is)",
+    )
     otlp_protocol: str = _setting(
         "http/protobuf",
         _choice("grpc", "http/protobuf"),
@@ -253,6 +275,9 @@ class Settings:
         _choice("grpc", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",),
         "OTLP protocol for metrics only",
+    )
+    otlp_logs_protocol: str | None = _setting(
+        None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",), "OTLP protocol for logs only"
     )
     otlp_headers: dict = _setting(
         dataclasses.MISSING,
@@ -275,6 +300,13 @@ class Settings:
         "Headers for metric export only",
         secret=True,
     )
+    otlp_logs_headers: dict = _setting(
+        dataclasses.MISSING,
+        _key_values,
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS",),
+        "Headers for log export only",
+        secret=True,
+    )
     otlp_metrics_temporality: str = _setting(
         "cumulative",
         _choice("cumulative", "delta", "lowmemory"),
@@ -286,6 +318,30 @@ class Settings:
         _number(0.1, 60),
         ("OTEL_MONITOR_OTLP_TIMEOUT",),
         "Seconds one OTLP export may take (the standard `OTEL_EXPORTER_OTLP_TIMEOUT`, in ms, is honoured too)",
+    )
+    blrp_schedule_delay: int = _setting(
+        1000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BLRP_SCHEDULE_DELAY",),
+        "Milliseconds between two log exports of the batch processor",
+    )
+    blrp_max_queue_size: int = _setting(
+        2048,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE",),
+        "Log records the batch processor queues before it drops (and counts) them",
+    )
+    blrp_max_export_batch_size: int = _setting(
+        512,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",),
+        "Log records per export (at most the queue size)",
+    )
+    blrp_export_timeout: int = _setting(
+        30000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BLRP_EXPORT_TIMEOUT",),
+        "Milliseconds the batch processor waits for one log export",
     )
     traces_sampler: str = _setting(
         "parentbased_always_on",
@@ -337,10 +393,49 @@ class Settings:
         "Observable `system.*` and `process.*` gauges (read only when collected)",
     )
     set_global: bool = _setting(
-        False,
+        True,
         _bool,
         ("OTEL_MONITOR_SET_GLOBAL",),
-        "Install this monitor's providers as the OpenTelemetry global providers",
+        "Be the process's OpenTelemetry set-up: the first monitor installs global tracer/meter/logger providers "
+        "(fork-aware; the app's own SDK providers are left in place) and the global propagator",
+    )
+    flask_instrumentation: str = _setting(
+        "otel_monitor",
+        _choice("otel_monitor", "contrib"),
+        ("OTEL_MONITOR_FLASK_INSTRUMENTATION",),
+        "What records Flask requests: `otel_monitor` (the lean middleware) or `contrib` (opentelemetry-"
+        "instrumentation-flask's FlaskInstrumentor, for its hooks; see docs/opentelemetry.md). The other is kept off",
+    )
+    propagators: tuple = _setting(
+        ("tracecontext", "baggage"),
+        _propagators,
+        ("OTEL_PROPAGATORS",),
+        "Propagators for incoming and outgoing requests: `tracecontext`, `baggage`, `b3`, `b3multi`, `jaeger`, "
+        "... (installed entry points), or `none`",
+    )
+    bsp_schedule_delay: int = _setting(
+        1000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BSP_SCHEDULE_DELAY",),
+        "Milliseconds between two span exports of the batch processor",
+    )
+    bsp_max_queue_size: int = _setting(
+        2048,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BSP_MAX_QUEUE_SIZE",),
+        "Spans the batch processor queues before it drops (and counts) them",
+    )
+    bsp_max_export_batch_size: int = _setting(
+        512,
+        _number(1, 10_000_000, integer=True),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+        "Spans per export (at most the queue size)",
+    )
+    bsp_export_timeout: int = _setting(
+        30000,
+        _number(1, 3_600_000, integer=True),
+        ("OTEL_BSP_EXPORT_TIMEOUT",),
+        "Milliseconds the batch processor waits for one span export",
     )
     shutdown_timeout: float = _setting(
         3.0,

@@ -250,6 +250,8 @@ def rotel(tmp_path):
             "traces",
             "--debug-log",
             "metrics",
+            "--debug-log",
+            "logs",
             "--debug-log-verbosity",
             "detailed",
         ],

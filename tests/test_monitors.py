@@ -93,10 +93,56 @@ def test_wrap_monitors_any_wsgi_callable_with_the_same_pipeline(monitors):
     assert otel_monitor.wrap(wrapped) is wrapped  # wrapping twice is harmless
 
 
-def test_set_global_installs_the_providers_as_opentelemetry_globals(monkeypatch, monitors):
-    from opentelemetry import trace
+def test_wrap_of_a_flask_app_that_has_a_monitor_returns_it_unchanged(monitors):
+    app, monitor = monitors.app()
+    telemetry = Telemetry(monitor)
+    assert otel_monitor.wrap(app) is app
+    closing_client(app).get("/")
+    assert [s.name for s in telemetry.spans()] == ["GET /"]
 
-    calls = []
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: calls.append(provider))
-    app, monitor = monitors.app(set_global=True)
-    assert calls == [monitor.tracer_provider]
+
+def test_a_monitored_app_wrapped_again_records_one_server_span_with_the_inner_route(monitors):
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+
+    app, inner = monitors.app()
+    inner_telemetry = Telemetry(inner)
+    outer_app = monitors.wrap(DispatcherMiddleware(app), service_name="outer", system_metrics=False)
+    outer_telemetry = Telemetry(outer_app.monitor)
+    response = Client(outer_app).get("/users/3")
+    response.close()
+    assert [s.name for s in outer_telemetry.spans()] == ["GET /users/<int:user_id>"]
+    assert inner_telemetry.spans() == []
+
+
+def test_one_monitor_given_two_apps_keeps_per_app_settings_metrics_and_shuts_both_down(monitors):
+    monitor = monitors(system_metrics=False, analytics=False)
+    jobs = monitor.counter("jobs")
+    apps = []
+    for name in ("first", "second"):
+        app = Flask(name)
+
+        @app.get("/")
+        def index():
+            jobs.add(1)
+            return "ok"
+
+        app.config["OTEL_MONITOR_METRICS_PATH"] = f"/{name}-metrics"
+        monitor.init_app(app)
+        apps.append(app)
+    first, second = apps
+    closing_client(first).get("/")
+    closing_client(second).get("/")
+    closing_client(second).get("/")
+    with first.app_context():
+        assert monitor.settings.service_name == "first" and monitor.settings.metrics_path == "/first-metrics"
+        first_pipeline = monitor.pipeline
+    with second.app_context():
+        assert monitor.settings.service_name == "second"
+        second_pipeline = monitor.pipeline
+    assert first_pipeline is not second_pipeline
+    assert "jobs_total 1.0" in closing_client(first).get("/first-metrics").get_data(as_text=True)
+    assert "jobs_total 2.0" in closing_client(second).get("/second-metrics").get_data(as_text=True)
+    assert monitor.settings.service_name == "second"  # outside any app: the app attached last
+    assert monitor.shutdown(1) is True
+    assert first_pipeline._shutdown_done and second_pipeline._shutdown_done

@@ -36,7 +36,8 @@ def test_the_general_http_endpoint_gets_the_signal_path_and_per_signal_settings_
         "http://collector:4318/v1/traces",
         {"a": "1", "b": "2"},
     )
-    assert _otlp_target(settings, "metrics") == ("grpc", "http://metrics:9000/custom", {"a": "1", "b": "3"})
+    # per-signal headers replace the general ones (OTLP exporter specification)
+    assert _otlp_target(settings, "metrics") == ("grpc", "http://metrics:9000/custom", {"b": "3"})
 
 
 def test_an_otlp_exporter_with_no_endpoint_uses_the_specification_default():

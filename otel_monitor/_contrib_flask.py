@@ -1,0 +1,71 @@
+"""``flask_instrumentation=contrib``: the upstream FlaskInstrumentor records requests, not our middleware.
+
+For users who rely on its ``request_hook`` / ``response_hook`` / SQL commenter options or on exact
+upstream behaviour. It is wired to this monitor's providers (fork-aware delegating ones) and to
+the settings that apply (``excluded_urls``; ``/metrics`` is served before Flask and never traced).
+An app the user already instrumented by hand (to pass hooks) is kept as it is.
+
+What differs from our middleware, by design of the upstream package (see docs/opentelemetry.md):
+metric names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` (by default the old ``http.server.duration``
+in milliseconds; ``http`` gives ``http.server.request.duration`` in seconds, which the analytics
+read), the span ends when the view returns (a streamed body is not timed), and query redaction,
+header size guards and our cardinality bounds do not apply to its attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+
+from ._coexistence import contrib_instrumented
+from ._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
+
+
+class _TracerProvider(otel_trace.TracerProvider):
+    def __init__(self, target: RuntimeGetter) -> None:
+        self._target = target
+
+    def get_tracer(
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+    ) -> Any:
+        return DelegatingTracer(self._target, name, version, schema_url, attributes)
+
+
+class _MeterProvider:
+    def __init__(self, target: RuntimeGetter) -> None:
+        self._target = target
+
+    def get_meter(
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+    ) -> Any:
+        return DelegatingMeter(self._target, name, version, schema_url, attributes)
+
+
+class MetricsEndpoint:
+    """Serves the metrics path before the app (and FlaskInstrumentor) see the request."""
+
+    def __init__(self, wsgi_app: Callable, metrics_path: str, metrics_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+        self._path = metrics_path
+        self._metrics_app = metrics_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self._path:
+            return self._metrics_app(environ, start_response)
+        return self.wsgi_app(environ, start_response)
+
+
+def instrument(app: Any, target: RuntimeGetter, settings: Any, metrics_app: Callable) -> None:
+    """Let FlaskInstrumentor record ``app`` into the pipeline ``target`` resolves to."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    if not contrib_instrumented(app):
+        FlaskInstrumentor.instrument_app(
+            app,
+            tracer_provider=_TracerProvider(target),
+            meter_provider=_MeterProvider(target),
+            excluded_urls=",".join(settings.excluded_urls) if settings.excluded_urls else None,
+        )
+    app.wsgi_app = MetricsEndpoint(app.wsgi_app, settings.metrics_path, metrics_app)

@@ -1,0 +1,173 @@
+"""The logs signal: Python ``logging`` records exported over OTLP (``OTEL_LOGS_EXPORTER``).
+
+Each pipeline has its own SDK ``LoggerProvider`` (same resource and ``service.instance.id`` as the
+spans and metrics, a bounded batch queue whose drops are counted like the span queue's). One
+handler on the root logger, installed once per process, hands each record to the primary monitor's
+current pipeline, so it follows forks and rebuilt pipelines like the global tracer does.
+
+Records are never sent twice: if an OpenTelemetry logging handler is already on the root logger
+(the application's own, or ``opentelemetry-instrument`` with logging auto-instrumentation), we add
+none and say so once. Records logged while our own exporters run (instrumentation suppressed) are
+skipped, so a failing export cannot feed itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from . import _providers
+
+_logger = logging.getLogger("otel_monitor")
+_lock = threading.Lock()
+_handler: _RootHandler | None = None
+_decided = False
+
+
+def build_logger_provider(settings: Any, resource: Any, exporters: list, meter_provider: Any) -> Any:
+    """A LoggerProvider for one pipeline, exporting through ``exporters`` in bounded batches."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # drops counted, as for spans (see pipeline)
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        for exporter in exporters:
+            provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    exporter,
+                    schedule_delay_millis=settings.blrp_schedule_delay,
+                    max_export_batch_size=min(settings.blrp_max_export_batch_size, settings.blrp_max_queue_size),
+                    export_timeout_millis=settings.blrp_export_timeout,
+                    max_queue_size=settings.blrp_max_queue_size,
+                    meter_provider=meter_provider,
+                )
+            )
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+    return provider
+
+
+class _RootHandler(logging.Handler):
+    """Hands records to the primary monitor's current pipeline's LoggerProvider."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self._cache: tuple[Any, Any] = (None, None)
+
+    def _sdk_handler(self) -> Any:
+        runtime = _providers.primary_runtime()
+        pipeline = runtime._pipeline if runtime is not None else None
+        if pipeline is None or pipeline.logger_provider is None:
+            return None
+        cached, handler = self._cache
+        if cached is not pipeline:
+            from opentelemetry.sdk._logs import LoggingHandler
+
+            with warnings.catch_warnings():
+                # deprecated in favour of opentelemetry-instrumentation-logging's, which is not a dependency
+                warnings.simplefilter("ignore", DeprecationWarning)
+                handler = LoggingHandler(logger_provider=pipeline.logger_provider)
+            self._cache = (pipeline, handler)
+        return handler
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+                return
+            handler = self._sdk_handler()
+            if handler is not None:
+                handler.emit(record)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+class DelegatingLogger:
+    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
+
+    def __init__(self, scope: tuple) -> None:
+        self._scope = scope
+        self._cache: tuple[Any, Any] = (None, None)
+
+    def _logger(self) -> Any:
+        runtime = _providers.primary_runtime()
+        pipeline = runtime._pipeline if runtime is not None else None
+        if pipeline is None or pipeline.logger_provider is None:
+            return None
+        cached, logger = self._cache
+        if cached is not pipeline:
+            logger = pipeline.logger_provider.get_logger(*self._scope)
+            self._cache = (pipeline, logger)
+        return logger
+
+    def emit(self, *args: Any, **kwargs: Any) -> None:
+        logger = self._logger()
+        if logger is not None:
+            logger.emit(*args, **kwargs)
+
+    def is_enabled(self, *args: Any, **kwargs: Any) -> bool:
+        logger = self._logger()
+        return bool(logger is not None and getattr(logger, "is_enabled", lambda *a, **k: True)(*args, **kwargs))
+
+
+def global_logger_provider() -> Any:
+    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
+    from opentelemetry._logs import LoggerProvider as APILoggerProvider
+
+    class GlobalLoggerProvider(APILoggerProvider):
+        def get_logger(
+            self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+        ) -> Any:
+            return DelegatingLogger((name, version, schema_url, attributes))
+
+    return GlobalLoggerProvider()
+
+
+def _foreign_otel_handler(root: logging.Logger) -> logging.Handler | None:
+    for handler in root.handlers:
+        if handler is _handler:
+            continue
+        module = type(handler).__module__ or ""
+        if module.startswith("opentelemetry"):
+            return handler
+    return None
+
+
+def install_root_handler() -> None:
+    """Once per process: export root-logger records, unless an OpenTelemetry handler already does."""
+    global _handler, _decided
+    with _lock:
+        if _decided:
+            return
+        _decided = True
+        root = logging.getLogger()
+        foreign = _foreign_otel_handler(root)
+        if foreign is not None:
+            _logger.info(
+                "otel_monitor: the root logger already has an OpenTelemetry handler (%s); "
+                "logs are not exported a second time",
+                type(foreign).__name__,
+            )
+            return
+        _handler = _RootHandler()
+        root.addHandler(_handler)
+
+
+def remove_root_handler() -> None:
+    """Take our handler off the root logger (tests; an application that wants its own)."""
+    global _handler, _decided
+    with _lock:
+        if _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+        _handler = None
+        _decided = False

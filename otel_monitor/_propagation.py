@@ -1,0 +1,56 @@
+"""The propagator of ``OTEL_PROPAGATORS``: the same names, entry points and order as the SDK.
+
+Inbound (the middleware) and outbound (the global textmap that contrib client instrumentations
+use) agree because both are the object built here. The size guards on incoming headers live in
+the middleware's getter and apply to whatever propagators are chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.propagators.textmap import TextMapPropagator
+
+__all__ = ["build_propagator", "available_propagators", "check_propagator_names"]
+
+#: the OpenTelemetry entry-point group propagator packages register in
+ENTRY_POINT_GROUP = "opentelemetry_propagator"
+
+
+def available_propagators() -> dict[str, Any]:
+    """Installed propagator entry points: name -> entry point."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def check_propagator_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` if each is ``none`` or an installed propagator; else ValueError naming the first unknown one."""
+    installed = available_propagators()
+    for name in names:
+        if name != "none" and name not in installed and name not in ("tracecontext", "baggage"):
+            hint = ", ".join(sorted({"none", *installed}))
+            extra = " (pip install opentelemetry-propagator-b3)" if name in ("b3", "b3multi") else ""
+            raise ValueError(f"unknown propagator {name!r}{extra}; installed: {hint}")
+    return names
+
+
+def _one(name: str) -> TextMapPropagator:
+    if name == "tracecontext":
+        # The lead swaps in the W3C-exact propagator of otel_monitor._tracecontext here.
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        return TraceContextTextMapPropagator()
+    if name == "baggage":
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+        return W3CBaggagePropagator()
+    propagator = available_propagators()[name].load()()
+    return propagator
+
+
+def build_propagator(names: tuple[str, ...]) -> TextMapPropagator:
+    """A composite of ``names`` in order (``none`` alone: propagate nothing), like the SDK's."""
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    return CompositePropagator([_one(name) for name in names if name != "none"])
