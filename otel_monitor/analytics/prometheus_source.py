@@ -117,10 +117,15 @@ class PromClient:
         password: str | None = None,
         cooldown: float | None = None,
     ) -> None:
-        self.base = url.rstrip("/")
-        parts = urlsplit(self.base)
-        # Shown in errors: never a user name or password that came inside the URL.
-        self.shown_url = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + parts.path
+        parts = urlsplit(url.rstrip("/"))
+        # Credentials inside the URL become Basic auth; shown in errors is the URL without them.
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        self.base = f"{parts.scheme}://{netloc}{parts.path}"
+        self.shown_url = self.base
+        if parts.username and not token and username is None:
+            username = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
         self.timeout = timeout
         self.cooldown = min(10.0, max(2.0, 2 * timeout)) if cooldown is None else cooldown
         self._headers = {"Accept": "application/json", "User-Agent": "otel_monitor fleet analytics"}
