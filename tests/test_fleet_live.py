@@ -315,6 +315,8 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
         context.set_default_timeout(20_000)
         try:
             page = context.new_page()
+            asked: list[str] = []
+            page.on("request", lambda r: asked.append(r.url))
             # /health answers 503 while the fleet is unhealthy (12 % errors): data, not a failure.
             page.on(
                 "response",
@@ -340,8 +342,13 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
                 for port, e in zip(fleet["ports"], fleet["expected"], strict=True)
             }
             assert shown == expected
+            # The card follows the window chosen on the page.
+            page.select_option("#window-select", "5m")
+            page.wait_for_selector("#fleet-card p:has-text('window 5m')")
             # The health badge reads the fleet's health (/health?scope=fleet), not the instance's.
-            page.wait_for_function("document.getElementById('health-badge').textContent.trim() !== '…'")
+            page.wait_for_selector("#health-badge:not(.status-unknown)")
+            health_calls = [u for u in asked if "/health" in u]
+            assert health_calls and all(u.endswith("/health?scope=fleet") for u in health_calls), health_calls
             artifacts = REPO / "test-artifacts" / "dashboard"
             artifacts.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(artifacts / "fleet.png"), full_page=True)

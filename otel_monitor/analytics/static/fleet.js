@@ -147,6 +147,7 @@
     if (button) button.addEventListener("click", load);
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // DOMContentLoaded comes after every deferred script: dashboard.js has restored the chosen window by then.
+  if (document.readyState === "complete") start();
+  else document.addEventListener("DOMContentLoaded", start);
 })();
