@@ -195,3 +195,37 @@ def test_the_dashboard_loads_the_fleet_view_only_for_the_prometheus_source(fake_
     finally:
         monitor.shutdown(timeout=2)
         local_monitor.shutdown(timeout=2)
+
+
+def _sample(value: float, **labels: str) -> dict:
+    return {"metric": labels, "value": [1.0, str(value)]}
+
+
+def test_prometheus_buckets_become_the_same_series_as_in_memory():
+    from otel_monitor.analytics.prometheus_source import fleet_total, histograms
+    from otel_monitor.analytics.summary import UNMATCHED, RouteCap
+
+    a = {"instance": "a:1", "http_route": "/x", "http_request_method": "GET", "http_response_status_code": "200"}
+    b = {**a, "instance": "b:1"}
+    lost = {"instance": "b:1", "http_request_method": "GET", "http_response_status_code": "404"}
+    items = [
+        _sample(2, **a, le="0.1"),
+        _sample(3, **a, le="1"),
+        _sample(3, **a, le="+Inf"),
+        _sample(0.6, **a, le="sum"),
+        _sample(0, **b, le="0.1"),
+        _sample(1, **b, le="1"),
+        _sample(4, **b, le="+Inf"),  # three above the last bound
+        _sample(9.0, **b, le="sum"),
+        _sample(1, **lost, le="0.1"),
+        _sample(1, **lost, le="1"),
+        _sample(1, **lost, le="+Inf"),
+    ]
+    per_instance, bounds = histograms(items, RouteCap(10))
+    assert bounds == (0.1, 1.0)
+    key = ("/x", "GET", 200, "")
+    assert per_instance["a:1"][key] == (3, 0.6, 1.0, (2, 1, 0))
+    assert per_instance["b:1"][key] == (4, 9.0, None, (0, 1, 3))  # max unknown: requests in +Inf
+    assert per_instance["b:1"][(UNMATCHED, "GET", 404, "")].count == 1
+    total = fleet_total(per_instance)
+    assert total[key] == (7, 9.6, None, (2, 2, 3))

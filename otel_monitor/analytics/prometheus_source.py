@@ -229,9 +229,10 @@ def histograms(items: list[dict], cap: RouteCap) -> tuple[dict[str, dict[Key, Se
     """``{instance: {Key: Series}}`` and the bounds, from ``_bucket`` samples (``le``) and ``le="sum"``.
 
     A key's ``max`` is the upper bound of its highest non-empty bucket (Prometheus has no maximum).
+    Bucket counts are whole requests (differences of counters), rounded against float noise.
     """
-    grouped: dict[tuple[str, Key], dict[str, float]] = {}
-    bounds: set[float] = set()
+    grouped: dict[tuple[str, Key], dict[float, float]] = {}
+    sums: dict[tuple[str, Key], float] = {}
     for item in items:
         labels = item.get("metric", {})
         route = labels.get("http_route") or UNMATCHED
@@ -244,49 +245,35 @@ def histograms(items: list[dict], cap: RouteCap) -> tuple[dict[str, dict[Key, Se
             int(status) if status.isdigit() else 0,
             cap.error(error) if error else "",
         )
-        instance = labels.get("instance", "")
-        le = labels.get("le", "")
+        slot = (labels.get("instance", ""), key)
         value = _number(item["value"][1])
-        slot = grouped.setdefault((instance, key), {})
-        slot[le] = slot.get(le, 0.0) + value  # keys folded into (other) add up
-        if le not in ("sum", "+Inf"):
-            try:
-                bounds.add(_le(le))
-            except ValueError:
-                continue
-    ordered = tuple(sorted(b for b in bounds if math.isfinite(b)))
+        le = labels.get("le", "")
+        if le == "sum":
+            sums[slot] = sums.get(slot, 0.0) + value
+            continue
+        try:
+            bound = _le(le)
+        except ValueError:
+            continue
+        buckets = grouped.setdefault(slot, {})
+        buckets[bound] = buckets.get(bound, 0.0) + value  # keys folded into (other) add up
+    ordered = tuple(sorted({b for values in grouped.values() for b in values if math.isfinite(b)}))
     result: dict[str, dict[Key, Series]] = {}
     for (instance, key), values in grouped.items():
-        cumulative: list[float] = []
-        last = 0.0
+        cumulative: list[int] = []
+        last = 0
         for bound in (*ordered, math.inf):
-            text = "+Inf" if bound == math.inf else None
-            value = values.get(text) if text else _lookup(values, bound)
-            last = max(last, value if value is not None else last)
+            # A bucket missing from the answer (a stale series) holds no more than the one below.
+            last = max(last, round(values.get(bound, last)))
             cumulative.append(last)
-        count = cumulative[-1]
-        if count <= 0:
+        if cumulative[-1] <= 0:
             continue
-        buckets = tuple(b - a for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=False))
-        highest = max((i for i, n in enumerate(buckets) if n > 0), default=len(buckets) - 1)
+        counts = tuple(b - a for a, b in zip([0, *cumulative[:-1]], cumulative, strict=False))
+        highest = max(i for i, n in enumerate(counts) if n > 0)
         upper = ordered[highest] if highest < len(ordered) else None
-        total = values.get("sum", 0.0)
-        if all(float(b).is_integer() for b in buckets):
-            buckets = tuple(int(b) for b in buckets)
-            count = int(count)
-        result.setdefault(instance, {})[key] = Series(count, max(0.0, total), upper, buckets)
+        total = max(0.0, sums.get((instance, key), 0.0))
+        result.setdefault(instance, {})[key] = Series(cumulative[-1], total, upper, counts)
     return result, ordered
-
-
-def _lookup(values: Mapping[str, float], bound: float) -> float | None:
-    for text, value in values.items():
-        if text not in ("sum", "+Inf"):
-            try:
-                if _le(text) == bound:
-                    return value
-            except ValueError:
-                continue
-    return None
 
 
 def _delta(series: str, seconds: float | None) -> str:
