@@ -305,6 +305,27 @@ def fleet_total(per_instance: Mapping[str, Mapping[Key, Series]]) -> dict[Key, S
 # -- the state the blueprint reads -------------------------------------------------------------------
 
 
+class _LazySystem(dict):
+    """The fleet's gauges, asked from Prometheus only by the views that read them (health)."""
+
+    def __init__(self, load: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._load: Callable[[], dict[str, Any]] | None = load
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            load, self._load = self._load, None
+            self.update(load())
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._loaded()
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._loaded()
+        return super().__getitem__(key)
+
+
 class _NoRing:
     """The fleet keeps no samples of its own: Prometheus has them."""
 
@@ -402,7 +423,7 @@ class FleetState:
     def read(self) -> Sample:
         cache = self._cache()
         now = self._now(cache)
-        return Sample(now, {}, self.system(now))
+        return Sample(now, {}, _LazySystem(lambda: self.system(now)))
 
     def system(self, at: float) -> dict[str, Any]:
         """Host and process gauges of the fleet: the busiest host's percentages, process sums."""
