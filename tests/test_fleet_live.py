@@ -198,7 +198,7 @@ def fleet(tmp_path_factory):
             return bool(result) and int(float(result[0]["value"][1])) == total
 
         wait_for(scraped, 30, "Prometheus to scrape every request")
-        yield {"bases": bases, "expected": expected, "prometheus": prom_url, "ports": ports}
+        yield {"bases": bases, "expected": expected, "prometheus": prom_url, "ports": ports, "apps": processes[1:]}
     finally:
         for process in reversed(processes):
             stop(process)
@@ -355,3 +355,19 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
         finally:
             context.close()
     assert not errors, errors
+
+
+def test_a_stopped_instance_shows_as_down_and_the_others_keep_answering(fleet):
+    """Last in this module: it stops the third instance."""
+    stop(fleet["apps"][2])
+    down = f"127.0.0.1:{fleet['ports'][2]}"
+
+    def marked_down():
+        rows = {r["instance"]: r for r in api(fleet["bases"][0], "/instances?window=5m")["instances"]}
+        return rows.get(down, {}).get("up") is False and rows
+
+    rows = wait_for(marked_down, 20, "Prometheus to see the stopped instance down")
+    assert rows[down]["requests"] == 0  # its series went stale with it
+    assert [rows[f"127.0.0.1:{p}"]["up"] for p in fleet["ports"][:2]] == [True, True]
+    assert [rows[f"127.0.0.1:{p}"]["requests"] for p in fleet["ports"][:2]] == [9, 8]
+    assert api(fleet["bases"][1], "/performance")["windows"]["all"]["requests"] == 17

@@ -138,6 +138,9 @@
   }
 
   function start() {
+    // The page's footer describes the in-process source.
+    var footer = document.querySelector("footer.footer span");
+    if (footer) footer.textContent = "Data from Prometheus: every instance it scrapes for this service (per instance above).";
     var refresh = parseFloat(document.body.dataset.refreshS || "30") || 30;
     load();
     window.setInterval(load, refresh * 1000);
