@@ -156,6 +156,22 @@ def _endpoint(value: Any) -> str | None:
     return text
 
 
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
+
+
+def _selector(value: Any) -> str | None:
+    """PromQL label matchers (``job="shop",env!="dev"``), nothing else: they are pasted into queries."""
+    import re
+
+    text = _opt_str(value)
+    if text is None:
+        return None
+    text = text.strip().strip("{}").strip()
+    if not re.fullmatch(f"{_MATCHER}(?:,{_MATCHER})*,?\\s*", text):
+        raise ValueError('expected PromQL label matchers such as job="shop" or job="shop",env=~"prod|staging"')
+    return text
+
+
 _SAMPLERS = (
     "always_on",
     "always_off",
@@ -581,6 +597,50 @@ class Settings:
     )
     prometheus_url: str | None = _setting(
         None, _endpoint, ("OTEL_MONITOR_PROMETHEUS_URL",), "Prometheus URL, linked from the dashboard"
+    )
+    analytics_source: str = _setting(
+        "memory",
+        _choice("memory", "prometheus"),
+        ("OTEL_MONITOR_ANALYTICS_SOURCE",),
+        "Where the analytics and dashboard read: `memory` (this process/gunicorn group), `prometheus` (the fleet)",
+    )
+    analytics_prometheus_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_URL",),
+        "Prometheus the app queries for `analytics_source=prometheus`; default: `prometheus_url`",
+    )
+    analytics_prometheus_selector: str | None = _setting(
+        None,
+        _selector,
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_SELECTOR",),
+        'PromQL label matchers choosing the service\'s series, e.g. `job="shop"`; default: `job="<service_name>"`',
+    )
+    analytics_prometheus_token: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_TOKEN",),
+        "Bearer token sent to that Prometheus (never logged)",
+        secret=True,
+    )
+    analytics_prometheus_username: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_USERNAME",),
+        "HTTP Basic user name for that Prometheus; needs `analytics_prometheus_password`",
+    )
+    analytics_prometheus_password: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_PASSWORD",),
+        "HTTP Basic password for that Prometheus (never logged)",
+        secret=True,
+    )
+    analytics_prometheus_timeout_s: float = _setting(
+        3.0,
+        _number(0.1, 60),
+        ("OTEL_MONITOR_ANALYTICS_PROMETHEUS_TIMEOUT_S",),
+        "Longest wait (seconds) for Prometheus per analytics request; then the page shows an error",
     )
     jaeger_url: str | None = _setting(
         None, _endpoint, ("OTEL_MONITOR_JAEGER_URL",), "Jaeger (trace viewer) URL, linked from the dashboard"

@@ -105,7 +105,14 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     public_health = settings.analytics_public_health
     apdex_t = settings.apdex_t_ms / 1000.0
 
-    def state() -> Any:
+    # analytics_source=prometheus: the fleet's figures stand in for this process's (prometheus_source.py).
+    from .prometheus_source import attach, build_fleet
+
+    fleet = build_fleet(settings, lambda: analytics_of(monitor))
+
+    def state(local: bool = False) -> Any:
+        if fleet is not None and not local:
+            return fleet
         current = analytics_of(monitor)
         if current is None:
             raise RuntimeError("otel_monitor analytics: no pipeline (monitoring disabled?)")
@@ -173,7 +180,8 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     @bp.get("/health")
     def health() -> Response:
-        st = state()
+        # Load balancers ask about this instance; the fleet's health is asked for by name.
+        st = state(local=request.args.get("scope") != "fleet")
         now = st.read()
         window = st.window(HEALTH_WINDOW, now)
         totals = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
@@ -266,7 +274,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         window = st.window(window_name, now)
         last_seen = dict(st.last_seen)
         newest = st.ring.newest()
-        for key in window["requests"]:
+        for key in window["requests"] if getattr(st, "tracks_last_seen", True) else ():
             # Seen since the last sample: now.
             previous = newest.requests.get(key) if newest is not None else None
             if previous is None or now.requests.get(key, previous).count > previous.count:
@@ -345,7 +353,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in system.items()}
                 points.append(point(float(minute), step, requests, shown))
         else:
-            step = 10
+            step = st.step_s(length) if hasattr(st, "step_s") else 10
             for earlier, later in st.steps(length, now):
                 requests = selected(diff(later.requests, earlier.requests, st.bounds))
                 steps_keys.append(requests)
@@ -369,7 +377,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         return {
             "window": window_name,
             "step_s": step,
-            "source": "history" if use_history else "memory",
+            "source": getattr(st, "source", None) or ("history" if use_history else "memory"),
             "points": points,
             "routes": per_route,
         }
@@ -440,6 +448,9 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
                 headers=disposition,
             )
         return _csv_export(window_name, rows, series["points"], request.args.get("table"))
+
+    if fleet is not None:
+        attach(bp, fleet, settings, _window_param)
 
     register_dashboard(bp, auth, settings, monitor)
     return bp

@@ -92,7 +92,8 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
     etags = {name: _digest((STATIC_DIR / name).read_bytes()) for name in static_files}
     version = asset_version(etags)
     refresh_s = settings.dashboard_refresh_s
-    history = bool(getattr(settings, "analytics_db", None))
+    fleet = getattr(settings, "analytics_source", "memory") == "prometheus"
+    history = bool(getattr(settings, "analytics_db", None)) or fleet  # Prometheus keeps the long windows
     service = getattr(settings, "service_name", None) or ""
     has_password = bool(getattr(settings, "analytics_username", None))
     slow_ms = float(getattr(settings, "analytics_slow_ms", 500.0))
@@ -155,6 +156,7 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
             logout_url=endpoint_url("dashboard_logout"),
             csrf_token=auth.csrf_token(request) if auth.enabled else "",
             windows=windows,
+            fleet=fleet,
         )
 
     @public

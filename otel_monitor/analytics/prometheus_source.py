@@ -1,0 +1,697 @@
+"""The fleet source of the analytics: the same figures, read by PromQL from a Prometheus.
+
+With ``analytics_source=prometheus`` the analytics endpoints and the dashboard answer for every
+instance Prometheus scrapes under ``analytics_prometheus_selector`` (default ``job="<service_name>"``),
+not for the process that happens to answer. :class:`FleetState` stands in for
+:class:`~otel_monitor.analytics.AnalyticsState`: it hands the blueprint the same ``{Key: Series}``
+windows (built from the ``http_server_request_duration_seconds`` buckets), so the quantiles, Apdex,
+error rates and JSON shapes come from the same code (``summary.py``) for both sources.
+
+What Prometheus cannot give stays local and says so: recent traces (``/traces``), the custom
+metrics of ``/metrics``, and ``/health`` for load balancers (``?scope=fleet`` asks for the
+fleet's). Every Prometheus call is bounded: one deadline per analytics request
+(``analytics_prometheus_timeout_s``), and after a failure the next calls fail fast for a
+cool-down, so a slow Prometheus never ties up the app's workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..settings import SettingsError
+from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
+
+__all__ = ["FleetState", "FleetUnavailable", "PromClient", "fleet_selector", "validate_fleet_settings", "attach"]
+
+DURATION = "http_server_request_duration_seconds"
+#: the labels a request series is kept apart by (``url_scheme`` and the rest are summed away)
+KEY_LABELS = ("instance", "http_route", "http_request_method", "http_response_status_code", "error_type")
+#: shortest range handed to increase()/rate(): four scrapes at the common 15 s interval
+MIN_RANGE_S = 60.0
+#: points per chart (the step grows with the window)
+CHART_POINTS = 60
+#: a response larger than this is refused rather than parsed
+MAX_RESPONSE_BYTES = 32 << 20
+_SYSTEM_EXPRS = {
+    # name -> PromQL over the selected series ({sel} is replaced); host values: the busiest host
+    "cpu_pct": "max(system_cpu_utilization{{{sel}}}) * 100",
+    "memory_pct": 'max(system_memory_utilization{{{sel},system_memory_state="used"}}) * 100',
+    "disk_pct": "max(system_filesystem_utilization{{{sel}}}) * 100",
+    "process_rss_bytes": "sum(process_memory_usage_bytes{{{sel}}})",
+    "process_rss_max_bytes": "max(process_memory_usage_bytes{{{sel}}})",
+    "process_vms_bytes": "sum(process_memory_virtual_bytes{{{sel}}})",
+    "process_threads": "sum(process_threads{{{sel}}})",
+    "workers": "count(process_memory_usage_bytes{{{sel}}})",
+    "net_bytes_sent": 'sum(system_network_io_bytes_total{{{sel},network_io_direction="transmit"}})',
+    "net_bytes_recv": 'sum(system_network_io_bytes_total{{{sel},network_io_direction="receive"}})',
+}
+_INSTANCE_SYSTEM_EXPRS = {
+    "cpu_pct": "max by (instance) (system_cpu_utilization{{{sel}}}) * 100",
+    "memory_pct": 'max by (instance) (system_memory_utilization{{{sel},system_memory_state="used"}}) * 100',
+    "process_rss_bytes": "sum by (instance) (process_memory_usage_bytes{{{sel}}})",
+    "workers": "count by (instance) (process_memory_usage_bytes{{{sel}}})",
+    "started": "min by (instance) (process_start_time_seconds{{{sel}}})",
+}
+
+
+class FleetUnavailable(RuntimeError):
+    """Prometheus did not answer usefully in time: the endpoint answers 503 with this message."""
+
+
+def fleet_selector(settings: Any) -> str:
+    """The label matchers of the service's series: the setting, else ``job="<service_name>"``."""
+    if settings.analytics_prometheus_selector:
+        return str(settings.analytics_prometheus_selector)
+    name = (settings.service_name or "unknown_service").replace("\\", "\\\\").replace('"', '\\"')
+    return f'job="{name}"'
+
+
+def validate_fleet_settings(settings: Any) -> None:
+    """Start-up checks for ``analytics_source=prometheus`` (a URL, both halves of Basic auth)."""
+    if settings.analytics_source != "prometheus":
+        return
+    if not (settings.analytics_prometheus_url or settings.prometheus_url):
+        raise SettingsError(
+            "analytics_prometheus_url: analytics_source=prometheus needs the Prometheus URL "
+            "(OTEL_MONITOR_ANALYTICS_PROMETHEUS_URL, or OTEL_MONITOR_PROMETHEUS_URL when the app reaches the same one)"
+        )
+    if bool(settings.analytics_prometheus_username) != bool(settings.analytics_prometheus_password):
+        raise SettingsError(
+            "analytics_prometheus_password: analytics_prometheus_username and analytics_prometheus_password "
+            "go together; set both or neither"
+        )
+    if settings.analytics_prometheus_token and settings.analytics_prometheus_username:
+        raise SettingsError(
+            "analytics_prometheus_token: set either a bearer token or a user name and password for Prometheus, not both"
+        )
+
+
+# -- the HTTP client ---------------------------------------------------------------------------------
+
+
+class PromClient:
+    """A small client of Prometheus's HTTP API (``/api/v1/query`` and ``query_range``) on urllib.
+
+    Each call waits at most until ``deadline`` (monotonic seconds) and at most ``timeout``. After
+    a failure, calls fail at once for ``cooldown`` seconds with the same message: a down
+    Prometheus costs each analytics request nothing, not a timeout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        cooldown: float | None = None,
+    ) -> None:
+        parts = urlsplit(url.rstrip("/"))
+        # Credentials inside the URL become Basic auth; shown in errors is the URL without them.
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        self.base = f"{parts.scheme}://{netloc}{parts.path}"
+        self.shown_url = self.base
+        if parts.username and not token and username is None:
+            username = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+        self.timeout = timeout
+        self.cooldown = min(10.0, max(2.0, 2 * timeout)) if cooldown is None else cooldown
+        self._headers = {"Accept": "application/json", "User-Agent": "otel_monitor fleet analytics"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        elif username is not None and password is not None:
+            pair = f"{username}:{password}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        self._lock = threading.Lock()
+        self._failed_until = 0.0
+        self._last_error = ""
+        # No proxies from the environment: the analytics talk to the Prometheus they were given.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"PromClient({self.shown_url!r})"
+
+    def query(self, expr: str, at: float, deadline: float | None = None) -> list[dict]:
+        return self._call("/api/v1/query", {"query": expr, "time": f"{at:.3f}"}, deadline)
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float, deadline: float | None = None
+    ) -> list[dict]:
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return self._call("/api/v1/query_range", params, deadline)
+
+    def _call(self, path: str, params: dict[str, str], deadline: float | None) -> list[dict]:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._failed_until:
+                raise FleetUnavailable(self._last_error)
+        wait = self.timeout if deadline is None else min(self.timeout, deadline - now)
+        if wait <= 0.05:
+            raise self._fail(f"Prometheus at {self.shown_url} did not answer within {self.timeout:g} s")
+        params = {**params, "timeout": f"{max(1, int(wait * 1000))}ms"}
+        body = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method="POST",
+            headers={**self._headers, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        try:
+            with self._opener.open(request, timeout=wait) as response:
+                raw = response.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            detail = _error_text(exc)
+            if exc.code in (401, 403):
+                raise self._fail(f"Prometheus at {self.shown_url} refused the credentials (HTTP {exc.code})") from None
+            if exc.code == 400:  # our query: not Prometheus's fault, no cool-down
+                raise FleetUnavailable(f"Prometheus at {self.shown_url} rejected a query: {detail}") from None
+            raise self._fail(f"Prometheus at {self.shown_url} answered HTTP {exc.code}: {detail}") from None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+                raise self._fail(f"Prometheus at {self.shown_url} did not answer within {wait:.1f} s") from None
+            raise self._fail(f"Prometheus at {self.shown_url} is unreachable ({reason})") from None
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise FleetUnavailable(f"Prometheus at {self.shown_url} sent more than {MAX_RESPONSE_BYTES >> 20} MiB")
+        try:
+            payload = json.loads(raw)
+            if payload.get("status") != "success":
+                raise ValueError(payload.get("error") or "status is not success")
+            result = payload["data"]["result"]
+            if not isinstance(result, list):
+                raise ValueError("expected a vector or a matrix")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._fail(f"Prometheus at {self.shown_url} sent an answer we cannot read ({exc})") from None
+        with self._lock:
+            self._failed_until = 0.0
+        return result
+
+    def _fail(self, message: str) -> FleetUnavailable:
+        with self._lock:
+            self._failed_until = time.monotonic() + self.cooldown
+            self._last_error = message
+        return FleetUnavailable(message)
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        payload = json.loads(exc.read(4096))
+        return str(payload.get("error", ""))[:300]
+    except Exception:  # noqa: BLE001 - the status code is enough then
+        return str(exc.reason)[:300]
+
+
+# -- from Prometheus's answers to our Series ---------------------------------------------------------
+
+
+def _number(text: Any) -> float:
+    value = float(text)
+    return 0.0 if math.isnan(value) else value
+
+
+def _le(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+
+
+def histograms(items: list[dict], cap: RouteCap) -> tuple[dict[str, dict[Key, Series]], tuple]:
+    """``{instance: {Key: Series}}`` and the bounds, from ``_bucket`` samples (``le``) and ``le="sum"``.
+
+    A key's ``max`` is the upper bound of its highest non-empty bucket (Prometheus has no maximum).
+    Bucket counts are whole requests (differences of counters), rounded against float noise.
+    """
+    grouped: dict[tuple[str, Key], dict[float, float]] = {}
+    sums: dict[tuple[str, Key], float] = {}
+    for item in items:
+        labels = item.get("metric", {})
+        route = labels.get("http_route") or UNMATCHED
+        method = labels.get("http_request_method") or "_OTHER"
+        status = labels.get("http_response_status_code") or ""
+        error = labels.get("error_type") or ""
+        key: Key = (
+            cap.route(route, method),
+            method,
+            int(status) if status.isdigit() else 0,
+            cap.error(error) if error else "",
+        )
+        slot = (labels.get("instance", ""), key)
+        value = _number(item["value"][1])
+        le = labels.get("le", "")
+        if le == "sum":
+            sums[slot] = sums.get(slot, 0.0) + value
+            continue
+        try:
+            bound = _le(le)
+        except ValueError:
+            continue
+        buckets = grouped.setdefault(slot, {})
+        buckets[bound] = buckets.get(bound, 0.0) + value  # keys folded into (other) add up
+    ordered = tuple(sorted({b for values in grouped.values() for b in values if math.isfinite(b)}))
+    result: dict[str, dict[Key, Series]] = {}
+    for (instance, key), values in grouped.items():
+        cumulative: list[int] = []
+        last = 0
+        for bound in (*ordered, math.inf):
+            # A bucket missing from the answer (a stale series) holds no more than the one below.
+            last = max(last, round(values.get(bound, last)))
+            cumulative.append(last)
+        if cumulative[-1] <= 0:
+            continue
+        counts = tuple(b - a for a, b in zip([0, *cumulative[:-1]], cumulative, strict=False))
+        highest = max(i for i, n in enumerate(counts) if n > 0)
+        upper = ordered[highest] if highest < len(ordered) else None
+        total = max(0.0, sums.get((instance, key), 0.0))
+        result.setdefault(instance, {})[key] = Series(cumulative[-1], total, upper, counts)
+    return result, ordered
+
+
+def _delta(series: str, seconds: float | None) -> str:
+    if seconds is None:  # since the running processes started: the counters themselves
+        return series
+    offset = f"offset {int(math.ceil(seconds))}s"
+    return f"(({series} - {series} {offset}) >= 0) or {series}"
+
+
+def fleet_total(per_instance: Mapping[str, Mapping[Key, Series]]) -> dict[Key, Series]:
+    """The fleet's window: every instance's series added up, key by key."""
+    total: dict[Key, Series] = {}
+    for series in per_instance.values():
+        for key, s in series.items():
+            before = total.get(key)
+            if before is None:
+                total[key] = s
+            else:
+                upper = None if before.max is None or s.max is None else max(before.max, s.max)
+                total[key] = Series(
+                    before.count + s.count,
+                    before.sum + s.sum,
+                    upper,
+                    tuple(a + b for a, b in zip(before.buckets, s.buckets, strict=False)),
+                )
+    return total
+
+
+# -- the state the blueprint reads -------------------------------------------------------------------
+
+
+class _LazySystem(dict):
+    """The fleet's gauges, asked from Prometheus only by the views that read them (health)."""
+
+    def __init__(self, load: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._load: Callable[[], dict[str, Any]] | None = load
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            load, self._load = self._load, None
+            self.update(load())
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._loaded()
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._loaded()
+        return super().__getitem__(key)
+
+
+class _NoRing:
+    """The fleet keeps no samples of its own: Prometheus has them."""
+
+    def newest(self) -> None:
+        return None
+
+
+class FleetState:
+    """The analytics figures of every selected instance, read from Prometheus when asked.
+
+    Duck-types what the blueprint reads of :class:`~otel_monitor.analytics.AnalyticsState`
+    (``read``, ``window``, ``steps``, ``bounds``, ``started``, ``traces``, ``pipeline``). Per analytics
+    request, answers are cached (``cache`` is the request's ``flask.g``-like dict) and all calls
+    share one deadline.
+    """
+
+    source = "prometheus"
+    tracks_last_seen = False
+    history = None
+
+    def __init__(
+        self,
+        client: PromClient,
+        settings: Any,
+        local: Callable[[], Any],
+        clock: Callable[[], float] = time.time,
+        context: Callable[[], dict] | None = None,
+    ) -> None:
+        from ..pipeline import DURATION_BUCKETS
+
+        self.client = client
+        self.settings = settings
+        self.selector = fleet_selector(settings)
+        self.prefix = settings.analytics_prefix.rstrip("/")
+        self.local = local
+        self.clock = clock
+        self.bounds: tuple = tuple(DURATION_BUCKETS)
+        self.ring = _NoRing()
+        self.last_seen: dict = {}
+        self._context = context or dict
+        self._fallback_started = clock()
+        # The analytics' own URLs are left out, as in the in-process source.
+        escaped = re.escape(self.prefix).replace("\\", "\\\\").replace('"', '\\"')
+        self.request_selector = f'{self.selector},http_route!~"{escaped}(/.*)?"'
+
+    # -- per-request cache and deadline ------------------------------------------------------------
+
+    def _cache(self) -> dict:
+        cache = self._context()
+        if "deadline" not in cache:
+            cache["deadline"] = time.monotonic() + self.client.timeout
+        return cache
+
+    def _query(self, expr: str, at: float) -> list[dict]:
+        cache = self._cache()
+        key = ("q", expr, at)
+        if key not in cache:
+            cache[key] = self.client.query(expr, at, cache["deadline"])
+        return cache[key]
+
+    def _query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        cache = self._cache()
+        key = ("r", expr, start, end, step)
+        if key not in cache:
+            cache[key] = self.client.query_range(expr, start, end, step, cache["deadline"])
+        return cache[key]
+
+    # -- what the blueprint reads ----------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> Any:
+        """``/metrics`` (the custom metrics' JSON) stays this process's."""
+        return self._local_state().pipeline
+
+    def _local_state(self) -> Any:
+        state = self.local()
+        if state is None:
+            raise RuntimeError("otel_monitor analytics: no pipeline (monitoring disabled?)")
+        return state
+
+    @property
+    def started(self) -> float:
+        """When the oldest running instance started (Prometheus's ``process_start_time_seconds``)."""
+        cache = self._cache()
+        if "started" not in cache:
+            rows = self._query(f"min(process_start_time_seconds{{{self.selector}}})", self._now(cache))
+            cache["started"] = _number(rows[0]["value"][1]) if rows else self._fallback_started
+        return float(cache["started"])
+
+    def _now(self, cache: dict) -> float:
+        if "now" not in cache:
+            cache["now"] = self.clock()
+        return float(cache["now"])
+
+    def read(self) -> Sample:
+        cache = self._cache()
+        now = self._now(cache)
+        return Sample(now, {}, _LazySystem(lambda: self.system(now)))
+
+    def system(self, at: float) -> dict[str, Any]:
+        """Host and process gauges of the fleet: the busiest host's percentages, process sums."""
+        expr = " or ".join(
+            f'label_replace({template.format(sel=self.selector)}, "otel_monitor_figure", "{name}", "", "")'
+            for name, template in _SYSTEM_EXPRS.items()
+        )
+        values: dict[str, Any] = {}
+        for item in self._query(expr, at):
+            name = item["metric"].get("otel_monitor_figure")
+            if name:
+                value = _number(item["value"][1])
+                values[name] = int(value) if name == "workers" else value
+        return values
+
+    def _histogram_expr(self, seconds: float | None, by: tuple[str, ...] = KEY_LABELS) -> str:
+        """Buckets and sums of a window: ``now - (now offset window)``, as the in-process ``diff()``.
+
+        Not increase(): it extrapolates, and it drops the first sample of a series -- a series is
+        born with its first request, so every new route, status or instance would lose requests.
+        A series absent at the window's start (new) or lower than then (a restart) counts whole.
+        Two samples per series whatever the window's length: a 7-day window costs what 1 minute does.
+        """
+        labels = ", ".join(by)
+        return (
+            f"sum by ({labels}, le) ({_delta(f'{DURATION}_bucket{{{self.request_selector}}}', seconds)})"
+            f" or label_replace(sum by ({labels}) ({_delta(f'{DURATION}_sum{{{self.request_selector}}}', seconds)}),"
+            ' "le", "sum", "", "")'
+        )
+
+    def window_by_instance(self, name: str, now: Sample | None = None) -> dict[str, Any]:
+        """:meth:`window` with the requests per ``instance`` label (``"instances"``)."""
+        cache = self._cache()
+        at = now.t if now is not None else self._now(cache)
+        length = WINDOWS[name] if name in WINDOWS else 300.0
+        key = ("window", name, at)
+        if key in cache:
+            return cache[key]
+        started = self.started
+        items = self._query(self._histogram_expr(length), at)
+        per_instance, bounds = histograms(items, RouteCap(self.settings.analytics_max_routes))
+        if bounds:
+            self.bounds = bounds
+        if length is None:
+            seconds, available, since = max(1e-9, at - started), True, started
+        else:
+            available = started <= at - length
+            since = at - length if available else started
+            seconds = max(1e-9, at - since)
+        result = {
+            "requests": fleet_total(per_instance),
+            "instances": per_instance,
+            "seconds": seconds,
+            "available": available,
+            "since": since,
+            "source": "prometheus",
+        }
+        cache[key] = result
+        return result
+
+    def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
+        """The fleet's requests of a window: increase() over it (``all``: the cumulative counters)."""
+        return self.window_by_instance(name, now)
+
+    def step_s(self, length: float) -> int:
+        """Chart step for a window of ``length`` seconds: at most :data:`CHART_POINTS` points, 15 s or more."""
+        return int(max(15, math.ceil(length / CHART_POINTS / 15) * 15))
+
+    def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
+        """Consecutive (earlier, later) cumulative samples whose differences are the chart's steps.
+
+        Each step is the counters' difference over the step (see :meth:`_histogram_expr`: exact,
+        so the steps add up to the window); the samples are running sums of those steps, so the
+        blueprint's ``diff(later, earlier)`` gives them back.
+        """
+        step = self.step_s(length)
+        end = math.floor(now.t / step) * step
+        start = max(now.t - length, end - step * (CHART_POINTS + 1))
+        start = math.ceil(start / step) * step
+        if end < start:
+            return []
+        expr = self._histogram_expr(step, KEY_LABELS[1:])
+        items = self._query_range(expr, start, end, step)
+        by_time: dict[float, list[dict]] = {}
+        for item in items:
+            for t, value in item.get("values", []):
+                by_time.setdefault(float(t), []).append({"metric": item["metric"], "value": [t, value]})
+        system_rows = self._system_range(start, end, step)
+        cap = RouteCap(self.settings.analytics_max_routes)
+        times = [start + i * step for i in range(int((end - start) / step) + 1)]
+        cumulative: dict[Key, Series] = {}
+        net = {"net_bytes_sent": 0.0, "net_bytes_recv": 0.0}
+        samples = [Sample(times[0] - step, {}, dict(net))]
+        for t in times:
+            per_instance, bounds = histograms(by_time.get(t, []), cap)
+            if bounds:
+                self.bounds = bounds
+            step_requests = fleet_total(per_instance)
+            merged = dict(cumulative)
+            for key, s in step_requests.items():
+                before = merged.get(key)
+                merged[key] = (
+                    s
+                    if before is None
+                    else Series(
+                        before.count + s.count,
+                        before.sum + s.sum,
+                        s.max,
+                        tuple(a + b for a, b in zip(before.buckets, s.buckets, strict=False)),
+                    )
+                )
+            cumulative = merged
+            system = dict(system_rows.get(t, {}))
+            for name in net:
+                net[name] += system.pop(name, 0.0)
+                system[name] = net[name]
+            samples.append(Sample(float(t), cumulative, system))
+        return list(zip(samples, samples[1:], strict=False))
+
+    def _system_range(self, start: float, end: float, step: float) -> dict[float, dict[str, Any]]:
+        exprs = {
+            name: template.format(sel=self.selector)
+            for name, template in _SYSTEM_EXPRS.items()
+            if name in ("cpu_pct", "memory_pct", "disk_pct", "process_rss_bytes", "process_threads")
+        }
+        rng = int(max(step, MIN_RANGE_S))
+        for name, direction in (("net_bytes_sent", "transmit"), ("net_bytes_recv", "receive")):
+            exprs[name] = (
+                f'sum(rate(system_network_io_bytes_total{{{self.selector},network_io_direction="{direction}"}}'
+                f"[{rng}s])) * {step}"
+            )
+        expr = " or ".join(f'label_replace({e}, "otel_monitor_figure", "{name}", "", "")' for name, e in exprs.items())
+        rows: dict[float, dict[str, Any]] = {}
+        for item in self._query_range(expr, start, end, step):
+            name = item["metric"].get("otel_monitor_figure")
+            for t, value in item.get("values", []):
+                rows.setdefault(float(t), {})[name] = _number(value)
+        return rows
+
+    def traces(self) -> list[dict]:
+        """Recent slow and failed requests are this process's: Prometheus holds no spans."""
+        return self._local_state().traces()
+
+    # -- the per-instance breakdown --------------------------------------------------------------------
+
+    def instances(self, name: str, apdex_t: float) -> dict[str, Any]:
+        """One row per scraped instance: ``up``, requests, rate, errors, latency and its gauges."""
+        cache = self._cache()
+        at = self._now(cache)
+        window = self.window_by_instance(name)
+        up = {
+            item["metric"].get("instance", ""): _number(item["value"][1])
+            for item in self._query(f"up{{{self.selector}}}", at)
+        }
+        gauges: dict[str, dict[str, float]] = {}
+        expr = " or ".join(
+            f'label_replace({template.format(sel=self.selector)}, "otel_monitor_figure", "{figure}", "", "")'
+            for figure, template in _INSTANCE_SYSTEM_EXPRS.items()
+        )
+        for item in self._query(expr, at):
+            figure = item["metric"].get("otel_monitor_figure", "")
+            gauges.setdefault(item["metric"].get("instance", ""), {})[figure] = _number(item["value"][1])
+        length = WINDOWS.get(name)
+        rows = []
+        for instance in sorted(set(up) | set(window["instances"]) | set(gauges)):
+            requests = window["instances"].get(instance, {})
+            own = gauges.get(instance, {})
+            if length is None:
+                seconds: float | None = max(1e-9, at - own["started"]) if "started" in own else window["seconds"]
+            else:
+                seconds = min(length, at - own["started"]) if "started" in own else window["seconds"]
+            figures = stats(requests, self.bounds, seconds, apdex_t)
+            rows.append(
+                {
+                    "instance": instance,
+                    "up": None if instance not in up else bool(up[instance]),
+                    "requests": figures["requests"],
+                    "rps": figures["rps"],
+                    "errors": figures["errors"],
+                    "error_rate_pct": figures["error_rate_pct"],
+                    "latency": figures["latency"],
+                    "apdex": figures["apdex"],
+                    "covered_s": None if seconds is None else round(seconds, 3),
+                    "started": own.get("started"),
+                    "cpu_pct": _rounded(own.get("cpu_pct")),
+                    "memory_pct": _rounded(own.get("memory_pct")),
+                    "process_rss_bytes": int(own["process_rss_bytes"]) if "process_rss_bytes" in own else None,
+                    "workers": int(own["workers"]) if "workers" in own else None,
+                    "endpoints": len(endpoint_rows(requests, self.bounds, seconds)),
+                }
+            )
+        return {
+            "source": "prometheus",
+            "selector": self.selector,
+            "window": name,
+            "window_available": window["available"],
+            "covered_s": round(window["seconds"], 3),
+            "time": at,
+            "instances": rows,
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+# -- wiring into the blueprint ---------------------------------------------------------------------
+
+
+def build_fleet(settings: Any, local: Callable[[], Any]) -> FleetState | None:
+    """The fleet state for ``settings`` (None for the default in-process source)."""
+    if settings.analytics_source != "prometheus":
+        return None
+    validate_fleet_settings(settings)
+    client = PromClient(
+        settings.analytics_prometheus_url or settings.prometheus_url,
+        settings.analytics_prometheus_timeout_s,
+        token=settings.analytics_prometheus_token,
+        username=settings.analytics_prometheus_username,
+        password=settings.analytics_prometheus_password,
+    )
+
+    def context() -> dict:
+        from flask import g, has_request_context
+
+        if not has_request_context():
+            return {}
+        cache = g.get("_otel_monitor_fleet")
+        if cache is None:
+            cache = {}
+            g._otel_monitor_fleet = cache
+        return cache
+
+    return FleetState(client, settings, local, context=context)
+
+
+def attach(bp: Any, fleet: FleetState, settings: Any, window_param: Callable[[str], str]) -> None:
+    """The fleet's own view (``/instances``) and its error answer on the analytics blueprint."""
+    from flask import Response
+
+    apdex_t = settings.apdex_t_ms / 1000.0
+
+    def unavailable(exc: FleetUnavailable) -> Response:
+        body = {"error": str(exc), "source": "prometheus", "selector": fleet.selector}
+        return Response(json.dumps(body), status=503, mimetype="application/json", headers={"Retry-After": "10"})
+
+    bp.register_error_handler(FleetUnavailable, unavailable)
+
+    def instances() -> Response:
+        body = fleet.instances(window_param("5m"), apdex_t)
+        body["traces"] = {
+            "scope": "local",
+            "note": "Recent traces are this instance's; the fleet's are in the trace backend.",
+            "trace_viewer_url": settings.jaeger_url,
+            "link_template": settings.trace_link_template,
+        }
+        body["prometheus_url"] = settings.prometheus_url
+        text = json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+        return Response(text, mimetype="application/json")
+
+    bp.add_url_rule("/instances", "instances", instances, methods=["GET"])
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
