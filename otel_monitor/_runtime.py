@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Callable
 
 from ._safe_log import log_internal_error
+from .metrics_view import LocalView
 from .pipeline import Pipeline, build_pipeline
 from .settings import Settings
 
@@ -122,8 +123,8 @@ class Runtime:
         if (
             pipeline is None
             or pipeline.pid != os.getpid()
-            or "metrics_server" not in pipeline.extensions
-            or "multiprocess" in pipeline.extensions
+            or pipeline.metrics_server is None
+            or not isinstance(pipeline.view, LocalView)
         ):
             return
         from . import multiprocess

@@ -45,7 +45,7 @@ class _Handle:
         pipeline = self._resolve()
         if pipeline is None:
             return None
-        cache = pipeline.extensions.setdefault("instruments", {})
+        cache = pipeline.instruments
         key = (self._create, self.name)
         instrument = cache.get(key)
         if instrument is None:
@@ -130,7 +130,7 @@ class Gauge(_Handle):
 
     def register(self, pipeline: Any) -> None:
         """Create the observable instrument in ``pipeline`` (each new pipeline: after a fork too)."""
-        cache = pipeline.extensions.setdefault("instruments", {})
+        cache = pipeline.instruments
         cache[(self._create, self.name)] = pipeline.meter.create_observable_gauge(
             self.name, callbacks=[self._observe], unit=self.unit, description=self.description
         )

@@ -19,7 +19,7 @@ from opentelemetry import trace as otel_trace
 
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
-from .exposition import metrics_wsgi_app
+from .exposition import metrics_app_for
 from .instruments import Counter, Gauge, Histogram, UpDownCounter
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
 
@@ -67,9 +67,11 @@ class Monitor:
             self.settings = settings
             return
         runtime = self._make_runtime(settings, settings.service_name or app.name)
-        app.wsgi_app = RequestInstrumentation(
-            app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
-        )
+        from ._metrics_route import guard_existing_metrics_route
+
+        inner = app.wsgi_app
+        metrics_app = guard_existing_metrics_route(app, inner, settings.metrics_path, metrics_wsgi_app_for(runtime))
+        app.wsgi_app = RequestInstrumentation(inner, request_pipeline(runtime), settings, metrics_app)
         _install_flask_hooks(app)
         if settings.analytics:
             from .analytics import install
@@ -83,13 +85,13 @@ class Monitor:
         return self._runtime
 
     def _on_pipeline(self, pipeline: Any) -> None:
-        pipeline.extensions["monitor"] = self
+        pipeline.monitor = self
         if pipeline.settings.set_global:
             _set_global(pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server
 
-            start_metrics_server(pipeline, metrics_wsgi_app(pipeline.registry, pipeline.settings.metrics_token))
+            start_metrics_server(pipeline, metrics_app_for(lambda: pipeline, pipeline.settings))
         for handle in self._handles:
             if isinstance(handle, Gauge) and handle._callback is not None:
                 handle.register(pipeline)
@@ -203,17 +205,7 @@ def get_monitor(app: Any = None) -> Monitor | None:
 
 def metrics_wsgi_app_for(runtime: Runtime) -> Callable:
     """/metrics for the pipeline of the current process (it changes after a fork)."""
-    apps: dict[int, Callable] = {}
-
-    def app(environ: dict, start_response: Callable) -> Any:
-        pipeline = runtime.pipeline()
-        served = apps.get(id(pipeline))
-        if served is None:
-            apps.clear()
-            served = apps[id(pipeline)] = metrics_wsgi_app(pipeline.registry, runtime.settings.metrics_token)
-        return served(environ, start_response)
-
-    return app
+    return metrics_app_for(runtime.pipeline, runtime.settings)
 
 
 def _wsgi_name(application: Callable) -> str:

@@ -459,7 +459,7 @@ def test_analytics_can_be_turned_off_and_the_prefix_moved():
     app, monitor = build_app(analytics=False)
     try:
         assert closing_client(app).get(PREFIX + "/health").status_code == 404
-        assert monitor.pipeline.extensions.get("analytics") is None
+        assert monitor.pipeline.analytics is None
     finally:
         monitor.shutdown(timeout=2)
     app, monitor = build_app(analytics_prefix="/professional-analytics", analytics_auth=False)

@@ -39,7 +39,7 @@ def test_gauge_with_a_callback_is_read_at_collection_and_shows_on_metrics_endpoi
     level["value"] = 9
     assert telemetry.point("tank.level").value == 9
     body = app.test_client().get("/metrics").get_data(as_text=True)
-    assert "\ntank_level_l 9.0\n" in body
+    assert "\ntank_level_l 9\n" in body
     monitor.shutdown(1)
 
 

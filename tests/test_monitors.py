@@ -24,7 +24,7 @@ def test_init_app_twice_instruments_once():
     monitor.shutdown(1)
 
 
-def test_two_apps_in_one_process_keep_separate_providers_and_registries():
+def test_two_apps_in_one_process_keep_separate_providers_and_readers():
     app1, m1 = build_app(service_name="one")
     app2, m2 = build_app(service_name="two")
     t1, t2 = Telemetry(m1), Telemetry(m2)
@@ -33,7 +33,7 @@ def test_two_apps_in_one_process_keep_separate_providers_and_registries():
     closing_client(app2).get("/users/1")
     assert [s.name for s in t1.spans()] == ["GET /", "GET /"]
     assert [s.name for s in t2.spans()] == ["GET /users/<int:user_id>"]
-    assert m1.pipeline.registry is not m2.pipeline.registry
+    assert m1.pipeline.reader is not m2.pipeline.reader
     metrics1 = app1.test_client().get("/metrics").get_data(as_text=True)
     metrics2 = app2.test_client().get("/metrics").get_data(as_text=True)
     assert 'service_name="one"' in metrics1 and 'service_name="two"' not in metrics1

@@ -101,13 +101,18 @@ def test_active_requests_reads_zero_after_requests_complete(monitored):
     assert dict(point.attributes) == {"http.request.method": "GET", "url.scheme": "http"}
 
 
-def test_request_and_response_body_sizes_are_recorded_in_bytes(monitored):
+def test_body_sizes_are_off_by_default_and_recorded_in_bytes_when_turned_on(monitored):
     app, monitor, telemetry, client = monitored
+    client.post("/echo", data=b"x" * 1234)
+    assert set(telemetry.metrics()) & {"http.server.request.body.size", "http.server.response.body.size"} == set()
+    app, monitor = build_app(metrics_body_size=True)
+    telemetry, client = Telemetry(monitor), closing_client(app)
     client.post("/echo", data=b"x" * 1234)
     request_size = telemetry.point("http.server.request.body.size", **{"http.route": "/echo"})
     response_size = telemetry.point("http.server.response.body.size", **{"http.route": "/echo"})
     assert (request_size.sum, response_size.sum) == (1234, 1234)
     assert telemetry.metrics()["http.server.request.body.size"].unit == "By"
+    monitor.shutdown(timeout=2)
 
 
 def test_an_incoming_w3c_traceparent_makes_the_server_span_its_child(monitored):

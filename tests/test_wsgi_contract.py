@@ -39,7 +39,7 @@ def make(body_factory):
         bodies.append(body)
         return body
 
-    wrapped = otel_monitor.wrap(app, system_metrics=False, service_name="contract")
+    wrapped = otel_monitor.wrap(app, system_metrics=False, service_name="contract", metrics_body_size=True)
     return wrapped, Telemetry(wrapped.monitor), bodies
 
 
