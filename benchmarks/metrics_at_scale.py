@@ -173,7 +173,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
                 return {"error": f"/metrics answered {code}"}
             totals.append(_total(stack, body))
         exact = bool(totals) and all(t == sent for t in totals)
-        monotonic = all(b >= a for a, b in zip(totals, totals[1:]))
+        monotonic = all(b >= a for a, b in zip(totals, totals[1:], strict=False))
         time.sleep(1.0)
         rest = _cpu_over(process.pid, cpu_seconds)
 

@@ -8,8 +8,9 @@ aggregated outside the SDK (see :mod:`otel_monitor._request_metrics`).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry.sdk.metrics import (
     Counter,

@@ -89,15 +89,15 @@ class Runtime:
         return pipeline
 
     def _multiprocess_hook(self, pipeline: Pipeline) -> None:
-        """Under a pre-fork server, merge all workers' metrics (see otel_monitor.multiprocess)."""
-        from . import multiprocess
+        """Choose the pipeline's view: the worker group's under a pre-fork server (otel_monitor.multiprocess)."""
+        from . import multiprocess, prefork
 
         try:
-            master = multiprocess.detect_group(self.forked_from)
+            master = prefork.detect_group(self.forked_from)
             if master is None and not self.settings.multiprocess_dir:
                 return
-            directory = multiprocess.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
-            multiprocess.enable(pipeline, directory)
+            directory = prefork.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
+            pipeline.view = multiprocess.worker_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
             log_internal_error("setting up multiprocess metrics")
 
@@ -127,12 +127,13 @@ class Runtime:
             or not isinstance(pipeline.view, LocalView)
         ):
             return
-        from . import multiprocess
+        from . import multiprocess, prefork
 
         try:
-            if not multiprocess.forked_a_gunicorn_worker():
+            if not prefork.forked_a_gunicorn_worker():
                 return
-            multiprocess.observe(pipeline, multiprocess.group_dir(os.getpid(), self.settings.multiprocess_dir))
+            directory = prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
+            pipeline.view = multiprocess.master_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
             log_internal_error("serving the workers' metrics on the metrics port")
 

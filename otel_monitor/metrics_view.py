@@ -15,7 +15,8 @@ worker's or the master's view from :mod:`otel_monitor.multiprocess`. Consumers n
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
