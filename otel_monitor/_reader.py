@@ -50,20 +50,25 @@ class MonitorReader(MetricReader):
         self._lock = threading.Lock()
         self._captured: MetricsData | None = None
         self._resource = resource or Resource({})
+        self._extra_wanted = True
         #: metrics aggregated outside the SDK's instruments, added under the scope ``extra_scope``
         self.extra_metrics = extra_metrics
         self.extra_scope = extra_scope
 
-    def snapshot(self, timeout_millis: float = 10_000) -> MetricsData | None:
-        """This process's cumulative metrics now; runs the observable callbacks."""
+    def snapshot(self, timeout_millis: float = 10_000, extra: bool = True) -> MetricsData | None:
+        """This process's cumulative metrics now; runs the observable callbacks.
+
+        ``extra=False`` leaves out the metrics aggregated outside the SDK (the caller reads them itself).
+        """
         with self._lock:
             self._captured = None
+            self._extra_wanted = extra
             self.collect(timeout_millis=timeout_millis)
             data, self._captured = self._captured, None
         return data
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._captured = self._with_extra(metrics_data)
+        self._captured = self._with_extra(metrics_data) if self._extra_wanted else metrics_data
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         pass

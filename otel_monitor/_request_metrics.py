@@ -151,6 +151,45 @@ class RequestMetrics:
             if points[i]
         ]
 
+    def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
+        """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
+        without building SDK objects first (this runs for every publish of a pre-fork worker)."""
+        points: tuple[list, list, list] = ([], [], [])
+        with self._lock:
+            for series in self._series.values():
+                for i, hist in enumerate(series.hists):
+                    if hist.count == 0:
+                        continue
+                    point = {
+                        "a": series.attributes,
+                        "start": self._start,
+                        "count": hist.count,
+                        "sum": hist.sum,
+                        "min": hist.min,
+                        "max": hist.max,
+                        "buckets": list(hist.counts),
+                    }
+                    if hist.exemplars:
+                        point["ex"] = [
+                            [value, at, context.trace_id, context.span_id]
+                            for value, at, context in hist.exemplars.values()
+                        ]
+                    points[i].append(point)
+        return [
+            {
+                "scope": scope,
+                "version": version,
+                "name": name,
+                "description": description,
+                "unit": unit,
+                "kind": "histogram",
+                "bounds": list(self._bounds[i]),
+                "points": points[i],
+            }
+            for i, (name, unit, description) in enumerate(_INSTRUMENTS)
+            if points[i]
+        ]
+
 
 def _exemplars(hist: _Hist) -> list:
     if not hist.exemplars:

@@ -39,6 +39,7 @@ import fcntl
 import itertools
 import json
 import logging
+import operator
 import os
 import socket
 import threading
@@ -95,11 +96,22 @@ _MAX_SOCKET_PATH = 100
 
 
 def _attrs_key(attributes: Any) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in dict(attributes or {}).items()))
+    if not attributes:
+        return ()
+    key = tuple(sorted(attributes.items()))
+    try:
+        hash(key)
+    except TypeError:  # a sequence-valued attribute (a list after JSON)
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items()))
+    return key
 
 
 def serialise(data: MetricsData | None) -> list[dict]:
-    """[{scope, version, name, description, unit, kind, monotonic, points: [...]}, ...]"""
+    """[{scope, version, name, description, unit, kind, monotonic, bounds, points: [...]}, ...]
+
+    A histogram's bucket bounds are written once per metric (``bounds``), and on a point only
+    when they differ from those.
+    """
     result: list[dict] = []
     if data is None:
         return result
@@ -116,20 +128,25 @@ def serialise(data: MetricsData | None) -> list[dict]:
                 d = metric.data
                 if isinstance(d, Histogram):
                     entry["kind"] = "histogram"
-                    entry["points"] = [
-                        {
+                    bounds = list(d.data_points[0].explicit_bounds) if d.data_points else []
+                    entry["bounds"] = bounds
+                    points = []
+                    for p in d.data_points:
+                        point = {
                             "a": dict(p.attributes or {}),
                             "start": p.start_time_unix_nano,
                             "count": p.count,
                             "sum": p.sum,
                             "min": p.min,
                             "max": p.max,
-                            "bounds": list(p.explicit_bounds),
                             "buckets": list(p.bucket_counts),
-                            **({"ex": _exemplars_out(p.exemplars)} if p.exemplars else {}),
                         }
-                        for p in d.data_points
-                    ]
+                        if list(p.explicit_bounds) != bounds:
+                            point["bounds"] = list(p.explicit_bounds)
+                        if p.exemplars:
+                            point["ex"] = _exemplars_out(p.exemplars)
+                        points.append(point)
+                    entry["points"] = points
                 elif isinstance(d, Sum):
                     entry["kind"] = "sum"
                     entry["monotonic"] = d.is_monotonic
@@ -190,31 +207,35 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
             # answered by different workers.
             return
         target = slot(entry)
+        points = target["points"]
         per_worker = kind == "gauge" and not host_level
+        histogram = kind == "histogram"
+        default_bounds = entry.get("bounds", [])
         for point in entry["points"]:
-            if not alive and "ex" in point:
-                point = {k: v for k, v in point.items() if k != "ex"}  # a dead worker's exemplars go stale
-            attrs = dict(point["a"])
+            attrs = point["a"]  # never modified: it may be a live series' own dict
             if per_worker and pid is not None and "process.pid" not in attrs:
-                attrs["process.pid"] = pid
+                attrs = {**attrs, "process.pid": pid}
             key = _attrs_key(attrs)
-            existing = target["points"].get(key)
+            existing = points.get(key)
             if existing is None:
-                target["points"][key] = {
-                    **point,
-                    "a": attrs,
-                    **({"buckets": list(point["buckets"])} if kind == "histogram" else {}),
-                }
-            elif kind == "histogram":
-                if existing["bounds"] != point["bounds"]:
+                new = dict(point)
+                new["a"] = dict(attrs)
+                if histogram:
+                    new["buckets"] = list(point["buckets"])
+                    new.setdefault("bounds", default_bounds)
+                if not alive:
+                    new.pop("ex", None)  # a dead worker's exemplars go stale
+                points[key] = new
+            elif histogram:
+                if existing["bounds"] != point.get("bounds", default_bounds):
                     continue  # a worker running other code; keep the first layout
                 existing["count"] += point["count"]
                 existing["sum"] += point["sum"]
-                existing["buckets"] = [a + b for a, b in zip(existing["buckets"], point["buckets"], strict=True)]
+                existing["buckets"] = list(map(operator.add, existing["buckets"], point["buckets"]))
                 existing["min"] = _opt(min, existing["min"], point["min"])
                 existing["max"] = _opt(max, existing["max"], point["max"])
                 existing["start"] = min(existing["start"], point["start"])
-                if point.get("ex"):
+                if alive and point.get("ex"):
                     existing["ex"] = existing.get("ex", []) + point["ex"]
             elif kind == "sum" and host_level:
                 existing["v"] = max(existing["v"], point["v"])  # one host, read by several workers
@@ -535,10 +556,18 @@ class WorkerView:
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
 
     def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
-        data = self.pipeline.reader.snapshot()
-        entries = serialise(data)
-        self._last_sdk = entries
-        return data, entries
+        """(the SDK's own snapshot, everything serialised): the request histograms go straight
+        from their aggregation to the file format."""
+        pipeline = self.pipeline
+        data = pipeline.reader.snapshot(extra=False)
+        self._last_sdk = serialise(data)
+        return data, self._last_sdk + self._requests()
+
+    def _requests(self) -> list[dict]:
+        return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
+
+    def _own(self) -> MetricsData | None:
+        return self.pipeline.reader.snapshot()
 
     def tick(self) -> None:
         """Background: publish when requests were served since the last publish (or rarely when idle)."""
@@ -547,12 +576,8 @@ class WorkerView:
             return
         if not self._usable():
             return
-        requests = self.pipeline.request_metrics.collect()
-        names = {m.name for m in requests}
-        fresh = serialise_metrics(requests, self.pipeline.reader.extra_scope)
-        entries = [e for e in self._last_sdk if e["name"] not in names] + fresh
         try:
-            self.publish(entries)
+            self.publish(self._last_sdk + self._requests())
         except OSError as exc:
             self._failed(exc)
 
@@ -592,26 +617,26 @@ class WorkerView:
     # -- the view -----------------------------------------------------------------------------
 
     def scrape(self) -> MetricsData | None:
-        data, own = self._fresh()
         if not self._usable():
-            return data
+            return self._own()
+        data, own = self._fresh()
         try:
             self.publish(own)  # what we show is on disk before anybody shows the next total
             self.group.ask_to_publish(PUBLISH_WAIT)
             return self._merged(own, data)
         except OSError as exc:
             self._failed(exc)
-            return data
+            return self._own()
 
     def read(self) -> MetricsData | None:
-        data = self.pipeline.reader.snapshot()
         if not self._usable():
-            return data
+            return self._own()
+        data = self.pipeline.reader.snapshot(extra=False)
         try:
-            return self._merged(serialise(data), data)
+            return self._merged(serialise(data) + self._requests(), data)
         except OSError as exc:
             self._failed(exc)
-            return data
+            return self._own()
 
     def _merged(self, own: list[dict], data: MetricsData | None) -> MetricsData:
         live, archive = self.group.others()
@@ -725,19 +750,3 @@ def worker_view(pipeline: Any, directory: str) -> WorkerView:
     pipeline.scheduler.every(BUSY_INTERVAL, view.tick, "publishing worker metrics")
     pipeline.shutdown_hooks.append(view.close)
     return view
-
-
-def serialise_metrics(metrics: Iterable[Metric], scope: str, version: str | None = None) -> list[dict]:
-    """Like :func:`serialise`, for bare ``Metric`` objects of one scope."""
-    data = MetricsData(
-        resource_metrics=[
-            ResourceMetrics(
-                resource=None,  # type: ignore[arg-type]
-                scope_metrics=[
-                    ScopeMetrics(scope=InstrumentationScope(scope, version), metrics=list(metrics), schema_url="")
-                ],
-                schema_url="",
-            )
-        ]
-    )
-    return serialise(data)

@@ -203,10 +203,14 @@ def test_the_label_cache_keeps_only_live_series():
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     def data(*attribute_sets):
-        points = [NumberDataPoint(attributes=a, start_time_unix_nano=0, time_unix_nano=0, value=1) for a in attribute_sets]
+        points = [
+            NumberDataPoint(attributes=a, start_time_unix_nano=0, time_unix_nano=0, value=1) for a in attribute_sets
+        ]
         metric = Metric(name="g", description="", unit="", data=Gauge(data_points=points))
         scope = ScopeMetrics(scope=InstrumentationScope("s"), metrics=[metric], schema_url="")
-        return MetricsData(resource_metrics=[ResourceMetrics(resource=Resource({}), scope_metrics=[scope], schema_url="")])
+        return MetricsData(
+            resource_metrics=[ResourceMetrics(resource=Resource({}), scope_metrics=[scope], schema_url="")]
+        )
 
     writer = TextWriter(target_info=False)
     a, b = {"k": "a"}, {"k": "b"}
