@@ -51,6 +51,8 @@ class MonitorReader(MetricReader):
         self._captured: MetricsData | None = None
         self._resource = resource or Resource({})
         self._extra_wanted = True
+        #: called at the start of every snapshot (custom gauges start their callbacks together)
+        self.before_collect: list[Callable[[], None]] = []
         #: metrics aggregated outside the SDK's instruments, added under the scope ``extra_scope``
         self.extra_metrics = extra_metrics
         self.extra_scope = extra_scope
@@ -63,6 +65,8 @@ class MonitorReader(MetricReader):
         with self._lock:
             self._captured = None
             self._extra_wanted = extra
+            for start in list(self.before_collect):
+                start()
             self.collect(timeout_millis=timeout_millis)
             data, self._captured = self._captured, None
         return data

@@ -13,7 +13,8 @@ How it works
   scrape started after requests completed shows exactly the group's totals, and what one scrape
   showed is on disk before the next, through any worker, reads it.
 * In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
-  published files without writing or asking anybody; unchanged files are not parsed again.
+  published files (at most once a second) without writing or asking anybody; unchanged files
+  are not parsed again.
 * Merge rules: counters and histograms are summed; up/down counters of live workers are summed;
   process-level gauges (``process.*`` and custom gauges) keep one series per worker, told apart
   by ``process.pid``; host-level gauges (``system.*``) come from the answering worker; host-level
@@ -87,6 +88,8 @@ BUSY_INTERVAL = 2.0
 IDLE_INTERVAL = 30.0
 #: how long a scrape waits for the other workers to publish
 PUBLISH_WAIT = 0.5
+#: seconds an in-process read (analytics, /health) reuses the group's merged numbers
+READ_TTL = 1.0
 #: seconds before a directory that failed is tried again
 RETRY_AFTER = 60.0
 #: AF_UNIX paths are limited to 107 bytes on Linux
@@ -516,6 +519,7 @@ class WorkerView:
         self._last_sdk: list[dict] = []
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
+        self._read_cache: tuple[float, MetricsData] | None = None
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -623,7 +627,9 @@ class WorkerView:
         try:
             self.publish(own)  # what we show is on disk before anybody shows the next total
             self.group.ask_to_publish(PUBLISH_WAIT)
-            return self._merged(own, data)
+            merged = self._merged(own, data)
+            self._read_cache = (time.monotonic(), merged)
+            return merged
         except OSError as exc:
             self._failed(exc)
             return self._own()
@@ -631,12 +637,17 @@ class WorkerView:
     def read(self) -> MetricsData | None:
         if not self._usable():
             return self._own()
+        cached = self._read_cache
+        if cached is not None and time.monotonic() - cached[0] < READ_TTL:
+            return cached[1]  # a load balancer's /health every few hundred ms costs one merge a second
         data = self.pipeline.reader.snapshot(extra=False)
         try:
-            return self._merged(serialise(data) + self._requests(), data)
+            merged = self._merged(serialise(data) + self._requests(), data)
         except OSError as exc:
             self._failed(exc)
             return self._own()
+        self._read_cache = (time.monotonic(), merged)
+        return merged
 
     def _merged(self, own: list[dict], data: MetricsData | None) -> MetricsData:
         live, archive = self.group.others()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from otel_monitor import instruments
@@ -116,4 +117,17 @@ def test_a_slow_gauge_callback_does_not_hold_up_the_metrics_endpoint():
     started = time.monotonic()
     assert client.get("/metrics").status_code == 200
     assert time.monotonic() - started < 1.5  # the callback alone takes 2 s
+    monitor.shutdown(1)
+
+
+def test_slow_gauge_callbacks_share_one_budget_per_read_instead_of_adding_up():
+    app, monitor = build_app()
+    gate = threading.Event()
+    for i in range(8):
+        monitor.gauge(f"slow.gauge.{i}", callback=lambda: gate.wait(5) and 1)
+    client = app.test_client()
+    started = time.monotonic()
+    assert client.get("/metrics").status_code == 200
+    assert time.monotonic() - started < 1.5  # one after another: 8 x 0.25 s
+    gate.set()
     monitor.shutdown(1)
