@@ -60,7 +60,7 @@ class RequestMetrics:
         self, duration_bounds: tuple, size_bounds: tuple, all_exemplars: bool = False, body_sizes: bool = False
     ) -> None:
         self._bounds = (duration_bounds, size_bounds, size_bounds)
-        self._sizes = tuple(len(b) + 1 for b in self._bounds)
+        self._sizes = (len(duration_bounds) + 1, len(size_bounds) + 1, len(size_bounds) + 1)
         self._series: dict[tuple, _Series] = {}
         self._lock = threading.Lock()
         #: how many of the three histograms keep exemplars (the duration one always)

@@ -373,7 +373,8 @@ class _Group:
 
     def peers(self) -> tuple[list[int], list[int]]:
         """(live, dead) pids of the other workers that published a file."""
-        live, dead = [], []
+        live: list[int] = []
+        dead: list[int] = []
         for name in os.listdir(self.directory):
             if not (name.startswith("w-") and name.endswith(".json")):
                 continue

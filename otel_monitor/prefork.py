@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 
 import psutil
 
@@ -50,7 +51,7 @@ def _arbiter_frames() -> set[str]:
         return set()
     arbiter = os.path.join("gunicorn", "arbiter.py")
     names = set()
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_filename.endswith(arbiter):
             names.add(frame.f_code.co_name)

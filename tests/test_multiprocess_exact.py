@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.request
 
 import pytest
 
@@ -192,3 +193,23 @@ def request_total_any(body: str) -> float:
     return sum(
         float(v) for v in re.findall(r"^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", body, re.M)
     )
+
+
+def test_an_openmetrics_scrape_through_a_worker_parses_with_the_groups_counts_and_exemplars(gunicorn):  # noqa: F811
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    base, master = gunicorn(workers=2)
+    send(base, 0, 40)
+    request = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        body = response.read().decode()
+    buckets = [
+        s
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.name == "http_server_request_duration_seconds_bucket"
+    ]
+    counts = [s for f in text_string_to_metric_families(body) for s in f.samples if s.name.endswith("_count")]
+    assert sum(s.value for s in counts if s.labels.get("http_route") == "/work/<int:n>") == 40
+    assert any(s.exemplar is not None and len(s.exemplar.labels["trace_id"]) == 32 for s in buckets)
