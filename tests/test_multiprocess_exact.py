@@ -91,9 +91,10 @@ def test_a_read_only_directory_serves_each_workers_own_numbers_with_one_log_line
         base, master = gunicorn(workers=2, env={"OTEL_MONITOR_MULTIPROCESS_DIR": str(directory)})
         send(base, 0, 20)
         scrapes = [get(base + "/metrics") for _ in range(20)]
-        health = [get(base + "/otel-monitor/health") for _ in range(5)]
+        health = [status_and_body(base + "/otel-monitor/health") for _ in range(5)]
         assert all(0 < request_total(body) <= 20 for body in scrapes)
-        assert all(json.loads(body)["status"] for body in health)
+        # 503 is /health's own verdict on this busy machine (a JSON body); never a 500
+        assert all(code in (200, 503) and json.loads(body)["status"] for code, body in health), health
         log = next(tmp_path.glob("gunicorn-*.log")).read_text()
         assert log.count("cannot use the multiprocess directory") == 2, log[-2000:]  # once per worker
     finally:
@@ -185,6 +186,14 @@ def test_a_dead_workers_published_counts_stay_in_the_totals(worker):
     body = closing_client(app).get("/metrics").get_data(as_text=True)
     assert request_total_any(body) == 2  # ours and the dead worker's
     assert not (directory / "w-999999999.json").exists() and (directory / "archive.json").exists()
+
+
+def status_and_body(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def request_total_any(body: str) -> float:
