@@ -36,6 +36,8 @@ if _HERE not in sys.path:
 sys.path.append(os.path.dirname(_HERE))
 
 STACKS = ("otel_monitor", "pfe", "stock_otel")
+#: stacks measured under gunicorn only (prometheus_flask_exporter's own multiprocess mode)
+GUNICORN_ONLY = ("pfe_multiprocess",)
 ROUTES = (0, 10, 100, 500)
 STATUSES = (200, 201, 400, 404, 500)
 GUNICORN_ROUTES = 100
@@ -44,14 +46,61 @@ TOTAL_PATTERNS = {
     "otel_monitor": re.compile(r"^http_server_request_duration_seconds_count\{(.*)\} (\S+)$"),
     "stock_otel": re.compile(r"^http_server_duration_milliseconds_count\{(.*)\} (\S+)$"),
     "pfe": re.compile(r"^flask_http_request_duration_seconds_count\{(.*)\} (\S+)$"),
+    "pfe_multiprocess": re.compile(r"^flask_http_request_duration_seconds_count\{(.*)\} (\S+)$"),
 }
+HEALTH_PATH = "/otel-monitor/health"
 
 
 def make_app() -> Any:
     """gunicorn entry: ``gunicorn 'metrics_at_scale:make_app()'`` with BENCH_STACK and BENCH_ROUTES."""
-    from apps import build_app
+    from apps import build_app, make_flask_app
 
-    return build_app(os.environ.get("BENCH_STACK", "bare"), extra_routes=int(os.environ.get("BENCH_ROUTES", "0")))
+    stack, routes = os.environ.get("BENCH_STACK", "bare"), int(os.environ.get("BENCH_ROUTES", "0"))
+    if stack == "pfe_multiprocess":
+        # prometheus_flask_exporter's documented gunicorn mode (prometheus_client multiprocess files)
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+        app = make_flask_app(routes)
+        GunicornInternalPrometheusMetrics(app)
+        return app
+    return build_app(stack, extra_routes=routes)
+
+
+def _health_ms(url: str, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        code, _ = _get(url)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if code not in (200, 503):
+            raise RuntimeError(f"/health answered {code}")
+    return times
+
+
+_HEALTH_INPROCESS = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+from apps import build_app
+app = build_app("otel_monitor", extra_routes={routes})
+client = app.test_client()
+for i in range({routes}):
+    for status in (200, 201, 400, 404, 500):
+        client.get(f"/r{{i:03d}}/{{status}}").close()
+client.get({path!r}).close()
+times = []
+for _ in range({n}):
+    t0 = time.perf_counter()
+    client.get({path!r}).close()
+    times.append((time.perf_counter() - t0) * 1e3)
+print("RESULT " + json.dumps(times))
+"""
+
+
+def _health_inprocess(n: int) -> list[float]:
+    script = _HEALTH_INPROCESS.format(here=_HERE, routes=GUNICORN_ROUTES, path=HEALTH_PATH, n=n)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(lines[-1][len("RESULT ") :]) if lines else []
 
 
 # -- in process -------------------------------------------------------------------------------------
@@ -130,6 +179,10 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
     port = _free_port()
     env = dict(os.environ, BENCH_STACK=stack, BENCH_ROUTES=str(GUNICORN_ROUTES))
     env.pop("OTEL_MONITOR_MULTIPROCESS_DIR", None)
+    if stack == "pfe_multiprocess":
+        import tempfile
+
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-pfe-mp-")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -172,6 +225,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
             if code != 200:
                 return {"error": f"/metrics answered {code}"}
             totals.append(_total(stack, body))
+        health = _health_ms(base + HEALTH_PATH, scrapes) if stack == "otel_monitor" else []
         exact = bool(totals) and all(t == sent for t in totals)
         monotonic = all(b >= a for a, b in zip(totals, totals[1:], strict=False))
         time.sleep(1.0)
@@ -194,6 +248,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
             "monotonic": monotonic,
             "cpu_rest": rest * 10 / cpu_seconds,
             "cpu_busy": busy * 10 / cpu_seconds,
+            "health": health,
         }
     finally:
         process.send_signal(signal.SIGTERM)
@@ -241,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         " at 10 req/s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for stack in ["bare", *stacks]:
+    health_one = _health_inprocess(scrapes) if "otel_monitor" in stacks else []
+    health_group: list[float] = []
+    for stack in ["bare", *stacks, *GUNICORN_ONLY]:
         if stack == "bare":
             r = _gunicorn_cpu_only(cpu_seconds)
         else:
@@ -249,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"| {stack} | {r['error']} | | | | | | |", flush=True)
             continue
+        health_group = r.get("health") or health_group
         scrape = _ms(r["ms"]) if r.get("ms") else ""
         size = f"{r['bytes'] / 1000:.0f}" if r.get("bytes") else ""
         totals = f"{r['totals'][0]:.0f}..{r['totals'][1]:.0f} of {r['sent']}" if r.get("totals") else ""
@@ -256,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             f"| {stack} | {scrape} | {size} | {totals} | {r.get('exact', '')} | {r.get('monotonic', '')} "
             f"| {r['cpu_rest']:.3f} | {r['cpu_busy']:.3f} |",
             flush=True,
+        )
+    if health_one and health_group:
+        print(
+            f"\n`{HEALTH_PATH}` (otel_monitor, {GUNICORN_ROUTES} routes x 5): one process {_ms(health_one)} ms (WSGI "
+            f"call), gunicorn -w 4 {_ms(health_group)} ms (HTTP)"
         )
     return 0
 
