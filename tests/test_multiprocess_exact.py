@@ -222,3 +222,17 @@ def test_an_openmetrics_scrape_through_a_worker_parses_with_the_groups_counts_an
     counts = [s for f in text_string_to_metric_families(body) for s in f.samples if s.name.endswith("_count")]
     assert sum(s.value for s in counts if s.labels.get("http_route") == "/work/<int:n>") == 40
     assert any(s.exemplar is not None and len(s.exemplar.labels["trace_id"]) == 32 for s in buckets)
+
+
+def test_in_process_reads_never_write_the_workers_file(worker):
+    app, pipeline, view, directory = worker
+    closing_client(app).get("/users/1")
+    path = directory / f"w-{os.getpid()}.json"
+    before = (path.stat().st_mtime_ns, path.read_text())
+    view._read_cache = None
+    for _ in range(3):
+        view.read()
+        pipeline.collect_all()
+    assert (path.stat().st_mtime_ns, path.read_text()) == before
+    closing_client(app).get("/metrics")  # a scrape does publish
+    assert json.loads(path.read_text()) != json.loads(before[1])
