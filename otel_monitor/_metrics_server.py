@@ -49,7 +49,7 @@ def start_metrics_server(pipeline: Any, app: Callable) -> None:
         return
     thread = threading.Thread(target=server.serve_forever, name="otel_monitor-metrics", daemon=True)
     thread.start()
-    pipeline.extensions["metrics_server"] = server
+    pipeline.metrics_server = server
 
     def stop() -> None:
         server.shutdown()

@@ -8,8 +8,10 @@ measurement (about a quarter of our per-request cost). The reader adds these poi
 collection (:meth:`collect`), so ``/metrics``, OTLP, the analytics and the worker merge see
 ordinary OpenTelemetry histograms with the semantic-convention names, units and attributes.
 
-When a push exporter is configured, each bucket keeps the last sampled request as an exemplar
-(trace and span id), as the SDK's aligned-histogram reservoir does.
+Each bucket of the duration histogram keeps the last sampled request as an exemplar (trace and
+span id), as the SDK's aligned-histogram reservoir does: ``/metrics`` shows them in OpenMetrics.
+With a push exporter the body-size histograms keep exemplars too. The body-size histograms are
+recorded only with ``metrics_body_size`` (the semantic conventions mark them not yet stable).
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ class _Series:
 
 
 class RequestMetrics:
-    def __init__(self, duration_bounds: tuple, size_bounds: tuple, exemplars: bool) -> None:
+    def __init__(
+        self, duration_bounds: tuple, size_bounds: tuple, all_exemplars: bool = False, body_sizes: bool = False
+    ) -> None:
         self._bounds = (duration_bounds, size_bounds, size_bounds)
-        self._sizes = tuple(len(b) + 1 for b in self._bounds)
+        self._sizes = (len(duration_bounds) + 1, len(size_bounds) + 1, len(size_bounds) + 1)
         self._series: dict[tuple, _Series] = {}
         self._lock = threading.Lock()
-        self._exemplars = exemplars
+        #: how many of the three histograms keep exemplars (the duration one always)
+        self._exemplar_upto = 3 if all_exemplars else 1
+        self._recorded = 3 if body_sizes else 1
         self._start = time.time_ns()
 
     def record(
@@ -69,14 +75,11 @@ class RequestMetrics:
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        exemplar = (
-            span_context
-            if (self._exemplars and span_context is not None and span_context.trace_flags.sampled)
-            else None
-        )
+        exemplar = span_context if (span_context is not None and span_context.trace_flags.sampled) else None
+        at = time.time_ns() if exemplar is not None else 0
         values = (duration, request_size, response_size)
         with self._lock:
-            for i in range(3):
+            for i in range(self._recorded):
                 value = values[i]
                 if value is None:
                     continue
@@ -89,10 +92,10 @@ class RequestMetrics:
                     hist.min = value
                 if value > hist.max:
                     hist.max = value
-                if exemplar is not None:
+                if exemplar is not None and i < self._exemplar_upto:
                     if hist.exemplars is None:
                         hist.exemplars = {}
-                    hist.exemplars[bucket] = (value, time.time_ns(), exemplar)
+                    hist.exemplars[bucket] = (value, at, exemplar)
 
     def _new_series(self, key: tuple) -> _Series:
         method, scheme, route, status, error = key
@@ -144,6 +147,45 @@ class RequestMetrics:
                 unit=unit,
                 data=Histogram(data_points=points[i], aggregation_temporality=AggregationTemporality.CUMULATIVE),
             )
+            for i, (name, unit, description) in enumerate(_INSTRUMENTS)
+            if points[i]
+        ]
+
+    def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
+        """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
+        without building SDK objects first (this runs for every publish of a pre-fork worker)."""
+        points: tuple[list, list, list] = ([], [], [])
+        with self._lock:
+            for series in self._series.values():
+                for i, hist in enumerate(series.hists):
+                    if hist.count == 0:
+                        continue
+                    point = {
+                        "a": series.attributes,
+                        "start": self._start,
+                        "count": hist.count,
+                        "sum": hist.sum,
+                        "min": hist.min,
+                        "max": hist.max,
+                        "buckets": list(hist.counts),
+                    }
+                    if hist.exemplars:
+                        point["ex"] = [
+                            [value, at, context.trace_id, context.span_id]
+                            for value, at, context in hist.exemplars.values()
+                        ]
+                    points[i].append(point)
+        return [
+            {
+                "scope": scope,
+                "version": version,
+                "name": name,
+                "description": description,
+                "unit": unit,
+                "kind": "histogram",
+                "bounds": list(self._bounds[i]),
+                "points": points[i],
+            }
             for i, (name, unit, description) in enumerate(_INSTRUMENTS)
             if points[i]
         ]

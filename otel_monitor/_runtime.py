@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Callable
 
 from ._safe_log import log_internal_error
+from .metrics_view import LocalView
 from .pipeline import Pipeline, build_pipeline
 from .settings import Settings
 
@@ -90,15 +91,15 @@ class Runtime:
         return pipeline
 
     def _multiprocess_hook(self, pipeline: Pipeline) -> None:
-        """Under a pre-fork server, merge all workers' metrics (see otel_monitor.multiprocess)."""
-        from . import multiprocess
+        """Choose the pipeline's view: the worker group's under a pre-fork server (otel_monitor.multiprocess)."""
+        from . import multiprocess, prefork
 
         try:
-            master = multiprocess.detect_group(self.forked_from)
+            master = prefork.detect_group(self.forked_from)
             if master is None and not self.settings.multiprocess_dir:
                 return
-            directory = multiprocess.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
-            multiprocess.enable(pipeline, directory)
+            directory = prefork.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
+            pipeline.view = multiprocess.worker_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
             log_internal_error("setting up multiprocess metrics")
 
@@ -124,16 +125,17 @@ class Runtime:
         if (
             pipeline is None
             or pipeline.pid != os.getpid()
-            or "metrics_server" not in pipeline.extensions
-            or "multiprocess" in pipeline.extensions
+            or pipeline.metrics_server is None
+            or not isinstance(pipeline.view, LocalView)
         ):
             return
-        from . import multiprocess
+        from . import multiprocess, prefork
 
         try:
-            if not multiprocess.forked_a_gunicorn_worker():
+            if not prefork.forked_a_gunicorn_worker():
                 return
-            multiprocess.observe(pipeline, multiprocess.group_dir(os.getpid(), self.settings.multiprocess_dir))
+            directory = prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
+            pipeline.view = multiprocess.master_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
             log_internal_error("serving the workers' metrics on the metrics port")
 

@@ -1,23 +1,40 @@
-"""The Prometheus side: one pull reader per process, its own registry, and the /metrics WSGI app.
+"""The ``/metrics`` endpoint: Prometheus text (0.0.4) and OpenMetrics 1.0, written from the SDK's data.
 
-The reader is the OpenTelemetry Prometheus exporter's ``PrometheusMetricReader`` with its own
-``CollectorRegistry`` (two monitors in one process never collide), extended so that the same
-cumulative collection also serves the analytics, the worker merge under pre-fork servers and
-OTLP push: one aggregation per measurement on the request path, however many consumers.
+Why our own writer: going through prometheus_client's metric families builds one Python object per
+sample and re-formats every label set on every scrape (the stock exporter's scrape of 500 request
+series took as long as the requests' own monitoring for a minute). Here the label text of each
+series is formatted once and reused while the series lives (the SDK and the request histograms
+keep one attributes object per series), and a histogram line is a string join.
+
+Naming follows the OpenTelemetry-to-Prometheus compatibility rules as the stock exporter applies
+them (``.`` -> ``_``, unit suffix, ``_total`` for monotonic sums, non-monotonic sums as gauges),
+so dashboards built on the stock names keep working. Unlike the stock exporter, an attribute a
+data point does not have is left out, not written as an empty label (``error_type=""``).
+
+The process's prometheus_client default registry (``process_*``, ``python_*``, the app's own
+prometheus_client metrics) is appended unless ``metrics_default_registry`` is off; a family name
+both sides use is shown once, ours (see :func:`_default_registry_text`).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import math
 import threading
-from typing import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics.export import MetricsData
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
 
-__all__ = ["MonitorReader", "metrics_wsgi_app", "PROMETHEUS_RENAMES", "for_prometheus"]
+__all__ = ["PROMETHEUS_RENAMES", "TextWriter", "metrics_app_for", "metrics_wsgi_app", "OPENMETRICS", "TEXT"]
+
+_logger = logging.getLogger("otel_monitor")
+
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 #: Semantic-convention names ending in ``.count`` that are not histograms: in the Prometheus
 #: text format ``_count`` belongs to histograms and summaries (``promtool check metrics``
@@ -28,94 +45,291 @@ PROMETHEUS_RENAMES = {
     "system.cpu.logical.count": "system.cpu.logical_cpus",
 }
 
+#: prometheus_client's own process/platform/GC collectors report some of what our process.*
+#: gauges report, under the same names; ours (with ``process_pid``) are shown, theirs dropped.
+_STANDARD_DEFAULT_FAMILIES = frozenset(
+    {"process_open_fds", "process_start_time_seconds", "process_max_fds", "process_virtual_memory_bytes"}
+)
 
-def for_prometheus(data: MetricsData) -> MetricsData:
-    """Rename the metrics of :data:`PROMETHEUS_RENAMES`; everything else is passed through."""
-    from dataclasses import replace
+def metric_name(name: str, unit: str) -> str:
+    """The Prometheus family name of an OpenTelemetry metric (without ``_total``).
 
-    resource_metrics = []
-    for rm in data.resource_metrics:
-        scopes = []
-        for sm in rm.scope_metrics:
-            metrics = [
-                replace(m, name=PROMETHEUS_RENAMES[m.name]) if m.name in PROMETHEUS_RENAMES else m for m in sm.metrics
-            ]
-            scopes.append(replace(sm, metrics=metrics))
-        resource_metrics.append(replace(rm, scope_metrics=scopes))
-    return MetricsData(resource_metrics=resource_metrics)
+    The rules are the stock OpenTelemetry Prometheus exporter's own (its name mapping is called,
+    not copied), so a family is named exactly as a stock set-up names it; a name is computed once
+    per family and a label once per series (the writer caches both).
+    """
+    name = sanitize_full_name(PROMETHEUS_RENAMES.get(name, name))
+    suffix = map_unit(unit or "")
+    if suffix and not name.endswith("_" + suffix):
+        name = f"{name}_{suffix}"
+    return name
 
 
-class MonitorReader(PrometheusMetricReader):
-    """A cumulative pull reader. ``snapshot()`` for our own consumers; scrapes go to the registry.
+def label_name(key: str) -> str:
+    return sanitize_attribute(key)
 
-    ``transform`` turns this process's data into what ``/metrics`` shows (the merge of all
-    workers under a pre-fork server; the identity otherwise).
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        import json
+
+        text = json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def labels_text(attributes: Any) -> str:
+    """``a="x",b="y"`` (sorted by label name; absent attributes are simply not there)."""
+    if not attributes:
+        return ""
+    pairs: dict[str, str] = {}
+    for key, value in attributes.items():
+        pairs[label_name(key)] = _label_value(value)
+    return ",".join(f'{k}="{v}"' for k, v in sorted(pairs.items()))
+
+
+def number(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if value != value:
+        return "NaN"
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    return repr(float(value))
+
+
+def _help(text: str, openmetrics: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
+class TextWriter:
+    """Writes MetricsData as Prometheus text or OpenMetrics; keeps label text per live series.
+
+    One writer per endpoint; ``render`` may be called from several threads (one at a time).
     """
 
-    def __init__(self, registry: CollectorRegistry, target_info: bool = True) -> None:
-        # No otel_scope_* labels: a version label on every series would change every series'
-        # identity at each upgrade (breaking rate() across it), and they triple the line length.
-        super().__init__(disable_target_info=not target_info, registry=registry, scope_info_enabled=False)
+    def __init__(self, target_info: bool = True) -> None:
+        self.target_info = target_info
         self._lock = threading.Lock()
-        self._capturing = False
-        self._captured: MetricsData | None = None
-        self.transform: Callable[[MetricsData], MetricsData] = lambda data: data
-        #: metrics aggregated outside the SDK's instruments (the request histograms), added to
-        #: every collection under the scope named ``extra_scope``
-        self.extra_metrics: Callable[[], list] = list
-        self.extra_scope: str = ""
+        #: id(attributes) -> (attributes, label text); rebuilt each render, so only live series stay
+        self._labels: dict[int, tuple[Any, str]] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._bounds: dict[tuple, list[str]] = {}
+        #: the family names of the last render (for the default-registry clash check)
+        self.families: set[str] = set()
 
-    def collect(self, timeout_millis: float = 10_000) -> None:  # the scrape path
+    def render(self, data: MetricsData | None, openmetrics: bool = False, exemplars: bool = False) -> str:
         with self._lock:
-            self._capturing = False
-            super().collect(timeout_millis=timeout_millis)
+            return self._render(data, openmetrics, exemplars and openmetrics)
 
-    def snapshot(self, timeout_millis: float = 10_000) -> MetricsData | None:
-        """This process's cumulative metrics now (not merged with other workers)."""
-        with self._lock:
-            self._capturing = True
-            self._captured = None
-            try:
-                super().collect(timeout_millis=timeout_millis)
-            finally:
-                self._capturing = False
-            return self._captured
+    def _label(self, attributes: Any, used: dict) -> str:
+        key = id(attributes)
+        entry = self._labels.get(key)
+        if entry is None or entry[0] is not attributes:
+            entry = (attributes, labels_text(attributes))
+        used[key] = entry
+        return entry[1]
 
-    def _with_extra(self, data: MetricsData) -> MetricsData:
-        extra = self.extra_metrics()
-        if not extra:
-            return data
-        from dataclasses import replace
+    def _name(self, name: str, unit: str) -> str:
+        key = (name, unit)
+        found = self._names.get(key)
+        if found is None:
+            found = self._names[key] = metric_name(name, unit)
+        return found
 
-        (rm, *others) = data.resource_metrics
-        scopes = list(rm.scope_metrics)
-        for i, sm in enumerate(scopes):
-            if sm.scope.name == self.extra_scope:
-                scopes[i] = replace(sm, metrics=extra + list(sm.metrics))
-                break
+    def _le(self, bounds: Any) -> list[str]:
+        key = tuple(bounds)
+        found = self._bounds.get(key)
+        if found is None:
+            found = self._bounds[key] = [f'le="{number(float(b))}"' for b in key] + ['le="+Inf"']
+        return found
+
+    def _render(self, data: MetricsData | None, openmetrics: bool, exemplars: bool) -> str:
+        out: list[str] = []
+        used: dict[int, tuple[Any, str]] = {}
+        families: set[str] = set()
+        if data is not None:
+            for rm in data.resource_metrics:
+                if self.target_info and rm.resource is not None and "target" not in families:
+                    families.add("target")
+                    families.add("target_info")
+                    if openmetrics:
+                        out.append("# HELP target Target metadata\n# TYPE target info\n")
+                    else:
+                        out.append("# HELP target_info Target metadata\n# TYPE target_info gauge\n")
+                    labels = self._label(rm.resource.attributes, used)
+                    out.append(f"target_info{{{labels}}} 1\n")
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        self._metric(metric, out, used, families, openmetrics, exemplars)
+        self._labels = used
+        self.families = families
+        return "".join(out)
+
+    def _metric(
+        self, metric: Any, out: list[str], used: dict, families: set[str], openmetrics: bool, exemplars: bool
+    ) -> None:
+        base = self._name(metric.name, metric.unit)
+        data = metric.data
+        if isinstance(data, Histogram):
+            kind = "histogram"
+        elif isinstance(data, Sum) and data.is_monotonic:
+            kind = "counter"
+            if base.endswith("_total"):
+                base = base[: -len("_total")]
+        elif isinstance(data, (Sum, Gauge)):
+            kind = "gauge"
         else:
-            from opentelemetry.sdk.metrics.export import ScopeMetrics
-            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+            return  # exponential histograms have no text-format form
+        if not data.data_points:
+            return
+        family = base + "_total" if kind == "counter" and not openmetrics else base
+        if family in families:
+            return  # a second scope with the same name: the first one wins (two TYPE lines are invalid)
+        families.add(family)
+        if kind == "counter":
+            families.add(base + "_total")
+        text = _help(metric.description or "", openmetrics)
+        out.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
+        if kind == "histogram":
+            self._histogram(base, data.data_points, out, used, exemplars)
+            return
+        sample = base + "_total" if kind == "counter" else base
+        for point in data.data_points:
+            labels = self._label(point.attributes, used)
+            if labels:
+                out.append(f"{sample}{{{labels}}} {number(point.value)}\n")
+            else:
+                out.append(f"{sample} {number(point.value)}\n")
 
-            scopes.insert(0, ScopeMetrics(scope=InstrumentationScope(self.extra_scope), metrics=extra, schema_url=""))
-        return MetricsData(resource_metrics=[replace(rm, scope_metrics=scopes), *others])
+    def _histogram(self, base: str, points: Iterable[Any], out: list[str], used: dict, exemplars: bool) -> None:
+        bucket = base + "_bucket{"
+        for point in points:
+            labels = self._label(point.attributes, used)
+            prefix = bucket + labels + "," if labels else bucket
+            les = self._le(point.explicit_bounds)
+            marks = _exemplar_marks(point, exemplars)
+            cumulative = 0
+            for i, count in enumerate(point.bucket_counts):
+                cumulative += count
+                line = f"{prefix}{les[i]}}} {cumulative}"
+                if marks is not None and i in marks:
+                    line += marks[i]
+                out.append(line + "\n")
+            if labels:
+                out.append(f"{base}_count{{{labels}}} {point.count}\n{base}_sum{{{labels}}} {number(point.sum)}\n")
+            else:
+                out.append(f"{base}_count {point.count}\n{base}_sum {number(point.sum)}\n")
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
-        if metrics_data is not None and metrics_data.resource_metrics:
-            metrics_data = self._with_extra(metrics_data)
-        if self._capturing:
-            self._captured = metrics_data
-        elif metrics_data is not None:
-            super()._receive_metrics(for_prometheus(self.transform(metrics_data)), timeout_millis, **kwargs)
+
+def _exemplar_marks(point: Any, wanted: bool) -> dict[int, str] | None:
+    """bucket index -> `` # {trace_id="..",span_id=".."} value timestamp`` (the newest per bucket)."""
+    if not wanted or not point.exemplars:
+        return None
+    bounds = point.explicit_bounds
+    newest: dict[int, Any] = {}
+    for exemplar in point.exemplars:
+        if not exemplar.trace_id:
+            continue
+        index = bisect_left(bounds, exemplar.value)
+        current = newest.get(index)
+        if current is None or exemplar.time_unix_nano > current.time_unix_nano:
+            newest[index] = exemplar
+    return {
+        index: (
+            f' # {{trace_id="{e.trace_id:032x}",span_id="{e.span_id:016x}"}} '
+            f"{number(e.value)} {e.time_unix_nano / 1e9:.3f}"
+        )
+        for index, e in newest.items()
+    }
 
 
-def metrics_wsgi_app(registry: CollectorRegistry, token: str | None = None) -> Callable:
-    """A WSGI app serving ``registry`` in the Prometheus text format (OpenMetrics when asked).
+# -- the default registry -----------------------------------------------------------------------
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _family_name(metric: Any, openmetrics: bool) -> str:
+    if metric.type == "counter" and not openmetrics:
+        return metric.name + "_total"
+    if metric.type == "info" and not openmetrics:
+        return metric.name + "_info"
+    return metric.name
+
+
+def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
+    """prometheus_client's default registry without the families we already wrote.
+
+    A clash with one of our names is logged once (naming the setting that turns the default
+    registry off), except for the process_* gauges prometheus_client's own collectors report too.
+    """
+    from prometheus_client import REGISTRY
+
+    if openmetrics:
+        from prometheus_client.openmetrics.exposition import generate_latest as generate
+    else:
+        from prometheus_client.exposition import generate_latest as generate
+
+    class _Without:
+        def collect(self) -> Iterable[Any]:
+            for metric in REGISTRY.collect():
+                name = _family_name(metric, openmetrics)
+                if name in ours or metric.name in ours:
+                    _warn_clash(name)
+                    continue
+                yield metric
+
+    text = generate(_Without()).decode("utf-8")  # type: ignore[arg-type]
+    if openmetrics and text.endswith("# EOF\n"):
+        text = text[: -len("# EOF\n")]
+    return text
+
+
+def _warn_clash(name: str) -> None:
+    if name in _STANDARD_DEFAULT_FAMILIES:
+        return
+    with _warned_lock:
+        if name in _warned:
+            return
+        _warned.add(name)
+    _logger.warning(
+        "otel_monitor: the prometheus_client default registry has a metric %r that otel_monitor also "
+        "exposes; /metrics shows otel_monitor's. Rename yours, or set metrics_default_registry=False "
+        "(OTEL_MONITOR_METRICS_DEFAULT_REGISTRY=false) to leave the default registry out.",
+        name,
+    )
+
+
+# -- the WSGI app -------------------------------------------------------------------------------
+
+
+def wants_openmetrics(accept: str) -> bool:
+    return any(part.strip().startswith("application/openmetrics-text") for part in accept.split(","))
+
+
+def metrics_wsgi_app(
+    source: Callable[[], MetricsData | None],
+    token: str | None = None,
+    *,
+    target_info: bool = True,
+    default_registry: bool = True,
+) -> Callable:
+    """A WSGI app serving ``source()`` in the Prometheus text format (OpenMetrics when asked).
 
     With ``token``, requests must carry ``Authorization: Bearer <token>`` (compared in constant
-    time); others get 401.
+    time); others get 401. Exemplars (trace ids of sampled requests) appear in OpenMetrics only.
     """
     expected = ("Bearer " + token).encode() if token else None
+    writer = TextWriter(target_info=target_info)
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if expected is not None:
@@ -133,17 +347,37 @@ def metrics_wsgi_app(registry: CollectorRegistry, token: str | None = None) -> C
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
             return [b"method not allowed\n"]
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        openmetrics = wants_openmetrics(environ.get("HTTP_ACCEPT", ""))
         try:
-            body = encoder(registry)
+            text = writer.render(source(), openmetrics=openmetrics, exemplars=True)
+            if default_registry:
+                text += _default_registry_text(writer.families, openmetrics)
+            if openmetrics:
+                text += "# EOF\n"
+            body = text.encode("utf-8")
         except Exception:  # noqa: BLE001 - a broken callback must not take the endpoint down
             from ._safe_log import log_internal_error
 
             log_internal_error("collecting metrics for /metrics")
             start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
             return [b"metrics collection failed; see the application log\n"]
+        content_type = OPENMETRICS if openmetrics else TEXT
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response("200 OK", headers)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     return app
+
+
+def metrics_app_for(get_pipeline: Callable[[], Any], settings: Any) -> Callable:
+    """``/metrics`` for the pipeline ``get_pipeline()`` returns (after a fork: the child's)."""
+
+    def scrape() -> MetricsData | None:
+        return get_pipeline().view.scrape()
+
+    return metrics_wsgi_app(
+        scrape,
+        settings.metrics_token,
+        target_info=settings.metrics_target_info,
+        default_registry=settings.metrics_default_registry,
+    )

@@ -45,7 +45,7 @@ class _Handle:
         pipeline = self._resolve()
         if pipeline is None:
             return None
-        cache = pipeline.extensions.setdefault("instruments", {})
+        cache = pipeline.instruments
         key = (self._create, self.name)
         instrument = cache.get(key)
         if instrument is None:
@@ -119,6 +119,7 @@ class Gauge(_Handle):
         self._callback = callback
         self._last: list[Observation] = []
         self._running: threading.Thread | None = None
+        self._deadline = 0.0
         self._create = "create_observable_gauge" if callback else "create_gauge"
         if callback is not None:
             self._options = {"callbacks": [self._observe]}
@@ -130,10 +131,21 @@ class Gauge(_Handle):
 
     def register(self, pipeline: Any) -> None:
         """Create the observable instrument in ``pipeline`` (each new pipeline: after a fork too)."""
-        cache = pipeline.extensions.setdefault("instruments", {})
+        cache = pipeline.instruments
         cache[(self._create, self.name)] = pipeline.meter.create_observable_gauge(
             self.name, callbacks=[self._observe], unit=self.unit, description=self.description
         )
+        # Every callback of a collection starts at once: slow callbacks share one budget per read
+        # instead of adding theirs up one after another.
+        pipeline.reader.before_collect.append(self._start)
+
+    def _start(self) -> None:
+        running = self._running
+        if running is None or not running.is_alive():
+            running = threading.Thread(target=self._run_callback, name=f"otel_monitor-gauge-{self.name}", daemon=True)
+            self._running = running
+            running.start()
+        self._deadline = time.monotonic() + CALLBACK_BUDGET
 
     def _run_callback(self) -> None:
         try:
@@ -147,12 +159,12 @@ class Gauge(_Handle):
             log_internal_error(f"reading gauge {self.name}")
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        if time.monotonic() - self._deadline > 1.0:
+            self._start()  # no collection round started us (a reader other than ours)
         running = self._running
-        if running is None or not running.is_alive():
-            running = threading.Thread(target=self._run_callback, name=f"otel_monitor-gauge-{self.name}", daemon=True)
-            self._running = running
-            running.start()
-        running.join(min(CALLBACK_BUDGET, max(0.0, options.timeout_millis / 1000)))
+        assert running is not None
+        left = max(0.0, self._deadline - time.monotonic())
+        running.join(min(left, max(0.0, options.timeout_millis / 1000)))
         if running.is_alive() and _should_warn_slow(self.name):
             import logging
 

@@ -22,7 +22,7 @@ from . import __about__, _providers
 from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
-from .exposition import metrics_wsgi_app
+from .exposition import metrics_app_for
 from .instruments import Counter, Gauge, Histogram, UpDownCounter
 from .pipeline import SCHEMA_URL, SCOPE
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
@@ -85,17 +85,19 @@ class Monitor:
             return
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
+        from ._metrics_route import guard_existing_metrics_route
+
+        inner = app.wsgi_app
+        metrics_app = guard_existing_metrics_route(app, inner, settings.metrics_path, metrics_wsgi_app_for(runtime))
         if settings.flask_instrumentation == "contrib":
             from . import _contrib_flask
 
-            _contrib_flask.instrument(app, lambda: runtime, settings, metrics_wsgi_app_for(runtime))
+            _contrib_flask.instrument(app, lambda: runtime, settings, metrics_app)
         else:
             from ._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
-            app.wsgi_app = RequestInstrumentation(
-                app.wsgi_app, request_pipeline(runtime), settings, metrics_wsgi_app_for(runtime)
-            )
+            app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
             _install_flask_hooks(app)
         if settings.analytics:
             from .analytics import install
@@ -112,7 +114,7 @@ class Monitor:
         return runtime
 
     def _on_pipeline(self, runtime: Runtime, pipeline: Any) -> None:
-        pipeline.extensions["monitor"] = self
+        pipeline.monitor = self
         if pipeline.settings.set_global:
             _providers.register(runtime)
             _providers.install_globals()
@@ -124,7 +126,7 @@ class Monitor:
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server
 
-            start_metrics_server(pipeline, metrics_wsgi_app(pipeline.registry, pipeline.settings.metrics_token))
+            start_metrics_server(pipeline, metrics_app_for(lambda: pipeline, pipeline.settings))
         for handle in self._handles:
             if isinstance(handle, Gauge) and handle._callback is not None:
                 handle.register(pipeline)
@@ -275,17 +277,7 @@ def get_monitor(app: Any = None) -> Monitor | None:
 
 def metrics_wsgi_app_for(runtime: Runtime) -> Callable:
     """/metrics for the pipeline of the current process (it changes after a fork)."""
-    apps: dict[int, Callable] = {}
-
-    def app(environ: dict, start_response: Callable) -> Any:
-        pipeline = runtime.pipeline()
-        served = apps.get(id(pipeline))
-        if served is None:
-            apps.clear()
-            served = apps[id(pipeline)] = metrics_wsgi_app(pipeline.registry, runtime.settings.metrics_token)
-        return served(environ, start_response)
-
-    return app
+    return metrics_app_for(runtime.pipeline, runtime.settings)
 
 
 def _wsgi_name(application: Callable) -> str:

@@ -1,41 +1,53 @@
-"""Pre-fork servers (gunicorn, uWSGI-style): every worker's metrics on ``/metrics``, whichever worker answers.
+"""Pre-fork servers (gunicorn, uWSGI-style): the group's metrics, whichever worker answers.
 
 How it works
 ------------
-* Each worker owns its OpenTelemetry pipeline (built after the fork) and, from the background
-  thread, writes its cumulative metrics and shared values (the analytics' recent traces) to
-  ``<dir>/w-<pid>.json`` -- atomically (write + rename) and only off the request path: every
-  0.5 s while it serves requests, every 5 s when idle, and right before it answers a scrape.
-* A scrape merges the answering worker's fresh data with the other live workers' files:
-  counters and histograms are summed; up/down counters of live workers are summed; process-level
-  gauges (``process.*`` and custom gauges) keep one series per worker, told apart by
-  ``process.pid``; host-level metrics (``system.*``) come from the answering worker only, so they
-  appear once per host.
-* A worker that dies (crash, SIGKILL, ``max_requests``) leaves its last file behind. The next
-  merge moves its counters and histograms into ``archive.json`` (under an exclusive ``flock``,
-  so two workers never archive the same file twice) and deletes the file: totals never go
-  backwards when gunicorn replaces a worker. Its gauges disappear with it.
+* Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
+  metrics and shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
+  (a private temporary file, then rename; one writer at a time per process): when it answers a
+  scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
+  (so a worker that is SIGKILLed loses at most those seconds). Nothing of it runs per request.
+* A scrape (:meth:`WorkerView.scrape`) publishes the answering worker's numbers, asks every other
+  live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
+  in ``recv``), waits for their answers (at most :data:`PUBLISH_WAIT` seconds), then merges: so a
+  scrape started after requests completed shows exactly the group's totals, and what one scrape
+  showed is on disk before the next, through any worker, reads it.
+* In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
+  published files (at most once a second) without writing or asking anybody; unchanged files
+  are not parsed again.
+* Merge rules: counters and histograms are summed; up/down counters of live workers are summed;
+  process-level gauges (``process.*`` and custom gauges) keep one series per worker, told apart
+  by ``process.pid``; host-level gauges (``system.*``) come from the answering worker; host-level
+  counters are the highest any worker read (one host: they must not go backwards).
+* A worker that dies leaves its last file behind. The next merge folds its counters and
+  histograms into ``archive.json`` (under an exclusive ``flock``, so two workers never archive
+  the same file twice) and deletes the file: totals never go backwards when a worker is replaced.
+* A directory that cannot be written (read-only, full) degrades to the worker's own numbers,
+  with one log line, and is tried again a minute later; never an error to the client.
 * The directory is ``$TMPDIR/otel_monitor-<uid>-<master pid>`` (mode 0700, refused if another
-  user owns it or it is a symlink), or ``multiprocess_dir`` when set. Directories of masters that
-  no longer exist are removed when a new group starts.
+  user owns it or it is a symlink), or ``multiprocess_dir`` when set (see
+  :mod:`otel_monitor.prefork`).
 
-Limits: other workers' numbers are as fresh as their last write (at most ~0.5 s behind while
-they serve traffic); requests a worker served in its last half second before a SIGKILL are lost.
+Limits: a worker that does not answer within :data:`PUBLISH_WAIT` (stuck in a long C call holding
+the GIL) is merged with its last published numbers; requests a worker served in its last
+:data:`BUSY_INTERVAL` seconds before a SIGKILL are lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import itertools
 import json
 import logging
+import operator
 import os
-import shutil
-import sys
-import tempfile
+import socket
+import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
-import psutil
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -51,127 +63,58 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ._safe_log import log_internal_error
+from .prefork import alive as _alive
+from .prefork import detect_group, forked_a_gunicorn_worker, group_dir, group_secret
 from .system import HOST_METRIC_PREFIX
 
-__all__ = ["detect_group", "enable", "group_dir", "merge"]
+__all__ = [
+    "detect_group",
+    "forked_a_gunicorn_worker",
+    "group_dir",
+    "group_secret",
+    "merge",
+    "serialise",
+    "deserialise",
+    "WorkerView",
+    "MasterView",
+    "worker_view",
+    "master_view",
+]
 
 _logger = logging.getLogger("otel_monitor")
-BUSY_INTERVAL = 0.5
-IDLE_INTERVAL = 5.0
-_PREFIX = "otel_monitor-"
+#: seconds between publishes while the worker serves requests (bounds what a SIGKILL loses)
+BUSY_INTERVAL = 2.0
+#: seconds between publishes when idle (keeps the file's time fresh for the analytics)
+IDLE_INTERVAL = 30.0
+#: how long a scrape waits for the other workers to publish
+PUBLISH_WAIT = 0.5
+#: seconds an in-process read (analytics, /health) reuses the group's merged numbers
+READ_TTL = 1.0
+#: seconds before a directory that failed is tried again
+RETRY_AFTER = 60.0
+#: AF_UNIX paths are limited to 107 bytes on Linux
+_MAX_SOCKET_PATH = 100
 
-
-# -- who are we? --------------------------------------------------------------------------------
-
-
-def detect_group(forked_from: int | None) -> int | None:
-    """The pid of the pre-fork master this process is a worker of, or None when not pre-forked.
-
-    A worker is a process forked (not exec'd) from the master: either we saw the fork (the monitor
-    was built before it: gunicorn ``--preload``), or the parent runs the same command line as we
-    do, or this is a gunicorn worker (the master's title may differ when setproctitle is installed).
-    """
-    if forked_from is not None:
-        return forked_from
-    if _in_gunicorn_master_setup():
-        return None  # gunicorn --preload importing the app: we are the master, whatever our parent runs
-    try:
-        me = psutil.Process()
-        parent = me.parent()
-        if parent is None or parent.pid <= 1:
-            return None
-        if parent.cmdline() == me.cmdline():
-            return parent.pid
-        if "gunicorn.workers.base" in sys.modules and any("gunicorn" in part for part in parent.cmdline()):
-            return parent.pid
-    except (psutil.Error, OSError):
-        return None
-    return None
-
-
-def _arbiter_frames() -> set[str]:
-    """Names of gunicorn ``Arbiter`` methods on the current stack (none outside gunicorn)."""
-    if "gunicorn.arbiter" not in sys.modules:
-        return set()
-    arbiter = os.path.join("gunicorn", "arbiter.py")
-    names = set()
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(arbiter):
-            names.add(frame.f_code.co_name)
-        frame = frame.f_back
-    return names
-
-
-def _in_gunicorn_master_setup() -> bool:
-    """True in the gunicorn master while it loads the app (``--preload``): ``Arbiter.setup`` is on
-    the stack and ``Arbiter.spawn_worker`` (under which a forked worker runs) is not.
-
-    Without this, a master whose parent's command line mentions gunicorn (``timeout gunicorn ...``,
-    a test runner, a supervisor) passed for a worker of that parent.
-    """
-    names = _arbiter_frames()
-    return "setup" in names and "spawn_worker" not in names
-
-
-def forked_a_gunicorn_worker() -> bool:
-    """True in the gunicorn master right after it forked a worker (an ``after_in_parent`` hook)."""
-    return "spawn_worker" in _arbiter_frames()
-
-
-def group_dir(master_pid: int, configured: str | None = None) -> str:
-    """Create (or reuse) the group's directory, owned by us and private."""
-    if configured:
-        path = configured
-    else:
-        path = os.path.join(tempfile.gettempdir(), f"{_PREFIX}{os.getuid()}-{master_pid}")
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    import stat
-
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise RuntimeError(f"otel_monitor: refusing multiprocess directory {path!r}: not a directory we own")
-    if not configured:
-        _remove_stale_groups()
-    return path
-
-
-def _remove_stale_groups() -> None:
-    base = tempfile.gettempdir()
-    mine = f"{_PREFIX}{os.getuid()}-"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(mine):
-            continue
-        pid_text = name[len(mine) :]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return False
-    except psutil.Error:
-        return True
-
-
-# -- serialisation: MetricsData <-> plain JSON -------------------------------------------------------
+# -- serialisation: MetricsData <-> plain JSON ----------------------------------------------------
 
 
 def _attrs_key(attributes: Any) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in dict(attributes or {}).items()))
+    if not attributes:
+        return ()
+    key = tuple(sorted(attributes.items()))
+    try:
+        hash(key)
+    except TypeError:  # a sequence-valued attribute (a list after JSON)
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items()))
+    return key
 
 
 def serialise(data: MetricsData | None) -> list[dict]:
-    """[{scope, version, name, description, unit, kind, monotonic, points: [...]}, ...]"""
+    """[{scope, version, name, description, unit, kind, monotonic, bounds, points: [...]}, ...]
+
+    A histogram's bucket bounds are written once per metric (``bounds``), and on a point only
+    when they differ from those.
+    """
     result: list[dict] = []
     if data is None:
         return result
@@ -188,19 +131,25 @@ def serialise(data: MetricsData | None) -> list[dict]:
                 d = metric.data
                 if isinstance(d, Histogram):
                     entry["kind"] = "histogram"
-                    entry["points"] = [
-                        {
+                    bounds = list(d.data_points[0].explicit_bounds) if d.data_points else []
+                    entry["bounds"] = bounds
+                    points = []
+                    for p in d.data_points:
+                        point = {
                             "a": dict(p.attributes or {}),
                             "start": p.start_time_unix_nano,
                             "count": p.count,
                             "sum": p.sum,
                             "min": p.min,
                             "max": p.max,
-                            "bounds": list(p.explicit_bounds),
                             "buckets": list(p.bucket_counts),
                         }
-                        for p in d.data_points
-                    ]
+                        if list(p.explicit_bounds) != bounds:
+                            point["bounds"] = list(p.explicit_bounds)
+                        if p.exemplars:
+                            point["ex"] = _exemplars_out(p.exemplars)
+                        points.append(point)
+                    entry["points"] = points
                 elif isinstance(d, Sum):
                     entry["kind"] = "sum"
                     entry["monotonic"] = d.is_monotonic
@@ -215,6 +164,25 @@ def serialise(data: MetricsData | None) -> list[dict]:
                     continue  # exponential histograms are not merged across workers
                 result.append(entry)
     return result
+
+
+def _exemplars_out(exemplars: Any) -> list:
+    return [[e.value, e.time_unix_nano, e.trace_id, e.span_id] for e in exemplars if e.trace_id]
+
+
+class _Exemplar(NamedTuple):
+    """What the exposition reads of an SDK ``Exemplar``; merged data is never exported over OTLP,
+    and building the SDK's dataclass for every bucket of every worker doubled a merge's cost."""
+
+    value: float
+    time_unix_nano: int
+    trace_id: int
+    span_id: int
+    filtered_attributes: None = None
+
+
+def _exemplars_in(rows: list) -> list:
+    return [_Exemplar(*row) for row in rows]
 
 
 def _is_host_level(entry: dict) -> bool:
@@ -241,31 +209,45 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
         counting = kind == "histogram" or (kind == "sum" and entry.get("monotonic"))
         if not alive and not counting:
             return  # a dead worker's gauges and up/down counters die with it
-        if _is_host_level(entry) and pid != own_pid:
-            return  # host-level: the answering worker's reading only
+        host_level = _is_host_level(entry)
+        if host_level and not (pid == own_pid or (kind == "sum" and entry.get("monotonic") and alive)):
+            # Host-level: one reading per host. Gauges are the answering worker's; host counters
+            # are the highest any live worker read, so they never go backwards between scrapes
+            # answered by different workers.
+            return
         target = slot(entry)
-        per_worker = kind == "gauge" and not _is_host_level(entry)
+        points = target["points"]
+        per_worker = kind == "gauge" and not host_level
+        histogram = kind == "histogram"
+        default_bounds = entry.get("bounds", [])
         for point in entry["points"]:
-            attrs = dict(point["a"])
+            attrs = point["a"]  # never modified: it may be a live series' own dict
             if per_worker and pid is not None and "process.pid" not in attrs:
-                attrs["process.pid"] = pid
+                attrs = {**attrs, "process.pid": pid}
             key = _attrs_key(attrs)
-            existing = target["points"].get(key)
+            existing = points.get(key)
             if existing is None:
-                target["points"][key] = {
-                    **point,
-                    "a": attrs,
-                    **({"buckets": list(point["buckets"])} if kind == "histogram" else {}),
-                }
-            elif kind == "histogram":
-                if existing["bounds"] != point["bounds"]:
+                new = dict(point)
+                new["a"] = dict(attrs)
+                if histogram:
+                    new["buckets"] = list(point["buckets"])
+                    new.setdefault("bounds", default_bounds)
+                if not alive:
+                    new.pop("ex", None)  # a dead worker's exemplars go stale
+                points[key] = new
+            elif histogram:
+                if existing["bounds"] != point.get("bounds", default_bounds):
                     continue  # a worker running other code; keep the first layout
                 existing["count"] += point["count"]
                 existing["sum"] += point["sum"]
-                existing["buckets"] = [a + b for a, b in zip(existing["buckets"], point["buckets"])]
+                existing["buckets"] = list(map(operator.add, existing["buckets"], point["buckets"]))
                 existing["min"] = _opt(min, existing["min"], point["min"])
                 existing["max"] = _opt(max, existing["max"], point["max"])
                 existing["start"] = min(existing["start"], point["start"])
+                if alive and point.get("ex"):
+                    existing["ex"] = existing.get("ex", []) + point["ex"]
+            elif kind == "sum" and host_level:
+                existing["v"] = max(existing["v"], point["v"])  # one host, read by several workers
             elif kind == "sum":
                 existing["v"] += point["v"]
                 existing["start"] = min(existing["start"], point["start"])
@@ -289,10 +271,19 @@ def _opt(fn: Any, a: Any, b: Any) -> Any:
     return fn(a, b)
 
 
-def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> MetricsData:
-    """Merged entries back into MetricsData, with ``resource`` and the scopes of ``template``."""
+def deserialise(
+    entries: list[dict], template: MetricsData | None, resource: Any, intern: _Interner | None = None
+) -> MetricsData:
+    """Merged entries back into MetricsData, with ``resource`` and the scopes of ``template``.
+
+    With ``intern``, a series keeps the same attributes object from one merge to the next (the
+    exposition caches label text per attributes object).
+    """
+    attrs = intern.get if intern is not None else (lambda a: a)
     scopes: dict[str, ScopeMetrics] = {}
-    scope_objects = {sm.scope.name: sm.scope for rm in template.resource_metrics for sm in rm.scope_metrics}
+    scope_objects = (
+        {sm.scope.name: sm.scope for rm in template.resource_metrics for sm in rm.scope_metrics} if template else {}
+    )
     now = time.time_ns()
     by_scope: dict[str, list[Metric]] = {}
     for entry in entries:
@@ -301,7 +292,7 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
             data: Any = Histogram(
                 data_points=[
                     HistogramDataPoint(
-                        attributes=p["a"],
+                        attributes=attrs(p["a"]),
                         start_time_unix_nano=p["start"],
                         time_unix_nano=now,
                         count=p["count"],
@@ -310,6 +301,7 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
                         explicit_bounds=p["bounds"],
                         min=p["min"],
                         max=p["max"],
+                        exemplars=_exemplars_in(p["ex"]) if p.get("ex") else [],
                     )
                     for p in entry["points"]
                 ],
@@ -319,7 +311,7 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
             data = Sum(
                 data_points=[
                     NumberDataPoint(
-                        attributes=p["a"], start_time_unix_nano=p["start"], time_unix_nano=now, value=p["v"]
+                        attributes=attrs(p["a"]), start_time_unix_nano=p["start"], time_unix_nano=now, value=p["v"]
                     )
                     for p in entry["points"]
                 ],
@@ -329,7 +321,7 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
         else:
             data = Gauge(
                 data_points=[
-                    NumberDataPoint(attributes=p["a"], start_time_unix_nano=0, time_unix_nano=now, value=p["v"])
+                    NumberDataPoint(attributes=attrs(p["a"]), start_time_unix_nano=0, time_unix_nano=now, value=p["v"])
                     for p in entry["points"]
                 ]
             )
@@ -344,143 +336,23 @@ def deserialise(entries: list[dict], template: MetricsData, resource: Any) -> Me
     )
 
 
-# -- the worker's side ------------------------------------------------------------------------------
+class _Interner:
+    """One attributes dict per series across merges; forgets series that stopped appearing."""
 
+    def __init__(self) -> None:
+        self._known: dict[tuple, dict] = {}
+        self._used: dict[tuple, dict] = {}
 
-class WorkerFiles:
-    """This worker's file in the group directory, and the merge of everybody's."""
+    def get(self, attributes: dict) -> dict:
+        key = _attrs_key(attributes)
+        found = self._known.get(key)
+        if found is None:
+            found = attributes
+        self._used[key] = found
+        return found
 
-    def __init__(self, directory: str, pipeline: Any) -> None:
-        self.directory = directory
-        self.pipeline = pipeline
-        self.pid = os.getpid()
-        self.path = os.path.join(directory, f"w-{self.pid}.json")
-        self._last_seen = -1
-        self._last_write = 0.0
-        # The merged view describes the whole group, not this worker: a target_info that changed
-        # with every scrape (landing on another worker) would churn series in Prometheus.
-        from opentelemetry.sdk.resources import Resource
-
-        attributes = {k: v for k, v in pipeline.resource.attributes.items() if k != "process.pid"}
-        attributes["service.instance.id"] = f"{attributes.get('host.name', 'host')}:{os.path.basename(directory)}"
-        self.group_resource = Resource(attributes)
-
-    # called from the background thread
-    def tick(self) -> None:
-        busy = self.pipeline.requests_seen != self._last_seen
-        if busy or time.monotonic() - self._last_write >= IDLE_INTERVAL:
-            self.write(serialise(self.pipeline.reader.snapshot()))
-
-    def write(self, metrics: list[dict]) -> None:
-        if os.getpid() != self.pid:
-            return  # a process forked from this worker must never write the worker's file
-        self._last_seen = self.pipeline.requests_seen
-        shared = {}
-        for key, produce in list(self.pipeline.shared.items()):
-            try:
-                shared[key] = produce()
-            except Exception:  # noqa: BLE001
-                log_internal_error(f"sharing {key}")
-        payload = {
-            "pid": self.pid,
-            "instance_id": self.pipeline.instance_id,
-            "time": time.time(),
-            "metrics": metrics,
-            "shared": shared,
-        }
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"), default=str)
-        os.replace(tmp, self.path)
-        self._last_write = time.monotonic()
-
-    def _read_others(self) -> tuple[list[tuple[int, dict]], list[int]]:
-        live, dead = [], []
-        for name in os.listdir(self.directory):
-            if not (name.startswith("w-") and name.endswith(".json")):
-                continue
-            pid_text = name[2:-5]
-            if not pid_text.isdigit() or int(pid_text) == self.pid:
-                continue
-            pid = int(pid_text)
-            if not _alive(pid):
-                dead.append(pid)
-                continue
-            payload = _read_json(os.path.join(self.directory, name))
-            if payload is not None:
-                live.append((pid, payload))
-        return live, dead
-
-    def _locked(self) -> Any:
-        """The group lock: reading everybody's files and archiving dead workers happen as one step,
-        so a worker that exits (archiving itself) is never counted twice by a concurrent merge."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def hold() -> Any:
-            with open(os.path.join(self.directory, "archive.lock"), "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
-
-        return hold()
-
-    def _archive(self, dead: list[int]) -> list[dict]:
-        """Fold dead workers' counters into archive.json; returns the archive. Call with the lock held."""
-        archive_path = os.path.join(self.directory, "archive.json")
-        archive = (_read_json(archive_path) or {}).get("metrics", [])
-        changed = False
-        for pid in dead:
-            path = os.path.join(self.directory, f"w-{pid}.json")
-            payload = _read_json(path)
-            if payload is None:
-                continue  # another worker archived it first
-            archive = merge([], -1, [], archive + payload.get("metrics", []))
-            os.unlink(path)
-            changed = True
-        if changed:
-            tmp = archive_path + f".{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump({"metrics": archive}, fh, separators=(",", ":"))
-            os.replace(tmp, archive_path)
-        return archive
-
-    def merged(self, own_data: MetricsData) -> MetricsData:
-        """What /metrics and the analytics show: everybody's data, this worker's fresh."""
-        own = serialise(own_data)
-        self.write(own)  # anything we expose is on disk first: a later merge never shows less
-        return self._merge(own, own_data)
-
-    def _merge(self, own: list[dict], own_data: MetricsData) -> MetricsData:
-        with self._locked():
-            live, dead = self._read_others()
-            archive = self._archive(dead)
-        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive)
-        return deserialise(entries, own_data, self.group_resource)
-
-    def gather(self, key: str) -> list[Any]:
-        values = []
-        produce = self.pipeline.shared.get(key)
-        if produce is not None:
-            values.append(produce())
-        live, _ = self._read_others()
-        for _, payload in live:
-            if key in payload.get("shared", {}):
-                values.append(payload["shared"][key])
-        return values
-
-    def remove(self) -> None:
-        """At a clean exit: fold our counters into the archive so the totals stay whole."""
-        if os.getpid() != self.pid:
-            return
-        try:
-            self.write(serialise(self.pipeline.reader.snapshot()))
-            with self._locked():
-                self._archive([self.pid])
-        except OSError:
-            log_internal_error("archiving this worker's metrics at exit")
+    def rotate(self) -> None:
+        self._known, self._used = self._used, {}
 
 
 def _read_json(path: str) -> dict | None:
@@ -494,7 +366,343 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
-class MasterView(WorkerFiles):
+class _Group:
+    """The group directory: reading the workers' files (parsed again only when changed), archiving."""
+
+    def __init__(self, directory: str, own_pid: int | None) -> None:
+        self.directory = directory
+        self.own_pid = own_pid
+        self._parsed: dict[str, tuple[tuple, dict]] = {}
+
+    def path(self, pid: int, suffix: str = "json") -> str:
+        return os.path.join(self.directory, f"w-{pid}.{suffix}")
+
+    def peers(self) -> tuple[list[int], list[int]]:
+        """(live, dead) pids of the other workers that published a file."""
+        live: list[int] = []
+        dead: list[int] = []
+        for name in os.listdir(self.directory):
+            if not (name.startswith("w-") and name.endswith(".json")):
+                continue
+            pid_text = name[2:-5]
+            if not pid_text.isdigit() or int(pid_text) == self.own_pid:
+                continue
+            pid = int(pid_text)
+            (live if _alive(pid) else dead).append(pid)
+        return live, dead
+
+    def load(self, pid: int) -> dict | None:
+        path = self.path(pid)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            self._parsed.pop(path, None)
+            return None
+        signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = self._parsed.get(path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        payload = _read_json(path)
+        if payload is not None:
+            self._parsed[path] = (signature, payload)
+        return payload
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The group lock: reading everybody's files and archiving dead workers happen as one step,
+        so a worker that exits (archiving itself) is never counted twice by a concurrent merge."""
+        with open(os.path.join(self.directory, "archive.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def archive(self, dead: list[int]) -> list[dict]:
+        """Fold dead workers' counters into archive.json; returns the archive. Call with the lock held."""
+        archive_path = os.path.join(self.directory, "archive.json")
+        archive = (_read_json(archive_path) or {}).get("metrics", [])
+        changed = False
+        for pid in dead:
+            path = self.path(pid)
+            payload = _read_json(path)
+            if payload is None:
+                continue  # another worker archived it first
+            archive = merge([], -1, [], archive + payload.get("metrics", []))
+            os.unlink(path)
+            self._parsed.pop(path, None)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path(pid, "sock"))
+            changed = True
+        if changed:
+            _write_atomically(archive_path, {"metrics": archive})
+        return archive
+
+    def others(self) -> tuple[list[tuple[int, dict]], list[dict]]:
+        """The other live workers' last payloads, and the archive (dead workers folded in)."""
+        with self.locked():
+            live, dead = self.peers()
+            archive = self.archive(dead)
+            payloads = [(pid, p) for pid in live if (p := self.load(pid)) is not None]
+        return payloads, archive
+
+    def ask_to_publish(self, timeout: float) -> None:
+        """Ask every other live worker to publish now; return when all answered or ``timeout`` passed."""
+        live, _ = self.peers()
+        targets = [self.path(pid, "sock") for pid in live]
+        if not targets:
+            return
+        reply = os.path.join(self.directory, f"q-{os.getpid()}-{threading.get_ident()}-{next(_asks)}.sock")
+        if len(reply.encode()) > _MAX_SOCKET_PATH:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(reply)
+            pending = 0
+            for target in targets:
+                try:
+                    sock.sendto(b"publish", target)
+                    pending += 1
+                except OSError:
+                    pass  # a worker that just exited, or one without a listener
+            deadline = time.monotonic() + timeout
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+                try:
+                    sock.recv(16)
+                except OSError:
+                    break
+                pending -= 1
+        finally:
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(reply)
+
+
+_asks = itertools.count()
+
+
+def _write_atomically(path: str, payload: dict) -> None:
+    # A private temporary name per thread: two threads never write the same file.
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        # dumps, not dump: only the one-shot encoder is the C one (several times faster)
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _group_resource(pipeline: Any, directory: str) -> Any:
+    # The merged view describes the whole group, not this worker: a target_info that changed with
+    # every scrape (landing on another worker) would churn series in Prometheus.
+    from opentelemetry.sdk.resources import Resource
+
+    attributes = {k: v for k, v in pipeline.resource.attributes.items() if k != "process.pid"}
+    attributes["service.instance.id"] = f"{attributes.get('host.name', 'host')}:{os.path.basename(directory)}"
+    return Resource(attributes)
+
+
+class WorkerView:
+    """A pre-fork worker's view of the group (see the module docstring). Build with :func:`worker_view`."""
+
+    def __init__(self, pipeline: Any, directory: str) -> None:
+        self.pipeline = pipeline
+        self.pid = os.getpid()
+        self.group = _Group(directory, self.pid)
+        self.group_resource = _group_resource(pipeline, directory)
+        self._write_lock = threading.Lock()
+        self._merge_lock = threading.Lock()
+        self._intern = _Interner()
+        self._last_seen = -1
+        self._last_write = 0.0
+        #: the last full SDK snapshot (gauges included): periodic publishes reuse it with fresh
+        #: request histograms, so gauge callbacks run only when somebody reads
+        self._last_sdk: list[dict] = []
+        self._failed_at: float | None = None
+        self._listener: socket.socket | None = None
+        self._read_cache: tuple[float, MetricsData] | None = None
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        if self._failed_at is None:
+            return True
+        return time.monotonic() - self._failed_at >= RETRY_AFTER
+
+    def _failed(self, exc: OSError) -> None:
+        if self._failed_at is None:
+            _logger.warning(
+                "otel_monitor: cannot use the multiprocess directory %s (%s); this worker shows only its own "
+                "numbers until it can (retried every %.0f s)",
+                self.group.directory,
+                exc,
+                RETRY_AFTER,
+            )
+        self._failed_at = time.monotonic()
+
+    def publish(self, metrics: list[dict]) -> None:
+        """Write this worker's file (raises OSError when the directory is unusable)."""
+        if os.getpid() != self.pid:
+            return  # a process forked from this worker must never write the worker's file
+        shared = {}
+        for key, produce in list(self.pipeline.shared.items()):
+            try:
+                shared[key] = produce()
+            except Exception:  # noqa: BLE001
+                log_internal_error(f"sharing {key}")
+        payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
+        with self._write_lock:
+            seen = self.pipeline.requests_seen
+            _write_atomically(self.group.path(self.pid), {**payload, "metrics": metrics, "shared": shared})
+            self._last_seen = seen
+            self._last_write = time.monotonic()
+        if self._failed_at is not None:
+            self._failed_at = None
+            _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
+
+    def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
+        """(the SDK's own snapshot, everything serialised): the request histograms go straight
+        from their aggregation to the file format."""
+        pipeline = self.pipeline
+        data = pipeline.reader.snapshot(extra=False)
+        self._last_sdk = serialise(data)
+        return data, self._last_sdk + self._requests()
+
+    def _requests(self) -> list[dict]:
+        return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
+
+    def _own(self) -> MetricsData | None:
+        return self.pipeline.reader.snapshot()
+
+    def tick(self) -> None:
+        """Background: publish when requests were served since the last publish (or rarely when idle)."""
+        busy = self.pipeline.requests_seen != self._last_seen
+        if not busy and time.monotonic() - self._last_write < IDLE_INTERVAL:
+            return
+        if not self._usable():
+            return
+        try:
+            self.publish(self._last_sdk + self._requests())
+        except OSError as exc:
+            self._failed(exc)
+
+    def _answer(self) -> None:
+        """Listener thread: another worker's scrape asked us to publish."""
+        sock = self._listener
+        while sock is not None:
+            try:
+                _, sender = sock.recvfrom(16)
+            except OSError:
+                return
+            if os.getpid() != self.pid or self._listener is None:
+                return
+            try:
+                if self._usable():
+                    self.publish(self._fresh()[1])
+            except OSError as exc:
+                self._failed(exc)
+            except Exception:  # noqa: BLE001
+                log_internal_error("publishing metrics for another worker's scrape")
+            if sender:
+                with contextlib.suppress(OSError):
+                    sock.sendto(b"ok", sender)
+
+    def listen(self) -> None:
+        path = self.group.path(self.pid, "sock")
+        if len(path.encode()) > _MAX_SOCKET_PATH:
+            _logger.info("otel_monitor: multiprocess directory path too long for a socket; scrapes won't wait")
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        self._listener = sock
+        threading.Thread(target=self._answer, name="otel_monitor-publish", daemon=True).start()
+
+    # -- the view -----------------------------------------------------------------------------
+
+    def scrape(self) -> MetricsData | None:
+        if not self._usable():
+            return self._own()
+        data, own = self._fresh()
+        try:
+            self.publish(own)  # what we show is on disk before anybody shows the next total
+            self.group.ask_to_publish(PUBLISH_WAIT)
+            merged = self._merged(own, data)
+            self._read_cache = (time.monotonic(), merged)
+            return merged
+        except OSError as exc:
+            self._failed(exc)
+            return self._own()
+
+    def read(self) -> MetricsData | None:
+        if not self._usable():
+            return self._own()
+        cached = self._read_cache
+        if cached is not None and time.monotonic() - cached[0] < READ_TTL:
+            return cached[1]  # a load balancer's /health every few hundred ms costs one merge a second
+        data = self.pipeline.reader.snapshot(extra=False)
+        try:
+            merged = self._merged(serialise(data) + self._requests(), data)
+        except OSError as exc:
+            self._failed(exc)
+            return self._own()
+        self._read_cache = (time.monotonic(), merged)
+        return merged
+
+    def _merged(self, own: list[dict], data: MetricsData | None) -> MetricsData:
+        live, archive = self.group.others()
+        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        with self._merge_lock:
+            merged = deserialise(entries, data, self.group_resource, self._intern)
+            self._intern.rotate()
+        return merged
+
+    def gather(self, key: str) -> list[Any]:
+        values = []
+        produce = self.pipeline.shared.get(key)
+        if produce is not None:
+            values.append(produce())
+        if not self._usable():
+            return values
+        try:
+            live, _ = self.group.peers()
+        except OSError:
+            return values
+        for pid in live:
+            payload = self.group.load(pid)
+            if payload is not None and key in payload.get("shared", {}):
+                values.append(payload["shared"][key])
+        return values
+
+    def close(self) -> None:
+        """At a clean exit: fold our counters into the archive so the totals stay whole."""
+        sock, self._listener = self._listener, None
+        if os.getpid() != self.pid:
+            return
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.sendto(b"stop", self.group.path(self.pid, "sock"))
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.group.path(self.pid, "sock"))
+        try:
+            self.publish(self._fresh()[1])
+            with self.group.locked():
+                self.group.archive([self.pid])
+        except OSError:
+            log_internal_error("archiving this worker's metrics at exit")
+
+
+class MasterView:
     """The pre-fork master's view, for the separate metrics port it holds (gunicorn ``--preload``).
 
     It shows what a scrape through any worker shows: every worker's data, and of the master's own
@@ -502,63 +710,63 @@ class MasterView(WorkerFiles):
     (at import) no worker exports either. It never writes a file of its own.
     """
 
-    def tick(self) -> None:
+    def __init__(self, pipeline: Any, directory: str) -> None:
+        self.pipeline = pipeline
+        self.group = _Group(directory, None)
+        self.group_resource = _group_resource(pipeline, directory)
+        self._intern = _Interner()
+        self._lock = threading.Lock()
+
+    def scrape(self) -> MetricsData | None:
+        self.group.ask_to_publish(PUBLISH_WAIT)
+        return self.read()
+
+    def read(self) -> MetricsData | None:
+        data = self.pipeline.reader.snapshot()
+        own = [e for e in serialise(data) if _is_host_level(e)]
+        try:
+            live, archive = self.group.others()
+        except OSError:
+            return data
+        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        with self._lock:
+            merged = deserialise(entries, data, self.group_resource, self._intern)
+            self._intern.rotate()
+        return merged
+
+    def gather(self, key: str) -> list[Any]:
+        values = []
+        with contextlib.suppress(OSError):
+            live, _ = self.group.peers()
+            for pid in live:
+                payload = self.group.load(pid)
+                if payload is not None and key in payload.get("shared", {}):
+                    values.append(payload["shared"][key])
+        return values
+
+    def close(self) -> None:
         pass
 
-    def write(self, metrics: list[dict]) -> None:
-        pass
 
-    def remove(self) -> None:
-        pass
-
-    def merged(self, own_data: MetricsData) -> MetricsData:
-        return self._merge([e for e in serialise(own_data) if _is_host_level(e)], own_data)
+def master_view(pipeline: Any, directory: str) -> MasterView:
+    """The master's view (it just forked its first worker): the caller sets ``pipeline.view``."""
+    return MasterView(pipeline, directory)
 
 
-def observe(pipeline: Any, directory: str) -> MasterView:
-    """Switch the master's pipeline to the group view (it just forked its first worker)."""
-    view = MasterView(directory, pipeline)
-    pipeline.reader.transform = view.merged
-    pipeline.extensions["multiprocess"] = view
-    return view
+def worker_view(pipeline: Any, directory: str) -> WorkerView:
+    """A worker's view, publishing and listening; registers its background job and exit hook.
 
-
-def enable(pipeline: Any, directory: str) -> WorkerFiles:
-    """Switch a pipeline to multiprocess mode (a setup hook; runs in the worker)."""
-    files = WorkerFiles(directory, pipeline)
-    pipeline.reader.transform = files.merged
-    pipeline.gather = files.gather
-    pipeline.extensions["multiprocess"] = files
-    pipeline.scheduler.every(BUSY_INTERVAL, files.tick, "writing worker metrics")
-    pipeline.shutdown_hooks.append(files.remove)
-    files.write(serialise(pipeline.reader.snapshot()))
-    return files
-
-
-def group_secret(name: str, nbytes: int = 32) -> bytes | None:
-    """A random secret shared by all workers of this pre-fork group, or None when not pre-forked.
-
-    The first worker to ask creates ``<dir>/secret-<name>`` (mode 0600, O_EXCL); the others read
-    it. Generated analytics tokens and session keys are then the same whichever worker answers.
+    Raises OSError when the directory cannot be used at all (the caller keeps the local view).
     """
-    import secrets
-
-    master = detect_group(None)
-    if master is None:
-        return None
-    path = os.path.join(group_dir(master), f"secret-{name}")
+    view = WorkerView(pipeline, directory)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:  # the creator may not have written it yet
-            with open(path, "rb") as fh:
-                value = fh.read()
-            if len(value) == nbytes:
-                return value
-            time.sleep(0.01)
-        return None
-    value = secrets.token_bytes(nbytes)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-    return value
+        view.publish(view._fresh()[1])
+    except OSError as exc:
+        view._failed(exc)
+    try:
+        view.listen()
+    except OSError:
+        log_internal_error("listening for the other workers' scrapes")
+    pipeline.scheduler.every(BUSY_INTERVAL, view.tick, "publishing worker metrics")
+    pipeline.shutdown_hooks.append(view.close)
+    return view

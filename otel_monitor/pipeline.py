@@ -25,15 +25,15 @@ from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from prometheus_client import CollectorRegistry
 
 from . import __about__
 from ._background import Scheduler
 from ._propagation import build_propagator
 from ._request_metrics import RequestMetrics
 from ._safe_log import log_internal_error
+from ._reader import MonitorReader
 from ._temporality import DeltaConverter
-from .exposition import MonitorReader
+from .metrics_view import LocalView, MetricsView
 from .settings import Settings
 
 _logger = logging.getLogger("otel_monitor")
@@ -162,18 +162,27 @@ class Pipeline:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     reader: MonitorReader
-    registry: CollectorRegistry
     scheduler: Scheduler
     metric_exporters: list = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
-    extensions: dict = field(default_factory=dict)
+    #: key -> producer of a JSON-able value every worker publishes (see :meth:`share`)
     shared: dict = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
     shutdown_hooks: list = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
     logger_provider: Any = None
+    #: what every consumer reads (set once when built; see otel_monitor.metrics_view)
+    view: MetricsView | None = None
+    #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
+    monitor: Any = None
+    #: the analytics state (otel_monitor.analytics.AnalyticsState) when the analytics are on
+    analytics: Any = None
+    #: the separate metrics port's server, when this process opened it
+    metrics_server: Any = None
+    #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
+    instruments: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
@@ -184,9 +193,16 @@ class Pipeline:
         #: WSGI environ keys of the propagators' headers: extraction runs only when one is present
         self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
         # The request histograms are aggregated in one step per request (see _request_metrics).
-        self.request_metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, exemplars=bool(self.metric_exporters))
+        self.request_metrics = RequestMetrics(
+            DURATION_BUCKETS,
+            SIZE_BUCKETS,
+            all_exemplars=bool(self.metric_exporters),
+            body_sizes=self.settings.metrics_body_size,
+        )
         self.reader.extra_metrics = self.request_metrics.collect
         self.reader.extra_scope = SCOPE
+        if self.view is None:
+            self.view = LocalView(self.reader.snapshot, self.shared)
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
@@ -215,19 +231,18 @@ class Pipeline:
     # -- what the analytics and other in-process consumers read (all workers, when pre-forked) --
 
     def collect_all(self) -> MetricsData | None:
-        """Cumulative metrics of every live worker merged (this process alone when not pre-forked)."""
-        data = self.reader.snapshot()
-        return self.reader.transform(data) if data is not None else None
+        """Cumulative metrics of the group (every worker, when pre-forked); never writes files."""
+        assert self.view is not None
+        return self.view.read()
 
     def share(self, key: str, produce: Callable[[], Any]) -> None:
         """Publish a JSON-able value under ``key``; :meth:`gather` returns it from every worker."""
         self.shared[key] = produce
 
     def gather(self, key: str) -> list[Any]:
-        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked;
-        the multiprocess support replaces this method on the instance)."""
-        produce = self.shared.get(key)
-        return [produce()] if produce is not None else []
+        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked)."""
+        assert self.view is not None
+        return self.view.gather(key)
 
     @property
     def instance_id(self) -> str:
@@ -328,12 +343,11 @@ def build_pipeline(
     """Build this process's pipeline. Call it in the process that will use it (after any fork)."""
     instance_id = str(uuid.uuid4())
     resource = build_resource(settings, service_name, instance_id)
-    registry = CollectorRegistry(auto_describe=True)
-    reader = MonitorReader(registry, target_info=settings.metrics_target_info)
+    reader = MonitorReader(resource)
     metric_push = metric_exporters(settings)
-    # Exemplars only reach OTLP (the Prometheus text exporter drops them): offering every
-    # measurement to a reservoir costs more than all the rest of the metric path, so the filter
-    # is trace-based only when a push exporter is configured.
+    # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
+    # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
+    # by otel_monitor._request_metrics): the SDK's filter is trace-based only for a push exporter.
     exemplar_filter = TraceBasedExemplarFilter() if metric_push else AlwaysOffExemplarFilter()
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
@@ -347,7 +361,6 @@ def build_pipeline(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         reader=reader,
-        registry=registry,
         scheduler=Scheduler(),
         metric_exporters=metric_push,
     )

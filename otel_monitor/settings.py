@@ -402,6 +402,19 @@ class Settings:
         ("OTEL_MONITOR_METRICS_TARGET_INFO",),
         "Expose the `target_info` series (resource attributes) on `/metrics`",
     )
+    metrics_default_registry: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_METRICS_DEFAULT_REGISTRY",),
+        "Append prometheus_client's default registry (`process_*`, `python_*`, the app's own metrics) to `/metrics`",
+    )
+    metrics_body_size: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_METRICS_BODY_SIZE",),
+        "Also record `http.server.request.body.size` and `http.server.response.body.size` (not yet stable in the "
+        "semantic conventions; two more histograms per series)",
+    )
     system_metrics: bool = _setting(
         True,
         _bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from otel_monitor import instruments
@@ -36,7 +37,7 @@ def test_gauge_with_a_callback_is_read_at_collection_and_shows_on_metrics_endpoi
     level["value"] = 9
     assert telemetry.point("tank.level").value == 9
     body = app.test_client().get("/metrics").get_data(as_text=True)
-    assert "\ntank_level_l 9.0\n" in body
+    assert "\ntank_level_l 9\n" in body
 
 
 def test_gauge_callback_may_return_several_labelled_values(monitors):
@@ -105,3 +106,15 @@ def test_a_slow_gauge_callback_does_not_hold_up_the_metrics_endpoint(monitors):
     started = time.monotonic()
     assert client.get("/metrics").status_code == 200
     assert time.monotonic() - started < 1.5  # the callback alone takes 2 s
+
+
+def test_slow_gauge_callbacks_share_one_budget_per_read_instead_of_adding_up(monitors):
+    app, monitor = monitors.app()
+    gate = threading.Event()
+    for i in range(8):
+        monitor.gauge(f"slow.gauge.{i}", callback=lambda: gate.wait(5) and 1)
+    client = app.test_client()
+    started = time.monotonic()
+    assert client.get("/metrics").status_code == 200
+    assert time.monotonic() - started < 1.5  # one after another: 8 x 0.25 s
+    gate.set()

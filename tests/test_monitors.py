@@ -21,7 +21,7 @@ def test_init_app_twice_instruments_once(monitors):
     assert telemetry.point("http.server.request.duration").count == 1
 
 
-def test_two_apps_in_one_process_keep_separate_providers_and_registries(monitors):
+def test_two_apps_in_one_process_keep_separate_providers_and_readers(monitors):
     app1, m1 = monitors.app(service_name="one")
     app2, m2 = monitors.app(service_name="two")
     t1, t2 = Telemetry(m1), Telemetry(m2)
@@ -30,7 +30,7 @@ def test_two_apps_in_one_process_keep_separate_providers_and_registries(monitors
     closing_client(app2).get("/users/1")
     assert [s.name for s in t1.spans()] == ["GET /", "GET /"]
     assert [s.name for s in t2.spans()] == ["GET /users/<int:user_id>"]
-    assert m1.pipeline.registry is not m2.pipeline.registry
+    assert m1.pipeline.reader is not m2.pipeline.reader
     metrics1 = app1.test_client().get("/metrics").get_data(as_text=True)
     metrics2 = app2.test_client().get("/metrics").get_data(as_text=True)
     assert 'service_name="one"' in metrics1 and 'service_name="two"' not in metrics1
@@ -141,8 +141,8 @@ def test_one_monitor_given_two_apps_keeps_per_app_settings_metrics_and_shuts_bot
         assert monitor.settings.service_name == "second"
         second_pipeline = monitor.pipeline
     assert first_pipeline is not second_pipeline
-    assert "jobs_total 1.0" in closing_client(first).get("/first-metrics").get_data(as_text=True)
-    assert "jobs_total 2.0" in closing_client(second).get("/second-metrics").get_data(as_text=True)
+    assert "\njobs_total 1\n" in closing_client(first).get("/first-metrics").get_data(as_text=True)
+    assert "\njobs_total 2\n" in closing_client(second).get("/second-metrics").get_data(as_text=True)
     assert monitor.settings.service_name == "second"  # outside any app: the app attached last
     assert monitor.shutdown(1) is True
     assert first_pipeline._shutdown_done and second_pipeline._shutdown_done

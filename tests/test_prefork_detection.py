@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from otel_monitor import multiprocess
+from otel_monitor import prefork
 
 
 class _Process:
@@ -34,7 +34,7 @@ def _gunicorn_frames(*names: str):
     each calling the next; the innermost calls detect_group."""
     source = "".join(f"def {name}():\n    return {nxt}()\n" for name, nxt in zip(names, names[1:]))
     source += f"def {names[-1]}():\n    return detect_group(None)\n"
-    namespace = {"detect_group": multiprocess.detect_group}
+    namespace = {"detect_group": prefork.detect_group}
     exec(compile(source, "/venv/site-packages/gunicorn/arbiter.py", "exec"), namespace)
     return namespace[names[0]]
 
@@ -43,11 +43,11 @@ def _gunicorn_frames(*names: str):
 def inside_gunicorn(monkeypatch):
     for name in ("gunicorn.arbiter", "gunicorn.workers.base"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setattr(multiprocess.psutil, "Process", _this_process)
+    monkeypatch.setattr(prefork.psutil, "Process", _this_process)
 
 
 def test_a_process_whose_parent_runs_gunicorn_is_a_worker_of_that_parent(inside_gunicorn):
-    assert multiprocess.detect_group(None) == 4242
+    assert prefork.detect_group(None) == 4242
 
 
 def test_the_master_loading_the_app_is_no_worker_whatever_its_parent_runs(inside_gunicorn):

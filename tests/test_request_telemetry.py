@@ -98,8 +98,12 @@ def test_active_requests_reads_zero_after_requests_complete(monitored):
     assert dict(point.attributes) == {"http.request.method": "GET", "url.scheme": "http"}
 
 
-def test_request_and_response_body_sizes_are_recorded_in_bytes(monitored):
+def test_body_sizes_are_off_by_default_and_recorded_in_bytes_when_turned_on(monitored, monitors):
     app, monitor, telemetry, client = monitored
+    client.post("/echo", data=b"x" * 1234)
+    assert set(telemetry.metrics()) & {"http.server.request.body.size", "http.server.response.body.size"} == set()
+    app, monitor = monitors.app(metrics_body_size=True)
+    telemetry, client = Telemetry(monitor), closing_client(app)
     client.post("/echo", data=b"x" * 1234)
     request_size = telemetry.point("http.server.request.body.size", **{"http.route": "/echo"})
     response_size = telemetry.point("http.server.response.body.size", **{"http.route": "/echo"})

@@ -38,7 +38,7 @@ def make(monitors, body_factory):
         bodies.append(body)
         return body
 
-    wrapped = monitors.wrap(app, system_metrics=False, service_name="contract")
+    wrapped = monitors.wrap(app, system_metrics=False, service_name="contract", metrics_body_size=True)
     return wrapped, Telemetry(wrapped.monitor), bodies
 
 

@@ -31,7 +31,6 @@ HISTORY_INTERVAL_S = 60.0
 #: 15 minutes of 10 s samples, plus the one at the start of the 15-minute window
 RING_SPAN_S = 900.0
 RING_SIZE = int(RING_SPAN_S / SAMPLE_INTERVAL_S) + 1
-EXTENSION_KEY = "analytics"
 
 
 class AnalyticsState:
@@ -188,13 +187,13 @@ class AnalyticsState:
 def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
     """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
     pipeline = monitor.pipeline
-    return pipeline.extensions.get(EXTENSION_KEY) if pipeline is not None else None
+    return pipeline.analytics if pipeline is not None else None
 
 
 def _setup(settings: Any, pipeline: Any) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
-    pipeline.extensions[EXTENSION_KEY] = state
+    pipeline.analytics = state
     pipeline.tracer_provider.add_span_processor(state.recent)
     pipeline.share(SHARE_KEY, state.recent.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")

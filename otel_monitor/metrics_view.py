@@ -1,0 +1,55 @@
+"""The one view of metrics every consumer reads: ``/metrics``, the metrics port, the analytics, ``/health``.
+
+A pipeline gets its view when it is built (:func:`otel_monitor.pipeline.build_pipeline` and the
+runtime's pre-fork detection): :class:`LocalView` in a single process; under a pre-fork server a
+worker's or the master's view from :mod:`otel_monitor.multiprocess`. Consumers never ask which.
+
+* ``scrape()``: what ``/metrics`` shows -- the freshest, exact totals (under pre-fork: every live
+  worker's numbers right now, plus those of workers that died).
+* ``read()``: the same data for in-process readers (analytics, ``/health``), as cheap as one
+  process's snapshot: it never writes files and may be up to one background tick old for the
+  other workers.
+* ``gather(key)``: the values every live worker published under ``key`` with
+  :meth:`otel_monitor.pipeline.Pipeline.share` (the analytics' recent traces), one per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from opentelemetry.sdk.metrics.export import MetricsData
+
+__all__ = ["MetricsView", "LocalView"]
+
+
+class MetricsView(Protocol):
+    def scrape(self) -> MetricsData | None: ...
+
+    def read(self) -> MetricsData | None: ...
+
+    def gather(self, key: str) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalView:
+    """One process: every read is a fresh snapshot of this process's reader."""
+
+    def __init__(self, snapshot: Callable[[], MetricsData | None], shared: dict[str, Callable[[], Any]]) -> None:
+        self._snapshot = snapshot
+        #: key -> producer of the value (owned by the pipeline: it outlives a change of view)
+        self.shared = shared
+
+    def scrape(self) -> MetricsData | None:
+        return self._snapshot()
+
+    def read(self) -> MetricsData | None:
+        return self._snapshot()
+
+    def gather(self, key: str) -> list[Any]:
+        produce = self.shared.get(key)
+        return [produce()] if produce is not None else []
+
+    def close(self) -> None:
+        pass

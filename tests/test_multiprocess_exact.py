@@ -1,0 +1,238 @@
+"""Exact, monotonic totals across gunicorn workers without waiting, and no torn state, ever."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from otel_monitor import multiprocess
+from otel_monitor.testing import closing_client
+
+from .conftest import build_app
+from .test_gunicorn import get, gunicorn, request_total, send, worker_pids  # noqa: F401 - gunicorn is a fixture
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("options", [(), ("--preload",)], ids=["sync", "sync-preload"])
+def test_every_scrape_right_after_the_requests_reports_the_exact_total(gunicorn, options):  # noqa: F811
+    base, master = gunicorn(*options)
+    n = 400
+    send(base, 0, n)
+    # no waiting: the scrape asks the other workers to publish
+    totals = [request_total(get(base + "/metrics")) for _ in range(20)]
+    assert totals == [n] * 20
+
+
+def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_killed(gunicorn):  # noqa: F811
+    base, master = gunicorn(workers=4)
+    stop = threading.Event()
+    served = [0]
+    totals: list[float] = []
+    failures: list[str] = []
+
+    def load() -> None:
+        i = 0
+        deadline = time.monotonic() + 12
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                get(f"{base}/work/{i}")
+                served[0] += 1
+            except (OSError, urllib.error.URLError):
+                pass  # the request the killed worker was serving
+            i += 1
+
+    def scrape() -> None:
+        deadline = time.monotonic() + 14
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                totals.append(request_total(get(base + "/metrics")))
+            except (OSError, urllib.error.URLError) as exc:
+                failures.append(repr(exc))
+            time.sleep(0.03)
+
+    threads = [threading.Thread(target=load), threading.Thread(target=scrape)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    os.kill(worker_pids(master)[0], signal.SIGKILL)
+    time.sleep(5)
+    stop.set()
+    for thread in threads:
+        thread.join(20)
+    final = [request_total(get(base + "/metrics")) for _ in range(5)]
+    assert len(totals) > 50
+    decreases = [(a, b) for a, b in zip(totals, totals[1:], strict=False) if b < a]
+    assert decreases == []
+    assert final == [final[0]] * 5 and totals[-1] <= final[0] <= served[0]
+    # what the killed worker served after its last publish is the only loss (at most BUSY_INTERVAL)
+    assert final[0] >= served[0] * 0.5
+    assert [f for f in failures if "Connection refused" not in f] == []
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr not installed")
+def test_a_read_only_directory_serves_each_workers_own_numbers_with_one_log_line(gunicorn, tmp_path):  # noqa: F811
+    directory = tmp_path / "group"
+    directory.mkdir(mode=0o700)
+    # chattr +i: unwritable even for root (the tests may run as root, where chmod does not stop writes)
+    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+        pytest.skip("the file system does not support chattr +i")
+    try:
+        base, master = gunicorn(workers=2, env={"OTEL_MONITOR_MULTIPROCESS_DIR": str(directory)})
+        send(base, 0, 20)
+        scrapes = [get(base + "/metrics") for _ in range(20)]
+        health = [status_and_body(base + "/otel-monitor/health") for _ in range(5)]
+        assert all(0 < request_total(body) <= 20 for body in scrapes)
+        # 503 is /health's own verdict on this busy machine (a JSON body); never a 500
+        assert all(code in (200, 503) and json.loads(body)["status"] for code, body in health), health
+        log = next(tmp_path.glob("gunicorn-*.log")).read_text()
+        assert log.count("cannot use the multiprocess directory") == 2, log[-2000:]  # once per worker
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=False)
+
+
+# -- one process, many threads --------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker(tmp_path):
+    """A pipeline switched to a worker view on a private directory (as a pre-fork worker would be)."""
+    app, monitor = build_app()
+    pipeline = monitor.pipeline
+    view = multiprocess.worker_view(pipeline, str(tmp_path))
+    pipeline.view = view
+    yield app, pipeline, view, tmp_path
+    view.close()
+    monitor.shutdown(timeout=2)
+
+
+def test_concurrent_scrapes_publishes_and_reads_never_leave_a_torn_file(worker):
+    app, pipeline, view, directory = worker
+    client = closing_client(app)
+    for i in range(50):
+        client.get(f"/users/{i}")
+    errors: list[BaseException] = []
+    torn: list[str] = []
+    path = directory / f"w-{os.getpid()}.json"
+
+    def hammer(fn) -> None:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    def check() -> None:
+        try:
+            json.loads(path.read_text())
+        except FileNotFoundError:
+            pass
+        except ValueError as exc:
+            torn.append(repr(exc))
+
+    def forced_tick() -> None:
+        view._last_seen = -1  # as if requests came in
+        view.tick()
+
+    threads = [
+        threading.Thread(target=hammer, args=(fn,)) for fn in (view.scrape, forced_tick, view.read, check, check)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == [] and torn == []
+    assert not list(directory.glob("*.tmp")), "a temporary file was left behind"
+
+
+def test_a_full_directory_degrades_to_own_numbers_with_one_log_line_and_recovers(worker, monkeypatch, caplog):
+    app, pipeline, view, directory = worker
+    client = closing_client(app)
+    client.get("/users/1")
+    real = multiprocess._write_atomically
+
+    def full(path, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(multiprocess, "_write_atomically", full)
+    with caplog.at_level(logging.WARNING, logger="otel_monitor"):
+        for _ in range(5):
+            response = client.get("/metrics")
+            assert response.status_code == 200
+            assert request_total_any(response.get_data(as_text=True)) >= 1
+    assert len([r for r in caplog.records if "cannot use the multiprocess directory" in r.getMessage()]) == 1
+    monkeypatch.setattr(multiprocess, "_write_atomically", real)
+    view._failed_at = time.monotonic() - multiprocess.RETRY_AFTER  # the retry is due
+    assert client.get("/metrics").status_code == 200
+    assert json.loads((directory / f"w-{os.getpid()}.json").read_text())["pid"] == os.getpid()
+
+
+def test_a_dead_workers_published_counts_stay_in_the_totals(worker):
+    app, pipeline, view, directory = worker
+    closing_client(app).get("/users/1")
+    dead = {"pid": 999_999_999, "metrics": multiprocess.serialise(pipeline.reader.snapshot()), "shared": {}}
+    (directory / "w-999999999.json").write_text(json.dumps(dead))
+    body = closing_client(app).get("/metrics").get_data(as_text=True)
+    assert request_total_any(body) == 2  # ours and the dead worker's
+    assert not (directory / "w-999999999.json").exists() and (directory / "archive.json").exists()
+
+
+def status_and_body(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def request_total_any(body: str) -> float:
+    import re
+
+    return sum(
+        float(v) for v in re.findall(r"^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", body, re.M)
+    )
+
+
+def test_an_openmetrics_scrape_through_a_worker_parses_with_the_groups_counts_and_exemplars(gunicorn):  # noqa: F811
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    base, master = gunicorn(workers=2)
+    send(base, 0, 40)
+    request = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        body = response.read().decode()
+    buckets = [
+        s
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.name == "http_server_request_duration_seconds_bucket"
+    ]
+    counts = [s for f in text_string_to_metric_families(body) for s in f.samples if s.name.endswith("_count")]
+    assert sum(s.value for s in counts if s.labels.get("http_route") == "/work/<int:n>") == 40
+    assert any(s.exemplar is not None and len(s.exemplar.labels["trace_id"]) == 32 for s in buckets)
+
+
+def test_in_process_reads_never_write_the_workers_file(worker):
+    app, pipeline, view, directory = worker
+    closing_client(app).get("/users/1")
+    path = directory / f"w-{os.getpid()}.json"
+    before = (path.stat().st_mtime_ns, path.read_text())
+    view._read_cache = None
+    for _ in range(3):
+        view.read()
+        pipeline.collect_all()
+    assert (path.stat().st_mtime_ns, path.read_text()) == before
+    closing_client(app).get("/metrics")  # a scrape does publish
+    assert json.loads(path.read_text()) != json.loads(before[1])
