@@ -21,13 +21,14 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, Tr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry
 
 from . import __about__
 from ._background import Scheduler
 from ._request_metrics import RequestMetrics
 from ._temporality import DeltaConverter
+from ._tracecontext import W3CTraceContextPropagator
+from ._request_path import finish_abandoned
 from ._safe_log import log_internal_error
 from .exposition import MonitorReader
 from .settings import Settings
@@ -161,7 +162,7 @@ class Pipeline:
         #: the sampler built from the settings: an SDK sampler that never reads span attributes
         self.settings_sampler = self.tracer_provider.sampler
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__)
-        self.propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+        self.propagator = CompositePropagator([W3CTraceContextPropagator(), W3CBaggagePropagator()])
         # The request histograms are aggregated in one step per request (see _request_metrics).
         self.request_metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, exemplars=bool(self.metric_exporters))
         self.reader.extra_metrics = self.request_metrics.collect
@@ -181,6 +182,8 @@ class Pipeline:
 
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
+
+        finish_abandoned()  # responses dropped without close() count before this reading
 
         counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
