@@ -317,7 +317,7 @@ class _Request:
     def _finish(self) -> None:
         end = self.end
         closed_late = end is not None  # finished for a body the server dropped without close()
-        duration = (end if closed_late else time.perf_counter()) - self.start
+        duration = (end if end is not None else time.perf_counter()) - self.start
         environ = self.environ
         pipeline = self.pipeline
         status_text = self.status

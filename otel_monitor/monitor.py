@@ -11,12 +11,14 @@ Usage::
 from __future__ import annotations
 
 import logging
+import sys
 import weakref
 from typing import Any, Callable
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
+from ._frameworks import default_service_name, install_route_hooks
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
 from .exposition import metrics_wsgi_app
@@ -170,11 +172,14 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     if getattr(application, "otel_monitor", None) is not None:
         return application  # already wrapped
     monitor = monitor or Monitor(**settings)
-    resolved = resolve_settings(monitor._kwargs, defaults={"service_name": _wsgi_name(application)})
+    # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
+    name = default_service_name(application, sys._getframe(1).f_globals.get("__name__")) or _wsgi_name(application)
+    resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
-    runtime = monitor._make_runtime(resolved, resolved.service_name or _wsgi_name(application))
+    install_route_hooks(application)
+    runtime = monitor._make_runtime(resolved, resolved.service_name or name)
     wrapped = RequestInstrumentation(application, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
