@@ -265,7 +265,7 @@ class _Request:
             span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
-        self.token = otel_context.attach(self.context)
+        self.token: Any = otel_context.attach(self.context)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
 
@@ -330,7 +330,7 @@ class _Request:
         if app_exc is not None:
             error = type(app_exc).__qualname__
         elif status is not None and status >= 500:
-            error = status_text[:3]
+            error = str(status)
         else:
             error = None
         length = environ.get("CONTENT_LENGTH")
