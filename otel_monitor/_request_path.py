@@ -26,6 +26,7 @@ and the request goes on untouched.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 import weakref
@@ -389,6 +390,8 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
 #: inside any lock of ours or of the SDK (whenever the collector runs), so the recording itself
 #: happens later, outside them (next request, next collection).
 _ABANDONED: collections.deque = collections.deque()
+if hasattr(os, "register_at_fork"):  # a forked worker must not record its parent's requests
+    os.register_at_fork(after_in_child=_ABANDONED.clear)
 
 
 def finish_abandoned() -> None:
@@ -475,7 +478,10 @@ class _ResponseBody:
 
     def __del__(self) -> None:
         if not self._closed:
-            _abandon(self._record)
+            try:
+                _abandon(self._record)
+            except Exception:  # noqa: BLE001 - e.g. at interpreter exit; a finalizer never raises
+                pass
 
 
 def _time_file_wrapper(result: Any, record: _Request) -> bool:
