@@ -8,7 +8,17 @@ OTLP export. See the README for settings and the metrics reference.
 """
 
 from .__about__ import __version__
+from ._frameworks import set_route
 from .monitor import Monitor, get_monitor, wrap
 from .settings import Settings, SettingsError, resolve_settings
 
-__all__ = ["Monitor", "wrap", "get_monitor", "Settings", "SettingsError", "resolve_settings", "__version__"]
+__all__ = [
+    "Monitor",
+    "wrap",
+    "get_monitor",
+    "set_route",
+    "Settings",
+    "SettingsError",
+    "resolve_settings",
+    "__version__",
+]

@@ -37,10 +37,11 @@ def check_propagator_names(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def _one(name: str) -> TextMapPropagator:
     if name == "tracecontext":
-        # The lead swaps in the W3C-exact propagator of otel_monitor._tracecontext here.
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        # Ours, not the SDK's: the W3C rules the SDK gets wrong (future versions, tracestate keys,
+        # duplicates), inbound and outbound (otel_monitor._tracecontext).
+        from ._tracecontext import W3CTraceContextPropagator
 
-        return TraceContextTextMapPropagator()
+        return W3CTraceContextPropagator()
     if name == "baggage":
         from opentelemetry.baggage.propagation import W3CBaggagePropagator
 

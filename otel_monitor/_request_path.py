@@ -7,10 +7,16 @@ without the stock middleware's failure modes:
 
 * the span and the duration cover the whole response body and end in ``close()``, which is
   forwarded to the inner iterable exactly once (PEP 3333), also when it is never iterated;
-* propagation headers are size-checked before any parsing (the W3C traceparent regex is
-  quadratic on long inputs with line feeds);
+* propagation headers are size-checked before any parsing, and ``traceparent``/``tracestate``
+  are parsed exactly per W3C Trace Context (``_tracecontext``);
+* the request context is current while the body is iterated and closed, so spans started in a
+  streaming generator are children of the request span;
+* a response the server never closes is still recorded, once, when it is garbage-collected
+  (timed to its last byte if it was read to the end); ``wsgi.file_wrapper`` responses are passed
+  through untouched (the server keeps its sendfile path) and timed at their ``close()``;
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
-* query values of sensitive parameters are redacted before they reach a span;
+* query values of sensitive parameters are redacted before they reach a span (names compared
+  percent-decoded and case-insensitively, also inside ``a[b]`` brackets);
 * the request histograms are aggregated in one step per request (see ``_request_metrics``).
 
 Nothing in here may raise into the user's request: our own failures are logged (rate-limited)
@@ -19,8 +25,15 @@ and the request goes on untouched.
 
 from __future__ import annotations
 
+import collections
+import os
+import re
 import time
-from typing import Any, Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import unquote_plus
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -28,7 +41,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._safe_log import log_internal_error
-
+from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -37,10 +50,10 @@ EXCEPTION_KEY = "otel_monitor.exception"
 RECORDING_KEY = "otel_monitor.recording"
 
 _KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
-# W3C limits: a valid traceparent is 55 chars; tracestate <= 512 chars is what the spec asks
-# implementations to propagate at least; baggage <= 8192 bytes (W3C baggage limits).
-_MAX_TRACEPARENT = 64
-_MAX_TRACESTATE = 512
+# Hostile-header guards, checked before any parsing (baggage <= 8192 bytes: the W3C baggage limit;
+# the trace-context bounds leave room for future traceparent versions and 32 tracestate members).
+_MAX_TRACEPARENT = MAX_TRACEPARENT
+_MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
 _MAX_CACHED_ADDRESSES = 256
@@ -67,12 +80,26 @@ class _EnvironGetter:
 _GETTER = _EnvironGetter()
 
 
+_BRACKETED = re.compile(r"[^\[\]]+")
+
+
+def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
+    # Compare what the app will see: ``%70assword`` and ``pass+word`` decode before lookup.
+    if "%" in name or "+" in name:
+        name = unquote_plus(name)
+    name = name.lower()
+    if name in sensitive:
+        return True
+    # ``user[password]`` / ``password[]``: the form a framework reads as a nested ``password``.
+    return "[" in name and any(part in sensitive for part in _BRACKETED.findall(name))
+
+
 def _redact_query(query: str, sensitive: frozenset[str]) -> str:
     parts = query.split("&")
     changed = False
     for i, part in enumerate(parts):
         name, sep, _ = part.partition("=")
-        if sep and name.lower() in sensitive:
+        if sep and _is_sensitive(name, sensitive):
             parts[i] = name + "=REDACTED"
             changed = True
     return "&".join(parts) if changed else query
@@ -128,8 +155,6 @@ class RequestInstrumentation:
         settings: Any,
         metrics_app: Callable | None = None,
     ) -> None:
-        import re
-
         self.wsgi_app = wsgi_app
         self._pipeline = pipeline_for_request
         self._metrics_path = settings.metrics_path
@@ -154,6 +179,8 @@ class RequestInstrumentation:
     # -- the request -------------------------------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if _ABANDONED:
+            finish_abandoned()
         path = environ.get("PATH_INFO", "")
         if path == self._metrics_path and self._metrics_app is not None:
             return self._metrics_app(environ, start_response)
@@ -171,6 +198,7 @@ class RequestInstrumentation:
 
         def _start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
             record.status = status
+            record.headers = headers
             return (
                 start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
             )
@@ -183,6 +211,9 @@ class RequestInstrumentation:
             record.finish()
             raise
         record.detach()
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
+            return result  # the server's own object: it keeps its sendfile path
         return _ResponseBody(result, record)
 
 
@@ -200,7 +231,9 @@ class _Request:
         "context",
         "start",
         "status",
+        "headers",
         "sent",
+        "end",
         "finished",
         "failure",
     )
@@ -210,7 +243,9 @@ class _Request:
         self.pipeline = pipeline
         self.environ = environ
         self.status: str | None = None
+        self.headers: list | None = None
         self.sent = 0
+        self.end: float | None = None  # perf_counter of the last byte, for a body never closed
         self.finished = False
         self.failure: BaseException | None = None  # raised out of the app or its body
         method = environ.get("REQUEST_METHOD", "GET")
@@ -236,7 +271,7 @@ class _Request:
             span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
-        self.token = otel_context.attach(self.context)
+        self.token: Any = otel_context.attach(self.context)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
 
@@ -286,7 +321,9 @@ class _Request:
             log_internal_error("recording request telemetry")
 
     def _finish(self) -> None:
-        duration = time.perf_counter() - self.start
+        end = self.end
+        closed_late = end is not None  # finished for a body the server dropped without close()
+        duration = (end if end is not None else time.perf_counter()) - self.start
         environ = self.environ
         pipeline = self.pipeline
         status_text = self.status
@@ -299,7 +336,7 @@ class _Request:
         if app_exc is not None:
             error = type(app_exc).__qualname__
         elif status is not None and status >= 500:
-            error = status_text[:3]
+            error = str(status)
         else:
             error = None
         length = environ.get("CONTENT_LENGTH")
@@ -327,11 +364,64 @@ class _Request:
                 span.record_exception(app_exc)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error if app_exc is None else f"{error}: {app_exc}"[:256]))
-        span.end()
+        start_time = getattr(span, "start_time", None) if closed_late else None
+        span.end(start_time + int(duration * 1e9) if start_time else None)
+
+
+def _runtime_context_var() -> ContextVar | None:
+    """The ContextVar behind the OpenTelemetry context, when it is the standard one.
+
+    ``var.set``/``var.reset`` are what ``context.attach``/``detach`` do for it, without the two
+    wrapper frames: the body is attached around every chunk, so this is per-chunk cost.
+    """
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is ContextVarsRuntimeContext:
+        var = getattr(runtime, "_current_context", None)
+        if isinstance(var, ContextVar):
+            return var
+    return None
+
+
+_CONTEXT_VAR = _runtime_context_var()
+if _CONTEXT_VAR is not None:
+    _attach: Callable[[Any], Any] = _CONTEXT_VAR.set
+    _detach: Callable[[Any], Any] = _CONTEXT_VAR.reset
+else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
+    _attach, _detach = otel_context.attach, otel_context.detach
+
+#: requests whose body was garbage-collected unclosed. A finalizer only appends here: it can run
+#: inside any lock of ours or of the SDK (whenever the collector runs), so the recording itself
+#: happens later, outside them (next request, next collection).
+_ABANDONED: collections.deque = collections.deque()
+if hasattr(os, "register_at_fork"):  # a forked worker must not record its parent's requests
+    os.register_at_fork(after_in_child=_ABANDONED.clear)
+
+
+def finish_abandoned() -> None:
+    """Record the requests whose response was dropped without ``close()`` (called outside locks)."""
+    while _ABANDONED:
+        try:
+            record = _ABANDONED.popleft()
+        except IndexError:
+            return
+        record.finish()
+
+
+def _abandon(record: _Request) -> None:
+    if not record.finished:
+        if record.end is None:
+            record.end = time.perf_counter()
+        _ABANDONED.append(record)
 
 
 class _ResponseBody:
-    """Wraps the app's iterable so the request ends when the server calls ``close()``."""
+    """Wraps the app's iterable so the request ends when the server calls ``close()``.
+
+    The request context is attached around each step of the inner iterator and around its
+    ``close()`` (not across a ``yield``: the server's code between chunks is not the request's).
+    """
 
     __slots__ = ("_inner", "_record", "_closed")
 
@@ -342,8 +432,28 @@ class _ResponseBody:
 
     def __iter__(self):
         record = self._record
+        inner = self._inner
+        if type(inner) is list or type(inner) is tuple:  # no app code runs while these are read
+            for chunk in inner:
+                record.sent += len(chunk)
+                yield chunk
+            record.end = time.perf_counter()
+            return
+        context = record.context
         try:
-            for chunk in self._inner:
+            token = _attach(context)
+            try:
+                iterator = iter(inner)
+            finally:
+                _detach(token)
+            while True:
+                token = _attach(context)
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                finally:
+                    _detach(token)
                 record.sent += len(chunk)
                 yield chunk
         except GeneratorExit:
@@ -352,14 +462,59 @@ class _ResponseBody:
             # The status line may already be on the wire; the telemetry still says it failed.
             record.failure = exc
             raise
+        record.end = time.perf_counter()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        record = self._record
+        record.end = None  # closed: timed to now
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
-                close()
+                token = _attach(record.context)
+                try:
+                    close()
+                finally:
+                    _detach(token)
         finally:
-            self._record.finish()
+            record.finish()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            try:
+                _abandon(self._record)
+            except Exception:  # noqa: BLE001 - e.g. at interpreter exit; a finalizer never raises
+                pass
+
+
+def _time_file_wrapper(result: Any, record: _Request) -> bool:
+    """Time a server's ``wsgi.file_wrapper`` object at its ``close()`` without replacing it."""
+    inner_close = getattr(result, "close", None)
+
+    def close() -> None:
+        token = _attach(record.context)
+        try:
+            if inner_close is not None:
+                inner_close()
+        finally:
+            _detach(token)
+            record.finish()
+
+    try:
+        result.close = close
+        weakref.finalize(result, _abandon, record)
+    except (AttributeError, TypeError):
+        return False
+    length = _content_length(record.headers)
+    if length is not None:
+        record.sent = length  # the server sends the file itself: the declared length is the size
+    return True
+
+
+def _content_length(headers: list | None) -> int | None:
+    for name, value in headers or ():
+        if name.lower() == "content-length":
+            return int(value) if value.isdigit() else None
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import weakref
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
 from ._providers import DelegatingMeter, DelegatingTracer
+from ._frameworks import default_service_name, install_route_hooks
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
 from .exposition import metrics_app_for
@@ -244,11 +246,14 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
         _logger.info("otel_monitor: %r already has a Monitor; wrap() returns it unchanged", application)
         return application
     monitor = monitor or Monitor(**settings)
-    resolved = resolve_settings(monitor._kwargs, defaults={"service_name": _wsgi_name(application)})
+    # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
+    name = default_service_name(application, sys._getframe(1).f_globals.get("__name__")) or _wsgi_name(application)
+    resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
-    runtime = monitor._make_runtime(resolved, resolved.service_name or _wsgi_name(application))
+    install_route_hooks(application)
+    runtime = monitor._make_runtime(resolved, resolved.service_name or name)
     wrapped = RequestInstrumentation(application, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from . import __about__
 from ._background import Scheduler
 from ._propagation import build_propagator
 from ._request_metrics import RequestMetrics
+from ._request_path import finish_abandoned
 from ._safe_log import log_internal_error
 from ._reader import MonitorReader
 from ._temporality import DeltaConverter
@@ -218,6 +219,8 @@ class Pipeline:
 
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
+
+        finish_abandoned()  # responses dropped without close() count before this reading
 
         counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):

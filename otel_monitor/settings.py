@@ -181,23 +181,47 @@ _SAMPLERS = (
     "parentbased_traceidratio",
 )
 
+#: query parameters redacted by default (compared percent-decoded, case-insensitively; see
+#: docs/request-path.md): passwords, OAuth 2.0 / OpenID Connect secrets and tokens, API keys,
+#: sessions, and the signatures and tokens of signed cloud-storage URLs.
 _SENSITIVE_DEFAULT = (
     "password",
     "passwd",
     "pwd",
+    "passphrase",
     "secret",
+    "client_secret",
+    "client_assertion",
     "token",
     "access_token",
+    "access-token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "private_token",
+    "private-token",
+    "jwt",
     "api_key",
+    "api-key",
     "apikey",
+    "x-api-key",
+    "x_api_key",
     "key",
     "auth",
     "authorization",
+    "credential",
+    "credentials",
     "session",
     "sessionid",
+    "session_id",
     "signature",
     "sig",
     "code",
+    "x-amz-signature",
+    "x-amz-security-token",
+    "x-amz-credential",
+    "x-goog-signature",
+    "x-goog-credential",
 )
 
 

@@ -1,0 +1,203 @@
+"""Route templates (and a default ``service.name``) for Django, Falcon and Bottle apps under ``wrap()``.
+
+``wrap(application)`` calls :func:`install_route_hooks`, which recognises the framework by the
+application object's class (a module already imported: nothing is imported here that the app did
+not import) and installs one small hook through the framework's public API:
+
+* Django ``WSGIHandler``: its ``get_response`` is wrapped; after it, ``request.resolver_match.route``
+  (``users/<int:uid>``, what the stock Django instrumentation reports) is the route, and the
+  ``got_request_exception`` signal gives the exception class of a 500;
+* Falcon ``App``: a middleware whose ``process_resource`` reads ``req.uri_template``
+  (``/users/{uid:int}``);
+* Bottle ``Bottle``: a plugin that wraps each route callback with the route's ``rule``
+  (``/users/<uid:int>``) and notes an exception the callback raised.
+
+Any other framework (or your own code) can call :func:`set_route` with the matched route template.
+Only templates, never raw paths, become span names and ``http.route``, so series stay bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ._request_path import EXCEPTION_KEY, ROUTE_KEY
+
+__all__ = ["set_route", "install_route_hooks", "default_service_name"]
+
+_INSTALLED = "_otel_monitor_routes"
+
+
+def set_route(environ: dict, route: str) -> None:
+    """Tell otel_monitor the route template this request matched (e.g. ``"/users/{id}"``).
+
+    Call it from your framework's routing hook, before the response is returned; the span is
+    then named ``"GET /users/{id}"`` and the request metrics carry ``http.route``. Pass the
+    template, never the raw path: every distinct value is a new metric series.
+    """
+    environ[ROUTE_KEY] = route
+
+
+def install_route_hooks(application: Callable) -> str | None:
+    """Install the route hook for ``application``'s framework; the framework's name, or None."""
+    for name, matches, install in _ADAPTERS:
+        if matches(application):
+            if not _installed(application):
+                install(application)
+                _mark_installed(application)
+            return name
+    return None
+
+
+#: apps that take no attribute (Falcon's App has __slots__), held so that their id stays theirs
+_INSTALLED_BY_ID: dict[int, Any] = {}
+
+
+def _installed(application: Any) -> bool:
+    return getattr(application, _INSTALLED, False) or id(application) in _INSTALLED_BY_ID
+
+
+def _mark_installed(application: Any) -> None:
+    try:
+        setattr(application, _INSTALLED, True)
+    except (AttributeError, TypeError):
+        _INSTALLED_BY_ID[id(application)] = application
+
+
+def default_service_name(application: Callable, caller_module: str | None) -> str | None:
+    """A ``service.name`` for a framework app: its project, not the framework's own module.
+
+    Django: the package of the settings module (``mysite.settings`` -> ``mysite``). Falcon and
+    Bottle: the module that called ``wrap()`` (the script's name when it is ``__main__``).
+    None for anything else (``wrap()`` keeps its own default).
+    """
+    framework = next((name for name, matches, _ in _ADAPTERS if matches(application)), None)
+    if framework is None:
+        return None
+    if framework == "django":
+        name = _django_project()
+        if name:
+            return name
+    if caller_module == "__main__":
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        return os.path.splitext(os.path.basename(main))[0] if main else None
+    return caller_module or None
+
+
+# -- Django ------------------------------------------------------------------------------------------
+
+
+def _is_django(application: Any) -> bool:
+    module = sys.modules.get("django.core.handlers.wsgi")
+    return module is not None and isinstance(application, module.WSGIHandler)
+
+
+def _install_django(handler: Any) -> None:
+    from django.core.signals import got_request_exception
+
+    inner = handler.get_response
+
+    def get_response(request: Any) -> Any:
+        try:
+            return inner(request)
+        finally:
+            route = getattr(getattr(request, "resolver_match", None), "route", None)
+            if route:
+                request.environ[ROUTE_KEY] = route
+
+    handler.get_response = get_response
+    got_request_exception.connect(_django_exception, dispatch_uid="otel_monitor.route_exception")
+
+
+def _django_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    # Sent from inside Django's ``except`` block: the exception being handled is the app's.
+    exception = sys.exc_info()[1]
+    environ = getattr(request, "environ", None)
+    if exception is not None and isinstance(environ, dict):
+        environ[EXCEPTION_KEY] = exception
+
+
+def _django_project() -> str | None:
+    try:
+        from django.conf import settings
+
+        module = settings.SETTINGS_MODULE or os.environ.get("DJANGO_SETTINGS_MODULE")
+    except Exception:  # noqa: BLE001 - settings not configured: no opinion
+        return None
+    if not module:
+        return None
+    parts = module.split(".")
+    if "settings" in parts and parts.index("settings") > 0:
+        return ".".join(parts[: parts.index("settings")])
+    return ".".join(parts[:-1]) or module
+
+
+# -- Falcon ------------------------------------------------------------------------------------------
+
+
+def _is_falcon(application: Any) -> bool:
+    module = sys.modules.get("falcon")
+    app_class = getattr(module, "App", None) if module is not None else None
+    return isinstance(app_class, type) and isinstance(application, app_class)
+
+
+class _FalconRoutes:
+    """Falcon middleware: the matched ``uri_template`` is the route."""
+
+    def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        template = getattr(req, "uri_template", None)
+        if template:
+            req.env[ROUTE_KEY] = template
+
+
+def _install_falcon(app: Any) -> None:
+    app.add_middleware(_FalconRoutes())
+
+
+# -- Bottle ------------------------------------------------------------------------------------------
+
+
+def _is_bottle(application: Any) -> bool:
+    module = sys.modules.get("bottle")
+    app_class = getattr(module, "Bottle", None) if module is not None else None
+    return isinstance(app_class, type) and isinstance(application, app_class)
+
+
+class _BottleRoutes:
+    """Bottle plugin (API 2): each route callback notes its rule and any exception it raises."""
+
+    name = "otel_monitor_routes"
+    api = 2
+
+    def apply(self, callback: Callable, route: Any) -> Callable:
+        import bottle
+
+        rule = route.rule
+        request = bottle.request
+        control_flow = bottle.HTTPResponse  # abort() and redirect(): not failures of the app
+
+        def with_route(*args: Any, **kwargs: Any) -> Any:
+            environ = request.environ
+            environ[ROUTE_KEY] = rule
+            try:
+                return callback(*args, **kwargs)
+            except control_flow:
+                raise
+            except Exception as exc:
+                environ[EXCEPTION_KEY] = exc
+                raise
+
+        return with_route
+
+
+def _install_bottle(app: Any) -> None:
+    app.install(_BottleRoutes())
+
+
+_ADAPTERS: list[tuple[str, Callable[[Any], bool], Callable[[Any], None]]] = [
+    ("django", _is_django, _install_django),
+    ("falcon", _is_falcon, _install_falcon),
+    ("bottle", _is_bottle, _install_bottle),
+]

@@ -1,0 +1,161 @@
+"""Django, Falcon and Bottle under wrap(): route templates as in Flask, bounded series, a sensible service.name."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from werkzeug.test import Client, EnvironBuilder
+
+import otel_monitor
+from otel_monitor.testing import Telemetry
+
+
+def django_app():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.djangosite.settings")
+    import django
+    from django.core.wsgi import get_wsgi_application
+
+    django.setup()
+    return get_wsgi_application()
+
+
+def falcon_app():
+    import falcon
+
+    class User:
+        def on_get(self, req, resp, uid):
+            resp.media = {"id": uid}
+
+    class Boom:
+        def on_get(self, req, resp):
+            raise ValueError("boom")
+
+    app = falcon.App()
+    app.add_route("/users/{uid:int}", User())
+    app.add_route("/boom", Boom())
+    return app
+
+
+def bottle_app():
+    import bottle
+
+    app = bottle.Bottle()
+
+    @app.get("/users/<uid:int>")
+    def user(uid):
+        return {"id": uid}
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("boom")
+
+    @app.get("/forbidden")
+    def forbidden():
+        bottle.abort(403, "no")
+
+    return app
+
+
+# framework: (app factory, route of /users/<n>, error.type of /boom, default service.name)
+FRAMEWORKS = {
+    "django": (django_app, "users/<int:uid>", "ValueError", "tests.apps.djangosite"),
+    "falcon": (falcon_app, "/users/{uid:int}", "500", __name__),
+    "bottle": (bottle_app, "/users/<uid:int>", "ValueError", __name__),
+}
+
+
+@pytest.fixture(params=sorted(FRAMEWORKS))
+def served(request):
+    factory, route, error, service = FRAMEWORKS[request.param]
+    wrapped = otel_monitor.wrap(factory(), system_metrics=False)
+    telemetry = Telemetry(wrapped.monitor)
+
+    def get(path: str) -> int:
+        # A PEP 3333 server's start_response: Bottle passes exc_info with its 500 page, which
+        # werkzeug's test client would re-raise.
+        statuses = []
+        body = wrapped(EnvironBuilder(path=path).get_environ(), lambda s, h, e=None: statuses.append(s))
+        b"".join(body)
+        body.close()
+        return int(statuses[-1][:3])
+
+    yield request.param, get, telemetry, (route, error, service), wrapped
+    wrapped.monitor.shutdown(1)
+
+
+def test_spans_are_named_by_method_and_route_template_with_http_route(served):
+    name, get, telemetry, (route, _, _), _ = served
+    assert get("/users/42") == 200
+    (span,) = telemetry.spans()
+    assert span.name == f"GET {route}"
+    assert span.attributes["http.route"] == route
+    point = telemetry.point("http.server.request.duration")
+    assert point.attributes["http.route"] == route and point.attributes["http.response.status_code"] == 200
+
+
+def test_many_ids_give_one_series_per_route_and_unmatched_urls_have_no_route(served):
+    name, get, telemetry, (route, _, _), _ = served
+    for uid in range(20):
+        assert get(f"/users/{uid}") == 200
+    assert get("/no/such/page") == 404
+    points = telemetry.points("http.server.request.duration")
+    assert sorted((p.attributes.get("http.route", ""), p.count) for p in points) == [("", 1), (route, 20)]
+    assert sorted({s.name for s in telemetry.spans()}) == sorted({f"GET {route}", "GET"})
+
+
+def test_an_exception_in_a_view_is_a_500_with_the_error_type_on_span_and_metric(served):
+    name, get, telemetry, (_, error, _), _ = served
+    assert get("/boom") == 500
+    (span,) = telemetry.spans()
+    assert span.attributes["error.type"] == error
+    assert telemetry.point("http.server.request.duration").attributes["error.type"] == error
+
+
+def test_the_default_service_name_is_the_project_not_the_frameworks_module(served):
+    name, _, _, (_, _, service), wrapped = served
+    resource = wrapped.monitor.tracer_provider.resource
+    assert resource.attributes["service.name"] == service
+
+
+def test_django_routes_inside_an_include_are_the_full_route():
+    wrapped = otel_monitor.wrap(django_app(), system_metrics=False)
+    telemetry = Telemetry(wrapped.monitor)
+    Client(wrapped).get("/api/users/7").close()
+    (span,) = telemetry.spans()
+    assert span.name == "GET api/users/<int:uid>"
+    wrapped.monitor.shutdown(1)
+
+
+def test_bottle_abort_is_not_an_application_error():
+    wrapped = otel_monitor.wrap(bottle_app(), system_metrics=False)
+    telemetry = Telemetry(wrapped.monitor)
+    Client(wrapped).get("/forbidden").close()
+    (span,) = telemetry.spans()
+    assert span.name == "GET /forbidden" and "error.type" not in span.attributes
+    wrapped.monitor.shutdown(1)
+
+
+def test_any_other_framework_can_name_its_route_with_the_public_set_route_hook():
+    def app(environ, start_response):
+        otel_monitor.set_route(environ, "/items/{id}")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = otel_monitor.wrap(app, system_metrics=False)
+    telemetry = Telemetry(wrapped.monitor)
+    Client(wrapped).get("/items/3").close()
+    (span,) = telemetry.spans()
+    assert span.name == "GET /items/{id}" and span.attributes["http.route"] == "/items/{id}"
+    wrapped.monitor.shutdown(1)
+
+
+def test_wrapping_a_framework_app_twice_installs_its_route_hook_once():
+    app = falcon_app()
+    first = otel_monitor.wrap(app, system_metrics=False)
+    second = otel_monitor.wrap(app, system_metrics=False)
+    from otel_monitor._frameworks import _FalconRoutes
+
+    assert sum(isinstance(m, _FalconRoutes) for m in app._unprepared_middleware) == 1
+    first.monitor.shutdown(1)
+    second.monitor.shutdown(1)
