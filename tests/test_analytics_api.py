@@ -132,7 +132,7 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed():
         app,
         monitor,
         state,
-    ) = make_app(health_error_rate_pct=5)
+    ) = make_app(health_error_rate_pct=5, health_min_requests=20)
     client = closing_client(app)
     try:
         for _ in range(20):

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from .auth import Auth
 from .summary import (
+    READINESS_CHECKS,
     WINDOWS,
     Sample,
     apdex,
@@ -118,7 +119,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         view = current_app.view_functions.get(request.endpoint or "")
         if getattr(view, "_otel_monitor_public", False) or (request.endpoint or "").endswith(".static"):
             return None
-        if request.endpoint == f"{bp.name}.health" and public_health:
+        if request.endpoint in _health_endpoints and public_health:
             return None
         if not auth.enabled:
             return None
@@ -170,8 +171,39 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     # -- endpoints ------------------------------------------------------------------------------
 
+    _health_endpoints = {f"{bp.name}.{name}" for name in ("health", "health_live", "health_ready")}
+
+    @bp.get("/health/live")
+    def health_live() -> Response:
+        """Liveness: this process answers requests (a balancer or orchestrator restarts it otherwise)."""
+        return _json({"status": "live"})
+
+    @bp.get("/health/ready")
+    def health_ready() -> Response:
+        """Readiness for load balancers: 503 only when this instance cannot serve.
+
+        With ``health_ready_thresholds`` also when one of this instance's own request or memory
+        checks fails (after ``health_min_requests``); host CPU, memory and disk never count.
+        """
+        if analytics_of(monitor) is None:
+            return _json({"status": "not ready", "reason": "monitoring is shut down"}, 503)
+        body: dict[str, Any] = {"status": "ready"}
+        if settings.health_ready_thresholds:
+            failing = [c["name"] for c in _health_body()[0]["checks"] if c["status"] == "fail"]
+            failing = [name for name in failing if name in READINESS_CHECKS]
+            if failing:
+                return _json({"status": "not ready", "failing": failing}, 503)
+            body["thresholds"] = True
+        return _json(body)
+
     @bp.get("/health")
     def health() -> Response:
+        body, system = _health_body()
+        if not public_health or not auth.enabled or auth.authenticate(request):
+            body["system"] = _system_block(system)
+        return _json(body, 503 if body["status"] == "unhealthy" else 200)
+
+    def _health_body() -> tuple[dict[str, Any], dict[str, Any]]:
         st = state()
         now = st.read()
         window = st.window(HEALTH_WINDOW, now)
@@ -186,19 +218,17 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             "disk_pct": system.get("disk_pct"),
             "process_rss_max_bytes": system.get("process_rss_max_bytes"),
         }
-        checks = health_checks(readings, settings, _over_fraction(st, now))
-        status = overall_status(checks)
+        checks = health_checks(readings, settings, _over_fraction(st, now), totals["requests"])
         body: dict[str, Any] = {
-            "status": status,
+            "status": overall_status(checks),
             "time": now.t,
             "uptime_s": round(now.t - st.started, 3),
             "window": HEALTH_WINDOW,
             "window_available": window["available"],
+            "requests": totals["requests"],
             "checks": checks,
         }
-        if not public_health or not auth.enabled or auth.authenticate(request):
-            body["system"] = _system_block(system)
-        return _json(body, 503 if status == "unhealthy" else 200)
+        return body, system
 
     def _over_fraction(st: Any, now: Sample) -> dict[str, float]:
         """Per request check: the share of the window's 10 s steps (with requests) over the threshold."""
