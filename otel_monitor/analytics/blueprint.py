@@ -227,6 +227,9 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             "window_available": window["available"],
             "requests": totals["requests"],
             "checks": checks,
+            # Spans dropped or not exported since start, by reason (all workers): the SDK-style
+            # otel.sdk.processor.span.processed / otel.sdk.exporter.span.exported error counts.
+            "telemetry": {"spans_lost": dict(system.get("spans_lost") or {})},
         }
         return body, system
 

@@ -21,6 +21,8 @@ import math
 from collections import deque
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
 
+from .._export_accounting import lost_spans
+
 __all__ = [
     "Series",
     "Key",
@@ -228,6 +230,9 @@ def system_values(data: Any) -> dict[str, Any]:
     cpu = per_process("process.cpu.utilization")
     if cpu:
         values["process_cpu_pct"] = sum(cpu.values()) * 100.0
+    lost = lost_spans(data)
+    if lost:
+        values["spans_lost"] = lost
     return values
 
 

@@ -616,6 +616,13 @@
       list.appendChild(item);
     });
     container.appendChild(list);
+    var lost = health.telemetry && health.telemetry.spans_lost;
+    var reasons = lost && typeof lost === "object" ? Object.keys(lost).sort() : [];
+    if (reasons.length) {
+      var total = reasons.reduce(function (n, r) { return n + (Number(lost[r]) || 0); }, 0);
+      container.appendChild(el("div", "telemetry-lost", plural(total, "span") + " not exported (" +
+        reasons.map(function (r) { return r + ": " + fmtCount(lost[r]); }).join(", ") + ")"));
+    }
   }
 
   function kpiCard(label, value, sub, spark, cls) {
