@@ -123,6 +123,8 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             return None
         if not auth.enabled:
             return None
+        if not auth.presented_credentials(request) and auth.session_id(request) is not None:
+            return None  # a signed-in session is no guess: it works while guessers are throttled
         client = auth.client_key(request)
         wait = auth.retry_after(client)
         if wait is not None:
