@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._safe_log import INTERVAL, neutralise, should_log
 
-__all__ = ["account", "AccountedSpanExporter", "EXPORTED_METRIC", "lost_spans"]
+__all__ = ["account", "count_unexported_at_shutdown", "AccountedSpanExporter", "EXPORTED_METRIC", "lost_spans"]
 
 _logger = logging.getLogger("otel_monitor")
 EXPORTED_METRIC = "otel.sdk.exporter.span.exported"
@@ -103,6 +103,7 @@ class AccountedSpanExporter(SpanExporter):
         self._not_before = 0.0  # monotonic time the collector asked us to wait for
         self._last_status: int | None = None
         self._stopped = threading.Event()
+        self._pending: Callable[[], int] | None = None  # spans queued in the batch processor
         self._watch_responses()
         _rate_limit_sdk_logs()
 
@@ -179,6 +180,14 @@ class AccountedSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self._stopped.set()
+        # The batch processor shuts its exporter down once its flush time is up; what is still
+        # queued then is never exported.
+        try:
+            pending = self._pending() if self._pending is not None else 0
+        except Exception:  # noqa: BLE001
+            pending = 0
+        if pending:
+            self._lost(pending, "shutdown", "still queued when the shutdown timeout ended")
         self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -188,6 +197,17 @@ class AccountedSpanExporter(SpanExporter):
 def account(exporter: SpanExporter, meter_provider: Any) -> SpanExporter:
     """``exporter`` with its exported and lost spans counted on ``meter_provider``'s meter."""
     return AccountedSpanExporter(exporter, meter_provider)
+
+
+def count_unexported_at_shutdown(processor: Any) -> Any:
+    """Let the accounted exporter of ``processor`` (a BatchSpanProcessor) count the spans still
+    queued when it is shut down. Returns ``processor``; a processor of another shape is left as is."""
+    inner = getattr(processor, "_batch_processor", None)
+    queue = getattr(inner, "_queue", None)
+    exporter = getattr(inner, "_exporter", None)
+    if isinstance(exporter, AccountedSpanExporter) and queue is not None:
+        exporter._pending = lambda: len(queue)
+    return processor
 
 
 def lost_spans(data: Any) -> dict[str, int]:

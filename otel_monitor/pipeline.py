@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from . import __about__
 from ._background import Scheduler
-from ._export_accounting import account
+from ._export_accounting import account, count_unexported_at_shutdown
 from ._request_metrics import RequestMetrics
 from ._temporality import DeltaConverter
 from ._safe_log import log_internal_error
@@ -277,12 +277,14 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> B
     previous = os.environ.get(variable)
     os.environ[variable] = "true"
     try:
-        return BatchSpanProcessor(
-            account(exporter, meter_provider),
-            max_queue_size=2048,
-            schedule_delay_millis=1000,
-            max_export_batch_size=512,
-            meter_provider=meter_provider,
+        return count_unexported_at_shutdown(
+            BatchSpanProcessor(
+                account(exporter, meter_provider),
+                max_queue_size=2048,
+                schedule_delay_millis=1000,
+                max_export_batch_size=512,
+                meter_provider=meter_provider,
+            )
         )
     finally:
         if previous is None:

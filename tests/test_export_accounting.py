@@ -171,3 +171,36 @@ def test_spans_exported_after_shutdown_are_counted_as_lost_to_shutdown():
     exporter.shutdown()
     assert exporter.export(_spans(4)) is SpanExportResult.FAILURE
     assert lost_spans(reader.get_metrics_data()) == {"shutdown": 4}
+
+
+def test_spans_still_queued_when_the_shutdown_timeout_ends_are_counted_as_lost_to_shutdown():
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_monitor._export_accounting import count_unexported_at_shutdown
+
+    release = threading.Event()
+
+    class Stuck(InMemorySpanExporter):
+        def export(self, spans):
+            release.wait(5)  # a collector that does not answer
+            return SpanExportResult.FAILURE
+
+    exporter, reader = _accounted(Stuck())
+    processor = count_unexported_at_shutdown(
+        BatchSpanProcessor(exporter, max_queue_size=2048, max_export_batch_size=512, schedule_delay_millis=50)
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    for _ in range(1500):
+        provider.get_tracer("t").start_span("s").end()
+    time.sleep(0.2)  # the first batch is in the stuck export
+    # What a bounded shutdown does: the SDK's batch processor gives its worker 100 ms, then shuts
+    # the exporter down with the rest still queued (BatchSpanProcessor.shutdown() itself waits 30 s).
+    processor._batch_processor.shutdown(timeout_millis=100)
+    release.set()
+    deadline = time.monotonic() + 5
+    while sum(lost_spans(reader.get_metrics_data()).values()) < 1500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lost = lost_spans(reader.get_metrics_data())
+    assert sum(lost.values()) == 1500, lost
+    assert lost["shutdown"] >= 1500 - 512
