@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,6 +98,8 @@ def test_spans_a_collector_answers_503_for_are_all_counted_as_lost_and_logged_on
     assert _exported(monitor) == {"503": 600}
     health = client.get("/otel-monitor/health").get_json()
     assert health["telemetry"] == {"spans_lost": {"503": 600}}  # what the dashboard's health card shows
+    exposition = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'^otel_sdk_exporter_span_exported_total\{[^}]*error_type="503"[^}]*\} 600\.0$', exposition, re.M)
     ours = [r for r in caplog.records if "not exported" in r.getMessage()]
     assert len(ours) == 1 and "503" in ours[0].getMessage()
     sdk = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter") and "Failed to export" in r.msg]
