@@ -262,6 +262,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         windows = {}
         # The asked-for window too (1 h and more from the history): its percentiles come from the
         # buckets merged over the whole window, never from averaging per-minute percentiles.
+        ranked_window: dict[str, Any] = {}
         for name in dict.fromkeys((*PERFORMANCE_WINDOWS, ranked)):
             window = st.window(name, now)
             entry = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
@@ -269,7 +270,9 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             entry["covered_s"] = round(window["seconds"], 3)
             entry["source"] = window["source"]
             windows[name] = entry
-        window = st.window(ranked, now)
+            if name == ranked:
+                ranked_window = window
+        window = ranked_window
         rows = endpoint_rows(window["requests"], st.bounds, window["seconds"])
         slowest = sorted((r for r in rows if r["p95_ms"] is not None), key=lambda r: -r["p95_ms"])[:10]
         failing = sorted((r for r in rows if r["errors"]), key=lambda r: (-r["errors"], -r["error_rate_pct"]))[:10]
