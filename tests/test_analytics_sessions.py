@@ -120,8 +120,10 @@ def test_a_signed_in_session_keeps_working_while_guessers_are_throttled(make):
         attacker.get(
             PREFIX + "/performance", headers=basic(USER, f"guess{i}"), environ_base={"REMOTE_ADDR": f"10.1.{i}.1"}
         )
-    assert attacker.get(PREFIX + "/performance", headers=basic(USER, PASSWORD)).status_code == 429
-    assert client.get(PREFIX + "/performance").status_code == 200
+    fresh = {"REMOTE_ADDR": "10.8.8.8"}
+    assert attacker.get(PREFIX + "/performance", headers=basic(USER, PASSWORD), environ_base=fresh).status_code == 429
+    client.set_cookie(COOKIE_NAME, session_cookie(client), path=PREFIX)
+    assert client.get(PREFIX + "/performance", environ_base=fresh).status_code == 200  # the session, anywhere
 
 
 def _fail_in_child(path: str, client: str, count: int) -> None:
@@ -168,3 +170,22 @@ def test_gunicorn_three_workers_allow_no_more_than_one_budget(gunicorn):  # noqa
             statuses.append(exc.code)
     assert statuses.count(401) == PER_CLIENT, statuses  # on main: 30 (10 per worker)
     assert statuses[PER_CLIENT:] == [429] * (2 * PER_CLIENT)
+
+
+def test_an_address_that_signed_in_is_not_locked_out_by_guessers_elsewhere(make):
+    app, client = make()
+    script = {"REMOTE_ADDR": "10.5.5.5"}
+    assert client.get(PREFIX + "/performance", headers=basic(USER, PASSWORD), environ_base=script).status_code == 200
+    for i in range(GLOBAL):
+        client.get(
+            PREFIX + "/performance", headers=basic(USER, f"guess{i}"), environ_base={"REMOTE_ADDR": f"10.2.{i}.1"}
+        )
+    assert client.get(PREFIX + "/performance", headers=basic(USER, PASSWORD), environ_base=script).status_code == 200
+    stranger = client.get(
+        PREFIX + "/performance", headers=basic(USER, PASSWORD), environ_base={"REMOTE_ADDR": "10.6.6.6"}
+    )
+    assert stranger.status_code == 429
+    # Its own failures still count.
+    for i in range(PER_CLIENT):
+        client.get(PREFIX + "/performance", headers=basic(USER, f"mine{i}"), environ_base=script)
+    assert client.get(PREFIX + "/performance", headers=basic(USER, PASSWORD), environ_base=script).status_code == 429

@@ -3,8 +3,10 @@
 Failed attempts are counted twice: per client address (:data:`PER_CLIENT`) and against one
 global budget for the app's credentials (:data:`GLOBAL`), both over :data:`WINDOW_S`. The key
 never includes the user name, and the global budget caps what rotating addresses can try: 40
-addresses get the global budget in total, not 40 times the per-address one. Logged-out session
-ids are kept until their cookie would have expired.
+addresses get the global budget in total, not 40 times the per-address one. An address that
+authenticated successfully within :data:`TRUSTED_S` is exempt from the global budget (not from
+its own), so guessers elsewhere cannot lock out a monitoring script that already signed in.
+Logged-out session ids are kept until their cookie would have expired.
 
 Under a pre-fork server (gunicorn ``-w 3``) the state lives in one small JSON file in the group's
 directory (``multiprocess.group_dir``), read and written under ``flock``: the workers share one
@@ -32,6 +34,10 @@ GLOBAL = 30
 WINDOW_S = 300.0
 #: addresses remembered; the least recently failing are forgotten first
 MAX_TRACKED_CLIENTS = 10_000
+#: how long a successful authentication exempts its address from the global budget
+TRUSTED_S = 12 * 3600.0
+#: addresses remembered as trusted (the oldest are forgotten first)
+MAX_TRUSTED = 1_000
 #: logged-out sessions remembered (the oldest are forgotten first; they expire anyway)
 MAX_REVOKED = 10_000
 STATE_FILE = "analytics-auth.json"
@@ -56,9 +62,11 @@ class _State:
         self.global_: list[float] = budget if isinstance(budget, list) else []
         revoked = raw.get("revoked")
         self.revoked: dict[str, float] = revoked if isinstance(revoked, dict) else {}
+        trusted = raw.get("trusted")
+        self.trusted: dict[str, float] = trusted if isinstance(trusted, dict) else {}
 
     def dump(self) -> dict[str, Any]:
-        return {"clients": self.clients, "global": self.global_, "revoked": self.revoked}
+        return {"clients": self.clients, "global": self.global_, "revoked": self.revoked, "trusted": self.trusted}
 
     def prune(self, now: float) -> None:
         for key in [k for k, times in self.clients.items() if not times or now - times[-1] > WINDOW_S]:
@@ -66,6 +74,8 @@ class _State:
         self.global_ = [t for t in self.global_ if now - t <= WINDOW_S][-GLOBAL:]
         for sid in [s for s, until in self.revoked.items() if until <= now]:
             del self.revoked[sid]
+        for client in [c for c, until in self.trusted.items() if until <= now]:
+            del self.trusted[client]
 
 
 def _wait(times: list[float], limit: int, now: float) -> float | None:
@@ -124,12 +134,24 @@ class Throttle:
         """Seconds to wait when this address, or everyone together, used up the budget; else None."""
         now = time.monotonic() if now is None else now
         with self._state(write=False) as state:
-            waits = [
-                w
-                for w in (_wait(state.clients.get(client, []), PER_CLIENT, now), _wait(state.global_, GLOBAL, now))
-                if w is not None
-            ]
+            own = _wait(state.clients.get(client, []), PER_CLIENT, now)
+            trusted = state.trusted.get(client, 0.0) > now
+            everyone = None if trusted else _wait(state.global_, GLOBAL, now)
+        waits = [w for w in (own, everyone) if w is not None]
         return max(waits) if waits else None
+
+    def record_success(self, client: str, now: float | None = None) -> None:
+        """``client`` authenticated: exempt it from the global budget for TRUSTED_S."""
+        now = time.monotonic() if now is None else now
+        with self._state(write=False) as state:
+            if state.trusted.get(client, 0.0) > now + TRUSTED_S - 3600:
+                return  # refreshed within the hour: no write on every request
+        with self._state(write=True) as state:
+            state.prune(now)
+            state.trusted.pop(client, None)
+            state.trusted[client] = now + TRUSTED_S
+            while len(state.trusted) > MAX_TRUSTED:
+                del state.trusted[next(iter(state.trusted))]
 
     def record_failure(self, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

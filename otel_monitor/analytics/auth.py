@@ -265,6 +265,10 @@ class Auth:
     def record_failure(self, client_key: str, now: float | None = None) -> None:
         self.throttle.record_failure(client_key, now)
 
+    def record_success(self, client_key: str, now: float | None = None) -> None:
+        """A client that authenticated is not locked out by other clients' failures (its own still count)."""
+        self.throttle.record_success(client_key, now)
+
     # -- sessions ------------------------------------------------------------------------------
 
     def issue_session(self, response: Any, request: Any) -> None:

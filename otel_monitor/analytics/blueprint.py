@@ -133,6 +133,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             )
         is_page = getattr(view, "_otel_monitor_page", False)
         if auth.authenticate(request):
+            auth.record_success(client)
             if (
                 is_page
                 and request.method == "GET"
