@@ -275,6 +275,9 @@ def served_metrics() -> Served:
         set_global=False,
         metrics_target_info=True,
         service_name="otel-monitor-doctor",
+        # Not served to anyone: no analytics, so no credential checks of the user's settings and
+        # no log line with a token URL for an app that is not listening.
+        analytics=False,
     )
     try:
         client = closing_client(app)
@@ -380,6 +383,15 @@ def effective_settings(app: Any, chosen: dict[str, str]) -> Settings:
         kwargs = {**(getattr(monitor, "_kwargs", None) or {}), **chosen}
         return resolve_settings(kwargs, defaults={"service_name": _wsgi_name(app)})
     raise LookupError(f"{app!r} is neither a Flask app nor a WSGI callable")
+
+
+def startup_checks(settings: Settings) -> None:
+    """The checks ``Monitor(app)`` runs after resolving the settings, so doctor fails where start-up would."""
+    if settings.sdk_disabled or not settings.analytics:
+        return  # start-up skips them too: nothing is mounted
+    from .analytics.auth import validate_settings
+
+    validate_settings(settings)
 
 
 def _text(value: Any) -> str:
@@ -499,6 +511,7 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
                 os.environ["OTEL_SDK_DISABLED"] = saved
     try:
         settings = effective_settings(app, chosen)  # a SettingsError reaches cli.main, which names it
+        startup_checks(settings)
     except LookupError as exc:
         print(f"otel-monitor doctor: {exc}", file=sys.stderr)
         return 2

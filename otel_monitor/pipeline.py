@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import __about__
 from ._background import Scheduler
+from ._export_accounting import account, count_unexported_at_shutdown
 from ._propagation import build_propagator
 from ._request_metrics import RequestMetrics
 from ._request_path import finish_abandoned
@@ -322,13 +323,15 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, sett
     previous = os.environ.get(variable)
     os.environ[variable] = "true"
     try:
-        return BatchSpanProcessor(
-            exporter,
-            max_queue_size=settings.bsp_max_queue_size,
-            schedule_delay_millis=settings.bsp_schedule_delay,
-            max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
-            export_timeout_millis=settings.bsp_export_timeout,
-            meter_provider=meter_provider,
+        return count_unexported_at_shutdown(
+            BatchSpanProcessor(
+                account(exporter, meter_provider),
+                max_queue_size=settings.bsp_max_queue_size,
+                schedule_delay_millis=settings.bsp_schedule_delay,
+                max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
+                export_timeout_millis=settings.bsp_export_timeout,
+                meter_provider=meter_provider,
+            )
         )
     finally:
         if previous is None:

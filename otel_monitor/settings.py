@@ -629,6 +629,18 @@ class Settings:
         ("OTEL_MONITOR_HEALTH_PROCESS_RSS_BYTES",),
         "`/health`: resident memory threshold (bytes) of the largest worker",
     )
+    health_min_requests: int = _setting(
+        50,
+        _number(0, 1_000_000, integer=True),
+        ("OTEL_MONITOR_HEALTH_MIN_REQUESTS",),
+        "`/health`: requests the 5-minute window needs before its latency and error checks can warn or fail",
+    )
+    health_ready_thresholds: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_HEALTH_READY_THRESHOLDS",),
+        "`/health/ready` also answers 503 when a latency, error-rate or worker-memory check fails (opt-in)",
+    )
     grafana_url: str | None = _setting(
         None, _endpoint, ("OTEL_MONITOR_GRAFANA_URL",), "Grafana dashboard URL, linked from the dashboard"
     )

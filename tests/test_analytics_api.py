@@ -130,7 +130,7 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed(monitors):
         app,
         monitor,
         state,
-    ) = make_app(monitors, health_error_rate_pct=5)
+    ) = make_app(monitors, health_error_rate_pct=5, health_min_requests=20)
     client = closing_client(app)
     for _ in range(20):
         client.get("/")

@@ -151,7 +151,7 @@ def test_tracked_clients_are_bounded():
     auth = Auth(resolve_settings({"analytics_token": TOKEN}, environ={}), b"k" * 32)
     for i in range(auth_module.MAX_TRACKED_CLIENTS + 500):
         auth.record_failure(f"10.{i}", now=1.0)
-    assert len(auth._failures) == auth_module.MAX_TRACKED_CLIENTS
+    assert auth.throttle.tracked_clients() == auth_module.MAX_TRACKED_CLIENTS
 
 
 def test_non_ascii_password(app_with):

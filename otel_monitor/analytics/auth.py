@@ -12,7 +12,11 @@ With nothing configured, a token is generated at start-up and logged once, as a 
 Jupyter does). ``OTEL_MONITOR_ANALYTICS_AUTH=off`` is the only way to open the analytics.
 
 Every comparison is constant-time on UTF-8 bytes of capped length. Clients that fail
-:data:`MAX_FAILURES` times within :data:`FAILURE_WINDOW_S` get 429 with ``Retry-After``. No secret
+:data:`MAX_FAILURES` times within :data:`FAILURE_WINDOW_S` get 429 with ``Retry-After``, and so
+does everyone once all clients together failed :data:`GLOBAL_FAILURES` times (an existing session
+still works); the budgets are shared by the workers of a pre-fork group (:mod:`._throttle`).
+A session cookie carries a tag of the credentials it was issued for (a password or token change
+ends it) and logout revokes its id. No secret
 is ever written to a log line (except the generated token's one start-up line), a span or a metric.
 
 Usage (what the blueprint and the dashboard's login page do)::
@@ -31,13 +35,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections import OrderedDict, deque
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
+from ._throttle import GLOBAL, MAX_TRACKED_CLIENTS, PER_CLIENT, WINDOW_S, Throttle
 
 __all__ = [
     "Auth",
@@ -48,6 +50,8 @@ __all__ = [
     "COOKIE_NAME",
     "MAX_FAILURES",
     "FAILURE_WINDOW_S",
+    "GLOBAL_FAILURES",
+    "MAX_TRACKED_CLIENTS",
     "SESSION_MAX_AGE_S",
 ]
 
@@ -55,13 +59,13 @@ _logger = logging.getLogger("otel_monitor")
 
 COOKIE_NAME = "otel_monitor_session"
 SESSION_MAX_AGE_S = 12 * 3600
-#: this many failed attempts from one client within FAILURE_WINDOW_S -> 429
-MAX_FAILURES = 10
-FAILURE_WINDOW_S = 300.0
+#: this many failed attempts from one client within FAILURE_WINDOW_S -> 429 (and GLOBAL_FAILURES
+#: from all clients together: see _throttle)
+MAX_FAILURES = PER_CLIENT
+GLOBAL_FAILURES = GLOBAL
+FAILURE_WINDOW_S = WINDOW_S
 #: longest credential we look at (bytes); longer input is cut before any comparison
 MAX_CREDENTIAL_BYTES = 1024
-#: clients whose failures are remembered (per process); the oldest are forgotten first
-MAX_TRACKED_CLIENTS = 10_000
 _SESSION_SALT = "otel_monitor.session"
 _ANON_CSRF_SALT = "otel_monitor.csrf.anonymous"
 
@@ -153,8 +157,10 @@ class Auth:
         #: the access token: configured, generated (nothing else configured), or None
         self.token: str | None = token
         self._token = _utf8(token) if token else None
-        self._failures: "OrderedDict[str, deque]" = OrderedDict()
-        self._lock = threading.Lock()
+        self.throttle = Throttle()
+        # Sessions name the credentials they were issued for: changing any of them ends them all.
+        material = b"\0".join((self._username or b"", self._password or b"", self._token or b""))
+        self._credentials_tag = hmac.new(self._secret, b"credentials:" + material, hashlib.sha256).hexdigest()
         from itsdangerous import URLSafeTimedSerializer
 
         self._sessions = URLSafeTimedSerializer(self._secret, salt=_SESSION_SALT)
@@ -259,38 +265,21 @@ class Auth:
         return str(request.remote_addr or "unknown")[:64]
 
     def retry_after(self, client_key: str, now: float | None = None) -> float | None:
-        """Seconds this client must wait, when it failed MAX_FAILURES times in FAILURE_WINDOW_S; else None."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            failures = self._failures.get(client_key)
-            if failures is None:
-                return None
-            while failures and now - failures[0] > FAILURE_WINDOW_S:
-                failures.popleft()
-            if not failures:
-                del self._failures[client_key]
-                return None
-            if len(failures) < MAX_FAILURES:
-                return None
-            return max(1.0, FAILURE_WINDOW_S - (now - failures[0]))
+        """Seconds this client must wait (its own or the global budget is used up); else None."""
+        return self.throttle.retry_after(client_key, now)
 
     def record_failure(self, client_key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            failures = self._failures.get(client_key)
-            if failures is None:
-                failures = self._failures[client_key] = deque(maxlen=MAX_FAILURES)
-                while len(self._failures) > MAX_TRACKED_CLIENTS:
-                    self._failures.popitem(last=False)
-            else:
-                self._failures.move_to_end(client_key)
-            failures.append(now)
+        self.throttle.record_failure(client_key, now)
+
+    def record_success(self, client_key: str, now: float | None = None) -> None:
+        """A client that authenticated is not locked out by other clients' failures (its own still count)."""
+        self.throttle.record_success(client_key, now)
 
     # -- sessions ------------------------------------------------------------------------------
 
     def issue_session(self, response: Any, request: Any) -> None:
         """Set the signed session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS, 12 h)."""
-        value = self._sessions.dumps({"sid": secrets.token_urlsafe(16)})
+        value = self._sessions.dumps({"sid": secrets.token_urlsafe(16), "cred": self._credentials_tag})
         response.set_cookie(
             COOKIE_NAME,
             value,
@@ -302,6 +291,10 @@ class Auth:
         )
 
     def clear_session(self, response: Any, request: Any) -> None:
+        """Log out: the cookie is deleted and its session id refused from now on (a copy kept elsewhere too)."""
+        sid = self.session_id(request)
+        if sid is not None:
+            self.throttle.revoke(sid, SESSION_MAX_AGE_S)
         response.delete_cookie(
             COOKIE_NAME, path=self.prefix or "/", secure=bool(request.is_secure), httponly=True, samesite="Strict"
         )
@@ -315,8 +308,14 @@ class Auth:
             data = self._sessions.loads(value, max_age=SESSION_MAX_AGE_S)
         except Exception:  # noqa: BLE001 - BadSignature, SignatureExpired, bad payloads
             return None
-        sid = data.get("sid") if isinstance(data, dict) else None
-        return sid if isinstance(sid, str) and sid else None
+        if not isinstance(data, dict):
+            return None
+        sid, tag = data.get("sid"), data.get("cred")
+        if not isinstance(sid, str) or not sid or not isinstance(tag, str):
+            return None
+        if not hmac.compare_digest(_utf8(tag), self._credentials_tag.encode()):
+            return None  # issued for credentials that have changed since
+        return None if self.throttle.is_revoked(sid) else sid
 
     # -- CSRF ----------------------------------------------------------------------------------
 

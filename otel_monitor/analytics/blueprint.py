@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 from .auth import Auth
 from .dashboard import register_dashboard
 from .summary import (
+    READINESS_CHECKS,
     WINDOWS,
     Sample,
     apdex,
@@ -125,10 +126,12 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
         view = current_app.view_functions.get(request.endpoint or "")
         if getattr(view, "_otel_monitor_public", False) or (request.endpoint or "").endswith(".static"):
             return None
-        if request.endpoint == f"{bp.name}.health" and public_health:
+        if request.endpoint in _health_endpoints and public_health:
             return None
         if not auth.enabled:
             return None
+        if not auth.presented_credentials(request) and auth.session_id(request) is not None:
+            return None  # a signed-in session is no guess: it works while guessers are throttled
         client = auth.client_key(request)
         wait = auth.retry_after(client)
         if wait is not None:
@@ -137,6 +140,7 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             )
         is_page = getattr(view, "_otel_monitor_page", False)
         if auth.authenticate(request):
+            auth.record_success(client)
             if (
                 is_page
                 and request.method == "GET"
@@ -178,10 +182,41 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     # -- endpoints ------------------------------------------------------------------------------
 
+    _health_endpoints = {f"{bp.name}.{name}" for name in ("health", "health_live", "health_ready")}
+
+    @bp.get("/health/live")
+    def health_live() -> Response:
+        """Liveness: this process answers requests (a balancer or orchestrator restarts it otherwise)."""
+        return _json({"status": "live"})
+
+    @bp.get("/health/ready")
+    def health_ready() -> Response:
+        """Readiness for load balancers: 503 only when this instance cannot serve.
+
+        With ``health_ready_thresholds`` also when one of this instance's own request or memory
+        checks fails (after ``health_min_requests``); host CPU, memory and disk never count.
+        """
+        if analytics_of(monitor) is None:
+            return _json({"status": "not ready", "reason": "monitoring is shut down"}, 503)
+        body: dict[str, Any] = {"status": "ready"}
+        if settings.health_ready_thresholds:
+            failing = [c["name"] for c in _health_body()[0]["checks"] if c["status"] == "fail"]
+            failing = [name for name in failing if name in READINESS_CHECKS]
+            if failing:
+                return _json({"status": "not ready", "failing": failing}, 503)
+            body["thresholds"] = True
+        return _json(body)
+
     @bp.get("/health")
     def health() -> Response:
+        body, system = _health_body(local=request.args.get("scope") != "fleet")
+        if not public_health or not auth.enabled or auth.authenticate(request):
+            body["system"] = _system_block(system)
+        return _json(body, 503 if body["status"] == "unhealthy" else 200)
+
+    def _health_body(local: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         # Load balancers ask about this instance; the fleet's health is asked for by name.
-        st = state(local=request.args.get("scope") != "fleet")
+        st = state(local=local)
         now = st.read()
         window = st.window(HEALTH_WINDOW, now)
         totals = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
@@ -195,19 +230,20 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
             "disk_pct": system.get("disk_pct"),
             "process_rss_max_bytes": system.get("process_rss_max_bytes"),
         }
-        checks = health_checks(readings, settings, _over_fraction(st, now))
-        status = overall_status(checks)
+        checks = health_checks(readings, settings, _over_fraction(st, now), totals["requests"])
         body: dict[str, Any] = {
-            "status": status,
+            "status": overall_status(checks),
             "time": now.t,
             "uptime_s": round(now.t - st.started, 3),
             "window": HEALTH_WINDOW,
             "window_available": window["available"],
+            "requests": totals["requests"],
             "checks": checks,
+            # Spans dropped or not exported since start, by reason (all workers): the SDK-style
+            # otel.sdk.processor.span.processed / otel.sdk.exporter.span.exported error counts.
+            "telemetry": {"spans_lost": dict(system.get("spans_lost") or {})},
         }
-        if not public_health or not auth.enabled or auth.authenticate(request):
-            body["system"] = _system_block(system)
-        return _json(body, 503 if status == "unhealthy" else 200)
+        return body, system
 
     def _over_fraction(st: Any, now: Sample) -> dict[str, float]:
         """Per request check: the share of the window's 10 s steps (with requests) over the threshold."""
@@ -232,15 +268,21 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     def performance() -> Response:
         st = state()
         now = st.read()
+        ranked = _window_param("15m")
         windows = {}
-        for name in PERFORMANCE_WINDOWS:
+        # The asked-for window too (1 h and more from the history): its percentiles come from the
+        # buckets merged over the whole window, never from averaging per-minute percentiles.
+        ranked_window: dict[str, Any] = {}
+        for name in dict.fromkeys((*PERFORMANCE_WINDOWS, ranked)):
             window = st.window(name, now)
             entry = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
             entry["window_available"] = window["available"]
             entry["covered_s"] = round(window["seconds"], 3)
+            entry["source"] = window["source"]
             windows[name] = entry
-        ranked = _window_param("15m")
-        window = st.window(ranked, now)
+            if name == ranked:
+                ranked_window = window
+        window = ranked_window
         rows = endpoint_rows(window["requests"], st.bounds, window["seconds"])
         slowest = sorted((r for r in rows if r["p95_ms"] is not None), key=lambda r: -r["p95_ms"])[:10]
         failing = sorted((r for r in rows if r["errors"]), key=lambda r: (-r["errors"], -r["error_rate_pct"]))[:10]

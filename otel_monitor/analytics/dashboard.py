@@ -182,6 +182,7 @@ def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -
         password = request.form.get("password", "")
         token = request.form.get("token", "")
         if auth.check_login(username, password, token):
+            auth.record_success(client)
             response = redirect(next_url(next_), 303)
             auth.issue_session(response, request)
             return response

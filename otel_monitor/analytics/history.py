@@ -125,10 +125,11 @@ class History:
             now = self.clock()
             minute = int(now // 60) * 60
             delta = diff(own, self._written, self.bounds)
-            if minute != self._minute:
-                self._minute, self._minute_rows = minute, {}
+            # The minute's new running total is kept only once the commit succeeded: a failed write
+            # leaves it as it was, so the retry (whose delta includes the lost one) adds it once.
+            minute_rows = dict(self._minute_rows) if minute == self._minute else {}
             for key, s in delta.items():
-                self._minute_rows[key] = add(self._minute_rows.get(key), s)
+                minute_rows[key] = add(minute_rows.get(key), s)
             rows = [
                 (
                     minute,
@@ -143,7 +144,7 @@ class History:
                     s.max,
                     json.dumps(list(s.buckets)),
                 )
-                for k, s in self._minute_rows.items()
+                for k, s in minute_rows.items()
             ]
             sys_row = self._system_row(minute, now, system)
             conn = self._connect()
@@ -176,6 +177,7 @@ class History:
             finally:
                 conn.close()
             self._written = dict(own)
+            self._minute, self._minute_rows = minute, minute_rows
             return len(rows)
 
     def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> Optional[tuple]:

@@ -21,6 +21,8 @@ import math
 from collections import deque
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
 
+from .._export_accounting import lost_spans
+
 __all__ = [
     "Series",
     "Key",
@@ -228,6 +230,9 @@ def system_values(data: Any) -> dict[str, Any]:
     cpu = per_process("process.cpu.utilization")
     if cpu:
         values["process_cpu_pct"] = sum(cpu.values()) * 100.0
+    lost = lost_spans(data)
+    if lost:
+        values["spans_lost"] = lost
     return values
 
 
@@ -465,28 +470,47 @@ def fail_level(threshold: float, unit: str) -> float:
     return level
 
 
+#: a busy host is not a broken instance: CPU over its threshold warns, never fails
+WARN_ONLY_CHECKS = frozenset({"cpu_pct"})
+#: what opt-in threshold readiness (``health_ready_thresholds``) looks at: this instance's own
+#: requests and memory, not host-wide readings that moving traffic elsewhere would not cure
+READINESS_CHECKS = frozenset({"latency_avg_ms", "latency_p95_ms", "error_rate_pct", "process_rss_bytes"})
+
+
 def health_checks(
-    readings: Mapping[str, Any], settings: Any, over_fraction: Mapping[str, float] | None = None
+    readings: Mapping[str, Any],
+    settings: Any,
+    over_fraction: Mapping[str, float] | None = None,
+    requests: Optional[int] = None,
 ) -> list[dict[str, Any]]:
     """Compare ``readings`` with the thresholds of ``settings``.
 
     ``ok`` at or under the threshold, ``warn`` over it, ``fail`` over :func:`fail_level` -- or, for
     request checks, over the threshold in more than half of the window's steps
-    (``over_fraction[name] > 0.5``). No reading: ``"value": null``, ``ok``.
+    (``over_fraction[name] > 0.5``). No reading: ``"value": null``, ``ok``. Request checks stay
+    ``ok`` while the window has fewer than ``settings.health_min_requests`` requests (start-up
+    noise: 1 error in 32 requests is not an error rate); :data:`WARN_ONLY_CHECKS` never fail.
     """
     result = []
+    min_requests = getattr(settings, "health_min_requests", 0)
     for name, key, setting, unit, request_check in HEALTH_CHECKS:
         threshold = getattr(settings, setting)
         value = readings.get(key)
         status = "ok"
-        if value is not None:
+        too_few = request_check and requests is not None and requests < min_requests
+        if value is not None and not too_few:
             if value > fail_level(threshold, unit):
                 status = "fail"
             elif value > threshold:
                 status = "fail" if request_check and (over_fraction or {}).get(name, 0.0) > 0.5 else "warn"
+            if status == "fail" and name in WARN_ONLY_CHECKS:
+                status = "warn"
         shown_threshold: Any = int(threshold) if float(threshold).is_integer() else threshold
         shown = None if value is None else (int(value) if unit == "bytes" else round(float(value), 3))
-        result.append({"name": name, "value": shown, "threshold": shown_threshold, "unit": unit, "status": status})
+        check = {"name": name, "value": shown, "threshold": shown_threshold, "unit": unit, "status": status}
+        if too_few and value is not None:
+            check["note"] = f"fewer than {min_requests} requests in the window"
+        result.append(check)
     return result
 
 

@@ -616,6 +616,13 @@
       list.appendChild(item);
     });
     container.appendChild(list);
+    var lost = health.telemetry && health.telemetry.spans_lost;
+    var reasons = lost && typeof lost === "object" ? Object.keys(lost).sort() : [];
+    if (reasons.length) {
+      var total = reasons.reduce(function (n, r) { return n + (Number(lost[r]) || 0); }, 0);
+      container.appendChild(el("div", "telemetry-lost", plural(total, "span") + " not exported (" +
+        reasons.map(function (r) { return r + ": " + fmtCount(lost[r]); }).join(", ") + ")"));
+    }
   }
 
   function kpiCard(label, value, sub, spark, cls) {
@@ -632,24 +639,21 @@
   function windowStats(perf, points, step) {
     var w = perf && perf.windows && perf.windows[state.window];
     if (w && isNum(w.requests)) return w;
-    // Windows the performance summary does not have (history): sum the time series.
+    // No summary for this window (an older server): counts add up over the time series, but a
+    // percentile of a window is not an average of per-step percentiles, so none is shown.
     var requests = totalRequests(points);
     var errorsWeighted = 0;
-    var p95Weighted = 0;
-    var apdexWeighted = 0;
     points.forEach(function (p) {
       var n = p.requests || 0;
       if (isNum(p.error_rate_pct)) errorsWeighted += p.error_rate_pct * n;
-      if (isNum(p.p95_ms)) p95Weighted += p.p95_ms * n;
-      if (isNum(p.apdex)) apdexWeighted += p.apdex * n;
     });
     var seconds = Math.max(1, points.length * (step || 10));
     return {
       requests: requests,
       rps: requests / seconds,
       error_rate_pct: requests ? errorsWeighted / requests : null,
-      latency: { p95_ms: requests ? p95Weighted / requests : null },
-      apdex: requests ? apdexWeighted / requests : null,
+      latency: { p95_ms: null },
+      apdex: null,
       approximate: true
     };
   }

@@ -1,0 +1,210 @@
+"""Every span an export loses is counted with its reason; Retry-After holds back the next export."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from flask import Flask
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_monitor import Monitor
+from otel_monitor._export_accounting import EXPORTED_METRIC, AccountedSpanExporter, lost_spans
+from otel_monitor.testing import closing_client
+
+from .conftest import free_port
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that answers every POST with ``status`` (and ``retry_after``)."""
+
+    status = 503
+    retry_after: str | None = None
+    posts: list = []
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Receiver.posts.append(time.monotonic())
+        self.send_response(Receiver.status)
+        if Receiver.retry_after:
+            self.send_header("Retry-After", Receiver.retry_after)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    Receiver.status, Receiver.retry_after, Receiver.posts = 503, None, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _app(port: int, **settings):
+    app = Flask("accounting")
+    app.add_url_rule("/", "index", lambda: "ok")
+    monitor = Monitor(
+        app,
+        system_metrics=False,
+        traces_exporter="otlp",
+        metrics_exporter="none",
+        logs_exporter="none",  # the receiver counts span posts only
+        otlp_protocol="http/protobuf",
+        otlp_endpoint=f"http://127.0.0.1:{port}",
+        **settings,
+    )
+    return app, monitor
+
+
+def _exported(monitor) -> dict:
+    """error.type (None: exported) -> spans, from the pipeline's own metrics."""
+    result: dict = {}
+    data = monitor.pipeline.reader.snapshot()
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == EXPORTED_METRIC:
+                    for p in metric.data.data_points:
+                        assert p.attributes["otel.component.type"] == "otlp_http_span_exporter"
+                        key = p.attributes.get("error.type")
+                        result[key] = result.get(key, 0) + p.value
+    return result
+
+
+def test_spans_a_collector_answers_503_for_are_all_counted_as_lost_and_logged_once(receiver, caplog):
+    app, monitor = _app(receiver, otlp_timeout=1)
+    client = closing_client(app)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(300):
+            client.get("/")
+        assert monitor.tracer_provider.force_flush(5000)
+        assert _exported(monitor) == {"503": 300}
+        assert lost_spans(monitor.pipeline.reader.snapshot()) == {"503": 300}
+        for _ in range(300):
+            client.get("/")
+        monitor.tracer_provider.force_flush(5000)
+    assert _exported(monitor) == {"503": 600}
+    health = client.get("/otel-monitor/health").get_json()
+    assert health["telemetry"] == {"spans_lost": {"503": 600}}  # what the dashboard's health card shows
+    exposition = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'^otel_sdk_exporter_span_exported_total\{[^}]*error_type="503"[^}]*\} 600$', exposition, re.M)
+    ours = [r for r in caplog.records if "not exported" in r.getMessage()]
+    assert len(ours) == 1 and "503" in ours[0].getMessage()
+    sdk = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter") and "Failed to export" in r.msg]
+    assert len(sdk) <= 1  # the SDK logs every batch; we let one line through per minute
+    monitor.shutdown(timeout=2)
+
+
+def test_spans_sent_to_a_closed_port_are_all_counted_as_lost():
+    app, monitor = _app(free_port(), otlp_timeout=1)
+    client = closing_client(app)
+    for _ in range(700):
+        client.get("/")
+    monitor.tracer_provider.force_flush(10_000)
+    lost = _exported(monitor)
+    assert None not in lost and sum(lost.values()) == 700, lost
+    monitor.shutdown(timeout=2)
+
+
+def test_retry_after_beyond_the_export_timeout_holds_back_the_next_posts(receiver):
+    Receiver.retry_after = "30"
+    app, monitor = _app(receiver, otlp_timeout=2)
+    client = closing_client(app)
+    deadline = time.monotonic() + 4.0  # four batch intervals of 1 s
+    sent = 0
+    while time.monotonic() < deadline:
+        client.get("/")
+        sent += 1
+        time.sleep(0.005)
+    monitor.tracer_provider.force_flush(5000)
+    assert len(Receiver.posts) == 1  # the SDK alone posts again every second
+    lost = _exported(monitor)
+    assert set(lost) == {"503", "retry_after"} and sum(lost.values()) == sent, lost
+    monitor.shutdown(timeout=2)
+
+
+def _accounted(inner):
+    reader = InMemoryMetricReader()
+    return AccountedSpanExporter(inner, MeterProvider(metric_readers=[reader]), timeout_s=1.0), reader
+
+
+def _spans(n: int) -> list:
+    exporter = InMemorySpanExporter()
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for _ in range(n):
+        provider.get_tracer("t").start_span("s").end()
+    return list(exporter.get_finished_spans())
+
+
+def test_exported_spans_are_counted_without_an_error_type():
+    exporter, reader = _accounted(InMemorySpanExporter())
+    assert exporter.export(_spans(3)) is SpanExportResult.SUCCESS
+    (point,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert point.value == 3 and "error.type" not in point.attributes
+
+
+def test_an_exporter_that_raises_loses_the_batch_counted_by_exception_type(caplog):
+    class Broken(InMemorySpanExporter):
+        def export(self, spans):
+            raise ConnectionError("refused\r\nforged line")
+
+    exporter, reader = _accounted(Broken())
+    assert exporter.export(_spans(2)) is SpanExportResult.FAILURE
+    assert lost_spans(reader.get_metrics_data()) == {"ConnectionError": 2}
+    assert "\r\n" not in caplog.records[-1].getMessage()
+
+
+def test_spans_exported_after_shutdown_are_counted_as_lost_to_shutdown():
+    exporter, reader = _accounted(InMemorySpanExporter())
+    exporter.shutdown()
+    assert exporter.export(_spans(4)) is SpanExportResult.FAILURE
+    assert lost_spans(reader.get_metrics_data()) == {"shutdown": 4}
+
+
+def test_spans_still_queued_when_the_shutdown_timeout_ends_are_counted_as_lost_to_shutdown():
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_monitor._export_accounting import count_unexported_at_shutdown
+
+    release = threading.Event()
+
+    class Stuck(InMemorySpanExporter):
+        def export(self, spans):
+            release.wait(5)  # a collector that does not answer
+            return SpanExportResult.FAILURE
+
+    exporter, reader = _accounted(Stuck())
+    processor = count_unexported_at_shutdown(
+        BatchSpanProcessor(exporter, max_queue_size=2048, max_export_batch_size=512, schedule_delay_millis=50)
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    for _ in range(1500):
+        provider.get_tracer("t").start_span("s").end()
+    time.sleep(0.2)  # the first batch is in the stuck export
+    # What a bounded shutdown does: the SDK's batch processor gives its worker 100 ms, then shuts
+    # the exporter down with the rest still queued (BatchSpanProcessor.shutdown() itself waits 30 s).
+    processor._batch_processor.shutdown(timeout_millis=100)
+    release.set()
+    deadline = time.monotonic() + 5
+    while sum(lost_spans(reader.get_metrics_data()).values()) < 1500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lost = lost_spans(reader.get_metrics_data())
+    assert sum(lost.values()) == 1500, lost
+    assert lost["shutdown"] >= 1500 - 512
