@@ -159,6 +159,7 @@ def fleet(tmp_path_factory):
             OTEL_MONITOR_ANALYTICS_SOURCE="prometheus",
             OTEL_MONITOR_ANALYTICS_PROMETHEUS_URL=prom_url,
             OTEL_MONITOR_DASHBOARD_REFRESH_S="2",
+            OTEL_MONITOR_HEALTH_MIN_REQUESTS="5",  # the thresholds judge these few requests too
             PYTHONUNBUFFERED="1",
         )
         bases = []

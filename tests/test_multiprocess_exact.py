@@ -92,7 +92,9 @@ def test_a_read_only_directory_serves_each_workers_own_numbers_with_one_log_line
         send(base, 0, 20)
         scrapes = [get(base + "/metrics") for _ in range(20)]
         health = [status_and_body(base + "/otel-monitor/health") for _ in range(5)]
-        assert all(0 < request_total(body) <= 20 for body in scrapes)
+        # each worker's own numbers: a worker that happened to serve none of the 20 shows 0
+        totals = [request_total(body) for body in scrapes]
+        assert all(0 <= total <= 20 for total in totals) and max(totals) > 0, totals
         # 503 is /health's own verdict on this busy machine (a JSON body); never a 500
         assert all(code in (200, 503) and json.loads(body)["status"] for code, body in health), health
         log = next(tmp_path.glob("gunicorn-*.log")).read_text()
