@@ -366,6 +366,7 @@ def test_traces_lists_slow_and_failed_with_links_from_the_template():
             "error": None,
             "kind": "slow",
             "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
+            "detail": True,
         }
         assert SLOW_S * 1000 <= slow["duration_ms"] < 1000
         assert failed["status_code"] == 500 and failed["route"] == "/fail"

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional
 
 from .._safe_log import log_internal_error
 from .auth import Auth, resolve_secret_key, validate_settings
+from . import errors as _errors
+from . import trace_store as _trace_store
 from .spans import SHARE_KEY, RecentRequests
 from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
 
@@ -55,6 +57,14 @@ class AnalyticsState:
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        self.errors = _errors.ErrorGroups()
+        self.details = _trace_store.TraceStore(
+            settings.analytics_slow_ms,
+            settings.analytics_trace_details,
+            settings.sensitive_query_params,
+            self.prefix,
+            on_failed=self.errors.add,
+        )
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
@@ -174,17 +184,32 @@ class AnalyticsState:
             samples.append(now)
         return list(zip(samples, samples[1:]))
 
-    def traces(self) -> list[dict]:
+    def _gather(self, key: str, own: Callable[[], Any]) -> list[Any]:
+        """What every worker shared under ``key`` (only this one's when reading the others fails)."""
         try:
-            gathered = self.pipeline.gather(SHARE_KEY)
+            return self.pipeline.gather(key)
         except Exception:  # noqa: BLE001
-            log_internal_error("gathering recent traces from the workers")
-            gathered = [self.recent.snapshot()]
-        result = []
-        for worker in gathered:
+            log_internal_error(f"gathering {key} from the workers")
+            return [own()]
+
+    def traces(self) -> list[dict]:
+        result: list[dict] = []
+        for worker in self._gather(SHARE_KEY, self.recent.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict))
         return result
+
+    def trace_details(self) -> list[dict]:
+        """The kept span trees of every worker."""
+        result: list[dict] = []
+        for worker in self._gather(_trace_store.SHARE_KEY, self.details.snapshot):
+            if isinstance(worker, list):
+                result.extend(e for e in worker if isinstance(e, dict) and isinstance(e.get("trace_id"), str))
+        return result
+
+    def error_groups(self) -> list[dict]:
+        """The error groups of every worker, merged."""
+        return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
 def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
@@ -199,6 +224,10 @@ def _setup(settings: Any, pipeline: Any) -> None:
     pipeline.extensions[EXTENSION_KEY] = state
     pipeline.tracer_provider.add_span_processor(state.recent)
     pipeline.share(SHARE_KEY, state.recent.snapshot)
+    if settings.analytics_trace_details > 0:
+        pipeline.tracer_provider.add_span_processor(state.details)
+        pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
+        pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")
