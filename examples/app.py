@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from flask import Flask, abort, jsonify, redirect, request
@@ -110,7 +111,7 @@ def create_app(**monitor_settings) -> Flask:
         base = app.config.get("INVENTORY_URL")
         if not base:  # no server to call (the Flask test client): the local table answers
             return STOCK.get(product)
-        url = f"{base}/api/inventory/{product}"
+        url = f"{base}/api/inventory/{urllib.parse.quote(product, safe='')}"
         with monitor.tracer.start_as_current_span(
             "GET", kind=SpanKind.CLIENT, attributes={"http.request.method": "GET", "url.full": url}
         ) as span:
@@ -135,7 +136,15 @@ def create_app(**monitor_settings) -> Flask:
         return jsonify(charged=_charge_card(request.args.get("card", "4242")))
 
     def _charge_card(card: str) -> bool:
-        raise RuntimeError(f"payment gateway refused card ending {card[-4:]} (this endpoint fails on purpose)")
+        # The failing call gets its own client span: the exception is recorded on it, and the trace
+        # shows where the time went before the request failed.
+        with monitor.tracer.start_as_current_span(
+            "POST /v1/charges",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "server.address": "payments.invalid", "server.port": 443},
+        ):
+            time.sleep(0.002)
+            raise RuntimeError(f"payment gateway refused card ending {card[-4:]} (this endpoint fails on purpose)")
 
     monitor = Monitor(app, **{"analytics_prefix": "/professional-analytics", **monitor_settings})
     # Custom metrics in one line each.

@@ -422,6 +422,145 @@ def test_traces_view_lists_slow_and_failed_requests_with_safe_links(dashboard):
     dashboard.browser.assert_clean()
 
 
+DOCS_IMAGES = ROOT / "docs" / "images"
+
+
+def open_failed_trace(page) -> str:
+    """From the Traces tab, open the newest failed /api/error request; returns its trace id."""
+    open_view(page, "traces")
+    page.click('.segmented button[data-kind="failed"]')
+    row = page.locator("#trace-rows tr[data-trace]", has_text="/api/error").first
+    row.wait_for()
+    trace_id = row.get_attribute("data-trace")
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id), trace_id
+    assert row.locator("a.trace-open").inner_text() == trace_id  # the full id, not half of it
+    row.locator(".route-text").click()  # a click anywhere on the row opens the trace
+    page.wait_for_function("id => location.hash === '#traces/' + id", arg=trace_id)
+    page.locator("#trace-detail .wf-span").first.wait_for()
+    return trace_id
+
+
+def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_traceback(dashboard):
+    page = dashboard.page
+    trace_id = open_failed_trace(page)
+    detail = page.locator("#trace-detail")
+    assert page.locator("#trace-list").is_hidden()
+    assert detail.locator(".full-id").inner_text() == trace_id
+    names = detail.locator(".wf-span .wf-label").all_inner_texts()
+    assert names == ["GET /api/error", "POST /v1/charges"], names
+    # nesting and the time axis: the child is indented and its bar lies inside the request's
+    indent = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-name'), n => parseFloat(n.style.paddingLeft))"
+    )
+    assert indent == [0, 14], indent
+    bars = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-bar'), b => {
+            const r = b.getBoundingClientRect(); return [r.left, r.right]; })"""
+    )
+    assert bars[0][0] <= bars[1][0] < bars[1][1] <= bars[0][1] + 1, bars
+    assert detail.locator(".wf-span.status-error").count() == 2
+    assert all(re.fullmatch(r"[\d.,]+ (ms|s)", d) for d in detail.locator(".wf-span .wf-dur").all_inner_texts())
+    assert detail.locator(".wf-tick").count() == 5
+    # the traceback, readable as text
+    assert detail.locator(".exception-card .exception-type").inner_text() == "RuntimeError"
+    traceback = detail.locator(".exception-card pre.traceback").inner_text()
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert "in _charge_card" in traceback and "RuntimeError: payment gateway refused card ending 4242" in traceback
+    # the attributes one click away, and the external viewer kept (a link template is set)
+    child = detail.locator(".wf-span").nth(1)
+    assert child.get_attribute("aria-expanded") == "false"
+    child.click()
+    assert child.get_attribute("aria-expanded") == "true"
+    panel = detail.locator(".wf-panel").nth(1)
+    assert panel.is_visible()
+    pairs = dict(zip(panel.locator(".attr-key").all_inner_texts(), panel.locator(".attr-value").all_inner_texts()))
+    assert pairs["server.address"] == "payments.invalid" and pairs["kind"] == "client", pairs
+    assert "exception.type" in pairs and pairs["exception.type"] == "RuntimeError"
+    link = detail.locator("a.trace-link")
+    assert link.get_attribute("href") == TRACE_LINK + trace_id and link.get_attribute("rel") == "noopener noreferrer"
+    # the auto-refresh (2 s) leaves the open panel open
+    page.wait_for_timeout(2500)
+    assert child.get_attribute("aria-expanded") == "true" and panel.is_visible()
+    shot(page, "trace")
+    page.click("#trace-detail a.back-link")
+    page.wait_for_function("() => location.hash === '#traces'")
+    assert page.locator("#trace-list").is_visible()
+    dashboard.browser.assert_clean()
+
+
+def test_errors_view_groups_failures_with_count_frame_and_example_traces(dashboard):
+    page = dashboard.page
+    open_view(page, "errors")
+    group = page.locator(".error-group", has_text="/api/error").first
+    assert group.locator(".exception-type").inner_text() == "RuntimeError"
+    assert "payment gateway refused card ending 4242" in group.locator(".exception-message").inner_text()
+    assert re.fullmatch(r"examples/app\.py:\d+ in _charge_card", group.locator(".error-frame").inner_text())
+    count = number(group.locator(".error-count .kpi-value").inner_text())
+    api = page.evaluate(
+        "() => fetch(document.body.dataset.api + '/errors', {credentials: 'same-origin'}).then(r => r.json())"
+    )
+    [expected] = [g for g in api["groups"] if g["route"] == "/api/error"]
+    assert expected["count"] >= count >= 1  # (traffic goes on between the two reads)
+    assert group.locator(".error-timeline svg.spark").count() == 1
+    assert "in the last hour" in group.locator(".error-timeline").inner_text()
+    shot(page, "errors")
+    example = group.locator(".error-examples a.trace-id").first
+    href = example.get_attribute("href")
+    assert re.fullmatch(r"#traces/[0-9a-f]{32}", href), href
+    example.click()
+    page.locator("#trace-detail .exception-card").wait_for()
+    assert page.locator("#trace-detail .full-id").inner_text() == href.split("/")[1]
+    dashboard.browser.assert_clean()
+
+
+def test_traces_waterfall_and_errors_fit_a_phone(dashboard):
+    page = dashboard.page
+    try:
+        page.set_viewport_size({"width": 390, "height": 844})
+        open_view(page, "traces")
+        page.click('.segmented button[data-kind="all"]')
+        page.locator("#trace-rows tr").first.wait_for()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        # every value of a row is on screen (the rows are cards), the full trace id included
+        cell = page.locator("#trace-rows tr[data-trace] td.trace-cell").first
+        box = cell.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        shot(page, "traces-phone")
+        trace_id = open_failed_trace(page)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        assert page.locator("#trace-detail .wf-span").count() == 2
+        assert "RuntimeError" in page.locator("#trace-detail .exception-card pre.traceback").inner_text()
+        assert page.locator("#trace-detail .full-id").inner_text() == trace_id
+        shot(page, "trace-phone")
+        open_view(page, "errors")
+        assert page.locator(".error-group", has_text="/api/error").count() >= 1
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        shot(page, "errors-phone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    dashboard.browser.assert_clean()
+
+
+def test_docs_screenshots_of_the_overview_and_a_trace(dashboard):
+    """docs/images/overview.png and trace.png (README): the 5-minute window, a failed request's trace."""
+    page = dashboard.page
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    page.select_option("#window-select", "5m")
+    try:
+        open_view(page, "overview")
+        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
+        page.screenshot(path=str(DOCS_IMAGES / "overview.png"), full_page=True)
+        open_failed_trace(page)
+        page.locator("#trace-detail .wf-span").nth(1).click()
+        page.screenshot(path=str(DOCS_IMAGES / "trace.png"), full_page=True)
+    finally:
+        gen = loaded(page, "overview")
+        page.select_option("#window-select", "1m")
+        page.click('.tabs a[data-tab="overview"]')
+        wait_loaded(page, "overview", gen)
+    dashboard.browser.assert_clean()
+
+
 def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     page = dashboard.page
     open_view(page, "custom")
@@ -603,6 +742,7 @@ def _empty() -> dict:
             "most_failing_endpoints": [],
         },
         "traces": {"link_template": None, "traces": []},
+        "errors": {"groups": [], "total": 0, "timeline_step_s": 60},
         "metrics": {
             "metrics": [{"name": "http.server.request.duration", "unit": "s", "type": "histogram", "points": []}]
         },
@@ -686,6 +826,7 @@ def test_empty_states_say_what_to_do(browser, canned_server):
         "endpoints": "No requests yet — send some traffic to your app.",
         "system": "No system metrics yet.",
         "traces": "No slow or failed requests yet.",
+        "errors": "No failed requests yet.",
         "custom": "No custom metrics yet.",
     }
     try:

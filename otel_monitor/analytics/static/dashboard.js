@@ -32,6 +32,8 @@
     method: "",
     traceKind: "all",
     traceId: null,           // trace shown as a waterfall (#traces/<32 hex>), or null
+    traceShown: null,        // the trace id the waterfall was drawn for
+    openSpans: {},           // span id -> its attributes panel is open
     customFilter: "",
     endpoints: null,         // last /endpoints + /timeseries for the table (re-sorted without refetch)
     custom: null,
@@ -1151,6 +1153,8 @@
   // Trace detail: the waterfall of one request's spans
 
   function loadTraceDetail(gen, traceId) {
+    // A kept trace does not change: the auto-refresh leaves it (and the spans opened) as it is.
+    if (state.traceShown === traceId) return Promise.resolve();
     return api("/traces/" + encodeURIComponent(traceId)).then(function (tree) {
       if (gen !== state.generation) return;
       windowNote = "";
@@ -1174,6 +1178,7 @@
   }
 
   function renderTraceDetail(tree) {
+    state.traceShown = tree.trace_id;
     var box = clear($("trace-detail"));
     var spans = Array.isArray(tree.spans) ? tree.spans : [];
     var head = el("div", "detail-head");
@@ -1260,9 +1265,11 @@
       row.appendChild(track);
       row.appendChild(el("div", "wf-dur", fmtMs(s.duration_ms)));
       var panel = spanPanel(s);
-      panel.hidden = true;
+      panel.hidden = !state.openSpans[s.span_id];
+      row.setAttribute("aria-expanded", panel.hidden ? "false" : "true");
       row.addEventListener("click", function () {
         panel.hidden = !panel.hidden;
+        state.openSpans[s.span_id] = !panel.hidden;
         row.setAttribute("aria-expanded", panel.hidden ? "false" : "true");
       });
       item.appendChild(row);
@@ -1518,6 +1525,7 @@
     state.detail = route.detail;
     var changedTrace = route.traceId !== state.traceId;
     state.traceId = route.traceId;
+    if (changedTrace || changedView) { state.traceShown = null; state.openSpans = {}; }
     hideTooltip();
     VIEWS.forEach(function (v) {
       $("view-" + v).hidden = v !== state.view;
