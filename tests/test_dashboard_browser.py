@@ -79,6 +79,7 @@ def _one_round(base: str, rnd: random.Random, slow: bool, error: bool) -> None:
         _request(base + "/api/slow")
     if error:
         _request(base + "/api/error")
+        _request(base + "/xss-fail")
 
 
 @pytest.fixture(scope="module")
@@ -511,6 +512,22 @@ def test_errors_view_groups_failures_with_count_frame_and_example_traces(dashboa
     page.locator("#trace-detail .exception-card").wait_for()
     assert page.locator("#trace-detail .full-id").inner_text() == href.split("/")[1]
     dashboard.browser.assert_clean()
+
+
+def test_hostile_exception_text_and_span_names_stay_text_in_the_trace_and_error_views(dashboard):
+    page = dashboard.page
+    hostile = "<img src=x onerror=alert(3)>"
+    open_view(page, "errors")
+    group = page.locator(".error-group", has_text="/xss-fail").first
+    assert group.locator(".exception-message").inner_text() == ": " + hostile
+    href = group.locator(".error-examples a.trace-id").first.get_attribute("href")
+    page.goto(dashboard.base + PREFIX + "/" + href)
+    page.locator("#trace-detail .wf-span").nth(1).wait_for()
+    assert page.locator("#trace-detail .wf-span .wf-label").all_inner_texts() == ["GET /xss-fail", hostile]
+    assert hostile in page.locator("#trace-detail .exception-card pre.traceback").inner_text()
+    assert page.locator("#trace-detail img, #error-groups img").count() == 0
+    assert page.evaluate("() => document.scripts.length") == 1
+    dashboard.browser.assert_clean()  # no dialog came of it
 
 
 def test_traces_waterfall_and_errors_fit_a_phone(dashboard):

@@ -29,7 +29,7 @@ __all__ = ["TraceStore", "SHARE_KEY", "SAMPLE_EVERY", "MAX_SPANS", "MAX_PENDING"
 #: key under which each worker shares its kept trees (``pipeline.share`` / ``pipeline.gather``)
 SHARE_KEY = "otel_monitor.analytics.trace_details"
 #: one normal request in this many is kept too, so a healthy route has an example to compare with
-SAMPLE_EVERY = 100
+SAMPLE_EVERY = 500
 #: spans kept per tree (the rest are counted in ``dropped_spans``)
 MAX_SPANS = 100
 #: trees whose request span has not ended yet (spans outside any request would pile up otherwise)
@@ -94,35 +94,23 @@ class TraceStore(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         parent = span.parent
-        trace_id = span.context.trace_id
         if parent is not None and not parent.is_remote:
-            # A child: wait for the request span (bounded; the oldest waiting tree goes first).
-            waiting = self.pending.get(trace_id)
-            if waiting is None:
-                if len(self.pending) >= MAX_PENDING:
-                    try:
-                        del self.pending[next(iter(self.pending))]
-                    except (StopIteration, KeyError, RuntimeError):
-                        pass
-                    self.dropped_pending += 1
-                waiting = self.pending[trace_id] = [0]
-            if len(waiting) <= MAX_SPANS:
-                waiting.append(span)
-            else:
-                waiting[0] += 1
+            self._wait(span)
             return
-        children = self.pending.pop(trace_id, None)
-        if children is not None and len(children) > 1:
-            children = self._own_children(span.context.span_id, trace_id, children)
-        if span.kind is not _SERVER or self.kept <= 0:
+        children = None
+        if self.pending:  # most requests have no child span waiting: no lookup then
+            trace_id = span.context.trace_id
+            children = self.pending.pop(trace_id, None)
+            if children is not None and len(children) > 1:
+                children = self._own_children(span.context.span_id, trace_id, children)
+        if span.kind is not _SERVER:
             return
-        end, start = span.end_time or 0, span.start_time or 0
         failed = span.status.status_code is _ERROR
-        slow = end - start > self.slow_ns
-        self._seen += 1
-        sample = not (failed or slow) and self._seen % self._sample_every == 0
-        if not (failed or slow or sample):
-            return
+        slow = (span.end_time or 0) - (span.start_time or 0) > self.slow_ns
+        if not (failed or slow):
+            self._seen += 1
+            if self._seen % self._sample_every:
+                return
         route = span.attributes.get("http.route") if span.attributes else None
         exclude = self._exclude
         if exclude is not None and isinstance(route, str) and (route == exclude or route.startswith(exclude + "/")):
@@ -140,6 +128,23 @@ class TraceStore(SpanProcessor):
         if failed and slow:
             self.slow.append(tree)
 
+    def _wait(self, span: ReadableSpan) -> None:
+        """A child: it waits for its request span (bounded; the oldest waiting tree goes first)."""
+        trace_id = span.context.trace_id
+        waiting = self.pending.get(trace_id)
+        if waiting is None:
+            if len(self.pending) >= MAX_PENDING:
+                try:
+                    del self.pending[next(iter(self.pending))]
+                except (StopIteration, KeyError, RuntimeError):
+                    pass
+                self.dropped_pending += 1
+            waiting = self.pending[trace_id] = [0]
+        if len(waiting) <= MAX_SPANS:
+            waiting.append(span)
+        else:
+            waiting[0] += 1
+
     def shutdown(self) -> None:
         pass
 
@@ -153,7 +158,7 @@ class TraceStore(SpanProcessor):
         mine: dict[int, bool] = {root_id: True}
 
         def under_root(span_id: int) -> bool:
-            chain = []
+            chain: list[int] = []
             while span_id not in mine:
                 span = by_id.get(span_id)
                 if span is None or span.parent is None or len(chain) > MAX_SPANS:
