@@ -588,6 +588,11 @@ def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     assert page.locator("#custom-list img").count() == 0
     values = page.locator("#custom-list td.num.strong").all_inner_texts()
     assert "50" in values and all(number(v) > 0 for v in values), values
+    # each instrument charted over the window: the counter as a rate, the gauge as its value (50)
+    titles = page.locator("#custom-list .metric-chart .chart-title").all_inner_texts()
+    assert titles == ["Per second", "Value"], titles
+    assert min(drawn_points(page, "#custom-list .metric-chart svg.chart")) >= 2
+    assert page.locator("#custom-list .metric-chart .legend-value").nth(1).inner_text() == "50"
     shot(page, "custom-metrics")
     dashboard.browser.assert_clean()
 
@@ -760,6 +765,7 @@ def _empty() -> dict:
         },
         "traces": {"link_template": None, "traces": []},
         "errors": {"groups": [], "total": 0, "timeline_step_s": 60},
+        "metrics/series": {"window": "15m", "step_s": None, "window_available": True, "covered_s": 0, "series": {}},
         "metrics": {
             "metrics": [{"name": "http.server.request.duration", "unit": "s", "type": "histogram", "points": []}]
         },

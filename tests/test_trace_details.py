@@ -338,3 +338,48 @@ def test_memory_stays_bounded_with_10000_failing_requests():
         assert grown < 512 * 1024, f"otel_monitor's allocations grew by {grown} bytes"
     finally:
         monitor.shutdown(timeout=2)
+
+
+def test_custom_metrics_are_sampled_into_series_over_the_window():
+    from otel_monitor.analytics.custom_series import CustomSeries
+
+    series = CustomSeries(size=4)
+    for i, t in enumerate((100.0, 110.0, 120.0, 130.0, 140.0)):
+        series.add(
+            t,
+            [
+                {"name": "shop.orders", "type": "counter", "points": [{"value": 10 * i}, {"value": 5 * i}]},
+                {"name": "shop.queue", "type": "gauge", "unit": "{job}", "points": [{"value": 7 - i}]},
+                {"name": "shop.latency", "type": "histogram", "points": [{"count": 2 * i, "sum": 1.0}]},
+                {"name": "http.server.request.duration", "type": "histogram", "points": [{"count": 9}]},
+            ],
+        )
+    body = series.window(now=140.0, length=60.0)
+    assert set(body["series"]) == {"shop.orders", "shop.queue", "shop.latency"}  # built-ins are left out
+    orders = body["series"]["shop.orders"]
+    assert orders["t"] == [120.0, 130.0, 140.0] and orders["values"] == [1.5, 1.5, 1.5]  # 15 per 10 s
+    assert body["series"]["shop.queue"]["values"] == [5, 4, 3] and body["series"]["shop.queue"]["label"] == "value"
+    assert body["series"]["shop.latency"]["values"] == [0.2, 0.2, 0.2]
+    # the ring holds 4 samples (110..140): 30 s of a 60 s window, and says so
+    assert body["window_available"] is False and body["covered_s"] == 30.0 and body["step_s"] == 10.0
+    series.add(150.0, [{"name": "shop.orders", "type": "counter", "points": [{"value": 3}]}])  # a reset
+    assert series.window(now=150.0, length=15.0)["series"]["shop.orders"]["values"] == [None]
+
+
+def test_metrics_series_endpoint_charts_a_custom_counter():
+    app, monitor, state = make_app()
+    orders = monitor.counter("shop.orders.created", "Orders", unit="{order}")
+    client = closing_client(app)
+    try:
+        clock = [1000.0]
+        state.use_clock(lambda: clock[0])
+        for _ in range(3):
+            orders.add(20)
+            state.sample()
+            clock[0] += 10
+        body = get(client, "/metrics/series?window=1m").get_json()
+        assert body["window"] == "1m" and body["window_available"] is False
+        assert body["series"]["shop.orders.created"]["values"] == [2.0, 2.0]
+        assert get(client, "/metrics/series?window=nope").status_code == 400
+    finally:
+        monitor.shutdown(timeout=2)

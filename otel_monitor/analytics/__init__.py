@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from .._safe_log import log_internal_error
 from .auth import Auth, resolve_secret_key, validate_settings
+from . import custom_series as _custom_series
 from . import errors as _errors
 from . import trace_store as _trace_store
 from .spans import SHARE_KEY, RecentRequests
@@ -58,6 +59,8 @@ class AnalyticsState:
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
         self.errors = _errors.ErrorGroups()
+        self.custom = _custom_series.CustomSeries(RING_SIZE)
+        self._last_data: Any = None
         self.details = _trace_store.TraceStore(
             settings.analytics_slow_ms,
             settings.analytics_trace_details,
@@ -87,6 +90,7 @@ class AnalyticsState:
     def read(self) -> Sample:
         """A cumulative snapshot now (all workers), not stored."""
         data = self.pipeline.collect_all()
+        self._last_data = data
         requests, bounds = extract(data, self.cap, self.prefix)
         if bounds:
             self.bounds = bounds
@@ -98,10 +102,19 @@ class AnalyticsState:
         current = self.read()
         previous = self.ring.newest()
         stored = self.ring.add(current.t, current.requests, current.system)
+        self._sample_custom(current.t)
         grown = diff(current.requests, previous.requests if previous else {}, self.bounds)
         for key in grown:
             self.last_seen[(key[0], key[1])] = current.t
         return stored
+
+    def _sample_custom(self, t: float) -> None:
+        from .blueprint import _metrics_json
+
+        try:
+            self.custom.add(t, _metrics_json(self._last_data))
+        except Exception:  # noqa: BLE001
+            log_internal_error("sampling the custom metrics")
 
     def write_history(self) -> int:
         """Write this process's own deltas to the history file (the 60 s job)."""

@@ -388,6 +388,16 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     def metrics() -> Response:
         return _json({"metrics": _metrics_json(state().pipeline.collect_all())})
 
+    @bp.get("/metrics/series")
+    def metrics_series() -> Response:
+        window_name = _window_param("15m")
+        length = WINDOWS[window_name]
+        st = state()
+        now = st.clock()
+        seconds = now - st.started if length is None else length
+        body = st.custom.window(now, seconds)
+        return _json({"window": window_name, **body})
+
     @bp.get("/traces")
     def traces() -> Response:
         kind = request.args.get("kind", "all")

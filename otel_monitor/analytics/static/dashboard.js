@@ -37,6 +37,7 @@
     customFilter: "",
     endpoints: null,         // last /endpoints + /timeseries for the table (re-sorted without refetch)
     custom: null,
+    customSeries: null,      // last /metrics/series (the custom instruments over the window)
     rerender: null           // redraws the current view from the last data (on resize)
   };
 
@@ -1397,13 +1398,31 @@
   }
 
   function loadCustom(gen) {
-    return api("/metrics").then(function (data) {
+    return Promise.all([api("/metrics"), api("/metrics/series", { window: state.window })]).then(function (r) {
       if (gen !== state.generation) return;
-      windowNote = "";
+      var data = r[0];
+      state.customSeries = r[1] || {};
+      noteWindow(state.customSeries);
       state.custom = (Array.isArray(data.metrics) ? data.metrics : []).filter(function (m) { return isCustom(m.name); });
       state.rerender = renderCustom;
       renderCustom();
     });
+  }
+
+  /** The chart of one custom instrument over the window: a counter's rate, a gauge's value. */
+  function customChartSpec(m) {
+    var all = state.customSeries && state.customSeries.series;
+    var s = all && all[m.name];
+    if (!s || !Array.isArray(s.t)) return null;
+    var perSecond = s.label === "per second";
+    var fmt = perSecond ? function (v) { return isNum(v) ? fixed(v, v < 10 ? 2 : 0) + "/s" : "—"; }
+      : function (v) { return fmtUnit(v, m.unit); };
+    return {
+      title: m.type === "histogram" ? "Observations per second" : perSecond ? "Per second" : "Value",
+      times: s.t, series: [{ label: s.label, values: s.values, cls: "c2" }], fmt: fmt, axisFmt: axisNumber,
+      area: true, height: 120, windowS: axisWindow(state.customSeries), step: state.customSeries.step_s || 10,
+      empty: "Two samples (10 s apart) are needed for a chart."
+    };
   }
 
   function attributesText(attrs) {
@@ -1420,6 +1439,8 @@
     var shown = metrics.filter(function (m) { return !q || String(m.name).toLowerCase().indexOf(q) !== -1; });
     var list = clear($("custom-list"));
     var frag = document.createDocumentFragment();
+    var charts = [];
+    hideTooltip();
     shown.forEach(function (m) {
       var card = el("div", "card metric-card");
       var head = el("div", "metric-head");
@@ -1456,6 +1477,13 @@
         tbody.appendChild(tr);
       });
       table.appendChild(tbody);
+      var spec = customChartSpec(m);
+      if (spec) {
+        var chart = chartCard(spec);
+        chart.classList.add("metric-chart");
+        card.appendChild(chart);
+        charts.push(chart);
+      }
       if (points.length) card.appendChild(table);
       else card.appendChild(emptyState("No data points yet."));
       if (points.length > MAX_POINTS_SHOWN) {
@@ -1464,6 +1492,7 @@
       frag.appendChild(card);
     });
     list.appendChild(frag);
+    charts.forEach(drawChart);
     $("custom-count").textContent = metrics.length ? (shown.length === metrics.length ? metrics.length + " instruments" :
       shown.length + " of " + metrics.length + " instruments") : "";
     var empty = $("custom-empty");
