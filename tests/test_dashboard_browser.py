@@ -128,7 +128,12 @@ def app_server(tmp_path_factory):
             n = 0
             while not stop.is_set():
                 n += 1
-                _one_round(base, rnd, slow=n % 4 == 0, error=n % 15 == 0)
+                try:
+                    _one_round(base, rnd, slow=n % 4 == 0, error=n % 15 == 0)
+                except OSError:
+                    if stop.is_set():
+                        return  # the app stopped under a request in flight
+                    raise
                 stop.wait(0.4)
 
         thread = threading.Thread(target=traffic, name="dashboard-traffic", daemon=True)
