@@ -563,71 +563,6 @@ def test_traces_waterfall_and_errors_fit_a_phone(dashboard):
     dashboard.browser.assert_clean()
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory):
-    """The README's demo as users run it: examples/app.py with its own --traffic (healthy, then degraded)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
-    env.update({"PYTHONUNBUFFERED": "1", "MONITORING_USERNAME": USER, "MONITORING_PASSWORD": PASSWORD})
-    log_path = tmp_path_factory.mktemp("demo") / "demo.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), "--traffic", "60"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-        )
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}", time.monotonic()
-    finally:
-        stop_process(proc)
-
-
-def test_docs_screenshots_of_the_demo_overview_and_a_failed_trace(browser, demo_server):
-    """docs/images/overview.png and trace.png (linked from the README), from the demo's own traffic."""
-    base, started = demo_server
-    page = browser.context.new_page()
-    browser.watch(page)
-    try:
-        page.goto(base + PREFIX + "/#overview")
-        page.fill("#username", USER)
-        page.fill("#password", PASSWORD)
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_url(re.compile(re.escape(PREFIX) + r"/(#.*)?$"))
-        page.select_option("#window-select", "5m")
-        # past the demo's degraded spell (12-27 s after its start), with some healthy time after it
-        page.wait_for_timeout(max(0.0, 36 - (time.monotonic() - started)) * 1000)
-        open_view(page, "overview")
-        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
-        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_IMAGES / "overview.png"), full_page=True)
-        open_view(page, "errors")
-        types = set(page.locator(".error-group .exception-type").all_inner_texts())
-        assert types == {"RuntimeError", "LookupError"}, types  # a failing payment, an out-of-stock order
-        shot(page, "demo-errors")
-        open_view(page, "traces")
-        page.click('.segmented button[data-kind="slow"]')
-        page.locator("#trace-rows tr[data-trace]", has_text="/api/slow").first.wait_for()  # past 500 ms
-        page.click('.segmented button[data-kind="failed"]')
-        row = page.locator("#trace-rows tr[data-trace]", has_text="/api/orders").first
-        row.locator(".route-text").click()
-        page.locator("#trace-detail .exception-card").wait_for()
-        names = page.locator("#trace-detail .wf-span .wf-label").all_inner_texts()
-        assert names[0] == "POST /api/orders" and "GET" in names, names  # the outgoing inventory call
-        page.locator("#trace-detail .wf-span", has_text="GET").first.click()
-        page.screenshot(path=str(DOCS_IMAGES / "trace.png"), full_page=True)
-        open_view(page, "endpoints")
-        page.locator("#endpoint-rows .route-text", has_text="/api/users/<int:user_id>").click()
-        shot(page, "demo-endpoint")
-    finally:
-        page.close()
-    # /health answers 503 while the demo is unhealthy (on purpose); Chromium logs that status
-    browser.problems[:] = [p for p in browser.problems if not ("status of 503" in p and p.endswith("/health)"))]
-    browser.assert_clean()
-
-
 def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     page = dashboard.page
     open_view(page, "custom")
@@ -918,4 +853,72 @@ def test_empty_states_say_what_to_do(browser, canned_server):
                 shot(page, "overview-empty")
     finally:
         page.close()
+    browser.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """The README's demo as users run it: examples/app.py with its own --traffic (healthy, then degraded)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "MONITORING_USERNAME": USER, "MONITORING_PASSWORD": PASSWORD})
+    log_path = tmp_path_factory.mktemp("demo") / "demo.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), "--traffic", "60"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}", time.monotonic()
+    finally:
+        stop_process(proc)
+
+
+def test_docs_screenshots_of_the_demo_overview_and_a_failed_trace(browser, demo_server):
+    """docs/images/overview.png and trace.png (linked from the README), from the demo's own traffic.
+    (Last in this file: it logs in to another app.)"""
+    base, started = demo_server
+    # "localhost", not 127.0.0.1: cookies ignore the port, and the other tests' session must stay theirs
+    base = base.replace("127.0.0.1", "localhost")
+    page = browser.context.new_page()
+    browser.watch(page)
+    try:
+        page.goto(base + PREFIX + "/#overview")
+        page.fill("#username", USER)
+        page.fill("#password", PASSWORD)
+        page.click("form.login-form button[type=submit]")
+        page.wait_for_url(re.compile(re.escape(PREFIX) + r"/(#.*)?$"))
+        page.select_option("#window-select", "5m")
+        # past the demo's degraded spell (12-27 s after its start), with some healthy time after it
+        page.wait_for_timeout(max(0.0, 36 - (time.monotonic() - started)) * 1000)
+        open_view(page, "overview")
+        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMAGES / "overview.png"), full_page=True)
+        open_view(page, "errors")
+        types = set(page.locator(".error-group .exception-type").all_inner_texts())
+        assert types == {"RuntimeError", "LookupError"}, types  # a failing payment, an out-of-stock order
+        shot(page, "demo-errors")
+        open_view(page, "traces")
+        page.click('.segmented button[data-kind="slow"]')
+        page.locator("#trace-rows tr[data-trace]", has_text="/api/slow").first.wait_for()  # past 500 ms
+        page.click('.segmented button[data-kind="failed"]')
+        row = page.locator("#trace-rows tr[data-trace]", has_text="/api/orders").first
+        row.locator(".route-text").click()
+        page.locator("#trace-detail .exception-card").wait_for()
+        names = page.locator("#trace-detail .wf-span .wf-label").all_inner_texts()
+        assert names[0] == "POST /api/orders" and "GET" in names, names  # the outgoing inventory call
+        page.locator("#trace-detail .wf-span", has_text="GET").first.click()
+        page.screenshot(path=str(DOCS_IMAGES / "trace.png"), full_page=True)
+        open_view(page, "endpoints")
+        page.locator("#endpoint-rows .route-text", has_text="/api/users/<int:user_id>").click()
+        shot(page, "demo-endpoint")
+    finally:
+        page.close()
+    # /health answers 503 while the demo is unhealthy (on purpose); Chromium logs that status
+    browser.problems[:] = [p for p in browser.problems if not ("status of 503" in p and p.endswith("/health)"))]
     browser.assert_clean()
