@@ -20,16 +20,36 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-#: (weight, method, path) -- every example endpoint gets data, including failures and 404s
+#: (weight, method, path) of a healthy minute: every example endpoint gets data, 404s included
 TRAFFIC_MIX: list[tuple[int, str, str]] = [
     (20, "GET", "/"),
     (25, "GET", "/api/users"),
     (30, "GET", "/api/users/{id}"),
     (8, "POST", "/api/orders"),
-    (4, "GET", "/api/slow"),
-    (3, "GET", "/api/error"),
+    (1, "GET", "/api/slow"),
     (2, "GET", "/no/such/page/{id}"),
 ]
+#: what is added while the app is degraded: slow requests and failures with tracebacks
+DEGRADED_MIX: list[tuple[int, str, str]] = [
+    (6, "GET", "/api/slow"),
+    (5, "GET", "/api/error"),
+    (4, "POST", "/api/orders?product=lamp"),
+]
+#: (seconds, degraded?) repeated: a short healthy start, a degraded spell, then a long healthy stretch,
+#: so a short demo run shows failures and slow requests, and a long one shows the health recover
+TRAFFIC_PHASES: list[tuple[float, bool]] = [(12.0, False), (15.0, True), (150.0, False)]
+_PRODUCTS = ["book", "pen"]
+
+
+def degraded_at(elapsed: float) -> bool:
+    """Whether the traffic is in a degraded phase ``elapsed`` seconds after it started."""
+    cycle = sum(length for length, _ in TRAFFIC_PHASES)
+    t = elapsed % cycle
+    for length, degraded in TRAFFIC_PHASES:
+        if t < length:
+            return degraded
+        t -= length
+    return False
 
 
 def send_traffic(
@@ -41,12 +61,18 @@ def send_traffic(
     progress: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Send the mix to ``base_url`` for at most ``seconds`` and ``max_requests``; returns the count."""
+    """Send the mix to ``base_url`` for at most ``seconds`` and ``max_requests``; returns the count.
+
+    The mix follows :data:`TRAFFIC_PHASES`: healthy, then degraded (:data:`DEGRADED_MIX` added),
+    then healthy again, so every view of the dashboard has something true to show.
+    """
     stop = stop or threading.Event()
-    deadline = time.monotonic() + seconds
+    started_at = time.monotonic()
+    deadline = started_at + seconds
     sent = [0]
     lock = threading.Lock()
-    weights = [w for w, _, _ in TRAFFIC_MIX]
+    healthy, degraded = TRAFFIC_MIX, TRAFFIC_MIX + DEGRADED_MIX
+    weights = {False: [w for w, _, _ in healthy], True: [w for w, _, _ in degraded]}
 
     def worker(seed: int) -> None:
         rnd = random.Random(seed)
@@ -55,15 +81,13 @@ def send_traffic(
                 if sent[0] >= max_requests:
                     return
                 sent[0] += 1
-            _, method, path = rnd.choices(TRAFFIC_MIX, weights)[0]
+            bad = degraded_at(time.monotonic() - started_at)
+            _, method, path = rnd.choices(degraded if bad else healthy, weights[bad])[0]
             url = base_url + path.format(id=rnd.randint(1, 60))
-            data = (
-                json.dumps({"product": rnd.choice(["book", "pen", "lamp"]), "qty": 1}).encode()
-                if method == "POST"
-                else None
-            )
+            product = "lamp" if "product=lamp" in path else rnd.choice(_PRODUCTS)
+            data = json.dumps({"product": product, "qty": 1}).encode() if method == "POST" else None
             req = urllib.request.Request(
-                url,
+                url.split("?")[0] if method == "POST" else url,
                 data=data,
                 method=method,
                 headers={"Content-Type": "application/json", "User-Agent": "otel-monitor-demo"},
@@ -74,6 +98,9 @@ def send_traffic(
                 exc.read()
             except OSError:
                 time.sleep(0.05)
+            # Paced like real users (about 40 requests/s per thread), so the demo itself does not fill
+            # the CPU and make the host check fail.
+            stop.wait(rnd.uniform(0.01, 0.04))
 
     workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     for w in workers:

@@ -581,6 +581,12 @@ class Settings:
         ("OTEL_MONITOR_ANALYTICS_TRACES_KEPT",),
         "Recent slow and failed requests kept per process (each kind)",
     )
+    analytics_trace_details: int = _setting(
+        50,
+        _number(0, 1000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_TRACE_DETAILS",),
+        "Failed and slow requests (each) kept per process with their whole span tree (oldest dropped first); `0`: none",
+    )
     analytics_max_routes: int = _setting(
         500,
         _number(10, 100_000, integer=True),

@@ -40,6 +40,18 @@ def xss() -> str:
     return "ok"
 
 
+XSS_ERROR = "<img src=x onerror=alert(3)>"
+
+
+@app.get("/xss-fail")
+def xss_fail() -> str:
+    """Fails with hostile text in the exception message and a span name (the trace and error views)."""
+    from otel_monitor.monitor import get_monitor
+
+    with get_monitor(app).tracer.start_as_current_span(XSS_ERROR):
+        raise ValueError(XSS_ERROR)
+
+
 if __name__ == "__main__":
     example.app = app
     example.main()

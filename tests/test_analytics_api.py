@@ -364,6 +364,7 @@ def test_traces_lists_slow_and_failed_with_links_from_the_template(monitors):
         "time": slow["time"],
         "error": None,
         "kind": "slow",
+        "detail": True,
         "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
     }
     assert SLOW_S * 1000 <= slow["duration_ms"] < 1000

@@ -79,6 +79,7 @@ def _one_round(base: str, rnd: random.Random, slow: bool, error: bool) -> None:
         _request(base + "/api/slow")
     if error:
         _request(base + "/api/error")
+        _request(base + "/xss-fail")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,12 @@ def app_server(tmp_path_factory):
             n = 0
             while not stop.is_set():
                 n += 1
-                _one_round(base, rnd, slow=n % 4 == 0, error=n % 15 == 0)
+                try:
+                    _one_round(base, rnd, slow=n % 4 == 0, error=n % 15 == 0)
+                except OSError:
+                    if stop.is_set():
+                        return  # the app stopped under a request in flight
+                    raise
                 stop.wait(0.4)
 
         thread = threading.Thread(target=traffic, name="dashboard-traffic", daemon=True)
@@ -422,6 +428,141 @@ def test_traces_view_lists_slow_and_failed_requests_with_safe_links(dashboard):
     dashboard.browser.assert_clean()
 
 
+DOCS_IMAGES = ROOT / "docs" / "images"
+
+
+def open_failed_trace(page) -> str:
+    """From the Traces tab, open the newest failed /api/error request; returns its trace id."""
+    open_view(page, "traces")
+    page.click('.segmented button[data-kind="failed"]')
+    row = page.locator("#trace-rows tr[data-trace]", has_text="/api/error").first
+    row.wait_for()
+    trace_id = row.get_attribute("data-trace")
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id), trace_id
+    assert row.locator("a.trace-open").inner_text() == trace_id  # the full id, not half of it
+    row.locator(".route-text").click()  # a click anywhere on the row opens the trace
+    page.wait_for_function("id => location.hash === '#traces/' + id", arg=trace_id)
+    page.locator("#trace-detail .wf-span").first.wait_for()
+    return trace_id
+
+
+def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_traceback(dashboard):
+    page = dashboard.page
+    trace_id = open_failed_trace(page)
+    detail = page.locator("#trace-detail")
+    assert page.locator("#trace-list").is_hidden()
+    assert detail.locator(".full-id").inner_text() == trace_id
+    names = detail.locator(".wf-span .wf-label").all_inner_texts()
+    assert names == ["GET /api/error", "POST /v1/charges"], names
+    # nesting and the time axis: the child is indented and its bar lies inside the request's
+    indent = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-name'), n => parseFloat(n.style.paddingLeft))"
+    )
+    assert indent == [0, 14], indent
+    bars = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-bar'), b => {
+            const r = b.getBoundingClientRect(); return [r.left, r.right]; })"""
+    )
+    assert bars[0][0] <= bars[1][0] < bars[1][1] <= bars[0][1] + 1, bars
+    assert detail.locator(".wf-span.status-error").count() == 2
+    assert all(re.fullmatch(r"[\d.,]+ (ms|s)", d) for d in detail.locator(".wf-span .wf-dur").all_inner_texts())
+    assert detail.locator(".wf-tick").count() == 5
+    # the traceback, readable as text
+    assert detail.locator(".exception-card .exception-type").inner_text() == "RuntimeError"
+    traceback = detail.locator(".exception-card pre.traceback").inner_text()
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert "in _charge_card" in traceback and "RuntimeError: payment gateway refused card ending 4242" in traceback
+    # the attributes one click away, and the external viewer kept (a link template is set)
+    child = detail.locator(".wf-span").nth(1)
+    assert child.get_attribute("aria-expanded") == "false"
+    child.click()
+    assert child.get_attribute("aria-expanded") == "true"
+    panel = detail.locator(".wf-panel").nth(1)
+    assert panel.is_visible()
+    pairs = dict(zip(panel.locator(".attr-key").all_inner_texts(), panel.locator(".attr-value").all_inner_texts()))
+    assert pairs["server.address"] == "payments.invalid" and pairs["kind"] == "client", pairs
+    assert "exception.type" in pairs and pairs["exception.type"] == "RuntimeError"
+    link = detail.locator("a.trace-link")
+    assert link.get_attribute("href") == TRACE_LINK + trace_id and link.get_attribute("rel") == "noopener noreferrer"
+    # the auto-refresh (2 s) leaves the open panel open
+    page.wait_for_timeout(2500)
+    assert child.get_attribute("aria-expanded") == "true" and panel.is_visible()
+    shot(page, "trace")
+    page.click("#trace-detail a.back-link")
+    page.wait_for_function("() => location.hash === '#traces'")
+    assert page.locator("#trace-list").is_visible()
+    dashboard.browser.assert_clean()
+
+
+def test_errors_view_groups_failures_with_count_frame_and_example_traces(dashboard):
+    page = dashboard.page
+    open_view(page, "errors")
+    group = page.locator(".error-group", has_text="/api/error").first
+    assert group.locator(".exception-type").inner_text() == "RuntimeError"
+    assert "payment gateway refused card ending 4242" in group.locator(".exception-message").inner_text()
+    assert re.fullmatch(r"examples/app\.py:\d+ in _charge_card", group.locator(".error-frame").inner_text())
+    count = number(group.locator(".error-count .kpi-value").inner_text())
+    api = page.evaluate(
+        "() => fetch(document.body.dataset.api + '/errors', {credentials: 'same-origin'}).then(r => r.json())"
+    )
+    [expected] = [g for g in api["groups"] if g["route"] == "/api/error"]
+    assert expected["count"] >= count >= 1  # (traffic goes on between the two reads)
+    assert group.locator(".error-timeline svg.spark").count() == 1
+    assert "in the last hour" in group.locator(".error-timeline").inner_text()
+    shot(page, "errors")
+    example = group.locator(".error-examples a.trace-id").first
+    href = example.get_attribute("href")
+    assert re.fullmatch(r"#traces/[0-9a-f]{32}", href), href
+    example.click()
+    page.locator("#trace-detail .exception-card").wait_for()
+    assert page.locator("#trace-detail .full-id").inner_text() == href.split("/")[1]
+    dashboard.browser.assert_clean()
+
+
+def test_hostile_exception_text_and_span_names_stay_text_in_the_trace_and_error_views(dashboard):
+    page = dashboard.page
+    hostile = "<img src=x onerror=alert(3)>"
+    open_view(page, "errors")
+    group = page.locator(".error-group", has_text="/xss-fail").first
+    assert group.locator(".exception-message").inner_text() == ": " + hostile
+    href = group.locator(".error-examples a.trace-id").first.get_attribute("href")
+    page.goto(dashboard.base + PREFIX + "/" + href)
+    page.locator("#trace-detail .wf-span").nth(1).wait_for()
+    assert page.locator("#trace-detail .wf-span .wf-label").all_inner_texts() == ["GET /xss-fail", hostile]
+    assert hostile in page.locator("#trace-detail .exception-card pre.traceback").inner_text()
+    assert page.locator("#trace-detail img, #error-groups img").count() == 0
+    assert page.evaluate("() => document.scripts.length") == 1
+    dashboard.browser.assert_clean()  # no dialog came of it
+
+
+def test_traces_waterfall_and_errors_fit_a_phone(dashboard):
+    page = dashboard.page
+    try:
+        page.set_viewport_size({"width": 390, "height": 844})
+        open_view(page, "traces")
+        page.click('.segmented button[data-kind="all"]')
+        page.locator("#trace-rows tr").first.wait_for()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        # every value of a row is on screen (the rows are cards), the full trace id included
+        cell = page.locator("#trace-rows tr[data-trace] td.trace-cell").first
+        box = cell.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        shot(page, "traces-phone")
+        trace_id = open_failed_trace(page)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        assert page.locator("#trace-detail .wf-span").count() == 2
+        assert "RuntimeError" in page.locator("#trace-detail .exception-card pre.traceback").inner_text()
+        assert page.locator("#trace-detail .full-id").inner_text() == trace_id
+        shot(page, "trace-phone")
+        open_view(page, "errors")
+        assert page.locator(".error-group", has_text="/api/error").count() >= 1
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        shot(page, "errors-phone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    dashboard.browser.assert_clean()
+
+
 def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     page = dashboard.page
     open_view(page, "custom")
@@ -432,6 +573,11 @@ def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     assert page.locator("#custom-list img").count() == 0
     values = page.locator("#custom-list td.num.strong").all_inner_texts()
     assert "50" in values and all(number(v) > 0 for v in values), values
+    # each instrument charted over the window: the counter as a rate, the gauge as its value (50)
+    titles = page.locator("#custom-list .metric-chart .chart-title").all_inner_texts()
+    assert titles == ["Per second", "Value"], titles
+    assert min(drawn_points(page, "#custom-list .metric-chart svg.chart")) >= 2
+    assert page.locator("#custom-list .metric-chart .legend-value").nth(1).inner_text() == "50"
     shot(page, "custom-metrics")
     dashboard.browser.assert_clean()
 
@@ -603,6 +749,8 @@ def _empty() -> dict:
             "most_failing_endpoints": [],
         },
         "traces": {"link_template": None, "traces": []},
+        "errors": {"groups": [], "total": 0, "timeline_step_s": 60},
+        "metrics/series": {"window": "15m", "step_s": None, "window_available": True, "covered_s": 0, "series": {}},
         "metrics": {
             "metrics": [{"name": "http.server.request.duration", "unit": "s", "type": "histogram", "points": []}]
         },
@@ -686,6 +834,7 @@ def test_empty_states_say_what_to_do(browser, canned_server):
         "endpoints": "No requests yet — send some traffic to your app.",
         "system": "No system metrics yet.",
         "traces": "No slow or failed requests yet.",
+        "errors": "No failed requests yet.",
         "custom": "No custom metrics yet.",
     }
     try:
@@ -704,4 +853,72 @@ def test_empty_states_say_what_to_do(browser, canned_server):
                 shot(page, "overview-empty")
     finally:
         page.close()
+    browser.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """The README's demo as users run it: examples/app.py with its own --traffic (healthy, then degraded)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "MONITORING_USERNAME": USER, "MONITORING_PASSWORD": PASSWORD})
+    log_path = tmp_path_factory.mktemp("demo") / "demo.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), "--traffic", "60"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}", time.monotonic()
+    finally:
+        stop_process(proc)
+
+
+def test_docs_screenshots_of_the_demo_overview_and_a_failed_trace(browser, demo_server):
+    """docs/images/overview.png and trace.png (linked from the README), from the demo's own traffic.
+    (Last in this file: it logs in to another app.)"""
+    base, started = demo_server
+    # "localhost", not 127.0.0.1: cookies ignore the port, and the other tests' session must stay theirs
+    base = base.replace("127.0.0.1", "localhost")
+    page = browser.context.new_page()
+    browser.watch(page)
+    try:
+        page.goto(base + PREFIX + "/#overview")
+        page.fill("#username", USER)
+        page.fill("#password", PASSWORD)
+        page.click("form.login-form button[type=submit]")
+        page.wait_for_url(re.compile(re.escape(PREFIX) + r"/(#.*)?$"))
+        page.select_option("#window-select", "5m")
+        # past the demo's degraded spell (12-27 s after its start), with some healthy time after it
+        page.wait_for_timeout(max(0.0, 36 - (time.monotonic() - started)) * 1000)
+        open_view(page, "overview")
+        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMAGES / "overview.png"), full_page=True)
+        open_view(page, "errors")
+        types = set(page.locator(".error-group .exception-type").all_inner_texts())
+        assert types == {"RuntimeError", "LookupError"}, types  # a failing payment, an out-of-stock order
+        shot(page, "demo-errors")
+        open_view(page, "traces")
+        page.click('.segmented button[data-kind="slow"]')
+        page.locator("#trace-rows tr[data-trace]", has_text="/api/slow").first.wait_for()  # past 500 ms
+        page.click('.segmented button[data-kind="failed"]')
+        row = page.locator("#trace-rows tr[data-trace]", has_text="/api/orders").first
+        row.locator(".route-text").click()
+        page.locator("#trace-detail .exception-card").wait_for()
+        names = page.locator("#trace-detail .wf-span .wf-label").all_inner_texts()
+        assert names[0] == "POST /api/orders" and "GET" in names, names  # the outgoing inventory call
+        page.locator("#trace-detail .wf-span", has_text="GET").first.click()
+        page.screenshot(path=str(DOCS_IMAGES / "trace.png"), full_page=True)
+        open_view(page, "endpoints")
+        page.locator("#endpoint-rows .route-text", has_text="/api/users/<int:user_id>").click()
+        shot(page, "demo-endpoint")
+    finally:
+        page.close()
+    # /health answers 503 while the demo is unhealthy (on purpose); Chromium logs that status
+    browser.problems[:] = [p for p in browser.problems if not ("status of 503" in p and p.endswith("/health)"))]
     browser.assert_clean()

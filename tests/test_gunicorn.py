@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -205,6 +206,43 @@ def test_the_analytics_summarise_all_workers_and_a_generated_token_works_on_ever
         with urllib.request.urlopen(request, timeout=10) as response:
             rows = json.loads(response.read())["endpoints"]
         assert [r["count"] for r in rows if r["route"] == "/work/<int:n>"] == [90]
+
+
+def test_error_groups_and_trace_trees_are_merged_across_workers(gunicorn, tmp_path):
+    import json
+
+    base, master = gunicorn(workers=3, env={"OTEL_MONITOR_ANALYTICS_TOKEN": "prefork-token-0123456789"})
+    auth = {"Authorization": "Bearer prefork-token-0123456789"}
+
+    def api(path: str) -> tuple[int, dict]:
+        request = urllib.request.Request(base + "/otel-monitor" + path, headers=auth)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    pids = set()
+    for i in range(30):
+        try:
+            urllib.request.urlopen(f"{base}/boom/{i}", timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 500
+            pids.add(exc.headers["X-Worker-Pid"])
+    assert len(pids) >= 2, pids  # the failures landed on several workers
+    settle(base, 30)
+    deadline = time.monotonic() + 10
+    while api("/errors")[1]["total"] != 30 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for _ in range(9):  # lands on different workers: each answers for the whole group
+        status, body = api("/errors")
+        [group] = body["groups"]
+        assert group["count"] == 30 and group["exception_type"] == "LookupError" and group["route"] == "/boom/<int:n>"
+        failed = api("/traces?kind=failed&limit=100")[1]["traces"]
+        assert len(failed) == 30 and all(t["detail"] for t in failed)
+    for entry in failed[:6]:
+        status, tree = api(f"/traces/{entry['trace_id']}")
+        assert status == 200 and [s["name"] for s in tree["spans"]] == ["GET /boom/<int:n>", "step before failing"]
 
 
 def test_wrap_under_gunicorn_reports_all_workers_too(gunicorn):

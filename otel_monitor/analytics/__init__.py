@@ -20,6 +20,9 @@ from typing import Any, Callable, Optional
 
 from .._safe_log import log_internal_error
 from .auth import Auth, resolve_secret_key, validate_settings
+from . import custom_series as _custom_series
+from . import errors as _errors
+from . import trace_store as _trace_store
 from .spans import SHARE_KEY, RecentRequests
 from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
 
@@ -52,6 +55,16 @@ class AnalyticsState:
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        self.errors = _errors.ErrorGroups()
+        self.custom = _custom_series.CustomSeries(RING_SIZE)
+        self._last_data: Any = None
+        self.details = _trace_store.TraceStore(
+            settings.analytics_slow_ms,
+            settings.analytics_trace_details,
+            settings.sensitive_query_params,
+            self.prefix,
+            on_failed=self.errors.add,
+        )
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
@@ -74,6 +87,7 @@ class AnalyticsState:
     def read(self) -> Sample:
         """A cumulative snapshot now (all workers), not stored."""
         data = self.pipeline.collect_all()
+        self._last_data = data
         requests, bounds = extract(data, self.cap, self.prefix)
         if bounds:
             self.bounds = bounds
@@ -85,10 +99,19 @@ class AnalyticsState:
         current = self.read()
         previous = self.ring.newest()
         stored = self.ring.add(current.t, current.requests, current.system)
+        self._sample_custom(current.t)
         grown = diff(current.requests, previous.requests if previous else {}, self.bounds)
         for key in grown:
             self.last_seen[(key[0], key[1])] = current.t
         return stored
+
+    def _sample_custom(self, t: float) -> None:
+        from .blueprint import _metrics_json
+
+        try:
+            self.custom.add(t, _metrics_json(self._last_data))
+        except Exception:  # noqa: BLE001
+            log_internal_error("sampling the custom metrics")
 
     def write_history(self) -> int:
         """Write this process's own deltas to the history file (the 60 s job)."""
@@ -171,17 +194,32 @@ class AnalyticsState:
             samples.append(now)
         return list(zip(samples, samples[1:]))
 
-    def traces(self) -> list[dict]:
+    def _gather(self, key: str, own: Callable[[], Any]) -> list[Any]:
+        """What every worker shared under ``key`` (only this one's when reading the others fails)."""
         try:
-            gathered = self.pipeline.gather(SHARE_KEY)
+            return self.pipeline.gather(key)
         except Exception:  # noqa: BLE001
-            log_internal_error("gathering recent traces from the workers")
-            gathered = [self.recent.snapshot()]
-        result = []
-        for worker in gathered:
+            log_internal_error(f"gathering {key} from the workers")
+            return [own()]
+
+    def traces(self) -> list[dict]:
+        result: list[dict] = []
+        for worker in self._gather(SHARE_KEY, self.recent.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict))
         return result
+
+    def trace_details(self) -> list[dict]:
+        """The kept span trees of every worker."""
+        result: list[dict] = []
+        for worker in self._gather(_trace_store.SHARE_KEY, self.details.snapshot):
+            if isinstance(worker, list):
+                result.extend(e for e in worker if isinstance(e, dict) and isinstance(e.get("trace_id"), str))
+        return result
+
+    def error_groups(self) -> list[dict]:
+        """The error groups of every worker, merged."""
+        return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
 def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
@@ -196,6 +234,10 @@ def _setup(settings: Any, pipeline: Any) -> None:
     pipeline.analytics = state
     pipeline.tracer_provider.add_span_processor(state.recent)
     pipeline.share(SHARE_KEY, state.recent.snapshot)
+    if settings.analytics_trace_details > 0:
+        pipeline.tracer_provider.add_span_processor(state.details)
+        pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
+        pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")

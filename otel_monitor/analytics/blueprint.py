@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 from typing import Any, Optional
 from urllib.parse import urlencode
 
@@ -58,6 +59,9 @@ _SORTABLE = (
     "avg_ms",
     "last_seen",
 )
+
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 class BadRequest(ValueError):
@@ -435,22 +439,52 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     def metrics() -> Response:
         return _json({"metrics": _metrics_json(state().pipeline.collect_all())})
 
+    @bp.get("/metrics/series")
+    def metrics_series() -> Response:
+        window_name = _window_param("15m")
+        length = WINDOWS[window_name]
+        st = state()
+        now = st.clock()
+        seconds = now - st.started if length is None else length
+        body = st.custom.window(now, seconds)
+        return _json({"window": window_name, **body})
+
     @bp.get("/traces")
     def traces() -> Response:
         kind = request.args.get("kind", "all")
         if kind not in ("slow", "failed", "all"):
             raise BadRequest("kind must be slow, failed or all")
         limit = _limit_param(50)
-        entries = [e for e in state().traces() if kind == "all" or e.get("kind") == kind]
+        st = state()
+        entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
         entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
         template = settings.trace_link_template
+        detailed = {t["trace_id"] for t in st.trace_details()}
         for entry in entries[:limit]:
-            entry["link"] = (
-                template.replace("{trace_id}", entry["trace_id"]).replace("{span_id}", entry["span_id"])
-                if template
-                else None
-            )
+            entry["link"] = _trace_link(template, entry)
+            entry["detail"] = entry.get("trace_id") in detailed
         return _json({"link_template": template, "traces": entries[:limit]})
+
+    @bp.get("/traces/<trace_id>")
+    def trace_detail(trace_id: str) -> Response:
+        if not _TRACE_ID.fullmatch(trace_id):
+            raise BadRequest("trace id must be 32 hexadecimal digits")
+        found = [t for t in state().trace_details() if t.get("trace_id") == trace_id.lower()]
+        if not found:
+            return _json({"error": "trace not kept (only recent failed, slow and sampled requests are)"}, 404)
+        tree = max(found, key=lambda t: t.get("time") or 0)
+        return _json({**tree, "link": _trace_link(settings.trace_link_template, tree)})
+
+    @bp.get("/errors")
+    def errors() -> Response:
+        limit = _limit_param(100)
+        st = state()
+        groups = st.error_groups()
+        detailed = {t["trace_id"] for t in st.trace_details()}
+        for group in groups:
+            for example in group["examples"]:
+                example["detail"] = example.get("trace_id") in detailed
+        return _json({"groups": groups[:limit], "total": sum(g["count"] for g in groups), "timeline_step_s": 60})
 
     @bp.get("/dashboard")
     def dashboards() -> Response:
@@ -496,6 +530,12 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
 
     register_dashboard(bp, auth, settings, monitor)
     return bp
+
+
+def _trace_link(template: Optional[str], entry: dict) -> Optional[str]:
+    if not template:
+        return None
+    return template.replace("{trace_id}", str(entry.get("trace_id"))).replace("{span_id}", str(entry.get("span_id")))
 
 
 def _system_point(earlier: Sample, later: Sample) -> dict[str, Any]:

@@ -19,6 +19,20 @@ def pid():
     return str(os.getpid())
 
 
+@app.get("/boom/<int:n>")
+def boom(n: int):
+    """Fails after a child span; the answer's header says which worker served it."""
+    with monitor.tracer.start_as_current_span("step before failing"):
+        pass
+    raise LookupError(f"boom {n} in worker {os.getpid()}")
+
+
+@app.after_request
+def worker_header(response):
+    response.headers["X-Worker-Pid"] = str(os.getpid())
+    return response
+
+
 monitor = Monitor(app)
 boot = monitor.counter("app.boot", "Counted once at import (in the master under --preload)")
 boot.add(1)

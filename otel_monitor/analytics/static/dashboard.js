@@ -15,7 +15,7 @@
   var LOGIN_URL = body.dataset.loginUrl || (API + "/login");
   var REFRESH_S = Math.max(1, parseFloat(body.dataset.refreshS) || 30);
   var WINDOW_S = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
-  var VIEWS = ["overview", "endpoints", "system", "traces", "custom"];
+  var VIEWS = ["overview", "endpoints", "system", "traces", "errors", "custom"];
   var BUILTIN_PREFIXES = ["http.", "system.", "process.", "otel."];
 
   var state = {
@@ -31,9 +31,13 @@
     filter: "",
     method: "",
     traceKind: "all",
+    traceId: null,           // trace shown as a waterfall (#traces/<32 hex>), or null
+    traceShown: null,        // the trace id the waterfall was drawn for
+    openSpans: {},           // span id -> its attributes panel is open
     customFilter: "",
     endpoints: null,         // last /endpoints + /timeseries for the table (re-sorted without refetch)
     custom: null,
+    customSeries: null,      // last /metrics/series (the custom instruments over the window)
     rerender: null           // redraws the current view from the last data (on resize)
   };
 
@@ -503,6 +507,7 @@
 
   /** Put chart cards into a grid and draw them (one layout read for all). */
   function renderCharts(container, specs) {
+    hideTooltip();  // it points into the charts being replaced
     clear(container);
     var cards = specs.map(chartCard);
     var frag = document.createDocumentFragment();
@@ -534,6 +539,22 @@
     var last = points[n - 1].t - points[n - 2].t;
     var typical = points[n - 2].t - points[n - 3].t;
     return isNum(last) && isNum(typical) && last < typical / 2 ? points.slice(0, n - 1) : points;
+  }
+
+  /** The time axis: the whole window, or only the covered part when the app is younger than it. */
+  function axisWindow(response) {
+    var length = WINDOW_S[state.window];
+    if (!response || response.window_available === false) return null;
+    var points = Array.isArray(response.points) ? response.points : [];
+    var step = response.step_s || 10;
+    if (length && points.length && points[points.length - 1].t - points[0].t < length - 2 * step) return null;
+    return length;
+  }
+
+  /** "in the last 49 s" when that is all a window covered, else "in 15m". */
+  function coveredText(w) {
+    if (w && w.window_available === false && isNum(w.covered_s)) return "in the last " + fmtSpan(w.covered_s);
+    return state.window === "all" ? "since start" : "in " + state.window;
   }
 
   function totalRequests(points) {
@@ -681,10 +702,11 @@
     var kpis = $("overview-kpis");
     clear(kpis);
     var frag = document.createDocumentFragment();
-    frag.appendChild(kpiCard("Throughput", fmtRps(stats.rps), plural(stats.requests, "request") + " in " + state.window,
+    var covered = coveredText(perf && perf.windows && perf.windows[state.window] ? perf.windows[state.window] : ts);
+    frag.appendChild(kpiCard("Throughput", fmtRps(stats.rps), plural(stats.requests, "request") + " " + covered,
       column(points, "rps"), "c1"));
     frag.appendChild(kpiCard("Error rate", fmtPct(stats.error_rate_pct),
-      isNum(stats.errors) ? fmtCount(stats.errors) + " failed" : "5xx and exceptions", column(points, "error_rate_pct"), "c-err"));
+      isNum(stats.errors) ? fmtCount(stats.errors) + " failed " + covered : "5xx and exceptions " + covered, column(points, "error_rate_pct"), "c-err"));
     frag.appendChild(kpiCard("p95 latency", fmtMs(latency.p95_ms),
       isNum(latency.avg_ms) ? "avg " + fmtMs(latency.avg_ms) + " · p99 " + fmtMs(latency.p99_ms) : "95th percentile",
       column(points, "p95_ms"), "c3"));
@@ -704,7 +726,7 @@
       return;
     }
     var times = column(points, "t");
-    var common = { times: times, windowS: WINDOW_S[state.window], step: step, empty: noRequestsHint() };
+    var common = { times: times, windowS: axisWindow(ts), step: step, empty: noRequestsHint() };
     renderCharts(charts, [
       Object.assign({ title: "Requests per second", series: [{ label: "req/s", values: column(points, "rps"), cls: "c1" }],
         fmt: fmtRps, axisFmt: axisNumber, area: true }, common),
@@ -922,7 +944,7 @@
     var grid = el("div", "chart-grid");
     box.appendChild(grid);
     var points = fullSteps(ts);
-    var common = { times: column(points, "t"), windowS: WINDOW_S[state.window], step: ts.step_s || 10,
+    var common = { times: column(points, "t"), windowS: axisWindow(ts), step: ts.step_s || 10,
       empty: "No requests to this route in this window." };
     renderCharts(grid, [
       Object.assign({ title: "Latency", series: [
@@ -1011,7 +1033,7 @@
       charts.appendChild(box);
       return;
     }
-    var common = { times: column(points, "t"), windowS: WINDOW_S[state.window], step: ts.step_s || 10,
+    var common = { times: column(points, "t"), windowS: axisWindow(ts), step: ts.step_s || 10,
       empty: "No samples in this window yet." };
     renderCharts(charts, [
       Object.assign({ title: "CPU", series: [{ label: "host CPU", values: column(points, "cpu_pct"), cls: "c1" }],
@@ -1045,7 +1067,10 @@
     }
   }
 
+  function traceHref(id) { return "#traces/" + encodeURIComponent(String(id || "")); }
+
   function loadTraces(gen) {
+    if (state.traceId) return loadTraceDetail(gen, state.traceId);
     return api("/traces", { kind: state.traceKind, limit: 100 }).then(function (data) {
       if (gen !== state.generation) return;
       windowNote = "";
@@ -1054,47 +1079,55 @@
     });
   }
 
+  /** A cell with the column's name kept for the phone layout (each row becomes a card there). */
+  function labelled(tag, className, label, text) {
+    var cell = el(tag, className, text);
+    cell.dataset.label = label;
+    return cell;
+  }
+
   function renderTraces(data) {
     var traces = Array.isArray(data.traces) ? data.traces : [];
     var tbody = $("trace-rows");
     var frag = document.createDocumentFragment();
     traces.forEach(function (t) {
       var tr = el("tr");
-      var time = el("td", "nowrap", fmtClock(t.time, true));
+      var time = labelled("td", "nowrap", "Time", fmtClock(t.time, true));
       time.title = fmtAgo(t.time);
       tr.appendChild(time);
-      var kindCell = el("td");
+      var kindCell = labelled("td", "", "Kind");
       kindCell.appendChild(el("span", "kind-badge kind-" + (t.kind === "failed" ? "failed" : "slow"), t.kind === "failed" ? "failed" : "slow"));
       tr.appendChild(kindCell);
-      var req = el("td", "col-route");
+      var req = labelled("td", "col-route", "Request");
       req.appendChild(el("span", "method method-" + String(t.method || "").toLowerCase(), t.method || ""));
       req.appendChild(el("span", "route-text", t.route || t.name || ""));
       tr.appendChild(req);
-      var statusCell = el("td", "num");
+      var statusCell = labelled("td", "num", "Status");
       if (t.status_code !== null && t.status_code !== undefined) {
         statusCell.appendChild(el("span", "code-badge " + statusFamily(t.status_code), t.status_code));
       } else {
         statusCell.textContent = "—";
       }
       tr.appendChild(statusCell);
-      tr.appendChild(el("td", "num strong", fmtMs(t.duration_ms)));
-      var errorCell = el("td", "error-text", t.error || "");
+      tr.appendChild(labelled("td", "num strong", "Duration", fmtMs(t.duration_ms)));
+      var errorCell = labelled("td", "error-text", "Error", t.error || "");
       if (t.error) errorCell.title = String(t.error);
       tr.appendChild(errorCell);
-      var traceCell = el("td", "nowrap");
-      var href = t.link ? safeHttpUrl(t.link) : null;
-      if (href) {
-        var a = el("a", "trace-link", "Open trace ↗");
-        a.href = href;
-        a.target = "_blank";
-        a.rel = "noopener noreferrer";
-        a.title = String(t.trace_id || "");
-        traceCell.appendChild(a);
+      var traceCell = labelled("td", "trace-cell", "Trace");
+      if (t.detail) {
+        var open = el("a", "trace-id trace-open", String(t.trace_id || ""));
+        open.href = traceHref(t.trace_id);
+        open.title = "Show this request's spans";
+        traceCell.appendChild(open);
+        tr.classList.add("clickable");
+        tr.dataset.trace = String(t.trace_id || "");
       } else {
-        var id = el("code", "trace-id", String(t.trace_id || "").slice(0, 16));
-        id.title = String(t.trace_id || "");
+        var id = el("code", "trace-id", String(t.trace_id || ""));
+        id.title = "Not kept in process (only the latest failed, slow and sampled requests are)";
         traceCell.appendChild(id);
       }
+      var href = t.link ? safeHttpUrl(t.link) : null;
+      if (href) traceCell.appendChild(externalTraceLink(href));
       tr.appendChild(traceCell);
       frag.appendChild(tr);
     });
@@ -1113,6 +1146,252 @@
     }
   }
 
+  function externalTraceLink(href) {
+    var a = el("a", "trace-link", "Open in trace viewer ↗");
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Trace detail: the waterfall of one request's spans
+
+  function loadTraceDetail(gen, traceId) {
+    // A kept trace does not change: the auto-refresh leaves it (and the spans opened) as it is.
+    if (state.traceShown === traceId) return Promise.resolve();
+    return api("/traces/" + encodeURIComponent(traceId)).then(function (tree) {
+      if (gen !== state.generation) return;
+      windowNote = "";
+      state.rerender = function () { renderTraceDetail(tree); };
+      state.rerender();
+    }, function (err) {
+      if (gen !== state.generation || !(err instanceof Error) || !/HTTP 404$/.test(err.message)) throw err;
+      var box = clear($("trace-detail"));
+      box.appendChild(backLink("#traces", "All traces"));
+      var card = el("div", "card");
+      card.appendChild(emptyState("This trace is not kept any more.",
+        "Only the latest failed, slow and a sample of other requests keep their spans in process."));
+      box.appendChild(card);
+    });
+  }
+
+  function backLink(href, text) {
+    var a = el("a", "back-link", "← " + text);
+    a.href = href;
+    return a;
+  }
+
+  function renderTraceDetail(tree) {
+    state.traceShown = tree.trace_id;
+    var box = clear($("trace-detail"));
+    var spans = Array.isArray(tree.spans) ? tree.spans : [];
+    var head = el("div", "detail-head");
+    head.appendChild(backLink("#traces", "All traces"));
+    var title = el("h2", "detail-title");
+    title.appendChild(el("span", "method method-" + String(tree.method || "").toLowerCase(), tree.method || ""));
+    title.appendChild(el("span", "route-text", tree.route || tree.name || ""));
+    if (tree.status_code !== null && tree.status_code !== undefined) {
+      title.appendChild(el("span", "code-badge " + statusFamily(tree.status_code), tree.status_code));
+    }
+    head.appendChild(title);
+    var facts = el("div", "trace-facts muted");
+    facts.appendChild(el("span", "", fmtMs(tree.duration_ms)));
+    facts.appendChild(el("span", "", fmtClock(tree.time, true) + " (" + fmtAgo(tree.time) + ")"));
+    facts.appendChild(el("span", "", plural(spans.length, "span") + (tree.dropped_spans ? " (" + fmtCount(tree.dropped_spans) + " more not kept)" : "")));
+    var idLine = el("span", "");
+    idLine.appendChild(document.createTextNode("trace "));
+    idLine.appendChild(el("code", "trace-id full-id", tree.trace_id || ""));
+    facts.appendChild(idLine);
+    var href = tree.link ? safeHttpUrl(tree.link) : null;
+    if (href) facts.appendChild(externalTraceLink(href));
+    head.appendChild(facts);
+    box.appendChild(head);
+
+    if (tree.exception) box.appendChild(exceptionCard(tree.exception));
+    box.appendChild(waterfallCard(spans, tree.duration_ms));
+  }
+
+  function exceptionCard(exc) {
+    var card = el("div", "card exception-card");
+    var h = el("h3", "exception-title");
+    h.appendChild(el("span", "exception-type", exc["exception.type"] || "Exception"));
+    if (exc["exception.message"]) h.appendChild(el("span", "exception-message", ": " + exc["exception.message"]));
+    card.appendChild(h);
+    if (exc["exception.stacktrace"]) card.appendChild(el("pre", "traceback", exc["exception.stacktrace"]));
+    return card;
+  }
+
+  function waterfallCard(spans, total) {
+    var card = el("div", "card waterfall-card");
+    card.appendChild(el("h3", "chart-title", "Spans"));
+    var end = isNum(total) && total > 0 ? total : 0;
+    spans.forEach(function (s) { if (isNum(s.offset_ms) && isNum(s.duration_ms)) end = Math.max(end, s.offset_ms + s.duration_ms); });
+    end = end || 1;
+    var wf = el("div", "waterfall");
+    wf.setAttribute("role", "list");
+    var axis = el("div", "wf-row wf-axis");
+    axis.appendChild(el("div", "wf-name muted", "Span"));
+    var ticks = el("div", "wf-track");
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (f) {
+      var tick = el("span", "wf-tick", axisMs(Math.round(end * f * 100) / 100));
+      tick.style.left = (f * 100) + "%";
+      if (f === 1) tick.classList.add("wf-tick-end");
+      ticks.appendChild(tick);
+    });
+    axis.appendChild(ticks);
+    axis.appendChild(el("div", "wf-dur muted", "Duration"));
+    wf.appendChild(axis);
+    spans.forEach(function (s) {
+      var item = el("div", "wf-item");
+      item.setAttribute("role", "listitem");
+      var row = el("button", "wf-row wf-span status-" + (s.status === "error" ? "error" : "ok"));
+      row.type = "button";
+      row.setAttribute("aria-expanded", "false");
+      var name = el("div", "wf-name");
+      name.style.paddingLeft = (Math.min(12, s.depth || 0) * 14) + "px";
+      name.appendChild(el("span", "wf-kind kind-" + String(s.kind || "internal"), String(s.kind || "internal")));
+      name.appendChild(el("span", "wf-label", s.name || ""));
+      name.title = String(s.name || "");
+      row.appendChild(name);
+      var track = el("div", "wf-track");
+      var bar = el("span", "wf-bar");
+      var left = Math.max(0, Math.min(100, (s.offset_ms || 0) / end * 100));
+      bar.style.left = left + "%";
+      bar.style.width = Math.max(0.4, Math.min(100 - left, (s.duration_ms || 0) / end * 100)) + "%";
+      track.appendChild(bar);
+      (s.events || []).forEach(function (e) {
+        if (!isNum(e.offset_ms)) return;
+        var mark = el("span", "wf-event" + (e.name === "exception" ? " wf-exception" : ""));
+        mark.style.left = Math.max(0, Math.min(100, e.offset_ms / end * 100)) + "%";
+        mark.title = String(e.name || "");
+        track.appendChild(mark);
+      });
+      row.appendChild(track);
+      row.appendChild(el("div", "wf-dur", fmtMs(s.duration_ms)));
+      var panel = spanPanel(s);
+      panel.hidden = !state.openSpans[s.span_id];
+      row.setAttribute("aria-expanded", panel.hidden ? "false" : "true");
+      row.addEventListener("click", function () {
+        panel.hidden = !panel.hidden;
+        state.openSpans[s.span_id] = !panel.hidden;
+        row.setAttribute("aria-expanded", panel.hidden ? "false" : "true");
+      });
+      item.appendChild(row);
+      item.appendChild(panel);
+      wf.appendChild(item);
+    });
+    card.appendChild(wf);
+    card.appendChild(el("div", "muted small", "Click a span for its attributes and events."));
+    return card;
+  }
+
+  function spanPanel(s) {
+    var panel = el("div", "wf-panel");
+    var facts = [["span id", s.span_id], ["kind", s.kind], ["status", s.status + (s.status_message ? ": " + s.status_message : "")],
+      ["starts at", fmtMs(s.offset_ms)], ["scope", s.scope]];
+    panel.appendChild(attributeTable(facts));
+    var attrs = s.attributes || {};
+    var keys = Object.keys(attrs).sort();
+    panel.appendChild(el("div", "wf-panel-title", keys.length ? "Attributes" : "No attributes"));
+    if (keys.length) panel.appendChild(attributeTable(keys.map(function (k) { return [k, attrs[k]]; })));
+    (s.events || []).forEach(function (e) {
+      panel.appendChild(el("div", "wf-panel-title", "Event: " + String(e.name || "") + " at " + fmtMs(e.offset_ms)));
+      var ea = e.attributes || {};
+      var rows = Object.keys(ea).sort().filter(function (k) { return k !== "exception.stacktrace"; });
+      if (rows.length) panel.appendChild(attributeTable(rows.map(function (k) { return [k, ea[k]]; })));
+      if (ea["exception.stacktrace"]) panel.appendChild(el("pre", "traceback", ea["exception.stacktrace"]));
+    });
+    return panel;
+  }
+
+  function attributeTable(pairs) {
+    var table = el("table", "data-table compact attr-table");
+    var tb = el("tbody");
+    pairs.forEach(function (p) {
+      if (p[1] === null || p[1] === undefined) return;
+      var tr = el("tr");
+      tr.appendChild(el("td", "attr-key", p[0]));
+      tr.appendChild(el("td", "attr-value", Array.isArray(p[1]) ? p[1].join(", ") : String(p[1])));
+      tb.appendChild(tr);
+    });
+    table.appendChild(tb);
+    return table;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Errors grouped by exception type, route and the app's innermost frame
+
+  function loadErrors(gen) {
+    return api("/errors", { limit: 100 }).then(function (data) {
+      if (gen !== state.generation) return;
+      windowNote = "";
+      state.rerender = function () { renderErrors(data); };
+      state.rerender();
+    });
+  }
+
+  function renderErrors(data) {
+    var groups = Array.isArray(data.groups) ? data.groups : [];
+    var box = clear($("error-groups"));
+    $("error-count").textContent = groups.length
+      ? plural(groups.length, "group") + " · " + plural(data.total || 0, "failed request") + " since the app started"
+      : "";
+    if (!groups.length) {
+      var card = el("div", "card");
+      card.appendChild(emptyState("No failed requests yet.",
+        "Requests answering 5xx or raising an exception are grouped here by exception type, route and the line of your code that raised."));
+      box.appendChild(card);
+      return;
+    }
+    groups.forEach(function (g) { box.appendChild(errorGroupCard(g)); });
+  }
+
+  function errorGroupCard(g) {
+    var card = el("div", "card error-group");
+    card.dataset.group = String(g.id || "");
+    var top = el("div", "error-top");
+    var what = el("div", "error-what");
+    var h = el("h3", "exception-title");
+    h.appendChild(el("span", "exception-type", g.exception_type || "error"));
+    if (g.message) h.appendChild(el("span", "exception-message", ": " + g.message));
+    what.appendChild(h);
+    var where = el("div", "error-where");
+    where.appendChild(el("span", "method method-" + String(g.method || "").toLowerCase(), g.method || ""));
+    where.appendChild(el("span", "route-text", g.route || ""));
+    if (g.frame) where.appendChild(el("code", "error-frame", g.frame));
+    what.appendChild(where);
+    top.appendChild(what);
+    var count = el("div", "error-count");
+    count.appendChild(el("div", "kpi-value", fmtCount(g.count)));
+    count.appendChild(el("div", "muted small", g.count === 1 ? "time" : "times"));
+    top.appendChild(count);
+    card.appendChild(top);
+    var foot = el("div", "error-foot");
+    var timeline = el("div", "error-timeline");
+    timeline.appendChild(sparkline((g.timeline || []).map(function (p) { return p.count; }), "c-err", 180, 28));
+    timeline.appendChild(el("span", "muted small", plural(g.last_hour || 0, "time") + " in the last hour"));
+    foot.appendChild(timeline);
+    foot.appendChild(el("span", "muted small", "first " + fmtAgo(g.first_seen) + " · last " + fmtAgo(g.last_seen)));
+    var examples = el("div", "error-examples");
+    examples.appendChild(el("span", "muted small", "Latest:"));
+    (g.examples || []).forEach(function (e) {
+      if (e.detail) {
+        var a = el("a", "trace-id", String(e.trace_id || "").slice(0, 8) + "…");
+        a.href = traceHref(e.trace_id);
+        a.title = "Trace " + String(e.trace_id || "") + " at " + fmtClock(e.time, true);
+        examples.appendChild(a);
+      } else {
+        var c = el("code", "trace-id", String(e.trace_id || "").slice(0, 8) + "…");
+        c.title = "Trace " + String(e.trace_id || "") + " (spans not kept)";
+        examples.appendChild(c);
+      }
+    });
+    foot.appendChild(examples);
+    card.appendChild(foot);
+    return card;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Custom metrics
 
@@ -1123,13 +1402,31 @@
   }
 
   function loadCustom(gen) {
-    return api("/metrics").then(function (data) {
+    return Promise.all([api("/metrics"), api("/metrics/series", { window: state.window })]).then(function (r) {
       if (gen !== state.generation) return;
-      windowNote = "";
+      var data = r[0];
+      state.customSeries = r[1] || {};
+      noteWindow(state.customSeries);
       state.custom = (Array.isArray(data.metrics) ? data.metrics : []).filter(function (m) { return isCustom(m.name); });
       state.rerender = renderCustom;
       renderCustom();
     });
+  }
+
+  /** The chart of one custom instrument over the window: a counter's rate, a gauge's value. */
+  function customChartSpec(m) {
+    var all = state.customSeries && state.customSeries.series;
+    var s = all && all[m.name];
+    if (!s || !Array.isArray(s.t)) return null;
+    var perSecond = s.label === "per second";
+    var fmt = perSecond ? function (v) { return isNum(v) ? fixed(v, v < 10 ? 2 : 0) + "/s" : "—"; }
+      : function (v) { return fmtUnit(v, m.unit); };
+    return {
+      title: m.type === "histogram" ? "Observations per second" : perSecond ? "Per second" : "Value",
+      times: s.t, series: [{ label: s.label, values: s.values, cls: "c2" }], fmt: fmt, axisFmt: axisNumber,
+      area: true, height: 120, windowS: axisWindow(state.customSeries), step: state.customSeries.step_s || 10,
+      empty: "Two samples (10 s apart) are needed for a chart."
+    };
   }
 
   function attributesText(attrs) {
@@ -1146,6 +1443,8 @@
     var shown = metrics.filter(function (m) { return !q || String(m.name).toLowerCase().indexOf(q) !== -1; });
     var list = clear($("custom-list"));
     var frag = document.createDocumentFragment();
+    var charts = [];
+    hideTooltip();
     shown.forEach(function (m) {
       var card = el("div", "card metric-card");
       var head = el("div", "metric-head");
@@ -1182,6 +1481,13 @@
         tbody.appendChild(tr);
       });
       table.appendChild(tbody);
+      var spec = customChartSpec(m);
+      if (spec) {
+        var chart = chartCard(spec);
+        chart.classList.add("metric-chart");
+        card.appendChild(chart);
+        charts.push(chart);
+      }
       if (points.length) card.appendChild(table);
       else card.appendChild(emptyState("No data points yet."));
       if (points.length > MAX_POINTS_SHOWN) {
@@ -1190,6 +1496,7 @@
       frag.appendChild(card);
     });
     list.appendChild(frag);
+    charts.forEach(drawChart);
     $("custom-count").textContent = metrics.length ? (shown.length === metrics.length ? metrics.length + " instruments" :
       shown.length + " of " + metrics.length + " instruments") : "";
     var empty = $("custom-empty");
@@ -1227,7 +1534,7 @@
   // ---------------------------------------------------------------------------------------------
   // Routing, refresh, controls
 
-  var LOADERS = { overview: loadOverview, endpoints: loadEndpoints, system: loadSystem, traces: loadTraces, custom: loadCustom };
+  var LOADERS = { overview: loadOverview, endpoints: loadEndpoints, system: loadSystem, traces: loadTraces, errors: loadErrors, custom: loadCustom };
 
   function parseHash() {
     var hash = window.location.hash.replace(/^#\/?/, "");
@@ -1240,7 +1547,8 @@
       try { detail = decodeURIComponent(arg); } catch (e) { detail = null; }
       if (detail && detail.indexOf(" ") <= 0) detail = null;
     }
-    return { view: view, detail: detail };
+    var traceId = view === "traces" && arg && /^[0-9a-fA-F]{32}$/.test(arg) ? arg.toLowerCase() : null;
+    return { view: view, detail: detail, traceId: traceId };
   }
 
   function showView() {
@@ -1248,6 +1556,10 @@
     var changedView = route.view !== state.view;
     state.view = route.view;
     state.detail = route.detail;
+    var changedTrace = route.traceId !== state.traceId;
+    state.traceId = route.traceId;
+    if (changedTrace || changedView) { state.traceShown = null; state.openSpans = {}; }
+    hideTooltip();
     VIEWS.forEach(function (v) {
       $("view-" + v).hidden = v !== state.view;
       var tab = document.querySelector('.tabs a[data-tab="' + v + '"]');
@@ -1261,7 +1573,12 @@
       $("endpoint-list").hidden = !!state.detail;
       if (state.detail) clear($("endpoint-detail")).appendChild(el("div", "muted loading", "Loading…"));
     }
-    if (changedView) window.scrollTo(0, 0);
+    if (state.view === "traces") {
+      $("trace-detail").hidden = !state.traceId;
+      $("trace-list").hidden = !!state.traceId;
+      if (state.traceId && changedTrace) clear($("trace-detail")).appendChild(el("div", "muted loading", "Loading…"));
+    }
+    if (changedView || changedTrace) window.scrollTo(0, 0);
     refresh();
   }
 
@@ -1290,8 +1607,9 @@
     var covered = response.covered_s;
     var long = (WINDOW_S[state.window] || 0) > 900;
     windowNote = "Showing the last " + fmtSpan(covered) + " of the " + state.window + " window: " +
-      (long ? (body.dataset.history === "true" ? "history does not go back further yet."
-        : "longer windows need history (set MONITORING_DB).") : "the app started then.");
+      (long ? (body.dataset.history === "true" ? "history does not go back further yet"
+        : "longer windows need history (set MONITORING_DB)") : "the app started then") +
+      " — the charts' time axis is zoomed to that.";
   }
 
   function updateStatusLine() {
@@ -1367,7 +1685,7 @@
     try { stored = window.localStorage.getItem("otel_monitor.window"); } catch (e) { stored = null; }
     setWindow(stored || "15m");
 
-    $("window-select").addEventListener("change", function (event) { setWindow(event.target.value); refresh(); });
+    $("window-select").addEventListener("change", function (event) { hideTooltip(); setWindow(event.target.value); refresh(); });
     $("pause-button").addEventListener("click", function () { setPaused(!state.paused); });
     $("refresh-button").addEventListener("click", function () { refresh(); });
 
@@ -1393,6 +1711,12 @@
       if (event.target.closest("a")) return;
       var tr = event.target.closest("tr");
       if (tr && tr.dataset.key) window.location.hash = "#endpoints/" + encodeURIComponent(tr.dataset.key);
+    });
+
+    $("trace-rows").addEventListener("click", function (event) {
+      if (event.target.closest("a")) return;
+      var tr = event.target.closest("tr");
+      if (tr && tr.dataset.trace) window.location.hash = traceHref(tr.dataset.trace);
     });
 
     Array.prototype.forEach.call(document.querySelectorAll(".segmented [data-kind]"), function (button) {
