@@ -128,3 +128,13 @@ def test_page_modules_are_served_as_javascript_under_the_pages_version(client, n
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert response.get_data() == (STATIC_DIR / name).read_bytes()
+
+
+def test_the_page_preloads_exactly_the_entry_modules_imports(client):
+    # <link rel="modulepreload"> fetches the whole graph at once; a module missing from the list
+    # still loads (one import level later), one listed but gone would be a 404 on every page.
+    page = client.get(PREFIX + "/", headers={"Authorization": "Basic YWRtaW46Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZQ=="})
+    html = page.get_data(as_text=True)
+    preloaded = re.findall(rf'<link rel="modulepreload" href="{PREFIX}/static/[0-9a-f]{{12}}/(js/[a-z/]+\.js)">', html)
+    shipped = {p.relative_to(STATIC_DIR).as_posix() for p in (STATIC_DIR / "js").rglob("*.js")}
+    assert sorted(preloaded) == sorted(shipped)
