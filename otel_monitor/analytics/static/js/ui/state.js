@@ -2,8 +2,7 @@
  * view shares. One mutable object: the router writes it, the views read it.
  */
 
-import { fmtSpan, isNum } from "../format.js";
-import { windowNote, windowSeconds } from "../windows.js";
+import { axisSeconds, coveredText as windowCovered, windowNote } from "../windows.js";
 import { HISTORY } from "./config.js";
 
 export const state = {
@@ -35,20 +34,14 @@ export function noteWindow(response) {
   state.note = text ? text + " The charts' time axis is zoomed to that." : "";
 }
 
-/** The time axis: the whole window, or only the covered part when the app is younger than it. */
+/** The time axis' length in seconds for an answer over the current window (null: zoom to its points). */
 export function axisWindow(response) {
-  const length = windowSeconds(state.window);
-  if (!response || response.window_available === false) return null;
-  const points = Array.isArray(response.points) ? response.points : [];
-  const step = response.step_s || 10;
-  if (length && points.length && points[points.length - 1].t - points[0].t < length - 2 * step) return null;
-  return length || null;
+  return axisSeconds(response, state.window);
 }
 
-/** "in the last 49 s" when that is all a window covered, else "in 15m". */
-export function coveredText(w) {
-  if (w && w.window_available === false && isNum(w.covered_s)) return "in the last " + fmtSpan(w.covered_s);
-  return state.window === "all" ? "since start" : "in " + state.window;
+/** "in 15m", or "in the last 49 s" when that is all the current window covered. */
+export function coveredText(response) {
+  return windowCovered(response, state.window);
 }
 
 export const NO_REQUESTS = "No requests yet — send some traffic to your app.";
