@@ -757,6 +757,37 @@ def _empty() -> dict:
     }
 
 
+_FLEET = {
+    "selector": 'job="canned"',
+    "window": "15m",
+    "instances": [
+        {
+            "instance": "10.0.0.1:8000",
+            "up": True,
+            "requests": 120,
+            "rps": 0.13,
+            "errors": 3,
+            "error_rate_pct": 2.5,
+            "latency": {"p95_ms": 42.0},
+            "cpu_pct": 12.0,
+            "memory_pct": 40.0,
+        },
+        {
+            "instance": "<b>10.0.0.2</b>:8000",
+            "up": False,
+            "requests": 7,
+            "rps": 0.0,
+            "errors": 0,
+            "error_rate_pct": 0,
+            "latency": {"p95_ms": None},
+            "cpu_pct": None,
+            "memory_pct": None,
+        },
+    ],
+    "traces": {"note": "Recent traces are this instance's.", "trace_viewer_url": None},
+}
+
+
 @pytest.fixture(scope="module")
 def canned_server():
     """Stubs of the analytics API with the dashboard registered on them (auth off), in a thread:
@@ -767,8 +798,12 @@ def canned_server():
     from otel_monitor.analytics.dashboard import register_dashboard
 
     app = Flask("canned_analytics")
-    stubs = (("big", "/otel-monitor", _canned(), True), ("empty", "/empty", _empty(), False))
-    for name, prefix, data, history in stubs:
+    stubs = (
+        ("big", "/otel-monitor", _canned(), True, "memory"),
+        ("empty", "/empty", _empty(), False, "memory"),
+        ("fleet", "/fleet", {**_empty(), "instances": _FLEET}, False, "prometheus"),
+    )
+    for name, prefix, data, history, source in stubs:
         bp = Blueprint(name, __name__, url_prefix=prefix)
         for route, body in data.items():
             bp.add_url_rule(f"/{route}", route, (lambda body: lambda: jsonify(body))(body))
@@ -780,6 +815,7 @@ def canned_server():
             analytics_slow_ms=500,
             analytics_username=None,
             dashboard_refresh_s=30,
+            analytics_source=source,
         )
         register_dashboard(bp, auth, settings, None)
         app.register_blueprint(bp)
@@ -851,6 +887,30 @@ def test_empty_states_say_what_to_do(browser, canned_server):
             assert page.locator(f"#view-{view} .empty-hint").count() >= 1, view  # ... and what to do about it
             if view == "overview":
                 shot(page, "overview-empty")
+    finally:
+        page.close()
+    browser.assert_clean()
+
+
+def test_fleet_mode_adds_the_fleet_card_next_to_the_module_dashboard(browser, canned_server):
+    # fleet.js is a classic deferred script before the dashboard's entry module: it wraps fetch
+    # before the first /health, and its card sits above the overview the modules draw.
+    page = browser.context.new_page()
+    browser.watch(page)
+    try:
+        page.goto(canned_server + "/fleet/")
+        wait_loaded(page, "overview", 0)
+        page.wait_for_selector('#fleet-card[data-state="ok"]')
+        rows = page.locator("#fleet-card tbody tr")
+        assert rows.count() == 2
+        assert page.locator("#fleet-card .fleet-instance").all_inner_texts() == [
+            "10.0.0.1:8000",
+            "<b>10.0.0.2</b>:8000",
+        ]
+        assert page.locator("#fleet-card b").count() == 0  # an instance name is text
+        assert page.locator("#fleet-card tr.fleet-down").count() == 1
+        assert page.locator("#overview-health .health-summary").inner_text() == "The check passes"
+        assert any(url.endswith("/fleet/health?scope=fleet") for url in browser.requests)
     finally:
         page.close()
     browser.assert_clean()

@@ -77,3 +77,64 @@ def test_modules_contain_no_html_sinks_or_foreign_urls(name):
     assert not re.search(r"https?://", code), name
     # The modules are pure: the DOM belongs to the views.
     assert not re.search(r"\b(document|window)\.", code), name
+
+
+# -- the page's own modules: dashboard.js (the entry), js/ui/ (DOM, API, charts, router), js/views/ --
+
+PAGE_MODULES = ["dashboard.js"] + sorted(
+    p.relative_to(STATIC_DIR).as_posix() for d in ("ui", "views") for p in (STATIC_DIR / "js" / d).glob("*.js")
+)
+
+
+def _imports(name: str) -> list[str]:
+    """The files (relative to static/) that module `name` imports."""
+    base = (STATIC_DIR / name).parent
+    found = []
+    for specifier in IMPORT.findall((STATIC_DIR / name).read_text()):
+        assert re.fullmatch(r"(\./|\.\./)+[a-z/]+\.js", specifier), (name, specifier)
+        found.append((base / specifier).resolve().relative_to(STATIC_DIR.resolve()).as_posix())
+    return found
+
+
+def test_there_is_one_module_per_view():
+    views = {p.stem for p in (STATIC_DIR / "js" / "views").glob("*.js")}
+    assert {"overview", "endpoints", "system", "traces", "trace", "errors", "custom", "links"} <= views
+
+
+@pytest.mark.parametrize("name", PAGE_MODULES)
+def test_page_modules_import_only_shipped_modules_by_relative_path(name):
+    for target in _imports(name):
+        assert target.startswith("js/") and (STATIC_DIR / target).is_file(), (name, target)
+
+
+def test_every_module_is_reachable_from_the_entry_module():
+    # A module nothing imports is dead code the page still ships.
+    seen: set[str] = set()
+    todo = ["dashboard.js"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_imports(name))
+    shipped = {p.relative_to(STATIC_DIR).as_posix() for p in (STATIC_DIR / "js").rglob("*.js")}
+    assert shipped - seen == set()
+
+
+@pytest.mark.parametrize("name", [m for m in PAGE_MODULES if m != "dashboard.js"])
+def test_page_modules_are_served_as_javascript_under_the_pages_version(client, name):
+    page = client.get(PREFIX + "/", headers={"Authorization": "Basic YWRtaW46Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZQ=="})
+    version = re.search(rf"{PREFIX}/static/([0-9a-f]{{12}})/dashboard\.js", page.get_data(as_text=True)).group(1)
+    response = client.get(f"{PREFIX}/static/{version}/{name}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert response.get_data() == (STATIC_DIR / name).read_bytes()
+
+
+def test_the_page_preloads_exactly_the_entry_modules_imports(client):
+    # <link rel="modulepreload"> fetches the whole graph at once; a module missing from the list
+    # still loads (one import level later), one listed but gone would be a 404 on every page.
+    page = client.get(PREFIX + "/", headers={"Authorization": "Basic YWRtaW46Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZQ=="})
+    html = page.get_data(as_text=True)
+    preloaded = re.findall(rf'<link rel="modulepreload" href="{PREFIX}/static/[0-9a-f]{{12}}/(js/[a-z/]+\.js)">', html)
+    shipped = {p.relative_to(STATIC_DIR).as_posix() for p in (STATIC_DIR / "js").rglob("*.js")}
+    assert sorted(preloaded) == sorted(shipped)

@@ -30,27 +30,46 @@ describe("safeHttpUrl", () => {
 
 describe("parseHash", () => {
   it("reads the view, with or without a slash after the #", () => {
-    assert.deepEqual(u.parseHash("#system", VIEWS), { view: "system", detail: null });
-    assert.deepEqual(u.parseHash("#/traces", VIEWS), { view: "traces", detail: null });
+    assert.deepEqual(u.parseHash("#system", VIEWS), { view: "system", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash("#/traces", VIEWS), { view: "traces", detail: null, traceId: null });
   });
   it("opens the first view for an empty or unknown hash", () => {
-    assert.deepEqual(u.parseHash("", VIEWS), { view: "overview", detail: null });
-    assert.deepEqual(u.parseHash("#nope/GET%20%2F", VIEWS), { view: "overview", detail: null });
-    assert.deepEqual(u.parseHash(undefined, VIEWS), { view: "overview", detail: null });
+    assert.deepEqual(u.parseHash("", VIEWS), { view: "overview", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash("#nope/GET%20%2F", VIEWS), { view: "overview", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash(undefined, VIEWS), { view: "overview", detail: null, traceId: null });
   });
   it("reads an endpoint's detail as METHOD route, decoded", () => {
-    assert.deepEqual(u.parseHash("#endpoints/GET%20%2Fusers%2F%3Cid%3E", VIEWS), { view: "endpoints", detail: "GET /users/<id>" });
+    assert.deepEqual(u.parseHash("#endpoints/GET%20%2Fusers%2F%3Cid%3E", VIEWS), { view: "endpoints", detail: "GET /users/<id>", traceId: null });
   });
   it("ignores a detail without a method, with a bad escape, or on another view", () => {
-    assert.deepEqual(u.parseHash("#endpoints/%2Fusers", VIEWS), { view: "endpoints", detail: null });
-    assert.deepEqual(u.parseHash("#endpoints/%20%2Fusers", VIEWS), { view: "endpoints", detail: null });
-    assert.deepEqual(u.parseHash("#endpoints/%E0%A4%A", VIEWS), { view: "endpoints", detail: null });
-    assert.deepEqual(u.parseHash("#system/GET%20%2F", VIEWS), { view: "system", detail: null });
+    assert.deepEqual(u.parseHash("#endpoints/%2Fusers", VIEWS), { view: "endpoints", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash("#endpoints/%20%2Fusers", VIEWS), { view: "endpoints", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash("#endpoints/%E0%A4%A", VIEWS), { view: "endpoints", detail: null, traceId: null });
+    assert.deepEqual(u.parseHash("#system/GET%20%2F", VIEWS), { view: "system", detail: null, traceId: null });
   });
   it("round-trips endpointHash", () => {
     const hash = u.endpointHash("GET", "/a b/<id>?x#y");
     assert.equal(hash, "#endpoints/GET%20%2Fa%20b%2F%3Cid%3E%3Fx%23y");
-    assert.deepEqual(u.parseHash(hash, VIEWS), { view: "endpoints", detail: "GET /a b/<id>?x#y" });
+    assert.deepEqual(u.parseHash(hash, VIEWS), { view: "endpoints", detail: "GET /a b/<id>?x#y", traceId: null });
+  });
+  it("reads a trace id of 32 hex digits on the traces view, lower-cased", () => {
+    const id = "0AF7651916CD43DD8448EB211C80319C";
+    assert.deepEqual(u.parseHash("#traces/" + id, VIEWS), { view: "traces", detail: null, traceId: id.toLowerCase() });
+    assert.deepEqual(u.parseHash(u.traceHref(id.toLowerCase()), VIEWS).traceId, id.toLowerCase());
+  });
+  it("ignores a trace id that is not 32 hex digits, or on another view", () => {
+    assert.equal(u.parseHash("#traces/0af7651916cd43dd8448eb211c80319", VIEWS).traceId, null);
+    assert.equal(u.parseHash("#traces/0af7651916cd43dd8448eb211c80319cz", VIEWS).traceId, null);
+    assert.equal(u.parseHash("#traces/%30af7651916cd43dd8448eb211c80319c", VIEWS).traceId, null);
+    assert.equal(u.parseHash("#endpoints/0af7651916cd43dd8448eb211c80319c", VIEWS).traceId, null);
+  });
+});
+
+describe("traceHref", () => {
+  it("links a trace's waterfall, escaped", () => {
+    assert.equal(u.traceHref("abc"), "#traces/abc");
+    assert.equal(u.traceHref("a/b#c"), "#traces/a%2Fb%23c");
+    assert.equal(u.traceHref(undefined), "#traces/");
   });
 });
 

@@ -53,3 +53,36 @@ describe("windowNote", () => {
     assert.equal(w.windowNote({ window_available: false }, "1m", false), "Showing the last — of the 1m window: the app started then.");
   });
 });
+
+describe("axisSeconds", () => {
+  const points = (n, step) => Array.from({ length: n }, (_, i) => ({ t: 1000 + i * step }));
+  it("spans the whole window when the points cover it", () => {
+    assert.equal(w.axisSeconds({ step_s: 10, points: points(90, 10) }, "15m"), 900);
+    assert.equal(w.axisSeconds({ step_s: 10, points: points(89, 10) }, "15m"), 900); // within two steps
+  });
+  it("zooms to the points (null) when they cover less, or the answer says the window is not covered", () => {
+    assert.equal(w.axisSeconds({ step_s: 10, points: points(80, 10) }, "15m"), null);
+    assert.equal(w.axisSeconds({ window_available: false, step_s: 10, points: points(90, 10) }, "15m"), null);
+  });
+  it("uses a 10 s step when the answer gives none, and null for no answer or an unknown window", () => {
+    assert.equal(w.axisSeconds({ points: points(6, 10) }, "1m"), 60);
+    assert.equal(w.axisSeconds(null, "15m"), null);
+    assert.equal(w.axisSeconds({ points: points(6, 10) }, "all"), null);
+  });
+  it("spans the window when there are no points yet (the chart shows its empty state)", () => {
+    assert.equal(w.axisSeconds({ points: [] }, "5m"), 300);
+    assert.equal(w.axisSeconds({}, "5m"), 300);
+  });
+});
+
+describe("coveredText", () => {
+  it("names the window, or since start", () => {
+    assert.equal(w.coveredText({ window_available: true, covered_s: 900 }, "15m"), "in 15m");
+    assert.equal(w.coveredText(null, "1h"), "in 1h");
+    assert.equal(w.coveredText(null, "all"), "since start");
+  });
+  it("says how much a window not covered holds", () => {
+    assert.equal(w.coveredText({ window_available: false, covered_s: 49 }, "15m"), "in the last 49 s");
+    assert.equal(w.coveredText({ window_available: false, covered_s: null }, "15m"), "in 15m");
+  });
+});

@@ -18,9 +18,10 @@ export function safeHttpUrl(text, base) {
 }
 
 /**
- * The view and endpoint a location hash names: "#endpoints/GET%20%2Fusers" is
- * {view: "endpoints", detail: "GET /users"}. An unknown view is the first of `views`; a detail
- * only exists for "endpoints", and only as "METHOD route" (a bad escape or no method is none).
+ * The view, endpoint and trace a location hash names: "#endpoints/GET%20%2Fusers" is
+ * {view: "endpoints", detail: "GET /users", traceId: null}. An unknown view is the first of
+ * `views`; a detail only exists for "endpoints", and only as "METHOD route" (a bad escape or no
+ * method is none); a traceId only for "traces", as 32 hex digits (lower-cased).
  */
 export function parseHash(hash, views) {
   const text = String(hash || "").replace(/^#\/?/, "");
@@ -37,7 +38,15 @@ export function parseHash(hash, views) {
     }
     if (detail && detail.indexOf(" ") <= 0) detail = null;
   }
-  return { view, detail };
+  const traceId = view === "traces" && arg && TRACE_ID.test(arg) ? arg.toLowerCase() : null;
+  return { view, detail, traceId };
+}
+
+const TRACE_ID = /^[0-9a-fA-F]{32}$/;
+
+/** The hash that opens a trace's waterfall. */
+export function traceHref(id) {
+  return "#traces/" + encodeURIComponent(String(id || ""));
 }
 
 /** The hash that opens an endpoint's detail. */

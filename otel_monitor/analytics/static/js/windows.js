@@ -2,7 +2,7 @@
  * data covers less than the window. Pure, no DOM.
  */
 
-import { fmtSpan } from "./format.js";
+import { fmtSpan, isNum } from "./format.js";
 
 /** Every window the page knows, in seconds (the page offers the history ones only with MONITORING_DB). */
 export const WINDOW_S = Object.freeze({
@@ -47,4 +47,26 @@ export function windowNote(response, windowName, history) {
       : "longer windows need history (set MONITORING_DB)."
     : "the app started then.";
   return "Showing the last " + fmtSpan(response.covered_s) + " of the " + windowName + " window: " + reason;
+}
+
+/**
+ * How many seconds a chart's time axis spans for a /timeseries-like answer: the whole window
+ * when its points cover it (within two steps), else null, meaning "zoom to the points" (a
+ * process younger than the window, an answer saying window_available: false, an unknown window).
+ */
+export function axisSeconds(response, windowName) {
+  const length = windowSeconds(windowName);
+  if (!response || response.window_available === false || length === undefined) return null;
+  const points = Array.isArray(response.points) ? response.points : [];
+  const step = response.step_s || 10;
+  if (points.length && points[points.length - 1].t - points[0].t < length - 2 * step) return null;
+  return length;
+}
+
+/** "in 15m", "since start" (the "all" window), or "in the last 49 s" when that is all a window covered. */
+export function coveredText(response, windowName) {
+  if (response && response.window_available === false && isNum(response.covered_s)) {
+    return "in the last " + fmtSpan(response.covered_s);
+  }
+  return windowName === "all" ? "since start" : "in " + windowName;
 }

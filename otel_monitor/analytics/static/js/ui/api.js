@@ -1,0 +1,36 @@
+/* The analytics JSON API (docs/analytics-api.md): fetch with same-origin credentials; a 401
+ * sends the browser to the login page once, however many fetches got it.
+ */
+
+import { API, LOGIN_URL } from "./config.js";
+
+export class AuthRedirect extends Error {
+  constructor() {
+    super("authentication needed");
+  }
+}
+
+let redirecting = false;
+
+export function api(path, params) {
+  const query = new URLSearchParams(params || {}).toString();
+  return fetch(API + path + (query ? "?" + query : ""), {
+    credentials: "same-origin",
+    cache: "no-store",
+    // The marker makes the server answer an ended session with a challenge browsers do not
+    // show a password dialog for (see dashboard.py): the page handles the 401 itself.
+    headers: { "Accept": "application/json", "X-Requested-With": "otel-monitor-dashboard" },
+  }).then((response) => {
+    if (response.status === 401) {
+      if (!redirecting) {
+        redirecting = true;
+        window.location.assign(LOGIN_URL);
+      }
+      throw new AuthRedirect();
+    }
+    // /health answers 503 when unhealthy: that is data, not an error.
+    if (response.ok || (response.status === 503 && path === "/health")) return response.json();
+    if (response.status === 429) throw new Error("too many requests; waiting before the next refresh");
+    throw new Error(path + " answered HTTP " + response.status);
+  });
+}
