@@ -118,7 +118,7 @@ def serialise(data: MetricsData | None) -> list[dict]:
     """
     result: list[dict] = []
     for scope_metrics, metric in iter_scoped(data):
-        entry = {
+        entry: dict[str, Any] = {
             "scope": scope_metrics.scope.name,
             "version": scope_metrics.scope.version,
             "name": metric.name,
