@@ -96,3 +96,22 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = README.read_text()
     assert "./scripts/test.sh" in readme and "./scripts/demo.sh" in readme
     assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_design_table_lists_every_module_of_the_package():
+    section = README.read_text().split("## Design", 1)[1].split("\n## ", 1)[0]
+    named: set[str] = set()
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            for name in re.findall(r"`([^`]+)`", row.split("|")[1]):
+                named.add(name.rstrip("/"))
+    package = ROOT / "otel_monitor"
+    modules = {p.name for p in package.iterdir() if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")}
+    modules.discard("analytics")
+    modules |= {
+        f"analytics/{p.name}"
+        for p in (package / "analytics").iterdir()
+        if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")
+    }
+    assert sorted(modules - named) == [], "modules missing from the README's Design table"
+    assert sorted(named - modules) == [], "the README's Design table names modules that do not exist"
