@@ -30,6 +30,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._metrics_data import iter_points
 from ._safe_log import INTERVAL, neutralise, should_log
 
 __all__ = ["account", "count_unexported_at_shutdown", "AccountedSpanExporter", "EXPORTED_METRIC", "lost_spans"]
@@ -213,15 +214,8 @@ def count_unexported_at_shutdown(processor: Any) -> Any:
 def lost_spans(data: Any) -> dict[str, int]:
     """Spans lost so far, by reason: the processor's drops and the exporters' failures in ``data``."""
     lost: dict[str, int] = {}
-    if data is None:
-        return lost
-    for resource_metrics in data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                if metric.name not in (EXPORTED_METRIC, PROCESSED_METRIC):
-                    continue
-                for point in getattr(metric.data, "data_points", ()):
-                    reason = point.attributes.get("error.type")
-                    if reason and point.value:
-                        lost[str(reason)] = lost.get(str(reason), 0) + int(point.value)
+    for _, point in iter_points(data, EXPORTED_METRIC, PROCESSED_METRIC):
+        reason = point.attributes.get("error.type")
+        if reason and point.value:
+            lost[str(reason)] = lost.get(str(reason), 0) + int(point.value)
     return lost

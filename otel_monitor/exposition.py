@@ -29,6 +29,8 @@ from typing import Any
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
 
+from ._metrics_data import iter_metrics
+
 __all__ = ["PROMETHEUS_RENAMES", "TextWriter", "metrics_app_for", "metrics_wsgi_app", "OPENMETRICS", "TEXT"]
 
 _logger = logging.getLogger("otel_monitor")
@@ -156,20 +158,19 @@ class TextWriter:
         out: list[str] = []
         used: dict[int, tuple[Any, str]] = {}
         families: set[str] = set()
-        if data is not None:
-            for rm in data.resource_metrics:
-                if self.target_info and rm.resource is not None and "target" not in families:
-                    families.add("target")
-                    families.add("target_info")
-                    if openmetrics:
-                        out.append("# HELP target Target metadata\n# TYPE target info\n")
-                    else:
-                        out.append("# HELP target_info Target metadata\n# TYPE target_info gauge\n")
-                    labels = self._label(rm.resource.attributes, used)
-                    out.append(f"target_info{{{labels}}} 1\n")
-                for sm in rm.scope_metrics:
-                    for metric in sm.metrics:
-                        self._metric(metric, out, used, families, openmetrics, exemplars)
+        # One target_info, of the first resource (a collection has one), ahead of the metrics.
+        resources = [rm.resource for rm in data.resource_metrics if rm.resource is not None] if data else []
+        if self.target_info and resources:
+            families.add("target")
+            families.add("target_info")
+            if openmetrics:
+                out.append("# HELP target Target metadata\n# TYPE target info\n")
+            else:
+                out.append("# HELP target_info Target metadata\n# TYPE target_info gauge\n")
+            labels = self._label(resources[0].attributes, used)
+            out.append(f"target_info{{{labels}}} 1\n")
+        for metric in iter_metrics(data):
+            self._metric(metric, out, used, families, openmetrics, exemplars)
         self._labels = used
         self.families = families
         return "".join(out)

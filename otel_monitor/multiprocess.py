@@ -62,6 +62,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from ._metrics_data import iter_scoped
 from ._safe_log import log_internal_error
 from .prefork import alive as _alive
 from .prefork import detect_group, forked_a_gunicorn_worker, group_dir, group_secret
@@ -116,53 +117,48 @@ def serialise(data: MetricsData | None) -> list[dict]:
     when they differ from those.
     """
     result: list[dict] = []
-    if data is None:
-        return result
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                entry = {
-                    "scope": sm.scope.name,
-                    "version": sm.scope.version,
-                    "name": metric.name,
-                    "description": metric.description,
-                    "unit": metric.unit,
+    for scope_metrics, metric in iter_scoped(data):
+        entry: dict[str, Any] = {
+            "scope": scope_metrics.scope.name,
+            "version": scope_metrics.scope.version,
+            "name": metric.name,
+            "description": metric.description,
+            "unit": metric.unit,
+        }
+        d = metric.data
+        if isinstance(d, Histogram):
+            entry["kind"] = "histogram"
+            bounds = list(d.data_points[0].explicit_bounds) if d.data_points else []
+            entry["bounds"] = bounds
+            points = []
+            for p in d.data_points:
+                point = {
+                    "a": dict(p.attributes or {}),
+                    "start": p.start_time_unix_nano,
+                    "count": p.count,
+                    "sum": p.sum,
+                    "min": p.min,
+                    "max": p.max,
+                    "buckets": list(p.bucket_counts),
                 }
-                d = metric.data
-                if isinstance(d, Histogram):
-                    entry["kind"] = "histogram"
-                    bounds = list(d.data_points[0].explicit_bounds) if d.data_points else []
-                    entry["bounds"] = bounds
-                    points = []
-                    for p in d.data_points:
-                        point = {
-                            "a": dict(p.attributes or {}),
-                            "start": p.start_time_unix_nano,
-                            "count": p.count,
-                            "sum": p.sum,
-                            "min": p.min,
-                            "max": p.max,
-                            "buckets": list(p.bucket_counts),
-                        }
-                        if list(p.explicit_bounds) != bounds:
-                            point["bounds"] = list(p.explicit_bounds)
-                        if p.exemplars:
-                            point["ex"] = _exemplars_out(p.exemplars)
-                        points.append(point)
-                    entry["points"] = points
-                elif isinstance(d, Sum):
-                    entry["kind"] = "sum"
-                    entry["monotonic"] = d.is_monotonic
-                    entry["points"] = [
-                        {"a": dict(p.attributes or {}), "start": p.start_time_unix_nano, "v": p.value}
-                        for p in d.data_points
-                    ]
-                elif isinstance(d, Gauge):
-                    entry["kind"] = "gauge"
-                    entry["points"] = [{"a": dict(p.attributes or {}), "v": p.value} for p in d.data_points]
-                else:
-                    continue  # exponential histograms are not merged across workers
-                result.append(entry)
+                if list(p.explicit_bounds) != bounds:
+                    point["bounds"] = list(p.explicit_bounds)
+                if p.exemplars:
+                    point["ex"] = _exemplars_out(p.exemplars)
+                points.append(point)
+            entry["points"] = points
+        elif isinstance(d, Sum):
+            entry["kind"] = "sum"
+            entry["monotonic"] = d.is_monotonic
+            entry["points"] = [
+                {"a": dict(p.attributes or {}), "start": p.start_time_unix_nano, "v": p.value} for p in d.data_points
+            ]
+        elif isinstance(d, Gauge):
+            entry["kind"] = "gauge"
+            entry["points"] = [{"a": dict(p.attributes or {}), "v": p.value} for p in d.data_points]
+        else:
+            continue  # exponential histograms are not merged across workers
+        result.append(entry)
     return result
 
 

@@ -13,6 +13,8 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ._metrics_data import iter_metrics
+
 __all__ = ["Telemetry"]
 
 
@@ -36,14 +38,7 @@ class Telemetry:
     def metrics(self) -> dict[str, Any]:
         """Metric name -> the SDK ``Metric`` (this process, cumulative)."""
         data = self.monitor.pipeline.reader.snapshot()
-        result: dict[str, Any] = {}
-        if data is None:
-            return result
-        for resource_metrics in data.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    result[metric.name] = metric
-        return result
+        return {metric.name: metric for metric in iter_metrics(data)}
 
     def points(self, name: str) -> list:
         metric = self.metrics().get(name)

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from .._export_accounting import lost_spans
+from .._metrics_data import iter_metrics, iter_points
 
 __all__ = [
     "Series",
@@ -111,14 +112,6 @@ class RouteCap:
         return OTHER
 
 
-def _metrics(data: Any) -> Iterable[Any]:
-    if data is None:
-        return
-    for resource_metrics in data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            yield from scope_metrics.metrics
-
-
 def _excluded(route: str, exclude_prefix: str | None) -> bool:
     return bool(exclude_prefix) and (route == exclude_prefix or route.startswith(exclude_prefix + "/"))
 
@@ -131,36 +124,33 @@ def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tupl
     """
     result: dict[Key, list] = {}
     bounds: tuple = ()
-    for metric in _metrics(data):
-        if metric.name != DURATION_METRIC:
+    for _, point in iter_points(data, DURATION_METRIC):
+        attrs = point.attributes
+        route = attrs.get("http.route") or UNMATCHED
+        if _excluded(route, exclude_prefix):
             continue
-        for point in metric.data.data_points:
-            attrs = point.attributes
-            route = attrs.get("http.route") or UNMATCHED
-            if _excluded(route, exclude_prefix):
-                continue
-            method = str(attrs.get("http.request.method", "_OTHER"))
-            status = attrs.get("http.response.status_code")
-            error = attrs.get("error.type")
-            key = (
-                cap.route(str(route), method),
-                method,
-                int(status) if status else 0,
-                cap.error(str(error)) if error else "",
-            )
-            if not bounds:
-                bounds = tuple(point.explicit_bounds)
-            elif tuple(point.explicit_bounds) != bounds:
-                continue  # a view with other buckets: not ours to mix
-            entry = result.get(key)
-            point_max = point.max if point.count else None
-            if entry is None:
-                result[key] = [point.count, point.sum, point_max, list(point.bucket_counts)]
-            else:
-                entry[0] += point.count
-                entry[1] += point.sum
-                entry[2] = _max(entry[2], point_max)
-                entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts)]
+        method = str(attrs.get("http.request.method", "_OTHER"))
+        status = attrs.get("http.response.status_code")
+        error = attrs.get("error.type")
+        key = (
+            cap.route(str(route), method),
+            method,
+            int(status) if status else 0,
+            cap.error(str(error)) if error else "",
+        )
+        if not bounds:
+            bounds = tuple(point.explicit_bounds)
+        elif tuple(point.explicit_bounds) != bounds:
+            continue  # a view with other buckets: not ours to mix
+        entry = result.get(key)
+        point_max = point.max if point.count else None
+        if entry is None:
+            result[key] = [point.count, point.sum, point_max, list(point.bucket_counts)]
+        else:
+            entry[0] += point.count
+            entry[1] += point.sum
+            entry[2] = _max(entry[2], point_max)
+            entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts)]
     return {k: Series(v[0], float(v[1]), v[2], tuple(v[3])) for k, v in result.items()}, bounds
 
 
@@ -173,7 +163,8 @@ def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def _points(data: Any, name: str) -> list:
-    for metric in _metrics(data):
+    # The first metric of that name only: a collection has one per name.
+    for metric in iter_metrics(data):
         if metric.name == name:
             return list(metric.data.data_points)
     return []
