@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["STACKS", "DESCRIPTIONS", "StackUnavailable", "build_app", "closed_port_endpoint"]
 

@@ -12,14 +12,15 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._safe_log import log_internal_error
 from .metrics_view import LocalView
 from .pipeline import Pipeline, build_pipeline
 from .settings import Settings
 
-_live: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
 _hooks_lock = threading.Lock()
 

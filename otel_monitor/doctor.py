@@ -15,8 +15,9 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
@@ -445,7 +446,7 @@ def tcp_check(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | N
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
-    except socket.timeout:
+    except TimeoutError:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
         return exc.strerror or str(exc)

@@ -51,6 +51,7 @@ _STANDARD_DEFAULT_FAMILIES = frozenset(
     {"process_open_fds", "process_start_time_seconds", "process_max_fds", "process_virtual_memory_bytes"}
 )
 
+
 def metric_name(name: str, unit: str) -> str:
     """The Prometheus family name of an OpenTelemetry metric (without ``_total``).
 

@@ -14,14 +14,15 @@ import functools
 import logging
 import sys
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
-from ._providers import DelegatingMeter, DelegatingTracer
 from ._frameworks import default_service_name, install_route_hooks
+from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
 from .exposition import metrics_app_for
@@ -35,7 +36,7 @@ _logger = logging.getLogger("otel_monitor")
 EXTENSION_KEY = "otel_monitor"
 #: app.extensions key of the app's own runtime (one monitor may serve several apps)
 RUNTIME_KEY = "otel_monitor.runtime"
-_last_monitor: "weakref.ref[Monitor] | None" = None
+_last_monitor: weakref.ref[Monitor] | None = None
 _FIELD_NAMES = {f.name for f in FIELDS}
 
 

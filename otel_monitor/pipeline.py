@@ -16,8 +16,9 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
@@ -30,10 +31,10 @@ from . import __about__
 from ._background import Scheduler
 from ._export_accounting import account, count_unexported_at_shutdown
 from ._propagation import build_propagator
+from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
 from ._request_path import finish_abandoned
 from ._safe_log import log_internal_error
-from ._reader import MonitorReader
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
 from .settings import Settings

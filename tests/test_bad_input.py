@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import pytest
 from flask import Flask, abort
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otel_monitor import Monitor
 from otel_monitor._request_path import _GETTER

@@ -115,8 +115,9 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status, mo
 
 
 def test_grpc_unavailable_is_retried_with_bounded_backoff(monitors):
-    import grpc
     from concurrent import futures
+
+    import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
     calls = []

@@ -11,10 +11,10 @@ from otel_monitor import prefork
 
 
 class _Process:
-    def __init__(self, pid: int, cmdline: list[str], parent: "_Process | None" = None) -> None:
+    def __init__(self, pid: int, cmdline: list[str], parent: _Process | None = None) -> None:
         self.pid, self._cmdline, self._parent = pid, cmdline, parent
 
-    def parent(self) -> "_Process | None":
+    def parent(self) -> _Process | None:
         return self._parent
 
     def cmdline(self) -> list[str]:

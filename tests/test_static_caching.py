@@ -16,7 +16,9 @@ PREFIX = "/otel-monitor"
 TOKEN = "static-caching-token-abcdefghijkl"
 NAMES = ("dashboard.css", "dashboard.js", "favicon.svg")
 #: every file the static route serves (the dashboard's ES modules too): the version covers them all
-SERVED = tuple(sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.suffix in (".js", ".css", ".svg")))
+SERVED = tuple(
+    sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.suffix in (".js", ".css", ".svg"))
+)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from .._safe_log import log_internal_error
 from .auth import Auth, resolve_secret_key, validate_settings
@@ -55,7 +56,7 @@ class AnalyticsState:
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
-        self.system_source: Optional[Callable[[], dict]] = None
+        self.system_source: Callable[[], dict] | None = None
         self.history = None
         if settings.analytics_db:
             from .history import History
@@ -106,7 +107,7 @@ class AnalyticsState:
         self.clock = clock
         self.started = clock()
 
-    def window(self, name: str, now: Optional[Sample] = None) -> dict[str, Any]:
+    def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
         """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
 
         Up to 15 minutes: the current snapshot minus the newest sample taken at or before the
@@ -184,7 +185,7 @@ class AnalyticsState:
         return result
 
 
-def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
+def analytics_of(monitor: Any) -> AnalyticsState | None:
     """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
     pipeline = monitor.pipeline
     return pipeline.analytics if pipeline is not None else None

@@ -35,7 +35,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
