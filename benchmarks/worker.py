@@ -309,7 +309,8 @@ def cmd_profile(args: dict[str, Any]) -> None:
         stream = io.StringIO()
         stats = pstats.Stats(profiler, stream=stream)
         stats.sort_stats("cumulative").print_stats(args.get("top", 25))
-        text = f"{n} requests in {elapsed:.2f} s under cProfile ({elapsed / n * 1e6:.1f} us/request with profiling overhead)\n"
+        per_request = f"{elapsed / n * 1e6:.1f} us/request with profiling overhead"
+        text = f"{n} requests in {elapsed:.2f} s under cProfile ({per_request})\n"
         text += stream.getvalue()
     result({"text": _short_paths(text)})
 

@@ -78,7 +78,7 @@ def call(app, environ):
     env.setdefault("wsgi.errors", io.StringIO())
     try:
         result = app(env, start_response)
-    except Exception as exc:  # an invalid environ may make the app itself raise: so must we, the same
+    except Exception as exc:  # noqa: BLE001 - an invalid environ may make the app itself raise: so must we, the same
         return ("raised", type(exc)), None, b""
     try:
         body = b"".join(result)

@@ -17,7 +17,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from itertools import pairwise
+from typing import Any
 
 from .._safe_log import log_internal_error
 from .auth import Auth, resolve_secret_key, validate_settings
@@ -170,7 +171,7 @@ class AnalyticsState:
             samples.insert(0, Sample(self.started, {}, {}))  # nothing was counted before the start
         if not samples or now.t > samples[-1].t:
             samples.append(now)
-        return list(zip(samples, samples[1:]))
+        return list(pairwise(samples))
 
     def traces(self) -> list[dict]:
         try:

@@ -207,7 +207,7 @@ class History:
     def requests(self, since: float, until: float) -> dict[Key, Series]:
         """Requests of every instance in minutes ``[since, until]``, summed per key."""
         result: dict[Key, Series] = {}
-        for minute, key, s in self._rows(since, until):
+        for _minute, key, s in self._rows(since, until):
             result[key] = add(result.get(key), s)
         return result
 
@@ -251,7 +251,7 @@ class History:
             ).fetchall()
         finally:
             conn.close()
-        return {row[0]: dict(zip(_SYSTEM_COLUMNS, row[1:])) for row in rows}
+        return {row[0]: dict(zip(_SYSTEM_COLUMNS, row[1:], strict=True)) for row in rows}
 
     def first_minute(self) -> int | None:
         if not self.usable:

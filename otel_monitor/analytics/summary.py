@@ -161,7 +161,7 @@ def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tupl
                 entry[0] += point.count
                 entry[1] += point.sum
                 entry[2] = _max(entry[2], point_max)
-                entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts)]
+                entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts, strict=True)]
     return {k: Series(v[0], float(v[1]), v[2], tuple(v[3])) for k, v in result.items()}, bounds
 
 
@@ -266,7 +266,9 @@ def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = 
         count = current.count - before.count
         if count <= 0:
             continue
-        buckets = tuple(a - b for a, b in zip(current.buckets, before.buckets))
+        # Equal lengths by construction (one set of bounds per process; the history file's are
+        # checked when it is opened); not strict, so a damaged history row cannot fail a response.
+        buckets = tuple(a - b for a, b in zip(current.buckets, before.buckets, strict=False))
         if current.max is not None and (before.max is None or current.max > before.max):
             window_max: float | None = current.max
         else:
@@ -283,7 +285,8 @@ def add(a: Series | None, b: Series) -> Series:
         a.count + b.count,
         a.sum + b.sum,
         _max(a.max, b.max),
-        tuple(x + y for x, y in zip(a.buckets, b.buckets)) if a.buckets else b.buckets,
+        # not strict for the reason given in diff()
+        tuple(x + y for x, y in zip(a.buckets, b.buckets, strict=False)) if a.buckets else b.buckets,
     )
 
 
