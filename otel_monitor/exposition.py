@@ -274,11 +274,8 @@ def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
     registry off), except for the process_* gauges prometheus_client's own collectors report too.
     """
     from prometheus_client import REGISTRY
-
-    if openmetrics:
-        from prometheus_client.openmetrics.exposition import generate_latest as generate
-    else:
-        from prometheus_client.exposition import generate_latest as generate
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
     class _Without:
         def collect(self) -> Iterable[Any]:
@@ -289,7 +286,7 @@ def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
                     continue
                 yield metric
 
-    text = generate(_Without()).decode("utf-8")  # type: ignore[arg-type]
+    text = (generate_openmetrics if openmetrics else generate_latest)(_Without()).decode("utf-8")
     if openmetrics and text.endswith("# EOF\n"):
         text = text[: -len("# EOF\n")]
     return text

@@ -268,7 +268,8 @@ def get_monitor(app: Any = None) -> Monitor | None:
         try:
             from flask import current_app
 
-            app = current_app._get_current_object() if current_app else None
+            # current_app is a werkzeug LocalProxy, which Flask's hints present as the Flask object
+            app = current_app._get_current_object() if current_app else None  # type: ignore[attr-defined]
         except (ImportError, RuntimeError):
             app = None
     if app is not None and hasattr(app, "extensions"):
@@ -296,7 +297,8 @@ def _install_flask_hooks(app: Any) -> None:
     from flask import got_request_exception, request
 
     def record_route() -> None:
-        current = request._get_current_object()  # one context lookup instead of two
+        # one context lookup instead of two; request is a LocalProxy (typed by Flask as the Request)
+        current = request._get_current_object()  # type: ignore[attr-defined]
         rule = current.url_rule
         if rule is not None:
             current.environ[ROUTE_KEY] = rule.rule

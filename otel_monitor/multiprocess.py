@@ -121,7 +121,7 @@ def serialise(data: MetricsData | None) -> list[dict]:
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                entry = {
+                entry: dict[str, Any] = {  # one JSON record of the worker's file
                     "scope": sm.scope.name,
                     "version": sm.scope.version,
                     "name": metric.name,

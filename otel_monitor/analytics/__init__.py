@@ -179,7 +179,7 @@ class AnalyticsState:
         except Exception:  # noqa: BLE001
             log_internal_error("gathering recent traces from the workers")
             gathered = [self.recent.snapshot()]
-        result = []
+        result: list[dict] = []
         for worker in gathered:
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict))

@@ -73,7 +73,8 @@ MAX_ERROR_TYPES = 64
 class Series(NamedTuple):
     """Cumulative (or windowed) request durations of one key, in seconds."""
 
-    count: int
+    # Shadowing tuple.count is deliberate (NamedTuple allows the field; nothing here counts items).
+    count: int  # type: ignore[assignment]
     sum: float
     max: float | None  # None: unknown (a window in which the cumulative max did not move)
     buckets: tuple[int, ...]
@@ -121,7 +122,9 @@ def _metrics(data: Any) -> Iterable[Any]:
 
 
 def _excluded(route: str, exclude_prefix: str | None) -> bool:
-    return bool(exclude_prefix) and (route == exclude_prefix or route.startswith(exclude_prefix + "/"))
+    if not exclude_prefix:
+        return False
+    return route == exclude_prefix or route.startswith(exclude_prefix + "/")
 
 
 def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tuple[dict[Key, Series], tuple]:
