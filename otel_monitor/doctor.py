@@ -355,9 +355,11 @@ def load_app(spec: str) -> Any:
             raise LookupError(f"no such file: {target}")
         sys.path.insert(0, str(path.parent))
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:  # a file Python cannot import (no .py)
+            raise LookupError(f"not a Python module: {target}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        module_spec.loader.exec_module(module)
     else:
         module = importlib.import_module(target)
     call = attr.endswith("()")
