@@ -813,8 +813,13 @@ def section_memory(python: str, stacks: list[str], p: Params, report: Report) ->
         samples = {n: kib for n, kib in r["samples"]}
         done, last_kib = r["samples"][-1]
         half, full = p.mem_requests // 2, p.mem_requests
-        mib = lambda n: fmt(samples[n] / 1024, 1) if n in samples else "n/a"  # noqa: E731
-        growth = lambda a, b: fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"  # noqa: E731
+
+        def mib(n: int) -> str:
+            return fmt(samples[n] / 1024, 1) if n in samples else "n/a"
+
+        def growth(a: int, b: int) -> str:
+            return fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"
+
         notes = []
         if r["timed_out"]:
             notes.append(

@@ -20,7 +20,7 @@ if _HERE not in sys.path:
 # Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
 sys.path.append(os.path.dirname(_HERE))
 
-from apps import SCRAPE_STATUSES, StackUnavailable, build_app  # noqa: E402
+from apps import SCRAPE_STATUSES, StackUnavailable, build_app  # noqa: E402 - after the sys.path set-up above
 
 BENCH_PATH = "/users/42"
 perf_counter = time.perf_counter
@@ -239,7 +239,7 @@ def cmd_analytics(args: dict[str, Any]) -> None:
     ``analytics_prefix`` (default ``/otel-monitor``), authentication off via ``OTEL_MONITOR_ANALYTICS_AUTH=off``.
     """
     try:
-        import otel_monitor.analytics  # noqa: F401
+        import otel_monitor.analytics  # noqa: F401 - only whether it imports
     except ImportError as exc:
         result({"na": "n/a (analytics not yet available)", "detail": str(exc)})
         return

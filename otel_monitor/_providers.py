@@ -277,7 +277,7 @@ def on_pipeline(runtime: Runtime, pipeline: Any) -> None:
         try:
             if handle._meter._target() is runtime:
                 handle.register(pipeline)
-        except Exception:  # noqa: BLE001 - a bad user callback spec must not stop the pipeline
+        except Exception:  # a bad user callback spec must not stop the pipeline
             _logger.warning("otel_monitor: could not register observable instrument %r", handle.name, exc_info=True)
 
 

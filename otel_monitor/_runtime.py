@@ -150,7 +150,7 @@ class Runtime:
                     old.metric_exporters = []  # nothing counted in the parent leaves this process
                     old.shutdown_hooks = []  # nor touches the parent's files (multiprocess)
                     old.shutdown(timeout=2.0)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - the child's new pipeline must start whatever the old one does
                     log_internal_error("retiring the pre-fork pipeline")
 
         threading.Thread(target=retire, name="otel_monitor-retire", daemon=True).start()

@@ -309,7 +309,7 @@ def _install_flask_hooks(app: Any) -> None:
     def record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
         try:
             request.environ[EXCEPTION_KEY] = exception
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             pass
 
     got_request_exception.connect(record_exception, app, weak=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 # handler using a thread pool, and concurrent.futures' own fork handler (which releases its
 # global lock in the child) must be registered first, or a worker forked after an exporter first
 # imported concurrent.futures waits on that lock for ever.
-import concurrent.futures.thread  # noqa: F401
+import concurrent.futures.thread  # noqa: F401 - imported for its side effect (see above)
 import logging
 import os
 import threading
@@ -152,7 +152,7 @@ def _sdk_version() -> str:
         from importlib.metadata import version
 
         return version("opentelemetry-sdk")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any metadata failure reads as an unknown version
         return "unknown"
 
 
@@ -269,7 +269,7 @@ class Pipeline:
             for exporter in self.metric_exporters:
                 try:
                     exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a failing exporter must not stop the export loop
                     log_internal_error("exporting metrics")
         finally:
             otel_context.detach(token)
@@ -309,7 +309,7 @@ class Pipeline:
         for exporter in self.metric_exporters:
             try:
                 exporter.shutdown(timeout_millis=1000)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutdown goes on with the other exporters
                 log_internal_error("shutting down a metric exporter")
 
 

@@ -75,7 +75,7 @@ class Flaky(BaseHTTPRequestHandler):
     calls: list = []
     status = 503
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         Flaky.calls.append(time.monotonic())
         if len(Flaky.calls) == 1:

@@ -92,7 +92,7 @@ def _attach(app):
             return
         try:
             from otel_monitor import Monitor
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a broken install must not break the app
             extensions[STATUS_KEY] = "failed"
             _say(f"cannot import otel_monitor in {sys.executable} ({exc}); Flask app {app.name!r} is not monitored")
             return
@@ -137,7 +137,7 @@ def _patch_module(module):
     if isinstance(flask_class, type):
         try:
             patch_flask_class(flask_class)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a failed patch must not break the import of flask
             _say(f"could not patch flask.Flask ({exc}); Flask apps are not monitored")
 
 

@@ -176,7 +176,7 @@ class AnalyticsState:
     def traces(self) -> list[dict]:
         try:
             gathered = self.pipeline.gather(SHARE_KEY)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the own worker's traces are shown instead
             log_internal_error("gathering recent traces from the workers")
             gathered = [self.recent.snapshot()]
         result: list[dict] = []
@@ -212,7 +212,7 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
             return
         try:
             state.write_history()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - shutdown goes on without the last minute
             log_internal_error("writing the analytics history at shutdown")
 
     return write

@@ -342,7 +342,7 @@ class Auth:
             return True
         try:
             return self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S) == "login"
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any bad token is simply not a valid one
             return False
 
     @staticmethod
