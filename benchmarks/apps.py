@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["STACKS", "DESCRIPTIONS", "StackUnavailable", "build_app", "closed_port_endpoint"]
 
@@ -246,7 +247,7 @@ def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = Non
     if stack not in STACKS:
         raise KeyError(f"unknown stack {stack!r}; known: {', '.join(STACKS)}")
     try:
-        import flask  # noqa: F401
+        import flask  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise StackUnavailable(f"Flask missing ({exc})") from None
     return STACKS[stack](make_flask_app(extra_routes), exit_endpoint=exit_endpoint)

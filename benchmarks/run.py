@@ -31,8 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -409,12 +410,13 @@ def machine_section(python: str, notes: list[str]) -> str:
         rev = (commit or "no commit yet") + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         rev = "unknown (no git)"
+    python_shown = os.path.relpath(python, ROOT) if python.startswith(ROOT) else python
     lines = [
         "## Machine",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}; repository: {rev}",
         f"- CPU: {cpu}; nproc: {nproc}; memory: {mem}; {platform.system()} {platform.release()}",
-        f"- Python (benchmark venv): {info['python']} at `{os.path.relpath(python, ROOT) if python.startswith(ROOT) else python}`; wrk: {wrk_version}",
+        f"- Python (benchmark venv): {info['python']} at `{python_shown}`; wrk: {wrk_version}",
         "- packages: " + ", ".join(f"{k} {v or '(not installed)'}" for k, v in info["versions"].items()),
         f"- otel_monitor imported from: {info['otel_monitor_location']}",
     ]
@@ -456,8 +458,8 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
             results[stack] = {
                 "bare": statistics.median(a_us),
                 "stack": statistics.median(b_us),
-                "overhead": statistics.median(y - x for x, y in zip(a_us, b_us)),
-                "ratio": statistics.median(y / x for x, y in zip(a_us, b_us)),
+                "overhead": statistics.median(y - x for x, y in zip(a_us, b_us, strict=True)),
+                "ratio": statistics.median(y / x for x, y in zip(a_us, b_us, strict=True)),
                 "spread": (min(b_us), max(b_us)),
                 # Noise on a shared machine only ever adds time: the fastest rounds of each side
                 # are the second, noise-resistant estimate of the intrinsic cost.
@@ -689,7 +691,7 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                 results[stack] = {
                     "bare": statistics.median(a_rps),
                     "stack": statistics.median(b_rps),
-                    "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps)),
+                    "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps, strict=True)),
                     "errors": errors,
                 }
             except Skip as exc:
@@ -722,10 +724,11 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
             [
                 "## Over HTTP: gunicorn, 1 sync worker",
                 "",
-                f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and the "
-                f"stack's fresh server run side by side (one bare server for the whole section), {p.http_rounds} rounds "
-                "alternate them (after a warm-up). "
-                "Requests/s medians; ratio = median of per-round stack / bare; errors = non-2xx + socket errors, both servers.",
+                f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and "
+                f"the stack's fresh server run side by side (one bare server for the whole section), "
+                f"{p.http_rounds} rounds alternate them (after a warm-up). "
+                "Requests/s medians; ratio = median of per-round stack / bare; "
+                "errors = non-2xx + socket errors, both servers.",
                 "",
                 table(["stack", "bare req/s", "stack req/s", "ratio", "errors", "note"], rows),
             ]
@@ -810,8 +813,13 @@ def section_memory(python: str, stacks: list[str], p: Params, report: Report) ->
         samples = {n: kib for n, kib in r["samples"]}
         done, last_kib = r["samples"][-1]
         half, full = p.mem_requests // 2, p.mem_requests
-        mib = lambda n: fmt(samples[n] / 1024, 1) if n in samples else "n/a"  # noqa: E731
-        growth = lambda a, b: fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"  # noqa: E731
+
+        def mib(n: int) -> str:
+            return fmt(samples[n] / 1024, 1) if n in samples else "n/a"
+
+        def growth(a: int, b: int) -> str:
+            return fmt((samples[b] - samples[a]) / 1024, 1) if a in samples and b in samples else "n/a"
+
         notes = []
         if r["timed_out"]:
             notes.append(
@@ -828,8 +836,9 @@ def section_memory(python: str, stacks: list[str], p: Params, report: Report) ->
             [
                 "## Memory: RSS while serving many distinct URLs",
                 "",
-                f"{p.mem_requests:,} in-process requests over {p.mem_distinct:,} distinct URLs (half `/users/<n>`, half "
-                f"unmatched `/nope/<n>` → 404), {p.mem_requests // max(1, p.mem_distinct)} in a row each, so new URLs keep "
+                f"{p.mem_requests:,} in-process requests over {p.mem_distinct:,} distinct URLs (half `/users/<n>`, "
+                f"half unmatched `/nope/<n>` → 404), {p.mem_requests // max(1, p.mem_distinct)} in a row each, "
+                "so new URLs keep "
                 "arriving until the end; RSS in MiB after `gc.collect()`. State kept per URL grows in both halves; "
                 "flat (≈ 0 in the second half) = the monitor's memory does not depend on the URLs seen.",
                 "",
@@ -882,7 +891,8 @@ def section_exit(python: str, stacks: list[str], p: Params, report: Report) -> N
                 "## Process exit with the OTLP collector down",
                 "",
                 f"A fresh process builds the stack with OTLP trace + metric export (http/protobuf) to a closed port on "
-                f"127.0.0.1, serves {p.exit_requests} requests, then returns from main (the stacks run side by side). Seconds of wall time; "
+                f"127.0.0.1, serves {p.exit_requests} requests, then returns from main (the stacks run side by side). "
+                "Seconds of wall time; "
                 "“exit” = from the last request to the process being gone (atexit / shutdown hooks). "
                 "`bare` has no exporter (the interpreter's own start and exit).",
                 "",
@@ -919,8 +929,8 @@ def section_analytics(python: str, stacks: list[str], p: Params, report: Report)
             [
                 "## Analytics endpoints (500 routes)",
                 "",
-                f"otel_monitor with 500 extra routes × 5 statuses hit {p.scrape_hits}× each (authentication off), then each "
-                f"analytics endpoint called {p.scrapes}× in-process.",
+                f"otel_monitor with 500 extra routes × 5 statuses hit {p.scrape_hits}× each (authentication off), "
+                f"then each analytics endpoint called {p.scrapes}× in-process.",
                 "",
                 table(header, rows),
             ]
@@ -942,7 +952,8 @@ def section_profile(python: str, stacks: list[str], p: Params, report: Report, p
     except (Skip, Failed, subprocess.SubprocessError) as exc:
         text = f"not run: {exc}"
     report.add(
-        f"## Profile: {p.profile_requests:,} in-process requests through `{stack}` ({profiler})\n\n```\n{text.rstrip()}\n```"
+        f"## Profile: {p.profile_requests:,} in-process requests through `{stack}` ({profiler})\n\n"
+        f"```\n{text.rstrip()}\n```"
     )
 
 

@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -19,7 +20,7 @@ if _HERE not in sys.path:
 # Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
 sys.path.append(os.path.dirname(_HERE))
 
-from apps import SCRAPE_STATUSES, StackUnavailable, build_app  # noqa: E402
+from apps import SCRAPE_STATUSES, StackUnavailable, build_app  # noqa: E402 - after the sys.path set-up above
 
 BENCH_PATH = "/users/42"
 perf_counter = time.perf_counter
@@ -238,7 +239,7 @@ def cmd_analytics(args: dict[str, Any]) -> None:
     ``analytics_prefix`` (default ``/otel-monitor``), authentication off via ``OTEL_MONITOR_ANALYTICS_AUTH=off``.
     """
     try:
-        import otel_monitor.analytics  # noqa: F401
+        import otel_monitor.analytics  # noqa: F401 - only whether it imports
     except ImportError as exc:
         result({"na": "n/a (analytics not yet available)", "detail": str(exc)})
         return
@@ -308,7 +309,8 @@ def cmd_profile(args: dict[str, Any]) -> None:
         stream = io.StringIO()
         stats = pstats.Stats(profiler, stream=stream)
         stats.sort_stats("cumulative").print_stats(args.get("top", 25))
-        text = f"{n} requests in {elapsed:.2f} s under cProfile ({elapsed / n * 1e6:.1f} us/request with profiling overhead)\n"
+        per_request = f"{elapsed / n * 1e6:.1f} us/request with profiling overhead"
+        text = f"{n} requests in {elapsed:.2f} s under cProfile ({per_request})\n"
         text += stream.getvalue()
     result({"text": _short_paths(text)})
 

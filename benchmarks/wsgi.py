@@ -9,6 +9,6 @@ if _HERE not in sys.path:
 # Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
 sys.path.append(os.path.dirname(_HERE))
 
-from apps import build_app  # noqa: E402
+from apps import build_app  # noqa: E402 - after the sys.path set-up above
 
 app = build_app(os.environ.get("BENCH_STACK", "bare"))

@@ -26,10 +26,10 @@ from flask import Flask, abort, jsonify, redirect, request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-from opentelemetry.propagate import inject  # noqa: E402
-from opentelemetry.trace import SpanKind  # noqa: E402
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 
-from otel_monitor import Monitor  # noqa: E402
+from otel_monitor import Monitor
 
 USERS = {i: {"id": i, "name": f"user{i}", "email": f"user{i}@example.com"} for i in range(1, 51)}
 STOCK = {"book": 12, "pen": 40, "lamp": 0}
@@ -88,7 +88,7 @@ def create_app(**monitor_settings) -> Flask:
             row = db.connection().execute(query, (user_id,)).fetchone()
         if row is None:
             abort(404)
-        return jsonify(dict(zip(("id", "name", "email"), row)))
+        return jsonify(dict(zip(("id", "name", "email"), row, strict=True)))
 
     @app.get("/api/inventory/<product>")
     def inventory(product: str):

@@ -12,7 +12,7 @@ from wsgiref.simple_server import make_server
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-import otel_monitor  # noqa: E402
+import otel_monitor
 
 
 def application(environ, start_response):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ._safe_log import log_internal_error
 
@@ -48,7 +48,7 @@ class Scheduler:
                 if job[0] <= now and not self._stop.is_set():
                     try:
                         job[2]()
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001 - one failing job must not stop the scheduler
                         log_internal_error(job[3])
                     job[0] = time.monotonic() + job[1]
             with self._lock:

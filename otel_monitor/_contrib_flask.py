@@ -57,8 +57,11 @@ class MetricsEndpoint:
         return self.wsgi_app(environ, start_response)
 
 
-def instrument(app: Any, target: RuntimeGetter, settings: Any, metrics_app: Callable) -> None:
-    """Let FlaskInstrumentor record ``app`` into the pipeline ``target`` resolves to."""
+def instrument(app: Any, target: RuntimeGetter, settings: Any, metrics_app: Callable | None) -> None:
+    """Let FlaskInstrumentor record ``app`` into the pipeline ``target`` resolves to.
+
+    ``metrics_app`` is None when the app already serves the metrics path: it is left to the app.
+    """
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     if not contrib_instrumented(app):
@@ -68,4 +71,5 @@ def instrument(app: Any, target: RuntimeGetter, settings: Any, metrics_app: Call
             meter_provider=_MeterProvider(target),
             excluded_urls=",".join(settings.excluded_urls) if settings.excluded_urls else None,
         )
-    app.wsgi_app = MetricsEndpoint(app.wsgi_app, settings.metrics_path, metrics_app)
+    if metrics_app is not None:
+        app.wsgi_app = MetricsEndpoint(app.wsgi_app, settings.metrics_path, metrics_app)

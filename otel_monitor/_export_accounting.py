@@ -128,7 +128,7 @@ class AccountedSpanExporter(SpanExporter):
 
         try:
             setattr(client, "_submit", watched)  # noqa: B010 - the client is untyped SDK internals
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - unknown SDK internals: accounting is optional
             pass
 
     def _count(self, spans: int, error: str | None) -> None:
@@ -185,7 +185,7 @@ class AccountedSpanExporter(SpanExporter):
         # queued then is never exported.
         try:
             pending = self._pending() if self._pending is not None else 0
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a failing count of pending spans reads as none
             pending = 0
         if pending:
             self._lost(pending, "shutdown", "still queued when the shutdown timeout ended")

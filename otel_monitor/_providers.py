@@ -100,7 +100,7 @@ class DelegatingTracer(otel_trace.Tracer):
         return self._tracer().start_span(*args, **kwargs)
 
     @_agnosticcontextmanager
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[otel_trace.Span]:  # type: ignore[override]
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[otel_trace.Span]:
         # Resolved on entry, not when called: ``@tracer.start_as_current_span("x")`` decorating a
         # function at import time must record once the pipeline exists (as the API's ProxyTracer).
         with self._tracer().start_as_current_span(*args, **kwargs) as span:
@@ -215,33 +215,33 @@ class DelegatingMeter(otel_metrics.Meter):
             handle.register(runtime._pipeline)
         return handle
 
-    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:  # type: ignore[override]
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
         return self._sync("create_counter", name, unit=unit, description=description)
 
-    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:  # type: ignore[override]
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
         return self._sync("create_up_down_counter", name, unit=unit, description=description)
 
-    def create_histogram(self, name: str, unit: str = "", description: str = "", **advisory: Any) -> Any:  # type: ignore[override]
+    def create_histogram(self, name: str, unit: str = "", description: str = "", **advisory: Any) -> Any:
         return self._sync("create_histogram", name, unit=unit, description=description, **advisory)
 
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:  # type: ignore[override]
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:
         return self._sync("create_gauge", name, unit=unit, description=description)
 
-    def create_observable_counter(  # type: ignore[override]
+    def create_observable_counter(
         self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
     ) -> Any:
         return self._observable(
             "create_observable_counter", name, callbacks=callbacks, unit=unit, description=description
         )
 
-    def create_observable_up_down_counter(  # type: ignore[override]
+    def create_observable_up_down_counter(
         self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
     ) -> Any:
         return self._observable(
             "create_observable_up_down_counter", name, callbacks=callbacks, unit=unit, description=description
         )
 
-    def create_observable_gauge(  # type: ignore[override]
+    def create_observable_gauge(
         self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
     ) -> Any:
         return self._observable(
@@ -277,7 +277,7 @@ def on_pipeline(runtime: Runtime, pipeline: Any) -> None:
         try:
             if handle._meter._target() is runtime:
                 handle.register(pipeline)
-        except Exception:  # noqa: BLE001 - a bad user callback spec must not stop the pipeline
+        except Exception:  # a bad user callback spec must not stop the pipeline
             _logger.warning("otel_monitor: could not register observable instrument %r", handle.name, exc_info=True)
 
 

@@ -32,7 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 __all__ = ["MonitorReader"]
 
-_CUMULATIVE = {
+_CUMULATIVE: dict[type, AggregationTemporality] = {
     kind: AggregationTemporality.CUMULATIVE
     for kind in (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
 }

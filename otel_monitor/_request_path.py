@@ -308,7 +308,7 @@ class _Request:
         if token is not None:
             try:
                 otel_context.detach(token)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
     def finish(self) -> None:
@@ -317,7 +317,7 @@ class _Request:
         self.finished = True
         try:
             self._finish()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
 
     def _finish(self) -> None:

@@ -12,14 +12,15 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._safe_log import log_internal_error
 from .metrics_view import LocalView
 from .pipeline import Pipeline, build_pipeline
 from .settings import Settings
 
-_live: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
 _hooks_lock = threading.Lock()
 
@@ -149,7 +150,7 @@ class Runtime:
                     old.metric_exporters = []  # nothing counted in the parent leaves this process
                     old.shutdown_hooks = []  # nor touches the parent's files (multiprocess)
                     old.shutdown(timeout=2.0)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - the child's new pipeline must start whatever the old one does
                     log_internal_error("retiring the pre-fork pipeline")
 
         threading.Thread(target=retire, name="otel_monitor-retire", daemon=True).start()

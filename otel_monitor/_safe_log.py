@@ -21,7 +21,7 @@ def neutralise(value: object, limit: int = 200) -> str:
     text = str(value)
     if len(text) > limit:
         text = text[:limit] + "..."
-    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def should_log(what: str) -> bool:

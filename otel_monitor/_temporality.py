@@ -61,6 +61,6 @@ def _histogram_delta(point: Any, previous: Any, since: int) -> Any:
         point,
         count=point.count - previous.count,
         sum=point.sum - previous.sum,
-        bucket_counts=[a - b for a, b in zip(point.bucket_counts, previous.bucket_counts)],
+        bucket_counts=[a - b for a, b in zip(point.bucket_counts, previous.bucket_counts, strict=True)],
         start_time_unix_nano=since,
     )

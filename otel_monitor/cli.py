@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .__about__ import __version__
 from .settings import FIELDS, SettingsError, config_key, resolve_settings

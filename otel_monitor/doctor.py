@@ -15,8 +15,9 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
@@ -354,9 +355,11 @@ def load_app(spec: str) -> Any:
             raise LookupError(f"no such file: {target}")
         sys.path.insert(0, str(path.parent))
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:  # a file Python cannot import (no .py)
+            raise LookupError(f"not a Python module: {target}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        module_spec.loader.exec_module(module)
     else:
         module = importlib.import_module(target)
     call = attr.endswith("()")
@@ -445,7 +448,7 @@ def tcp_check(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | N
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
-    except socket.timeout:
+    except TimeoutError:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
         return exc.strerror or str(exc)
@@ -591,7 +594,7 @@ def _check_dashboards(report: _Report, settings: Settings, stack_dir: Path) -> N
             report.fail(f"{_show(rules)}: cannot read the rules: {exc}")
     try:
         served = served_metrics()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the doctor reports any failure as a finding
         report.fail(f"could not build and scrape a throwaway monitored app: {type(exc).__name__}: {exc}")
         return
     system_only = set()

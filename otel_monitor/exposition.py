@@ -53,6 +53,7 @@ _STANDARD_DEFAULT_FAMILIES = frozenset(
     {"process_open_fds", "process_start_time_seconds", "process_max_fds", "process_virtual_memory_bytes"}
 )
 
+
 def metric_name(name: str, unit: str) -> str:
     """The Prometheus family name of an OpenTelemetry metric (without ``_total``).
 
@@ -274,11 +275,8 @@ def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
     registry off), except for the process_* gauges prometheus_client's own collectors report too.
     """
     from prometheus_client import REGISTRY
-
-    if openmetrics:
-        from prometheus_client.openmetrics.exposition import generate_latest as generate
-    else:
-        from prometheus_client.exposition import generate_latest as generate
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
     class _Without:
         def collect(self) -> Iterable[Any]:
@@ -289,7 +287,7 @@ def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
                     continue
                 yield metric
 
-    text = generate(_Without()).decode("utf-8")  # type: ignore[arg-type]
+    text = (generate_openmetrics if openmetrics else generate_latest)(_Without()).decode("utf-8")
     if openmetrics and text.endswith("# EOF\n"):
         text = text[: -len("# EOF\n")]
     return text

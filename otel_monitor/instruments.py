@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -61,7 +62,7 @@ class _Handle:
             instrument = self._instrument()
             if instrument is not None:
                 getattr(instrument, method)(value, self._bounded(attributes))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - recording must never raise into the user's code
             log_internal_error(f"recording metric {self.name}")
 
     def _bounded(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -155,7 +156,7 @@ class Gauge(_Handle):
             else:
                 observations = [Observation(v, self._bounded(dict(a) if a else None)) for v, a in (result or ())]
             self._last = observations
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a failing user callback must not fail the collection
             log_internal_error(f"reading gauge {self.name}")
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:

@@ -14,14 +14,15 @@ import functools
 import logging
 import sys
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
-from ._providers import DelegatingMeter, DelegatingTracer
 from ._frameworks import default_service_name, install_route_hooks
+from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
 from .exposition import metrics_app_for
@@ -35,7 +36,7 @@ _logger = logging.getLogger("otel_monitor")
 EXTENSION_KEY = "otel_monitor"
 #: app.extensions key of the app's own runtime (one monitor may serve several apps)
 RUNTIME_KEY = "otel_monitor.runtime"
-_last_monitor: "weakref.ref[Monitor] | None" = None
+_last_monitor: weakref.ref[Monitor] | None = None
 _FIELD_NAMES = {f.name for f in FIELDS}
 
 
@@ -267,7 +268,8 @@ def get_monitor(app: Any = None) -> Monitor | None:
         try:
             from flask import current_app
 
-            app = current_app._get_current_object() if current_app else None
+            # current_app is a werkzeug LocalProxy, which Flask's hints present as the Flask object
+            app = current_app._get_current_object() if current_app else None  # type: ignore[attr-defined]
         except (ImportError, RuntimeError):
             app = None
     if app is not None and hasattr(app, "extensions"):
@@ -295,7 +297,8 @@ def _install_flask_hooks(app: Any) -> None:
     from flask import got_request_exception, request
 
     def record_route() -> None:
-        current = request._get_current_object()  # one context lookup instead of two
+        # one context lookup instead of two; request is a LocalProxy (typed by Flask as the Request)
+        current = request._get_current_object()  # type: ignore[attr-defined]
         rule = current.url_rule
         if rule is not None:
             current.environ[ROUTE_KEY] = rule.rule
@@ -306,7 +309,7 @@ def _install_flask_hooks(app: Any) -> None:
     def record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
         try:
             request.environ[EXCEPTION_KEY] = exception
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             pass
 
     got_request_exception.connect(record_exception, app, weak=False)

@@ -552,7 +552,7 @@ class WorkerView:
         for key, produce in list(self.pipeline.shared.items()):
             try:
                 shared[key] = produce()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a failing producer must not fail the other worker's scrape
                 log_internal_error(f"sharing {key}")
         payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
         with self._write_lock:
@@ -605,7 +605,7 @@ class WorkerView:
                     self.publish(self._fresh()[1])
             except OSError as exc:
                 self._failed(exc)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a failing publish must not stop the worker's listener
                 log_internal_error("publishing metrics for another worker's scrape")
             if sender:
                 with contextlib.suppress(OSError):

@@ -11,13 +11,14 @@ from __future__ import annotations
 # handler using a thread pool, and concurrent.futures' own fork handler (which releases its
 # global lock in the child) must be registered first, or a worker forked after an exporter first
 # imported concurrent.futures waits on that lock for ever.
-import concurrent.futures.thread  # noqa: F401
+import concurrent.futures.thread  # noqa: F401 - imported for its side effect (see above)
 import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
@@ -30,10 +31,10 @@ from . import __about__
 from ._background import Scheduler
 from ._export_accounting import account, count_unexported_at_shutdown
 from ._propagation import build_propagator
+from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
 from ._request_path import finish_abandoned
 from ._safe_log import log_internal_error
-from ._reader import MonitorReader
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
 from .settings import Settings
@@ -151,7 +152,7 @@ def _sdk_version() -> str:
         from importlib.metadata import version
 
         return version("opentelemetry-sdk")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any metadata failure reads as an unknown version
         return "unknown"
 
 
@@ -268,7 +269,7 @@ class Pipeline:
             for exporter in self.metric_exporters:
                 try:
                     exporter.export(data, timeout_millis=self.settings.otlp_timeout * 1000)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a failing exporter must not stop the export loop
                     log_internal_error("exporting metrics")
         finally:
             otel_context.detach(token)
@@ -308,7 +309,7 @@ class Pipeline:
         for exporter in self.metric_exporters:
             try:
                 exporter.shutdown(timeout_millis=1000)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutdown goes on with the other exporters
                 log_internal_error("shutting down a metric exporter")
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Settings", "SettingsError", "FIELDS", "resolve_settings"]
 
@@ -150,7 +151,7 @@ def _endpoint(value: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("expected a URL such as http://collector:4318")
     try:
-        parts.port
+        _ = parts.port  # the property parses the port: ValueError when it is not a number
     except ValueError:
         raise ValueError("expected a URL such as http://collector:4318 (the port is not a number)") from None
     return text
@@ -535,7 +536,8 @@ class Settings:
         None,
         _opt_str,
         ("OTEL_MONITOR_ANALYTICS_TOKEN",),
-        "Analytics access token (`Authorization: Bearer`, `?token=`); with no credentials at all one is generated and logged once",
+        "Analytics access token (`Authorization: Bearer`, `?token=`); "
+        "with no credentials at all one is generated and logged once",
         secret=True,
     )
     analytics_auth: bool = _setting(

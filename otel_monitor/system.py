@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Generic, Protocol, TypedDict, TypeVar
 
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -44,20 +45,61 @@ def mountpoint_of(path: str) -> str:
     return path
 
 
-class _Cached:
-    def __init__(self, read: Callable[[], object]) -> None:
+# What is read of psutil's results (psutil ships no type hints: these say what we rely on).
+class _Memory(Protocol):
+    @property
+    def total(self) -> int: ...
+    @property
+    def available(self) -> int: ...
+
+
+class _Disk(Protocol):
+    @property
+    def total(self) -> int: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def free(self) -> int: ...
+
+
+class _NetIO(Protocol):
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def bytes_recv(self) -> int: ...
+    @property
+    def packets_sent(self) -> int: ...
+    @property
+    def packets_recv(self) -> int: ...
+
+
+class _ProcessInfo(TypedDict):
+    rss: int
+    vms: int
+    threads: int
+    fds: int | None  # None where the platform has no file descriptor count
+    start: float
+
+
+T = TypeVar("T")
+
+
+class _Cached(Generic[T]):
+    """The last result of ``read``, read again when older than ``_TTL``."""
+
+    def __init__(self, read: Callable[[], T]) -> None:
         self._read = read
         self._at = -1.0
-        self._value: object = None
+        self._cached: tuple[T] | None = None  # a 1-tuple, so that a read may return None
         self._lock = threading.Lock()
 
-    def get(self) -> object:
+    def get(self) -> T:
         with self._lock:
             now = time.monotonic()
-            if now - self._at > _TTL:
-                self._value = self._read()
+            if self._cached is None or now - self._at > _TTL:
+                self._cached = (self._read(),)
                 self._at = now
-            return self._value
+            return self._cached[0]
 
 
 class _Utilization:
@@ -106,13 +148,15 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
         return t.user + t.system
 
     process_cpu = _Utilization(_process_busy, cpus)
-    memory = _Cached(psutil.virtual_memory)
-    disk = _Cached(lambda: psutil.disk_usage(mount))
-    network = _Cached(psutil.net_io_counters)
+    memory: _Cached[_Memory] = _Cached(psutil.virtual_memory)
+    disk: _Cached[_Disk] = _Cached(lambda: psutil.disk_usage(mount))
+    # psutil returns None on a host without network interfaces
+    network: _Cached[_NetIO | None] = _Cached(psutil.net_io_counters)
 
-    def _process_info() -> dict:
+    def _process_info() -> _ProcessInfo:
         with process.oneshot():
             info = process.memory_info()
+            fds: int | None
             try:
                 fds = process.num_fds()
             except (AttributeError, psutil.Error):
@@ -190,20 +234,28 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
             "counter",
             "By",
             "Bytes sent and received on all interfaces",
-            lambda: [
-                (network.get().bytes_sent, {"network.io.direction": "transmit"}),
-                (network.get().bytes_recv, {"network.io.direction": "receive"}),
-            ],
+            lambda: (
+                []
+                if (n := network.get()) is None
+                else [
+                    (n.bytes_sent, {"network.io.direction": "transmit"}),
+                    (n.bytes_recv, {"network.io.direction": "receive"}),
+                ]
+            ),
         ),
         (
             "system.network.packet.count",
             "counter",
             "{packet}",
             "Packets sent and received on all interfaces",
-            lambda: [
-                (network.get().packets_sent, {"network.io.direction": "transmit"}),
-                (network.get().packets_recv, {"network.io.direction": "receive"}),
-            ],
+            lambda: (
+                []
+                if (n := network.get()) is None
+                else [
+                    (n.packets_sent, {"network.io.direction": "transmit"}),
+                    (n.packets_recv, {"network.io.direction": "receive"}),
+                ]
+            ),
         ),
         (
             "process.cpu.utilization",
@@ -238,7 +290,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
             "updown",
             "{file_descriptor}",
             "Open file descriptors of this process",
-            lambda: [] if proc.get()["fds"] is None else [(proc.get()["fds"], pid_attr)],
+            lambda: [] if (fds := proc.get()["fds"]) is None else [(fds, pid_attr)],
         ),
         (
             "process.uptime",

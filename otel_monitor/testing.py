@@ -45,7 +45,10 @@ class Telemetry:
         return list(metric.data.data_points) if metric is not None else []
 
     def point(self, name: str, **attributes: Any) -> Any:
-        """The one data point of ``name`` whose attributes include ``attributes`` (OpenTelemetry attribute names, e.g. ``**{"http.route": "/"}``)."""
+        """The one data point of ``name`` whose attributes include ``attributes``.
+
+        ``attributes`` are OpenTelemetry attribute names, e.g. ``**{"http.route": "/"}``.
+        """
         matches = [p for p in self.points(name) if all(p.attributes.get(k) == v for k, v in attributes.items())]
         if len(matches) != 1:
             raise AssertionError(

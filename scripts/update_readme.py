@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from otel_monitor.settings import markdown_table  # noqa: E402
+from otel_monitor.settings import markdown_table  # noqa: E402 - after the sys.path set-up above
 
 START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
 #: the files that may hold the generated table

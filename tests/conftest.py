@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
+from hypothesis import settings as _hypothesis_settings
 
 import otel_monitor
 from otel_monitor import Monitor
@@ -28,7 +29,6 @@ from otel_monitor.testing import Telemetry, closing_client
 ROOT = Path(__file__).resolve().parent.parent
 
 # Property tests: a short run in CI, a long one by hand (HYPOTHESIS_PROFILE=fuzz).
-from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
 _hypothesis_settings.register_profile("ci", max_examples=150, deadline=None)
 _hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)

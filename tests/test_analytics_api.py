@@ -8,6 +8,7 @@ import io
 import time
 import types
 import zipfile
+from itertools import pairwise
 
 import pytest
 
@@ -41,11 +42,11 @@ def mix(monitors):
     """90 fast OK, 10 failing, 5 slow (150 ms) requests."""
     app, monitor, state = make_app(monitors)
     client = closing_client(app)
-    for i in range(90):
+    for _ in range(90):
         assert client.get("/").status_code == 200
-    for i in range(10):
+    for _ in range(10):
         assert client.get("/fail").status_code == 500
-    for i in range(5):
+    for _ in range(5):
         assert client.get("/slow").status_code == 200
     return app, monitor, state, client
 
@@ -60,7 +61,7 @@ def get(client, path, **kwargs):
 def bucket_of(ms: float) -> tuple[float, float]:
     """(lower, upper] in ms of the duration bucket holding ``ms``."""
     bounds = [0.0] + [b * 1000 for b in DURATION_BUCKETS]
-    for lower, upper in zip(bounds, bounds[1:]):
+    for lower, upper in pairwise(bounds):
         if ms <= upper:
             return lower, upper
     return bounds[-1], float("inf")

@@ -125,7 +125,7 @@ def test_two_processes_writing_one_file_do_not_double_count(tmp_path):
         for n in (40, 25)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     instance_ids = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(instance_ids) == 2
@@ -135,7 +135,7 @@ def test_two_processes_writing_one_file_do_not_double_count(tmp_path):
 
     totals = reader.requests(time.time() - 3600, time.time() + 60)
     by_route = {}
-    for (route, method, status, error), s in totals.items():
+    for (route, _method, _status, _error), s in totals.items():
         by_route[route] = by_route.get(route, 0) + s.count
     assert by_route == {"/": 65, "/fail": 10}
     with sqlite3.connect(db) as conn:

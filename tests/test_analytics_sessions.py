@@ -158,7 +158,7 @@ def test_a_corrupt_state_file_starts_over_instead_of_failing_logins(tmp_path):
 
 
 @pytest.mark.integration
-def test_gunicorn_three_workers_allow_no_more_than_one_budget(gunicorn):  # noqa: F811
+def test_gunicorn_three_workers_allow_no_more_than_one_budget(gunicorn):  # noqa: F811 - gunicorn is the imported fixture
     base, _ = gunicorn(workers=3, env={"MONITORING_USERNAME": USER, "MONITORING_PASSWORD": PASSWORD})
     statuses = []
     for i in range(3 * PER_CLIENT):

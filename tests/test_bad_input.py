@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import pytest
 from flask import Flask, abort
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otel_monitor import Monitor
 from otel_monitor._request_path import _GETTER
@@ -77,7 +78,7 @@ def call(app, environ):
     env.setdefault("wsgi.errors", io.StringIO())
     try:
         result = app(env, start_response)
-    except Exception as exc:  # an invalid environ may make the app itself raise: so must we, the same
+    except Exception as exc:  # noqa: BLE001 - an invalid environ may make the app itself raise: so must we, the same
         return ("raised", type(exc)), None, b""
     try:
         body = b"".join(result)

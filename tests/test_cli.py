@@ -257,10 +257,10 @@ def test_hook_monitors_from_the_first_request_honours_late_config_and_chains_sit
 
 def test_hook_does_nothing_without_the_flag(tmp_path):
     script = (
-        "import sys; sys.path.insert(0, %r)\nimport flask\nfrom hello_app import app\n"
+        f"import sys; sys.path.insert(0, {str(APPS)!r})\nimport flask\nfrom hello_app import app\n"
         "app.test_client().get('/hello/x', buffered=True)\n"
         "print('otel_monitor' in app.extensions, hasattr(flask.Flask.__call__, '__wrapped__'))"
-    ) % str(APPS)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_MONITOR_AUTOINSTRUMENT")}
     env["PYTHONPATH"] = DIRECTORY
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)

@@ -9,6 +9,7 @@ of history. Screenshots of each view go to ``test-artifacts/dashboard/`` (printe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -456,7 +457,8 @@ def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_tracebac
     assert names == ["GET /api/error", "POST /v1/charges"], names
     # nesting and the time axis: the child is indented and its bar lies inside the request's
     indent = page.evaluate(
-        "() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-name'), n => parseFloat(n.style.paddingLeft))"
+        "() => Array.from(document.querySelectorAll('#trace-detail .wf-span .wf-name'),"
+        " n => parseFloat(n.style.paddingLeft))"
     )
     assert indent == [0, 14], indent
     bars = page.evaluate(
@@ -479,7 +481,9 @@ def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_tracebac
     assert child.get_attribute("aria-expanded") == "true"
     panel = detail.locator(".wf-panel").nth(1)
     assert panel.is_visible()
-    pairs = dict(zip(panel.locator(".attr-key").all_inner_texts(), panel.locator(".attr-value").all_inner_texts()))
+    pairs = dict(
+        zip(panel.locator(".attr-key").all_inner_texts(), panel.locator(".attr-value").all_inner_texts(), strict=True)
+    )
     assert pairs["server.address"] == "payments.invalid" and pairs["kind"] == "client", pairs
     assert "exception.type" in pairs and pairs["exception.type"] == "RuntimeError"
     link = detail.locator("a.trace-link")
@@ -806,7 +810,7 @@ def canned_server():
     for name, prefix, data, history, source in stubs:
         bp = Blueprint(name, __name__, url_prefix=prefix)
         for route, body in data.items():
-            bp.add_url_rule(f"/{route}", route, (lambda body: lambda: jsonify(body))(body))
+            bp.add_url_rule(f"/{route}", route, functools.partial(jsonify, body))
         bp.add_url_rule("/dashboard", "dashboards", lambda: jsonify(dashboards=[]))
         auth = SimpleNamespace(enabled=False, token=None)
         settings = SimpleNamespace(

@@ -395,7 +395,7 @@ def test_refresh_interval_from_the_environment(make, monkeypatch, value, shown):
     monkeypatch.setenv("OTEL_MONITOR_DASHBOARD_REFRESH_S", value)
     try:
         app, client = make()
-    except Exception:  # the settings row, once added, refuses a bad value at start-up: also fine
+    except Exception:  # noqa: BLE001 - the settings row, once added, refuses a bad value at start-up: also fine
         assert shown == "30"
         return
     login(client)

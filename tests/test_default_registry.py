@@ -105,3 +105,21 @@ def test_the_apps_default_registry_metrics_and_the_usual_process_series_stay_on_
         monitor.shutdown(timeout=2)
     finally:
         REGISTRY.unregister(orders)
+
+
+def test_an_existing_metrics_mount_is_kept_under_the_contrib_flask_instrumentation_too(caplog):
+    registry = CollectorRegistry()
+    Counter("shop_orders", "Orders placed", registry=registry).inc(3)
+    app = shop()
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app(registry)})
+    with caplog.at_level(logging.WARNING, logger="otel_monitor"):
+        monitor = Monitor(app, system_metrics=False, analytics=False, flask_instrumentation="contrib")
+    try:
+        assert len(warnings(caplog)) == 1
+        client = closing_client(app)
+        assert client.get("/orders").status_code == 200
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        assert "shop_orders_total 3.0" in response.get_data(as_text=True)
+    finally:
+        monitor.shutdown(timeout=2)

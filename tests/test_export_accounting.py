@@ -30,7 +30,7 @@ class Receiver(BaseHTTPRequestHandler):
     retry_after: str | None = None
     posts: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         Receiver.posts.append(time.monotonic())
         self.send_response(Receiver.status)

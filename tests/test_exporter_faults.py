@@ -75,7 +75,7 @@ class Flaky(BaseHTTPRequestHandler):
     calls: list = []
     status = 503
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         Flaky.calls.append(time.monotonic())
         if len(Flaky.calls) == 1:
@@ -115,8 +115,9 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status, mo
 
 
 def test_grpc_unavailable_is_retried_with_bounded_backoff(monitors):
-    import grpc
     from concurrent import futures
+
+    import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
     calls = []

@@ -113,8 +113,12 @@ def test_under_real_gunicorn_send_file_goes_out_through_sendfile_and_is_measured
         [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-c", str(config)]
         + ["tests.apps.file_app:app"],
         cwd=str(ROOT),
-        env={**os.environ, "PYTHONPATH": str(ROOT), "FILE_APP_PATH": str(path),
-             "OTEL_MONITOR_METRICS_BODY_SIZE": "true"},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FILE_APP_PATH": str(path),
+            "OTEL_MONITOR_METRICS_BODY_SIZE": "true",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )

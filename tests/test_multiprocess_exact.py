@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("options", [(), ("--preload",)], ids=["sync", "sync-preload"])
-def test_every_scrape_right_after_the_requests_reports_the_exact_total(gunicorn, options):  # noqa: F811
+def test_every_scrape_right_after_the_requests_reports_the_exact_total(gunicorn, options):  # noqa: F811 - gunicorn is the imported fixture
     base, master = gunicorn(*options)
     n = 400
     send(base, 0, n)
@@ -34,7 +34,7 @@ def test_every_scrape_right_after_the_requests_reports_the_exact_total(gunicorn,
     assert totals == [n] * 20
 
 
-def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_killed(gunicorn):  # noqa: F811
+def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_killed(gunicorn):  # noqa: F811 - gunicorn is the imported fixture
     base, master = gunicorn(workers=4)
     stop = threading.Event()
     served = [0]
@@ -81,7 +81,7 @@ def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_kille
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr not installed")
-def test_a_read_only_directory_serves_each_workers_own_numbers_with_one_log_line(gunicorn, tmp_path):  # noqa: F811
+def test_a_read_only_directory_serves_each_workers_own_numbers_with_one_log_line(gunicorn, tmp_path):  # noqa: F811 - gunicorn is the imported fixture
     directory = tmp_path / "group"
     directory.mkdir(mode=0o700)
     # chattr +i: unwritable even for root (the tests may run as root, where chmod does not stop writes)
@@ -132,7 +132,7 @@ def test_concurrent_scrapes_publishes_and_reads_never_leave_a_torn_file(worker):
         while time.monotonic() < deadline:
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - any error of the thread is collected and asserted on
                 errors.append(exc)
 
     def check() -> None:
@@ -206,7 +206,7 @@ def request_total_any(body: str) -> float:
     )
 
 
-def test_an_openmetrics_scrape_through_a_worker_parses_with_the_groups_counts_and_exemplars(gunicorn):  # noqa: F811
+def test_an_openmetrics_scrape_through_a_worker_parses_with_the_groups_counts_and_exemplars(gunicorn):  # noqa: F811 - gunicorn is the imported fixture
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
     base, master = gunicorn(workers=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from itertools import pairwise
 
 import pytest
 
@@ -11,10 +12,10 @@ from otel_monitor import prefork
 
 
 class _Process:
-    def __init__(self, pid: int, cmdline: list[str], parent: "_Process | None" = None) -> None:
+    def __init__(self, pid: int, cmdline: list[str], parent: _Process | None = None) -> None:
         self.pid, self._cmdline, self._parent = pid, cmdline, parent
 
-    def parent(self) -> "_Process | None":
+    def parent(self) -> _Process | None:
         return self._parent
 
     def cmdline(self) -> list[str]:
@@ -32,7 +33,7 @@ def _this_process() -> _Process:
 def _gunicorn_frames(*names: str):
     """Functions named like gunicorn's Arbiter methods, compiled as if in gunicorn/arbiter.py,
     each calling the next; the innermost calls detect_group."""
-    source = "".join(f"def {name}():\n    return {nxt}()\n" for name, nxt in zip(names, names[1:]))
+    source = "".join(f"def {name}():\n    return {nxt}()\n" for name, nxt in pairwise(names))
     source += f"def {names[-1]}():\n    return detect_group(None)\n"
     namespace = {"detect_group": prefork.detect_group}
     exec(compile(source, "/venv/site-packages/gunicorn/arbiter.py", "exec"), namespace)

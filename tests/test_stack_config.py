@@ -219,7 +219,7 @@ def test_compose_app_service():
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     for name in ("MONITORING_USERNAME", "MONITORING_PASSWORD"):
-        assert re.fullmatch(r"\$\{%s:\?[^}]+\}" % name, env[name]), f"{name} must be a required variable"
+        assert re.fullmatch(r"\$\{" + name + r":\?[^}]+\}", env[name]), f"{name} must be a required variable"
 
 
 def test_compose_has_no_default_credentials():

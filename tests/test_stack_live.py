@@ -477,8 +477,9 @@ def test_request_counts_in_prometheus_equal_requests_sent(prometheus, app_url, t
         assert status == 200
     expr = f'sum(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})'
     wait_for(lambda: prometheus.value(expr) == USER_REQUESTS, 15, f"{expr} == {USER_REQUESTS}")
+    selector = f'job="{APP_JOB}", http_route="{USER_ROUTE}"'
     by_status = prometheus.query(
-        f'sum by (http_response_status_code) (http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})'
+        f"sum by (http_response_status_code) (http_server_request_duration_seconds_count{{{selector}}})"
     )
     assert {r["metric"]["http_response_status_code"]: float(r["value"][1]) for r in by_status} == {"200": USER_REQUESTS}
     # The histogram agrees with itself: the +Inf bucket holds every request.

@@ -20,6 +20,7 @@ Not covered: plain WSGI callables that are not Flask apps (use ``otel_monitor.wr
 Flask subclasses whose ``__call__`` does not call ``super().__call__``.
 """
 
+import _thread
 import os
 import sys
 
@@ -70,15 +71,14 @@ def _chain_to_shadowed_sitecustomize():
 
 # -- the Flask patch -------------------------------------------------------------------------
 
-_lock = None  # threading.RLock, made when Flask is patched
+# threading.RLock is _thread's: made from it, the lock exists from the start without importing threading.
+_lock = _thread.RLock()
+_fork_hook_registered = False
 
 
 def _reset_lock_after_fork():
-    import threading
-
     global _lock
-    if _lock is not None:
-        _lock = threading.RLock()
+    _lock = _thread.RLock()
 
 
 def _attach(app):
@@ -92,7 +92,7 @@ def _attach(app):
             return
         try:
             from otel_monitor import Monitor
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a broken install must not break the app
             extensions[STATUS_KEY] = "failed"
             _say(f"cannot import otel_monitor in {sys.executable} ({exc}); Flask app {app.name!r} is not monitored")
             return
@@ -113,15 +113,12 @@ def _attach(app):
 
 def patch_flask_class(flask_class):
     """Patch ``Flask.__call__`` so that each app is monitored from its first request on."""
-    import threading
-
-    global _lock
+    global _fork_hook_registered
     if flask_class.__dict__.get("_otel_monitor_autoinstrumented"):
         return
-    if _lock is None:
-        _lock = threading.RLock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_reset_lock_after_fork)
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_lock_after_fork)
+        _fork_hook_registered = True
     original = flask_class.__call__
 
     def __call__(self, environ, start_response):
@@ -129,7 +126,7 @@ def patch_flask_class(flask_class):
             _attach(self)
         return original(self, environ, start_response)
 
-    __call__.__wrapped__ = original
+    __call__.__wrapped__ = original  # type: ignore[attr-defined]  # mypy does not model function attributes
     __call__.__doc__ = original.__doc__
     flask_class.__call__ = __call__
     flask_class._otel_monitor_autoinstrumented = True
@@ -140,7 +137,7 @@ def _patch_module(module):
     if isinstance(flask_class, type):
         try:
             patch_flask_class(flask_class)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a failed patch must not break the import of flask
             _say(f"could not patch flask.Flask ({exc}); Flask apps are not monitored")
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
 
 from .._safe_log import log_internal_error
-from .auth import Auth, resolve_secret_key, validate_settings
 from . import custom_series as _custom_series
 from . import errors as _errors
 from . import trace_store as _trace_store
+from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
 
@@ -68,7 +70,7 @@ class AnalyticsState:
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
-        self.system_source: Optional[Callable[[], dict]] = None
+        self.system_source: Callable[[], dict] | None = None
         self.history = None
         if settings.analytics_db:
             from .history import History
@@ -106,11 +108,11 @@ class AnalyticsState:
         return stored
 
     def _sample_custom(self, t: float) -> None:
-        from .blueprint import _metrics_json
+        from .reports import metrics_json
 
         try:
-            self.custom.add(t, _metrics_json(self._last_data))
-        except Exception:  # noqa: BLE001
+            self.custom.add(t, [dict(m) for m in metrics_json(self._last_data)])
+        except Exception:  # noqa: BLE001 - a broken sample only leaves a gap in the custom charts
             log_internal_error("sampling the custom metrics")
 
     def write_history(self) -> int:
@@ -129,7 +131,7 @@ class AnalyticsState:
         self.clock = clock
         self.started = clock()
 
-    def window(self, name: str, now: Optional[Sample] = None) -> dict[str, Any]:
+    def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
         """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
 
         Up to 15 minutes: the current snapshot minus the newest sample taken at or before the
@@ -192,13 +194,13 @@ class AnalyticsState:
             samples.insert(0, Sample(self.started, {}, {}))  # nothing was counted before the start
         if not samples or now.t > samples[-1].t:
             samples.append(now)
-        return list(zip(samples, samples[1:]))
+        return list(pairwise(samples))
 
     def _gather(self, key: str, own: Callable[[], Any]) -> list[Any]:
         """What every worker shared under ``key`` (only this one's when reading the others fails)."""
         try:
             return self.pipeline.gather(key)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - this worker's own values are shown instead
             log_internal_error(f"gathering {key} from the workers")
             return [own()]
 
@@ -222,7 +224,7 @@ class AnalyticsState:
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
-def analytics_of(monitor: Any) -> Optional[AnalyticsState]:
+def analytics_of(monitor: Any) -> AnalyticsState | None:
     """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
     pipeline = monitor.pipeline
     return pipeline.analytics if pipeline is not None else None
@@ -252,7 +254,7 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
             return
         try:
             state.write_history()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - shutdown goes on without the last minute
             log_internal_error("writing the analytics history at shutdown")
 
     return write

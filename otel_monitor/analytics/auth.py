@@ -35,7 +35,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
@@ -341,7 +342,7 @@ class Auth:
             return True
         try:
             return self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S) == "login"
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any bad token is simply not a valid one
             return False
 
     @staticmethod

@@ -17,7 +17,8 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .summary import Key, Series, add, diff
 
@@ -63,10 +64,10 @@ class History:
         self.clock = clock
         self._lock = threading.Lock()  # one write at a time in this process
         self._written: dict[Key, Series] = {}  # own cumulative at the last write
-        self._minute: Optional[int] = None
+        self._minute: int | None = None
         self._minute_rows: dict[Key, Series] = {}  # this minute's running total
-        self._net: Optional[tuple[float, float, float]] = None  # (t, sent, recv) at the last write
-        self._ready: Optional[bool] = None  # the file is opened on first use, not in the setup hook
+        self._net: tuple[float, float, float] | None = None  # (t, sent, recv) at the last write
+        self._ready: bool | None = None  # the file is opened on first use, not in the setup hook
 
     @property
     def usable(self) -> bool:
@@ -180,7 +181,7 @@ class History:
             self._minute, self._minute_rows = minute, minute_rows
             return len(rows)
 
-    def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> Optional[tuple]:
+    def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> tuple | None:
         if not system:
             return None
         sent, recv = system.get("net_bytes_sent"), system.get("net_bytes_recv")
@@ -206,7 +207,7 @@ class History:
     def requests(self, since: float, until: float) -> dict[Key, Series]:
         """Requests of every instance in minutes ``[since, until]``, summed per key."""
         result: dict[Key, Series] = {}
-        for minute, key, s in self._rows(since, until):
+        for _minute, key, s in self._rows(since, until):
             result[key] = add(result.get(key), s)
         return result
 
@@ -250,9 +251,9 @@ class History:
             ).fetchall()
         finally:
             conn.close()
-        return {row[0]: dict(zip(_SYSTEM_COLUMNS, row[1:])) for row in rows}
+        return {row[0]: dict(zip(_SYSTEM_COLUMNS, row[1:], strict=True)) for row in rows}
 
-    def first_minute(self) -> Optional[int]:
+    def first_minute(self) -> int | None:
         if not self.usable:
             return None
         conn = self._connect()

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from .._export_accounting import lost_spans
 from .._metrics_data import iter_metrics, iter_points
@@ -56,7 +57,7 @@ DURATION_METRIC = "http.server.request.duration"
 UNMATCHED = "(unmatched)"
 OTHER = "(other)"
 #: window name -> seconds (None: since start)
-WINDOWS: dict[str, Optional[float]] = {
+WINDOWS: dict[str, float | None] = {
     "1m": 60.0,
     "5m": 300.0,
     "15m": 900.0,
@@ -73,14 +74,15 @@ MAX_ERROR_TYPES = 64
 class Series(NamedTuple):
     """Cumulative (or windowed) request durations of one key, in seconds."""
 
-    count: int
+    # Shadowing tuple.count is deliberate (NamedTuple allows the field; nothing here counts items).
+    count: int  # type: ignore[assignment]
     sum: float
-    max: Optional[float]  # None: unknown (a window in which the cumulative max did not move)
-    buckets: Tuple[int, ...]
+    max: float | None  # None: unknown (a window in which the cumulative max did not move)
+    buckets: tuple[int, ...]
 
 
 #: (route, method, status code or 0, error.type or "")
-Key = Tuple[str, str, int, str]
+Key = tuple[str, str, int, str]
 
 
 class RouteCap:
@@ -113,7 +115,9 @@ class RouteCap:
 
 
 def _excluded(route: str, exclude_prefix: str | None) -> bool:
-    return bool(exclude_prefix) and (route == exclude_prefix or route.startswith(exclude_prefix + "/"))
+    if not exclude_prefix:
+        return False
+    return route == exclude_prefix or route.startswith(exclude_prefix + "/")
 
 
 def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tuple[dict[Key, Series], tuple]:
@@ -150,11 +154,11 @@ def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tupl
             entry[0] += point.count
             entry[1] += point.sum
             entry[2] = _max(entry[2], point_max)
-            entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts)]
+            entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts, strict=True)]
     return {k: Series(v[0], float(v[1]), v[2], tuple(v[3])) for k, v in result.items()}, bounds
 
 
-def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
+def _max(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     if b is None:
@@ -230,7 +234,7 @@ def system_values(data: Any) -> dict[str, Any]:
 # -- windows -----------------------------------------------------------------------------------
 
 
-def _upper_bound(buckets: Tuple[int, ...], bounds: tuple) -> Optional[float]:
+def _upper_bound(buckets: tuple[int, ...], bounds: tuple) -> float | None:
     """Upper bound of the highest non-empty bucket (None for +Inf or no data)."""
     for i in range(len(buckets) - 1, -1, -1):
         if buckets[i]:
@@ -256,9 +260,11 @@ def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = 
         count = current.count - before.count
         if count <= 0:
             continue
-        buckets = tuple(a - b for a, b in zip(current.buckets, before.buckets))
+        # Equal lengths by construction (one set of bounds per process; the history file's are
+        # checked when it is opened); not strict, so a damaged history row cannot fail a response.
+        buckets = tuple(a - b for a, b in zip(current.buckets, before.buckets, strict=False))
         if current.max is not None and (before.max is None or current.max > before.max):
-            window_max: Optional[float] = current.max
+            window_max: float | None = current.max
         else:
             bound = _upper_bound(buckets, bounds)
             window_max = current.max if bound is None or current.max is None else min(bound, current.max)
@@ -266,19 +272,20 @@ def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = 
     return result
 
 
-def add(a: Optional[Series], b: Series) -> Series:
+def add(a: Series | None, b: Series) -> Series:
     if a is None:
         return b
     return Series(
         a.count + b.count,
         a.sum + b.sum,
         _max(a.max, b.max),
-        tuple(x + y for x, y in zip(a.buckets, b.buckets)) if a.buckets else b.buckets,
+        # not strict for the reason given in diff()
+        tuple(x + y for x, y in zip(a.buckets, b.buckets, strict=False)) if a.buckets else b.buckets,
     )
 
 
-def merge(series: Iterable[Series]) -> Optional[Series]:
-    total: Optional[Series] = None
+def merge(series: Iterable[Series]) -> Series | None:
+    total: Series | None = None
     for s in series:
         total = add(total, s)
     return total
@@ -292,7 +299,7 @@ def is_error(key: Key) -> bool:
 # -- quantiles and Apdex -------------------------------------------------------------------------
 
 
-def quantile(q: float, buckets: Tuple[int, ...], bounds: tuple) -> Optional[float]:
+def quantile(q: float, buckets: tuple[int, ...], bounds: tuple) -> float | None:
     """``histogram_quantile(q)``: linear interpolation inside the bucket holding rank ``q * count``.
 
     As Prometheus: the first bucket starts at 0, a rank in the +Inf bucket returns the highest
@@ -314,7 +321,7 @@ def quantile(q: float, buckets: Tuple[int, ...], bounds: tuple) -> Optional[floa
     return float(bounds[-1])
 
 
-def series_quantile(q: float, s: Optional["Series"], bounds: tuple) -> Optional[float]:
+def series_quantile(q: float, s: Series | None, bounds: tuple) -> float | None:
     """:func:`quantile` of a series, never above its (exact or bucket-bounded) maximum.
 
     Interpolation can land above the largest request (all requests near the bottom of a wide
@@ -328,7 +335,7 @@ def series_quantile(q: float, s: Optional["Series"], bounds: tuple) -> Optional[
     return value
 
 
-def count_le(x: float, buckets: Tuple[int, ...], bounds: tuple) -> float:
+def count_le(x: float, buckets: tuple[int, ...], bounds: tuple) -> float:
     """How many observations are <= x, interpolating linearly inside the bucket holding x."""
     result = 0.0
     lower = 0.0
@@ -346,7 +353,7 @@ def count_le(x: float, buckets: Tuple[int, ...], bounds: tuple) -> float:
     return result
 
 
-def apdex(buckets: Tuple[int, ...], bounds: tuple, t: float) -> Optional[float]:
+def apdex(buckets: tuple[int, ...], bounds: tuple, t: float) -> float | None:
     """(satisfied + tolerating / 2) / total: satisfied <= T, tolerating <= 4 T."""
     total = sum(buckets)
     if total <= 0:
@@ -356,15 +363,15 @@ def apdex(buckets: Tuple[int, ...], bounds: tuple, t: float) -> Optional[float]:
     return (satisfied + tolerating / 2) / total
 
 
-def _ms(seconds: Optional[float]) -> Optional[float]:
+def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
-def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
+def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
-def stats(window: Mapping[Key, Series], bounds: tuple, seconds: Optional[float], apdex_t: float) -> dict[str, Any]:
+def stats(window: Mapping[Key, Series], bounds: tuple, seconds: float | None, apdex_t: float) -> dict[str, Any]:
     """Totals of a window: requests, rps, errors, latency quantiles (ms), Apdex."""
     total = merge(window.values())
     errors = sum(s.count for k, s in window.items() if is_error(k))
@@ -380,7 +387,7 @@ def stats(window: Mapping[Key, Series], bounds: tuple, seconds: Optional[float],
     return result
 
 
-def _latency(total: Optional[Series], bounds: tuple) -> dict[str, Optional[float]]:
+def _latency(total: Series | None, bounds: tuple) -> dict[str, float | None]:
     if total is None or total.count == 0:
         return {"avg_ms": None, "p50_ms": None, "p90_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
     return {
@@ -409,7 +416,7 @@ def by_endpoint(window: Mapping[Key, Series]) -> dict[tuple[str, str], dict[str,
 def endpoint_rows(
     window: Mapping[Key, Series],
     bounds: tuple,
-    seconds: Optional[float],
+    seconds: float | None,
     last_seen: Mapping[tuple[str, str], float] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (route, method) with count, errors, rates and latencies (the /endpoints rows)."""
@@ -472,7 +479,7 @@ def health_checks(
     readings: Mapping[str, Any],
     settings: Any,
     over_fraction: Mapping[str, float] | None = None,
-    requests: Optional[int] = None,
+    requests: int | None = None,
 ) -> list[dict[str, Any]]:
     """Compare ``readings`` with the thresholds of ``settings``.
 
@@ -541,7 +548,7 @@ class Ring:
         """The samples, oldest first (a copy: the background job appends while requests read)."""
         return list(self.samples)
 
-    def at(self, t: float) -> Optional[Sample]:
+    def at(self, t: float) -> Sample | None:
         """The newest sample taken at or before ``t``; None when every sample is younger."""
         found = None
         for sample in self.snapshot():
@@ -551,11 +558,11 @@ class Ring:
                 break
         return found
 
-    def oldest(self) -> Optional[Sample]:
+    def oldest(self) -> Sample | None:
         samples = self.snapshot()
         return samples[0] if samples else None
 
-    def newest(self) -> Optional[Sample]:
+    def newest(self) -> Sample | None:
         samples = self.snapshot()
         return samples[-1] if samples else None
 
