@@ -14,7 +14,6 @@ skipped, so a failing export cannot feed itself.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from typing import Any
@@ -35,10 +34,9 @@ def build_logger_provider(settings: Any, resource: Any, exporters: list, meter_p
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"  # drops counted, as for spans (see pipeline)
-    previous = os.environ.get(variable)
-    os.environ[variable] = "true"
-    try:
+    from .pipeline import sdk_internal_metrics
+
+    with sdk_internal_metrics():  # drops counted, as for spans
         for exporter in exporters:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
@@ -50,11 +48,6 @@ def build_logger_provider(settings: Any, resource: Any, exporters: list, meter_p
                     meter_provider=meter_provider,
                 )
             )
-    finally:
-        if previous is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = previous
     return provider
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 # global lock in the child) must be registered first, or a worker forked after an exporter first
 # imported concurrent.futures waits on that lock for ever.
 import concurrent.futures.thread  # noqa: F401 - imported for its side effect (see above)
+import contextlib
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,10 +321,7 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, sett
     the queue size/capacity only when OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set when the
     processor is built; dropping spans silently is not acceptable, so we set it for that moment.
     """
-    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
-    previous = os.environ.get(variable)
-    os.environ[variable] = "true"
-    try:
+    with sdk_internal_metrics():
         return count_unexported_at_shutdown(
             BatchSpanProcessor(
                 account(exporter, meter_provider),
@@ -334,6 +332,18 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, sett
                 meter_provider=meter_provider,
             )
         )
+
+
+@contextlib.contextmanager
+def sdk_internal_metrics() -> Iterator[None]:
+    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED set while a batch processor is built (it is read
+    then, and only then): its drops and queue size are counted on our meter, then the process's
+    environment is as it was."""
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        yield
     finally:
         if previous is None:
             os.environ.pop(variable, None)
