@@ -401,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not build a throwaway app to compare its metrics with the dashboards",
     )
+    doctor.add_argument(
+        "--test-alert",
+        action="store_true",
+        help="send a TEST notification to every alert destination (docs/alerts.md) and report each outcome",
+    )
     add_setting_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)
     return parser

@@ -741,7 +741,7 @@ class Settings:
         "auto",
         _choice("auto", "on", "off"),
         ("OTEL_MONITOR_ALERTS",),
-        "Alert rules evaluated in the app (docs/alerts.md): `auto` (on when a destination or `alerts_rules` is set), `on`, `off`",
+        "Alert rules evaluated in the app: `auto` (on with a destination or `alerts_rules`), `on`, `off`",
     )
     alerts_rules: str | None = _setting(
         None,

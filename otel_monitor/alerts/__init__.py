@@ -23,8 +23,9 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from ..settings import Settings
 from .delivery import NOTIFICATIONS_METRIC, Delivery
 from .destinations import Destination, destinations_for
 from .digest import Schedule, parse_schedule
@@ -33,41 +34,14 @@ from .rules import Rule, rules_for
 from .store import EvaluatorLock, StateStore, open_store
 from .views import AlertsViews, CsrfCheck, register
 
-__all__ = ["enabled", "attach", "AlertsSetup", "setup_for", "engine_of"]
+__all__ = ["enabled", "attach", "AlertsSetup", "setup_for", "engine_of", "send_test_notice", "TestResult"]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _by_pipeline: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
 _fork_hook_installed = False
 
 
-class AlertSettings(Protocol):
-    """The settings the alerts read (a subset of :class:`~otel_monitor.settings.Settings`)."""
-
-    alerts: str
-    alerts_rules: str | None
-    alerts_default_rules: bool
-    alerts_interval_s: float
-    alerts_repeat_interval_s: float
-    alerts_slack_webhook_url: str | None
-    alerts_webhook_url: str | None
-    alerts_email_to: tuple[str, ...]
-    alerts_email_from: str | None
-    alerts_smtp_host: str | None
-    alerts_smtp_port: int
-    alerts_smtp_username: str | None
-    alerts_smtp_password: str | None
-    alerts_smtp_starttls: str
-    alerts_timeout_s: float
-    alerts_report_schedule: str | None
-    alerts_state_file: str | None
-    alerts_external_url: str | None
-    analytics_db: str | None
-    analytics_prefix: str
-    apdex_t_ms: float
-    service_name: str | None
-
-
-def enabled(settings: AlertSettings) -> bool:
+def enabled(settings: Settings) -> bool:
     """``alerts=on``, or ``auto`` (the default) with a destination or custom rules configured."""
     if settings.alerts == "off":
         return False
@@ -93,7 +67,7 @@ class AlertsSetup:
     schedule_text: str | None
 
 
-def setup_for(settings: AlertSettings, service_name: str) -> AlertsSetup:
+def setup_for(settings: Settings, service_name: str) -> AlertsSetup:
     """Rules, destinations, store and engine settings from ``settings`` (raises ValueError for bad rules)."""
     rules = rules_for(settings)
     schedule: Schedule | None = (
@@ -119,7 +93,7 @@ def setup_for(settings: AlertSettings, service_name: str) -> AlertsSetup:
     )
 
 
-def attach(blueprint: Any, runtime: Any, settings: AlertSettings, auth: CsrfCheck) -> AlertsSetup:
+def attach(blueprint: Any, runtime: Any, settings: Settings, auth: CsrfCheck) -> AlertsSetup:
     """Add the alerts' endpoints to the analytics ``blueprint`` and an evaluator to every pipeline of ``runtime``."""
     setup = setup_for(settings, runtime.service_name)
     views = AlertsViews(
@@ -190,3 +164,35 @@ def _after_fork_in_parent() -> None:
     if forked_a_gunicorn_worker():
         for engine in engines:
             engine.stand_down()
+
+
+@dataclass(frozen=True)
+class TestResult:
+    destination: str
+    #: masked
+    target: str
+    #: None: delivered
+    error: str | None
+
+
+def send_test_notice(setup: AlertsSetup, now: float | None = None) -> list[TestResult]:
+    """``doctor --test-alert``: a TEST notice to every destination, now, in this thread (one attempt each)."""
+    from .destinations import DeliveryError
+    from .notices import Notice
+
+    notice = Notice(
+        kind="test",
+        service=setup.config.service,
+        lines=(f"{len(setup.rules)} rule(s) in force; this destination works.",),
+        dashboard_url=setup.config.links.alerts,
+        created=time.time() if now is None else now,
+    )
+    results = []
+    for destination in setup.destinations:
+        try:
+            destination.send(notice)
+        except DeliveryError as exc:
+            results.append(TestResult(destination.name, destination.target, str(exc)))
+        else:
+            results.append(TestResult(destination.name, destination.target, None))
+    return results

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .. import __about__
+from ..settings import Settings
 from .notices import Notice, alertmanager_payload, email_message, slack_payload
 
 __all__ = [
@@ -140,21 +141,7 @@ class EmailDestination:
             raise DeliveryError(f"{self.target}: {type(exc).__name__}: {_safe(exc)}") from None
 
 
-class _AlertSettings(Protocol):
-    alerts_slack_webhook_url: str | None
-    alerts_webhook_url: str | None
-    alerts_email_to: tuple[str, ...]
-    alerts_email_from: str | None
-    alerts_smtp_host: str | None
-    alerts_smtp_port: int
-    alerts_smtp_username: str | None
-    alerts_smtp_password: str | None
-    alerts_smtp_starttls: str
-    alerts_timeout_s: float
-    service_name: str | None
-
-
-def destinations_for(settings: _AlertSettings) -> list[Destination]:
+def destinations_for(settings: Settings) -> list[Destination]:
     """The destinations the settings configure (e-mail needs recipients and a host)."""
     found: list[Destination] = []
     timeout = settings.alerts_timeout_s
