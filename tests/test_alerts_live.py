@@ -240,3 +240,34 @@ def test_a_rules_file_is_read_and_a_missing_one_stops_start_up(monitors, tmp_pat
                                     "high memory use", "high CPU use", "disk almost full"])  # fmt: skip
     with pytest.raises(SettingsError, match=r"alerts_rules: .*cannot read the rules file"):
         monitors.app(alerts_rules=str(tmp_path / "missing.json"))
+
+
+def test_silences_are_posted_as_json_with_credentials_and_keep_a_firing_alert_quiet(monitors, tmp_path, http_receiver):
+    app, monitor = monitors.app(**alert_settings(tmp_path, http_receiver))
+    client = closing_client(app)
+    url = "/otel-monitor/alerts/silences"
+    body = {"rule": "checkout failing", "duration": "1h", "comment": "deploy"}
+    assert client.post(url, data=body, headers=AUTH).status_code == 415  # a form: what a cross-site page can send
+    cross = client.post(url, json=body, headers={**AUTH, "Origin": "https://evil.example"})
+    assert cross.status_code == 403
+    assert client.post(url, json=body).status_code == 401
+    assert client.post(url, json={**body, "rule": "nope"}, headers=AUTH).get_json() == {
+        "error": "rule: expected the name of a rule, or * for all of them"
+    }
+    created = client.post(url, json=body, headers=AUTH)
+    assert created.status_code == 201
+    silence = created.get_json()["silence"]
+    assert silence["active"] is True and silence["comment"] == "deploy"
+
+    engine = engine_of(monitor.pipeline)
+    fail_until(
+        client,
+        lambda: engine.states.get("checkout failing", None) and engine.states["checkout failing"].status == "firing",
+        "firing",
+    )
+    ticks_after(engine, 3)
+    assert http_receiver.bodies("/hook") == []  # silenced
+    assert client.delete(f"{url}/{silence['id']}", headers=AUTH).get_json() == {"deleted": silence["id"]}
+    fail_until(client, lambda: http_receiver.bodies("/hook"), "FIRING once the silence is gone")
+    assert [b["status"] for b in http_receiver.bodies("/hook")] == ["firing"]
+    assert api(client, url).get_json() == {"silences": []}
