@@ -206,3 +206,30 @@ def test_the_store_keeps_changes_from_two_writers(tmp_path):
     store.update(lambda d: d["silences"].append({"id": "a"}))
     JsonStore(str(tmp_path / "s.json")).update(lambda d: d["silences"].append({"id": "b"}))
     assert [s["id"] for s in store.load()["silences"]] == ["a", "b"]
+
+
+def _snapshot(t, ok, failed):
+    from otel_monitor.alerts.evaluate import Snapshot
+    from otel_monitor.analytics.summary import Sample, Series
+
+    requests = {}
+    if ok:
+        requests[("/a", "GET", 200, "")] = Series(ok, 0.01 * ok, 0.01, (ok, 0))
+    if failed:
+        requests[("/a", "GET", 500, "500")] = Series(failed, 0.01 * failed, 0.01, (failed, 0))
+    return Snapshot(Sample(t, requests, {"cpu_pct": 42.0}), {})
+
+
+def test_a_window_longer_than_the_process_s_life_counts_everything_since_the_start():
+    from otel_monitor.alerts.evaluate import Readings, measure
+
+    rule = parse_rules(json.dumps([{"name": "e", "metric": "error_rate_pct", "threshold": 1, "window": "1m"}]))[0]
+    readings = Readings(120)
+    readings.add(_snapshot(10.0, 0, 1))  # the one failure came before the first evaluation
+    now = _snapshot(11.0, 3, 1)
+    assert measure(rule, now, readings, (1.0,), 0.5, started=0.0) == 25.0  # 1 of 4 since the start
+    later = _snapshot(80.0, 3, 1)
+    readings.add(now)
+    assert measure(rule, later, readings, (1.0,), 0.5, started=0.0) is None  # nothing in the last minute
+    cpu = parse_rules(json.dumps([{"name": "c", "metric": "cpu_pct", "threshold": 1}]))[0]
+    assert measure(cpu, later, readings, (1.0,), 0.5, started=0.0) == 42.0

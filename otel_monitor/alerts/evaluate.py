@@ -66,14 +66,17 @@ class Readings:
             self._kept.popleft()
 
     def base(self, t: float) -> Snapshot | None:
-        """The newest snapshot taken at or before ``t`` (else the oldest, None when there is none)."""
+        """The newest snapshot taken at or before ``t`` (None when there is none)."""
         found = None
         for snapshot in self._kept:
             if snapshot.sample.t <= t:
                 found = snapshot
             else:
                 break
-        return found if found is not None else (self._kept[0] if self._kept else None)
+        return found
+
+    def oldest(self) -> Snapshot | None:
+        return self._kept[0] if self._kept else None
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -136,21 +139,22 @@ def measure(
     ``readings`` are the earlier snapshots; ``started`` is when counting began (a window reaching
     before it counts everything since).
     """
-    if rule.is_custom:
-        base = readings.base(now.sample.t - rule.window_s)
-        return _finite(_custom_value(rule, now.custom, base.custom if base is not None else None))
-    if not rule.is_request_metric:
+    if not rule.is_custom and not rule.is_request_metric:
         value = now.sample.system.get(rule.metric)
         return _finite(float(value)) if isinstance(value, (int, float)) else None
     start = now.sample.t - rule.window_s
     base = readings.base(start)
-    if base is not None and base.sample.t <= now.sample.t:
+    if base is None and started < start:
+        # The evaluator is younger than the window but the counting is older (it took over from
+        # another worker): the window it has, from its oldest snapshot.
+        base = readings.oldest()
+    if rule.is_custom:
+        return _finite(_custom_value(rule, now.custom, base.custom if base is not None else None))
+    if base is not None:
         window = diff(now.sample.requests, base.sample.requests, bounds)
         seconds = now.sample.t - base.sample.t
-    elif started >= start:
-        window, seconds = dict(now.sample.requests), now.sample.t - started  # all since counting began
     else:
-        return None
+        window, seconds = dict(now.sample.requests), now.sample.t - started  # all since counting began
     if seconds <= 0:
         return None
     return _finite(_request_value(rule, window, seconds, bounds, apdex_t))

@@ -1,0 +1,166 @@
+/* The alerts view (#alerts): what fires now, every rule and its state, the destinations and the
+ * last notifications with their outcomes (GET /alerts, docs/alerts.md). Text only, never markup.
+ */
+
+import { conditionText, durationText, outcomeClass, splitAlerts, stateName, valueText } from "../alerts.js";
+import { fmtAgo, fmtClock, plural } from "../format.js";
+import { api } from "../ui/api.js";
+import { $, clear, el, emptyState } from "../ui/dom.js";
+import { state } from "../ui/state.js";
+
+export function load(gen) {
+  return api("/alerts").then(
+    (data) => {
+      if (gen !== state.generation) return;
+      state.note = "";
+      state.rerender = () => render(data);
+      state.rerender();
+    },
+    (error) => {
+      if (gen !== state.generation) return;
+      if (String(error && error.message).endsWith("HTTP 404")) {
+        state.rerender = renderOff;
+        state.rerender();
+        return;
+      }
+      throw error;
+    },
+  );
+}
+
+function renderOff() {
+  const box = clear($("alerts-body"));
+  $("alerts-count").textContent = "";
+  const card = el("div", "card");
+  card.appendChild(
+    emptyState(
+      "Alerts are off.",
+      "Set a destination (alerts_slack_webhook_url, alerts_webhook_url or alerts_email_to) or alerts=on: see docs/alerts.md.",
+    ),
+  );
+  box.appendChild(card);
+}
+
+function render(data) {
+  const alerts = Array.isArray(data.alerts) ? data.alerts : [];
+  const silences = Array.isArray(data.silences) ? data.silences : [];
+  const split = splitAlerts(alerts, silences);
+  $("alerts-count").textContent =
+    (split.firing.length ? plural(split.firing.length, "alert") + " firing" : "nothing firing") +
+    " · " + plural(alerts.length, "rule") + " · evaluated every " + durationText(data.interval_s);
+  const box = clear($("alerts-body"));
+  box.appendChild(firingCard(split.firing, silences));
+  box.appendChild(rulesCard(alerts, silences));
+  box.appendChild(destinationsCard(Array.isArray(data.destinations) ? data.destinations : []));
+  box.appendChild(notificationsCard(Array.isArray(data.notifications) ? data.notifications : []));
+}
+
+function card(title) {
+  const c = el("div", "card alerts-card");
+  c.appendChild(el("h2", "card-title", title));
+  return c;
+}
+
+function firingCard(firing, silences) {
+  const c = card("Firing now");
+  c.id = "alerts-firing";
+  if (!firing.length) {
+    c.appendChild(emptyState("Nothing is firing.", "An alert fires when its rule stays broken for its 'for' duration."));
+    return c;
+  }
+  for (const alert of firing) {
+    const row = el("div", "alert-row alert-" + stateName(alert, silences));
+    row.dataset.rule = alert.name;
+    row.appendChild(el("span", "alert-badge", stateName(alert, silences) === "silenced" ? "SILENCED" : "FIRING"));
+    row.appendChild(el("strong", "alert-name", alert.name));
+    row.appendChild(el("span", "alert-value", valueText(alert.metric, alert.state.value)));
+    row.appendChild(el("span", "muted", conditionText(alert)));
+    const since = alert.state.firing_since;
+    row.appendChild(el("span", "muted", "since " + fmtClock(since, true) + " (" + fmtAgo(since) + ")"));
+    c.appendChild(row);
+  }
+  return c;
+}
+
+function table(headers) {
+  const wrap = el("div", "table-scroll");
+  const t = el("table", "data-table stack-on-phone");
+  const head = el("tr");
+  for (const h of headers) head.appendChild(el("th", "", h));
+  const thead = el("thead");
+  thead.appendChild(head);
+  t.appendChild(thead);
+  const body = el("tbody");
+  t.appendChild(body);
+  wrap.appendChild(t);
+  return { wrap, body };
+}
+
+function cell(tr, label, text, cls) {
+  const td = el("td", cls || "", text);
+  td.setAttribute("data-label", label);
+  tr.appendChild(td);
+  return td;
+}
+
+function rulesCard(alerts, silences) {
+  const c = card("Rules");
+  const { wrap, body } = table(["State", "Rule", "Condition", "Value", "Severity"]);
+  body.id = "alerts-rules";
+  for (const alert of alerts) {
+    const tr = el("tr");
+    tr.dataset.rule = alert.name;
+    const name = stateName(alert, silences);
+    const badge = cell(tr, "State", "");
+    badge.appendChild(el("span", "alert-badge alert-" + name, name));
+    cell(tr, "Rule", alert.name + (alert.default ? " (default)" : ""));
+    cell(tr, "Condition", conditionText(alert));
+    cell(tr, "Value", valueText(alert.metric, alert.state ? alert.state.value : null), "num");
+    cell(tr, "Severity", alert.severity || "");
+    body.appendChild(tr);
+  }
+  c.appendChild(wrap);
+  return c;
+}
+
+function destinationsCard(destinations) {
+  const c = card("Destinations");
+  if (!destinations.length) {
+    c.appendChild(emptyState("No destination configured.", "Alerts show here only; see docs/alerts.md to send them."));
+    return c;
+  }
+  const { wrap, body } = table(["Destination", "Target", "Status", "Last error"]);
+  body.id = "alerts-destinations";
+  for (const d of destinations) {
+    const tr = el("tr");
+    cell(tr, "Destination", d.name);
+    cell(tr, "Target", d.target);
+    const status = d.ok === null || d.ok === undefined ? "not used yet" : d.ok ? "working" : "down since " + fmtClock(d.since, true);
+    cell(tr, "Status", status, d.ok === false ? "fail" : d.ok ? "ok" : "");
+    cell(tr, "Last error", d.last_error || "");
+    body.appendChild(tr);
+  }
+  c.appendChild(wrap);
+  return c;
+}
+
+function notificationsCard(notifications) {
+  const c = card("Last notifications");
+  if (!notifications.length) {
+    c.appendChild(emptyState("No notification sent yet.", "Each alert is notified when it fires and when it resolves."));
+    return c;
+  }
+  const { wrap, body } = table(["Time", "Destination", "Notice", "Outcome"]);
+  body.id = "alerts-notifications";
+  for (const n of notifications.slice(0, 50)) {
+    const tr = el("tr");
+    cell(tr, "Time", fmtClock(n.time, true));
+    cell(tr, "Destination", n.destination);
+    cell(tr, "Notice", n.headline);
+    const outcome = n.outcome + (n.attempts > 1 ? " after " + n.attempts + " attempts" : "") + (n.error ? ": " + n.error : "");
+    cell(tr, "Outcome", outcome, outcomeClass(n.outcome));
+    body.appendChild(tr);
+  }
+  c.appendChild(wrap);
+  return c;
+}
