@@ -593,6 +593,53 @@ def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     dashboard.browser.assert_clean()
 
 
+def test_alerts_view_shows_what_fires_as_text_and_the_destination_that_is_down(dashboard):
+    page = dashboard.page
+    try:
+        page.set_viewport_size({"width": 1366, "height": 900})
+
+        def shown(selector: str, text: str) -> bool:
+            open_view(page, "alerts")
+            return page.locator(selector, has_text=text).count() > 0
+
+        deadline = time.monotonic() + 60
+        while not shown("#alerts-firing .alert-row", XSS_RULE):
+            assert time.monotonic() < deadline, "the /api/error rule never showed as firing"
+            time.sleep(0.5)
+        row = page.locator("#alerts-firing .alert-row").first
+        assert row.locator(".alert-name").inner_text() == XSS_RULE  # the rule's name as text
+        assert "error_rate_pct > 50 % on /api/error, over 1m" in row.inner_text()
+        assert page.locator("#view-alerts img").count() == 0
+        assert page.locator('#alerts-rules tr[data-rule="high error rate"]').count() == 1  # the defaults too
+        # The webhook refuses connections: after its four attempts it shows as down, with the outcome.
+        deadline = time.monotonic() + 60
+        while not shown("#alerts-notifications tr", "failed after 4 attempts"):
+            assert time.monotonic() < deadline, "the failed delivery never showed"
+            time.sleep(0.5)
+        destination = page.locator("#alerts-destinations tr").first.inner_text()
+        assert "webhook" in destination and "down since" in destination
+        assert "secret-token" not in page.content()
+        shot(page, "alerts")
+        # Silence it from the page (a POST with the session cookie and its CSRF token), then end the silence.
+        gen = loaded(page, "alerts")
+        row.locator("button.alert-silence").click()
+        wait_loaded(page, "alerts", gen)
+        page.locator("#alerts-silences tr").first.wait_for()
+        assert page.locator("#alerts-firing .alert-badge").first.inner_text() == "SILENCED"
+        assert "from the dashboard" in page.locator("#alerts-silences").inner_text()
+        gen = loaded(page, "alerts")
+        page.locator('#alerts-silences button[data-action="end-silence"]').click()
+        wait_loaded(page, "alerts", gen)
+        assert page.locator("#alerts-silences").count() == 0
+        page.set_viewport_size({"width": 390, "height": 844})
+        open_view(page, "alerts")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        shot(page, "alerts-phone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    dashboard.browser.assert_clean()
+
+
 def test_phone_width_and_dark_mode(dashboard):
     page = dashboard.page
     try:
@@ -993,39 +1040,3 @@ def test_docs_screenshots_of_the_demo_overview_and_a_failed_trace(browser, demo_
     # /health answers 503 while the demo is unhealthy (on purpose); Chromium logs that status
     browser.problems[:] = [p for p in browser.problems if not ("status of 503" in p and p.endswith("/health)"))]
     browser.assert_clean()
-
-
-def test_alerts_view_shows_what_fires_as_text_and_the_destination_that_is_down(dashboard):
-    page = dashboard.page
-    try:
-        page.set_viewport_size({"width": 1366, "height": 900})
-
-        def shown(selector: str, text: str) -> bool:
-            open_view(page, "alerts")
-            return page.locator(selector, has_text=text).count() > 0
-
-        deadline = time.monotonic() + 60
-        while not shown("#alerts-firing .alert-row", XSS_RULE):
-            assert time.monotonic() < deadline, "the /api/error rule never showed as firing"
-            time.sleep(0.5)
-        row = page.locator("#alerts-firing .alert-row").first
-        assert row.locator(".alert-name").inner_text() == XSS_RULE  # the rule's name as text
-        assert "error_rate_pct > 50 % on /api/error, over 1m" in row.inner_text()
-        assert page.locator("#view-alerts img").count() == 0
-        assert page.locator('#alerts-rules tr[data-rule="high error rate"]').count() == 1  # the defaults too
-        # The webhook refuses connections: after its four attempts it shows as down, with the outcome.
-        deadline = time.monotonic() + 60
-        while not shown("#alerts-notifications tr", "failed after 4 attempts"):
-            assert time.monotonic() < deadline, "the failed delivery never showed"
-            time.sleep(0.5)
-        destination = page.locator("#alerts-destinations tr").first.inner_text()
-        assert "webhook" in destination and "down since" in destination
-        assert "secret-token" not in page.content()
-        shot(page, "alerts")
-        page.set_viewport_size({"width": 390, "height": 844})
-        open_view(page, "alerts")
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-        shot(page, "alerts-phone")
-    finally:
-        page.set_viewport_size({"width": 1280, "height": 900})
-    dashboard.browser.assert_clean()

@@ -4,7 +4,7 @@
 
 import { conditionText, durationText, outcomeClass, splitAlerts, stateName, valueText } from "../alerts.js";
 import { fmtAgo, fmtClock, plural } from "../format.js";
-import { api } from "../ui/api.js";
+import { api, apiSend } from "../ui/api.js";
 import { $, clear, el, emptyState } from "../ui/dom.js";
 import { state } from "../ui/state.js";
 
@@ -26,6 +26,25 @@ export function load(gen) {
       throw error;
     },
   );
+}
+
+/** The silence buttons: "Silence 1 h" on a firing alert, "End" on a silence. */
+export function bind(refresh) {
+  $("alerts-body").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    button.disabled = true;
+    const done = () => refresh();
+    const failed = (error) => {
+      button.disabled = false;
+      $("alerts-count").textContent = "Could not change the silence: " + (error && error.message ? error.message : error);
+    };
+    if (button.dataset.action === "silence") {
+      apiSend("POST", "/alerts/silences", { rule: button.dataset.rule, duration: "1h", comment: "from the dashboard" }).then(done, failed);
+    } else if (button.dataset.action === "end-silence") {
+      apiSend("DELETE", "/alerts/silences/" + encodeURIComponent(button.dataset.silence)).then(done, failed);
+    }
+  });
 }
 
 function renderOff() {
@@ -51,6 +70,8 @@ function render(data) {
   const box = clear($("alerts-body"));
   box.appendChild(firingCard(split.firing, silences));
   box.appendChild(rulesCard(alerts, silences));
+  const active = silences.filter((s) => s.active);
+  if (active.length) box.appendChild(silencesCard(active));
   box.appendChild(destinationsCard(Array.isArray(data.destinations) ? data.destinations : []));
   box.appendChild(notificationsCard(Array.isArray(data.notifications) ? data.notifications : []));
 }
@@ -77,6 +98,13 @@ function firingCard(firing, silences) {
     row.appendChild(el("span", "muted", conditionText(alert)));
     const since = alert.state.firing_since;
     row.appendChild(el("span", "muted", "since " + fmtClock(since, true) + " (" + fmtAgo(since) + ")"));
+    if (stateName(alert, silences) === "firing") {
+      const button = el("button", "button alert-silence", "Silence 1 h");
+      button.type = "button";
+      button.dataset.action = "silence";
+      button.dataset.rule = alert.name;
+      row.appendChild(button);
+    }
     c.appendChild(row);
   }
   return c;
@@ -117,6 +145,27 @@ function rulesCard(alerts, silences) {
     cell(tr, "Condition", conditionText(alert));
     cell(tr, "Value", valueText(alert.metric, alert.state ? alert.state.value : null), "num");
     cell(tr, "Severity", alert.severity || "");
+    body.appendChild(tr);
+  }
+  c.appendChild(wrap);
+  return c;
+}
+
+function silencesCard(silences) {
+  const c = card("Silences");
+  const { wrap, body } = table(["Rule", "Until", "Comment", ""]);
+  body.id = "alerts-silences";
+  for (const s of silences) {
+    const tr = el("tr");
+    cell(tr, "Rule", s.rule === "*" ? "all rules" : s.rule);
+    cell(tr, "Until", fmtClock(s.ends_at, true));
+    cell(tr, "Comment", s.comment || "");
+    const end = cell(tr, "", "");
+    const button = el("button", "button", "End");
+    button.type = "button";
+    button.dataset.action = "end-silence";
+    button.dataset.silence = s.id;
+    end.appendChild(button);
     body.appendChild(tr);
   }
   c.appendChild(wrap);
