@@ -86,17 +86,9 @@ def fail_until(client, predicate, what):
 
 
 def ticks_after(engine, count):
-    """Wait for ``count`` more evaluations of ``engine`` (its alert states carry the time)."""
-    start = max((s.evaluated_at or 0) for s in engine.states.values())
-    seen: list[float] = []
-
-    def advanced():
-        now = max((s.evaluated_at or 0) for s in engine.states.values())
-        if now > start and (not seen or now > seen[-1]):
-            seen.append(now)
-        return len(seen) >= count
-
-    wait_until(advanced, what=f"{count} evaluations")
+    """Wait for ``count`` more evaluations by ``engine``."""
+    start = engine.evaluations
+    wait_until(lambda: engine.evaluations >= start + count, what=f"{count} evaluations")
 
 
 def test_a_failing_endpoint_fires_once_per_destination_after_for_then_resolves_once(
@@ -271,3 +263,40 @@ def test_silences_are_posted_as_json_with_credentials_and_keep_a_firing_alert_qu
     fail_until(client, lambda: http_receiver.bodies("/hook"), "FIRING once the silence is gone")
     assert [b["status"] for b in http_receiver.bodies("/hook")] == ["firing"]
     assert api(client, url).get_json() == {"silences": []}
+
+
+def test_the_scheduled_digest_goes_out_once_with_traffic_errors_and_the_slowest_endpoints(
+    monitors, tmp_path, http_receiver, monkeypatch
+):
+    import time as _time
+    from datetime import datetime, timezone
+
+    from otel_monitor.analytics import analytics_of
+
+    monkeypatch.setenv("TZ", "UTC")
+    _time.tzset()
+    try:
+        app, monitor = monitors.app(**alert_settings(tmp_path, http_receiver, alerts_report_schedule="daily 08:00"))
+        client = closing_client(app)
+        now = [datetime(2026, 12, 7, 7, 59, tzinfo=timezone.utc).timestamp()]
+        analytics_of(monitor).use_clock(lambda: now[0])
+        engine = engine_of(monitor.pipeline)
+        for _ in range(3):
+            client.get("/users/1")
+        client.get("/fail")
+        wait_until(lambda: engine.store.load()["report_last"] == now[0], what="the first evaluation notes the time")
+        assert http_receiver.bodies("/hook") == []  # starting is no reason for yesterday's digest
+        now[0] += 120  # 08:01
+        [report] = wait_until(lambda: http_receiver.bodies("/hook"), what="the digest")
+        ticks_after(engine, 5)
+        assert len(http_receiver.bodies("/hook")) == 1 and len(http_receiver.bodies(SLACK)) == 1
+        assert report["commonAnnotations"]["summary"] == "REPORT daily digest (test_app)"
+        text = report["commonAnnotations"]["description"]
+        assert "Daily report: 2026-12-06 08:01 to 2026-12-07 08:01 UTC" in text
+        assert "Requests: 4" in text and "Error rate: 25 %" in text
+        assert "Most failing endpoints:\n  GET /fail: 1 errors (100 %)" in text
+        assert "New errors:\n  ValueError on GET /fail: 1 times" in text
+        assert http_receiver.bodies(SLACK)[0]["text"].startswith("REPORT daily digest (test_app)")
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()

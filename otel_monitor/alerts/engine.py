@@ -99,6 +99,8 @@ class Engine:
         self.states: dict[str, AlertState] = {}
         self.readings = Readings(max((r.window_s for r in self.rules), default=300.0) + _SPAN_MARGIN_S)
         self._leading = False
+        #: evaluations done by this process (while it held the lock)
+        self.evaluations = 0
         #: set in a gunicorn master after it forked its workers: they evaluate, it does not
         self.stood_down = False
         self._pid = os.getpid()
@@ -170,6 +172,7 @@ class Engine:
             self.delivery.submit(self._notice("resolved", resolved, now))
         if report is not None:
             self.delivery.submit(report)
+        self.evaluations += 1
 
     def _item(self, rule: Rule, state: AlertState, event: Event, traces: list[dict], now: float) -> AlertItem:
         labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels}
