@@ -277,7 +277,7 @@ def demo_app() -> tuple[Any, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import temporary_history
+    from ._demo import demo_alerts, temporary_history
 
     if args.traffic < 0:
         raise CliError("--traffic must be 0 or more seconds")
@@ -286,7 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
     # The history must be set before the example app is imported: its Monitor reads it then.
-    with temporary_history() as history:
+    with temporary_history() as history, demo_alerts():
         return _serve_demo(args, history)
 
 

@@ -133,7 +133,7 @@ function cell(tr, label, text, cls) {
 
 function rulesCard(alerts, silences) {
   const c = card("Rules");
-  const { wrap, body } = table(["State", "Rule", "Condition", "Value", "Severity"]);
+  const { wrap, body } = table(["State", "Rule", "Condition", "Value", "Last change", "Severity"]);
   body.id = "alerts-rules";
   for (const alert of alerts) {
     const tr = el("tr");
@@ -144,6 +144,7 @@ function rulesCard(alerts, silences) {
     cell(tr, "Rule", alert.name + (alert.default ? " (default)" : ""));
     cell(tr, "Condition", conditionText(alert));
     cell(tr, "Value", valueText(alert.metric, alert.state ? alert.state.value : null), "num");
+    cell(tr, "Last change", lastChange(alert.state), "nowrap");
     cell(tr, "Severity", alert.severity || "");
     body.appendChild(tr);
   }
@@ -170,6 +171,14 @@ function silencesCard(silences) {
   }
   c.appendChild(wrap);
   return c;
+}
+
+function lastChange(s) {
+  if (!s) return "";
+  if (s.status === "firing") return "firing since " + fmtClock(s.firing_since, true);
+  if (s.status === "pending") return "pending since " + fmtClock(s.active_since, true);
+  if (s.resolved_at) return "resolved " + fmtClock(s.resolved_at, true);
+  return "";
 }
 
 function destinationsCard(destinations) {
