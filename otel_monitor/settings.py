@@ -788,7 +788,10 @@ class Settings:
         None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_HOST",), "SMTP server for alert e-mails"
     )
     alerts_smtp_port: int = _setting(
-        25, _number(1, 65535, integer=True), ("OTEL_MONITOR_ALERTS_SMTP_PORT",), "SMTP port (587 for submission)"
+        25,
+        _number(1, 65535, integer=True),
+        ("OTEL_MONITOR_ALERTS_SMTP_PORT",),
+        "SMTP port (587: submission with STARTTLS; 465: TLS from the start)",
     )
     alerts_smtp_username: str | None = _setting(
         None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_USERNAME",), "SMTP login name (none: no login)"
@@ -893,7 +896,9 @@ def resolve_settings(
                 try:
                     value = parse(raw)
                 except (ValueError, TypeError) as exc:
-                    raise SettingsError(f"{f.name}: bad value {str(raw)[:80]!r} from {where}: {exc}") from None
+                    # a secret's value is never repeated (a webhook URL's path is its token)
+                    shown = "(secret, not shown)" if f.metadata["secret"] else repr(str(raw)[:80])
+                    raise SettingsError(f"{f.name}: bad value {shown} from {where}: {exc}") from None
             values[f.name] = value
             sources[f.name] = where.split(" ")[0] if where.startswith("argument") else where
         else:

@@ -72,9 +72,10 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 class SmtpReceiver:
-    """aiosmtpd on 127.0.0.1; with ``tls=(cert, key)`` it offers STARTTLS (and requires it)."""
+    """aiosmtpd on 127.0.0.1; with ``tls=(cert, key)`` it offers STARTTLS (and requires it), or with
+    ``implicit=True`` speaks TLS from the first byte."""
 
-    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None, implicit: bool = False) -> None:
         from aiosmtpd.controller import Controller
 
         self.messages: list[Message] = []
@@ -85,7 +86,7 @@ class SmtpReceiver:
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 receiver.envelopes.append(envelope)
-                receiver.tls_used.append(session.ssl is not None)
+                receiver.tls_used.append(server.transport.get_extra_info("ssl_object") is not None)
                 receiver.messages.append(message_from_bytes(envelope.original_content))
                 return "250 OK"
 
@@ -93,7 +94,8 @@ class SmtpReceiver:
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(tls[0]), str(tls[1]))
-            options = {"tls_context": context, "require_starttls": True}
+            # implicit: TLS from the first byte (SMTPS); else STARTTLS, required
+            options = {"ssl_context": context} if implicit else {"tls_context": context, "require_starttls": True}
         import socket
 
         with socket.socket() as s:

@@ -233,3 +233,12 @@ def test_a_window_longer_than_the_process_s_life_counts_everything_since_the_sta
     assert measure(rule, later, readings, (1.0,), 0.5, started=0.0) is None  # nothing in the last minute
     cpu = parse_rules(json.dumps([{"name": "c", "metric": "cpu_pct", "threshold": 1}]))[0]
     assert measure(cpu, later, readings, (1.0,), 0.5, started=0.0) == 42.0
+
+
+def test_a_bad_secret_setting_is_named_without_repeating_its_value():
+    from otel_monitor.settings import SettingsError, resolve_settings
+
+    with pytest.raises(SettingsError) as bad:
+        resolve_settings({"alerts_slack_webhook_url": "hooks.slack.com/services/T0/B0/s3cr3t-token"})
+    assert str(bad.value).startswith("alerts_slack_webhook_url: bad value (secret, not shown) from argument")
+    assert "s3cr3t" not in str(bad.value)

@@ -107,6 +107,12 @@ class SmtpConfig:
     #: "auto": STARTTLS when the server offers it; "always": refuse a server that does not; "never"
     starttls: str
     timeout: float
+    #: TLS from the first byte (port 465, RFC 8314), no STARTTLS
+    implicit_tls: bool = False
+
+
+#: implicit TLS ("SMTPS", RFC 8314): the connection is TLS from the start, no STARTTLS
+SMTPS_PORT = 465
 
 
 class EmailDestination:
@@ -120,9 +126,14 @@ class EmailDestination:
         c = self._config
         message = email_message(notice, c.sender, c.recipients)
         try:
-            with smtplib.SMTP(c.host, c.port, timeout=c.timeout) as smtp:
+            implicit_tls = c.implicit_tls
+            smtp_class = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
+            options: dict[str, Any] = {"context": ssl.create_default_context()} if implicit_tls else {}
+            with smtp_class(c.host, c.port, timeout=c.timeout, **options) as smtp:
                 smtp.ehlo()
-                if c.starttls != "never" and smtp.has_extn("starttls"):
+                if implicit_tls:
+                    pass  # TLS from the first byte (port 465, RFC 8314)
+                elif c.starttls != "never" and smtp.has_extn("starttls"):
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
                 elif c.starttls == "always":
@@ -162,6 +173,7 @@ def destinations_for(settings: Settings) -> list[Destination]:
                     settings.alerts_smtp_password,
                     settings.alerts_smtp_starttls,
                     timeout,
+                    implicit_tls=settings.alerts_smtp_port == SMTPS_PORT,
                 )
             )
         )
