@@ -242,3 +242,10 @@ def test_a_bad_secret_setting_is_named_without_repeating_its_value():
         resolve_settings({"alerts_slack_webhook_url": "hooks.slack.com/services/T0/B0/s3cr3t-token"})
     assert str(bad.value).startswith("alerts_slack_webhook_url: bad value (secret, not shown) from argument")
     assert "s3cr3t" not in str(bad.value)
+
+
+def test_a_state_file_behind_a_symlink_is_not_read(tmp_path):
+    elsewhere = tmp_path / "planted.json"
+    elsewhere.write_text(json.dumps({"silences": [{"id": "planted", "rule": "*"}]}))
+    (tmp_path / "s.json").symlink_to(elsewhere)
+    assert JsonStore(str(tmp_path / "s.json")).load()["silences"] == []

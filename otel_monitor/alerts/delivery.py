@@ -73,19 +73,18 @@ class Delivery:
         self._lock = threading.Lock()
         self._busy = 0
 
-    def submit(self, notice: Notice, only: Sequence[Destination] | None = None) -> None:
+    def submit(self, notice: Notice) -> None:
         """Queue ``notice`` for every destination (never blocks, never raises)."""
-        targets = list(only) if only is not None else self.destinations
-        if not targets:
+        if not self.destinations:
             return
         try:
             with self._lock:
                 self._busy += 1
-            self._queue.put_nowait(notice if only is None else _Targeted(notice, targets))  # type: ignore[arg-type]
+            self._queue.put_nowait(notice)
         except queue.Full:
             with self._lock:
                 self._busy -= 1
-            for destination in targets:
+            for destination in self.destinations:
                 self._finish(destination, notice, "dropped", 0, "the delivery queue is full")
             return
         self._start()
@@ -122,12 +121,8 @@ class Delivery:
             if item is None:
                 return
             try:
-                if isinstance(item, _Targeted):
-                    notice, targets = item.notice, item.targets
-                else:
-                    notice, targets = item, self.destinations
-                for destination in targets:
-                    self._deliver(destination, notice)
+                for destination in self.destinations:
+                    self._deliver(destination, item)
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -185,9 +180,3 @@ class Delivery:
         except Exception:
             if should_log("alerts outcome"):
                 _logger.warning("otel_monitor: could not record an alert notification's outcome", exc_info=True)
-
-
-@dataclass(frozen=True)
-class _Targeted:
-    notice: Notice
-    targets: list[Destination]

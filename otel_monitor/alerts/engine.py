@@ -42,7 +42,7 @@ class AlertSource(Protocol):
 
     bounds: tuple
     started: float
-    history: Any
+    history: HistoryLike | None
     clock: Callable[[], float]
 
     def read(self) -> Sample: ...
@@ -142,7 +142,8 @@ class Engine:
         sample = source.read()
         custom = custom_totals(self._collect_custom()) if any(r.is_custom for r in self.rules) else {}
         snapshot = Snapshot(sample, custom)
-        silences = self.store.load()["silences"]
+        stored = self.store.load()
+        silences = stored["silences"]
         firing: list[AlertItem] = []
         repeats = False
         resolved: list[AlertItem] = []
@@ -164,7 +165,7 @@ class Engine:
                     state = mark_notified(state, event, now)
             self.states[rule.name] = state
         self.readings.add(snapshot)
-        report = self._report_due(source, now)
+        report = self._report_due(source, now, stored["report_last"])
         self._persist(now, report is not None)
         if firing:
             self.delivery.submit(self._notice("firing", firing, now, repeat=repeats and len(firing) == 1))
@@ -226,11 +227,10 @@ class Engine:
 
     # -- reports -------------------------------------------------------------------------------
 
-    def _report_due(self, source: AlertSource, now: float) -> Notice | None:
+    def _report_due(self, source: AlertSource, now: float, last: float | None) -> Notice | None:
         schedule = self.config.schedule
         if schedule is None:
             return None
-        last = self.store.load()["report_last"]
         if last is None or latest_due(schedule, now) <= last:
             return None
         return self.report(source, now)

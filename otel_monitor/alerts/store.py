@@ -85,16 +85,27 @@ class JsonStore:
         self._thread_lock = threading.Lock()
 
     def load(self) -> Stored:
+        # In a shared temporary directory: never through a symlink, never a file another user made.
         try:
-            with open(self.path, encoding="utf-8") as fh:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return empty()
+        try:
+            if os.fstat(fd).st_uid != os.getuid():
+                return empty()
+            with os.fdopen(fd, encoding="utf-8") as fh:
+                fd = -1
                 return _coerce(json.load(fh))
         except (OSError, ValueError):
             return empty()
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with self._thread_lock:
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -108,7 +119,9 @@ class JsonStore:
             doc = self.load()
             change(doc)
             tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left by a write that crashed in a process with our pid
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(doc, fh, separators=(",", ":"))
             os.replace(tmp, self.path)
@@ -209,7 +222,7 @@ class EvaluatorLock:
                 return False
             fd = None
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 if fd is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -63,7 +63,7 @@ class AlertsViews:
     interval_s: float
     repeat_s: float
     schedule: str | None
-    clock: Any
+    clock: Callable[[], float]
 
     def body(self, doc: Stored) -> dict[str, Any]:
         now = self.clock()
@@ -167,7 +167,7 @@ def _caller() -> str:
     return "dashboard" if request.cookies else "api"
 
 
-def register(bp: Blueprint, views: AlertsViews, _destinations: Sequence[Destination] = ()) -> None:
+def register(bp: Blueprint, views: AlertsViews) -> None:
     bp.add_url_rule("/alerts", "alerts", views.overview, methods=["GET"])
     bp.add_url_rule("/alerts/silences", "alerts_silences", views.list_silences, methods=["GET"])
     bp.add_url_rule("/alerts/silences", "alerts_silence_create", views.create_silence, methods=["POST"])
