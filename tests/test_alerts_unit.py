@@ -249,3 +249,54 @@ def test_a_state_file_behind_a_symlink_is_not_read(tmp_path):
     elsewhere.write_text(json.dumps({"silences": [{"id": "planted", "rule": "*"}]}))
     (tmp_path / "s.json").symlink_to(elsewhere)
     assert JsonStore(str(tmp_path / "s.json")).load()["silences"] == []
+
+
+class _Flaky:
+    """A destination failing ``failures`` times (may pass), then delivering; records each try."""
+
+    def __init__(self, name, failures, log, retry=True):
+        self.name, self.target, self.failures, self.log, self.retry = name, name, failures, log, retry
+
+    def send(self, notice):
+        from otel_monitor.alerts.destinations import DeliveryError
+
+        self.log.append(self.name)
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError(f"{self.name} down", retry=self.retry)
+
+
+def _deliver(destinations):
+    from otel_monitor.alerts.delivery import Delivery
+
+    outcomes, counts = [], []
+
+    class Counter:
+        def add(self, amount, attributes):
+            counts.append((amount, attributes))
+
+    delivery = Delivery(destinations, Counter(), outcomes.append, attempts=3, backoff_s=0.01)
+    delivery.submit(Notice(kind="test", service="s"))
+    from .alert_receivers import wait_until
+
+    wait_until(lambda: len(outcomes) == len(destinations), what="outcomes")
+    delivery.stop()
+    return outcomes, counts
+
+
+def test_a_destination_that_is_down_does_not_hold_up_the_others_and_is_retried_with_a_bound():
+    log: list[str] = []
+    outcomes, counts = _deliver([_Flaky("down", 10, log), _Flaky("up", 0, log), _Flaky("flaky", 1, log)])
+    assert log[:3] == ["down", "up", "flaky"]  # everybody's first attempt comes first
+    assert {(o.destination, o.outcome, o.attempts) for o in outcomes} == {
+        ("down", "failed", 3), ("up", "sent", 1), ("flaky", "sent", 2)
+    }  # fmt: skip
+    assert sorted((a["destination"], a["outcome"]) for _, a in counts) == [
+        ("down", "failed"), ("flaky", "sent"), ("up", "sent")
+    ]  # fmt: skip
+
+
+def test_an_answer_that_will_not_change_is_not_retried():
+    log: list[str] = []
+    [outcome], _ = _deliver([_Flaky("gone", 5, log, retry=False)])
+    assert (outcome.outcome, outcome.attempts, log) == ("failed", 1, ["gone"])

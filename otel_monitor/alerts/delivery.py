@@ -121,42 +121,58 @@ class Delivery:
             if item is None:
                 return
             try:
-                for destination in self.destinations:
-                    self._deliver(destination, item)
+                self._deliver_all(item)
             finally:
                 with self._lock:
                     self._busy -= 1
 
-    def _deliver(self, destination: Destination, notice: Notice) -> None:
+    def _deliver_all(self, notice: Notice) -> None:
+        """Every destination gets its first attempt before anybody's retry: one that is down does
+        not hold up the others."""
+        pending = list(self.destinations)
+        attempts = dict.fromkeys((d.name for d in pending), 0)
         delay = self._backoff_s
-        for attempt in range(1, self._attempts + 1):
-            try:
-                destination.send(notice)
-            except DeliveryError as exc:
-                error = str(exc)
-                last = attempt == self._attempts or not exc.retry
+        while pending:
+            retry: list[Destination] = []
+            for destination in pending:
+                attempts[destination.name] += 1
+                attempt = attempts[destination.name]
+                error = self._attempt(destination, notice)
+                if error is None:
+                    self._finish(destination, notice, "sent", attempt, None)
+                    continue
+                message, may_pass = error
+                last = attempt >= self._attempts or not may_pass
                 if should_log(f"alerts delivery to {destination.name}"):
                     _logger.warning(
                         "otel_monitor: alert notification to %s failed (attempt %d of %d): %s%s",
                         destination.name,
                         attempt,
                         self._attempts,
-                        neutralise(error),
+                        neutralise(message),
                         "" if last else "; retrying",
                     )
                 if last:
-                    self._finish(destination, notice, "failed", attempt, error)
-                    return
-                if self._stop.wait(delay):
-                    self._finish(destination, notice, "failed", attempt, error + " (stopped before the retry)")
-                    return
-                delay = min(delay * 2, MAX_BACKOFF_S)
-            except Exception as exc:  # noqa: BLE001 - a bug in a destination must not end the thread
-                self._finish(destination, notice, "failed", attempt, f"{type(exc).__name__}")
+                    self._finish(destination, notice, "failed", attempt, message)
+                else:
+                    retry.append(destination)
+            if retry and self._stop.wait(delay):
+                for destination in retry:
+                    self._finish(destination, notice, "failed", attempts[destination.name], "stopped before the retry")
                 return
-            else:
-                self._finish(destination, notice, "sent", attempt, None)
-                return
+            pending = retry
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    @staticmethod
+    def _attempt(destination: Destination, notice: Notice) -> tuple[str, bool] | None:
+        """None when delivered, else (what went wrong, whether it may pass)."""
+        try:
+            destination.send(notice)
+        except DeliveryError as exc:
+            return str(exc), exc.retry
+        except Exception as exc:  # noqa: BLE001 - a bug in a destination must not end the thread
+            return type(exc).__name__, False
+        return None
 
     def _finish(self, destination: Destination, notice: Notice, outcome: str, attempts: int, error: str | None) -> None:
         if self._counter is not None:

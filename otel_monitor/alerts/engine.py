@@ -145,7 +145,6 @@ class Engine:
         stored = self.store.load()
         silences = stored["silences"]
         firing: list[AlertItem] = []
-        repeats = False
         resolved: list[AlertItem] = []
         traces: list[dict] | None = None
         for rule in self.rules:
@@ -161,14 +160,13 @@ class Engine:
                         traces = _traces(source)
                     item = self._item(rule, state, event, traces or [], now)
                     (resolved if event == "resolved" else firing).append(item)
-                    repeats = repeats or event == "repeat"
                     state = mark_notified(state, event, now)
             self.states[rule.name] = state
         self.readings.add(snapshot)
         report = self._report_due(source, now, stored["report_last"])
         self._persist(now, report is not None)
         if firing:
-            self.delivery.submit(self._notice("firing", firing, now, repeat=repeats and len(firing) == 1))
+            self.delivery.submit(self._notice("firing", firing, now))
         if resolved:
             self.delivery.submit(self._notice("resolved", resolved, now))
         if report is not None:
@@ -203,14 +201,13 @@ class Engine:
             method=rule.method,
         )
 
-    def _notice(self, kind: str, items: list[AlertItem], now: float, repeat: bool = False) -> Notice:
+    def _notice(self, kind: str, items: list[AlertItem], now: float) -> Notice:
         return Notice(
             kind="firing" if kind == "firing" else "resolved",
             service=self.config.service,
             alerts=tuple(items),
             dashboard_url=self.config.links.alerts,
             created=now,
-            repeat=repeat,
         )
 
     def _persist(self, now: float, report_sent: bool) -> None:

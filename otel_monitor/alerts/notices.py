@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from typing import Any, Literal
@@ -86,9 +86,6 @@ class Notice:
     lines: tuple[str, ...] = ()
     dashboard_url: str = ""
     created: float = 0.0
-    #: a repeat of an alert already notified as firing
-    repeat: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> str:
