@@ -163,8 +163,11 @@ def test_a_failing_endpoint_fires_once_per_destination_after_for_then_resolves_o
     }
 
 
-def test_a_restart_while_firing_does_not_notify_again(monitors, tmp_path, http_receiver):
+@pytest.mark.parametrize("kept_in", ["state file", "history database"])
+def test_a_restart_while_firing_does_not_notify_again(monitors, tmp_path, http_receiver, kept_in):
     settings = alert_settings(tmp_path, http_receiver, alerts_rules=json.dumps([{**ERROR_RULE, "window": "30s"}]))
+    if kept_in == "history database":
+        settings.update(alerts_state_file=None, analytics_db=str(tmp_path / "history.db"))
     app, monitor = monitors.app(**settings)
     client = closing_client(app)
     fail_until(client, lambda: http_receiver.bodies("/hook"), "FIRING")
@@ -179,6 +182,14 @@ def test_a_restart_while_firing_does_not_notify_again(monitors, tmp_path, http_r
         client2.get("/fail")
     ticks_after(engine, 5)
     assert [b["status"] for b in http_receiver.bodies("/hook")] == ["firing"]
+    if kept_in == "history database":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "history.db") as db:
+            [(text,)] = db.execute("SELECT value FROM otel_monitor_alerts WHERE key = 'state'").fetchall()
+        assert json.loads(text)["alerts"]["checkout failing"]["status"] == "firing"
+    else:
+        assert not (tmp_path / "history.db").exists()
 
 
 def test_a_receiver_answering_500_then_200_gets_the_notice_once_retried(monitors, tmp_path, http_receiver):
