@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 
@@ -18,7 +19,7 @@ RULE = {"name": "boom rate", "metric": "error_rate_pct", "threshold": 1, "window
 
 def hit(url: str) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             response.read()
     except urllib.error.HTTPError:
         pass
@@ -61,9 +62,20 @@ def test_four_workers_send_exactly_one_firing_and_one_resolved_notice(gunicorn, 
             statuses = [b["status"] for b in bodies] if path == "/hook" else [b["text"].split(" ")[0] for b in bodies]
             assert statuses == (["firing", "resolved"] if path == "/hook" else ["FIRING:1", "RESOLVED"])
         request = urllib.request.Request(base + "/otel-monitor/alerts", headers={"Authorization": "Bearer t"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
         assert [a["state"]["status"] for a in answer["alerts"]] == ["inactive"]
         assert len(answer["notifications"]) == 4
+        # Counted once, in the evaluating worker: the group's /metrics (through any worker) says so.
+        with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
+            metrics = response.read().decode()
+        counted = re.findall(
+            r'^otel_monitor_alerts_notifications_total\{destination="(\w+)",kind="(\w+)",outcome="(\w+)"[^}]*\} (\S+)$',
+            metrics,
+            re.M,
+        )
+        assert sorted(counted) == sorted(
+            (d, k, "sent", "1") for d in ("slack", "webhook") for k in ("firing", "resolved")
+        )
     finally:
         receiver.close()

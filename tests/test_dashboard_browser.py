@@ -620,6 +620,13 @@ def test_alerts_view_shows_what_fires_as_text_and_the_destination_that_is_down(d
         assert "webhook" in destination and "down since" in destination
         assert "secret-token" not in page.content()
         shot(page, "alerts")
+        # With the session cookie but without the page's CSRF token, a silence is refused.
+        refused = page.request.post(
+            dashboard.base + PREFIX + "/alerts/silences",
+            data=json.dumps({"rule": "*", "duration": "1h"}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert refused.status == 403 and "CSRF" in refused.json()["error"]
         # Silence it from the page (a POST with the session cookie and its CSRF token), then end the silence.
         gen = loaded(page, "alerts")
         row.locator("button.alert-silence").click()
