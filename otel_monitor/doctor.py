@@ -550,6 +550,8 @@ def _check_alerts(report: _Report, settings: Settings, send_test: bool) -> None:
     from . import alerts
 
     setup = alerts.setup_for(settings, settings.service_name or "app")
+    if alerts.enabled(settings) and not settings.analytics and not settings.sdk_disabled:
+        report.warn("alerts are configured but analytics=false: the alerts read the analytics, nothing is evaluated")
     if settings.sdk_disabled or not settings.analytics or not alerts.enabled(settings):
         report.skip(f"alerts are off ({len(setup.rules)} rule(s) would apply; see docs/alerts.md)")
         if send_test and setup.destinations:
