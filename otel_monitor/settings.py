@@ -185,6 +185,17 @@ def _emails(value: Any) -> tuple[str, ...]:
     return result
 
 
+def _opt_email(value: Any) -> str | None:
+    """One address (a sender): no comma, no line break can reach a header."""
+    text = _opt_str(value)
+    if text is None:
+        return None
+    found = _emails(text)
+    if len(found) != 1:
+        raise ValueError("expected one e-mail address")
+    return found[0]
+
+
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
 
 
@@ -782,7 +793,7 @@ class Settings:
         (), _emails, ("OTEL_MONITOR_ALERTS_EMAIL_TO",), "Comma-separated e-mail recipients of alert notifications"
     )
     alerts_email_from: str | None = _setting(
-        None, _opt_str, ("OTEL_MONITOR_ALERTS_EMAIL_FROM",), "Sender address; default `otel_monitor@<smtp host>`"
+        None, _opt_email, ("OTEL_MONITOR_ALERTS_EMAIL_FROM",), "Sender address; default `otel_monitor@<smtp host>`"
     )
     alerts_smtp_host: str | None = _setting(
         None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_HOST",), "SMTP server for alert e-mails"

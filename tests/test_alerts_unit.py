@@ -300,3 +300,20 @@ def test_an_answer_that_will_not_change_is_not_retried():
     log: list[str] = []
     [outcome], _ = _deliver([_Flaky("gone", 5, log, retry=False)])
     assert (outcome.outcome, outcome.attempts, log) == ("failed", 1, ["gone"])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("alerts_email_from", "a@example.com\r\nBcc: victim@example.com"),
+        ("alerts_email_from", "a@example.com,b@example.com"),
+        ("alerts_email_to", "ops@example.com, not an address"),
+        ("alerts_report_schedule", "every day at 8"),
+        ("alerts_smtp_starttls", "sometimes"),
+    ],
+)
+def test_bad_alert_settings_stop_start_up_naming_the_setting(name, value):
+    from otel_monitor.settings import SettingsError, resolve_settings
+
+    with pytest.raises(SettingsError, match=f"^{name}: bad value"):
+        resolve_settings({name: value})
