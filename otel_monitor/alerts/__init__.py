@@ -23,7 +23,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..settings import Settings
 from .delivery import NOTIFICATIONS_METRIC, Delivery
@@ -34,10 +34,16 @@ from .rules import Rule, rules_for
 from .store import EvaluatorLock, StateStore, open_store
 from .views import AlertsViews, CsrfCheck, register
 
+if TYPE_CHECKING:
+    from flask import Blueprint
+
+    from .._runtime import Runtime
+    from ..pipeline import Pipeline
+
 __all__ = ["enabled", "attach", "AlertsSetup", "setup_for", "engine_of", "send_test_notice", "TestResult"]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-_by_pipeline: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
+_by_pipeline: weakref.WeakKeyDictionary[Pipeline, Engine] = weakref.WeakKeyDictionary()
 _fork_hook_installed = False
 
 
@@ -93,7 +99,7 @@ def setup_for(settings: Settings, service_name: str) -> AlertsSetup:
     )
 
 
-def attach(blueprint: Any, runtime: Any, settings: Settings, auth: CsrfCheck) -> AlertsSetup:
+def attach(blueprint: Blueprint, runtime: Runtime, settings: Settings, auth: CsrfCheck) -> AlertsSetup:
     """Add the alerts' endpoints to the analytics ``blueprint`` and an evaluator to every pipeline of ``runtime``."""
     setup = setup_for(settings, runtime.service_name)
     views = AlertsViews(
@@ -112,7 +118,7 @@ def attach(blueprint: Any, runtime: Any, settings: Settings, auth: CsrfCheck) ->
     return setup
 
 
-def _setup_pipeline(setup: AlertsSetup, pipeline: Any) -> None:
+def _setup_pipeline(setup: AlertsSetup, pipeline: Pipeline) -> None:
     """Per pipeline (each worker after the fork): the evaluator, its delivery thread, its counter."""
     counter = pipeline.meter.create_counter(
         NOTIFICATIONS_METRIC,
@@ -141,7 +147,7 @@ def _setup_pipeline(setup: AlertsSetup, pipeline: Any) -> None:
     pipeline.shutdown_hooks.append(engine.close)
 
 
-def engine_of(pipeline: Any) -> Engine | None:
+def engine_of(pipeline: Pipeline) -> Engine | None:
     """The alerts evaluator of ``pipeline`` (tests, ``doctor``)."""
     return _by_pipeline.get(pipeline)
 
