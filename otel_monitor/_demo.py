@@ -196,6 +196,43 @@ def temporary_history(environ: Any = None) -> Iterator[str | None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+#: the demo's alert: its degraded spell (about 5 % of requests fail) fires it, the recovery resolves it
+DEMO_ALERT_RULE = {
+    "name": "demo: error rate over 2 %",
+    "metric": "error_rate_pct",
+    "threshold": 2,
+    "window": "20s",
+    "for": "6s",
+    "severity": "page",
+    "description": "The demo's degraded spell: /api/error and failing orders",
+}
+
+
+@contextlib.contextmanager
+def demo_alerts(environ: Any = None) -> Iterator[bool]:
+    """Alerts on for the demo (:data:`DEMO_ALERT_RULE`, evaluated every 2 s) so the Alerts view shows
+    one firing and resolving; state in a temporary directory removed afterwards. Yields False and
+    changes nothing when the user set any ``OTEL_MONITOR_ALERTS*`` variable (their alerts apply)."""
+    environ = os.environ if environ is None else environ
+    if any(name.startswith("OTEL_MONITOR_ALERTS") for name in environ):
+        yield False
+        return
+    directory = tempfile.mkdtemp(prefix="otel-monitor-demo-alerts-")
+    values = {
+        "OTEL_MONITOR_ALERTS": "on",
+        "OTEL_MONITOR_ALERTS_RULES": json.dumps([DEMO_ALERT_RULE]),
+        "OTEL_MONITOR_ALERTS_INTERVAL_S": "2",
+        "OTEL_MONITOR_ALERTS_STATE_FILE": os.path.join(directory, "alerts.json"),
+    }
+    environ.update(values)
+    try:
+        yield True
+    finally:
+        for name in values:
+            environ.pop(name, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def urls_for(app: Any, base: str) -> list[str]:
     """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
     from .monitor import get_monitor

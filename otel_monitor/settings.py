@@ -157,6 +157,45 @@ def _endpoint(value: Any) -> str | None:
     return text
 
 
+def _alert_rules(value: Any) -> str | None:
+    """Inline JSON or a file path; every rule is checked now, so a bad one stops the start."""
+    from .alerts.rules import parse_rules
+
+    text = _opt_str(value)
+    if text is not None:
+        parse_rules(text)  # RuleError (a ValueError) names the rule and the field
+    return text
+
+
+def _report_schedule(value: Any) -> str | None:
+    from .alerts.digest import parse_schedule
+
+    text = _opt_str(value)
+    if text is not None:
+        parse_schedule(text)
+    return text
+
+
+def _emails(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = tuple(str(v).strip() for v in items if str(v).strip())
+    for item in result:
+        if not re.fullmatch(r"[^@\s,<>]+@[^@\s,<>]+", item):
+            raise ValueError(f"{item!r} is not an e-mail address")
+    return result
+
+
+def _opt_email(value: Any) -> str | None:
+    """One address (a sender): no comma, no line break can reach a header."""
+    text = _opt_str(value)
+    if text is None:
+        return None
+    found = _emails(text)
+    if len(found) != 1:
+        raise ValueError("expected one e-mail address")
+    return found[0]
+
+
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
 
 
@@ -709,6 +748,96 @@ class Settings:
         "Seconds between the dashboard's automatic refreshes (the page has a pause control)",
     )
 
+    alerts: str = _setting(
+        "auto",
+        _choice("auto", "on", "off"),
+        ("OTEL_MONITOR_ALERTS",),
+        "Alert rules evaluated in the app: `auto` (on with a destination or `alerts_rules`), `on`, `off`",
+    )
+    alerts_rules: str | None = _setting(
+        None,
+        _alert_rules,
+        ("OTEL_MONITOR_ALERTS_RULES",),
+        'Custom alert rules: a JSON file\'s path, or inline JSON (a list of rules or `{"rules": [...]}`)',
+    )
+    alerts_default_rules: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_ALERTS_DEFAULT_RULES",),
+        "Keep the built-in rules (average response time, error rate, memory, CPU, disk); `false` drops them",
+    )
+    alerts_interval_s: float = _setting(
+        15.0, _number(0.1, 3600), ("OTEL_MONITOR_ALERTS_INTERVAL_S",), "Seconds between two evaluations of the rules"
+    )
+    alerts_repeat_interval_s: float = _setting(
+        14400.0,
+        _number(0, 604800),
+        ("OTEL_MONITOR_ALERTS_REPEAT_INTERVAL_S",),
+        "Seconds after which a still-firing alert is notified again (0: never)",
+    )
+    alerts_slack_webhook_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_SLACK_WEBHOOK_URL",),
+        "Slack (or Mattermost, Rocket.Chat) incoming-webhook URL for alert notifications (never shown)",
+        secret=True,
+    )
+    alerts_webhook_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_WEBHOOK_URL",),
+        "Webhook receiving Alertmanager's webhook payload for each notification (never shown)",
+        secret=True,
+    )
+    alerts_email_to: tuple = _setting(
+        (), _emails, ("OTEL_MONITOR_ALERTS_EMAIL_TO",), "Comma-separated e-mail recipients of alert notifications"
+    )
+    alerts_email_from: str | None = _setting(
+        None, _opt_email, ("OTEL_MONITOR_ALERTS_EMAIL_FROM",), "Sender address; default `otel_monitor@<smtp host>`"
+    )
+    alerts_smtp_host: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_HOST",), "SMTP server for alert e-mails"
+    )
+    alerts_smtp_port: int = _setting(
+        25,
+        _number(1, 65535, integer=True),
+        ("OTEL_MONITOR_ALERTS_SMTP_PORT",),
+        "SMTP port (587: submission with STARTTLS; 465: TLS from the start)",
+    )
+    alerts_smtp_username: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_USERNAME",), "SMTP login name (none: no login)"
+    )
+    alerts_smtp_password: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_PASSWORD",), "SMTP password (never shown)", secret=True
+    )
+    alerts_smtp_starttls: str = _setting(
+        "auto",
+        _choice("auto", "always", "never"),
+        ("OTEL_MONITOR_ALERTS_SMTP_STARTTLS",),
+        "STARTTLS: `auto` when the server offers it, `always` (refuse a server without it), `never`",
+    )
+    alerts_timeout_s: float = _setting(
+        10.0, _number(0.1, 120), ("OTEL_MONITOR_ALERTS_TIMEOUT_S",), "Longest wait (seconds) for one delivery attempt"
+    )
+    alerts_report_schedule: str | None = _setting(
+        None,
+        _report_schedule,
+        ("OTEL_MONITOR_ALERTS_REPORT_SCHEDULE",),
+        "Send a digest: `daily 08:00` or `weekly mon 08:00` (local time) to the alert destinations",
+    )
+    alerts_state_file: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ALERTS_STATE_FILE",),
+        "Where alert state survives restarts; default: the `analytics_db` database, else a file in the temp directory",
+    )
+    alerts_external_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_EXTERNAL_URL",),
+        "The app's public base URL, for absolute dashboard and trace links in notifications",
+    )
+
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""
         return self._sources.get(name, "default")  # type: ignore[attr-defined]
@@ -778,7 +907,9 @@ def resolve_settings(
                 try:
                     value = parse(raw)
                 except (ValueError, TypeError) as exc:
-                    raise SettingsError(f"{f.name}: bad value {str(raw)[:80]!r} from {where}: {exc}") from None
+                    # a secret's value is never repeated (a webhook URL's path is its token)
+                    shown = "(secret, not shown)" if f.metadata["secret"] else repr(str(raw)[:80])
+                    raise SettingsError(f"{f.name}: bad value {shown} from {where}: {exc}") from None
             values[f.name] = value
             sources[f.name] = where.split(" ")[0] if where.startswith("argument") else where
         else:

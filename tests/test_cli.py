@@ -618,3 +618,33 @@ def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(sta
     assert proc.wait(timeout=15) == 0
     text = log.read_text()
     assert "examples/app.py" in text and "stopped." in text
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(150)
+def test_demo_shows_its_alert_firing_in_the_degraded_spell_and_resolving_after_it(started):
+    import json
+    import urllib.request
+
+    proc, log = started(
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "40", "--duration", "120"],
+        name="demo-alerts",
+        env={"OTEL_MONITOR_ANALYTICS_TOKEN": "demo-token"},
+    )
+    _wait_for_url(log, proc)
+    api = re.search(r"^analytics:\s+(http://\S+)/performance", log.read_text(), re.M).group(1)
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and seen[-1:] != ["resolved"]:
+        request = urllib.request.Request(api + "/alerts", headers={"Authorization": "Bearer demo-token"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            [alert] = [a for a in json.loads(response.read())["alerts"] if a["name"].startswith("demo:")]
+        status = (
+            "resolved"
+            if alert["state"]["resolved_at"] and alert["state"]["status"] == "inactive"
+            else alert["state"]["status"]
+        )
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        time.sleep(0.5)
+    assert "firing" in seen and seen[-1] == "resolved", seen

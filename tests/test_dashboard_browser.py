@@ -53,6 +53,8 @@ XSS = "<script>alert(1)</script>"
 XSS_PRODUCT = "<img src=x onerror=alert(2)>"
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 TRACE_LINK = "http://127.0.0.1:16686/trace/"
+XSS_RULE = "<img src=x onerror=alert(4)> failing"
+ALERT_RULE = {"name": XSS_RULE, "metric": "error_rate_pct", "route": "/api/error", "threshold": 50, "window": "1m"}
 
 
 # -- the app under test, with traffic --------------------------------------------------------------
@@ -106,6 +108,11 @@ def app_server(tmp_path_factory):
             "OTEL_MONITOR_HEALTH_CPU_PCT": "100",
             "OTEL_MONITOR_HEALTH_MEMORY_PCT": "100",
             "OTEL_MONITOR_HEALTH_DISK_PCT": "100",
+            # The Alerts view: a rule that fires on /api/error, a webhook nobody answers
+            "OTEL_MONITOR_ALERTS_INTERVAL_S": "0.5",
+            "OTEL_MONITOR_ALERTS_RULES": json.dumps([ALERT_RULE]),
+            "OTEL_MONITOR_ALERTS_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook/secret-token",
+            "OTEL_MONITOR_ALERTS_STATE_FILE": str(tmp_path_factory.mktemp("alerts") / "alerts.json"),
         }
     )
     log_path = tmp_path_factory.mktemp("dashboard") / "app.log"
@@ -583,6 +590,60 @@ def test_custom_metrics_view_shows_only_custom_instruments_as_text(dashboard):
     assert min(drawn_points(page, "#custom-list .metric-chart svg.chart")) >= 2
     assert page.locator("#custom-list .metric-chart .legend-value").nth(1).inner_text() == "50"
     shot(page, "custom-metrics")
+    dashboard.browser.assert_clean()
+
+
+def test_alerts_view_shows_what_fires_as_text_and_the_destination_that_is_down(dashboard):
+    page = dashboard.page
+    try:
+        page.set_viewport_size({"width": 1366, "height": 900})
+
+        def shown(selector: str, text: str) -> bool:
+            open_view(page, "alerts")
+            return page.locator(selector, has_text=text).count() > 0
+
+        deadline = time.monotonic() + 60
+        while not shown("#alerts-firing .alert-row", XSS_RULE):
+            assert time.monotonic() < deadline, "the /api/error rule never showed as firing"
+            time.sleep(0.5)
+        row = page.locator("#alerts-firing .alert-row").first
+        assert row.locator(".alert-name").inner_text() == XSS_RULE  # the rule's name as text
+        assert "error_rate_pct > 50 % on /api/error, over 1m" in row.inner_text()
+        assert page.locator("#view-alerts img").count() == 0
+        assert page.locator('#alerts-rules tr[data-rule="high error rate"]').count() == 1  # the defaults too
+        # The webhook refuses connections: after its four attempts it shows as down, with the outcome.
+        deadline = time.monotonic() + 60
+        while not shown("#alerts-notifications tr", "failed after 4 attempts"):
+            assert time.monotonic() < deadline, "the failed delivery never showed"
+            time.sleep(0.5)
+        destination = page.locator("#alerts-destinations tr").first.inner_text()
+        assert "webhook" in destination and "down since" in destination
+        assert "secret-token" not in page.content()
+        shot(page, "alerts")
+        # With the session cookie but without the page's CSRF token, a silence is refused.
+        refused = page.request.post(
+            dashboard.base + PREFIX + "/alerts/silences",
+            data=json.dumps({"rule": "*", "duration": "1h"}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert refused.status == 403 and "CSRF" in refused.json()["error"]
+        # Silence it from the page (a POST with the session cookie and its CSRF token), then end the silence.
+        gen = loaded(page, "alerts")
+        row.locator("button.alert-silence").click()
+        wait_loaded(page, "alerts", gen)
+        page.locator("#alerts-silences tr").first.wait_for()
+        assert page.locator("#alerts-firing .alert-badge").first.inner_text() == "SILENCED"
+        assert "from the dashboard" in page.locator("#alerts-silences").inner_text()
+        gen = loaded(page, "alerts")
+        page.locator('#alerts-silences button[data-action="end-silence"]').click()
+        wait_loaded(page, "alerts", gen)
+        assert page.locator("#alerts-silences").count() == 0
+        page.set_viewport_size({"width": 390, "height": 844})
+        open_view(page, "alerts")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        shot(page, "alerts-phone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
     dashboard.browser.assert_clean()
 
 

@@ -270,6 +270,10 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
     validate_settings(settings)
     auth = Auth(settings, resolve_secret_key(settings, app))
     blueprint = create_blueprint(monitor, settings, auth)
+    from .. import alerts as _alerts  # alerts read these analytics (docs/alerts.md)
+
+    if _alerts.enabled(settings):
+        _alerts.attach(blueprint, runtime, settings, auth)
     app.register_blueprint(blueprint)
     runtime.setup_hooks.append(functools.partial(_setup, settings))
     app.extensions["otel_monitor.analytics"] = auth

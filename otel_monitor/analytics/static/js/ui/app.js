@@ -5,6 +5,7 @@
 import { fmtClock, formatInterval } from "../format.js";
 import { chooseWindow } from "../windows.js";
 import { exportUrl, parseHash } from "../urls.js";
+import * as alerts from "../views/alerts.js";
 import * as custom from "../views/custom.js";
 import * as endpoints from "../views/endpoints.js";
 import * as errors from "../views/errors.js";
@@ -19,7 +20,7 @@ import { $, clear, debounce, el } from "./dom.js";
 import { state } from "./state.js";
 
 /** The views in the order of the tabs; the first is the default route. */
-const VIEWS = { overview, endpoints, system, traces, errors, custom };
+const VIEWS = { overview, endpoints, system, traces, errors, alerts, custom };
 const NAMES = Object.keys(VIEWS);
 const WINDOW_KEY = "otel_monitor.window";
 
