@@ -77,9 +77,12 @@ def test_an_opentelemetry_handler_already_on_the_root_logger_means_we_add_none(c
     try:
         with caplog.at_level(logging.INFO, logger="otel_monitor"):
             app, monitor = _app(logs_exporter="console")
+            try:
+                closing_client(app).get("/")  # the handler goes on at the first request
+            finally:
+                monitor.shutdown(1)
         assert not any(isinstance(h, _logs._RootHandler) for h in logging.getLogger().handlers)
         assert "logs are not exported a second time" in caplog.text
-        monitor.shutdown(1)
     finally:
         logging.getLogger().removeHandler(theirs)
 
