@@ -175,6 +175,7 @@ class _Accounting:
         self._exported = meter.create_counter(signal.metric, unit=signal.unit, description=signal.description)
         self._not_before = 0.0  # monotonic time the collector asked us to wait for
         self._last_status: int | None = None
+        self._last_error: str | None = None  # the transport's exception (ReadTimeout, ConnectionError)
         self._stopped = threading.Event()
         self._pending: Callable[[], int] | None = None  # items queued in the batch processor
         self._watch_responses()
@@ -191,6 +192,8 @@ class _Accounting:
             result = submit(data, timeout)
             try:
                 self._last_status = getattr(result, "status_code", None)
+                error = getattr(result, "error", None)
+                self._last_error = type(error).__qualname__ if error is not None else None
                 wait = _retry_after_s(result) if self._last_status in (429, 503) else None
                 if wait is not None and wait > 0:
                     self._not_before = max(self._not_before, time.monotonic() + wait)
@@ -242,7 +245,7 @@ class _Accounting:
             if self._stopped.wait(wait):
                 self.lost(count, "shutdown")
                 return False
-        self._last_status = None
+        self._last_status, self._last_error = None, None
         try:
             ok = send()
         except Exception as exc:  # noqa: BLE001 - an exporter that raises loses the batch, nothing more
@@ -252,7 +255,10 @@ class _Accounting:
             self._count(count, None)
         else:
             status = self._last_status
-            self.lost(count, str(status) if status and status >= 400 else "export_failed")
+            if status and status >= 400:
+                self.lost(count, str(status))
+            else:
+                self.lost(count, self._last_error or "export_failed")
         return ok
 
     def shutdown(self) -> None:
