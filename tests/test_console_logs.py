@@ -50,6 +50,8 @@ APP = textwrap.dedent(
         Monitor(app, analytics=False, system_metrics=False)
 
     if __name__ == "__main__":
+        if os.environ.get("CONFIGURE_IN_MAIN") == "1":  # after Monitor(app), as many scripts do
+            logging.basicConfig(level=logging.INFO, format="configured %(levelname)s %(message)s")
         app.run(host="127.0.0.1", port=int(sys.argv[1]))
     """
 )
@@ -146,3 +148,13 @@ def test_with_the_collector_down_the_lines_still_appear_and_lost_spans_are_repor
     lost = [line for line in monitored.splitlines() if "span(s) not exported" in line]
     assert len(lost) == 1, monitored[-3000:]  # rate-limited: one line per reason per minute
     assert "ConnectionError" in lost[0] or "export_failed" in lost[0]
+
+
+@pytest.mark.integration
+def test_a_basic_config_in_main_after_the_monitor_still_configures_the_console(tmp_path, rotel):
+    configured = {"CONFIGURE_IN_MAIN": "1"}
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rotel['http']}"}
+    without = _ours(_serve(tmp_path, "werkzeug", configured, "without"))
+    assert "configured WARNING line-one: order 42 is late" in without
+    monitored = _serve(tmp_path, "werkzeug", {**configured, **endpoint, "WITH_MONITOR": "1"}, "with")
+    assert _ours(monitored) == without
