@@ -1,13 +1,19 @@
-"""Span export accounting: every span an exporter loses is counted with its reason, and a
-collector's ``Retry-After`` holds back the next export.
+"""Export accounting: every span and log record an exporter loses is counted with its reason, a
+collector's ``Retry-After`` holds back the next export, and each signal's last outcome is kept
+for ``/health``.
 
-:func:`account` wraps a :class:`SpanExporter` (the batch processor's). It counts each batch in
-``otel.sdk.exporter.span.exported`` -- the SDK's own self-metric (semantic conventions
-``otel.sdk.exporter.*``): ``error.type`` is absent for exported spans, else the HTTP status code
-(``"503"``), the exception's class (``"ConnectionError"``), ``"retry_after"`` (dropped unsent,
-the collector asked us to wait longer than the export timeout) or ``"shutdown"``. The SDK's
-exporters count nothing unless given a meter provider and an environment variable at
-construction, and they never count a batch they were not called for.
+:func:`account` wraps a :class:`SpanExporter` (the batch processor's), :func:`account_logs` a
+``LogRecordExporter``. Each batch is counted in ``otel.sdk.exporter.span.exported`` /
+``otel.sdk.exporter.log.exported`` -- the SDK's own self-metrics (semantic conventions
+``otel.sdk.exporter.*``), on our meter (scope :data:`METER_SCOPE`): ``error.type`` is absent for
+exported items, else the HTTP status code (``"503"``), the exception's class (``"ConnectionError"``,
+``"ReadTimeout"`` -- an export the collector answered after the timeout counts lost once: the
+exporter cannot know it arrived), ``"retry_after"`` (dropped unsent, the collector asked us to
+wait longer than the export timeout) or ``"shutdown"``. The SDK's exporters count nothing unless
+given a meter provider and an environment variable at construction; when that variable is set
+they count the same batches again under the same names, so :func:`lost_spans` and
+:func:`lost_logs` read only our scope. :func:`watch_metrics` records the metric pushes' outcomes
+(nothing is lost: the next push carries the values again).
 
 ``Retry-After`` beyond the export timeout: the SDK gives up that batch and posts the next one a
 second later, so an overloaded collector is hit ~once a second. We remember the time the
@@ -25,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -130,11 +137,17 @@ class ExportStatus:
         }
 
 
+@dataclass(frozen=True)
 class _Signal:
     """What differs between the span and the log-record accounting."""
 
-    def __init__(self, name: str, metric: str, unit: str, noun: str, description: str) -> None:
-        self.name, self.metric, self.unit, self.noun, self.description = name, metric, unit, noun, description
+    #: as in ExportStatus and OTEL_*_EXPORTER: traces, logs
+    name: str
+    metric: str
+    unit: str
+    #: what one item is called in a log line
+    noun: str
+    description: str
 
 
 SPANS = _Signal("traces", EXPORTED_METRIC, "{span}", "span", "The number of spans for which the export has finished")
