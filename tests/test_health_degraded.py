@@ -146,12 +146,10 @@ def _get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.integration
-def test_a_worker_directory_that_cannot_be_written_makes_health_say_metrics_from_this_worker_only(tmp_path):
+def _gunicorn(tmp_path, group) -> tuple[subprocess.Popen, str]:
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "degradedapp.py").write_text(APP)
-    group = tmp_path / "group"
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))},
@@ -165,9 +163,15 @@ def test_a_worker_directory_that_cannot_be_written_makes_health_say_metrics_from
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "gunicorn.log", "w"),
     )
-    base = f"http://127.0.0.1:{port}"
+    wait_for_port(port, timeout=30, proc=proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.integration
+def test_a_worker_directory_that_cannot_be_written_makes_health_say_metrics_from_this_worker_only(tmp_path):
+    group = tmp_path / "group"
+    proc, base = _gunicorn(tmp_path, group)
     try:
-        wait_for_port(port, timeout=30, proc=proc)
         urllib.request.urlopen(base + "/metrics", timeout=10).read()
         assert _get_json(base + "/otel-monitor/health")["degraded"] == []
         shutil.rmtree(group)  # the directory is gone (a tmp cleaner): the worker cannot publish
@@ -182,5 +186,18 @@ def test_a_worker_directory_that_cannot_be_written_makes_health_say_metrics_from
         assert body["status"] == "degraded"
         assert [m["mode"] for m in body["degraded"]] == ["metrics_this_worker_only"]
         assert body["degraded"][0]["detail"].startswith("metrics merged from this worker only")
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.integration
+def test_a_worker_directory_that_cannot_be_made_makes_health_say_metrics_from_this_worker_only(tmp_path):
+    group = tmp_path / "not-a-directory"
+    group.write_text("")  # the configured path cannot be the workers' directory
+    proc, base = _gunicorn(tmp_path, group)
+    try:
+        body = _get_json(base + "/otel-monitor/health")
+        assert body["status"] == "degraded"
+        assert [m["mode"] for m in body["degraded"]] == ["metrics_this_worker_only"]
     finally:
         stop_process(proc)
