@@ -112,7 +112,7 @@ def degraded_modes(st: AnalyticsState) -> list[DegradedMode]:
     do right now, while requests are served as usual."""
     modes: list[DegradedMode] = []
     pipeline = st.pipeline
-    # multiprocess.WorkerView.own_only: its last publish failed (the local view has no such flag)
+    # a pre-fork worker that could not set up its group's directory, or whose last publish failed
     if getattr(pipeline.view, "own_only", False) is True:
         modes.append(
             {
