@@ -201,3 +201,22 @@ def test_a_worker_directory_that_cannot_be_made_makes_health_say_metrics_from_th
         assert [m["mode"] for m in body["degraded"]] == ["metrics_this_worker_only"]
     finally:
         stop_process(proc)
+
+
+def test_a_history_file_that_cannot_be_used_makes_health_say_history_not_written(tmp_path, monitors):
+    from otel_monitor.analytics.history import History
+
+    path = str(tmp_path / "monitoring.db")
+    assert History(path, "another", (0.5, 1.0), 7, time.time).usable  # written with other latency buckets
+    app, monitor, client = _app(monitors, analytics_db=path)
+    client.get("/")
+    assert analytics_of(monitor).write_history() == 0
+    body = client.get("/otel-monitor/health").get_json()
+    assert body["degraded"] == [
+        {
+            "mode": "history_not_written",
+            "detail": "history not written: the history file cannot be used "
+            "(windows beyond 15 minutes miss those minutes)",
+            "reason": "unusable",
+        }
+    ]

@@ -128,8 +128,9 @@ def degraded_modes(st: AnalyticsState) -> list[DegradedMode]:
             modes.append(
                 {
                     "mode": "history_not_written",
-                    "detail": "history not written: the last write to the history file failed "
-                    "(windows beyond 15 minutes miss those minutes)",
+                    "detail": "history not written: "
+                    + ("the history file cannot be used" if error == "unusable" else "the last write to it failed")
+                    + " (windows beyond 15 minutes miss those minutes)",
                     "reason": error,
                 }
             )
