@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -196,10 +195,9 @@ def _foreign_otel_handler(root: logging.Logger) -> logging.Handler | None:
     return None
 
 
-def install_at_first_request(app: Any, wanted: Callable[[], bool]) -> None:
-    """Install the root handler at ``app``'s first request when ``wanted()`` (logs are exported),
-    after making ``app.logger`` (Flask decides about its default handler without ours); then take
-    the hook out again."""
+def install_at_first_request(app: Any) -> None:
+    """Install the root handler at ``app``'s first request, after making ``app.logger`` (Flask
+    decides about its default handler without ours); then take the hook out again."""
     lock = threading.Lock()
 
     def first_request() -> None:
@@ -210,9 +208,8 @@ def install_at_first_request(app: Any, wanted: Callable[[], bool]) -> None:
             # A new list, not remove(): Flask may be iterating over the old one right now.
             app.before_request_funcs[None] = [hook for hook in hooks if hook is not first_request]
         try:
-            if wanted():
-                app.logger  # noqa: B018 - made now, before our handler is on the root logger
-                install_root_handler()
+            app.logger  # noqa: B018 - made now, before our handler is on the root logger
+            install_root_handler()
         except Exception:  # noqa: BLE001 - never into the user's request
             log_internal_error("installing the logs handler")
 

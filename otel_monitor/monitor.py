@@ -107,11 +107,11 @@ class Monitor:
 
             install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
-        if settings.set_global:
+        if settings.set_global and runtime.pipeline().logger_provider is not None:
             from ._logs import install_at_first_request
 
             # At the first request, once the app, Flask and the server have set up the console.
-            install_at_first_request(app, lambda: runtime.pipeline().logger_provider is not None)
+            install_at_first_request(app)
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
         self._settings = settings

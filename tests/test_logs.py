@@ -178,6 +178,7 @@ def test_a_flask_app_gets_the_root_handler_at_its_first_request_after_its_logger
         closing_client(app).get("/")
         assert len(_root_handlers()) == 1
         assert "logger" in app.__dict__  # Flask chose about its default handler before ours was there
+        assert "first_request" not in [f.__name__ for f in app.before_request_funcs.get(None, [])]  # hook gone
         closing_client(app).get("/")
         assert len(_root_handlers()) == 1  # once
     finally:
