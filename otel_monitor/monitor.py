@@ -107,6 +107,11 @@ class Monitor:
 
             install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
+        if settings.set_global and runtime.pipeline().logger_provider is not None:
+            from ._logs import install_at_first_request
+
+            # At the first request, once the app, Flask and the server have set up the console.
+            install_at_first_request(app)
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
         self._settings = settings
@@ -121,10 +126,6 @@ class Monitor:
         if pipeline.settings.set_global:
             _providers.register(runtime)
             _providers.install_globals()
-            if pipeline.logger_provider is not None:
-                from ._logs import install_root_handler
-
-                install_root_handler()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server
@@ -258,7 +259,10 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     wrapped = RequestInstrumentation(application, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
-    runtime.pipeline()
+    if runtime.pipeline().logger_provider is not None and resolved.set_global:
+        from ._logs import install_root_handler
+
+        install_root_handler()  # the app is built (Django's LOGGING applied): its console is set up
     return wrapped
 
 

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import __about__
 from ._background import Scheduler
-from ._export_accounting import account, count_unexported_at_shutdown
+from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
 from ._propagation import build_propagator
 from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
@@ -187,6 +187,8 @@ class Pipeline:
     metrics_server: Any = None
     #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
     instruments: dict = field(default_factory=dict)
+    #: how each signal's last export ended (``/health`` reports exports failing)
+    exports: ExportStatus = field(default_factory=ExportStatus)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
@@ -314,7 +316,9 @@ class Pipeline:
                 log_internal_error("shutting down a metric exporter")
 
 
-def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, settings: Settings) -> BatchSpanProcessor:
+def _batch_processor(
+    exporter: SpanExporter, meter_provider: MeterProvider, settings: Settings, exports: ExportStatus | None = None
+) -> BatchSpanProcessor:
     """A bounded batch processor whose drops are counted on our meter.
 
     The SDK reports ``otel.sdk.processor.span.processed`` (``error.type=queue_full`` for drops) and
@@ -324,7 +328,7 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, sett
     with sdk_internal_metrics():
         return count_unexported_at_shutdown(
             BatchSpanProcessor(
-                account(exporter, meter_provider),
+                account(exporter, meter_provider, exports),
                 max_queue_size=settings.bsp_max_queue_size,
                 schedule_delay_millis=settings.bsp_schedule_delay,
                 max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
@@ -361,7 +365,8 @@ def build_pipeline(
     instance_id = str(uuid.uuid4())
     resource = build_resource(settings, service_name, instance_id)
     reader = MonitorReader(resource)
-    metric_push = metric_exporters(settings)
+    exports = ExportStatus()
+    metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
     # by otel_monitor._request_metrics): the SDK's filter is trace-based only for a push exporter.
@@ -371,7 +376,7 @@ def build_pipeline(
     )
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
     for exporter in span_exporters(settings):
-        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings))
+        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings, exports))
     pipeline = Pipeline(
         settings=settings,
         resource=resource,
@@ -380,12 +385,13 @@ def build_pipeline(
         reader=reader,
         scheduler=Scheduler(),
         metric_exporters=metric_push,
+        exports=exports,
     )
     logs = log_exporters(settings)
     if logs:
         from ._logs import build_logger_provider
 
-        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider)
+        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider, exports)
     if settings.system_metrics:
         from .system import register_system_metrics
 

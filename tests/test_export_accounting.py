@@ -98,7 +98,7 @@ def test_spans_a_collector_answers_503_for_are_all_counted_as_lost_and_logged_on
         monitor.tracer_provider.force_flush(5000)
     assert _exported(monitor) == {"503": 600}
     health = client.get("/otel-monitor/health").get_json()
-    assert health["telemetry"] == {"spans_lost": {"503": 600}}  # what the dashboard's health card shows
+    assert health["telemetry"] == {"spans_lost": {"503": 600}, "logs_lost": {}}  # what the health card shows
     exposition = client.get("/metrics").get_data(as_text=True)
     assert re.search(r'^otel_sdk_exporter_span_exported_total\{[^}]*error_type="503"[^}]*\} 600$', exposition, re.M)
     ours = [r for r in caplog.records if "not exported" in r.getMessage()]
@@ -208,3 +208,95 @@ def test_spans_still_queued_when_the_shutdown_timeout_ends_are_counted_as_lost_t
     lost = lost_spans(reader.get_metrics_data())
     assert sum(lost.values()) == 1500, lost
     assert lost["shutdown"] >= 1500 - 512
+
+
+# -- log records, and an export that ends after its timeout -----------------------------------------
+
+
+def test_log_records_a_collector_answers_503_for_are_counted_as_lost_by_reason(receiver, monkeypatch):
+    from otel_monitor import _logs, _providers
+    from otel_monitor._export_accounting import LOG_EXPORTED_METRIC, lost_logs
+
+    monkeypatch.setattr(_providers, "_order", [])  # this monitor serves the process's logs
+    _logs.remove_root_handler()
+
+    app = Flask("accounting_logs")
+
+    @app.get("/")
+    def index():
+        logging.getLogger("shop").warning("order placed")
+        return "ok"
+
+    monitor = Monitor(
+        app,
+        system_metrics=False,
+        traces_exporter="none",
+        metrics_exporter="none",
+        logs_exporter="otlp",
+        otlp_protocol="http/protobuf",
+        otlp_endpoint=f"http://127.0.0.1:{receiver}",
+        otlp_timeout=1,
+    )
+    try:
+        client = closing_client(app)
+        for _ in range(40):
+            client.get("/")
+        assert monitor.pipeline.logger_provider.force_flush(5000)
+        data = monitor.pipeline.reader.snapshot()
+        assert lost_logs(data) == {"503": 40}
+        health = client.get("/otel-monitor/health").get_json()
+        assert health["telemetry"]["logs_lost"] == {"503": 40}
+        exposition = client.get("/metrics").get_data(as_text=True)
+        name = LOG_EXPORTED_METRIC.replace(".", "_") + "_total"
+        assert re.search(rf'^{name}\{{[^}}]*error_type="503"[^}}]*\}} 40$', exposition, re.M), exposition
+    finally:
+        monitor.shutdown(timeout=2)
+        _logs.remove_root_handler()
+
+
+class Slow(BaseHTTPRequestHandler):
+    """Receives every batch, and answers after ``delay`` seconds (past the exporter's timeout)."""
+
+    delay = 1.3
+    received: list = []
+
+    def do_POST(self):
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        Slow.received.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+        time.sleep(Slow.delay)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_export_answered_after_its_timeout_is_counted_lost_once_with_the_sdks_own_metrics_on(monkeypatch):
+    # The SDK's exporters count their own outcome under the same metric name when this variable
+    # is set (on the global meter provider: ours); a timed-out batch was counted lost twice.
+    from otel_monitor import _providers
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    monkeypatch.setattr(_providers, "_order", [])  # this monitor is the one behind the global providers
+    Slow.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app, monitor = _app(server.server_address[1], otlp_timeout=1)
+    try:
+        client = closing_client(app)
+        for _ in range(300):
+            client.get("/")
+        if _providers.installed().get("metrics") != "ours":
+            pytest.skip("this test process's global meter provider is not otel_monitor's")
+        monitor.tracer_provider.force_flush(10_000)
+        lost = lost_spans(monitor.pipeline.reader.snapshot())
+        assert sum(Slow.received) == 300  # the collector got every span ...
+        assert lost == {"ReadTimeout": 300}  # ... which the exporter could not know: lost, once
+    finally:
+        monitor.shutdown(timeout=2)
+        server.shutdown()
+        server.server_close()

@@ -30,6 +30,7 @@ from .dashboard import register_dashboard
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
+    degraded_modes,
     endpoint_window,
     health_report,
     metrics_json,
@@ -224,8 +225,9 @@ def health_ready(ctx: AnalyticsContext) -> Response:
 
 def health(ctx: AnalyticsContext) -> Response:
     # Load balancers ask about this instance; the fleet's health is asked for by name.
-    st = ctx.state() if request.args.get("scope") == "fleet" else ctx.local()
-    report = health_report(st, ctx.settings, ctx.apdex_t)
+    fleet = request.args.get("scope") == "fleet"
+    st = ctx.state() if fleet else ctx.local()
+    report = health_report(st, ctx.settings, ctx.apdex_t, [] if fleet else degraded_modes(ctx.local()))
     body = report.body
     auth = ctx.auth
     if not ctx.settings.analytics_public_health or not auth.enabled or auth.authenticate(request):

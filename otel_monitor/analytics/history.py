@@ -68,6 +68,8 @@ class History:
         self._minute_rows: dict[Key, Series] = {}  # this minute's running total
         self._net: tuple[float, float, float] | None = None  # (t, sent, recv) at the last write
         self._ready: bool | None = None  # the file is opened on first use, not in the setup hook
+        #: why the last due write did not reach the file (None: it did): "unusable" or the error's class
+        self.write_error: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -121,6 +123,7 @@ class History:
     def write(self, own: Mapping[Key, Series], system: Mapping[str, Any]) -> int:
         """Record this process's requests since the last write, and a system sample. Returns rows written."""
         if not self.usable:
+            self.write_error = "unusable"
             return 0
         with self._lock:
             now = self.clock()
@@ -148,7 +151,11 @@ class History:
                 for k, s in minute_rows.items()
             ]
             sys_row = self._system_row(minute, now, system)
-            conn = self._connect()
+            try:
+                conn = self._connect()
+            except BaseException as exc:
+                self.write_error = type(exc).__name__
+                raise
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
@@ -169,7 +176,8 @@ class History:
                 conn.execute("DELETE FROM requests WHERE minute < ?", (cutoff,))
                 conn.execute("DELETE FROM system WHERE minute < ?", (cutoff,))
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
+                self.write_error = type(exc).__name__
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
@@ -179,6 +187,7 @@ class History:
                 conn.close()
             self._written = dict(own)
             self._minute, self._minute_rows = minute, minute_rows
+            self.write_error = None
             return len(rows)
 
     def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> tuple | None:
