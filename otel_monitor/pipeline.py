@@ -211,6 +211,11 @@ class Pipeline:
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
         self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        #: thread ident -> the request that thread is serving now (read by the sampling profiler,
+        #: otel_monitor.analytics.profiler; written by the request path at start and finish)
+        self.serving: dict = {}
+        #: set by the request path when a request starts while none was served: wakes the profiler
+        self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests",
             callbacks=[self._observe_active],
