@@ -362,3 +362,77 @@ def test_sampled_stacks_keep_the_innermost_max_depth_frames():
 
     walked = recurse(MAX_DEPTH + 20)
     assert len(walked) == MAX_DEPTH and walked[-1][0].co_name == "recurse"
+
+
+# -- gunicorn: the workers' profiles merged ----------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_under_gunicorn_every_worker_answers_with_all_workers_profiles(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from .conftest import free_port, stop_process, wait_for_port
+
+    pytest.importorskip("gunicorn")
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "OTEL_MONITOR_ANALYTICS_TOKEN": TOKEN,
+        "OTEL_MONITOR_ANALYTICS_SLOW_MS": "200",
+        "PROFILED_SLEEP_S": "0.3",
+    }
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}"]
+            + ["--graceful-timeout", "5", "tests.apps.profiled_wsgi:app"],
+            cwd=str(root),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        base = f"http://127.0.0.1:{port}"
+
+        def get(path: str, headers: dict | None = None) -> tuple[str, bytes]:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}), timeout=60) as r:
+                return r.headers.get("X-Worker-Pid", ""), r.read()
+
+        # Concurrent slow requests until both workers served some (bounded by count).
+        pids: list[str] = []
+        for _ in range(10):
+            results: list[str] = []
+            callers = [threading.Thread(target=lambda: results.append(get("/sleepy")[0])) for _ in range(4)]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(60)
+            pids += results
+            if len(set(pids)) >= 2:
+                break
+        assert len(set(pids)) == 2, pids
+        expected = len(pids)
+        deadline = time.monotonic() + 60
+        body: dict = {}
+        while time.monotonic() < deadline:  # each worker folds its last request on its next pass
+            body = json.loads(get(PREFIX + "/profiles?route=/sleepy&method=GET&window=15m", AUTH)[1])
+            if body["requests"] == expected:
+                break
+            time.sleep(0.2)
+        assert body["requests"] == expected and body["samples"] >= expected
+        assert top_leaf(body)[0] == "sleepy_helper"
+        for _ in range(6):  # whichever worker answers, it answers for both
+            again = json.loads(get(PREFIX + "/profiles?route=/sleepy&method=GET&window=15m", AUTH)[1])
+            assert (again["requests"], again["samples"]) == (body["requests"], body["samples"])
+        text = get(PREFIX + "/profiles?route=/sleepy&method=GET&format=collapsed", AUTH)[1].decode()
+        assert sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()) == body["samples"]
+        assert "sleepy_helper (" in text
+    finally:
+        stop_process(proc)
