@@ -436,3 +436,41 @@ def test_under_gunicorn_every_worker_answers_with_all_workers_profiles(tmp_path)
         assert "sleepy_helper (" in text
     finally:
         stop_process(proc)
+
+
+def test_a_sleeping_request_is_sampled_without_walking_its_stack_again():
+    from otel_monitor.analytics import profiler as profiler_module
+
+    walks = []
+    real_walk = profiler_module._walk
+
+    def counting_walk(frame):
+        walks.append(frame)
+        return real_walk(frame)
+
+    serving: dict = {}
+    routes = profiles.RouteProfiles(clock=lambda: 0.0)
+    profiler = Profiler(serving, threading.Event(), 0.01, 0.0, routes)
+    record = _Record(0.0)
+    sleeper_started = threading.Event()
+    release = threading.Event()
+
+    def sleeper():
+        serving[threading.get_ident()] = record
+        sleeper_started.set()
+        release.wait(60)
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    sleeper_started.wait(60)
+    try:
+        profiler_module._walk = counting_walk
+        for _ in range(5):
+            profiler.step(now=1.0)
+    finally:
+        profiler_module._walk = real_walk
+        release.set()
+        thread.join(60)
+    assert profiler.samples == 5 and len(walks) == 1
+    [(stack, count)] = profiler._live[id(record)].stacks.items()
+    assert count == 5 and stack[-1][0].co_name == "wait"  # threading.Event.wait, inside sleeper
