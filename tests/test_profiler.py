@@ -409,7 +409,11 @@ def test_under_gunicorn_every_worker_answers_with_all_workers_profiles(tmp_path)
         pids: list[str] = []
         for _ in range(10):
             results: list[str] = []
-            callers = [threading.Thread(target=lambda: results.append(get("/sleepy")[0])) for _ in range(4)]
+
+            def call(into: list[str] = results) -> None:
+                into.append(get("/sleepy")[0])
+
+            callers = [threading.Thread(target=call) for _ in range(4)]
             for caller in callers:
                 caller.start()
             for caller in callers:

@@ -125,9 +125,7 @@ class RouteProfiles:
                     "method": method,
                     "frames": [list(f) for f in entry.frames],
                     "requests": [entry.requests[0], _pairs(entry.requests[1])],
-                    "stacks": [
-                        [list(ids), total, _pairs(buckets)] for ids, (total, buckets) in entry.stacks.items()
-                    ],
+                    "stacks": [[list(ids), total, _pairs(buckets)] for ids, (total, buckets) in entry.stacks.items()],
                 }
                 for (route, method), entry in self._routes.items()
             ]
