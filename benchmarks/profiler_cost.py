@@ -221,13 +221,9 @@ def _fmd_app():
     return app
 
 
-def fmd() -> None:
-    try:
-        import flask_monitoringdashboard  # noqa: F401 - only whether it is installed
-    except ImportError:
-        print("fmd: flask-monitoringdashboard is not installed (pip install flask-monitoringdashboard==5.1.0)")
-        return
-    import psutil
+def _side_by_side(name: str) -> None:
+    """One stack of the FMD comparison, alone in this process (FMD's own threads would count
+    against whatever else ran in it)."""
     from flask import Flask
 
     from tests.apps.profiled_app import add_routes
@@ -238,35 +234,63 @@ def fmd() -> None:
     import tests.apps.profiled_app as profiled
 
     importlib.reload(profiled)
-    fmd_app = _fmd_app()
-    ours, monitor = _monitored(analytics_slow_ms=200)
-    bare = add_routes(Flask("bare"))
-    stacks = {"bare": bare, "otel_monitor": ours, "fmd level 3": fmd_app}
-    for app in stacks.values():
-        _per_request_us(app, 200)
-    results: dict[str, list[float]] = {name: [] for name in stacks}
-    for _ in range(5):
-        for name, app in stacks.items():
-            results[name].append(_per_request_us(app, 300))
-    print("per fast request, median of 5 rounds x 300 (fastest round):")
-    for name, values in results.items():
-        print(f"  {name:14} {statistics.median(values):9.1f} us ({min(values):.1f})")
+    monitor = None
+    if name == "fmd level 3":
+        app = _fmd_app()
+    elif name == "otel_monitor":
+        app, monitor = _monitored(analytics_slow_ms=200)
+    else:
+        app = add_routes(Flask("bare"))
+    _per_request_us(app, 300)
+    walls, cpus = [], []
+    for _ in range(7):
+        walls.append(_per_request_us(app, 300))
+        cpus.append(_per_request_us(app, 300, time.process_time))
+    import psutil
+
     process = psutil.Process()
 
     def cpu() -> float:
         times = process.cpu_times()
         return times.user + times.system
 
-    for name, app in stacks.items():
-        pct = _slow_load(app, "/sleepy", 6.0, cpu)
-        print(f"  process CPU while {SLOW_THREADS} threads serve a sleeping request, {name:14}: {pct:.2f} % of a core")
-    monitor.shutdown(timeout=2)
+    time.sleep(2.0)  # what the fast requests left behind (FMD's writes) settles
+    idle_before, t0 = cpu(), time.perf_counter()
+    time.sleep(3.0)
+    idle = (cpu() - idle_before) / (time.perf_counter() - t0) * 100
+    pct = _slow_load(app, "/sleepy", 6.0, cpu)
+    print(
+        f"  {name:13} per fast request {statistics.median(walls):8.1f} us wall, "
+        f"{statistics.median(cpus):8.1f} us process CPU; process CPU idle {idle:5.2f} %, "
+        f"while {SLOW_THREADS} threads serve a sleeping request {pct:5.2f} % of a core"
+    )
+    if monitor is not None:
+        monitor.shutdown(timeout=2)
+
+
+def fmd() -> None:
+    try:
+        import flask_monitoringdashboard  # noqa: F401 - only whether it is installed
+    except ImportError:
+        print("fmd: flask-monitoringdashboard is not installed (pip install flask-monitoringdashboard==5.1.0)")
+        return
+    print("side by side, each stack alone in a fresh process (medians of 7 rounds x 300 fast requests):")
+    for name in ("bare", "otel_monitor", "fmd level 3"):
+        subprocess.run(
+            [sys.executable, __file__, "side-by-side", name],
+            check=False,
+            cwd=str(ROOT),
+            stderr=subprocess.DEVNULL,  # FMD logs its SQLite lock retries there
+        )
 
 
 PARTS = {"overhead": overhead, "sampler": sampler, "fmd": fmd}
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "side-by-side":
+        _side_by_side(sys.argv[2])
+        return
     if len(sys.argv) > 1:
         PARTS[sys.argv[1]]()
         return

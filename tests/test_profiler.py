@@ -478,3 +478,37 @@ def test_a_sleeping_request_is_sampled_without_walking_its_stack_again():
     assert profiler.samples == 5 and len(walks) == 1
     [(stack, count)] = profiler._live[id(record)].stacks.items()
     assert count == 5 and stack[-1][0].co_name == "wait"  # threading.Event.wait, inside sleeper
+
+
+class _BrokenRecord(_Record):
+    @property
+    def start(self):  # every pass that reads it fails
+        raise RuntimeError("broken record")
+
+    @start.setter
+    def start(self, value):
+        pass
+
+
+def test_a_failing_pass_is_logged_once_and_the_profiler_thread_goes_on(caplog):
+    serving: dict = {}
+    wake = threading.Event()
+    profiler = Profiler(serving, wake, 0.01, 0.0, profiles.RouteProfiles())
+    profiler.start()
+    try:
+        serving[1] = _BrokenRecord(0.0)
+        wake.set()
+        deadline = time.monotonic() + 60
+        while "sampling request stacks" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "error while sampling request stacks (RuntimeError: broken record)" in caplog.text
+        del serving[1]
+        record = _Record(0.0)
+        serving[threading.get_ident()] = record
+        while profiler.samples == 0 and time.monotonic() < deadline:  # it samples again
+            time.sleep(0.02)
+        assert profiler.samples > 0 and profiler._thread.is_alive()
+    finally:
+        serving.clear()
+        profiler.stop()
+    assert not profiler._thread.is_alive()
