@@ -320,6 +320,7 @@ def test_collapsed_labels_keep_hostile_names_on_one_line_without_extra_frames():
 class _Record:
     def __init__(self, start: float) -> None:
         self.start = start
+        self.end = None
         self.finished = False
         self.environ = {"otel_monitor.route": "/hand"}
         self.method = "GET"

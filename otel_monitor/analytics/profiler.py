@@ -65,6 +65,8 @@ class ServedRequest(Protocol):
     """What the profiler reads of a request in flight (``_request_path._Request``)."""
 
     start: float
+    #: set when the body was read to its end or dropped unclosed: the app's code is done
+    end: float | None
     finished: bool
     environ: dict
     method: str
@@ -256,7 +258,7 @@ class Profiler:
         live = self._live
         for ident, record in due:
             frame = frames.get(ident)
-            if frame is None or record.finished:
+            if frame is None or record.finished or record.end is not None:
                 continue
             profile = live.get(id(record))
             if profile is None:
