@@ -513,3 +513,25 @@ def test_a_failing_pass_is_logged_once_and_the_profiler_thread_goes_on(caplog):
         serving.clear()
         profiler.stop()
     assert not profiler._thread.is_alive()
+
+
+@pytest.mark.integration
+def test_the_example_app_s_slow_endpoint_profile_points_at_its_culprit(example_server):
+    import json
+    import urllib.request
+
+    from .conftest import ROOT
+
+    base = example_server({"OTEL_MONITOR_ANALYTICS_TOKEN": TOKEN})
+    urllib.request.urlopen(base + "/api/slow", timeout=60).read()
+    prefix = "/professional-analytics"
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(base + prefix + path, headers=AUTH)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    [entry] = [t for t in get("/traces?kind=slow")["traces"] if t["route"] == "/api/slow"]
+    profile = get(f"/traces/{entry['trace_id']}")["profile"]
+    function, file, line = top_leaf(profile)
+    assert (function, file) == ("create_app.<locals>._build_report", str(ROOT / "examples" / "app.py"))
