@@ -277,13 +277,12 @@ class _Request:
         self.token: Any = otel_context.attach(self.context)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
-        # Which thread serves this request since when, for the sampling profiler (which sleeps
-        # while nothing is served: the first request wakes it).
-        serving = pipeline.serving
-        if not serving and not pipeline.serving_started.is_set():
-            pipeline.serving_started.set()
+        # Which thread serves this request since when, for the sampling profiler. It sleeps while
+        # nothing is served, the Event cleared: a request registers first, then wakes it.
         self.ident = _get_ident()
-        serving[self.ident] = self
+        pipeline.serving[self.ident] = self
+        if not pipeline.serving_started.is_set():
+            pipeline.serving_started.set()
 
     def _span_attributes(self, environ: dict, path: str) -> dict:
         attrs: dict[str, Any] = {

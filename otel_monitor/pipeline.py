@@ -214,7 +214,7 @@ class Pipeline:
         #: thread ident -> the request that thread is serving now (read by the sampling profiler,
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
         self.serving: dict = {}
-        #: set by the request path when a request starts while none was served: wakes the profiler
+        #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
         self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests",

@@ -30,14 +30,25 @@ STALE_S = 10.0
 _UNPREFIXED = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 
 
+class _SpanContext(Protocol):
+    @property
+    def span_id(self) -> int: ...
+
+
+class _Span(Protocol):
+    def get_span_context(self) -> _SpanContext: ...
+
+
 class _Served(Protocol):
+    """What the context reads of a request in flight (``_request_path._Request``)."""
+
     environ: dict
-    span: Any
+    span: _Span
 
 
 class _EndedSpan(Protocol):
     @property
-    def context(self) -> Any: ...
+    def context(self) -> _SpanContext: ...
 
 
 class SystemReadings:
@@ -93,7 +104,7 @@ class OutlierContext:
 
     def __init__(
         self,
-        serving: dict[int, Any],
+        serving: dict[int, _Served],
         readings: SystemReadings | None,
         sensitive_query_params: tuple = (),
     ) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from flask import Response, request
 
 from .._safe_log import log_internal_error
+from .profiler import Profiling
 from .profiles import SHARE_KEY, collapsed, route_profile
 from .summary import WINDOWS
 
@@ -23,15 +24,21 @@ __all__ = ["profiles"]
 MAX_ROUTE = 2048
 
 
+class _Workers(Protocol):
+    def gather(self, key: str) -> list[Any]: ...
+
+
 class _State(Protocol):
-    profiling: Any
-    pipeline: Any
+    """What the view reads of the analytics state (``AnalyticsState``)."""
+
+    profiling: Profiling
+    pipeline: _Workers
 
     def clock(self) -> float: ...
 
 
 class _Context(Protocol):
-    def local(self) -> Any: ...
+    def local(self) -> _State: ...
 
 
 def _error(message: str, status: int = 400) -> Response:

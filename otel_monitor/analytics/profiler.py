@@ -1,8 +1,9 @@
 """A sampling profiler for slow requests: one thread per process, idle while no request runs.
 
 The request path notes which thread serves which request since when (``pipeline.serving``:
-thread ident -> request, and ``pipeline.serving_started``, an Event it sets when a request starts
-while none was served). :class:`Profiler`'s thread waits on that Event while nothing is served;
+thread ident -> request, and ``pipeline.serving_started``, an Event that a starting request sets
+when the profiler has cleared it). :class:`Profiler`'s thread waits on that Event while nothing is
+served;
 while requests are in flight it sleeps until the oldest becomes older than ``after`` seconds,
 then reads ``sys._current_frames()`` every ``interval`` seconds and records the stack of each
 thread serving a request past the threshold. A fast request therefore costs nothing here; a
@@ -42,7 +43,7 @@ __all__ = ["Profiling", "Profiler", "ServedRequest", "MAX_DEPTH", "MAX_REQUEST_S
 MAX_DEPTH = 128
 #: distinct stacks kept per request; samples of further stacks are counted as dropped
 MAX_REQUEST_STACKS = 500
-#: requests sampled at the same time (threads serving slow requests); more wait their turn
+#: requests sampled at the same time (threads serving slow requests); more are not sampled
 MAX_LIVE = 256
 #: code objects whose (file, function) are cached
 MAX_CODES = 4096
@@ -58,7 +59,7 @@ class _SpanContext(Protocol):
 
 
 class _Span(Protocol):
-    def get_span_context(self) -> Any: ...
+    def get_span_context(self) -> _SpanContext: ...
 
 
 class ServedRequest(Protocol):
@@ -70,14 +71,14 @@ class ServedRequest(Protocol):
     finished: bool
     environ: dict
     method: str
-    span: Any
+    span: _Span
 
 
 class _EndedSpan(Protocol):
     """What :meth:`Profiler.annotate` reads of an ended span (an SDK ``ReadableSpan``)."""
 
     @property
-    def context(self) -> Any: ...
+    def context(self) -> _SpanContext: ...
 
 
 class _RequestProfile:
@@ -163,18 +164,20 @@ class Profiler:
     ``serving`` and ``wake`` are the pipeline's (see the module docstring); ``routes`` receives
     each sampled request's stacks when it has ended. ``tick`` (e.g. refreshing the CPU and
     memory readings kept with outliers) runs on the profiler's thread at most every
-    ``tick_every_s`` while requests are sampled.
+    ``tick_every_s`` while requests are sampled. Routes under ``exclude_prefix`` (the analytics'
+    own) are not folded.
     """
 
     def __init__(
         self,
-        serving: dict[int, Any],
+        serving: dict[int, ServedRequest],
         wake: threading.Event,
         interval_s: float,
         after_s: float,
         routes: RouteProfiles,
         tick: Callable[[], None] | None = None,
         tick_every_s: float = 1.0,
+        exclude_prefix: str | None = None,
     ) -> None:
         self.serving = serving
         self.wake = wake
@@ -182,6 +185,7 @@ class Profiler:
         self.after_s = after_s
         self.routes = routes
         self._tick = tick
+        self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
         self._tick_every = tick_every_s
         self._last_tick = float("-inf")
         self._live: dict[int, _RequestProfile] = {}  # id(record) -> its samples
@@ -230,7 +234,9 @@ class Profiler:
         if not serving:
             self.fold_ended()
             self.wake.clear()
-            if not serving:  # a request starting after the clear sets the Event again
+            # A request registers itself before it looks at the Event: one that started before
+            # the clear is seen here, one that starts after it finds the Event clear and sets it.
+            if not serving:
                 return None
         now = time.perf_counter() if now is None else now
         threshold = now - self.after_s
@@ -289,8 +295,11 @@ class Profiler:
             self._by_span.pop(profile.span_id, None)
             profile.leaf = None
             route = record.environ.get(ROUTE_KEY)
-            stacks = self._frames(profile.stacks)
-            self.routes.add(route if isinstance(route, str) else "(unmatched)", record.method, stacks)
+            route = route if isinstance(route, str) else "(unmatched)"
+            exclude = self._exclude
+            if exclude is not None and (route == exclude or route.startswith(exclude + "/")):
+                continue  # the analytics' own requests, left out as from every other figure
+            self.routes.add(route, record.method, self._frames(profile.stacks))
 
     def _frames(self, stacks: dict[Stack, int]) -> dict[tuple[FrameKey, ...], int]:
         named: dict[tuple[FrameKey, ...], int] = {}
@@ -330,6 +339,7 @@ class _Settings(Protocol):
     profiling_interval_ms: float
     profiling_after_ms: float | None
     analytics_slow_ms: float
+    analytics_prefix: str
     sensitive_query_params: tuple
 
 
@@ -351,6 +361,7 @@ class Profiling:
                 after_ms / 1000,
                 self.routes,
                 tick=self.readings.refresh,
+                exclude_prefix=settings.analytics_prefix,
             )
             if settings.profiling
             else None
