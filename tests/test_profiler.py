@@ -553,3 +553,12 @@ def test_the_analytics_own_requests_are_sampled_into_no_route():
         del serving[threading.get_ident()]
         profiler.step()
     assert profiler.samples == 2 and routes.routes() == [("/hand", "GET")]
+
+
+def test_a_trace_s_profile_keeps_its_heaviest_stacks_and_sums_the_rest():
+    stacks = {stack("main", f"f{i}"): i + 1 for i in range(150)}
+    body = profiles.profile_json(stacks, 10, 100, max_stacks=100)
+    assert len(body["stacks"]) == 100 and body["samples"] == sum(range(1, 151))
+    named = {tuple(body["frames"][i]["function"] for i in s["frames"]): s["count"] for s in body["stacks"]}
+    assert named[("main", "f149")] == 150 and ("main", "f50") not in named
+    assert named[("(other stacks)",)] == sum(range(1, 52))  # f0 .. f50: the 51 lightest

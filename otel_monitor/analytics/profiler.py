@@ -42,9 +42,11 @@ __all__ = ["Profiling", "Profiler", "ServedRequest", "MAX_DEPTH", "MAX_REQUEST_S
 #: frames kept per sample (the innermost ones; as sentry-python's profiler)
 MAX_DEPTH = 128
 #: distinct stacks kept per request; samples of further stacks are counted as dropped
-MAX_REQUEST_STACKS = 500
+MAX_REQUEST_STACKS = 200
+#: stacks a kept trace carries (the heaviest; the others are summed into ``(other stacks)``)
+TRACE_STACKS = 100
 #: requests sampled at the same time (threads serving slow requests); more are not sampled
-MAX_LIVE = 256
+MAX_LIVE = 64
 #: code objects whose (file, function) are cached
 MAX_CODES = 4096
 
@@ -321,6 +323,7 @@ class Profiler:
             self.interval_s * 1000,
             self.after_s * 1000,
             profile.dropped,
+            max_stacks=TRACE_STACKS,
         )
 
 

@@ -137,13 +137,24 @@ class RouteProfiles:
 
 
 def profile_json(
-    stacks: dict[tuple[FrameKey, ...], int], interval_ms: float, after_ms: float, dropped: int = 0
+    stacks: dict[tuple[FrameKey, ...], int],
+    interval_ms: float,
+    after_ms: float,
+    dropped: int = 0,
+    max_stacks: int | None = None,
 ) -> dict[str, Any]:
-    """Stacks with their sample counts as JSON: a frame table and stacks of indexes, root first."""
+    """Stacks with their sample counts as JSON: a frame table and stacks of indexes, root first.
+
+    With ``max_stacks``, the heaviest stacks only; the others are summed into ``(other stacks)``.
+    """
+    ordered = sorted(stacks.items(), key=lambda item: -item[1])
+    if max_stacks is not None and len(ordered) > max_stacks:
+        rest = sum(count for _, count in ordered[max_stacks - 1 :])
+        ordered = ordered[: max_stacks - 1] + [(OTHER_STACKS, rest)]
     index: dict[FrameKey, int] = {}
     frames: list[dict[str, Any]] = []
     out = []
-    for stack, count in sorted(stacks.items(), key=lambda item: -item[1]):
+    for stack, count in ordered:
         ids = []
         for key in stack:
             i = index.get(key)
