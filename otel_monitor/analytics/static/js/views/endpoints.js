@@ -229,7 +229,7 @@ function renderDetail(key, ts, profile) {
   ]);
   grid.appendChild(statusCard(e.status_codes));
   if (profile && profile.profiling) {
-    const note = plural(profile.requests || 0, "slow request") + " in the last " + state.window;
+    const note = plural(profile.requests || 0, "slow request") + " (window " + state.window + ")";
     box.appendChild(flameCard(profile, "Where the time of slow requests went", note, "route:" + key));
   }
 }
