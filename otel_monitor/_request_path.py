@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -57,6 +58,7 @@ _MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
 _MAX_CACHED_ADDRESSES = 256
+_get_ident = threading.get_ident
 
 
 class _EnvironGetter:
@@ -236,6 +238,7 @@ class _Request:
         "end",
         "finished",
         "failure",
+        "ident",
     )
 
     def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
@@ -274,6 +277,12 @@ class _Request:
         self.token: Any = otel_context.attach(self.context)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
+        # Which thread serves this request since when, for the sampling profiler. It sleeps while
+        # nothing is served, the Event cleared: a request registers first, then wakes it.
+        self.ident = _get_ident()
+        pipeline.serving[self.ident] = self
+        if not pipeline.serving_started.is_set():
+            pipeline.serving_started.set()
 
     def _span_attributes(self, environ: dict, path: str) -> dict:
         attrs: dict[str, Any] = {
@@ -319,6 +328,9 @@ class _Request:
             self._finish()
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
+        serving = self.pipeline.serving  # after span.end: its processors may read it
+        if serving.get(self.ident) is self:  # not when finished late, after the thread moved on
+            serving.pop(self.ident, None)
 
     def _finish(self) -> None:
         end = self.end

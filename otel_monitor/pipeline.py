@@ -213,6 +213,11 @@ class Pipeline:
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
         self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        #: thread ident -> the request that thread is serving now (read by the sampling profiler,
+        #: otel_monitor.analytics.profiler; written by the request path at start and finish)
+        self.serving: dict = {}
+        #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
+        self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests",
             callbacks=[self._observe_active],

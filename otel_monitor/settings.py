@@ -628,6 +628,25 @@ class Settings:
         ("OTEL_MONITOR_ANALYTICS_TRACE_DETAILS",),
         "Failed and slow requests (each) kept per process with their whole span tree (oldest dropped first); `0`: none",
     )
+    profiling: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_PROFILING",),
+        "Sample the stacks of requests older than `profiling_after_ms` (one thread per process, idle while no "
+        "request runs); kept with slow and failed traces and per route at `<prefix>/profiles`",
+    )
+    profiling_interval_ms: float = _setting(
+        10.0,
+        _number(1, 1000),
+        ("OTEL_MONITOR_PROFILING_INTERVAL_MS",),
+        "Milliseconds between two stack samples of a slow request",
+    )
+    profiling_after_ms: float | None = _setting(
+        None,
+        _number(0, 3_600_000),
+        ("OTEL_MONITOR_PROFILING_AFTER_MS",),
+        "Requests are sampled once they are older than this many milliseconds; default: half of `analytics_slow_ms`",
+    )
     analytics_max_routes: int = _setting(
         500,
         _number(10, 100_000, integer=True),

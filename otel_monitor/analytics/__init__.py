@@ -23,6 +23,7 @@ from typing import Any
 from .._safe_log import log_internal_error
 from . import custom_series as _custom_series
 from . import errors as _errors
+from . import profiler as _profiler
 from . import trace_store as _trace_store
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
@@ -60,12 +61,15 @@ class AnalyticsState:
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
         self._last_data: Any = None
+        #: the sampling profiler of slow requests and the outliers' context (see .profiler)
+        self.profiling = _profiler.Profiling(pipeline, settings)
         self.details = _trace_store.TraceStore(
             settings.analytics_slow_ms,
             settings.analytics_trace_details,
             settings.sensitive_query_params,
             self.prefix,
             on_failed=self.errors.add,
+            annotators=self.profiling.annotators,
         )
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
@@ -241,6 +245,7 @@ def _setup(settings: Any, pipeline: Any) -> None:
         pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
         pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
+    state.profiling.start(pipeline)
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")
         pipeline.shutdown_hooks.append(_final_write(state))  # at shutdown, after the background jobs stopped

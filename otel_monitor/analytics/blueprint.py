@@ -27,6 +27,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 from . import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
+from .profile_view import profiles
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
@@ -380,6 +381,7 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
     ("/metrics/series", "metrics_series", metrics_series),
     ("/traces", "traces", traces),
     ("/traces/<trace_id>", "trace_detail", trace_detail),
+    ("/profiles", "profiles", profiles),
     ("/errors", "errors", errors),
     ("/dashboard", "dashboards", dashboards),
     ("/export", "export", export),

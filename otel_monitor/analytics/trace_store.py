@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .._request_path import _redact_query
+from .._safe_log import log_internal_error
 
 __all__ = ["TraceStore", "SHARE_KEY", "SAMPLE_EVERY", "MAX_SPANS", "MAX_PENDING"]
 
@@ -63,6 +64,8 @@ class TraceStore(SpanProcessor):
 
     ``on_failed(tree)`` is called with every failed request's tree (the error groups count them
     all, not only the kept ones). ``exclude_prefix`` leaves out the analytics' own requests.
+    Each of ``annotators`` is called as ``annotate(span, tree)`` for a kept tree, in the request
+    span's ``end`` (on the thread that served the request).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class TraceStore(SpanProcessor):
         exclude_prefix: str | None = None,
         on_failed: Callable[[dict], None] | None = None,
         sample_every: int = SAMPLE_EVERY,
+        annotators: tuple[Callable[[ReadableSpan, dict], None], ...] = (),
     ) -> None:
         self.slow_ns = int(slow_ms * 1_000_000)
         self.kept = kept
@@ -86,6 +90,8 @@ class TraceStore(SpanProcessor):
         self._on_failed = on_failed
         self._sample_every = max(1, sample_every)
         self._seen = 0
+        #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
+        self._annotators = annotators
 
     # -- SpanProcessor -------------------------------------------------------------------------
 
@@ -117,6 +123,11 @@ class TraceStore(SpanProcessor):
             return
         tree = self.tree(span, children[1:] if children else [], children[0] if children else 0)
         tree["kind"] = "failed" if failed else "slow" if slow else "sample"
+        for annotate in self._annotators:
+            try:
+                annotate(span, tree)
+            except Exception:  # noqa: BLE001 - the tree is kept without what failed
+                log_internal_error("annotating a kept trace")
         if failed:
             self.failed.append(tree)
             if self._on_failed is not None:
