@@ -298,7 +298,7 @@ def test_run_flask_run(rotel, started):
         str(port),
     ]
     proc, log = started(argv, {"FLASK_APP": str(APPS / "hello_app.py")}, "flask-run")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 3)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 3)
@@ -328,7 +328,7 @@ def test_run_waitress_serve(rotel, started):
         "hello_app:app",
     ]
     proc, log = started(argv, name="waitress", cwd=APPS)
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 5)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 5)
@@ -354,7 +354,7 @@ def test_run_gunicorn_with_two_workers(rotel, started):
         "hello_app:app",
     ]
     proc, log = started(argv, name="gunicorn")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 10)
     # other workers' numbers reach /metrics within ~0.5 s (see otel_monitor.multiprocess)
@@ -382,7 +382,7 @@ def test_run_python_app_py_exactly_one_span_per_request(rotel, started, self_mon
         env["HELLO_METRICS_PATH"] = metrics_path  # app.config after construction, honoured
     argv = [*otel_monitor_run(*_rotel_options(rotel, service)), sys.executable, str(APPS / "hello_app.py")]
     proc, log = started(argv, env, "python-app")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     n = 5
     drive(base, n)

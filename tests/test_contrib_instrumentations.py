@@ -34,7 +34,7 @@ def _gunicorn(tmp_path: Path, name: str, env: dict, *extra: str) -> tuple[str, s
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_for_port(port, timeout=30, proc=proc)
+    wait_for_port(port, proc=proc)
     return f"http://127.0.0.1:{port}", proc
 
 

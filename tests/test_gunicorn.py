@@ -63,7 +63,7 @@ def gunicorn(tmp_path):
             stderr=subprocess.STDOUT,
         )
         procs.append(proc)
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         base = f"http://127.0.0.1:{port}"
         # all workers up: distinct pids answering
         deadline = time.monotonic() + 20
@@ -127,7 +127,7 @@ def test_the_separate_metrics_port_reports_the_total_of_all_workers(gunicorn, op
     # Under --preload the master binds the port (it builds the first pipeline), and serves no requests.
     port = free_port()
     base, master = gunicorn(*options, workers=2, env={"OTEL_MONITOR_METRICS_PORT": str(port)})
-    wait_for_port(port, timeout=20)
+    wait_for_port(port)
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     n = 40
     send(base, 0, n)

@@ -130,7 +130,7 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         import time
         import urllib.request
 
