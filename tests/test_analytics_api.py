@@ -368,7 +368,7 @@ def test_traces_lists_slow_and_failed_with_links_from_the_template(monitors):
         "detail": True,
         "link": f"http://127.0.0.1:16686/trace/{trace_id}?span={span_id}",
     }
-    assert SLOW_S * 1000 <= slow["duration_ms"] < 1000
+    assert slow["duration_ms"] >= SLOW_S * 1000  # in ms; at least the sleep (a busy machine: longer)
     assert failed["status_code"] == 500 and failed["route"] == "/fail"
     assert failed["error"] == "ValueError: boom"
     assert [t["kind"] for t in get(client, "/traces?kind=slow").get_json()["traces"]] == ["slow"]

@@ -18,9 +18,7 @@ import pytest
 from .conftest import HANG_S, ROOT, free_port, stop_process, wait_for_log, wait_for_port
 
 pytestmark = pytest.mark.integration
-COUNT_RE = re.compile(
-    r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M
-)
+WORK_ROUTE = "/work/<int:n>"
 
 
 def get(url: str) -> str:
@@ -28,8 +26,11 @@ def get(url: str) -> str:
         return response.read().decode()
 
 
-def request_total(body: str) -> float:
-    return sum(float(v) for v in COUNT_RE.findall(body))
+def request_total(body: str, route: str = WORK_ROUTE) -> float:
+    """Requests to ``route`` in a /metrics body."""
+    labels = rf'[^}}]*http_route="{re.escape(route)}"[^}}]*'
+    pattern = rf"^http_server_request_duration_seconds_count\{{{labels}\}} ([0-9.e+]+)$"
+    return sum(float(v) for v in re.findall(pattern, body, re.M))
 
 
 @pytest.fixture
@@ -89,11 +90,12 @@ def send(base: str, start: int, count: int) -> None:
         get(f"{base}/work/{i}")
 
 
-def settle(base: str, expected: float, metrics_url: str | None = None) -> str:
-    """The scrape once it shows ``expected`` requests: a worker slower to answer than the scrape's
-    wait (0.5 s, on a busy machine) is merged with its last published numbers until it catches up."""
+def settle(base: str, expected: float, metrics_url: str | None = None, route: str = WORK_ROUTE) -> str:
+    """The scrape once it shows ``expected`` requests to ``route``: a worker slower to answer than the
+    scrape's wait (0.5 s, on a busy machine) is merged with its last published numbers until it
+    catches up."""
     deadline = time.monotonic() + HANG_S
-    while (total := request_total(body := get(metrics_url or base + "/metrics"))) != expected:
+    while (total := request_total(body := get(metrics_url or base + "/metrics"), route)) != expected:
         assert time.monotonic() < deadline, f"the scrapes show {total} requests, not {expected}"
         time.sleep(0.2)
     return body
@@ -230,7 +232,7 @@ def test_error_groups_and_trace_trees_are_merged_across_workers(gunicorn, tmp_pa
             assert exc.code == 500
             pids.add(exc.headers["X-Worker-Pid"])
     assert len(pids) >= 2, pids  # the failures landed on several workers
-    settle(base, 30)
+    settle(base, 30, route="/boom/<int:n>")  # a scrape: every worker publishes what the analytics read
     deadline = time.monotonic() + HANG_S
     while api("/errors")[1]["total"] != 30 and time.monotonic() < deadline:
         time.sleep(0.2)
