@@ -67,7 +67,7 @@ def _request(url: str, data: bytes | None = None, headers: dict | None = None) -
         headers={"User-Agent": "<b>dashboard-test</b>", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(req, timeout=5) as response:
+        with urllib.request.urlopen(req, timeout=30) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
         return exc.read()
