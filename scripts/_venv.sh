@@ -51,18 +51,20 @@ ensure_venv() {
 
 # pip's output, as it comes: a line per package it fetches or builds, then how many it installed
 pip_progress() {
-  local line collected=0 words
+  local line news=0 words
   while IFS= read -r line; do
     case $line in
-      "Collecting "*) collected=$((collected + 1)); printf '  %s\n' "${line#Collecting }" ;;
+      "Collecting "*) news=1; printf '  %s\n' "${line#Collecting }" ;;
       "Building "*) printf '  %s\n' "${line,}" ;;
       "Successfully installed "*)
+        news=1
         read -ra words <<<"$line"
-        printf '  installed %d packages\n' $((${#words[@]} - 2))
+        words=("${words[@]:2}")
+        if [ "${#words[@]}" -eq 1 ]; then echo "  installed ${words[0]}"; else echo "  installed ${#words[@]} packages"; fi
         ;;
     esac
   done
-  [ "$collected" -gt 0 ] || echo "  everything already installed"
+  [ "$news" -eq 1 ] || echo "  everything already installed"
 }
 
 # pip_install WHAT PIP_ARGS...: announces WHAT, shows pip's progress; pip's build warnings would bury

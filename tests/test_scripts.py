@@ -114,11 +114,23 @@ def test_pip_install_says_what_it_installs_first_then_a_line_per_package(tmp_pat
     assert lines[-1].startswith("pip: done in ") and lines[-1].endswith(" s")
 
 
-def test_pip_install_says_when_there_was_nothing_to_do(tmp_path):
-    fake_venv(tmp_path, "Requirement already satisfied: flask>=2.3 in ./.venv/lib\n")
+@pytest.mark.parametrize(
+    ("pip_output", "progress"),
+    [
+        ("Requirement already satisfied: flask>=2.3 in ./.venv/lib\n", ["  everything already installed"]),
+        (  # a later run of an editable install: only the package itself is built again
+            "Requirement already satisfied: flask>=2.3 in ./.venv/lib\n"
+            "Building wheels for collected packages: otel_monitor\n"
+            "Successfully installed otel_monitor-0.2.0\n",
+            ["  building wheels for collected packages: otel_monitor", "  installed otel_monitor-0.2.0"],
+        ),
+    ],
+)
+def test_pip_install_says_when_there_was_little_or_nothing_to_do(tmp_path, pip_output, progress):
+    fake_venv(tmp_path, pip_output)
     result = bash(f". {SCRIPTS}/_venv.sh\npip_install otel_monitor -e .", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[1:-1] == ["  everything already installed"]
+    assert result.stdout.splitlines()[1:-1] == progress
 
 
 def test_a_failing_pip_install_shows_pips_whole_output_and_stops(tmp_path):
