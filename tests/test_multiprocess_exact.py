@@ -74,6 +74,7 @@ def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_kille
                 totals.append(request_total(get(base + "/metrics")))
             except (OSError, http.client.HTTPException) as exc:
                 failures.append((exc, after))
+            time.sleep(0.02)
 
     def wait_until(predicate, what: str) -> None:
         deadline = time.monotonic() + HANG_S
@@ -89,7 +90,14 @@ def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_kille
         before_kill = max(totals)  # shown by a scrape: never lost
         victim = psutil.Process(worker_pids(master)[0])
         os.kill(victim.pid, signal.SIGKILL)
-        wait_until(lambda: not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE, "the victim to die")
+
+        def gone() -> bool:
+            try:
+                return victim.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by gunicorn
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_until(gone, "the victim to die")
         dead.set()
         scrapes_at_death = len(totals)
         wait_until(lambda: served_after[0] >= 150 and len(totals) >= scrapes_at_death + 10, "150 more, 10 scrapes")
@@ -97,13 +105,14 @@ def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_kille
         stop.set()
         for thread in threads:
             thread.join(HANG_S)
+    # documented loss: only what the victim served after its last publish (never what a scrape showed);
+    # everything that started after its death reached a live worker and is counted (once every worker
+    # has answered a scrape in time: on a busy machine one may be merged from its last file for a while)
+    wait_until(lambda: request_total(get(base + "/metrics")) >= before_kill + served_after[0], "the totals")
     final = [request_total(get(base + "/metrics")) for _ in range(5)]
     decreases = [(a, b) for a, b in zip(totals, totals[1:], strict=False) if b < a]
     assert decreases == []
     assert final == [final[0]] * 5 and totals[-1] <= final[0] <= served[0]
-    # documented loss: only what the victim served after its last publish (never what a scrape showed);
-    # everything that started after its death reached a live worker and is counted
-    assert final[0] >= before_kill + served_after[0]
     # a SIGKILL drops the victim's request in flight unanswered: at most one per client thread, from
     # before its death; nothing else fails (the listening socket is the master's)
     assert [(repr(e), after) for e, after in failures if after or not dropped(e)] == []
