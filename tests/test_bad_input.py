@@ -263,15 +263,15 @@ def test_huge_baggage_is_capped_and_nothing_huge_is_logged(caplog, baggage, apps
     assert sum(len(r.getMessage()) for r in caplog.records) < 2048
 
 
-def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded(monitors):
+def test_hundreds_of_distinct_urls_methods_and_hosts_keep_the_series_bounded(monitors):
     app, monitor = make_app(True)
     monitors.own(monitor)
     telemetry = Telemetry(monitor)
-    for i in range(3000):
+    for i in range(300):  # a series per value would make 900 of them (3,000 made 9,000: 12 s for the same check)
         call(app, base_environ(PATH_INFO=f"/items/{i}"))
         call(app, base_environ(PATH_INFO=f"/no/such/{i}"))
         call(app, base_environ(HTTP_HOST=f"host{i}.example:{i}"))
-    for i in range(200):
+    for i in range(50):
         call(app, base_environ(REQUEST_METHOD=f"M{i}"))
     series = {tuple(sorted(p.attributes.items())) for p in telemetry.points("http.server.request.duration")}
     # routes x methods x statuses: /items/<name>, unmatched 404, / ; GET and _OTHER (405s)
