@@ -132,8 +132,16 @@ def test_slow_gauge_callbacks_run_at_once_sharing_one_budget_per_read(monitors, 
     monkeypatch.setattr(instruments, "CALLBACK_BUDGET", HANG_S)  # room for a busy machine: no race
     app, monitor = monitors.app()
     together = threading.Barrier(8)
+
+    def reading(value: int):
+        def callback() -> int:
+            together.wait(HANG_S)  # returns once all eight callbacks are running
+            return value
+
+        return callback
+
     for i in range(8):
-        monitor.gauge(f"together.gauge.{i}", callback=lambda i=i: together.wait(HANG_S) * 0 + i)
+        monitor.gauge(f"together.gauge.{i}", callback=reading(i))
     body = completes(lambda: app.test_client().get("/metrics").get_data(as_text=True))
     values = {int(m[0]): float(m[1]) for m in re.findall(r"^together_gauge_(\d) (\S+)$", body, re.M)}
     assert values == {i: i for i in range(8)}, body
