@@ -168,7 +168,7 @@ def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bound
         shutdown_timeout=2,
     )
     client = closing_client(app)
-    for _ in range(3000):
+    for _ in range(2500):  # the queue (2,048) full: more than a shutdown can flush
         client.get("/")
     completes(monitor.shutdown)  # never raises; waits shutdown_timeout, not the stuck export's 60 s
 
@@ -185,13 +185,13 @@ def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.WARNING):
-        for _ in range(4000):
+        for _ in range(3000):
             client.get("/")
     queue = telemetry.point("otel.sdk.processor.span.queue.size", **{"otel.component.type": "batching_span_processor"})
     assert queue.value <= 2048
     dropped = telemetry.point("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
     # the queue (2048) and the one batch stuck in the export (at most 512) hold the rest
-    assert dropped.value >= 4000 - 2048 - 512
+    assert dropped.value >= 3000 - 2048 - 512
     assert sum("Queue full" in r.getMessage() for r in caplog.records) <= 1
     assert "otel_sdk_processor_span_processed_total" in client.get("/metrics").get_data(as_text=True)
 

@@ -89,13 +89,13 @@ def fake_venv(tmp_path: Path, pip_output: str, rc: int = 0) -> None:
 PIP_OUTPUT = """\
 Obtaining file:///src/otel_monitor
   Installing build dependencies: started
-Collecting flask>=2.3 (from otel_monitor==0.2.0)
+Collecting flask>=2.3 (from otel_monitor==9.9.9)
   Downloading flask-3.1.3-py3-none-any.whl (103 kB)
-Collecting psutil>=5.9 (from otel_monitor==0.2.0)
+Collecting psutil>=5.9 (from otel_monitor==9.9.9)
   Using cached psutil-7.0.0.tar.gz (497 kB)
 Building wheels for collected packages: otel_monitor
   warning: a build warning nobody needs to read
-Successfully installed flask-3.1.3 otel_monitor-0.2.0 psutil-7.0.0
+Successfully installed flask-3.1.3 otel_monitor-9.9.9 psutil-7.0.0
 """
 
 
@@ -106,8 +106,8 @@ def test_pip_install_says_what_it_installs_first_then_a_line_per_package(tmp_pat
     lines = result.stdout.splitlines()
     assert lines[0].startswith("pip: installing the demo's packages into .venv (the first run downloads")
     assert lines[1:-1] == [
-        "  flask>=2.3 (from otel_monitor==0.2.0)",
-        "  psutil>=5.9 (from otel_monitor==0.2.0)",
+        "  flask>=2.3 (from otel_monitor==9.9.9)",
+        "  psutil>=5.9 (from otel_monitor==9.9.9)",
         "  building wheels for collected packages: otel_monitor",
         "  installed 3 packages",
     ]
@@ -121,8 +121,8 @@ def test_pip_install_says_what_it_installs_first_then_a_line_per_package(tmp_pat
         (  # a later run of an editable install: only the package itself is built again
             "Requirement already satisfied: flask>=2.3 in ./.venv/lib\n"
             "Building wheels for collected packages: otel_monitor\n"
-            "Successfully installed otel_monitor-0.2.0\n",
-            ["  building wheels for collected packages: otel_monitor", "  installed otel_monitor-0.2.0"],
+            "Successfully installed otel_monitor-9.9.9\n",
+            ["  building wheels for collected packages: otel_monitor", "  installed otel_monitor-9.9.9"],
         ),
     ],
 )

@@ -314,9 +314,9 @@ def test_setting_zero_keeps_no_trees_and_no_error_groups():
 
 
 #: requests per measured batch; the kept trees, rings and error examples are full before the first
-BATCH = 400
+BATCH = 250
 #: what the second batch may add to otel_monitor's allocations: noise (a dict resize, an interned
-#: string) is ~1-2 KiB, a leak of one small object per request (a 40-byte bytearray) adds ~30 KiB
+#: string) is ~1-2 KiB, a leak of one small object per request (a 40-byte bytearray) adds ~24 KiB
 LEAK_BYTES_PER_REQUEST = 48
 
 
