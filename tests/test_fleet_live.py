@@ -314,7 +314,7 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
             headless=True,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
         )
-        context.set_default_timeout(20_000)
+        context.set_default_timeout(HANG_S * 1000)
         try:
             page = context.new_page()
             asked: list[str] = []
