@@ -73,7 +73,7 @@ def otel_monitor_run(*options: str) -> list[str]:
     return [sys.executable, "-m", "otel_monitor", "run", *options, "--"]
 
 
-def settled_metrics(url: str, route: str, expected: float, timeout: float = 5.0) -> str:
+def settled_metrics(url: str, route: str, expected: float, timeout: float = HANG_S) -> str:
     """/metrics once the count for ``route`` reaches ``expected`` (or the last body after ``timeout``)."""
     return scrape_until(url, lambda body: request_count(body, route) >= expected, timeout)
 
