@@ -42,7 +42,7 @@ color=no
 [ -t 1 ] && color=yes
 pytest_log=$(mktemp)
 set +e
-.venv/bin/python -m pytest -ra --color="$color" "$@" 2>&1 | tee "$pytest_log"
+.venv/bin/python -u -m pytest -ra --color="$color" "$@" 2>&1 | tee "$pytest_log"  # -u: live through the pipe
 pytest_rc=${PIPESTATUS[0]}
 set -e
 # pytest's last line, e.g. "761 passed, 2 skipped in 512.30s (0:08:32)"
