@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import free_port
+from .conftest import HANG_S, free_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed: pip install pyyaml")
 
@@ -177,8 +177,8 @@ def fleet(tmp_path_factory):
                 )
             bases.append(f"http://127.0.0.1:{port}")
         for base in bases:
-            wait_for(lambda b=base: request(b + "/metrics", token=None)[0] == 200, 20, f"{base}/metrics")
-        wait_for(lambda: request(prom_url + "/-/ready", token=None)[0] == 200, 20, "Prometheus ready")
+            wait_for(lambda b=base: request(b + "/metrics", token=None)[0] == 200, HANG_S, f"{base}/metrics")
+        wait_for(lambda: request(prom_url + "/-/ready", token=None)[0] == 200, HANG_S, "Prometheus ready")
         for base, mix in zip(bases, TRAFFIC, strict=True):
             for method, path, times in mix:
                 for _ in range(times):
@@ -187,7 +187,7 @@ def fleet(tmp_path_factory):
         # A request is counted when its response is closed, just after the client has it.
         expected = wait_for(
             lambda: (e := [own_metrics(b) for b in bases]) and [totals(x["counts"])[0] for x in e] == sent and e,
-            10,
+            HANG_S,
             "every instance to count its requests",
         )
         # Settled: Prometheus's latest scrape of every instance holds all of its requests.
@@ -199,7 +199,7 @@ def fleet(tmp_path_factory):
             result = json.loads(body)["data"]["result"]
             return bool(result) and int(float(result[0]["value"][1])) == total
 
-        wait_for(scraped, 30, "Prometheus to scrape every request")
+        wait_for(scraped, HANG_S, "Prometheus to scrape every request")
         yield {"bases": bases, "expected": expected, "prometheus": prom_url, "ports": ports, "apps": processes[1:]}
     finally:
         for process in reversed(processes):
@@ -314,7 +314,7 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
             headless=True,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
         )
-        context.set_default_timeout(20_000)
+        context.set_default_timeout(HANG_S * 1000)
         try:
             page = context.new_page()
             asked: list[str] = []
@@ -368,7 +368,7 @@ def test_a_stopped_instance_shows_as_down_and_the_others_keep_answering(fleet):
         rows = {r["instance"]: r for r in api(fleet["bases"][0], "/instances?window=5m")["instances"]}
         return rows.get(down, {}).get("up") is False and rows
 
-    rows = wait_for(marked_down, 20, "Prometheus to see the stopped instance down")
+    rows = wait_for(marked_down, HANG_S, "Prometheus to see the stopped instance down")
     assert rows[down]["requests"] == 0  # its series went stale with it
     assert [rows[f"127.0.0.1:{p}"]["up"] for p in fleet["ports"][:2]] == [True, True]
     assert [rows[f"127.0.0.1:{p}"]["requests"] for p in fleet["ports"][:2]] == [9, 8]

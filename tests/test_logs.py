@@ -15,7 +15,7 @@ from flask import Flask
 from otel_monitor import Monitor, _logs, _providers
 from otel_monitor.testing import closing_client
 
-from .conftest import ROOT, wait_for_log
+from .conftest import HANG_S, ROOT, wait_for_log
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +133,12 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         import time
         import urllib.request
 
         pids = set()
-        deadline = time.monotonic() + 20  # until both workers answered (the kernel picks the worker)
+        deadline = time.monotonic() + HANG_S  # until both workers answered (the kernel picks the worker)
         while len(pids) < 2 and time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
                 pids.add(response.read().decode())

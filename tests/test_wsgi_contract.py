@@ -10,6 +10,8 @@ from opentelemetry.trace import StatusCode
 
 from otel_monitor.testing import Telemetry
 
+from .conftest import HANG_S
+
 
 class Body:
     """An app iterable that records how it is used."""
@@ -128,7 +130,7 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
 
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/slow":
-            release.wait(10)
+            release.wait(HANG_S)  # released by the test, however long the fast requests take
         start_response("200 OK", [])
         return [b"ok"]
 
@@ -153,7 +155,7 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
         w.join(60)
     assert active(telemetry) == 1  # only the slow request is in flight
     release.set()
-    slow.join(10)
+    slow.join(HANG_S)
     assert errors == []
     assert len(telemetry.spans()) == 801
     assert telemetry.point("http.server.request.duration").count == 801
@@ -176,7 +178,7 @@ def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly(monitor
         assert client.recv(4096).startswith(b"HTTP/1.1 200")
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
         client.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline and not (bodies and bodies[0].close_calls):
             time.sleep(0.05)
         assert bodies[0].close_calls == 1
