@@ -21,10 +21,12 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
+from ._enduser import Identity, IdentityLayer, ask_current
 from ._frameworks import default_service_name, install_route_hooks
 from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
+from ._version import module_root, with_version
 from .exposition import metrics_app_for
 from .instruments import Counter, Gauge, Histogram, UpDownCounter
 from .pipeline import SCHEMA_URL, SCOPE
@@ -46,9 +48,17 @@ class Monitor:
     Keyword arguments are settings (see :class:`~otel_monitor.settings.Settings`); they win over
     ``app.config["OTEL_MONITOR_<NAME>"]``, which wins over the environment, which wins over the
     defaults. A bad value raises :class:`~otel_monitor.settings.SettingsError` at ``init_app``.
+
+    ``enduser_id``: a callable asked once per request, after the view, for the user it served
+    (``lambda: current_user.get_id()`` with flask-login; return None for none). It goes on the
+    SERVER span as ``enduser.id`` (hashed with ``enduser_id_hash``) and into ``<prefix>/users``;
+    a view can also call :func:`otel_monitor.set_enduser`.
     """
 
-    def __init__(self, app: Any = None, **settings: Any) -> None:
+    def __init__(self, app: Any = None, *, enduser_id: Callable[[], Any] | None = None, **settings: Any) -> None:
+        if enduser_id is not None and not callable(enduser_id):
+            raise SettingsError("enduser_id: expected a callable returning the request's user id (or None)")
+        self._enduser_id = enduser_id
         unknown = sorted(set(settings) - _FIELD_NAMES)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
@@ -83,6 +93,8 @@ class Monitor:
             return
         settings = resolve_settings(self._kwargs, app.config, defaults={"service_name": app.name})
         app.extensions[EXTENSION_KEY] = self
+        if not settings.sdk_disabled:
+            settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         if settings.sdk_disabled:
             self._settings = settings
             return
@@ -100,13 +112,24 @@ class Monitor:
             from ._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
-            app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
-            _install_flask_hooks(app)
+            identity = self._identity(settings, app)
+            inner = IdentityLayer(app.wsgi_app, identity, ask_at_return=False)
+            app.wsgi_app = RequestInstrumentation(inner, request_pipeline(runtime), settings, metrics_app)
+            _install_flask_hooks(app, ask_enduser=identity.enduser_id is not None)
         if settings.analytics:
             from .analytics import install
 
             install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
+
+    def _identity(self, settings: Settings, app: Any = None) -> Identity:
+        key = settings.enduser_id_hash_key
+        if key is None and app is not None:
+            from .analytics.auth import resolve_secret_key
+
+            secret = resolve_secret_key(settings, app)
+            return Identity(settings, self._enduser_id, secret)
+        return Identity(settings, self._enduser_id, key.encode("utf-8") if key else None)
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
         self._settings = settings
@@ -248,14 +271,19 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
         return application
     monitor = monitor or Monitor(**settings)
     # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
-    name = default_service_name(application, sys._getframe(1).f_globals.get("__name__")) or _wsgi_name(application)
+    caller = sys._getframe(1).f_globals.get("__name__")
+    name = default_service_name(application, caller) or _wsgi_name(application)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
+    app_module = getattr(application, "__module__", None)
+    module = app_module if app_module and app_module != "__main__" else caller
+    resolved = with_version(resolved, module_root(module) or module_root(caller), module)
     install_route_hooks(application)
     runtime = monitor._make_runtime(resolved, resolved.service_name or name)
-    wrapped = RequestInstrumentation(application, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
+    inner = IdentityLayer(application, monitor._identity(resolved), ask_at_return=True)
+    wrapped = RequestInstrumentation(inner, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
     runtime.pipeline()
@@ -292,8 +320,12 @@ def _wsgi_name(application: Callable) -> str:
     return module if module != "__main__" else "wsgi_app"
 
 
-def _install_flask_hooks(app: Any) -> None:
-    """Tell the middleware the matched route template and any exception the app handled."""
+def _install_flask_hooks(app: Any, ask_enduser: bool = False) -> None:
+    """Tell the middleware the matched route template and any exception the app handled.
+
+    ``ask_enduser``: ask ``enduser_id`` for the request's user when the request is torn down
+    (flask-login's ``current_user`` still answers then).
+    """
     from flask import got_request_exception, request
 
     def record_route() -> None:
@@ -313,3 +345,9 @@ def _install_flask_hooks(app: Any) -> None:
             pass
 
     got_request_exception.connect(record_exception, app, weak=False)
+    if ask_enduser:
+
+        def ask(exc: BaseException | None = None) -> None:
+            ask_current()
+
+        app.teardown_request(ask)

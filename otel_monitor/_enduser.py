@@ -1,0 +1,213 @@
+"""Who made the request: ``enduser.id`` and the client's address behind trusted proxies.
+
+:class:`IdentityLayer` wraps the app *inside* the request middleware (the SERVER span is then the
+current span) and keeps that span in a context variable for the request, so that
+:func:`set_enduser` called from a view reaches the SERVER span rather than a child span. With
+``Monitor(app, enduser_id=callable)`` the callable is asked once per request, after the view
+(Flask: in ``teardown_request``, while ``flask_login.current_user`` still works; other WSGI apps:
+when the app returns), unless the view called :func:`set_enduser`. Nothing here raises into a
+request: a failing callable is logged (rate-limited) and the request has no user.
+
+With ``enduser_id_hash`` the span and the analytics carry ``HMAC-SHA256(key, id)``, 16 hex digits
+(64 bits): without the key nobody can tell which id a hash stands for by hashing candidate ids.
+
+With ``trusted_proxies``, a request whose peer (``REMOTE_ADDR``) is a trusted proxy has its
+``client.address`` taken from ``X-Forwarded-For``: the right-most address that is not itself a
+trusted proxy (an address a client wrote in the header itself, left of it, is never believed);
+``network.peer.address`` keeps the proxy's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+
+from ._safe_log import log_internal_error
+
+__all__ = ["ENDUSER_ID", "Identity", "IdentityLayer", "set_enduser", "client_address"]
+
+ENDUSER_ID = "enduser.id"
+#: the longest id recorded (longer ones are cut)
+MAX_ID_LENGTH = 128
+_MAX_FORWARDED = 1024
+_HASH_HEX = 16
+
+
+class _Slot:
+    """The current request's SERVER span, its identity rules, and whether the user is known."""
+
+    __slots__ = ("span", "identity", "done")
+
+    def __init__(self, span: Any, identity: Identity) -> None:
+        self.span = span
+        self.identity = identity
+        self.done = False
+
+
+_CURRENT: ContextVar[_Slot | None] = ContextVar("otel_monitor_request_identity", default=None)
+
+
+class Identity:
+    """How one monitored app records identities (from its settings and ``enduser_id``)."""
+
+    def __init__(
+        self,
+        settings: Any,
+        enduser_id: Callable[[], Any] | None = None,
+        hash_key: bytes | None = None,
+    ) -> None:
+        self.enduser_id = enduser_id
+        self.hashed = bool(settings.enduser_id_hash)
+        self._key = hash_key
+        self._key_pid = os.getpid() if hash_key is not None else None
+        self._fixed_key = hash_key is not None
+        self.proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
+
+    def _hash_key(self) -> bytes:
+        # No configured key: one shared by the workers of a pre-fork group, else random per process.
+        if self._key is None or (not self._fixed_key and self._key_pid != os.getpid()):
+            from .prefork import group_secret
+
+            self._key = group_secret("enduser-id") or os.urandom(32)
+            self._key_pid = os.getpid()
+        return self._key
+
+    def value(self, user: Any) -> str | None:
+        """What is recorded for ``user`` (None for no user)."""
+        if user is None:
+            return None
+        text = str(user)
+        if not text:
+            return None
+        if self.hashed:
+            digest = hmac.new(self._hash_key(), text.encode("utf-8", "surrogatepass"), hashlib.sha256)
+            return digest.hexdigest()[:_HASH_HEX]
+        return text[:MAX_ID_LENGTH]
+
+    def apply(self, slot: _Slot, user: Any) -> None:
+        value = self.value(user)
+        slot.done = True
+        if value is not None and slot.span.is_recording():
+            slot.span.set_attribute(ENDUSER_ID, value)
+
+    def ask(self, slot: _Slot) -> None:
+        """Ask ``enduser_id`` for the request's user, unless the view already told."""
+        if slot.done or self.enduser_id is None:
+            return
+        slot.done = True
+        try:
+            user = self.enduser_id()
+        except Exception:  # noqa: BLE001 - the user's callable must never fail the request
+            log_internal_error("calling enduser_id")
+            return
+        try:
+            self.apply(slot, user)
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("recording enduser.id")
+
+
+def client_address(environ: dict, proxies: Iterable[Any]) -> str | None:
+    """The client's address: ``REMOTE_ADDR``, or behind trusted proxies the right-most untrusted hop."""
+    peer = environ.get("REMOTE_ADDR")
+    proxies = tuple(proxies)
+    if not proxies or not peer or not _trusted(peer, proxies):
+        return peer
+    header = environ.get("HTTP_X_FORWARDED_FOR")
+    if not header or len(header) > _MAX_FORWARDED:
+        return peer
+    hops = [h.strip() for h in header.split(",")]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return peer  # garbage in the chain: believe nothing left of it
+        if not _trusted(address, proxies):
+            return address
+    return _address(hops[0]) or peer
+
+
+def _address(text: str) -> str | None:
+    # "[v6]:port", "v4:port" and plain addresses; anything else is not an address.
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _trusted(address: str, proxies: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+class IdentityLayer:
+    """WSGI: makes the SERVER span reachable by :func:`set_enduser`; resolves the client address.
+
+    ``ask_at_return``: call ``enduser_id`` when the app returns (apps without Flask's hooks).
+    """
+
+    def __init__(self, app: Callable, identity: Identity, ask_at_return: bool) -> None:
+        self.app = app
+        self.identity = identity
+        self.ask_at_return = ask_at_return
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return self.app(environ, start_response)
+        identity = self.identity
+        slot = _Slot(span, identity)
+        if identity.proxies:
+            try:
+                _record_client(span, environ, identity.proxies)
+            except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+                log_internal_error("resolving the client address")
+        token = _CURRENT.set(slot)
+        try:
+            return self.app(environ, start_response)
+        finally:
+            if self.ask_at_return:
+                identity.ask(slot)
+            _CURRENT.reset(token)
+
+
+def _record_client(span: Any, environ: dict, proxies: tuple) -> None:
+    peer = environ.get("REMOTE_ADDR")
+    address = client_address(environ, proxies)
+    if address and address != peer:
+        span.set_attribute("client.address", address)
+        if peer:
+            span.set_attribute("network.peer.address", peer)
+
+
+def ask_current() -> None:
+    """Flask's ``teardown_request``: ask ``enduser_id`` for the current request's user."""
+    slot = _CURRENT.get()
+    if slot is not None:
+        slot.identity.ask(slot)
+
+
+def set_enduser(user_id: Any) -> None:
+    """Record who made the current request: ``enduser.id`` on its SERVER span, and ``/users``.
+
+    Call it from a view (or anything running in the request). ``None`` or ``""`` records no
+    user. Outside a monitored request it does nothing; it never raises.
+    """
+    try:
+        slot = _CURRENT.get()
+        if slot is not None:
+            slot.identity.apply(slot, user_id)
+    except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+        log_internal_error("recording enduser.id")
