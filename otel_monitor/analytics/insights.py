@@ -18,7 +18,7 @@ from flask import Response, request
 from .._safe_log import log_internal_error
 from .heatmap import METRICS, heatmap
 from .summary import WINDOWS, Key, Series, add, diff, extract
-from .users import CLIENTS_SHARE_KEY, USERS_SHARE_KEY, merge_snapshots, top
+from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snapshots, top
 from .versions import VersionData, parse_entries, unwritten_entries, versions_report
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ def _identities(ctx: ViewContext, key: str, label: str) -> dict[str, Any]:
     now = st.clock()
     length = WINDOWS[name]
     since = now - length if length is not None else 0.0
-    totals, anonymous, evicted, earliest = merge_snapshots(_gather(st, key), since, route, method)
+    hours = length is None or length > MINUTES_KEPT * 60
+    totals, anonymous, evicted, earliest = merge_snapshots(_gather(st, key), since, route, method, hours)
     return {
         "window": name,
         # a window of hours starts with the first whole hour counted in it

@@ -227,13 +227,17 @@ def _merge_bucket(
 
 
 def merge_snapshots(
-    snapshots: Iterable[Any], since: float, route: str | None = None, method: str | None = None
+    snapshots: Iterable[Any],
+    since: float,
+    route: str | None = None,
+    method: str | None = None,
+    hours: bool = True,
 ) -> tuple[dict[str, list[int]], int, int, float | None]:
     """Every worker's buckets from ``since`` on, for one endpoint or all, summed per identity.
 
     Returns (identity -> [requests, errors, overcount, histogram...], anonymous requests,
-    evicted requests, the earliest bucket start used). An hour bucket counts when it ends after
-    ``since`` (windows beyond 15 minutes are rounded out to whole hours).
+    evicted requests, the earliest bucket start used). ``hours``: also read the hour buckets that
+    end after ``since`` (windows beyond 15 minutes, rounded out to whole hours); else minutes only.
     """
     totals: dict[str, list[int]] = {}
     anonymous = 0
@@ -245,7 +249,7 @@ def merge_snapshots(
         for bucket in worker:
             try:
                 t, span = float(bucket["t"]), float(bucket["span"])
-                if t + span <= since:
+                if t + span <= since or (not hours and span > MINUTE):
                     continue
                 used = False
                 for r, m, n in bucket["anonymous"]:
