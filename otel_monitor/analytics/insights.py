@@ -202,6 +202,7 @@ def _identities(ctx: ViewContext, key: str, label: str) -> dict[str, Any]:
         "exact": evicted == 0,
         "kept_per_endpoint": ctx.settings.analytics_users_kept,
         "hashed": bool(ctx.settings.enduser_id_hash) if label == "users" else False,
+        "clients_counted": bool(ctx.settings.analytics_client_addresses),
     }
 
 
