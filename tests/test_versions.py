@@ -294,3 +294,33 @@ def test_a_monitor_without_a_version_setting_names_the_checkouts_commit(monitors
     assert expected is not None and len(expected) == 12
     assert monitor.pipeline.resource.attributes["service.version"] == expected
     assert monitor.settings.source_of("service_version") == "detected"
+
+
+def test_a_process_losing_the_migration_race_still_uses_the_file(tmp_path):
+    from otel_monitor.analytics.history import _migrate
+
+    db = str(tmp_path / "old.db")
+    with sqlite3.connect(db) as conn:
+        conn.executescript(_SCHEMA_1)
+        conn.execute("INSERT INTO meta VALUES ('schema', '1'), ('bounds', ?)", (json.dumps(list(DURATION_BUCKETS)),))
+    late = sqlite3.connect(db)
+    stale = list(late.execute("PRAGMA table_info(requests)"))  # read before the other process migrated
+    assert History(db, "first", DURATION_BUCKETS, 7, time.time, version="2.0").usable  # migrates
+
+    class StaleFirstRead:
+        """The losing process's view: its first look at the columns predates the migration."""
+
+        def __init__(self) -> None:
+            self.first = True
+
+        def execute(self, sql: str, *args):
+            if self.first and "table_info" in sql:
+                self.first = False
+                return iter(stale)
+            return late.execute(sql, *args)
+
+    try:
+        _migrate(StaleFirstRead())  # its ALTER TABLE fails ("duplicate column name"): not an error
+    finally:
+        late.close()
+    assert History(db, "second", DURATION_BUCKETS, 7, time.time, version="2.0").usable

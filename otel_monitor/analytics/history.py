@@ -345,6 +345,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if "requests" not in tables:
         return  # a new file
     columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-    if "version" not in columns:
+    if "version" in columns:
+        return
+    try:
         conn.execute(f"ALTER TABLE requests ADD COLUMN version TEXT NOT NULL DEFAULT '{UNKNOWN_VERSION}'")
-        _logger.info("otel_monitor: the history file was migrated to schema %s (app versions)", SCHEMA_VERSION)
+    except sqlite3.OperationalError:
+        # Another worker opening the same file migrated it first ("duplicate column name").
+        if "version" not in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}:
+            raise
+        return
+    _logger.info("otel_monitor: the history file was migrated to schema %s (app versions)", SCHEMA_VERSION)
