@@ -646,8 +646,8 @@ class Settings:
         100,
         _number(1, 10_000, integer=True),
         ("OTEL_MONITOR_ANALYTICS_USERS_KEPT",),
-        "Users (and client addresses) counted per endpoint and time bucket (Space-Saving top-k; exact while "
-        "an endpoint sees no more distinct users in a bucket)",
+        "k of the users (and client addresses) counted per endpoint and time bucket: Space-Saving keeps up to 2 k, "
+        "exact while an endpoint sees no more distinct users in a bucket, then the k busiest",
     )
     analytics_client_addresses: bool = _setting(
         False,

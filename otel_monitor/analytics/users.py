@@ -5,15 +5,16 @@ with ``analytics_client_addresses``, ``client.address``) and counts the request 
 in the current time bucket: one minute for the last 15 minutes, one hour for older ones (up to 7
 days; a background job folds minutes into hours). Nothing of it is a metric label.
 
-Each (bucket, endpoint) holds at most ``analytics_users_kept`` (k) identities, with the
-Space-Saving algorithm (Metwally, Agrawal and El Abbadi, 2005): a new identity arriving at a full
-table takes the place of the least counted one and inherits its count as a possible overcount.
-So while an endpoint sees at most k distinct identities in a bucket every count is exact; beyond
-that, every identity with more than ``requests / k`` requests is kept, and a count is high by at
-most its ``overcount``. Windows add up buckets (and workers): overcounts add up too. Requests
+Each (bucket, endpoint) holds at most 2 x ``analytics_users_kept`` (k) identities, with the
+Space-Saving algorithm (Metwally, Agrawal and El Abbadi, 2005) evicting lazily: a new identity
+arriving at a full table inherits the largest count cut so far as a possible overcount.
+So while an endpoint sees at most 2 k distinct identities in a bucket every count is exact;
+beyond that the table is cut to its k busiest whenever it is full again, a count is never low and
+high by at most its ``overcount``, and an identity with more requests than any identity cut is
+never lost. Windows add up buckets (and workers): overcounts add up too. Requests
 without an identity are counted apart (``anonymous``), never as a row.
 
-Memory: at most (15 + 168) buckets x tracked endpoints x k entries, each a few integers and a
+Memory: at most (15 + 168) buckets x tracked endpoints x 2 k entries, each a few integers and a
 latency histogram; only buckets and endpoints that saw identities exist.
 """
 
@@ -54,50 +55,68 @@ _ERROR = StatusCode.ERROR
 
 
 class SpaceSaving:
-    """At most ``k`` identities with [requests, errors, overcount, histogram...] each."""
+    """The busiest identities, with [requests, errors, overcount, histogram...] each.
 
-    __slots__ = ("k", "entries", "evicted")
+    Space-Saving with lazy eviction: up to ``2 k`` identities are counted exactly; when a new one
+    arrives at a full table, the table is cut to its ``k`` busiest (one sort per ``k`` new
+    identities, not a scan of the table per request) and ``floor`` becomes the largest count cut.
+    An identity arriving later starts at ``floor`` (its count before is unknown but at most that)
+    and carries it as its ``overcount``: a count is never low, and high by at most its overcount.
+    """
+
+    __slots__ = ("k", "entries", "evicted", "floor")
 
     def __init__(self, k: int) -> None:
         self.k = k
         #: identity -> [requests, errors, overcount, bucket counts...]
         self.entries: dict[str, list[int]] = {}
-        #: requests counted before their identity was replaced (0: every count is exact)
+        #: requests of the identities cut from the table (0: every count is exact)
         self.evicted = 0
+        #: the largest count cut so far: what a newly arriving identity may already have had
+        self.floor = 0
 
     def add(self, identity: str, error: bool, bucket: int, buckets: int) -> None:
         entry = self.entries.get(identity)
         if entry is None:
-            if len(self.entries) < self.k:
-                entry = [0, 0, 0] + [0] * buckets
-            else:
-                # Space-Saving: replace the least counted, inheriting its count as an overcount.
-                victim = min(self.entries, key=lambda i: self.entries[i][0])
-                lowest = self.entries.pop(victim)[0]
-                self.evicted += lowest
-                entry = [lowest, 0, lowest] + [0] * buckets
-            self.entries[identity] = entry
+            if len(self.entries) >= 2 * self.k:
+                self._cut()
+            floor = self.floor
+            entry = self.entries[identity] = [floor, 0, floor] + [0] * buckets
         entry[0] += 1
         if error:
             entry[1] += 1
         entry[3 + bucket] += 1
 
-    def merge(self, other_entries: Mapping[str, list[int]], evicted: int) -> None:
-        """Add another table's counts (the sum of two Space-Saving tables; trimmed to k after)."""
+    def _cut(self) -> None:
+        ranked = sorted(self.entries.items(), key=lambda item: -item[1][0])
+        for identity, counts in ranked[self.k :]:
+            self.evicted += counts[0] - counts[2]
+            self.floor = max(self.floor, counts[0])
+            del self.entries[identity]
+
+    def merge(self, other_entries: Mapping[str, list[int]], evicted: int, floor: int = 0) -> None:
+        """Add another table (its entries, evicted requests and floor); cut to the busiest after.
+
+        An identity missing from one of the two tables may have had up to that table's floor
+        there: it is added, as overcount, so that no count is low.
+        """
+        mine = self.floor
+        if floor:
+            for identity, own in self.entries.items():
+                if identity not in other_entries:
+                    own[0] += floor
+                    own[2] += floor
         for identity, counts in other_entries.items():
             entry = self.entries.get(identity)
             if entry is None:
-                self.entries[identity] = list(counts)
-            else:
-                for i, value in enumerate(counts):
-                    if i < len(entry):
-                        entry[i] += value
+                entry = self.entries[identity] = [mine, 0, mine] + [0] * (len(counts) - 3)
+            for i, value in enumerate(counts):
+                if i < len(entry):
+                    entry[i] += value
         self.evicted += evicted
-        if len(self.entries) > self.k:
-            ranked = sorted(self.entries.items(), key=lambda item: -item[1][0])
-            for identity, counts in ranked[self.k :]:
-                self.evicted += counts[0]
-                del self.entries[identity]
+        self.floor = mine + floor
+        if len(self.entries) > 2 * self.k:
+            self._cut()
 
 
 class _Bucket:
@@ -126,6 +145,8 @@ class IdentityCounts(SpanProcessor):
         self.bounds = tuple(bounds)
         self.clock = clock
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
+        self._exclude_slash = (self._exclude or "") + "/"
+        self._buckets = len(self.bounds) + 1
         self._max_routes = max_routes
         self._routes: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -143,14 +164,17 @@ class IdentityCounts(SpanProcessor):
         attrs = span.attributes
         route = attrs.get("http.route") or UNMATCHED
         exclude = self._exclude
-        if exclude is not None and (route == exclude or route.startswith(exclude + "/")):
+        if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
         identity = attrs.get(self.attribute)
-        method = str(attrs.get("http.request.method", "_OTHER"))
         end, start = span.end_time, span.start_time
-        seconds = (end - start) / 1e9 if end is not None and start is not None else 0.0
-        failed = span.status.status_code is _ERROR
-        self.record(str(route), method, None if identity is None else str(identity), failed, seconds)
+        self.record(
+            route if type(route) is str else str(route),
+            str(attrs.get("http.request.method", "_OTHER")),
+            None if identity is None else identity if type(identity) is str else str(identity),
+            span.status.status_code is _ERROR,
+            (end - start) / 1e9 if end is not None and start is not None else 0.0,
+        )
 
     def shutdown(self) -> None:
         pass
@@ -166,18 +190,21 @@ class IdentityCounts(SpanProcessor):
             if endpoint not in self._routes:
                 if len(self._routes) >= self._max_routes and route != UNMATCHED:
                     endpoint = (OTHER, method)
-                self._routes.add(endpoint)
+                else:
+                    self._routes.add(endpoint)
             bucket = self._minutes.get(minute)
             if bucket is None:
                 bucket = self._minutes[minute] = _Bucket()
             if identity is None:
-                bucket.anonymous[endpoint] = bucket.anonymous.get(endpoint, 0) + 1
+                anonymous = bucket.anonymous
+                anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
                 return
             table = bucket.endpoints.get(endpoint)
             if table is None:
                 table = bucket.endpoints[endpoint] = SpaceSaving(self.k)
-            index = bisect.bisect_left(self.bounds, seconds)
-            table.add(identity[:MAX_ID_LENGTH], error, index, len(self.bounds) + 1)
+            if len(identity) > MAX_ID_LENGTH:
+                identity = identity[:MAX_ID_LENGTH]
+            table.add(identity, error, bisect.bisect_left(self.bounds, seconds), self._buckets)
 
     # -- the background job and the readers ------------------------------------------------------
 
@@ -221,7 +248,7 @@ def _merge_bucket(
         merged = target.endpoints.get(endpoint)
         if merged is None:
             merged = target.endpoints[endpoint] = SpaceSaving(k)
-        merged.merge(table.entries, table.evicted)
+        merged.merge(table.entries, table.evicted, table.floor)
     for endpoint, n in anonymous.items():
         target.anonymous[endpoint] = target.anonymous.get(endpoint, 0) + n
 
