@@ -93,11 +93,10 @@ class Monitor:
             return
         settings = resolve_settings(self._kwargs, app.config, defaults={"service_name": app.name})
         app.extensions[EXTENSION_KEY] = self
-        if not settings.sdk_disabled:
-            settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         if settings.sdk_disabled:
             self._settings = settings
             return
+        settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
         from ._metrics_route import guard_existing_metrics_route
@@ -123,13 +122,14 @@ class Monitor:
         runtime.pipeline()  # start exporting now; a forked child builds its own
 
     def _identity(self, settings: Settings, app: Any = None) -> Identity:
-        key = settings.enduser_id_hash_key
-        if key is None and app is not None:
+        """How this app's requests name their user (the hash key only matters when hashing)."""
+        key: bytes | None = None
+        if settings.enduser_id_hash:
             from .analytics.auth import resolve_secret_key
 
-            secret = resolve_secret_key(settings, app)
-            return Identity(settings, self._enduser_id, secret)
-        return Identity(settings, self._enduser_id, key.encode("utf-8") if key else None)
+            given = settings.enduser_id_hash_key
+            key = given.encode("utf-8") if given else resolve_secret_key(settings, app)
+        return Identity(settings, self._enduser_id, key)
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
         self._settings = settings

@@ -231,3 +231,19 @@ def test_counts_are_never_low_and_high_by_at_most_their_overcount_also_after_mer
             assert n <= merged.floor  # whoever was cut had no more than the floor
     if sum(len(set(s)) > 2 * k for s in streams) == 0 and len(truth) <= 2 * k:
         assert all(counts[2] == 0 for counts in merged.entries.values())  # small: exact
+
+
+def test_without_a_hash_key_the_flask_secret_key_keys_the_hash(monitors):
+    app = Flask("keyed")
+    app.secret_key = "flask-secret-" + "x" * 20
+
+    @app.get("/")
+    def index():
+        otel_monitor.set_enduser(42)
+        return "ok"
+
+    monitor = monitors(app, enduser_id_hash=True, system_metrics=False, analytics_token=TOKEN)
+    telemetry = Telemetry(monitor)
+    closing_client(app).get("/")
+    expected = hmac.new(app.secret_key.encode(), b"42", hashlib.sha256).hexdigest()[:16]
+    assert telemetry.spans()[0].attributes["enduser.id"] == expected
