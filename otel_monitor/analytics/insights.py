@@ -14,6 +14,8 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Response, request
+from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._safe_log import log_internal_error
 from .heatmap import METRICS, heatmap
@@ -104,10 +106,17 @@ def setup(st: AnalyticsState, pipeline: Any) -> None:
         return
 
     def unwritten() -> dict[str, Any]:
-        own, _ = extract(pipeline.reader.snapshot(), st.cap, st.prefix)
+        # Only the request histograms (no observable callbacks): this runs at each publish of a worker.
+        own, _ = extract(_request_data(pipeline), st.cap, st.prefix)
         return {"version": st.version, "since": history.started, "requests": unwritten_entries(history.unwritten(own))}
 
     pipeline.share(UNWRITTEN_KEY, unwritten)
+
+
+def _request_data(pipeline: Any) -> MetricsData:
+    """This process's request histograms as a collection (what ``extract`` reads)."""
+    scope = ScopeMetrics(InstrumentationScope("otel_monitor"), pipeline.request_metrics.collect(), "")
+    return MetricsData([ResourceMetrics(pipeline.resource, [scope], "")])
 
 
 def _unwritten(st: AnalyticsState) -> list[tuple[str, float, dict[Key, Series]]]:
@@ -189,7 +198,9 @@ def _identities(ctx: ViewContext, key: str, label: str) -> dict[str, Any]:
     length = WINDOWS[name]
     since = now - length if length is not None else 0.0
     hours = length is None or length > MINUTES_KEPT * 60
-    totals, anonymous, evicted, earliest = merge_snapshots(_gather(st, key), since, route, method, hours)
+    totals, anonymous, evicted, earliest = merge_snapshots(
+        _gather(st, key), since, route, method, hours, len(st.bounds) + 1
+    )
     return {
         "window": name,
         # a window of hours starts with the first whole hour counted in it

@@ -120,12 +120,32 @@ class SpaceSaving:
 
 
 class _Bucket:
-    __slots__ = ("endpoints", "anonymous")
+    __slots__ = ("endpoints", "anonymous", "shared")
 
     def __init__(self) -> None:
         self.endpoints: dict[tuple[str, str], SpaceSaving] = {}
         #: (route, method) -> requests without an identity
         self.anonymous: dict[tuple[str, str], int] = {}
+        #: what was last shared of it (None: changed since); a past minute is serialised once
+        self.shared: dict[str, Any] | None = None
+
+    def serialise(self, t: int, span: int) -> dict[str, Any]:
+        if self.shared is None:
+            self.shared = {
+                "t": t,
+                "span": span,
+                "anonymous": [[r, m, n] for (r, m), n in self.anonymous.items()],
+                "endpoints": [
+                    [r, m, table.evicted, {i: _sparse(c) for i, c in table.entries.items()}]
+                    for (r, m), table in self.endpoints.items()
+                ],
+            }
+        return self.shared
+
+
+def _sparse(counts: list[int]) -> list[Any]:
+    """[requests, errors, overcount, [[bucket, n], ...]]: the histogram without its empty buckets."""
+    return [counts[0], counts[1], counts[2], [[i, n] for i, n in enumerate(counts[3:]) if n]]
 
 
 class IdentityCounts(SpanProcessor):
@@ -195,6 +215,7 @@ class IdentityCounts(SpanProcessor):
             bucket = self._minutes.get(minute)
             if bucket is None:
                 bucket = self._minutes[minute] = _Bucket()
+            bucket.shared = None
             if identity is None:
                 anonymous = bucket.anonymous
                 anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
@@ -219,26 +240,16 @@ class IdentityCounts(SpanProcessor):
                 if target is None:
                     target = self._hours[hour] = _Bucket()
                 _merge_bucket(target, old.endpoints.items(), old.anonymous, self.k)
+                target.shared = None
             for hour in [h for h in self._hours if h < now - HOURS_KEPT * HOUR]:
                 del self._hours[hour]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every bucket as JSON-able dicts (what this worker shares)."""
         with self._lock:
-            buckets = [(t, MINUTE, b) for t, b in self._minutes.items()]
-            buckets += [(t, HOUR, b) for t, b in self._hours.items()]
-            return [
-                {
-                    "t": t,
-                    "span": span,
-                    "anonymous": [[r, m, n] for (r, m), n in b.anonymous.items()],
-                    "endpoints": [
-                        [r, m, table.evicted, {i: list(c) for i, c in table.entries.items()}]
-                        for (r, m), table in b.endpoints.items()
-                    ],
-                }
-                for t, span, b in buckets
-            ]
+            shared = [b.serialise(t, MINUTE) for t, b in self._minutes.items()]
+            shared += [b.serialise(t, HOUR) for t, b in self._hours.items()]
+            return shared
 
 
 def _merge_bucket(
@@ -259,12 +270,14 @@ def merge_snapshots(
     route: str | None = None,
     method: str | None = None,
     hours: bool = True,
+    buckets: int = 0,
 ) -> tuple[dict[str, list[int]], int, int, float | None]:
     """Every worker's buckets from ``since`` on, for one endpoint or all, summed per identity.
 
     Returns (identity -> [requests, errors, overcount, histogram...], anonymous requests,
     evicted requests, the earliest bucket start used). ``hours``: also read the hour buckets that
     end after ``since`` (windows beyond 15 minutes, rounded out to whole hours); else minutes only.
+    ``buckets``: the number of latency buckets (the bounds' length + 1).
     """
     totals: dict[str, list[int]] = {}
     anonymous = 0
@@ -288,13 +301,16 @@ def merge_snapshots(
                         continue
                     used = True
                     evicted += int(lost)
-                    for identity, counts in entries.items():
+                    for identity, (requests, errors, over, histogram) in entries.items():
                         entry = totals.get(identity)
                         if entry is None:
-                            totals[str(identity)] = [int(c) for c in counts]
-                        else:
-                            for i, c in enumerate(counts[: len(entry)]):
-                                entry[i] += int(c)
+                            entry = totals[str(identity)] = [0] * (3 + buckets)
+                        entry[0] += int(requests)
+                        entry[1] += int(errors)
+                        entry[2] += int(over)
+                        for i, n in histogram:
+                            if 0 <= i < buckets:
+                                entry[3 + i] += int(n)
                 if used:
                     earliest = t if earliest is None else min(earliest, t)
             except (KeyError, TypeError, ValueError, AttributeError):
