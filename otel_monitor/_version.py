@@ -3,8 +3,8 @@
 Precedence: the ``service_version`` setting, else ``service.version`` in
 ``OTEL_RESOURCE_ATTRIBUTES`` (``resource_attributes``), else detected: the git commit of the
 checkout the app runs from (read from ``.git`` without running git: ``HEAD``, the ref it names,
-``packed-refs``; worktrees and submodules through their ``gitdir:`` file), else the installed
-distribution's version of the app's top-level package, else ``unknown``.
+``packed-refs``; worktrees and submodules through their ``gitdir:`` file), else the version of the
+installed distribution named like the app's top-level package, else ``unknown``.
 """
 
 from __future__ import annotations
@@ -89,20 +89,20 @@ def git_commit(start: str) -> str | None:
 
 
 def distribution_version(module_name: str | None) -> str | None:
-    """The installed version of the distribution providing ``module_name``'s top-level package."""
+    """The installed version of the distribution named like ``module_name``'s top-level package.
+
+    ``shop.app`` -> the distribution ``shop`` (or ``shop`` spelled with ``-`` for ``_``). Not a
+    scan of every installed distribution's files (hundreds of milliseconds at start-up).
+    """
     if not module_name or module_name == "__main__":
         return None
     top = module_name.split(".")[0]
     from importlib import metadata
 
-    try:
-        names = metadata.packages_distributions().get(top, [])
-    except Exception:  # noqa: BLE001 - broken metadata of some other distribution: no version
-        return None
-    for name in names:
+    for name in dict.fromkeys((top, top.replace("_", "-"))):
         try:
             return metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except (metadata.PackageNotFoundError, ValueError):
             continue
     return None
 
