@@ -5,6 +5,7 @@
 import { fmtAgo, fmtClock, fmtCount, fmtDay, fmtMs, fmtPct, plural } from "../format.js";
 import { compareVersions, defaultPair, pValueText, regressionFigures, shortLabel } from "../insights.js";
 import { api } from "../ui/api.js";
+import { HISTORY } from "../ui/config.js";
 import { $, clear, el, emptyState, labelled, methodBadge } from "../ui/dom.js";
 import { state } from "../ui/state.js";
 
@@ -36,8 +37,13 @@ function render(data) {
   renderTable(versions);
   renderCompare(versions);
   const count = $("versions-count");
+  const older = versions.length === 1 && HISTORY ? " · a longer window (top right) reaches older versions" : "";
   count.textContent = versions.length
-    ? plural(versions.length, "version") + " in " + state.window + (data.source === "prometheus" ? " · from Prometheus" : "")
+    ? plural(versions.length, "version") +
+      " in " +
+      state.window +
+      (data.source === "prometheus" ? " · from Prometheus" : "") +
+      older
     : "";
 }
 
