@@ -1,12 +1,14 @@
 """Who made the request: ``enduser.id`` and the client's address behind trusted proxies.
 
-:class:`IdentityLayer` wraps the app *inside* the request middleware (the SERVER span is then the
-current span) and keeps that span in a context variable for the request, so that
-:func:`set_enduser` called from a view reaches the SERVER span rather than a child span. With
-``Monitor(app, enduser_id=callable)`` the callable is asked once per request, after the view
-(Flask: in ``teardown_request``, while ``flask_login.current_user`` still works; other WSGI apps:
-when the app returns), unless the view called :func:`set_enduser`. Nothing here raises into a
-request: a failing callable is logged (rate-limited) and the request has no user.
+Flask apps pay nothing per request for this unless it is used: :func:`set_enduser` writes on the
+current span when that is the request's SERVER span, else (called inside a child span) once the
+view has returned (``after_this_request``, when the SERVER span is current again); with
+``Monitor(app, enduser_id=callable)`` the callable is asked once per request in
+``teardown_request`` (while ``flask_login.current_user`` still works), unless the view called
+:func:`set_enduser`. Other WSGI apps (``wrap()``) have no such hooks: :class:`IdentityLayer`
+wraps them *inside* the request middleware (the SERVER span is then current) and keeps that span
+in a context variable for the request. Nothing here raises into a request: a failing callable is
+logged (rate-limited) and the request has no user.
 
 With ``enduser_id_hash`` the span and the analytics carry ``HMAC-SHA256(key, id)``, 16 hex digits
 (64 bits): without the key nobody can tell which id a hash stands for by hashing candidate ids.
@@ -23,21 +25,34 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import sys
+import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from ._safe_log import log_internal_error
 
-__all__ = ["ENDUSER_ID", "Identity", "IdentityLayer", "set_enduser", "client_address"]
+__all__ = [
+    "ENDUSER_ID",
+    "Identity",
+    "IdentityLayer",
+    "set_enduser",
+    "client_address",
+    "install_flask_hooks",
+]
 
 ENDUSER_ID = "enduser.id"
 #: the longest id recorded (longer ones are cut)
 MAX_ID_LENGTH = 128
 _MAX_FORWARDED = 1024
 _HASH_HEX = 16
+#: set in the WSGI environ once the request's user is known (``enduser_id`` is then not asked)
+_TOLD_KEY = "otel_monitor.enduser_told"
+_SERVER = SpanKind.SERVER
 
 
 class _Slot:
@@ -91,24 +106,23 @@ class Identity:
             return digest.hexdigest()[:_HASH_HEX]
         return text[:MAX_ID_LENGTH]
 
-    def apply(self, slot: _Slot, user: Any) -> None:
+    def apply(self, span: Any, user: Any) -> None:
+        """``enduser.id`` on ``span`` (when it records and there is a user)."""
         value = self.value(user)
-        slot.done = True
-        if value is not None and slot.span.is_recording():
-            slot.span.set_attribute(ENDUSER_ID, value)
+        if value is not None and span.is_recording():
+            span.set_attribute(ENDUSER_ID, value)
 
-    def ask(self, slot: _Slot) -> None:
-        """Ask ``enduser_id`` for the request's user, unless the view already told."""
-        if slot.done or self.enduser_id is None:
+    def ask(self, span: Any) -> None:
+        """Ask ``enduser_id`` for the request's user and record it on ``span``."""
+        if self.enduser_id is None:
             return
-        slot.done = True
         try:
             user = self.enduser_id()
         except Exception:  # noqa: BLE001 - the user's callable must never fail the request
             log_internal_error("calling enduser_id")
             return
         try:
-            self.apply(slot, user)
+            self.apply(span, user)
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording enduser.id")
 
@@ -178,8 +192,9 @@ class IdentityLayer:
         try:
             return self.app(environ, start_response)
         finally:
-            if self.ask_at_return:
-                identity.ask(slot)
+            if self.ask_at_return and not slot.done:
+                slot.done = True
+                identity.ask(span)
             _CURRENT.reset(token)
 
 
@@ -192,11 +207,77 @@ def _record_client(span: Any, environ: dict, proxies: tuple) -> None:
             span.set_attribute("network.peer.address", peer)
 
 
-def ask_current() -> None:
-    """Flask's ``teardown_request``: ask ``enduser_id`` for the current request's user."""
-    slot = _CURRENT.get()
-    if slot is not None:
-        slot.identity.ask(slot)
+# -- Flask: hooks instead of a layer ------------------------------------------------------------------
+
+#: the identity rules of each monitored Flask app (weakly: an app that goes away takes its entry)
+_FLASK_APPS: weakref.WeakKeyDictionary[Any, Identity] = weakref.WeakKeyDictionary()
+
+
+def _server_span() -> Any:
+    """The current span when it is a recording SERVER span (the request's), else None."""
+    span = trace.get_current_span()
+    return span if getattr(span, "kind", None) is _SERVER and span.is_recording() else None
+
+
+def install_flask_hooks(app: Any, identity: Identity) -> None:
+    """What a Flask app needs: its identity rules for :func:`set_enduser`; ``enduser_id`` asked at
+    teardown; with ``trusted_proxies`` the client address resolved first thing in the request."""
+    from flask import request
+
+    _FLASK_APPS[app] = identity
+    if identity.proxies:
+        proxies = identity.proxies
+
+        def resolve_client() -> None:
+            try:
+                span = _server_span()
+                if span is not None:
+                    _record_client(span, request.environ, proxies)
+            except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+                log_internal_error("resolving the client address")
+
+        app.before_request_funcs.setdefault(None, []).insert(0, resolve_client)
+    if identity.enduser_id is not None:
+
+        def ask(exc: BaseException | None = None) -> None:
+            try:
+                if request.environ.get(_TOLD_KEY):
+                    return
+                span = _server_span()
+            except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+                log_internal_error("recording enduser.id")
+                return
+            if span is not None:
+                identity.ask(span)
+
+        app.teardown_request(ask)
+
+
+def _set_in_flask(user_id: Any) -> None:
+    from flask import after_this_request, current_app, has_request_context, request
+
+    if not has_request_context():
+        return
+    identity = _FLASK_APPS.get(current_app._get_current_object())  # type: ignore[attr-defined]
+    if identity is None:
+        return
+    request.environ[_TOLD_KEY] = True
+    span = _server_span()
+    if span is not None:
+        identity.apply(span, user_id)
+        return
+
+    # Inside a child span: once the view has returned, the SERVER span is current again.
+    def apply_later(response: Any) -> Any:
+        try:
+            later = _server_span()
+            if later is not None:
+                identity.apply(later, user_id)
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("recording enduser.id")
+        return response
+
+    after_this_request(apply_later)
 
 
 def set_enduser(user_id: Any) -> None:
@@ -208,6 +289,9 @@ def set_enduser(user_id: Any) -> None:
     try:
         slot = _CURRENT.get()
         if slot is not None:
-            slot.identity.apply(slot, user_id)
+            slot.done = True
+            slot.identity.apply(slot.span, user_id)
+        elif "flask" in sys.modules:
+            _set_in_flask(user_id)
     except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
         log_internal_error("recording enduser.id")

@@ -21,7 +21,8 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
-from ._enduser import Identity, IdentityLayer, ask_current
+from ._enduser import Identity, IdentityLayer
+from ._enduser import install_flask_hooks as install_enduser_hooks
 from ._frameworks import default_service_name, install_route_hooks
 from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
@@ -111,10 +112,9 @@ class Monitor:
             from ._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
-            identity = self._identity(settings, app)
-            inner = IdentityLayer(app.wsgi_app, identity, ask_at_return=False)
-            app.wsgi_app = RequestInstrumentation(inner, request_pipeline(runtime), settings, metrics_app)
-            _install_flask_hooks(app, ask_enduser=identity.enduser_id is not None)
+            app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
+            _install_flask_hooks(app)
+        install_enduser_hooks(app, self._identity(settings, app))
         if settings.analytics:
             from .analytics import install
 
@@ -320,12 +320,8 @@ def _wsgi_name(application: Callable) -> str:
     return module if module != "__main__" else "wsgi_app"
 
 
-def _install_flask_hooks(app: Any, ask_enduser: bool = False) -> None:
-    """Tell the middleware the matched route template and any exception the app handled.
-
-    ``ask_enduser``: ask ``enduser_id`` for the request's user when the request is torn down
-    (flask-login's ``current_user`` still answers then).
-    """
+def _install_flask_hooks(app: Any) -> None:
+    """Tell the middleware the matched route template and any exception the app handled."""
     from flask import got_request_exception, request
 
     def record_route() -> None:
@@ -345,9 +341,3 @@ def _install_flask_hooks(app: Any, ask_enduser: bool = False) -> None:
             pass
 
     got_request_exception.connect(record_exception, app, weak=False)
-    if ask_enduser:
-
-        def ask(exc: BaseException | None = None) -> None:
-            ask_current()
-
-        app.teardown_request(ask)

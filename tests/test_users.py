@@ -247,3 +247,39 @@ def test_without_a_hash_key_the_flask_secret_key_keys_the_hash(monitors):
     closing_client(app).get("/")
     expected = hmac.new(app.secret_key.encode(), b"42", hashlib.sha256).hexdigest()[:16]
     assert telemetry.spans()[0].attributes["enduser.id"] == expected
+
+
+def test_a_view_that_fails_after_naming_its_user_still_names_it(monitors):
+    app = Flask("failing")
+
+    @app.get("/pay")
+    def pay():
+        with otel_monitor.get_monitor().tracer.start_as_current_span("charge"):
+            otel_monitor.set_enduser("frank")
+            raise RuntimeError("card declined")
+
+    monitor = monitors(app, system_metrics=False, analytics_token=TOKEN)
+    telemetry = Telemetry(monitor)
+    assert closing_client(app).get("/pay").status_code == 500
+    [server] = [s for s in telemetry.spans() if s.name == "GET /pay"]
+    assert server.attributes["enduser.id"] == "frank" and server.attributes["error.type"] == "RuntimeError"
+    body = closing_client(app).get(PREFIX + "/users?window=15m", headers=AUTH).get_json()
+    assert [(u["id"], u["requests"], u["errors"]) for u in body["users"]] == [("frank", 1, 1)]
+
+
+def test_set_enduser_names_the_contrib_instrumentations_server_span_too(monitors):
+    import pytest
+
+    pytest.importorskip("opentelemetry.instrumentation.flask")
+    app = Flask("contrib")
+
+    @app.get("/")
+    def index():
+        otel_monitor.set_enduser("gina")
+        return "ok"
+
+    monitor = monitors(app, flask_instrumentation="contrib", system_metrics=False, analytics_token=TOKEN)
+    telemetry = Telemetry(monitor)
+    closing_client(app).get("/")
+    [server] = [s for s in telemetry.spans() if s.kind.name == "SERVER"]
+    assert server.attributes["enduser.id"] == "gina"
