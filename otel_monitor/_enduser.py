@@ -35,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from ._safe_log import log_internal_error
+from .settings import Settings
 
 __all__ = [
     "ENDUSER_ID",
@@ -74,7 +75,7 @@ class Identity:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         enduser_id: Callable[[], Any] | None = None,
         hash_key: bytes | None = None,
     ) -> None:

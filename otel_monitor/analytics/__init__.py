@@ -247,7 +247,7 @@ def _setup(settings: Any, pipeline: Any) -> None:
         pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
         pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
-    state.identities.attach(state, pipeline)
+    state.identities.attach(pipeline)
     _insights.setup(state, pipeline)
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")

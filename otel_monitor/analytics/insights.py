@@ -18,12 +18,14 @@ from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, Scope
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._safe_log import log_internal_error
+from ..settings import Settings
 from .heatmap import METRICS, heatmap
 from .summary import WINDOWS, Key, Series, add, diff, extract
 from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snapshots, top
 from .versions import VersionData, parse_entries, unwritten_entries, versions_report
 
 if TYPE_CHECKING:
+    from ..pipeline import Pipeline
     from . import AnalyticsState
     from .prometheus_source import FleetState
 
@@ -39,7 +41,7 @@ class ViewContext(Protocol):
     """What these views read of the blueprint's ``AnalyticsContext``."""
 
     @property
-    def settings(self) -> Any: ...
+    def settings(self) -> Settings: ...
 
     @property
     def fleet(self) -> FleetState | None: ...
@@ -99,7 +101,7 @@ def _gather(st: AnalyticsState, key: str) -> list[Any]:
 # -- per pipeline --------------------------------------------------------------------------------
 
 
-def setup(st: AnalyticsState, pipeline: Any) -> None:
+def setup(st: AnalyticsState, pipeline: Pipeline) -> None:
     """Share this worker's requests since its last history write (with a history file)."""
     history = st.history
     if history is None:
@@ -113,7 +115,7 @@ def setup(st: AnalyticsState, pipeline: Any) -> None:
     pipeline.share(UNWRITTEN_KEY, unwritten)
 
 
-def _request_data(pipeline: Any) -> MetricsData:
+def _request_data(pipeline: Pipeline) -> MetricsData:
     """This process's request histograms as a collection (what ``extract`` reads)."""
     scope = ScopeMetrics(InstrumentationScope("otel_monitor"), pipeline.request_metrics.collect(), "")
     return MetricsData([ResourceMetrics(pipeline.resource, [scope], "")])

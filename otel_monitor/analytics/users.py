@@ -23,12 +23,16 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+from ..settings import Settings
 from .summary import OTHER, UNMATCHED, quantile
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 __all__ = [
     "SpaceSaving",
@@ -341,7 +345,7 @@ def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict
 class Identities:
     """The per-process counts of one monitored app: users always, client addresses when enabled."""
 
-    def __init__(self, settings: Any, bounds: tuple, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, bounds: tuple, clock: Callable[[], float]) -> None:
         prefix = settings.analytics_prefix.rstrip("/")
         k, routes = settings.analytics_users_kept, settings.analytics_max_routes
         self.users = IdentityCounts("enduser.id", k, bounds, clock, prefix, routes)
@@ -352,7 +356,7 @@ class Identities:
         )
         self.hashed = bool(settings.enduser_id_hash)
 
-    def attach(self, state: Any, pipeline: Any) -> None:
+    def attach(self, pipeline: Pipeline) -> None:
         """Per pipeline: the span processors, what the workers share, the folding job."""
         for counts, key in ((self.users, USERS_SHARE_KEY), (self.clients, CLIENTS_SHARE_KEY)):
             if counts is None:
