@@ -55,7 +55,8 @@ def test_requests_errors_and_p95_land_in_their_hour_and_day(tmp_path, monitors):
 def test_bad_parameters_are_refused(monitors):
     app, monitor = monitors.app(analytics_token=TOKEN)
     client = closing_client(app)
-    for query, word in (("metric=p99", "metric"), ("window=15m", "window"), ("tz=Mars/Olympus", "tz")):
+    bad = (("metric=p99", "metric"), ("window=15m", "window"), ("tz=Mars/Olympus", "tz"), ("tz=../../etc/passwd", "tz"))
+    for query, word in bad:
         response = client.get(PREFIX + "/heatmap?" + query, headers=AUTH)
         assert response.status_code == 400 and word in response.get_json()["error"], query
 
