@@ -313,8 +313,8 @@ def test_versions_come_from_target_info_joined_to_the_request_histograms(fleet):
         entry[1] += errors
         entry[2] += 1
     assert per_version == {"fleet-1.0": [17, 3, 2], "fleet-2.0": [8, 0, 1]}
-    for base in fleet["bases"]:
-        body = api(base, "/versions?window=all")
+    for base, window in zip(fleet["bases"], ("all", "1h", "15m"), strict=True):
+        body = api(base, f"/versions?window={window}")
         assert body["source"] == "prometheus" and body["regressions"] == []
         found = {v["version"]: [v["requests"], v["errors"], v["targets"]] for v in body["versions"]}
         assert found == per_version

@@ -10,6 +10,7 @@ regressions -- those need the history file (``analytics_source=memory``).
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from .prometheus_source import DURATION, FleetState
@@ -52,10 +53,10 @@ def fleet_versions(fleet: FleetState, seconds: float | None) -> dict[str, Any]:
         buckets = by_version(DURATION + "_bucket", by="job, instance, le")
         queries[name] = f"histogram_quantile({q}, sum by (service_version, le) ({buckets}))"
     now = fleet.clock()
-    deadline_cache = fleet._cache()  # one deadline for all the queries of this request
+    deadline = time.monotonic() + fleet.client.timeout  # one deadline for all the queries of this request
     rows: dict[str, dict[str, Any]] = {}
     for name, expr in queries.items():
-        for item in fleet.client.query(expr, now, deadline_cache["deadline"]):
+        for item in fleet.client.query(expr, now, deadline):
             version = item.get("metric", {}).get("service_version") or "unknown"
             value = _number(item.get("value", [None, None])[1])
             rows.setdefault(version, {})[name] = value
