@@ -95,7 +95,7 @@ function regressionItem(r) {
         ", " +
         pValueText(test.p_value) +
         " (level " +
-        pValueText(test.level).replace("p = ", "").replace("p < ", "< ") +
+        (typeof test.level === "number" ? test.level.toPrecision(2) : "—") +
         "), effect " +
         String(test.effect_size) +
         " (" +
