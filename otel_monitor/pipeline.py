@@ -145,6 +145,8 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     }
     if "host.name" not in attributes:
         attributes["host.name"] = platform.node()
+    if settings.service_version:  # resolved by the monitor (otel_monitor._version): wins, as service_name does
+        attributes["service.version"] = settings.service_version
     return Resource(attributes)
 
 

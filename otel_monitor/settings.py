@@ -134,6 +134,22 @@ def _propagators(value: Any) -> tuple[str, ...]:
     return check_propagator_names(names)
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8,::1``), normalized."""
+    import ipaddress
+
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = []
+    for item in (str(v).strip() for v in items):
+        if not item:
+            continue
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(result)
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -288,6 +304,15 @@ class Settings:
         _opt_str,
         ("OTEL_SERVICE_NAME",),
         "Service name (resource `service.name`); default: the Flask app's import name",
+    )
+    #: ``service.version`` of the resource. Default: ``service.version`` of the resource attributes,
+    #: else detected (the app's git commit, else its distribution's version, else ``unknown``).
+    service_version: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_SERVICE_VERSION",),
+        "The app's version (resource `service.version`); default: `service.version` from `OTEL_RESOURCE_ATTRIBUTES`, "
+        "else the app's git commit when it runs from a checkout, else its distribution's version, else `unknown`",
     )
     #: Extra resource attributes.
     resource_attributes: dict = _setting(
@@ -542,6 +567,28 @@ class Settings:
         ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",),
         "Query parameters whose values are replaced by `REDACTED` in spans",
     )
+    enduser_id_hash: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH",),
+        "Record `enduser.id` (spans, `/users`) as a keyed hash (HMAC-SHA256 with `enduser_id_hash_key`, 16 hex "
+        "digits) instead of the id itself",
+    )
+    enduser_id_hash_key: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH_KEY",),
+        "Key of the `enduser.id` hash; default: `analytics_secret_key`, else the Flask app's `secret_key`, else a "
+        "random key shared by the workers of one server (hashes then change at a restart)",
+        secret=True,
+    )
+    trusted_proxies: tuple = _setting(
+        (),
+        _networks,
+        ("OTEL_MONITOR_TRUSTED_PROXIES",),
+        "Addresses or CIDR networks of your reverse proxies: only a request from one of them has its "
+        "`X-Forwarded-For` read (right to left, skipping trusted hops) for `client.address`",
+    )
     capture_user_agent: bool = _setting(
         True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans"
     )
@@ -652,6 +699,19 @@ class Settings:
         _number(10, 100_000, integer=True),
         ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",),
         "Distinct (route, method) pairs the analytics track; others are summed into `(other)`",
+    )
+    analytics_users_kept: int = _setting(
+        100,
+        _number(1, 10_000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_USERS_KEPT",),
+        "k of the users (and client addresses) counted per endpoint and time bucket: Space-Saving keeps up to 2 k, "
+        "exact while an endpoint sees no more distinct users in a bucket, then the k busiest",
+    )
+    analytics_client_addresses: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS_CLIENT_ADDRESSES",),
+        "Count requests per client address in `<prefix>/clients` (off by default: addresses are personal data)",
     )
     trace_link_template: str | None = _setting(
         None,
