@@ -33,6 +33,9 @@ def build_logger_provider(settings: Any, resource: Any, exporters: list, meter_p
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+    from ._log_redaction import RedactingLogExporter
+    from ._redaction import redactor_for
+
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     from .pipeline import sdk_internal_metrics
 
@@ -40,7 +43,7 @@ def build_logger_provider(settings: Any, resource: Any, exporters: list, meter_p
         for exporter in exporters:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    exporter,
+                    RedactingLogExporter(exporter, redactor_for(tuple(settings.sensitive_query_params))),
                     schedule_delay_millis=settings.blrp_schedule_delay,
                     max_export_batch_size=min(settings.blrp_max_export_batch_size, settings.blrp_max_queue_size),
                     export_timeout_millis=settings.blrp_export_timeout,

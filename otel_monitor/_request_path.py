@@ -15,8 +15,8 @@ without the stock middleware's failure modes:
   (timed to its last byte if it was read to the end); ``wsgi.file_wrapper`` responses are passed
   through untouched (the server keeps its sendfile path) and timed at their ``close()``;
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
-* query values of sensitive parameters are redacted before they reach a span (names compared
-  percent-decoded and case-insensitively, also inside ``a[b]`` brackets);
+* query values of sensitive parameters, and secrets in an exception's message and stack trace, are
+  redacted before they reach the span (``_redaction``, the one redaction every view shares);
 * the request histograms are aggregated in one step per request (see ``_request_metrics``).
 
 Nothing in here may raise into the user's request: our own failures are logged (rate-limited)
@@ -29,17 +29,18 @@ import collections
 import os
 import re
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import unquote_plus
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ._redaction import Redactor, redactor_for
 from ._safe_log import log_internal_error
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
@@ -78,31 +79,6 @@ class _EnvironGetter:
 
 
 _GETTER = _EnvironGetter()
-
-
-_BRACKETED = re.compile(r"[^\[\]]+")
-
-
-def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
-    # Compare what the app will see: ``%70assword`` and ``pass+word`` decode before lookup.
-    if "%" in name or "+" in name:
-        name = unquote_plus(name)
-    name = name.lower()
-    if name in sensitive:
-        return True
-    # ``user[password]`` / ``password[]``: the form a framework reads as a nested ``password``.
-    return "[" in name and any(part in sensitive for part in _BRACKETED.findall(name))
-
-
-def _redact_query(query: str, sensitive: frozenset[str]) -> str:
-    parts = query.split("&")
-    changed = False
-    for i, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
-        if sep and _is_sensitive(name, sensitive):
-            parts[i] = name + "=REDACTED"
-            changed = True
-    return "&".join(parts) if changed else query
 
 
 def _server_address(environ: dict) -> tuple[str | None, int | None]:
@@ -162,7 +138,7 @@ class RequestInstrumentation:
         self._excluded = (
             re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
         )
-        self._sensitive = frozenset(settings.sensitive_query_params)
+        self._redactor: Redactor = redactor_for(tuple(settings.sensitive_query_params))
         self._capture_user_agent = settings.capture_user_agent
         self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
 
@@ -285,7 +261,7 @@ class _Request:
             attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
         query = environ.get("QUERY_STRING")
         if query:
-            attrs["url.query"] = _redact_query(query[:4096], self.mw._sensitive)
+            attrs["url.query"] = self.mw._redactor.query(query[:4096])
         host, port = self.mw._server_address(environ)
         if host:
             attrs["server.address"] = host
@@ -361,11 +337,33 @@ class _Request:
                 final["error.type"] = error
             _set_clean_attributes(span, final)
             if app_exc is not None:
-                span.record_exception(app_exc)
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error if app_exc is None else f"{error}: {app_exc}"[:256]))
+                message = _record_exception(span, app_exc, self.mw._redactor)
+                span.set_status(Status(StatusCode.ERROR, f"{error}: {message}"[:256]))
+            elif error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
         start_time = getattr(span, "start_time", None) if closed_late else None
         span.end(start_time + int(duration * 1e9) if start_time else None)
+
+
+def _record_exception(span: Any, exc: BaseException, redactor: Redactor) -> str:
+    """``span.record_exception(exc)`` with the message and stack trace redacted; returns the message.
+
+    The same event the SDK records (``exception.type`` module-qualified, ``exception.escaped``),
+    built here because the SDK's would carry a URL's password or a token in the clear.
+    """
+    kind = type(exc)
+    module = kind.__module__
+    message = redactor.text(str(exc))
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            "exception.message": message,
+            "exception.stacktrace": redactor.text("".join(traceback.format_exception(exc))),
+            "exception.escaped": "False",
+        },
+    )
+    return message
 
 
 def _runtime_context_var() -> ContextVar | None:

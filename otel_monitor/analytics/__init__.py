@@ -56,7 +56,9 @@ class AnalyticsState:
         self.bounds: tuple = tuple(DURATION_BUCKETS)
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
-        self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        self.recent = RecentRequests(
+            settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix, settings.sensitive_query_params
+        )
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
         self._last_data: Any = None
