@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from . import __about__
 from ._background import Scheduler
 from ._export_accounting import account, count_unexported_at_shutdown
+from ._ids import id_generator
 from ._propagation import build_propagator
 from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
@@ -369,7 +370,12 @@ def build_pipeline(
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
     )
-    tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
+    tracer_provider = TracerProvider(
+        resource=resource,
+        sampler=_sampler(settings),
+        shutdown_on_exit=False,
+        id_generator=id_generator(settings.id_generator),
+    )
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings))
     pipeline = Pipeline(

@@ -134,6 +134,12 @@ def _propagators(value: Any) -> tuple[str, ...]:
     return check_propagator_names(names)
 
 
+def _id_generator(value: Any) -> str | None:
+    from ._ids import check_id_generator_name
+
+    return check_id_generator_name(str(value))
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -392,6 +398,13 @@ class Settings:
     )
     traces_sampler_arg: float = _setting(
         1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1"
+    )
+    id_generator: str | None = _setting(
+        None,
+        _id_generator,
+        ("OTEL_PYTHON_ID_GENERATOR",),
+        "Trace and span id generator: an installed `opentelemetry_id_generator` entry point (`random`: the SDK's, "
+        "which the app's `random.seed` resets); default: a private generator, reseeded from `os.urandom` after fork",
     )
     metric_export_interval: float = _setting(
         60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports"
