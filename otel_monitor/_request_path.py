@@ -11,9 +11,10 @@ without the stock middleware's failure modes:
   are parsed exactly per W3C Trace Context (``_tracecontext``);
 * the request context is current while the body is iterated and closed, so spans started in a
   streaming generator are children of the request span;
-* a response the server never closes is still recorded, once, when it is garbage-collected
-  (timed to its last byte if it was read to the end); ``wsgi.file_wrapper`` responses are passed
-  through untouched (the server keeps its sendfile path) and timed at their ``close()``;
+* a response the server never closes is still recorded, once, by the next reading of the metrics
+  when it was handed out to its last byte (timed to it), else when it is garbage-collected;
+  ``wsgi.file_wrapper`` responses are passed through untouched (the server keeps its sendfile
+  path) and timed at their ``close()``;
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
 * query values of sensitive parameters, and secrets in an exception's message and stack trace, are
   redacted before they reach the span (``_redaction``, the one redaction every view shares);
@@ -182,11 +183,12 @@ class RequestInstrumentation:
         try:
             result = self.wsgi_app(environ, _start_response)
         except BaseException as exc:
-            record.failure = exc
+            record.fail(exc)
             record.detach()
             record.finish()
             raise
         record.detach()
+        record.release(environ)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
             return result  # the server's own object: it keeps its sendfile path
@@ -199,7 +201,9 @@ class _Request:
     __slots__ = (
         "mw",
         "pipeline",
-        "environ",
+        "route",
+        "request_size",
+        "handled",
         "method",
         "scheme",
         "span",
@@ -209,6 +213,7 @@ class _Request:
         "status",
         "headers",
         "sent",
+        "last",
         "end",
         "finished",
         "failure",
@@ -217,13 +222,21 @@ class _Request:
     def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
-        self.environ = environ
+        #: read from the environ when the app returns (``release``): the record keeps no reference
+        #: to the environ, so nothing the app put there (an exception and its traceback, whose
+        #: frames hold the response body) can keep a dropped body alive
+        self.route: str | None = None
+        length = environ.get("CONTENT_LENGTH")
+        self.request_size = int(length) if length and length.isdigit() else None
+        #: the exception the framework handled (its 500 page), already turned into an event
+        self.handled: _Failure | None = None
         self.status: str | None = None
         self.headers: list | None = None
         self.sent = 0
+        self.last = 0.0  # perf_counter when the latest chunk was handed out
         self.end: float | None = None  # perf_counter of the last byte, for a body never closed
         self.finished = False
-        self.failure: BaseException | None = None  # raised out of the app or its body
+        self.failure: _Failure | None = None  # raised out of the app or its body
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in _KNOWN_METHODS:
             method = "_OTHER"
@@ -279,6 +292,23 @@ class _Request:
                 attrs["user_agent.original"] = agent[:512]
         return attrs
 
+    def release(self, environ: dict) -> None:
+        """Take what ``finish`` needs from the environ when the app returns, and let go of it."""
+        try:
+            self.route = environ.get(ROUTE_KEY)
+            exception = environ.pop(EXCEPTION_KEY, None)
+            if isinstance(exception, BaseException):
+                self.handled = _Failure(exception, self.mw._redactor)
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("reading the request's route")
+
+    def fail(self, exc: BaseException) -> None:
+        """The app or its body raised ``exc``: described now, so no reference to it is kept."""
+        try:
+            self.failure = _Failure(exc, self.mw._redactor)
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("describing the request's exception")
+
     def detach(self) -> None:
         token, self.token = self.token, None
         if token is not None:
@@ -288,7 +318,11 @@ class _Request:
                 log_internal_error("detaching the request context")
 
     def finish(self) -> None:
-        if self.finished:
+        # Claimed atomically (one C call under the GIL): the server's close(), the garbage
+        # collector's queue and a scrape (``finish_unclosed``) may race for an unclosed body.
+        try:
+            self.pipeline.active.remove(self)
+        except KeyError:
             return
         self.finished = True
         try:
@@ -300,31 +334,28 @@ class _Request:
         end = self.end
         closed_late = end is not None  # finished for a body the server dropped without close()
         duration = (end if end is not None else time.perf_counter()) - self.start
-        environ = self.environ
         pipeline = self.pipeline
         status_text = self.status
         status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
-        route = environ.get(ROUTE_KEY)
+        route = self.route
         # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
-        app_exc = self.failure
-        if app_exc is None and status is not None and status >= 500:
-            app_exc = environ.get(EXCEPTION_KEY)
-        if app_exc is not None:
-            error = type(app_exc).__qualname__
+        failure = self.failure
+        if failure is None and status is not None and status >= 500:
+            failure = self.handled
+        if failure is not None:
+            error = failure.type_name
         elif status is not None and status >= 500:
             error = str(status)
         else:
             error = None
-        length = environ.get("CONTENT_LENGTH")
         span = self.span
         pipeline.request_metrics.record(
             (self.method, self.scheme, route, status, error),
             duration,
-            int(length) if length and length.isdigit() else None,
+            self.request_size,
             self.sent if status is not None else None,
             span.get_span_context(),
         )
-        pipeline.active.discard(self)
         pipeline.requests_seen += 1
         if span.is_recording():
             final: dict[str, Any] = {}
@@ -336,34 +367,38 @@ class _Request:
             if error is not None:
                 final["error.type"] = error
             _set_clean_attributes(span, final)
-            if app_exc is not None:
-                message = _record_exception(span, app_exc, self.mw._redactor)
-                span.set_status(Status(StatusCode.ERROR, f"{error}: {message}"[:256]))
+            if failure is not None:
+                span.add_event("exception", failure.event, failure.timestamp)
+                span.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
             elif error is not None:
                 span.set_status(Status(StatusCode.ERROR, error))
         start_time = getattr(span, "start_time", None) if closed_late else None
         span.end(start_time + int(duration * 1e9) if start_time else None)
 
 
-def _record_exception(span: Any, exc: BaseException, redactor: Redactor) -> str:
-    """``span.record_exception(exc)`` with the message and stack trace redacted; returns the message.
+class _Failure:
+    """An exception as the span records it, described when it happens (its message and stack trace
+    redacted): holding the exception itself would keep its traceback's frames alive, and with them
+    the response body a server or test client still had in a local variable."""
 
-    The same event the SDK records (``exception.type`` module-qualified, ``exception.escaped``),
-    built here because the SDK's would carry a URL's password or a token in the clear.
-    """
-    kind = type(exc)
-    module = kind.__module__
-    message = redactor.text(str(exc))
-    span.add_event(
-        "exception",
-        {
+    __slots__ = ("type_name", "message", "event", "timestamp")
+
+    def __init__(self, exc: BaseException, redactor: Redactor) -> None:
+        kind = type(exc)
+        module = kind.__module__
+        self.type_name = kind.__qualname__
+        self.message = redactor.text(str(exc))
+        # The event the SDK's record_exception makes (exception.type module-qualified).
+        self.event = {
             "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
-            "exception.message": message,
+            "exception.message": self.message,
             "exception.stacktrace": redactor.text("".join(traceback.format_exception(exc))),
             "exception.escaped": "False",
-        },
-    )
-    return message
+        }
+        self.timestamp = time.time_ns()
+
+
+_now = time.perf_counter
 
 
 def _runtime_context_var() -> ContextVar | None:
@@ -395,6 +430,23 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
 _ABANDONED: collections.deque = collections.deque()
 if hasattr(os, "register_at_fork"):  # a forked worker must not record its parent's requests
     os.register_at_fork(after_in_child=_ABANDONED.clear)
+
+
+def finish_unclosed(active: set) -> None:
+    """Record, before metrics are read, the requests whose response ended without ``close()``.
+
+    Those garbage-collected (``finish_abandoned``), and those whose body has been handed out to
+    its last byte (exhausted, or its declared ``Content-Length`` reached) but not closed: a test
+    client that never closes its responses, whose bodies Flask's exception and routing tracebacks
+    keep alive until the cyclic garbage collector runs. They are timed to their last byte. (A
+    server closes right after the last byte; a scrape in between ends the span there, once.)
+    """
+    finish_abandoned()
+    for request in list(active):
+        if request.end is None and request.last and request.sent == _declared_length(request.headers):
+            request.end = request.last
+        if request.end is not None:
+            request.finish()
 
 
 def finish_abandoned() -> None:
@@ -431,9 +483,14 @@ class _ResponseBody:
     def __iter__(self):
         record = self._record
         inner = self._inner
+        # ``last``: when the latest chunk was handed out. A consumer that stops at the declared
+        # length and never closes (Werkzeug's test client reads the first chunk only) is timed
+        # to it (``finish_unclosed``).
+        now = _now
         if type(inner) is list or type(inner) is tuple:  # no app code runs while these are read
             for chunk in inner:
                 record.sent += len(chunk)
+                record.last = now()
                 yield chunk
             record.end = time.perf_counter()
             return
@@ -453,12 +510,13 @@ class _ResponseBody:
                 finally:
                     _detach(token)
                 record.sent += len(chunk)
+                record.last = now()
                 yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             # The status line may already be on the wire; the telemetry still says it failed.
-            record.failure = exc
+            record.fail(exc)
             raise
         record.end = time.perf_counter()
 
@@ -505,14 +563,16 @@ def _time_file_wrapper(result: Any, record: _Request) -> bool:
         weakref.finalize(result, _abandon, record)
     except (AttributeError, TypeError):
         return False
-    length = _content_length(record.headers)
+    length = _declared_length(record.headers)
     if length is not None:
         record.sent = length  # the server sends the file itself: the declared length is the size
     return True
 
 
-def _content_length(headers: list | None) -> int | None:
-    for name, value in headers or ():
-        if name.lower() == "content-length":
-            return int(value) if value.isdigit() else None
+def _declared_length(headers: list | None) -> int | None:
+    """``Content-Length`` from the app's headers (few, short: names of another length are skipped)."""
+    if headers:
+        for name, value in headers:
+            if len(name) == 14 and name.lower() == "content-length":
+                return int(value) if value.isdigit() else None
     return None

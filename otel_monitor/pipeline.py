@@ -35,7 +35,7 @@ from ._ids import id_generator
 from ._propagation import build_propagator
 from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
-from ._request_path import finish_abandoned
+from ._request_path import finish_unclosed
 from ._safe_log import log_internal_error
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
@@ -224,7 +224,7 @@ class Pipeline:
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
 
-        finish_abandoned()  # responses dropped without close() count before this reading
+        finish_unclosed(self.active)  # responses ended without close() count before this reading
 
         counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
