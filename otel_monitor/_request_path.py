@@ -41,6 +41,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ._header_capture import HeaderCapture
 from ._redaction import Redactor, redactor_for
 from ._safe_log import log_internal_error
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
@@ -51,7 +52,6 @@ EXCEPTION_KEY = "otel_monitor.exception"
 #: set by the outermost monitored layer: inner ones (an app wrapped twice) pass the request through
 RECORDING_KEY = "otel_monitor.recording"
 
-_KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
 # Hostile-header guards, checked before any parsing (baggage <= 8192 bytes: the W3C baggage limit;
 # the trace-context bounds leave room for future traceparent versions and 32 tracestate members).
 _MAX_TRACEPARENT = MAX_TRACEPARENT
@@ -141,6 +141,19 @@ class RequestInstrumentation:
         )
         self._redactor: Redactor = redactor_for(tuple(settings.sensitive_query_params))
         self._capture_user_agent = settings.capture_user_agent
+        #: OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS (case-sensitive; any other method is _OTHER)
+        self._known_methods = frozenset(settings.http_known_methods)
+        sanitize = settings.capture_headers_sanitize_fields
+        self._request_headers = (
+            HeaderCapture(settings.capture_headers_server_request, sanitize, "http.request.header.")
+            if settings.capture_headers_server_request
+            else None
+        )
+        self._response_headers = (
+            HeaderCapture(settings.capture_headers_server_response, sanitize, "http.response.header.")
+            if settings.capture_headers_server_response
+            else None
+        )
         self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
 
     def _server_address(self, environ: dict) -> tuple[str | None, int | None]:
@@ -238,9 +251,10 @@ class _Request:
         self.finished = False
         self.failure: _Failure | None = None  # raised out of the app or its body
         method = environ.get("REQUEST_METHOD", "GET")
-        if method not in _KNOWN_METHODS:
+        if method not in mw._known_methods:
             method = "_OTHER"
         self.method = method
+        name = method if method != "_OTHER" else "HTTP"  # the semantic conventions' span name
         scheme = environ.get("wsgi.url_scheme", "http")
         self.scheme = scheme if scheme in ("http", "https") else "http"
         parent = None
@@ -252,12 +266,12 @@ class _Request:
         tracer = pipeline.tracer
         if tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
-            span = tracer.start_span(method, parent, _SERVER)
+            span = tracer.start_span(name, parent, _SERVER)
             if span.is_recording():
                 _set_clean_attributes(span, self._span_attributes(environ, path))
         else:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
-            span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
+            span = tracer.start_span(name, parent, _SERVER, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
         self.token: Any = otel_context.attach(self.context)
@@ -290,6 +304,8 @@ class _Request:
             agent = environ.get("HTTP_USER_AGENT")
             if agent:
                 attrs["user_agent.original"] = agent[:512]
+        if self.mw._request_headers is not None:
+            attrs.update(self.mw._request_headers.from_environ(environ))
         return attrs
 
     def release(self, environ: dict) -> None:
@@ -360,12 +376,14 @@ class _Request:
         if span.is_recording():
             final: dict[str, Any] = {}
             if route is not None:
-                span.update_name(f"{self.method} {route}")
+                span.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
                 final["http.route"] = route
             if status is not None:
                 final["http.response.status_code"] = status
             if error is not None:
                 final["error.type"] = error
+            if self.mw._response_headers is not None:
+                final.update(self.mw._response_headers.from_headers(self.headers))
             _set_clean_attributes(span, final)
             if failure is not None:
                 span.add_event("exception", failure.event, failure.timestamp)
