@@ -353,6 +353,8 @@ class _Request:
         pipeline = self.pipeline
         status_text = self.status
         status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
+        if status is None and self.failure is not None:
+            status = 500  # raised to the server before any response: what a PEP 3333 server sends
         route = self.route
         # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
         failure = self.failure

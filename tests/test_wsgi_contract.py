@@ -120,8 +120,10 @@ def test_an_exception_before_start_response_propagates_unchanged_and_is_recorded
         wrapped(environ("/"), lambda s, h, e=None: None)
     (span,) = telemetry.spans()
     assert span.attributes["error.type"] == "KeyError"
+    # No response was started: the server answers 500, and that is the recorded status.
+    assert span.attributes["http.response.status_code"] == 500
     point = telemetry.point("http.server.request.duration")
-    assert "http.response.status_code" not in point.attributes
+    assert point.attributes["http.response.status_code"] == 500 and point.attributes["error.type"] == "KeyError"
     assert active(telemetry) == 0
 
 
