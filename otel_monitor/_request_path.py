@@ -314,14 +314,14 @@ class _Request:
             self.route = environ.get(ROUTE_KEY)
             exception = environ.pop(EXCEPTION_KEY, None)
             if isinstance(exception, BaseException):
-                self.handled = _Failure(exception, self.mw._redactor)
+                self.handled = _Failure(exception, self.mw._redactor, self.span.is_recording())
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("reading the request's route")
 
     def fail(self, exc: BaseException) -> None:
         """The app or its body raised ``exc``: described now, so no reference to it is kept."""
         try:
-            self.failure = _Failure(exc, self.mw._redactor)
+            self.failure = _Failure(exc, self.mw._redactor, self.span.is_recording())
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("describing the request's exception")
 
@@ -403,10 +403,15 @@ class _Failure:
 
     __slots__ = ("type_name", "message", "event", "timestamp")
 
-    def __init__(self, exc: BaseException, redactor: Redactor) -> None:
+    def __init__(self, exc: BaseException, redactor: Redactor, recording: bool) -> None:
         kind = type(exc)
         module = kind.__module__
-        self.type_name = kind.__qualname__
+        self.type_name = kind.__qualname__  # error.type, for the metrics too
+        self.message = ""
+        self.event: dict[str, str] = {}
+        self.timestamp = 0
+        if not recording:  # an unsampled span records no event: no stack trace to format
+            return
         self.message = redactor.text(str(exc))
         # The event the SDK's record_exception makes (exception.type module-qualified).
         self.event = {

@@ -187,3 +187,16 @@ def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly(monitor
         assert len(telemetry.spans()) == 1 and active(telemetry) == 0
     finally:
         server.shutdown()
+
+
+def test_an_exception_in_an_unsampled_request_still_gives_its_class_and_status_to_the_metric(monitors):
+    def app(environ, start_response):
+        raise KeyError("missing")
+
+    wrapped = monitors.wrap(app, system_metrics=False, traces_sampler="always_off")
+    telemetry = Telemetry(wrapped.monitor)
+    with pytest.raises(KeyError):
+        wrapped(environ("/"), lambda s, h, e=None: None)
+    assert telemetry.spans() == []
+    point = telemetry.point("http.server.request.duration")
+    assert point.attributes["error.type"] == "KeyError" and point.attributes["http.response.status_code"] == 500
