@@ -74,7 +74,8 @@ class Redactor:
         # Text with none of the names in it (in lower case), and no %-escape, has no pair to redact:
         # one scan for them all spares the pair pattern's work on most stack traces and log lines.
         names = sorted(self.sensitive | _SECRET_HEADERS, key=len, reverse=True)
-        self._hint = re.compile(f"(?:{'|'.join(re.escape(name) for name in names) or '(?!)'}){_BEFORE_SEPARATOR}")
+        alternatives = "|".join(re.escape(name) for name in names) or "(?!)"
+        self._hint = re.compile(f"(?:{alternatives}){_BEFORE_SEPARATOR}")
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -130,8 +131,11 @@ class Redactor:
         lowered = text.lower()
         if ("authorization" in lowered or "cookie" in lowered) and ":" in text:
             text = _HEADER_IN_TEXT.sub(_redact_header, text)
+            lowered = text.lower()
         if "=" in text or "':" in text or '":' in text:
-            if "%" in text:  # a percent-encoded name: every pair is a candidate
+            if "%" in text or len(lowered) != len(text):
+                # A percent-encoded name (every pair is a candidate), or characters whose lower
+                # case is longer (offsets in ``lowered`` would not be offsets in ``text``).
                 text = _PAIR_IN_TEXT.sub(self._pair, text)
             else:
                 text = self._pairs_near_names(text, lowered)

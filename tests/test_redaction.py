@@ -119,6 +119,11 @@ def test_urls_lose_their_user_information_and_sensitive_query_values(url, redact
         ("GET /login?password+=S3CRET HTTP/1.1", "GET /login?password+=REDACTED HTTP/1.1"),
         ("sent Authorization: Bearer S3CRET\nthen", "sent Authorization: REDACTED\nthen"),
         ("headers {'Cookie': 'session=S3CRET'}", "headers {'Cookie': 'REDACTED'}"),
+        (
+            "sent Authorization: Bearer S3CRET\nbody password=S3CRET&next=1",
+            "sent Authorization: REDACTED\nbody password=REDACTED&next=1",
+        ),
+        ("İİİ PassWord=S3CRET", "İİİ PassWord=REDACTED"),  # "İ".lower() is two characters
         ("Error: password is wrong", "Error: password is wrong"),  # prose stays
         ("KeyError: 'token'", "KeyError: 'token'"),
     ],
@@ -179,6 +184,17 @@ def test_no_encoding_or_separator_lets_a_sensitive_value_through(name, before, a
     for redacted in (DEFAULT.query(query), DEFAULT.url("https://h/p?" + query), DEFAULT.text(f"GET /p?{query} x")):
         assert SECRET not in redacted
         assert f"{name}={REDACTED}" in redacted
+
+
+@given(
+    before=st.text(max_size=60),
+    header=st.sampled_from(["Authorization: Bearer ", "cookie: a=", "Set-Cookie: s="]),
+    name=encoded_names(),
+    after=st.text(max_size=60),
+)
+def test_secrets_after_a_header_line_are_redacted_too(before, header, name, after):
+    text = f"{before}\n{header}{SECRET}\n{name}={SECRET} {after}"
+    assert SECRET not in DEFAULT.text(text)
 
 
 @given(text=st.text(max_size=200))
