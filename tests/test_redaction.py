@@ -293,3 +293,12 @@ def test_exported_log_records_are_redacted_in_the_export_thread():
     assert failure.body == "database down"
     assert SECRET not in repr(dict(failure.attributes or {}))
     assert "postgres://REDACTED:REDACTED@db/x?password=REDACTED" in failure.attributes["exception.message"]
+
+
+def test_a_secret_straddling_the_trace_details_cut_is_redacted_before_the_cut():
+    from otel_monitor.analytics.trace_store import MAX_VALUE, TraceStore
+
+    store = TraceStore(500, 10, resolve_settings({}).sensitive_query_params)
+    message = "x" * (MAX_VALUE - 20) + f" postgres://admin:{SECRET}{SECRET}@db/x"
+    shown = store._attributes({"exception.message": message})["exception.message"]
+    assert SECRET[:4] not in shown and shown.endswith("…")

@@ -239,17 +239,27 @@ class TraceStore(SpanProcessor):
         result: dict[str, Any] = {}
         redact = self.redactor.attribute
         for key, value in (attributes or {}).items():
+            limit = MAX_STACKTRACE if key == "exception.stacktrace" else MAX_VALUE
+            # Redacted before the cut (a cut URL could hide its '@' and show its password), on
+            # a prefix with a margin past the cut (bounded work for a huge value).
             if isinstance(value, tuple):
-                value = [_short(redact(key, v), MAX_VALUE) for v in value]
+                value = [_short(redact(key, _cut(v, limit + _MARGIN)), limit) for v in value]
             else:
-                limit = MAX_STACKTRACE if key == "exception.stacktrace" else MAX_VALUE
-                value = _short(redact(key, value), limit)
+                value = _short(redact(key, _cut(value, limit + _MARGIN)), limit)
             result[key] = value
         return result
 
     def redact_text(self, text: str) -> str:
         """``text`` with every secret in it redacted (see :mod:`otel_monitor._redaction`)."""
         return self.redactor.text(text)
+
+
+#: characters past a cut still redacted, so that a secret straddling the cut is recognised
+_MARGIN = 1024
+
+
+def _cut(value: Any, limit: int) -> Any:
+    return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
 def _short(value: Any, limit: int) -> Any:
