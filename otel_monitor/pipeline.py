@@ -44,7 +44,7 @@ from ._request_path import finish_unclosed
 from ._safe_log import log_internal_error
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
-from .settings import _DURATION_BUCKETS_DEFAULT, Settings
+from .settings import DURATION_BUCKETS_DEFAULT, Settings
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -52,7 +52,7 @@ SCOPE = "otel_monitor"
 #: the semantic-conventions version our attribute and metric names follow (stable HTTP conventions)
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 #: the default http.server.request.duration boundaries (``http_server_duration_buckets`` sets them)
-DURATION_BUCKETS = _DURATION_BUCKETS_DEFAULT
+DURATION_BUCKETS = DURATION_BUCKETS_DEFAULT
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 

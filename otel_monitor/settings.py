@@ -223,7 +223,7 @@ _SAMPLERS = (
 _KNOWN_METHODS_DEFAULT = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
 #: http.server.request.duration boundaries (seconds): the semantic conventions' advisory ones,
 #: plus two finer ones at the bottom (most Flask endpoints answer in single milliseconds)
-_DURATION_BUCKETS_DEFAULT = (
+DURATION_BUCKETS_DEFAULT = (
     0.001,
     0.0025,
     0.005,
@@ -608,7 +608,7 @@ class Settings:
         "for the request histograms, and for the other instruments only with a push exporter",
     )
     http_server_duration_buckets: tuple = _setting(
-        _DURATION_BUCKETS_DEFAULT,
+        DURATION_BUCKETS_DEFAULT,
         _buckets,
         ("OTEL_MONITOR_HTTP_SERVER_DURATION_BUCKETS",),
         "Boundaries (seconds, increasing) of the `http.server.request.duration` histogram; default: the semantic "

@@ -29,7 +29,9 @@ class Telemetry:
     def spans(self) -> list:
         from ._request_path import finish_unclosed
 
-        finish_unclosed(self.monitor.pipeline.active)  # responses never closed end here at the latest
+        pipeline = self.monitor.pipeline
+        if pipeline is not None:
+            finish_unclosed(pipeline.active)  # responses never closed end here at the latest
         return list(self.exporter.get_finished_spans())
 
     def clear(self) -> None:
