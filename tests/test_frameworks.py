@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from werkzeug.test import Client, EnvironBuilder
@@ -195,7 +196,7 @@ def test_a_vendored_bottle_is_recognised_by_its_type_not_its_module_name(tmp_pat
 
     name = "acme_vendor.bottle_wrapper.bottle"
     path = tmp_path / "bottle.py"
-    path.write_text(open(installed.__file__, encoding="utf-8").read(), encoding="utf-8")
+    path.write_text(Path(installed.__file__).read_text(encoding="utf-8"), encoding="utf-8")
     spec = importlib.util.spec_from_file_location(name, path)
     vendored = importlib.util.module_from_spec(spec)
     sys.modules[name] = vendored
