@@ -49,17 +49,17 @@ class AnalyticsState:
     """
 
     def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
-        from ..pipeline import DURATION_BUCKETS
-
         self.pipeline = pipeline
         self.settings = settings
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.clock = clock
         self.started = clock()
-        self.bounds: tuple = tuple(DURATION_BUCKETS)
+        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
-        self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        self.recent = RecentRequests(
+            settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix, settings.sensitive_query_params
+        )
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
         self._last_data: Any = None
