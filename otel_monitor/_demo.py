@@ -39,6 +39,8 @@ DEGRADED_MIX: list[tuple[int, str, str]] = [
 #: so a short demo run shows failures and slow requests, and a long one shows the health recover
 TRAFFIC_PHASES: list[tuple[float, bool]] = [(12.0, False), (15.0, True), (150.0, False)]
 _PRODUCTS = ["book", "pen"]
+#: the signed-in users of the demo's traffic (``X-Demo-User``; None: nobody signed in), and how often
+_USERS: list[tuple[str | None, int]] = [("ada", 8), ("grace", 4), ("linus", 2), ("margaret", 1), (None, 5)]
 
 
 def degraded_at(elapsed: float) -> bool:
@@ -92,6 +94,9 @@ def send_traffic(
                 method=method,
                 headers={"Content-Type": "application/json", "User-Agent": "otel-monitor-demo"},
             )
+            user = rnd.choices([u for u, _ in _USERS], [w for _, w in _USERS])[0]
+            if user is not None:
+                req.add_header("X-Demo-User", user)
             try:
                 urllib.request.urlopen(req, timeout=5).read()
             except urllib.error.HTTPError as exc:

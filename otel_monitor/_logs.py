@@ -54,6 +54,9 @@ def build_logger_provider(
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+    from ._log_redaction import RedactingLogExporter
+    from ._redaction import redactor_for
+
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     from .pipeline import sdk_internal_metrics
 
@@ -61,7 +64,10 @@ def build_logger_provider(
         for exporter in exporters:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    account_logs(exporter, meter_provider, status),
+                    RedactingLogExporter(
+                        account_logs(exporter, meter_provider, status),
+                        redactor_for(tuple(settings.sensitive_query_params)),
+                    ),
                     schedule_delay_millis=settings.blrp_schedule_delay,
                     max_export_batch_size=min(settings.blrp_max_export_batch_size, settings.blrp_max_queue_size),
                     export_timeout_millis=settings.blrp_export_timeout,

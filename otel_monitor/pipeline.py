@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
@@ -31,23 +36,23 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from . import __about__
 from ._background import Scheduler
 from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
+from ._ids import id_generator
 from ._propagation import build_propagator
 from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
-from ._request_path import finish_abandoned
+from ._request_path import finish_unclosed
 from ._safe_log import log_internal_error
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
-from .settings import Settings
+from .settings import DURATION_BUCKETS_DEFAULT, Settings
 
 _logger = logging.getLogger("otel_monitor")
 
 SCOPE = "otel_monitor"
 #: the semantic-conventions version our attribute and metric names follow (stable HTTP conventions)
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
-# Semantic-convention advisory boundaries for http.server.request.duration, plus two finer
-# ones at the bottom: most Flask endpoints answer in single milliseconds.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: the default http.server.request.duration boundaries (``http_server_duration_buckets`` sets them)
+DURATION_BUCKETS = DURATION_BUCKETS_DEFAULT
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
@@ -145,6 +150,8 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     }
     if "host.name" not in attributes:
         attributes["host.name"] = platform.node()
+    if settings.service_version:  # resolved by the monitor (otel_monitor._version): wins, as service_name does
+        attributes["service.version"] = settings.service_version
     return Resource(attributes)
 
 
@@ -200,10 +207,11 @@ class Pipeline:
         self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
         # The request histograms are aggregated in one step per request (see _request_metrics).
         self.request_metrics = RequestMetrics(
-            DURATION_BUCKETS,
+            tuple(self.settings.http_server_duration_buckets),
             SIZE_BUCKETS,
             all_exemplars=bool(self.metric_exporters),
             body_sizes=self.settings.metrics_body_size,
+            exemplar_filter=self.settings.metrics_exemplar_filter or "trace_based",
         )
         self.reader.extra_metrics = self.request_metrics.collect
         self.reader.extra_scope = SCOPE
@@ -230,7 +238,7 @@ class Pipeline:
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
 
-        finish_abandoned()  # responses dropped without close() count before this reading
+        finish_unclosed(self.active)  # responses ended without close() count before this reading
 
         counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
@@ -374,12 +382,23 @@ def build_pipeline(
     metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
-    # by otel_monitor._request_metrics): the SDK's filter is trace-based only for a push exporter.
-    exemplar_filter = TraceBasedExemplarFilter() if metric_push else AlwaysOffExemplarFilter()
+    # by otel_monitor._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
+    # SDK's filter is trace-based only for a push exporter.
+    exemplar_filter = {
+        "always_on": AlwaysOnExemplarFilter,
+        "always_off": AlwaysOffExemplarFilter,
+        "trace_based": TraceBasedExemplarFilter,
+        None: TraceBasedExemplarFilter if metric_push else AlwaysOffExemplarFilter,
+    }[settings.metrics_exemplar_filter]()
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
     )
-    tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
+    tracer_provider = TracerProvider(
+        resource=resource,
+        sampler=_sampler(settings),
+        shutdown_on_exit=False,
+        id_generator=id_generator(settings.id_generator),
+    )
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings, exports))
     pipeline = Pipeline(

@@ -134,6 +134,58 @@ def _propagators(value: Any) -> tuple[str, ...]:
     return check_propagator_names(names)
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8,::1``), normalized."""
+    import ipaddress
+
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = []
+    for item in (str(v).strip() for v in items):
+        if not item:
+            continue
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(result)
+
+
+def _id_generator(value: Any) -> str | None:
+    from ._ids import check_id_generator_name
+
+    return check_id_generator_name(str(value))
+
+
+#: RFC 9110 ``token`` characters: what an HTTP method name is made of
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _methods(value: Any) -> tuple[str, ...]:
+    """OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS: comma-separated, case-sensitive method names."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+    for method in result:
+        if not _TOKEN.fullmatch(method) or method == "_OTHER":
+            raise ValueError(f"{method!r} is not an HTTP method name (expected e.g. GET,POST,PROPFIND)")
+    if not result:
+        raise ValueError("expected a comma-separated list of HTTP methods such as GET,POST,PROPFIND")
+    return result
+
+
+def _buckets(value: Any) -> tuple[float, ...]:
+    """Comma-separated histogram boundaries in seconds, increasing."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        result = tuple(float(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise ValueError("expected comma-separated numbers of seconds such as 0.005,0.01,0.1,1") from None
+    if not result or any(not math.isfinite(b) or b < 0 for b in result):
+        raise ValueError("expected comma-separated non-negative numbers of seconds such as 0.005,0.01,0.1,1")
+    if any(b >= c for b, c in zip(result, result[1:], strict=False)):
+        raise ValueError("the boundaries must increase")
+    return result
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -221,6 +273,30 @@ _SAMPLERS = (
     "parentbased_traceidratio",
 )
 
+#: HTTP methods known by default (the semantic conventions' list, RFC 9110, RFC 5789 and QUERY):
+#: any other becomes ``_OTHER``, with ``http.request.method_original`` on the span
+_KNOWN_METHODS_DEFAULT = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+#: http.server.request.duration boundaries (seconds): the semantic conventions' advisory ones,
+#: plus two finer ones at the bottom (most Flask endpoints answer in single milliseconds)
+DURATION_BUCKETS_DEFAULT = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
 #: query parameters redacted by default (compared percent-decoded, case-insensitively; see
 #: docs/request-path.md): passwords, OAuth 2.0 / OpenID Connect secrets and tokens, API keys,
 #: sessions, and the signatures and tokens of signed cloud-storage URLs.
@@ -288,6 +364,15 @@ class Settings:
         _opt_str,
         ("OTEL_SERVICE_NAME",),
         "Service name (resource `service.name`); default: the Flask app's import name",
+    )
+    #: ``service.version`` of the resource. Default: ``service.version`` of the resource attributes,
+    #: else detected (the app's git commit, else its distribution's version, else ``unknown``).
+    service_version: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_SERVICE_VERSION",),
+        "The app's version (resource `service.version`); default: `service.version` from `OTEL_RESOURCE_ATTRIBUTES`, "
+        "else the app's git commit when it runs from a checkout, else its distribution's version, else `unknown`",
     )
     #: Extra resource attributes.
     resource_attributes: dict = _setting(
@@ -432,6 +517,13 @@ class Settings:
     traces_sampler_arg: float = _setting(
         1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1"
     )
+    id_generator: str | None = _setting(
+        None,
+        _id_generator,
+        ("OTEL_PYTHON_ID_GENERATOR",),
+        "Trace and span id generator: an installed `opentelemetry_id_generator` entry point (`random`: the SDK's, "
+        "which the app's `random.seed` resets); default: a private generator, reseeded from `os.urandom` after fork",
+    )
     metric_export_interval: float = _setting(
         60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports"
     )
@@ -542,8 +634,71 @@ class Settings:
         ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",),
         "Query parameters whose values are replaced by `REDACTED` in spans",
     )
+    enduser_id_hash: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH",),
+        "Record `enduser.id` (spans, `/users`) as a keyed hash (HMAC-SHA256 with `enduser_id_hash_key`, 16 hex "
+        "digits) instead of the id itself",
+    )
+    enduser_id_hash_key: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH_KEY",),
+        "Key of the `enduser.id` hash; default: `analytics_secret_key`, else the Flask app's `secret_key`, else a "
+        "random key shared by the workers of one server (hashes then change at a restart)",
+        secret=True,
+    )
+    trusted_proxies: tuple = _setting(
+        (),
+        _networks,
+        ("OTEL_MONITOR_TRUSTED_PROXIES",),
+        "Addresses or CIDR networks of your reverse proxies: only a request from one of them has its "
+        "`X-Forwarded-For` read (right to left, skipping trusted hops) for `client.address`",
+    )
     capture_user_agent: bool = _setting(
         True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans"
+    )
+    capture_headers_server_request: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",),
+        "Request headers recorded on the request span as `http.request.header.<name>` (lists of strings): "
+        "comma-separated regular expressions matching whole header names, case-insensitively",
+    )
+    capture_headers_server_response: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",),
+        "Response headers recorded on the request span as `http.response.header.<name>`, as above",
+    )
+    capture_headers_sanitize_fields: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",),
+        "Captured headers whose values are recorded as `[REDACTED]` (regular expressions searched in the name, "
+        "case-insensitively); `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie` always are",
+    )
+    http_known_methods: tuple = _setting(
+        _KNOWN_METHODS_DEFAULT,
+        _methods,
+        ("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS",),
+        "HTTP methods recorded as themselves (case-sensitive; replaces the default list); any other is `_OTHER`, "
+        "with `http.request.method_original` on the span",
+    )
+    metrics_exemplar_filter: str | None = _setting(
+        None,
+        _choice("always_on", "always_off", "trace_based"),
+        ("OTEL_METRICS_EXEMPLAR_FILTER",),
+        "Which measurements may become exemplars: `always_on`, `always_off`, `trace_based`; default: trace-based "
+        "for the request histograms, and for the other instruments only with a push exporter",
+    )
+    http_server_duration_buckets: tuple = _setting(
+        DURATION_BUCKETS_DEFAULT,
+        _buckets,
+        ("OTEL_MONITOR_HTTP_SERVER_DURATION_BUCKETS",),
+        "Boundaries (seconds, increasing) of the `http.server.request.duration` histogram; default: the semantic "
+        "conventions' advisory ones plus 0.001 and 0.0025",
     )
     multiprocess_dir: str | None = _setting(
         None,
@@ -652,6 +807,19 @@ class Settings:
         _number(10, 100_000, integer=True),
         ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",),
         "Distinct (route, method) pairs the analytics track; others are summed into `(other)`",
+    )
+    analytics_users_kept: int = _setting(
+        100,
+        _number(1, 10_000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_USERS_KEPT",),
+        "k of the users (and client addresses) counted per endpoint and time bucket: Space-Saving keeps up to 2 k, "
+        "exact while an endpoint sees no more distinct users in a bucket, then the k busiest",
+    )
+    analytics_client_addresses: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS_CLIENT_ADDRESSES",),
+        "Count requests per client address in `<prefix>/clients` (off by default: addresses are personal data)",
     )
     trace_link_template: str | None = _setting(
         None,
@@ -942,6 +1110,12 @@ def resolve_settings(
             raise SettingsError(
                 f"otlp_timeout: bad value from environment variable OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds): {exc}"
             ) from None
+    # The SDK specification: OTEL_SERVICE_NAME (or our argument / app.config) wins, then a
+    # service.name given in OTEL_RESOURCE_ATTRIBUTES, then any default (the Flask app's name).
+    given = values["resource_attributes"].get("service.name") if "service_name" not in sources else None
+    if given:
+        values["service_name"] = given
+        sources["service_name"] = sources.get("resource_attributes", "default") + " (service.name)"
     settings = Settings(**values)
     object.__setattr__(settings, "_sources", sources)
     return settings
@@ -956,7 +1130,7 @@ def markdown_table() -> str:
     for f in FIELDS:
         default = "{}" if f.default is dataclasses.MISSING else f.default
         if isinstance(default, tuple):
-            default = ",".join(default) if default else "(none)"
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) if default else "(none)"
         shown = "(none)" if default is None else str(default)
         env = " / ".join(f"`{v}`" for v in f.metadata["env"])
         rows.append(f"| `{f.name}` / `{config_key(f.name)}` | {env} | `{shown}` | {f.metadata['doc']} |")

@@ -44,6 +44,10 @@ TRAFFIC = (
 )
 
 
+#: per instance: its app version (the first and the last run the same one)
+VERSIONS = ("fleet-1.0", "fleet-2.0", "fleet-1.0")
+
+
 def request(url: str, method: str = "GET", token: str | None = TOKEN, timeout: float = 10) -> tuple[int, bytes]:
     data = b"{}" if method == "POST" else None
     headers = {"Content-Type": "application/json"} if data else {}
@@ -164,7 +168,7 @@ def fleet(tmp_path_factory):
             PYTHONUNBUFFERED="1",
         )
         bases = []
-        for port in ports:
+        for i, port in enumerate(ports):
             with open(workdir / f"app-{port}.log", "wb") as log:
                 processes.append(
                     subprocess.Popen(
@@ -172,7 +176,7 @@ def fleet(tmp_path_factory):
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
-                        env=env,
+                        env={**env, "OTEL_MONITOR_SERVICE_VERSION": VERSIONS[i]},
                     )
                 )
             bases.append(f"http://127.0.0.1:{port}")
@@ -298,6 +302,23 @@ def test_timeseries_and_export_answer_from_prometheus(fleet):
     assert status == 200
     exported = json.loads(body)
     assert sum(r["count"] for r in exported["endpoints"]) == 25
+
+
+def test_versions_come_from_target_info_joined_to_the_request_histograms(fleet):
+    per_version: dict[str, list[int]] = {}
+    for version, e in zip(VERSIONS, fleet["expected"], strict=True):
+        requests, errors = totals(e["counts"])
+        entry = per_version.setdefault(version, [0, 0, 0])
+        entry[0] += requests
+        entry[1] += errors
+        entry[2] += 1
+    assert per_version == {"fleet-1.0": [17, 3, 2], "fleet-2.0": [8, 0, 1]}
+    for base, window in zip(fleet["bases"], ("all", "1h", "15m"), strict=True):
+        body = api(base, f"/versions?window={window}")
+        assert body["source"] == "prometheus" and body["regressions"] == []
+        found = {v["version"]: [v["requests"], v["errors"], v["targets"]] for v in body["versions"]}
+        assert found == per_version
+        assert all(v["p95_ms"] is not None and v["p95_ms"] > 0 for v in body["versions"])
 
 
 def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
-from . import analytics_of
+from . import analytics_of, insights
 from .auth import Auth
 from .dashboard import register_dashboard
 from .profile_view import profiles
@@ -385,6 +385,10 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
     ("/errors", "errors", errors),
     ("/dashboard", "dashboards", dashboards),
     ("/export", "export", export),
+    ("/versions", "versions", insights.versions_view),
+    ("/users", "users", insights.users_view),
+    ("/clients", "clients", insights.clients_view),
+    ("/heatmap", "heatmap", insights.heatmap_view),
 )
 
 

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._request_path import _redact_query
-from .trace_store import _SECRET_KEY, REDACTED, TraceStore
+from .._redaction import REDACTED, names_a_secret, redactor_for
 
 __all__ = ["SystemReadings", "OutlierContext", "MAX_HEADERS", "MAX_HEADER_VALUE", "STALE_S"]
 
@@ -42,7 +41,7 @@ class _Span(Protocol):
 class _Served(Protocol):
     """What the context reads of a request in flight (``_request_path._Request``)."""
 
-    environ: dict
+    request_environ: dict[str, str] | None
     span: _Span
 
 
@@ -110,17 +109,19 @@ class OutlierContext:
     ) -> None:
         self.serving = serving
         self.readings = readings
-        self._sensitive = frozenset(p.lower() for p in sensitive_query_params)
-        # The trace store's URL redaction, with the same sensitive parameters (one place).
-        self._urls = TraceStore(0, 1, sensitive_query_params)
+        self._redactor = redactor_for(tuple(sensitive_query_params))
 
     def annotate(self, span: _EndedSpan, tree: dict) -> None:
         if tree.get("kind") == "sample":  # a normal request kept for comparison: no outlier
             return
         context: dict[str, Any] = {}
         record = self.serving.get(threading.get_ident())
-        if record is not None and record.span.get_span_context().span_id == span.context.span_id:
-            context["request"] = self.request(record.environ)
+        if (
+            record is not None
+            and record.request_environ is not None
+            and record.span.get_span_context().span_id == span.context.span_id
+        ):
+            context["request"] = self.request(record.request_environ)
         if self.readings is not None:
             machine = self.readings.current()
             if machine is not None:
@@ -140,11 +141,11 @@ class OutlierContext:
             else:
                 continue
             text = str(value)[:MAX_HEADER_VALUE]
-            headers[name] = REDACTED if _SECRET_KEY.search(name) else self._urls.redact_text(text)
+            headers[name] = REDACTED if names_a_secret(name) else self._redactor.text(text)
         query = str(environ.get("QUERY_STRING") or "")[:4096]
         return {
             "method": str(environ.get("REQUEST_METHOD", ""))[:32],
             "path": str(environ.get("PATH_INFO", ""))[:2048],
-            "query": _redact_query(query, self._sensitive) if query else "",
+            "query": self._redactor.query(query) if query else "",
             "headers": dict(sorted(headers.items())),
         }
