@@ -397,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory holding collector-config/ (or collector-config itself); default: the current directory",
     )
     doctor.add_argument(
+        "--all",
+        action="store_true",
+        help="list every setting, not only those that differ from the defaults",
+    )
+    doctor.add_argument(
         "--skip-metrics-check",
         action="store_true",
         help="do not build a throwaway app to compare its metrics with the dashboards",

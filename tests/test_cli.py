@@ -417,7 +417,7 @@ def test_doctor_good_config_passes(listener, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # collector-config/ of the checkout
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{listener}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=supersecret")
-    code = cli.main(["doctor", "--service-name", "shop"])
+    code = cli.main(["doctor", "--all", "--service-name", "shop"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.rstrip().endswith("all checks passed")
@@ -430,6 +430,33 @@ def test_doctor_good_config_passes(listener, monkeypatch, capsys):
     assert f"http://127.0.0.1:{listener}/v1/traces" in out and "accepts TCP connections" in out
     if (ROOT / "collector-config" / "alert-rules.yml").exists():
         assert "collector-config/alert-rules.yml" in out
+
+
+def test_doctor_lists_only_the_settings_that_differ_from_the_defaults_and_all_with_a_flag(
+    monkeypatch, capsys, tmp_path
+):
+    from otel_monitor.settings import FIELDS
+
+    monkeypatch.chdir(tmp_path)  # no collector-config/ here, as for an installed package
+    monkeypatch.setenv("OTEL_MONITOR_METRICS_PATH", "/internal/metrics")
+    assert cli.main(["doctor", "--skip-metrics-check", "--set", "analytics_slow_ms=250"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (\w+)  ", out.split("Checks")[0], re.M)
+    assert rows == ["SETTING", "service_name", "metrics_path", "analytics_slow_ms"], rows
+    assert f"2 of {len(FIELDS)} differ from the defaults (--all lists every one" in out
+    assert cli.main(["doctor", "--skip-metrics-check", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^  (\w+)  ", out.split("Checks")[0], re.M)) == len(FIELDS) + 1
+    assert re.search(r"^\s+metrics_path\s+/internal/metrics\s+environment variable", out, re.M)
+
+
+def test_doctor_outside_a_checkout_says_nothing_of_collector_config_files(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # what a wheel user has: no collector-config/
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "collector-config" not in out and "dashboard and alert-rule metric names" not in out, out
+    assert cli.main(["doctor", "--stack-dir", str(tmp_path)]) == 0  # asked for: then it says what is missing
+    assert "no collector-config/grafana/dashboards/*.json" in capsys.readouterr().out
 
 
 def test_doctor_unreachable_endpoint_fails_naming_it(monkeypatch, capsys, tmp_path):
@@ -477,7 +504,9 @@ def test_doctor_app_with_its_own_monitor_shows_its_arguments_and_exports_nothing
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
-    assert cli.main(["doctor", "--app", "own_monitor_app.py:app", "--skip-metrics-check"]) == 1  # endpoint down
+    assert (
+        cli.main(["doctor", "--all", "--app", "own_monitor_app.py:app", "--skip-metrics-check"]) == 1
+    )  # endpoint down
     out = capsys.readouterr().out
     assert re.search(r"^\s+metrics_path\s+/m\s+argument$", out, re.M)
     assert re.search(r"^\s+sdk_disabled\s+false\s+default$", out, re.M)
