@@ -3,7 +3,8 @@
 axe-core comes from the npm registry as a test dependency (tests/js/package.json; ``npm ci --prefix
 tests/js`` in scripts/test.sh) and is injected into each page of the browser tests' Chromium. Every
 view (the login form, overview, endpoints and an endpoint's detail with its flame graph, system,
-traces, a failed trace, a slow trace with its profile, errors, alerts, custom metrics) is checked at
+traces, a failed trace, a slow trace with its profile, errors, alerts, custom metrics, versions,
+users, the week's heatmap) is checked at
 1366 and 390 px wide, in the light and the dark theme: no critical or serious violation, every
 scrollable region reachable by keyboard, one <h1> per view. The counts per view, width and theme are
 written to ``test-artifacts/accessibility.json`` and printed.
@@ -88,6 +89,9 @@ VIEWS: list[tuple[str, Callable]] = [
     ("errors", _view("errors")),
     ("alerts", _view("alerts")),
     ("custom", _view("custom")),
+    ("versions", _view("versions")),
+    ("users", _view("users")),
+    ("week", _view("heatmap")),
 ]
 
 

@@ -293,7 +293,8 @@ def number(text: str) -> float:
 def test_overview_shows_health_numbers_and_charts(dashboard):
     page = dashboard.page
     open_view(page, "overview")
-    assert page.locator("#health-badge").inner_text() in ("Healthy", "Degraded")
+    badge = page.locator("#health-badge").text_content()
+    assert badge == "Healthy" or re.fullmatch(r"Degraded· [A-Za-z0-9 ]+ [\d.,]+ \S+ \(over [\d.,]+ \S+\)( \+\d)?", badge), badge
     assert page.locator("#overview-health .check").count() == 7
     values = page.locator("#overview-kpis .kpi-value").all_inner_texts()
     assert len(values) == 4
@@ -430,6 +431,11 @@ def test_system_view_charts_host_and_process(dashboard):
     assert cards[0].endswith("%") and cards[1].endswith("%") and cards[3].endswith(("MB", "GB")), cards
     titles = page.locator("#system-charts .chart-title").all_inner_texts()
     assert titles == ["CPU", "Memory", "Disk", "Network", "Process memory (RSS)", "Process threads"]
+    with paused(page):  # one drawing: the card and the chart read the same sample
+        process = page.locator("#system-cards .kpi").nth(3).locator(".kpi-foot .muted").inner_text()
+        chart = page.locator("#system-charts .chart-card").nth(5).locator(".legend-value").inner_text()
+        assert re.fullmatch(r"\d+ threads", chart), chart
+        assert process.split(" · ")[0] == chart, (process, chart)  # one number of threads, not two
     points = drawn_points(page, "#system-charts svg.chart")
     assert points[0] >= 2 and points[1] >= 2 and points[4] >= 2 and points[5] >= 2, points
     shot(page, "system")
@@ -513,6 +519,14 @@ def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_tracebac
     )
     assert pairs["server.address"] == "payments.invalid" and pairs["kind"] == "client", pairs
     assert "exception.type" in pairs and pairs["exception.type"] == "RuntimeError"
+    # The request span's exception event is the one the card above shows: its traceback is not repeated.
+    root = detail.locator(".wf-span").first
+    root.click()
+    root_panel = detail.locator(".wf-panel").first
+    assert root_panel.locator(".traceback-note").inner_text() == "Its traceback is shown above."
+    assert root_panel.locator("pre.traceback").count() == 0
+    assert detail.locator("pre.traceback", has_text="in error").count() == 1  # the request's, once
+    root.click()
     link = detail.locator("a.trace-link")
     assert link.get_attribute("href") == TRACE_LINK + trace_id and link.get_attribute("rel") == "noopener noreferrer"
     # the auto-refresh (2 s) leaves the open panel open
