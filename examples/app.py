@@ -94,6 +94,9 @@ def create_app(**monitor_settings) -> Flask:
     def inventory(product: str):
         if product not in STOCK:
             abort(404)
+        delay = float(app.config.get("INVENTORY_DELAY_S") or 0)
+        if delay:  # the demo's incident: the inventory service answers late
+            time.sleep(delay)
         return jsonify(product=product, stock=STOCK[product])
 
     @app.post("/api/orders")
