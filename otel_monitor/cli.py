@@ -292,17 +292,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
     # The history must be set before the example app is imported: its Monitor reads it then.
-    with temporary_history() as history, demo_alerts(), demo_environment(story) as env:
-        return _serve_demo(args, history, story, env)
+    with temporary_history() as history, demo_alerts(), demo_environment(story) as deploys:
+        return _serve_demo(args, history, story, deploys)
 
 
-def _serve_demo(args: argparse.Namespace, history: str | None, story: Any, env: Any) -> int:
-    from ._demo import serve
+def _serve_demo(args: argparse.Namespace, history: str | None, story: Any, deploys: bool) -> int:
+    from ._demo import deploy_args, serve
 
     app, origin = demo_app()
     from .examples.app import create_app
 
-    deploy = (lambda version: create_app(service_version=version)) if env.deploys else None
+    deploy = (lambda version: create_app(service_version=version, **deploy_args(app))) if deploys else None
     traffic, run_seconds = args.traffic, None
     if args.duration is not None:
         traffic = min(traffic, args.duration)
@@ -324,7 +324,6 @@ def _serve_demo(args: argparse.Namespace, history: str | None, story: Any, env: 
             run_seconds=run_seconds,
             story=story,
             deploy=deploy,
-            token=env.token,
         )
     except OSError as exc:
         print(

@@ -648,30 +648,52 @@ def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(sta
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(150)
-def test_demo_shows_its_alert_firing_in_the_degraded_spell_and_resolving_after_it(started):
+@pytest.mark.timeout(200)
+def test_the_quick_demo_tells_its_story_healthy_deploy_incident_alert_recovery(started):
     import json
     import urllib.request
 
     proc, log = started(
-        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "40", "--duration", "120"],
-        name="demo-alerts",
-        env={"OTEL_MONITOR_ANALYTICS_TOKEN": "demo-token"},
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--quick", "--duration", "120"], name="demo-story"
     )
     _wait_for_url(log, proc)
-    api = re.search(r"^analytics:\s+(http://\S+)/performance", log.read_text(), re.M).group(1)
+    api = re.search(r"^analytics:\s+(http://\S+)/performance\?token=(\S+)", log.read_text(), re.M)
+    assert api, log.read_text()  # the URLs carry the token the demo chose
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(api.group(1) + path, headers={"Authorization": f"Bearer {api.group(2)}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # /health answers 503 when unhealthy, with its body
+            return json.loads(exc.read())
+
+    # First sight: no alarm of the demo's own making (its errors start with the incident).
+    first = {c["name"]: c["status"] for c in get("/health")["checks"]}
+    assert first["error_rate_pct"] == "ok", first
     seen: list[str] = []
+    error_rate_failed = False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and seen[-1:] != ["resolved"]:
-        request = urllib.request.Request(api + "/alerts", headers={"Authorization": "Bearer demo-token"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            [alert] = [a for a in json.loads(response.read())["alerts"] if a["name"].startswith("demo:")]
-        status = (
-            "resolved"
-            if alert["state"]["resolved_at"] and alert["state"]["status"] == "inactive"
-            else alert["state"]["status"]
-        )
+        [alert] = [a for a in get("/alerts")["alerts"] if a["name"].startswith("demo:")]
+        state = alert["state"]
+        status = "resolved" if state["resolved_at"] and state["status"] == "inactive" else state["status"]
         if not seen or seen[-1] != status:
             seen.append(status)
+        checks = {c["name"]: c["status"] for c in get("/health")["checks"]}
+        error_rate_failed |= checks["error_rate_pct"] == "fail"
         time.sleep(0.5)
     assert "firing" in seen and seen[-1] == "resolved", seen
+    assert error_rate_failed  # the health said why during the incident
+    # Version 1.0, then 2.0 (deployed), both in the Versions view; the incident's orders are slower.
+    versions = get("/versions?window=1h")
+    assert [v["version"] for v in versions["versions"]] == ["1.0", "2.0"], versions["versions"]
+    assert versions["current"] == "2.0"
+    # An order during the incident: its trace holds the outgoing inventory call and the database insert.
+    trees = [get(f"/traces/{t['trace_id']}") for t in get("/traces?kind=slow")["traces"] if t["route"] == "/api/orders"]
+    assert trees, "no slow order kept"
+    names = [s["name"] for s in trees[0]["spans"]]
+    assert names[0] == "POST /api/orders" and sorted(names[1:]) == ["GET", "INSERT orders"], names
+    text = log.read_text()
+    for note in ("version 1.0 serves healthy traffic", "version 2.0 deployed", "incident:", "recovery:"):
+        assert f"story: {note}" in text, text[-2000:]

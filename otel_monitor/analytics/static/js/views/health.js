@@ -18,8 +18,10 @@ const CHECK_LABELS = {
 /** The checks that do not pass, as "Error rate 4.2 % (over 1 %)": why the badge is not green. */
 export function failingChecks(health) {
   const checks = health && Array.isArray(health.checks) ? health.checks : [];
+  const failedFirst = (c) => (c.status === "fail" ? 0 : 1);
   return checks
     .filter((c) => c && c.status && c.status !== "ok")
+    .sort((a, b) => failedFirst(a) - failedFirst(b)) // a failure explains the badge before a warning
     .map((c) => {
       const label = CHECK_LABELS[c.name] || String(c.name);
       return label + " " + fmtCheck(c.value, c.unit) + " (over " + fmtCheck(c.threshold, c.unit) + ")";
