@@ -62,6 +62,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from . import _default_registry
 from ._metrics_data import iter_scoped
 from ._safe_log import log_internal_error
 from .prefork import alive as _alive
@@ -414,10 +415,13 @@ class _Group:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def archive(self, dead: list[int]) -> list[dict]:
-        """Fold dead workers' counters into archive.json; returns the archive. Call with the lock held."""
+    def archive(self, dead: list[int]) -> dict:
+        """Fold dead workers' counters into archive.json; returns the archive
+        (``{"metrics": [...], "registry": [...]}``). Call with the lock held."""
         archive_path = os.path.join(self.directory, "archive.json")
-        archive = (_read_json(archive_path) or {}).get("metrics", [])
+        stored = _read_json(archive_path) or {}
+        archive = stored.get("metrics", [])
+        registry = stored.get("registry", [])
         changed = False
         for pid in dead:
             path = self.path(pid)
@@ -425,16 +429,17 @@ class _Group:
             if payload is None:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
+            registry = _default_registry.merge([], None, [], registry + payload.get("registry", []))
             os.unlink(path)
             self._parsed.pop(path, None)
             with contextlib.suppress(OSError):
                 os.unlink(self.path(pid, "sock"))
             changed = True
         if changed:
-            _write_atomically(archive_path, {"metrics": archive})
-        return archive
+            _write_atomically(archive_path, {"metrics": archive, "registry": registry})
+        return {"metrics": archive, "registry": registry}
 
-    def others(self) -> tuple[list[tuple[int, dict]], list[dict]]:
+    def others(self) -> tuple[list[tuple[int, dict]], dict]:
         """The other live workers' last payloads, and the archive (dead workers folded in)."""
         with self.locked():
             live, dead = self.peers()
@@ -525,6 +530,8 @@ class WorkerView:
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
+        #: the default registry travels in the worker files (see otel_monitor._default_registry)
+        self.default_registry: bool = pipeline.settings.metrics_default_registry
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -544,10 +551,12 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict]) -> None:
-        """Write this worker's file (raises OSError when the directory is unusable)."""
+    def publish(self, metrics: list[dict]) -> list[dict]:
+        """Write this worker's file (raises OSError when the directory is unusable); returns the
+        default registry's families it wrote (empty when ``metrics_default_registry`` is off)."""
         if os.getpid() != self.pid:
-            return  # a process forked from this worker must never write the worker's file
+            return []  # a process forked from this worker must never write the worker's file
+        registry = self._collect_registry()
         shared = {}
         for key, produce in list(self.pipeline.shared.items()):
             try:
@@ -557,12 +566,24 @@ class WorkerView:
         payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
         with self._write_lock:
             seen = self.pipeline.requests_seen
-            _write_atomically(self.group.path(self.pid), {**payload, "metrics": metrics, "shared": shared})
+            _write_atomically(
+                self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
+            )
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
             self._failed_at = None
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
+        return registry
+
+    def _collect_registry(self) -> list[dict]:
+        if not self.default_registry:
+            return []
+        try:
+            return _default_registry.collect()
+        except Exception:  # noqa: BLE001 - a broken custom collector must not stop this worker's publishing
+            log_internal_error("collecting the prometheus_client default registry")
+            return []
 
     def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
         """(the SDK's own snapshot, everything serialised): the request histograms go straight
@@ -626,18 +647,23 @@ class WorkerView:
     # -- the view -----------------------------------------------------------------------------
 
     def scrape(self) -> MetricsData | None:
+        return self.scrape_with_registry()[0]
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+        """The scrape, and the group's default registry merged in the same round (None: this
+        process's own, when the directory cannot be used)."""
         if not self._usable():
-            return self._own()
+            return self._own(), None
         data, own = self._fresh()
         try:
-            self.publish(own)  # what we show is on disk before anybody shows the next total
+            own_registry = self.publish(own)  # what we show is on disk before anybody shows the next total
             self.group.ask_to_publish(PUBLISH_WAIT)
-            merged = self._merged(own, data)
+            merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
-            return merged
+            return merged, _default_registry.families(registry)
         except OSError as exc:
             self._failed(exc)
-            return self._own()
+            return self._own(), None
 
     def read(self) -> MetricsData | None:
         if not self._usable():
@@ -647,20 +673,27 @@ class WorkerView:
             return cached[1]  # a load balancer's /health every few hundred ms costs one merge a second
         data = self.pipeline.reader.snapshot(extra=False)
         try:
-            merged = self._merged(serialise(data) + self._requests(), data)
+            merged, _ = self._merged(serialise(data) + self._requests(), data, [])
         except OSError as exc:
             self._failed(exc)
             return self._own()
         self._read_cache = (time.monotonic(), merged)
         return merged
 
-    def _merged(self, own: list[dict], data: MetricsData | None) -> MetricsData:
+    def _merged(
+        self, own: list[dict], data: MetricsData | None, own_registry: list[dict]
+    ) -> tuple[MetricsData, list[dict]]:
         live, archive = self.group.others()
-        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
+        registry: list[dict] = []
+        if self.default_registry and own_registry:
+            registry = _default_registry.merge(
+                own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
+            )
         with self._merge_lock:
             merged = deserialise(entries, data, self.group_resource, self._intern)
             self._intern.rotate()
-        return merged
+        return merged, registry
 
     def gather(self, key: str) -> list[Any]:
         values = []
@@ -714,17 +747,33 @@ class MasterView:
         self._lock = threading.Lock()
 
     def scrape(self) -> MetricsData | None:
+        return self.scrape_with_registry()[0]
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+        """The workers' numbers; of the default registry too, the workers' only (the master's
+        process and GC collectors describe a process that serves nothing)."""
         self.group.ask_to_publish(PUBLISH_WAIT)
-        return self.read()
+        data = self.pipeline.reader.snapshot()
+        try:
+            live, archive = self.group.others()
+        except OSError:
+            return data, None
+        registry = _default_registry.merge(
+            [], None, [(pid, p.get("registry", [])) for pid, p in live], archive.get("registry", [])
+        )
+        return self._merge(data, live, archive), _default_registry.families(registry)
 
     def read(self) -> MetricsData | None:
         data = self.pipeline.reader.snapshot()
-        own = [e for e in serialise(data) if _is_host_level(e)]
         try:
             live, archive = self.group.others()
         except OSError:
             return data
-        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        return self._merge(data, live, archive)
+
+    def _merge(self, data: MetricsData | None, live: list[tuple[int, dict]], archive: dict) -> MetricsData:
+        own = [e for e in serialise(data) if _is_host_level(e)]
+        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
         with self._lock:
             merged = deserialise(entries, data, self.group_resource, self._intern)
             self._intern.rotate()

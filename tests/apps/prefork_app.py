@@ -3,14 +3,18 @@
 import os
 
 from flask import Flask
+from prometheus_client import Counter
 
 from otel_monitor import Monitor
 
 app = Flask("prefork_app")
+#: the app's own prometheus_client metric (the default registry), counted once per /work request
+WORK_DONE = Counter("prefork_work_done", "Requests to /work, counted by the app itself")
 
 
 @app.get("/work/<int:n>")
 def work(n: int):
+    WORK_DONE.inc()
     return {"n": n, "pid": os.getpid()}
 
 
