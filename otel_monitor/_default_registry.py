@@ -24,6 +24,7 @@ that does use the multiprocess mode stays exact: each worker's collected values 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -82,17 +83,22 @@ def merge(
                 key = (name, tuple(sorted(labels.items())))
                 existing = samples.get(key)
                 if existing is None:
-                    samples[key] = [name, labels, value]
+                    samples[key] = [name, labels, [value]]
                 elif name.endswith("_created"):
-                    existing[2] = min(existing[2], value)
+                    existing[2][0] = min(existing[2][0], value)
                 elif counting:
-                    existing[2] += value
+                    existing[2].append(value)
 
     add(own, own_pid, True)
     for pid, families_of_worker in live:
         add(families_of_worker, pid, True)
     add(archive, None, False)
-    return [{**family, "s": list(family["s"].values())} for family in merged.values()]
+    # fsum: the correctly rounded sum, whatever order the workers came in (a plain sum of
+    # 1.82 CPU seconds read 1.8199999999999998 when another worker answered: a decrease)
+    return [
+        {**family, "s": [[name, labels, math.fsum(values)] for name, labels, values in family["s"].values()]}
+        for family in merged.values()
+    ]
 
 
 def families(entries: list[Family]) -> list[Any]:

@@ -56,6 +56,7 @@ _MAX_TRACEPARENT = MAX_TRACEPARENT
 _MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
+_INTERNAL = SpanKind.INTERNAL
 _MAX_CACHED_ADDRESSES = 256
 
 
@@ -227,6 +228,7 @@ class _Request:
         "method",
         "scheme",
         "span",
+        "outer",
         "token",
         "context",
         "start",
@@ -261,14 +263,23 @@ class _Request:
                 break
         self.start = time.perf_counter()
         tracer = pipeline.tracer
+        # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
+        # around a WSGI adapter): its SERVER span stays the request's only one, ours is INTERNAL
+        # under it, and what only the app knows (route template, status, error) goes on both.
+        kind = _SERVER
+        self.outer: Any = None
+        if parent is None:
+            current = trace.get_current_span()
+            if getattr(current, "kind", None) is _SERVER and current.is_recording():
+                self.outer, kind = current, _INTERNAL
         if tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
-            span = tracer.start_span(method, parent, _SERVER)
+            span = tracer.start_span(method, parent, kind)
             if span.is_recording():
                 _set_clean_attributes(span, self._span_attributes(environ, path))
         else:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
-            span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
+            span = tracer.start_span(method, parent, kind, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
         self.token: Any = otel_context.attach(self.context)
@@ -311,6 +322,14 @@ class _Request:
             except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
+    def exhausted(self) -> None:
+        """The body's last chunk was read. Under an instrumented outer layer the request ends now:
+        the outer SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
+        ``WSGIMiddleware``) never call ``close()``."""
+        self.end = time.perf_counter()
+        if self.outer is not None:
+            self.finish()
+
     def finish(self) -> None:
         if self.finished:
             return
@@ -350,20 +369,22 @@ class _Request:
         )
         pipeline.active.discard(self)
         pipeline.requests_seen += 1
-        if span.is_recording():
-            final: dict[str, Any] = {}
-            if route is not None:
-                span.update_name(f"{self.method} {route}")
-                final["http.route"] = route
-            if status is not None:
-                final["http.response.status_code"] = status
-            if error is not None:
-                final["error.type"] = error
-            _set_clean_attributes(span, final)
-            if app_exc is not None:
-                span.record_exception(app_exc)
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error if app_exc is None else f"{error}: {app_exc}"[:256]))
+        for target in (span,) if self.outer is None else (span, self.outer):
+            if target.is_recording():
+                final: dict[str, Any] = {}
+                if route is not None:
+                    target.update_name(f"{self.method} {route}")
+                    final["http.route"] = route
+                if status is not None:
+                    final["http.response.status_code"] = status
+                if error is not None:
+                    final["error.type"] = error
+                _set_clean_attributes(target, final)
+                if app_exc is not None:
+                    target.record_exception(app_exc)
+                if error is not None:
+                    description = error if app_exc is None else f"{error}: {app_exc}"[:256]
+                    target.set_status(Status(StatusCode.ERROR, description))
         start_time = getattr(span, "start_time", None) if closed_late else None
         span.end(start_time + int(duration * 1e9) if start_time else None)
 
@@ -437,7 +458,7 @@ class _ResponseBody:
             for chunk in inner:
                 record.sent += len(chunk)
                 yield chunk
-            record.end = time.perf_counter()
+            record.exhausted()
             return
         context = record.context
         try:
@@ -462,7 +483,7 @@ class _ResponseBody:
             # The status line may already be on the wire; the telemetry still says it failed.
             record.failure = exc
             raise
-        record.end = time.perf_counter()
+        record.exhausted()
 
     def close(self) -> None:
         if self._closed:

@@ -66,12 +66,11 @@ from . import _default_registry
 from ._metrics_data import iter_scoped
 from ._safe_log import log_internal_error
 from .prefork import alive as _alive
-from .prefork import detect_group, forked_a_gunicorn_worker, group_dir, group_secret
+from .prefork import detect_group, group_dir, group_secret
 from .system import HOST_METRIC_PREFIX
 
 __all__ = [
     "detect_group",
-    "forked_a_gunicorn_worker",
     "group_dir",
     "group_secret",
     "merge",
@@ -94,6 +93,8 @@ PUBLISH_WAIT = 0.5
 READ_TTL = 1.0
 #: seconds before a directory that failed is tried again
 RETRY_AFTER = 60.0
+#: dead workers whose shared values (recent traces, error groups) stay in gather()
+DEAD_SHARED_KEPT = 4
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
@@ -251,7 +252,9 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
             else:
                 existing["v"] = point["v"]
 
-    add_all = [(own, own_pid, True)] + [(entries, pid, True) for pid, entries in live]
+    # In pid order, whichever worker answers: float sums then add up in the same order on every
+    # scrape (1.82 must not read 1.8199999999999998 through another worker).
+    add_all = sorted([(own, own_pid, True)] + [(entries, pid, True) for pid, entries in live], key=lambda e: e[1])
     for entries, pid, alive in add_all:
         for entry in entries:
             add(entry, pid, alive)
@@ -389,7 +392,17 @@ class _Group:
         return live, dead
 
     def load(self, pid: int) -> dict | None:
-        path = self.path(pid)
+        return self._load(self.path(pid))
+
+    def dead_shared(self) -> list[dict]:
+        """What the last :data:`DEAD_SHARED_KEPT` dead workers shared (their recent traces and
+        error groups stay visible after a recycle)."""
+        payload = self._load(os.path.join(self.directory, "archive-shared.json"))
+        workers = payload.get("workers") if payload else None
+        return [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
+
+    def _load(self, path: str) -> dict | None:
+        """A JSON file, parsed again only when it changed."""
         try:
             info = os.stat(path)
         except FileNotFoundError:
@@ -422,6 +435,7 @@ class _Group:
         stored = _read_json(archive_path) or {}
         archive = stored.get("metrics", [])
         registry = stored.get("registry", [])
+        dead_shared: list[dict] = []
         changed = False
         for pid in dead:
             path = self.path(pid)
@@ -430,11 +444,16 @@ class _Group:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
             registry = _default_registry.merge([], None, [], registry + payload.get("registry", []))
+            if payload.get("shared"):
+                dead_shared.append(payload["shared"])
             os.unlink(path)
             self._parsed.pop(path, None)
             with contextlib.suppress(OSError):
                 os.unlink(self.path(pid, "sock"))
             changed = True
+        if dead_shared:
+            kept = (self.dead_shared() + dead_shared)[-DEAD_SHARED_KEPT:]
+            _write_atomically(os.path.join(self.directory, "archive-shared.json"), {"workers": kept})
         if changed:
             _write_atomically(archive_path, {"metrics": archive, "registry": registry})
         return {"metrics": archive, "registry": registry}
@@ -710,6 +729,7 @@ class WorkerView:
             payload = self.group.load(pid)
             if payload is not None and key in payload.get("shared", {}):
                 values.append(payload["shared"][key])
+        values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
     def close(self) -> None:
@@ -787,6 +807,7 @@ class MasterView:
                 payload = self.group.load(pid)
                 if payload is not None and key in payload.get("shared", {}):
                     values.append(payload["shared"][key])
+            values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """A small app for the pre-fork server tests (gunicorn imports it as tests.apps.prefork_app:app)."""
 
 import os
+import time
 
-from flask import Flask
+from flask import Flask, request
 from prometheus_client import Counter
 
 from otel_monitor import Monitor
@@ -20,6 +21,9 @@ def work(n: int):
 
 @app.get("/pid")
 def pid():
+    """This worker's pid; ``?sleep=0.1`` holds the worker a moment (so that concurrent clients
+    reach the other workers of servers that let one worker accept everything)."""
+    time.sleep(min(float(request.args.get("sleep", 0)), 1.0))
     return str(os.getpid())
 
 
