@@ -1,9 +1,10 @@
-"""Pre-fork servers (gunicorn, uWSGI-style): the group's metrics, whichever worker answers.
+"""Multi-process servers (gunicorn, uWSGI, uvicorn/hypercorn --workers, mod_wsgi): the group's metrics, whichever worker answers.
 
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics and shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
+  metrics, prometheus_client's default registry (:mod:`otel_monitor._default_registry`) and
+  shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
   (a private temporary file, then rename; one writer at a time per process): when it answers a
   scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
   (so a worker that is SIGKILLed loses at most those seconds). Nothing of it runs per request.
@@ -22,6 +23,8 @@ How it works
 * A worker that dies leaves its last file behind. The next merge folds its counters and
   histograms into ``archive.json`` (under an exclusive ``flock``, so two workers never archive
   the same file twice) and deletes the file: totals never go backwards when a worker is replaced.
+  Its shared values (recent traces, error groups) go to ``archive-shared.json``, where the last
+  :data:`DEAD_SHARED_KEPT` dead workers' stay visible to :meth:`WorkerView.gather`.
 * A directory that cannot be written (read-only, full) degrades to the worker's own numbers,
   with one log line, and is tried again a minute later; never an error to the client.
 * The directory is ``$TMPDIR/otel_monitor-<uid>-<master pid>`` (mode 0700, refused if another

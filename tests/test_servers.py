@@ -113,10 +113,64 @@ SERVERS = [
     ),
     Server("hypercorn-a2wsgi", "hypercorn --workers 2 -b 127.0.0.1:8000 asgi:app", "tests.apps.asgi_app:a2wsgi_app", 2),
     Server("waitress", "waitress-serve --threads 8 --listen 127.0.0.1:8000 app:app", FLASK, 1),
+    Server("mod_wsgi", "WSGIDaemonProcess app processes=2 threads=4", FLASK, 2),
 ]
 
 
+APACHE_CONF = """\
+ServerRoot /etc/apache2
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule wsgi_module {module}
+Listen 127.0.0.1:{port}
+ServerName 127.0.0.1
+PidFile {run}/httpd.pid
+DefaultRuntimeDir {run}
+ErrorLog /dev/stderr
+{user}
+{recipe} python-path={root}:{site}
+WSGIProcessGroup app
+WSGIApplicationGroup %{{GLOBAL}}
+WSGIPassAuthorization On
+WSGIScriptAlias / {root}/tests/apps/mod_wsgi_app.wsgi
+<Directory {root}/tests/apps>
+Require all granted
+</Directory>
+"""
+
+
+def apache(server: Server, port: int) -> list[str]:
+    """Apache in the foreground with the recipe's daemon processes (Debian's apache2 and
+    libapache2-mod-wsgi-py3, built for the system's Python 3.11)."""
+    import shutil
+    import sysconfig
+    import tempfile
+
+    module = Path("/usr/lib/apache2/modules/mod_wsgi.so")
+    binary = shutil.which("apache2") or "/usr/sbin/apache2"
+    if not module.exists() or not Path(binary).exists() or sys.version_info[:2] != (3, 11):
+        pytest.skip("Apache mod_wsgi needs apt-get install apache2 libapache2-mod-wsgi-py3 (for Python 3.11)")
+    run = tempfile.mkdtemp(prefix="otel_monitor-apache-")
+    os.chmod(run, 0o755)  # the daemon processes (user nobody under root) reach their sockets here
+    user = "User nobody\nGroup nogroup" if os.getuid() == 0 else ""
+    conf = Path(run) / "httpd.conf"
+    conf.write_text(
+        APACHE_CONF.format(
+            module=module,
+            port=port,
+            run=run,
+            user=user,
+            recipe=server.recipe,
+            root=ROOT,
+            site=sysconfig.get_paths()["purelib"],
+        )
+    )
+    return [binary, "-f", str(conf), "-DFOREGROUND"]
+
+
 def command(server: Server, port: int) -> list[str]:
+    if server.recipe.startswith("WSGIDaemonProcess"):
+        return apache(server, port)
     words = [w.replace("8000", str(port)) for w in shlex.split(server.recipe)]
     words = [server.target if w in ("app:app", "asgi:app") else w for w in words]
     program, args = words[0], words[1:]
@@ -186,9 +240,8 @@ def recipes_shown(text: str) -> list[str]:
     """The server command lines of the code blocks in ``text`` (comments dropped)."""
     blocks = re.findall(r"^```\n(.*?)^```", text, re.M | re.S)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [
-        line for line in lines if line.split(" ")[0] in ("gunicorn", "uwsgi", "uvicorn", "hypercorn", "waitress-serve")
-    ]
+    servers = ("gunicorn", "uwsgi", "uvicorn", "hypercorn", "waitress-serve", "WSGIDaemonProcess")
+    return [line for line in lines if line.split(" ")[0] in servers]
 
 
 def test_every_server_recipe_in_the_readme_and_the_docs_is_one_the_suite_runs():
