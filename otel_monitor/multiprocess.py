@@ -1,4 +1,4 @@
-"""Multi-process servers (gunicorn, uWSGI, uvicorn/hypercorn --workers, mod_wsgi): the group's metrics, whichever worker answers.
+"""Multi-process servers (gunicorn, uWSGI, uvicorn, hypercorn, mod_wsgi): the group's metrics through any worker.
 
 How it works
 ------------
