@@ -204,13 +204,19 @@ def serve(tmp_path):
         deadline = time.monotonic() + 60
         with ThreadPoolExecutor(8) as pool:
             while len(pids) < server.workers and time.monotonic() < deadline:
-                pids.update(pool.map(lambda _: get(base + "/pid?sleep=0.05"), range(8)))
+                pids.update(pool.map(lambda _: warm_up(base + "/pid?sleep=0.05"), range(8)))
         assert len(pids) == server.workers, (pids, log_path.read_text()[-3000:])
         return base, proc, log_path
 
     yield start
     for proc in procs:
         stop_process(proc)
+
+
+def warm_up(url: str) -> str:
+    """A request while the workers still import the app (a busy machine: seconds each)."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.read().decode()
 
 
 def worker_pids(master: subprocess.Popen) -> list[int]:
