@@ -87,12 +87,26 @@ def _shutdown_all() -> None:
         thread.join(timeout + 0.2)
 
 
+def _check_process_group(settings: Settings) -> None:
+    """``process_group`` is read by every process of the server from its environment (the
+    workers, the token, the login throttle), so only the environment can declare it."""
+    source = settings.source_of("process_group")
+    if settings.process_group is not None and not source.startswith("environment"):
+        from .settings import SettingsError
+
+        raise SettingsError(
+            f"process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment instead of {source}: "
+            "every process of the server reads it there"
+        )
+
+
 class Runtime:
     """Settings plus this process's pipeline for one monitored app."""
 
     def __init__(
         self, settings: Settings, service_name: str, setup_hooks: tuple[Callable[[Pipeline], None], ...] = ()
     ) -> None:
+        _check_process_group(settings)
         self.settings = settings
         self.service_name = service_name
         self.setup_hooks = list(setup_hooks)

@@ -522,8 +522,9 @@ class Settings:
         None,
         _process_group,
         ("OTEL_MONITOR_PROCESS_GROUP",),
-        "Pid of the server's master whose workers share metrics, tokens and budgets (`otel-monitor run` "
-        "sets it); default: detected from the server (gunicorn, uWSGI, uvicorn, hypercorn, mod_wsgi)",
+        "Pid of the server's master whose workers share metrics, tokens and budgets (environment only; "
+        "`otel-monitor run` sets it); default: detected from the server (gunicorn, uWSGI, uvicorn, "
+        "hypercorn, mod_wsgi)",
     )
 
     # -- analytics: the JSON API and dashboard (otel_monitor.analytics) ----------------------

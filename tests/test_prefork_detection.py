@@ -38,6 +38,18 @@ def test_a_declared_group_that_is_not_a_pid_fails_at_start_up_naming_the_variabl
         resolve_settings(environ={prefork.GROUP_VARIABLE: value})
 
 
+def test_a_process_group_given_as_an_argument_fails_at_start_up_pointing_at_the_environment():
+    from flask import Flask
+
+    from otel_monitor import Monitor
+    from otel_monitor.settings import SettingsError
+
+    with pytest.raises(
+        SettingsError, match="process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment"
+    ):
+        Monitor(Flask("declared"), process_group=4242)
+
+
 class _Uwsgi(types.ModuleType):
     def __init__(self, worker_id: int, master: int) -> None:
         super().__init__("uwsgi")
