@@ -69,7 +69,7 @@ def merge(
             counting = kind in COUNTING_TYPES
             if not alive and not counting:
                 continue
-            single = kind in _SINGLE_TYPES or family["n"].endswith("_info")  # python_info is a gauge
+            single = kind in _SINGLE_TYPES or (kind == "gauge" and family["n"].endswith("_info"))  # python_info
             target = merged.get(family["n"])
             if target is None:
                 target = merged[family["n"]] = {**family, "s": {}}

@@ -50,6 +50,21 @@ def test_a_process_group_given_as_an_argument_fails_at_start_up_pointing_at_the_
         Monitor(Flask("declared"), process_group=4242)
 
 
+def test_a_notice_is_claimed_once_per_group_and_always_outside_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(prefork.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert prefork.claim_once("login-url") and prefork.claim_once("login-url")  # no group: every time
+    import subprocess
+
+    master = subprocess.Popen(["sleep", "60"])  # a live "master" whose worker this process declares itself
+    try:
+        monkeypatch.setenv(prefork.GROUP_VARIABLE, str(master.pid))
+        assert [prefork.claim_once("login-url") for _ in range(3)] == [True, False, False]
+        assert prefork.group_secret("token") == prefork.group_secret("token") != prefork.group_secret("other")
+    finally:
+        master.kill()
+        master.wait()
+
+
 class _Uwsgi(types.ModuleType):
     def __init__(self, worker_id: int, master: int) -> None:
         super().__init__("uwsgi")
