@@ -322,6 +322,18 @@ class _Request:
             except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
+    def awaiting_close(self) -> bool:
+        """The response is complete -- its body read to the end, or all its ``Content-Length``
+        bytes handed to the server -- but the server has not closed it yet: its client may already
+        have it, so a scrape about to publish this worker's counts waits for it (see
+        :meth:`otel_monitor.multiprocess.WorkerView.settle`)."""
+        if self.finished:
+            return False
+        if self.end is not None:
+            return True
+        length = _content_length(self.headers) if self.sent else None
+        return length is not None and self.sent >= length
+
     def exhausted(self) -> None:
         """The body's last chunk was read. Under an instrumented outer layer the request ends now:
         the outer SERVER span ends as soon as the adapter returns, and some adapters (Starlette's

@@ -98,6 +98,8 @@ READ_TTL = 1.0
 RETRY_AFTER = 60.0
 #: dead workers whose shared values (recent traces, error groups) stay in gather()
 DEAD_SHARED_KEPT = 4
+#: how long a publish for a scrape waits for responses already complete but not yet closed
+SETTLE_WAIT = 0.05
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
@@ -633,6 +635,20 @@ class WorkerView:
         except OSError as exc:
             self._failed(exc)
 
+    def settle(self) -> None:
+        """Wait (at most :data:`SETTLE_WAIT`) for responses that are complete but not yet closed by
+        the server: their clients may have them already, and a scrape started after they
+        completed must count them. Nothing is waited for when none is in that state."""
+        deadline = time.monotonic() + SETTLE_WAIT
+        while time.monotonic() < deadline:
+            try:
+                pending = any(request.awaiting_close() for request in list(self.pipeline.active))
+            except RuntimeError:  # the set changed while being copied: look again
+                continue
+            if not pending:
+                return
+            time.sleep(0.001)
+
     def _answer(self) -> None:
         """Listener thread: another worker's scrape asked us to publish."""
         sock = self._listener
@@ -645,6 +661,7 @@ class WorkerView:
                 return
             try:
                 if self._usable():
+                    self.settle()
                     self.publish(self._fresh()[1])
             except OSError as exc:
                 self._failed(exc)
@@ -676,6 +693,7 @@ class WorkerView:
         process's own, when the directory cannot be used)."""
         if not self._usable():
             return self._own(), None
+        self.settle()
         data, own = self._fresh()
         try:
             own_registry = self.publish(own)  # what we show is on disk before anybody shows the next total

@@ -77,7 +77,9 @@ def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_kille
     assert final == [final[0]] * 5 and totals[-1] <= final[0] <= served[0]
     # what the killed worker served after its last publish is the only loss (at most BUSY_INTERVAL)
     assert final[0] >= served[0] * 0.5
-    assert [f for f in failures if "Connection refused" not in f] == []
+    # a scrape refused while the worker restarts, or cut by the SIGKILL of the worker answering it
+    cut = ("Connection refused", "RemoteDisconnected", "Connection reset")
+    assert [f for f in failures if not any(c in f for c in cut)] == []
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr not installed")

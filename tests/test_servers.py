@@ -293,7 +293,12 @@ def test_every_server_counts_exactly_shares_one_token_and_keeps_flasks_routes(se
         time.sleep(0.2)
     traces = api(base, "/traces?kind=failed&limit=100", token)[1]["traces"]
     assert {(t["name"], t["route"]) for t in traces} == {("GET /boom/<int:n>", "/boom/<int:n>")}
-    status, tree = api(base, f"/traces/{traces[0]['trace_id']}", token)
+    # another worker sees a tree once its owner published it (each worker publishes every 2 s while busy)
+    deadline = time.monotonic() + 30
+    while (answer := api(base, f"/traces/{traces[0]['trace_id']}", token))[0] != 200:
+        assert answer[0] == 404 and time.monotonic() < deadline, answer
+        time.sleep(0.2)
+    tree = answer[1]
     server_spans = [s for s in tree["spans"] if s["kind"] == "server"]
     assert [s["name"] for s in server_spans] == ["GET /boom/<int:n>"]
     assert server_spans[0]["attributes"]["http.route"] == "/boom/<int:n>"
