@@ -12,7 +12,9 @@ How it works
   live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
   in ``recv``), waits for their answers (at most :data:`PUBLISH_WAIT` seconds), then merges: so a
   scrape started after requests completed shows exactly the group's totals, and what one scrape
-  showed is on disk before the next, through any worker, reads it.
+  showed is on disk before the next, through any worker, reads it. Before publishing for a
+  scrape, a worker waits (at most :data:`SETTLE_WAIT`) for responses already complete but not yet
+  closed by the server: their clients may hold them already.
 * In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
   published files (at most once a second) without writing or asking anybody; unchanged files
   are not parsed again.
