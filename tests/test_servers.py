@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,10 +140,9 @@ Require all granted
 """
 
 
-def apache(server: Server, port: int) -> list[str]:
+def apache(server: Server, port: int, scratch: list[str]) -> list[str]:
     """Apache in the foreground with the recipe's daemon processes (Debian's apache2 and
     libapache2-mod-wsgi-py3, built for the system's Python 3.11)."""
-    import shutil
     import sysconfig
     import tempfile
 
@@ -151,6 +151,7 @@ def apache(server: Server, port: int) -> list[str]:
     if not module.exists() or not Path(binary).exists() or sys.version_info[:2] != (3, 11):
         pytest.skip("Apache mod_wsgi needs apt-get install apache2 libapache2-mod-wsgi-py3 (for Python 3.11)")
     run = tempfile.mkdtemp(prefix="otel_monitor-apache-")
+    scratch.append(run)
     os.chmod(run, 0o755)  # the daemon processes (user nobody under root) reach their sockets here
     user = "User nobody\nGroup nogroup" if os.getuid() == 0 else ""
     conf = Path(run) / "httpd.conf"
@@ -168,9 +169,9 @@ def apache(server: Server, port: int) -> list[str]:
     return [binary, "-f", str(conf), "-DFOREGROUND"]
 
 
-def command(server: Server, port: int) -> list[str]:
+def command(server: Server, port: int, scratch: list[str]) -> list[str]:
     if server.recipe.startswith("WSGIDaemonProcess"):
-        return apache(server, port)
+        return apache(server, port, scratch)
     words = [w.replace("8000", str(port)) for w in shlex.split(server.recipe)]
     words = [server.target if w in ("app:app", "asgi:app") else w for w in words]
     program, args = words[0], words[1:]
@@ -187,13 +188,14 @@ def command(server: Server, port: int) -> list[str]:
 @pytest.fixture
 def serve(tmp_path):
     procs: list[subprocess.Popen] = []
+    scratch: list[str] = []  # directories outside tmp_path (Apache's, readable by its daemon user)
 
     def start(server: Server) -> tuple[str, subprocess.Popen, Path]:
         port = free_port()
         log_path = tmp_path / f"{server.id}.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SERVICE_NAME": "servers"}
         proc = subprocess.Popen(
-            command(server, port), cwd=str(ROOT), env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+            command(server, port, scratch), cwd=str(ROOT), env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
         )
         procs.append(proc)
         wait_for_port(port, timeout=60, proc=proc)
@@ -211,6 +213,8 @@ def serve(tmp_path):
     yield start
     for proc in procs:
         stop_process(proc)
+    for directory in scratch:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def warm_up(url: str) -> str:
