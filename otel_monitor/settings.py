@@ -595,6 +595,13 @@ class Settings:
         ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",),
         "Distinct (route, method) pairs the analytics track; others are summed into `(other)`",
     )
+    analytics_max_concurrent: int = _setting(
+        2,
+        _number(0, 1000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_MAX_CONCURRENT",),
+        "Analytics requests computed at once per process (health never counts); more wait briefly, "
+        "then get 503 with `Retry-After`; `0`: no cap",
+    )
     trace_link_template: str | None = _setting(
         None,
         _opt_str,

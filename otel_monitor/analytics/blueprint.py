@@ -7,6 +7,11 @@ current process's :class:`~otel_monitor.analytics.AnalyticsState` (rebuilt with 
 a fork) or the fleet's figures. A ``before_request`` guard authenticates every endpoint but the
 public ``/health`` (and views marked :func:`~otel_monitor.analytics.auth.public`), an
 ``after_request`` adds ``Cache-Control: no-store``, ``nosniff`` and ``Vary``.
+
+Cost: every view but those in :data:`UNCAPPED` passes the per-process :class:`~.gate.Gate`
+(``analytics_max_concurrent`` at once, then 503 with ``Retry-After``); the figures come from the
+state's per-tick summaries (``st.summaries``), so a view mostly formats what the first caller
+of the tick computed; the export streams its file.
 """
 
 from __future__ import annotations
@@ -17,20 +22,23 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
+from .._safe_log import log_internal_error
 from . import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
+from .gate import RETRY_AFTER_S, Gate
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
-    endpoint_window,
     health_report,
     metrics_json,
     performance,
@@ -42,7 +50,7 @@ from .summary import READINESS_CHECKS, WINDOWS
 if TYPE_CHECKING:
     from . import AnalyticsState
 
-__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS"]
+__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "UNCAPPED"]
 
 MAX_LIMIT = 1000
 _SORTABLE = (
@@ -74,8 +82,11 @@ class BadRequest(ValueError):
 
 
 def _json(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    text = json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
-    return Response(text, status=status, mimetype="application/json", headers=headers)
+    return Response(_json_text(body), status=status, mimetype="application/json", headers=headers)
+
+
+def _json_text(body: Any) -> str:
+    return json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
 
 
 def _clean(value: Any) -> Any:
@@ -118,11 +129,21 @@ class AnalyticsContext:
     prefix: str
     #: Apdex T in seconds
     apdex_t: float
+    #: the cap on concurrent heavy requests of this process (``analytics_max_concurrent``)
+    gate: Gate
 
     @classmethod
     def build(cls, monitor: Any, settings: Any, auth: Auth) -> AnalyticsContext:
         fleet = build_fleet(settings, lambda: analytics_of(monitor))
-        return cls(monitor, settings, auth, fleet, settings.analytics_prefix.rstrip("/"), settings.apdex_t_ms / 1000.0)
+        return cls(
+            monitor,
+            settings,
+            auth,
+            fleet,
+            settings.analytics_prefix.rstrip("/"),
+            settings.apdex_t_ms / 1000.0,
+            Gate(settings.analytics_max_concurrent),
+        )
 
     def state(self) -> StateSource:
         """Where the request figures come from: the fleet when configured, else this process."""
@@ -249,21 +270,18 @@ def endpoints(ctx: AnalyticsContext) -> Response:
     limit = _limit_param(100)
     query = request.args.get("q", "")[:200].lower()
     method = request.args.get("method", "").upper()[:16]
-    found = endpoint_window(ctx.state(), window_name)
-    rows = [
-        r for r in found.rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method)
-    ]
-    present = [r for r in rows if r[sort] is not None]
-    missing = [r for r in rows if r[sort] is None]
-    present.sort(key=lambda r: (r[sort], r["route"], r["method"]), reverse=(order == "desc"))
-    rows = present + sorted(missing, key=lambda r: (r["route"], r["method"]))
+    summary = ctx.state().summaries.window(window_name)
+    rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
+    if query or method:
+        rows = (r for r in rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method))
+    chosen = list(rows)
     return _json(
         {
             "window": window_name,
-            "window_available": found.available,
-            "covered_s": found.covered_s,
-            "total": len(rows),
-            "endpoints": rows[:limit],
+            "window_available": summary.available,
+            "covered_s": summary.covered_s,
+            "total": len(chosen),
+            "endpoints": chosen[:limit],
         }
     )
 
@@ -276,8 +294,11 @@ def timeseries_view(ctx: AnalyticsContext) -> Response:
 
 
 def metrics(ctx: AnalyticsContext) -> Response:
-    # The custom metrics are this process's (and its workers'), whatever the request figures' source.
-    return _json({"metrics": metrics_json(ctx.local().pipeline.collect_all())})
+    # The custom metrics are this process's (and its workers'), whatever the request figures' source:
+    # those of the tick, formatted once per tick (with 500 routes the body is most of a megabyte).
+    summaries = ctx.local().summaries
+    text = summaries.memo(("metrics_body",), lambda tick: _json_text({"metrics": metrics_json(tick.data)}))
+    return Response(text, mimetype="application/json")
 
 
 def metrics_series(ctx: AnalyticsContext) -> Response:
@@ -343,26 +364,31 @@ def dashboards(ctx: AnalyticsContext) -> Response:
 
 
 def export(ctx: AnalyticsContext) -> Response:
+    """The window's endpoints and time series as a download, streamed (never built whole in memory)."""
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadRequest("format must be csv or json")
     window_name = _window_param("1h")
+    table = request.args.get("table") if fmt == "csv" else None
+    if table is not None and table not in CSV_TABLES:
+        raise BadRequest("table must be endpoints or timeseries")
     st = ctx.state()
-    found = endpoint_window(st, window_name)
-    rows = sorted(found.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
+    # The figures are the tick's, computed (or found) here, under the cap; the stream only formats them.
+    summary = st.summaries.window(window_name)
+    rows = sorted(summary.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
     series = timeseries(st, window_name, ctx.apdex_t)
     if fmt == "csv":
-        return _csv_export(window_name, rows, series["points"], request.args.get("table"))
+        return _csv_export(window_name, rows, series["points"], table)
     filename = f"otel-monitor-{window_name}.{fmt}"
-    return _json(
-        {
-            "window": window_name,
-            "window_available": found.available,
-            "covered_s": found.covered_s,
-            "endpoints": rows,
-            "timeseries": series,
-        },
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    body = {
+        "window": window_name,
+        "window_available": summary.available,
+        "covered_s": summary.covered_s,
+        "endpoints": rows,
+        "timeseries": series,
+    }
+    return _streamed(
+        _json_chunks(body), "application/json", {"Content-Disposition": f'attachment; filename="{filename}"'}
     )
 
 
@@ -384,6 +410,53 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
 )
 
 
+#: endpoints the cap never refuses: the probes of load balancers and orchestrators, the links list
+UNCAPPED = frozenset({"health_live", "health_ready", "health", "dashboards"})
+
+
+def _capped(gate: Gate, view: Callable[..., Response]) -> Callable[..., Response]:
+    """``view`` behind ``gate``: 503 with ``Retry-After`` when no slot frees in time.
+
+    A streamed answer keeps its slot until the stream ends or is closed (its formatting is the work).
+    """
+
+    def capped(**kwargs: Any) -> Response:
+        if not gate.enter():
+            return _json(
+                {"error": "the analytics are busy (too many requests at once); retry later"},
+                503,
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        released = False
+
+        def leave() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                gate.leave()
+
+        try:
+            response = view(**kwargs)
+        except BaseException:
+            leave()
+            raise
+        if response.is_streamed:
+            response.response = _finally(response.response, leave)
+            response.call_on_close(leave)
+        else:
+            leave()
+        return response
+
+    return capped
+
+
+def _finally(chunks: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
+    try:
+        yield from chunks
+    finally:
+        done()  # exhausted, closed or collected
+
+
 def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     """The blueprint for one monitored app (register it with ``app.register_blueprint``)."""
     ctx = AnalyticsContext.build(monitor, settings, auth)
@@ -392,7 +465,10 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     bp.after_request(add_headers)
     bp.register_error_handler(BadRequest, bad_request)
     for rule, endpoint, view in VIEWS:
-        bp.add_url_rule(rule, endpoint, functools.partial(view, ctx), methods=["GET"])
+        handler: Callable[..., Response] = functools.partial(view, ctx)
+        if endpoint not in UNCAPPED:
+            handler = _capped(ctx.gate, handler)
+        bp.add_url_rule(rule, endpoint, handler, methods=["GET"])
     if ctx.fleet is not None:
         attach(bp, ctx.fleet, settings, _window_param)
     register_dashboard(bp, auth, settings, monitor)
@@ -440,35 +516,121 @@ CSV_TABLES: dict[str, tuple[str, ...]] = {
 
 
 def _csv_export(window_name: str, rows: list[dict], points: list[dict], table: str | None) -> Response:
-    """``table=endpoints|timeseries``: that table as one CSV file; no ``table``: both, in one zip."""
+    """``table=endpoints|timeseries``: that table as one CSV file; no ``table``: both, in one zip. Streamed."""
     tables = {"endpoints": rows, "timeseries": points}
     if table is not None:
-        if table not in tables:
-            raise BadRequest("table must be endpoints or timeseries")
         filename = f"otel-monitor-{window_name}-{table}.csv"
-        body = _csv_table(CSV_TABLES[table], tables[table])
-        return Response(
-            body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        return _streamed(
+            _csv_chunks(CSV_TABLES[table], tables[table]),
+            "text/csv",
+            {"Content-Disposition": f'attachment; filename="{filename}"'},
         )
-    import zipfile
-
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, records in tables.items():
-            archive.writestr(f"otel-monitor-{window_name}-{name}.csv", _csv_table(CSV_TABLES[name], records))
+    files = {
+        f"otel-monitor-{window_name}-{name}.csv": _csv_chunks(CSV_TABLES[name], records)
+        for name, records in tables.items()
+    }
     filename = f"otel-monitor-{window_name}-csv.zip"
-    return Response(
-        out.getvalue(),
-        mimetype="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    return _streamed(
+        _zip_chunks(files), "application/zip", {"Content-Disposition": f'attachment; filename="{filename}"'}
     )
 
 
-def _csv_table(fields: tuple[str, ...], records: list[dict]) -> str:
+#: rows formatted per chunk of a streamed export
+CHUNK_ROWS = 256
+
+
+def _streamed(chunks: Iterator[str] | Iterator[bytes], mimetype: str, headers: dict[str, str]) -> Response:
+    response = Response(_guarded(chunks), mimetype=mimetype, headers=headers)
+    response.implicit_sequence_conversion = False  # never joined into one body (e.g. by get_data)
+    return response
+
+
+def _guarded(chunks: Iterator[Any]) -> Iterator[Any]:
+    """The chunks; a bug while formatting ends the stream (logged) instead of failing in the server."""
+    try:
+        yield from chunks
+    except Exception:  # noqa: BLE001 - the headers are sent: a shorter file is all that is left to give
+        log_internal_error("streaming an analytics export")
+
+
+def _csv_chunks(fields: tuple[str, ...], records: Iterable[dict]) -> Iterator[str]:
     """A header row, then one row per record: what a spreadsheet or ``pandas.read_csv`` opens as is."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(fields)
-    for record in records:
+    for n, record in enumerate(records, 1):
         writer.writerow([_cell(record.get(f)) for f in fields])
-    return out.getvalue()
+        if n % CHUNK_ROWS == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable file whose bytes are taken out as they come (a streamed zip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _zip_chunks(files: dict[str, Iterator[str]]) -> Iterator[bytes]:
+    """A zip of ``files`` (name -> text chunks), written as it is read: the sizes follow each file."""
+    pipe = _Pipe()
+    stamp = time.localtime()[:6]
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, chunks in files.items():
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as member:
+                for chunk in chunks:
+                    member.write(chunk.encode("utf-8"))
+                    data = pipe.take()
+                    if data:
+                        yield data
+            yield pipe.take()
+    yield pipe.take()
+
+
+def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
+    """``_json_text(body)`` in pieces: lists and dicts down to ``depth`` streamed item by item."""
+    pending: list[str] = []
+    size = 0
+    for piece in _json_pieces(body, depth):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 65536:
+            yield "".join(pending)
+            pending, size = [], 0
+    yield "".join(pending)
+
+
+def _json_pieces(value: Any, depth: int) -> Iterator[str]:
+    if depth <= 0 or not isinstance(value, (dict, list, tuple)):
+        yield _json_text(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + json.dumps(str(key)) + ":"
+            yield from _json_pieces(item, depth - 1)
+        yield "}"
+    else:
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _json_pieces(item, depth - 1)
+        yield "]"

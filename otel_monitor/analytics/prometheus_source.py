@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import SettingsError
+from .summaries import Summaries, Tick
 from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
 
 __all__ = ["FleetState", "FleetUnavailable", "PromClient", "fleet_selector", "validate_fleet_settings", "attach"]
@@ -41,6 +42,8 @@ KEY_LABELS = ("instance", "http_route", "http_request_method", "http_response_st
 MIN_RANGE_S = 60.0
 #: points per chart (the step grows with the window)
 CHART_POINTS = 60
+#: the fleet's figures are those of the last full TICK_S (as the in-process source's 10 s samples)
+TICK_S = 10.0
 #: a response larger than this is refused rather than parsed
 MAX_RESPONSE_BYTES = 32 << 20
 _SYSTEM_EXPRS = {
@@ -367,6 +370,8 @@ class FleetState:
         self.last_seen: dict = {}
         self._context = context or dict
         self._fallback_started = clock()
+        #: per-tick summaries shared by every request (as ``AnalyticsState.summaries``)
+        self.summaries = Summaries(self, settings.apdex_t_ms / 1000.0)
         # The analytics' own URLs are left out, as in the in-process source.
         escaped = re.escape(self.prefix).replace("\\", "\\\\").replace('"', '\\"')
         self.request_selector = f'{self.selector},http_route!~"{escaped}(/.*)?"'
@@ -424,6 +429,15 @@ class FleetState:
         cache = self._cache()
         now = self._now(cache)
         return Sample(now, {}, _LazySystem(lambda: self.system(now)))
+
+    def tick(self) -> Tick:
+        """The figures' time: the start of the current :data:`TICK_S` (so requests in it share them)."""
+        number = int(self.clock() // TICK_S)
+        at = number * TICK_S
+        return Tick(number, Sample(at, {}, _LazySystem(lambda: self.system(at))))
+
+    def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
+        return self.window_by_instance(name, now)
 
     def system(self, at: float) -> dict[str, Any]:
         """Host and process gauges of the fleet: the busiest host's percentages, process sums."""
