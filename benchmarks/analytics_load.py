@@ -95,7 +95,9 @@ def seed_history(path: str, rows_per_minute: int, days: float = 7.0) -> int:
             route = f"/r{(n // len(STATUSES)) % ROUTES:03d}/<int:status>"
             status = STATUSES[n % len(STATUSES)]
             n += 1
-            rows.append((minute, "seed", route, "GET", status, "", 3, 3 if status >= 500 else 0, 0.006, 0.003, bucket_text))
+            rows.append(
+                (minute, "seed", route, "GET", status, "", 3, 3 if status >= 500 else 0, 0.006, 0.003, bucket_text)
+            )
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO requests (minute, instance_id, route, method, status, error, "

@@ -558,13 +558,19 @@ def _csv_chunks(fields: tuple[str, ...], records: Iterable[dict]) -> Iterator[st
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(fields)
+    yield _taken(out)  # the download starts at once
     for n, record in enumerate(records, 1):
         writer.writerow([_cell(record.get(f)) for f in fields])
         if n % CHUNK_ROWS == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
+            yield _taken(out)
+    yield _taken(out)
+
+
+def _taken(out: io.StringIO) -> str:
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text
 
 
 class _Pipe(io.RawIOBase):
