@@ -236,7 +236,7 @@ def measure(args: argparse.Namespace) -> dict:
         "warning",
         "analytics_load:make_app()",
     ]
-    log = open(work / "gunicorn.log", "w")  # noqa: SIM115 - closed in the finally below
+    log = open(work / "gunicorn.log", "w")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(port, proc)
