@@ -180,15 +180,17 @@ def clients_main(port: int, clients: int, seconds: float) -> None:
         while time.monotonic() < stop:
             path = PREFIX + HEAVY[n % len(HEAVY)]
             n += 1
-            try:
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                status, retry = response.status, response.getheader("Retry-After")
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                status, retry = 0, None
+            status, retry = 0, None
+            for _attempt in range(2):  # the server closes idle keep-alive connections: reconnect once
+                try:
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    status, retry = response.status, response.getheader("Retry-After")
+                    break
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             with lock:
                 statuses[status] += 1
             if status in (429, 503) and retry:

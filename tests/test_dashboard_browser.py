@@ -141,12 +141,12 @@ def app_server(tmp_path_factory):
         thread.start()
         # Wait until the analytics have a few samples with requests (charts need two points).
         auth = {"Authorization": "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # three 10 s samples (ticks) with requests
         while True:
             series = json.loads(_request(f"{base}{PREFIX}/timeseries?window=1m", headers=auth))
             if sum(1 for p in series.get("points", []) if p.get("requests")) >= 3:
                 break
-            assert time.monotonic() < deadline, f"no time series after 20 s; see {log_path}"
+            assert time.monotonic() < deadline, f"no time series after 60 s; see {log_path}"
             time.sleep(0.3)
         yield base
     finally:

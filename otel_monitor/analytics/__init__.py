@@ -34,7 +34,7 @@ from . import trace_store as _trace_store
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
-from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
+from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
 
@@ -206,7 +206,7 @@ class AnalyticsState:
             first = self.history.first_minute()
             covered_from = max(start, first) if first is not None else now.t
             return {
-                "requests": self.history.requests(start, now.t),
+                "requests": self.history_requests(start, now.t),
                 "seconds": max(60.0, now.t - covered_from),
                 "available": first is not None and first <= start + 60,
                 "since": covered_from,
@@ -233,6 +233,35 @@ class AnalyticsState:
             "since": since,
             "source": "memory",
         }
+
+    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+        """The history's requests and system rows per minute of ``[since, until]``, read once a minute.
+
+        The file changes once a minute (the 60 s writes), so every window and chart over the same
+        minutes shares one read (:meth:`Summaries.lasting`) rather than one per tick.
+        """
+        history = self.history
+        if history is None:
+            return {}, {}
+        first, last = int(since // 60), int(until // 60)
+        return self.summaries.lasting(
+            ("history_minutes", first, last - first),
+            last,
+            lambda: (history.requests_by_minute(since, until), history.system_by_minute(since, until)),
+        )
+
+    def history_requests(self, since: float, until: float) -> dict[Key, Series]:
+        """The history's requests of ``[since, until]`` summed per key (from :meth:`history_minutes`)."""
+        first, last = int(since // 60), int(until // 60)
+
+        def total() -> dict[Key, Series]:
+            result: dict[Key, Series] = {}
+            for per_minute in self.history_minutes(since, until)[0].values():
+                for key, s in per_minute.items():
+                    result[key] = add(result.get(key), s)
+            return result
+
+        return self.summaries.lasting(("history_requests", first, last - first), last, total)
 
     def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
         """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""

@@ -17,6 +17,7 @@ cool-down, so a slow Prometheus never ties up the app's workers.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -42,8 +43,6 @@ KEY_LABELS = ("instance", "http_route", "http_request_method", "http_response_st
 MIN_RANGE_S = 60.0
 #: points per chart (the step grows with the window)
 CHART_POINTS = 60
-#: the fleet's figures are those of the last full TICK_S (as the in-process source's 10 s samples)
-TICK_S = 10.0
 #: a response larger than this is refused rather than parsed
 MAX_RESPONSE_BYTES = 32 << 20
 _SYSTEM_EXPRS = {
@@ -370,8 +369,9 @@ class FleetState:
         self.last_seen: dict = {}
         self._context = context or dict
         self._fallback_started = clock()
-        #: per-tick summaries shared by every request (as ``AnalyticsState.summaries``)
+        #: the summaries of ``AnalyticsState.summaries``; here a tick is one analytics request (see :meth:`tick`)
         self.summaries = Summaries(self, settings.apdex_t_ms / 1000.0)
+        self._ticks = itertools.count(1)
         # The analytics' own URLs are left out, as in the in-process source.
         escaped = re.escape(self.prefix).replace("\\", "\\\\").replace('"', '\\"')
         self.request_selector = f'{self.selector},http_route!~"{escaped}(/.*)?"'
@@ -426,15 +426,18 @@ class FleetState:
         return float(cache["now"])
 
     def read(self) -> Sample:
-        cache = self._cache()
-        now = self._now(cache)
-        return Sample(now, {}, _LazySystem(lambda: self.system(now)))
+        return self.tick().sample
 
     def tick(self) -> Tick:
-        """The figures' time: the start of the current :data:`TICK_S` (so requests in it share them)."""
-        number = int(self.clock() // TICK_S)
-        at = number * TICK_S
-        return Tick(number, Sample(at, {}, _LazySystem(lambda: self.system(at))))
+        """This request's figures' time. Not shared across requests: Prometheus answers for *now*
+        (a figure just scraped shows at once), and its own query cache already spares repeated
+        work within a request; the cost the cap bounds is waiting on Prometheus, not CPU."""
+        cache = self._cache()
+        if "tick" not in cache:
+            at = self._now(cache)
+            cache["tick"] = Tick(next(self._ticks), Sample(at, {}, _LazySystem(lambda: self.system(at))))
+        tick: Tick = cache["tick"]
+        return tick
 
     def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
         return self.window_by_instance(name, now)

@@ -414,14 +414,12 @@ def _steps(st: StateSource, window_name: str, tick: Tick) -> _Steps:
     if length is None:
         length = now.t - st.started
     history = st.history
-    use_history = length > 900 and history is not None and history.usable
+    use_history = length > 900 and history is not None and history.usable and not isinstance(st, FleetState)
     steps: list[tuple[float, float, dict[Key, Series], Mapping[str, Any]]] = []
     step: float
-    if use_history:
-        assert history is not None
+    if use_history and not isinstance(st, FleetState):
         step = 60
-        by_minute = history.requests_by_minute(now.t - length, now.t)
-        system_rows = history.system_by_minute(now.t - length, now.t)
+        by_minute, system_rows = st.history_minutes(now.t - length, now.t)
         for minute in sorted(set(by_minute) | set(system_rows)):
             shown = {k: _shown(v) for k, v in system_rows.get(minute, {}).items()}
             steps.append((float(minute), step, by_minute.get(minute, {}), shown))

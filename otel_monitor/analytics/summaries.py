@@ -128,6 +128,7 @@ class Summaries:
         self._lock = threading.Lock()
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
         self._newest = -1
+        self._lasting: dict[Hashable, tuple[int, _Entry]] = {}
         #: computations so far, by kind (the first item of the key; ``"window"`` for :meth:`window`)
         self.computed: Counter[str] = Counter()
 
@@ -151,6 +152,25 @@ class Summaries:
         with entry.lock:
             if not entry.done:
                 entry.value = compute(tick)
+                entry.done = True
+                with self._lock:
+                    self.computed[str(key[0])] += 1
+            value: T = entry.value
+            return value
+
+    def lasting(self, key: tuple[Hashable, ...], period: int, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``period`` (e.g. a minute number) for ``key``: for what changes more
+        slowly than the ticks (the history's per-minute rows); a newer period replaces the entry."""
+        with self._lock:
+            found = self._lasting.get(key)
+            if found is None or found[0] < period:
+                found = self._lasting[key] = (period, _Entry())
+                for old in [k for k, (p, _) in self._lasting.items() if p < period - 1]:
+                    del self._lasting[old]
+            entry = found[1]
+        with entry.lock:
+            if not entry.done:
+                entry.value = compute()
                 entry.done = True
                 with self._lock:
                     self.computed[str(key[0])] += 1
