@@ -308,6 +308,10 @@ def test_exports_stream_and_their_csv_is_the_data_of_the_json_export(monitors):
         assert archive.read("otel-monitor-15m-timeseries.csv").decode() == timeseries_csv
     # Each stream gave its slot back (a cap of 1): the next heavy request is served.
     assert client.get(PREFIX + "/performance", headers=AUTH).status_code == 200
+    # The tick's second download of a file replays the chunks formatted for the first.
+    again = client.get(PREFIX + "/export?window=15m&format=csv&table=endpoints", headers=AUTH, buffered=False)
+    assert again.is_streamed and read_all(again) == bodies["endpoints"]
+    assert state.summaries.computed["export"] == 4
 
 
 def test_a_long_export_streams_in_chunks(monitors, monkeypatch):

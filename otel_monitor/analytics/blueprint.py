@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -39,12 +40,14 @@ from .gate import RETRY_AFTER_S, Gate
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
+    TimeseriesBody,
     health_report,
     metrics_json,
     performance,
     system_block,
     timeseries,
 )
+from .summaries import WindowSummary
 from .summary import READINESS_CHECKS, WINDOWS
 
 if TYPE_CHECKING:
@@ -254,9 +257,16 @@ def health(ctx: AnalyticsContext) -> Response:
     return _json(body, 503 if body["status"] == "unhealthy" else 200)
 
 
+def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[], Any]) -> Response:
+    """The JSON answer ``body()``, formatted once per tick and ``key``: every caller of the tick gets that text."""
+    text = st.summaries.memo(("body", *key), lambda tick: _json_text(body()))
+    return Response(text, mimetype="application/json")
+
+
 def performance_view(ctx: AnalyticsContext) -> Response:
     ranked = _window_param("15m")
-    return _json(performance(ctx.state(), ctx.settings, ctx.apdex_t, ranked))
+    st = ctx.state()
+    return _tick_json(st, ("performance", ranked), lambda: performance(st, ctx.settings, ctx.apdex_t, ranked))
 
 
 def endpoints(ctx: AnalyticsContext) -> Response:
@@ -270,27 +280,37 @@ def endpoints(ctx: AnalyticsContext) -> Response:
     limit = _limit_param(100)
     query = request.args.get("q", "")[:200].lower()
     method = request.args.get("method", "").upper()[:16]
-    summary = ctx.state().summaries.window(window_name)
-    rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
-    if query or method:
-        rows = (r for r in rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method))
-    chosen = list(rows)
-    return _json(
-        {
+    st = ctx.state()
+
+    def body() -> dict[str, Any]:
+        summary = st.summaries.window(window_name)
+        rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
+        if query or method:
+            rows = (
+                r for r in rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method)
+            )
+        chosen = list(rows)
+        return {
             "window": window_name,
             "window_available": summary.available,
             "covered_s": summary.covered_s,
             "total": len(chosen),
             "endpoints": chosen[:limit],
         }
-    )
+
+    return _tick_json(st, ("endpoints", window_name, sort, order, query, method, str(limit)), body)
 
 
 def timeseries_view(ctx: AnalyticsContext) -> Response:
     window_name = _window_param("15m")
     route = request.args.get("route") or None
     method = (request.args.get("method") or "").upper() or None
-    return _json(timeseries(ctx.state(), window_name, ctx.apdex_t, route, method))
+    st = ctx.state()
+    return _tick_json(
+        st,
+        ("timeseries", window_name, route, method),
+        lambda: timeseries(st, window_name, ctx.apdex_t, route, method),
+    )
 
 
 def metrics(ctx: AnalyticsContext) -> Response:
@@ -364,7 +384,12 @@ def dashboards(ctx: AnalyticsContext) -> Response:
 
 
 def export(ctx: AnalyticsContext) -> Response:
-    """The window's endpoints and time series as a download, streamed (never built whole in memory)."""
+    """The window's endpoints and time series as a download, streamed.
+
+    The figures are the tick's, found (or computed) here, under the cap. The file is formatted
+    chunk by chunk as it is sent, once per tick: the other downloads of the same tick replay
+    those chunks (:class:`_SharedStream`) rather than format the file again.
+    """
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadRequest("format must be csv or json")
@@ -373,23 +398,69 @@ def export(ctx: AnalyticsContext) -> Response:
     if table is not None and table not in CSV_TABLES:
         raise BadRequest("table must be endpoints or timeseries")
     st = ctx.state()
-    # The figures are the tick's, computed (or found) here, under the cap; the stream only formats them.
     summary = st.summaries.window(window_name)
-    rows = sorted(summary.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
     series = timeseries(st, window_name, ctx.apdex_t)
-    if fmt == "csv":
-        return _csv_export(window_name, rows, series["points"], table)
-    filename = f"otel-monitor-{window_name}.{fmt}"
-    body = {
-        "window": window_name,
-        "window_available": summary.available,
-        "covered_s": summary.covered_s,
-        "endpoints": rows,
-        "timeseries": series,
-    }
-    return _streamed(
-        _json_chunks(body), "application/json", {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if fmt == "json":
+        filename, mimetype = f"otel-monitor-{window_name}.json", "application/json"
+    elif table is not None:
+        filename, mimetype = f"otel-monitor-{window_name}-{table}.csv", "text/csv"
+    else:
+        filename, mimetype = f"otel-monitor-{window_name}-csv.zip", "application/zip"
+    shared = st.summaries.memo(
+        ("export", window_name, fmt, table),
+        lambda tick: _SharedStream(_export_chunks(window_name, fmt, table, summary, series)),
     )
+    return _streamed(shared.reader(), mimetype, {"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _export_chunks(
+    window_name: str, fmt: str, table: str | None, summary: WindowSummary, series: TimeseriesBody
+) -> Iterator[bytes]:
+    rows = sorted(summary.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
+    if fmt == "json":
+        body = {
+            "window": window_name,
+            "window_available": summary.available,
+            "covered_s": summary.covered_s,
+            "endpoints": rows,
+            "timeseries": series,
+        }
+        return (chunk.encode() for chunk in _json_chunks(body))
+    tables = {"endpoints": rows, "timeseries": series["points"]}
+    if table is not None:
+        return (chunk.encode() for chunk in _csv_chunks(CSV_TABLES[table], tables[table]))
+    files = {
+        f"otel-monitor-{window_name}-{name}.csv": _csv_chunks(CSV_TABLES[name], records)
+        for name, records in tables.items()
+    }
+    return _zip_chunks(files)
+
+
+class _SharedStream:
+    """One file's chunks, made as the first reader needs them and kept for the tick's other readers."""
+
+    def __init__(self, source: Iterator[bytes]) -> None:
+        self._source = _guarded(source)
+        self._chunks: list[bytes] = []
+        self._done = False
+        self._lock = threading.Lock()
+
+    def reader(self) -> Iterator[bytes]:
+        index = 0
+        while True:
+            with self._lock:  # one reader formats the next chunk, the others wait for it
+                if index == len(self._chunks):
+                    if self._done:
+                        return
+                    chunk = next(self._source, None)
+                    if chunk is None:
+                        self._done = True
+                        return
+                    self._chunks.append(chunk)
+                chunk = self._chunks[index]
+            index += 1
+            if chunk:
+                yield chunk
 
 
 #: (URL rule, endpoint name, view): every JSON endpoint of the blueprint (all GET)
@@ -515,32 +586,12 @@ CSV_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _csv_export(window_name: str, rows: list[dict], points: list[dict], table: str | None) -> Response:
-    """``table=endpoints|timeseries``: that table as one CSV file; no ``table``: both, in one zip. Streamed."""
-    tables = {"endpoints": rows, "timeseries": points}
-    if table is not None:
-        filename = f"otel-monitor-{window_name}-{table}.csv"
-        return _streamed(
-            _csv_chunks(CSV_TABLES[table], tables[table]),
-            "text/csv",
-            {"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
-    files = {
-        f"otel-monitor-{window_name}-{name}.csv": _csv_chunks(CSV_TABLES[name], records)
-        for name, records in tables.items()
-    }
-    filename = f"otel-monitor-{window_name}-csv.zip"
-    return _streamed(
-        _zip_chunks(files), "application/zip", {"Content-Disposition": f'attachment; filename="{filename}"'}
-    )
-
-
 #: rows formatted per chunk of a streamed export
 CHUNK_ROWS = 256
 
 
-def _streamed(chunks: Iterator[str] | Iterator[bytes], mimetype: str, headers: dict[str, str]) -> Response:
-    response = Response(_guarded(chunks), mimetype=mimetype, headers=headers)
+def _streamed(chunks: Iterator[bytes], mimetype: str, headers: dict[str, str]) -> Response:
+    response = Response(chunks, mimetype=mimetype, headers=headers)
     response.implicit_sequence_conversion = False  # never joined into one body (e.g. by get_data)
     return response
 

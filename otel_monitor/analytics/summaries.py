@@ -32,9 +32,11 @@ from opentelemetry.sdk.metrics.export import MetricsData
 
 from .summary import Sample, endpoint_rows, stats
 
-__all__ = ["Tick", "TickSource", "WindowSummary", "Summaries"]
+__all__ = ["Tick", "TickSource", "WindowSummary", "Summaries", "MAX_ENTRIES"]
 
 T = TypeVar("T")
+#: results kept per tick; beyond (many distinct filters in one tick) they are computed and not kept
+MAX_ENTRIES = 256
 
 
 class Tick(NamedTuple):
@@ -142,7 +144,10 @@ class Summaries:
         slot = (tick.number, key)
         with self._lock:
             entry = self._entries.get(slot)
-            if entry is None:
+            if entry is None and len(self._entries) >= MAX_ENTRIES and tick.number <= self._newest:
+                self.computed[str(key[0])] += 1
+                entry = _Entry()  # not kept: the memory of a tick stays bounded
+            elif entry is None:
                 entry = self._entries[slot] = _Entry()
                 if tick.number > self._newest:
                     self._newest = tick.number
