@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -146,9 +147,18 @@ def settle(port: int, timeout: float = 180) -> None:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """``command`` on CPU ``cpu`` only (``taskset``), so the load generators do not take the server's core."""
+    if cpu is None or not shutil.which("taskset"):
+        return command
+    return ["taskset", "-c", str(cpu), *command]
+
+
+def wrk(port: int, seconds: int, connections: int, cpu: int | None = None) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{APP_PATH}"],
+        pinned(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{APP_PATH}"], cpu
+        ),
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -239,7 +249,10 @@ def measure(args: argparse.Namespace) -> dict:
         "analytics_load:make_app()",
     ]
     log = open(work / "gunicorn.log", "w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server_cpu, load_cpu = (0, 1) if args.pin and (os.cpu_count() or 1) >= 2 else (None, None)
+    proc = subprocess.Popen(
+        pinned(command, server_cpu), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for(port, proc)
         for i in range(ROUTES):  # every route and status once: 2,500 series in the analytics
@@ -253,14 +266,17 @@ def measure(args: argparse.Namespace) -> dict:
         loaded: list[dict] = []
         answers: Counter = Counter()
         for _ in range(args.rounds):
-            quiet.append(wrk(port, args.seconds, args.connections))
+            quiet.append(wrk(port, args.seconds, args.connections, load_cpu))
             clients = subprocess.Popen(
-                [sys.executable, __file__, "--clients-only", str(port), str(args.clients), str(args.seconds + 2)],
+                pinned(
+                    [sys.executable, __file__, "--clients-only", str(port), str(args.clients), str(args.seconds + 2)],
+                    load_cpu,
+                ),
                 stdout=subprocess.PIPE,
                 text=True,
             )
             time.sleep(1.0)  # the clients are running
-            loaded.append(wrk(port, args.seconds, args.connections))
+            loaded.append(wrk(port, args.seconds, args.connections, load_cpu))
             out, _ = clients.communicate(timeout=args.seconds + 180)
             answers.update({int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()})
             settle(port)
@@ -284,7 +300,9 @@ def report(result: dict, args: argparse.Namespace) -> str:
     lines = [
         f"## The app under {args.clients} analytics clients ({ROUTES} routes, 7-day history)",
         "",
-        f"gunicorn gthread {args.workers} x {args.threads}; `wrk -c{args.connections}` on `{APP_PATH}`, "
+        f"gunicorn gthread {args.workers} x {args.threads}"
+        + (" on CPU 0, the load generators on CPU 1" if args.pin else "")
+        + f"; `wrk -c{args.connections}` on `{APP_PATH}`, "
         f"{args.seconds} s per phase, median of {args.rounds} alternating rounds; history: "
         f"{result['history_rows']:,} per-minute rows.",
         "",
@@ -313,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16, help="threads per worker (default: %(default)s)")
     parser.add_argument(
         "--history-rows-per-minute", type=int, default=10, help="seeded history rows a minute (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to CPU 0 and wrk and the clients to CPU 1 (taskset)",
     )
     args = parser.parse_args(argv)
     print(report(measure(args), args))

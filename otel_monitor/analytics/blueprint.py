@@ -336,14 +336,19 @@ def traces(ctx: AnalyticsContext) -> Response:
         raise BadRequest("kind must be slow, failed or all")
     limit = _limit_param(50)
     st = ctx.local()  # Prometheus holds no spans: the recent requests are this process's
-    entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
-    entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
-    template = ctx.settings.trace_link_template
-    detailed = {t["trace_id"] for t in st.trace_details()}
-    for entry in entries[:limit]:
-        entry["link"] = _trace_link(template, entry)
-        entry["detail"] = entry.get("trace_id") in detailed
-    return _json({"link_template": template, "traces": entries[:limit]})
+
+    def body() -> dict[str, Any]:
+        entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
+        entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
+        template = ctx.settings.trace_link_template
+        detailed = {t["trace_id"] for t in st.trace_details()}
+        for entry in entries[:limit]:
+            entry["link"] = _trace_link(template, entry)
+            entry["detail"] = entry.get("trace_id") in detailed
+        return {"link_template": template, "traces": entries[:limit]}
+
+    # The list as of the tick, like every figure: gathering every worker's lists is the cost.
+    return _tick_json(st, ("traces", kind, str(limit)), body)
 
 
 def trace_detail(ctx: AnalyticsContext, trace_id: str) -> Response:
