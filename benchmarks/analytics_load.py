@@ -177,7 +177,7 @@ def wrk(port: int, seconds: int, connections: int, cpu: int | None = None) -> di
     return found
 
 
-def clients_main(port: int, clients: int, seconds: float) -> None:
+def clients_main(port: int, clients: int, seconds: float, paths: tuple[str, ...] = HEAVY) -> None:
     """The analytics clients (run in their own process): back to back, honouring Retry-After."""
     stop = time.monotonic() + seconds
     statuses: Counter = Counter()
@@ -188,7 +188,7 @@ def clients_main(port: int, clients: int, seconds: float) -> None:
         n = index
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while time.monotonic() < stop:
-            path = PREFIX + HEAVY[n % len(HEAVY)]
+            path = PREFIX + paths[n % len(paths)]
             n += 1
             status, retry = 0, None
             for _attempt in range(2):  # the server closes idle keep-alive connections: reconnect once
@@ -262,25 +262,26 @@ def measure(args: argparse.Namespace) -> dict:
             status, body, _ = get(port, PREFIX + path, {"Authorization": f"Bearer {TOKEN}"}, timeout=120)
             if status != 200:
                 raise SystemExit(f"{path} answered {status}: {body[:300]!r}")
-        quiet: list[dict] = []
-        loaded: list[dict] = []
+        phases: dict[str, list[dict]] = {"quiet": [], "control": [], "loaded": []}
         answers: Counter = Counter()
-        for _ in range(args.rounds):
-            quiet.append(wrk(port, args.seconds, args.connections, load_cpu))
-            clients = subprocess.Popen(
-                pinned(
-                    [sys.executable, __file__, "--clients-only", str(port), str(args.clients), str(args.seconds + 2)],
-                    load_cpu,
-                ),
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+
+        def with_clients(paths: tuple[str, ...]) -> tuple[dict, Counter]:
+            command = [sys.executable, __file__, "--clients-only", str(port), str(args.clients), str(args.seconds + 2)]
+            clients = subprocess.Popen(pinned([*command, *paths], load_cpu), stdout=subprocess.PIPE, text=True)
             time.sleep(1.0)  # the clients are running
-            loaded.append(wrk(port, args.seconds, args.connections, load_cpu))
+            found = wrk(port, args.seconds, args.connections, load_cpu)
             out, _ = clients.communicate(timeout=args.seconds + 180)
-            answers.update({int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()})
             settle(port)
-        return {"quiet": quiet, "loaded": loaded, "answers": answers, "history_rows": seeded}
+            return found, Counter({int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()})
+
+        for _ in range(args.rounds):
+            phases["quiet"].append(wrk(port, args.seconds, args.connections, load_cpu))
+            if args.control:
+                phases["control"].append(with_clients(("/health/live",))[0])
+            found, got = with_clients(HEAVY)
+            phases["loaded"].append(found)
+            answers.update(got)
+        return {**phases, "answers": answers, "history_rows": seeded}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -309,6 +310,14 @@ def report(result: dict, args: argparse.Namespace) -> str:
         "| | app p50 ms | app p99 ms | app req/s |",
         "|---|---|---|---|",
         f"| alone | {med(quiet, 'p50_ms'):.2f} | {med(quiet, 'p99_ms'):.2f} | {med(quiet, 'rps'):,.0f} |",
+        *(
+            [
+                f"| control: {args.clients} clients on `/health/live` | {med(result['control'], 'p50_ms'):.2f} "
+                f"| {med(result['control'], 'p99_ms'):.2f} | {med(result['control'], 'rps'):,.0f} |"
+            ]
+            if result["control"]
+            else []
+        ),
         f"| with {args.clients} analytics clients | {med(loaded, 'p50_ms'):.2f} | {med(loaded, 'p99_ms'):.2f} "
         f"| {med(loaded, 'rps'):,.0f} |",
         "",
@@ -320,7 +329,7 @@ def report(result: dict, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--clients-only":
-        clients_main(int(argv[1]), int(argv[2]), float(argv[3]))
+        clients_main(int(argv[1]), int(argv[2]), float(argv[3]), tuple(argv[4:]) or HEAVY)
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="seconds per phase (default: %(default)s)")
@@ -333,10 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         "--history-rows-per-minute", type=int, default=10, help="seeded history rows a minute (default: %(default)s)"
     )
     parser.add_argument(
-        "--no-pin",
-        dest="pin",
-        action="store_false",
-        help="do not pin the server to CPU 0 and wrk and the clients to CPU 1 (taskset)",
+        "--pin",
+        action="store_true",
+        help="pin the server to CPU 0, wrk and the clients to CPU 1 (taskset; only on an otherwise idle machine)",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also measure the app with the clients on /health/live (what 20 busy HTTP clients cost by themselves)",
     )
     args = parser.parse_args(argv)
     print(report(measure(args), args))
