@@ -352,3 +352,27 @@ def test_a_failure_while_streaming_ends_the_file_and_never_raises(monitors, monk
     body = read_all(response).decode()
     assert body.splitlines() == [",".join(CSV_TABLES["endpoints"])]  # the header, then the stream ended
     assert client.get(PREFIX + "/performance", headers=AUTH).status_code == 200
+
+
+def test_history_windows_read_the_file_once_a_minute_however_many_ticks(monitors, tmp_path):
+    app, state, client = make(monitors, analytics_db=str(tmp_path / "history.db"))
+    now = [1_800_000_030.0]
+    state.use_clock(lambda: now[0])
+    state.history.clock = lambda: now[0]
+    state.write_history()
+    reads = state.summaries.computed
+
+    def hour() -> int:
+        return get(client, "/performance?window=1h")["windows"]["1h"]["requests"]
+
+    assert hour() == 32 and reads["history_minutes"] == 1
+    for _ in range(3):  # three more ticks in the same minute: no new read of the file
+        now[0] += 5
+        state.sample()
+        assert hour() == 32
+        read_all(client.get(PREFIX + "/export?format=csv&window=1h&table=timeseries", headers=AUTH))
+    assert reads["history_minutes"] == reads["history_requests"] == 1
+    assert reads["window"] == 4 * 5  # the windows themselves, once per tick: 1m, 5m, 15m, all and 1h
+    now[0] += 60  # the next minute: read again
+    state.sample()
+    assert hour() == 32 and reads["history_minutes"] == 2
