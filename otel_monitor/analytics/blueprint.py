@@ -47,7 +47,7 @@ from .reports import (
     system_block,
     timeseries,
 )
-from .summaries import WindowSummary
+from .summaries import Tick, WindowSummary
 from .summary import READINESS_CHECKS, WINDOWS
 
 if TYPE_CHECKING:
@@ -257,16 +257,16 @@ def health(ctx: AnalyticsContext) -> Response:
     return _json(body, 503 if body["status"] == "unhealthy" else 200)
 
 
-def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[], Any]) -> Response:
-    """The JSON answer ``body()``, formatted once per tick and ``key``: every caller of the tick gets that text."""
-    text = st.summaries.memo(("body", *key), lambda tick: _json_text(body()))
+def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[Tick], Any]) -> Response:
+    """The JSON answer ``body(tick)``, formatted once per tick and ``key``: every caller of the tick gets that text."""
+    text = st.summaries.memo(("body", *key), lambda tick: _json_text(body(tick)))
     return Response(text, mimetype="application/json")
 
 
 def performance_view(ctx: AnalyticsContext) -> Response:
     ranked = _window_param("15m")
     st = ctx.state()
-    return _tick_json(st, ("performance", ranked), lambda: performance(st, ctx.settings, ctx.apdex_t, ranked))
+    return _tick_json(st, ("performance", ranked), lambda _: performance(st, ctx.settings, ctx.apdex_t, ranked))
 
 
 def endpoints(ctx: AnalyticsContext) -> Response:
@@ -282,8 +282,8 @@ def endpoints(ctx: AnalyticsContext) -> Response:
     method = request.args.get("method", "").upper()[:16]
     st = ctx.state()
 
-    def body() -> dict[str, Any]:
-        summary = st.summaries.window(window_name)
+    def body(tick: Tick) -> dict[str, Any]:
+        summary = st.summaries.window(window_name, tick)
         rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
         if query or method:
             rows = (
@@ -309,7 +309,7 @@ def timeseries_view(ctx: AnalyticsContext) -> Response:
     return _tick_json(
         st,
         ("timeseries", window_name, route, method),
-        lambda: timeseries(st, window_name, ctx.apdex_t, route, method),
+        lambda _: timeseries(st, window_name, ctx.apdex_t, route, method),
     )
 
 
@@ -337,7 +337,7 @@ def traces(ctx: AnalyticsContext) -> Response:
     limit = _limit_param(50)
     st = ctx.local()  # Prometheus holds no spans: the recent requests are this process's
 
-    def body() -> dict[str, Any]:
+    def body(_: Tick) -> dict[str, Any]:
         entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
         entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
         template = ctx.settings.trace_link_template
