@@ -157,7 +157,17 @@ def pinned(command: list[str], cpu: int | None) -> list[str]:
 def wrk(port: int, seconds: int, connections: int, cpu: int | None = None) -> dict[str, float]:
     out = subprocess.run(
         pinned(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{APP_PATH}"], cpu
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "30s",
+                "--latency",
+                f"http://127.0.0.1:{port}{APP_PATH}",
+            ],
+            cpu,
         ),
         capture_output=True,
         text=True,
@@ -172,6 +182,8 @@ def wrk(port: int, seconds: int, connections: int, cpu: int | None = None) -> di
         found[f"p{pct}_ms"] = float(m.group(1)) * _UNITS[m.group(2)]
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     found["rps"] = float(rps.group(1)) if rps else 0.0
+    timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
+    found["timeouts"] = float(timeouts.group(1)) if timeouts else 0.0
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     found["non2xx"] = float(errors.group(1)) if errors else 0.0
     return found
