@@ -376,3 +376,16 @@ def test_history_windows_read_the_file_once_a_minute_however_many_ticks(monitors
     now[0] += 60  # the next minute: read again
     state.sample()
     assert hour() == 32 and reads["history_minutes"] == 2
+
+
+def test_a_tick_keeps_a_bounded_number_of_results(monitors):
+    from otel_monitor.analytics.summaries import MAX_ENTRIES
+
+    app, state, client = make(monitors)
+    tick = state.tick()
+    kept = [state.summaries.memo(("filter", i), lambda t, i=i: [i] * 100, tick) for i in range(MAX_ENTRIES + 50)]
+    assert [k[0] for k in kept] == list(range(MAX_ENTRIES + 50))  # every caller gets its answer
+    assert state.summaries.computed["filter"] == MAX_ENTRIES + 50
+    again = state.summaries.memo(("filter", MAX_ENTRIES + 10), lambda t: ["recomputed"], tick)
+    assert again == ["recomputed"]  # beyond the bound: answered, not kept
+    assert state.summaries.memo(("filter", 3), lambda t: ["recomputed"], tick) == [3] * 100  # kept

@@ -145,7 +145,6 @@ class Summaries:
         with self._lock:
             entry = self._entries.get(slot)
             if entry is None and len(self._entries) >= MAX_ENTRIES and tick.number <= self._newest:
-                self.computed[str(key[0])] += 1
                 entry = _Entry()  # not kept: the memory of a tick stays bounded
             elif entry is None:
                 entry = self._entries[slot] = _Entry()
