@@ -186,6 +186,12 @@ def _buckets(value: Any) -> tuple[float, ...]:
     return result
 
 
+def _process_group(value: Any) -> int | None:
+    from .prefork import parse_group
+
+    return parse_group(value)
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -706,6 +712,14 @@ class Settings:
         ("OTEL_MONITOR_MULTIPROCESS_DIR",),
         "Directory shared by the workers of one pre-fork server; default: detected automatically",
     )
+    process_group: int | None = _setting(
+        None,
+        _process_group,
+        ("OTEL_MONITOR_PROCESS_GROUP",),
+        "Pid of the server's master whose workers share metrics, tokens and budgets (environment only; "
+        "`otel-monitor run` sets it); default: detected from the server (gunicorn, uWSGI, uvicorn, "
+        "hypercorn, mod_wsgi)",
+    )
 
     # -- analytics: the JSON API and dashboard (otel_monitor.analytics) ----------------------
     analytics: bool = _setting(
@@ -820,6 +834,13 @@ class Settings:
         _bool,
         ("OTEL_MONITOR_ANALYTICS_CLIENT_ADDRESSES",),
         "Count requests per client address in `<prefix>/clients` (off by default: addresses are personal data)",
+    )
+    analytics_max_concurrent: int = _setting(
+        2,
+        _number(0, 1000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_MAX_CONCURRENT",),
+        "Analytics requests computed at once per process (health never counts); more wait briefly, "
+        "then get 503 with `Retry-After`; `0`: no cap",
     )
     trace_link_template: str | None = _setting(
         None,
