@@ -13,10 +13,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .__about__ import __version__
 from .settings import FIELDS, SettingsError, config_key, resolve_settings
+
+if TYPE_CHECKING:
+    from ._demo import Phase
 
 __all__ = ["main", "build_parser"]
 
@@ -94,7 +97,7 @@ e.g. OTEL_EXPORTER_OTLP_ENDPOINT to also export to a collector.
 DEMO_EPILOG = """\
 examples:
   otel-monitor demo                           # the story's 3 minutes of traffic, then keeps serving
-  otel-monitor demo --quick                   # the same story in under a minute
+  otel-monitor demo --quick                   # the same story in a minute
   otel-monitor demo --port 8080 --traffic 60
   otel-monitor demo --port 0 --traffic 2 --duration 5    # any free port; exits after 5 s
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 otel-monitor demo
@@ -300,7 +303,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _serve_demo(args, history, story, deploys)
 
 
-def _serve_demo(args: argparse.Namespace, history: str | None, story: Any, deploys: bool) -> int:
+def _serve_demo(args: argparse.Namespace, history: str | None, story: Sequence[Phase], deploys: bool) -> int:
     from ._demo import deploy_args, serve
 
     app, origin = demo_app()
@@ -392,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="tell the story in under a minute (healthy, deploy, incident, recovery)",
+        help="tell the story in a minute (healthy, deploy, incident, recovery)",
     )
     demo.add_argument(
         "--duration",

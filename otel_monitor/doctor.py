@@ -535,7 +535,7 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
     if show_all:
         report.line("Effective settings (precedence: argument > app config > environment > default; secrets masked)")
     else:
-        changed = len(shown_settings(settings, False)) - len(_ALWAYS_SHOWN)
+        changed = sum(1 for f in FIELDS if settings.source_of(f.name) != "default")
         report.line(
             f"Effective settings: {changed} of {len(FIELDS)} differ from the defaults (--all lists every one; "
             "precedence: argument > app config > environment > default; secrets masked)"
