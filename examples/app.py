@@ -47,6 +47,7 @@ class Database:
             conn = self._local.conn = sqlite3.connect(":memory:")
             conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT)")
             conn.executemany("INSERT INTO users VALUES (:id, :name, :email)", USERS.values())
+            conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, product TEXT, qty INTEGER)")
         return conn
 
 
@@ -94,6 +95,9 @@ def create_app(**monitor_settings) -> Flask:
     def inventory(product: str):
         if product not in STOCK:
             abort(404)
+        delay = float(app.config.get("INVENTORY_DELAY_S") or 0)
+        if delay:  # the demo's incident: the inventory service answers late
+            time.sleep(delay)
         return jsonify(product=product, stock=STOCK[product])
 
     @app.post("/api/orders")
@@ -103,6 +107,13 @@ def create_app(**monitor_settings) -> Flask:
         stock = _check_stock(product)
         if stock == 0:
             raise LookupError(f"{product!r} is out of stock")
+        query = "INSERT INTO orders (product, qty) VALUES (?, ?)"
+        with monitor.tracer.start_as_current_span(
+            "INSERT orders",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": "sqlite", "db.operation.name": "INSERT", "db.query.text": query},
+        ):
+            db.connection().execute(query, (product, int(order.get("qty") or 1)))
         orders_created.add(1, {"product": product})
         return jsonify(id=random.randint(1000, 9999), **order), 201
 

@@ -13,10 +13,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .__about__ import __version__
 from .settings import FIELDS, SettingsError, config_key, resolve_settings
+
+if TYPE_CHECKING:
+    from ._demo import Phase
 
 __all__ = ["main", "build_parser"]
 
@@ -78,8 +81,10 @@ variable: --set metric_export_interval=5000, --set OTEL_TRACES_SAMPLER=always_on
 
 DEMO_DESCRIPTION = """\
 Serve a small Flask API with monitoring on 127.0.0.1, send it bounded synthetic traffic
-(successes, slow requests, errors and 404s) and print the URLs to open: the app, its
-Prometheus /metrics and, when present, the analytics API and dashboard with their login token.
+that tells a story (version 1.0 healthy; version 2.0 deployed; an incident: a slow inventory
+service and failing payments, an alert fires; recovery, the alert resolves) and print the URLs
+to open: the app, its Prometheus /metrics and, when present, the analytics API and dashboard
+with their login token.
 The analytics keep their history in a temporary SQLite file for as long as the demo runs
 (MONITORING_DB=path chooses a file of your own, which is kept).
 
@@ -91,7 +96,8 @@ e.g. OTEL_EXPORTER_OTLP_ENDPOINT to also export to a collector.
 
 DEMO_EPILOG = """\
 examples:
-  otel-monitor demo                           # 20 s of traffic, then keeps serving
+  otel-monitor demo                           # the story's 3 minutes of traffic, then keeps serving
+  otel-monitor demo --quick                   # the same story in a minute
   otel-monitor demo --port 8080 --traffic 60
   otel-monitor demo --port 0 --traffic 2 --duration 5    # any free port; exits after 5 s
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 otel-monitor demo
@@ -281,8 +287,11 @@ def demo_app() -> tuple[Any, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import demo_alerts, temporary_history
+    from ._demo import QUICK_STORY, STORY, demo_alerts, demo_environment, story_seconds, temporary_history
 
+    story = QUICK_STORY if args.quick else STORY
+    if args.traffic is None:
+        args.traffic = story_seconds(story)
     if args.traffic < 0:
         raise CliError("--traffic must be 0 or more seconds")
     if args.duration is not None and args.duration <= 0:
@@ -290,14 +299,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
     # The history must be set before the example app is imported: its Monitor reads it then.
-    with temporary_history() as history, demo_alerts():
-        return _serve_demo(args, history)
+    with temporary_history() as history, demo_alerts(), demo_environment(story) as deploys:
+        return _serve_demo(args, history, story, deploys)
 
 
-def _serve_demo(args: argparse.Namespace, history: str | None) -> int:
-    from ._demo import serve
+def _serve_demo(args: argparse.Namespace, history: str | None, story: Sequence[Phase], deploys: bool) -> int:
+    from ._demo import deploy_args, serve
 
     app, origin = demo_app()
+    from .examples.app import create_app
+
+    deploy = (lambda version: create_app(service_version=version, **deploy_args(app))) if deploys else None
     traffic, run_seconds = args.traffic, None
     if args.duration is not None:
         traffic = min(traffic, args.duration)
@@ -311,7 +323,15 @@ def _serve_demo(args: argparse.Namespace, history: str | None) -> int:
     if history is not None:
         print(f"history:    {history} (deleted when the demo stops; set MONITORING_DB to keep one)", flush=True)
     try:
-        serve(app, args.host, args.port, traffic_seconds=traffic, run_seconds=run_seconds)
+        serve(
+            app,
+            args.host,
+            args.port,
+            traffic_seconds=traffic,
+            run_seconds=run_seconds,
+            story=story,
+            deploy=deploy,
+        )
     except OSError as exc:
         print(
             f"{PROG} demo: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
@@ -368,9 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--traffic",
         type=float,
-        default=20,
+        default=None,
         metavar="SECONDS",
-        help="send synthetic traffic for this many seconds, 0 for none (default 20)",
+        help="send synthetic traffic for this many seconds, 0 for none (default: the whole story, about 3 minutes)",
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="tell the story in a minute (healthy, deploy, incident, recovery)",
     )
     demo.add_argument(
         "--duration",
@@ -399,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help="directory holding collector-config/ (or collector-config itself); default: the current directory",
+    )
+    doctor.add_argument(
+        "--all",
+        action="store_true",
+        help="list every setting, not only those that differ from the defaults",
     )
     doctor.add_argument(
         "--skip-metrics-check",

@@ -413,10 +413,22 @@ def _text(value: Any) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def settings_table(settings: Settings, app_given: bool) -> list[str]:
+#: shown even at its default: which service the rest of the report is about
+_ALWAYS_SHOWN = ("service_name",)
+
+
+def shown_settings(settings: Settings, show_all: bool) -> list[str]:
+    """The settings the table lists: all of them, or those not at their default (and the service's name)."""
+    return [f.name for f in FIELDS if show_all or f.name in _ALWAYS_SHOWN or settings.source_of(f.name) != "default"]
+
+
+def settings_table(settings: Settings, app_given: bool, show_all: bool = True) -> list[str]:
     masked = settings.masked()
     rows = [("SETTING", "VALUE", "SOURCE")]
+    names = set(shown_settings(settings, show_all))
     for f in FIELDS:
+        if f.name not in names:
+            continue
         value = _text(masked[f.name])
         if f.name == "service_name" and masked[f.name] is None and not app_given:
             value = "(the Flask app's import name)"
@@ -519,8 +531,16 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
         print(f"otel-monitor doctor: {exc}", file=sys.stderr)
         return 2
 
-    report.line("Effective settings (precedence: argument > app config > environment > default; secrets masked)")
-    for row in settings_table(settings, app is not None):
+    show_all = bool(getattr(args, "all", False))
+    if show_all:
+        report.line("Effective settings (precedence: argument > app config > environment > default; secrets masked)")
+    else:
+        changed = sum(1 for f in FIELDS if settings.source_of(f.name) != "default")
+        report.line(
+            f"Effective settings: {changed} of {len(FIELDS)} differ from the defaults (--all lists every one; "
+            "precedence: argument > app config > environment > default; secrets masked)"
+        )
+    for row in settings_table(settings, app is not None, show_all):
         report.line(row)
     report.line()
     report.line("Checks")
@@ -535,7 +555,8 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
     if getattr(args, "skip_metrics_check", False):
         report.skip("dashboard and alert-rule metric names (--skip-metrics-check)")
     else:
-        _check_dashboards(report, settings, Path(args.stack_dir) if getattr(args, "stack_dir", None) else Path.cwd())
+        stack_dir = getattr(args, "stack_dir", None)
+        _check_dashboards(report, settings, Path(stack_dir) if stack_dir else Path.cwd(), asked=bool(stack_dir))
 
     report.line()
     if report.problems:
@@ -605,9 +626,14 @@ def _check_otlp(report: _Report, settings: Settings) -> None:
             report.warn(f"{what}: 4317 is the usual OTLP/gRPC port, but the protocol is http/protobuf")
 
 
-def _check_dashboards(report: _Report, settings: Settings, stack_dir: Path) -> None:
+def _check_dashboards(report: _Report, settings: Settings, stack_dir: Path, asked: bool = True) -> None:
+    """The dashboards' and alert rules' metric names against a throwaway app's. Without --stack-dir
+    and without collector-config/ in the current directory (an installed package, not a checkout)
+    there is nothing to compare, and nothing is said about files the user never had."""
     dashboards, rules = stack_files(stack_dir)
     if not dashboards and rules is None:
+        if not asked:
+            return
         report.skip(
             f"dashboard and alert-rule metric names: no collector-config/grafana/dashboards/*.json or "
             f"collector-config/alert-rules.yml under {stack_dir} (pass --stack-dir)"

@@ -19,6 +19,7 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 [ -e /usr/lib/apache2/modules/mod_wsgi.so ] || need+=(apache2 libapache2-mod-wsgi-py3)
 . scripts/_venv.sh
@@ -31,6 +32,12 @@ fi
 
 ensure_venv
 pip_install "otel_monitor (editable) and its test extra (pytest, playwright, gunicorn, ruff, mypy, ...)" -e ".[test]"
+# axe-core (the accessibility checks injected into the browser tests' Chromium), pinned in
+# tests/js/package-lock.json, from the npm registry: about 3 MB once.
+if [ ! -f tests/js/node_modules/axe-core/axe.min.js ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+  echo "npm: installing axe-core for the dashboard's accessibility tests (tests/js/package-lock.json) ..."
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+fi
 
 # Lint, format and types (configured in pyproject.toml) before the tests. A failure shows its
 # findings here and fails the run at the end, but pytest still runs: one run shows everything.

@@ -431,7 +431,7 @@ def test_doctor_good_config_passes(listener, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # collector-config/ of the checkout
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{listener}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=supersecret")
-    code = cli.main(["doctor", "--service-name", "shop"])
+    code = cli.main(["doctor", "--all", "--service-name", "shop"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.rstrip().endswith("all checks passed")
@@ -444,6 +444,33 @@ def test_doctor_good_config_passes(listener, monkeypatch, capsys):
     assert f"http://127.0.0.1:{listener}/v1/traces" in out and "accepts TCP connections" in out
     if (ROOT / "collector-config" / "alert-rules.yml").exists():
         assert "collector-config/alert-rules.yml" in out
+
+
+def test_doctor_lists_only_the_settings_that_differ_from_the_defaults_and_all_with_a_flag(
+    monkeypatch, capsys, tmp_path
+):
+    from otel_monitor.settings import FIELDS
+
+    monkeypatch.chdir(tmp_path)  # no collector-config/ here, as for an installed package
+    monkeypatch.setenv("OTEL_MONITOR_METRICS_PATH", "/internal/metrics")
+    assert cli.main(["doctor", "--skip-metrics-check", "--set", "analytics_slow_ms=250"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (\w+)  ", out.split("Checks")[0], re.M)
+    assert rows == ["SETTING", "service_name", "metrics_path", "analytics_slow_ms"], rows
+    assert f"2 of {len(FIELDS)} differ from the defaults (--all lists every one" in out
+    assert cli.main(["doctor", "--skip-metrics-check", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^  (\w+)  ", out.split("Checks")[0], re.M)) == len(FIELDS) + 1
+    assert re.search(r"^\s+metrics_path\s+/internal/metrics\s+environment variable", out, re.M)
+
+
+def test_doctor_outside_a_checkout_says_nothing_of_collector_config_files(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # what a wheel user has: no collector-config/
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "collector-config" not in out and "dashboard and alert-rule metric names" not in out, out
+    assert cli.main(["doctor", "--stack-dir", str(tmp_path)]) == 0  # asked for: then it says what is missing
+    assert "no collector-config/grafana/dashboards/*.json" in capsys.readouterr().out
 
 
 def test_doctor_unreachable_endpoint_fails_naming_it(monkeypatch, capsys, tmp_path):
@@ -491,7 +518,9 @@ def test_doctor_app_with_its_own_monitor_shows_its_arguments_and_exports_nothing
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
-    assert cli.main(["doctor", "--app", "own_monitor_app.py:app", "--skip-metrics-check"]) == 1  # endpoint down
+    assert (
+        cli.main(["doctor", "--all", "--app", "own_monitor_app.py:app", "--skip-metrics-check"]) == 1
+    )  # endpoint down
     out = capsys.readouterr().out
     assert re.search(r"^\s+metrics_path\s+/m\s+argument$", out, re.M)
     assert re.search(r"^\s+sdk_disabled\s+false\s+default$", out, re.M)
@@ -633,30 +662,52 @@ def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(sta
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(150)
-def test_demo_shows_its_alert_firing_in_the_degraded_spell_and_resolving_after_it(started):
+@pytest.mark.timeout(200)
+def test_the_quick_demo_tells_its_story_healthy_deploy_incident_alert_recovery(started):
     import json
     import urllib.request
 
     proc, log = started(
-        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "40", "--duration", "120"],
-        name="demo-alerts",
-        env={"OTEL_MONITOR_ANALYTICS_TOKEN": "demo-token"},
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--quick", "--duration", "120"], name="demo-story"
     )
     _wait_for_url(log, proc)
-    api = re.search(r"^analytics:\s+(http://\S+)/performance", log.read_text(), re.M).group(1)
+    api = re.search(r"^analytics:\s+(http://\S+)/performance\?token=(\S+)", log.read_text(), re.M)
+    assert api, log.read_text()  # the URLs carry the token the demo chose
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(api.group(1) + path, headers={"Authorization": f"Bearer {api.group(2)}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # /health answers 503 when unhealthy, with its body
+            return json.loads(exc.read())
+
+    # First sight: no alarm of the demo's own making (its errors start with the incident).
+    first = {c["name"]: c["status"] for c in get("/health")["checks"]}
+    assert first["error_rate_pct"] == "ok", first
     seen: list[str] = []
+    error_rate_failed = False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and seen[-1:] != ["resolved"]:
-        request = urllib.request.Request(api + "/alerts", headers={"Authorization": "Bearer demo-token"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            [alert] = [a for a in json.loads(response.read())["alerts"] if a["name"].startswith("demo:")]
-        status = (
-            "resolved"
-            if alert["state"]["resolved_at"] and alert["state"]["status"] == "inactive"
-            else alert["state"]["status"]
-        )
+        [alert] = [a for a in get("/alerts")["alerts"] if a["name"].startswith("demo:")]
+        state = alert["state"]
+        status = "resolved" if state["resolved_at"] and state["status"] == "inactive" else state["status"]
         if not seen or seen[-1] != status:
             seen.append(status)
+        checks = {c["name"]: c["status"] for c in get("/health")["checks"]}
+        error_rate_failed |= checks["error_rate_pct"] == "fail"
         time.sleep(0.5)
     assert "firing" in seen and seen[-1] == "resolved", seen
+    assert error_rate_failed  # the health said why during the incident
+    # Version 1.0, then 2.0 (deployed), both in the Versions view; the incident's orders are slower.
+    versions = get("/versions?window=1h")
+    assert [v["version"] for v in versions["versions"]] == ["1.0", "2.0"], versions["versions"]
+    assert versions["current"] == "2.0"
+    # An order during the incident: its trace holds the outgoing inventory call and the database insert.
+    trees = [get(f"/traces/{t['trace_id']}") for t in get("/traces?kind=slow")["traces"] if t["route"] == "/api/orders"]
+    assert trees, "no slow order kept"
+    names = [s["name"] for s in trees[0]["spans"]]
+    assert names[0] == "POST /api/orders" and sorted(names[1:]) == ["GET", "INSERT orders"], names
+    text = log.read_text()
+    for note in ("version 1.0 serves healthy traffic", "version 2.0 deployed", "incident:", "recovery:"):
+        assert f"story: {note}" in text, text[-2000:]

@@ -293,7 +293,9 @@ def number(text: str) -> float:
 def test_overview_shows_health_numbers_and_charts(dashboard):
     page = dashboard.page
     open_view(page, "overview")
-    assert page.locator("#health-badge").inner_text() in ("Healthy", "Degraded")
+    badge = page.locator("#health-badge").text_content()
+    reason = r"[A-Za-z0-9 ]+ [\d.,]+ \S+ \(over [\d.,]+ \S+\)( \+\d)?"  # "p95 latency 612 ms (over 500 ms)"
+    assert badge == "Healthy" or re.fullmatch("Degraded· " + reason, badge), badge
     assert page.locator("#overview-health .check").count() == 7
     values = page.locator("#overview-kpis .kpi-value").all_inner_texts()
     assert len(values) == 4
@@ -430,6 +432,11 @@ def test_system_view_charts_host_and_process(dashboard):
     assert cards[0].endswith("%") and cards[1].endswith("%") and cards[3].endswith(("MB", "GB")), cards
     titles = page.locator("#system-charts .chart-title").all_inner_texts()
     assert titles == ["CPU", "Memory", "Disk", "Network", "Process memory (RSS)", "Process threads"]
+    with paused(page):  # one drawing: the card and the chart read the same sample
+        process = page.locator("#system-cards .kpi").nth(3).locator(".kpi-foot .muted").inner_text()
+        chart = page.locator("#system-charts .chart-card").nth(5).locator(".legend-value").inner_text()
+        assert re.fullmatch(r"\d+ threads", chart), chart
+        assert process.split(" · ")[0] == chart, (process, chart)  # one number of threads, not two
     points = drawn_points(page, "#system-charts svg.chart")
     assert points[0] >= 2 and points[1] >= 2 and points[4] >= 2 and points[5] >= 2, points
     shot(page, "system")
@@ -513,6 +520,14 @@ def test_a_failed_request_opens_as_a_waterfall_with_child_spans_and_the_tracebac
     )
     assert pairs["server.address"] == "payments.invalid" and pairs["kind"] == "client", pairs
     assert "exception.type" in pairs and pairs["exception.type"] == "RuntimeError"
+    # The request span's exception event is the one the card above shows: its traceback is not repeated.
+    root = detail.locator(".wf-span").first
+    root.click()
+    root_panel = detail.locator(".wf-panel").first
+    assert root_panel.locator(".traceback-note").inner_text() == "Its traceback is shown above."
+    assert root_panel.locator("pre.traceback").count() == 0
+    assert detail.locator("pre.traceback", has_text="in error").count() == 1  # the request's, once
+    root.click()
     link = detail.locator("a.trace-link")
     assert link.get_attribute("href") == TRACE_LINK + trace_id and link.get_attribute("rel") == "noopener noreferrer"
     # the auto-refresh (2 s) leaves the open panel open
@@ -1006,14 +1021,17 @@ def test_fleet_mode_adds_the_fleet_card_next_to_the_module_dashboard(browser, ca
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
-    """The README's demo as users run it: examples/app.py with its own --traffic (healthy, then degraded)."""
+    """The README's demo as users run it: ``otel-monitor demo --quick`` (its story in a minute:
+    version 1.0 healthy, 2.0 deployed, the incident with its alert, the recovery)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MONITORING_"))}
     env.update({"PYTHONUNBUFFERED": "1", "MONITORING_USERNAME": USER, "MONITORING_PASSWORD": PASSWORD})
+    # The images show the demo's story, not the load of the machine that runs the tests.
+    env.update({"OTEL_MONITOR_HEALTH_CPU_PCT": "100", "OTEL_MONITOR_HEALTH_MEMORY_PCT": "100"})
     log_path = tmp_path_factory.mktemp("demo") / "demo.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "app.py"), "--port", str(port), "--traffic", "60"],
+            [sys.executable, "-m", "otel_monitor", "demo", "--port", str(port), "--quick"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -1021,56 +1039,90 @@ def demo_server(tmp_path_factory):
         )
     try:
         wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}", time.monotonic()
+        yield f"http://127.0.0.1:{port}", log_path
     finally:
         stop_process(proc)
 
 
-def test_docs_screenshots_of_the_demo_overview_and_a_failed_trace(browser, demo_server):
-    """docs/images/overview.png and trace.png (linked from the README), from the demo's own traffic.
+#: the README's images: at most this wide and this heavy (palette PNGs)
+DOCS_WIDTH, DOCS_MAX_BYTES = 1366, 150_000
+
+
+def docs_shot(page, name: str) -> None:
+    """docs/images/<name>.png: the page at 1366 px (its full height), as a palette PNG under 150 KB."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    assert image.width <= DOCS_WIDTH, image.size
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    path = DOCS_IMAGES / f"{name}.png"
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    assert path.stat().st_size < DOCS_MAX_BYTES, (name, path.stat().st_size)
+
+
+def wait_until(page, view: str, selector: str, text: str) -> None:
+    """Open ``view`` until ``selector`` shows ``text`` (the demo's story moves on its own clock)."""
+    deadline = time.monotonic() + 2 * HANG_S
+    while True:
+        open_view(page, view)
+        if page.locator(selector, has_text=text).count():
+            return
+        assert time.monotonic() < deadline, f"{view}: no {selector} with {text!r}"
+        page.wait_for_timeout(1000)
+
+
+def test_docs_screenshots_of_the_demo_story_overview_trace_versions_and_alerts(browser, demo_server):
+    """docs/images/{overview,trace,versions,alerts}.png (shown in the README), from the demo's story.
     (Last in this file: it logs in to another app.)"""
-    base, started = demo_server
+    base, log_path = demo_server
     # "localhost", not 127.0.0.1: cookies ignore the port, and the other tests' session must stay theirs
     base = base.replace("127.0.0.1", "localhost")
     page = browser.context.new_page()
     browser.watch(page)
     try:
+        page.set_viewport_size({"width": DOCS_WIDTH, "height": 860})
         page.goto(base + PREFIX + "/#overview")
         page.fill("#username", USER)
         page.fill("#password", PASSWORD)
         page.click("form.login-form button[type=submit]")
         page.wait_for_url(re.compile(re.escape(PREFIX) + r"/(#.*)?$"))
         page.select_option("#window-select", "5m")
-        # past the demo's degraded spell (12-27 s after its start), with some healthy time after it
-        page.wait_for_timeout(max(0.0, 36 - (time.monotonic() - started)) * 1000)
-        open_view(page, "overview")
-        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
-        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_IMAGES / "overview.png"), full_page=True)
-        # a failing payment and an out-of-stock order: both happen by chance in the traffic's rounds
-        errors_seen = """() => fetch(document.body.dataset.api + '/errors', {credentials: 'same-origin'})
-            .then(r => r.json()).then(b => new Set(b.groups.map(g => g.exception_type)).size >= 2)"""
-        page.wait_for_function(errors_seen, polling=1000)
+        # The incident after the deploy of 2.0: the alert fires (the session outlives the deploy).
+        wait_until(page, "alerts", "#alerts-firing .alert-row", "demo: error rate over 2 %")
+        with paused(page):
+            docs_shot(page, "alerts")
+        # An order during the incident: slow, its spans (the outgoing inventory call, the database
+        # insert) and its profile (where the time went).
+        open_view(page, "traces")
+        page.click('.segmented button[data-kind="slow"]')
+        row = page.locator("#trace-rows tr[data-trace]", has_text="/api/orders").first
+        row.wait_for()
+        row.locator(".route-text").click()
+        page.locator("#trace-detail .flame-card").wait_for()
+        names = page.locator("#trace-detail .wf-span .wf-label").all_inner_texts()
+        assert names[0] == "POST /api/orders" and sorted(names[1:]) == ["GET", "INSERT orders"], names
+        with paused(page):
+            docs_shot(page, "trace")
+        # Both versions, and what 2.0 made worse.
+        wait_until(page, "versions", "#versions-regressions .regression", "/api/orders")
+        assert page.locator("#versions-rows tr").count() == 2
+        with paused(page):
+            docs_shot(page, "versions")
         open_view(page, "errors")
         types = set(page.locator(".error-group .exception-type").all_inner_texts())
         assert types == {"RuntimeError", "LookupError"}, types
         shot(page, "demo-errors")
-        open_view(page, "traces")
-        page.click('.segmented button[data-kind="slow"]')
-        page.locator("#trace-rows tr[data-trace]", has_text="/api/slow").first.wait_for()  # past 500 ms
-        page.click('.segmented button[data-kind="failed"]')
-        row = page.locator("#trace-rows tr[data-trace]", has_text="/api/orders").first
-        row.locator(".route-text").click()
-        page.locator("#trace-detail .exception-card").wait_for()
-        names = page.locator("#trace-detail .wf-span .wf-label").all_inner_texts()
-        assert names[0] == "POST /api/orders" and "GET" in names, names  # the outgoing inventory call
-        page.locator("#trace-detail .wf-span", has_text="GET").first.click()
-        page.screenshot(path=str(DOCS_IMAGES / "trace.png"), full_page=True)
-        open_view(page, "endpoints")
-        page.locator("#endpoint-rows .route-text", has_text="/api/users/<int:user_id>").click()
-        shot(page, "demo-endpoint")
+        # The recovery: the alert resolved; the overview shows the incident behind it.
+        wait_until(page, "alerts", "#view-alerts", "resolved")
+        open_view(page, "overview")
+        assert min(drawn_points(page, "#overview-charts svg.chart")) >= 2
+        with paused(page):
+            docs_shot(page, "overview")
+        assert "story: recovery" in log_path.read_text()
     finally:
         page.close()
-    # /health answers 503 while the demo is unhealthy (on purpose); Chromium logs that status
+    # /health answers 503 while the demo is unhealthy (its incident); Chromium logs that status
     browser.problems[:] = [p for p in browser.problems if not ("status of 503" in p and p.endswith("/health)"))]
     browser.assert_clean()

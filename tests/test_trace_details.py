@@ -149,6 +149,25 @@ def test_errors_are_grouped_by_type_route_and_app_frame_with_count_and_examples(
     assert get(client, f"/traces/{example}").get_json()["kind"] == "failed"
 
 
+def test_a_plain_5xx_answer_is_grouped_with_its_reason_phrase_not_its_code_twice(shop):
+    app, monitor, state, client = shop
+
+    @app.get("/maintenance")
+    def maintenance():
+        return "down for maintenance", 503
+
+    @app.get("/teapot-error")
+    def odd():
+        return "odd", 599
+
+    assert client.get("/maintenance").status_code == 503
+    assert client.get("/teapot-error").status_code == 599
+    groups = {g["route"]: g for g in get(client, "/errors").get_json()["groups"]}
+    plain = groups["/maintenance"]
+    assert (plain["exception_type"], plain["message"], plain["status_code"]) == ("503", "Service Unavailable", 503)
+    assert groups["/teapot-error"]["message"] == ""  # no standard phrase: the code alone, not "599: 599"
+
+
 def test_errors_of_several_workers_merge_by_group_id():
     one, two = errors_module.ErrorGroups(), errors_module.ErrorGroups()
     tree = {

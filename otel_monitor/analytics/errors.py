@@ -17,6 +17,7 @@ import sysconfig
 import threading
 from collections import deque
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 __all__ = ["ErrorGroups", "SHARE_KEY", "merge", "app_frame", "TIMELINE_MINUTES", "EXAMPLES"]
@@ -75,6 +76,18 @@ def group_id(exception_type: str, route: str, frame: str | None) -> str:
     return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
+def _message(exception: dict[str, Any], tree: dict[str, Any], exc_type: str) -> str:
+    """The exception's message; for a plain 5xx answer (no exception, ``error.type`` is the status
+    code) its reason phrase, so the group reads "503: Service Unavailable", not "503: 503"."""
+    text = str(exception.get("exception.message") or tree.get("error") or "")[:512]
+    if not exception and text == exc_type and exc_type.isdigit():
+        try:
+            return HTTPStatus(int(exc_type)).phrase
+        except ValueError:
+            return ""  # a status code without a standard phrase: the code alone says it
+    return text
+
+
 class ErrorGroups:
     """This process's error groups. ``add(tree)`` runs in the request's thread, so it takes a lock."""
 
@@ -115,7 +128,7 @@ class ErrorGroups:
             group["count"] += 1
             group["first_seen"] = min(group["first_seen"], when)
             group["last_seen"] = max(group["last_seen"], when)
-            group["message"] = str(exception.get("exception.message") or tree.get("error") or "")[:512]
+            group["message"] = _message(exception, tree, exc_type)
             group["status_code"] = tree.get("status_code")
             timeline = group["timeline"]
             timeline[minute] = timeline.get(minute, 0) + 1

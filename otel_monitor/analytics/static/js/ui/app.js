@@ -9,6 +9,7 @@ import * as alerts from "../views/alerts.js";
 import * as custom from "../views/custom.js";
 import * as endpoints from "../views/endpoints.js";
 import * as errors from "../views/errors.js";
+import { updateHealthBadge } from "../views/health.js";
 import * as heatmap from "../views/heatmap.js";
 import { loadLinks } from "../views/links.js";
 import * as overview from "../views/overview.js";
@@ -16,7 +17,7 @@ import * as system from "../views/system.js";
 import * as traces from "../views/traces.js";
 import * as users from "../views/users.js";
 import * as versions from "../views/versions.js";
-import { AuthRedirect } from "./api.js";
+import { api, AuthRedirect } from "./api.js";
 import { hideTooltip } from "./chart.js";
 import { API, REFRESH_S } from "./config.js";
 import { $, clear, debounce, el } from "./dom.js";
@@ -25,6 +26,8 @@ import { state } from "./state.js";
 /** The views in the order of the tabs; the first is the default route. */
 const VIEWS = { overview, endpoints, system, traces, errors, alerts, custom, versions, users, heatmap };
 const NAMES = Object.keys(VIEWS);
+/** The views whose load reads /health and updates the badge itself. */
+const VIEWS_WITH_HEALTH = new Set(["overview", "system"]);
 const WINDOW_KEY = "otel_monitor.window";
 
 function showView() {
@@ -89,6 +92,13 @@ export function refresh() {
   const gen = ++state.generation;
   const view = state.view;
   document.body.classList.add("is-loading");
+  // The badge in the top bar is current on every view, not only where the view itself reads /health
+  // (an alert firing under a stale "Healthy" would contradict it).
+  if (!VIEWS_WITH_HEALTH.has(view)) {
+    api("/health")
+      .then((health) => gen === state.generation && updateHealthBadge(health))
+      .catch(() => {}); // the view's own load reports a failure
+  }
   return VIEWS[view]
     .load(gen)
     .then(() => {

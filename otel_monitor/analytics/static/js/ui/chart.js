@@ -52,7 +52,7 @@ export function hideTooltip() {
 export function chartCard(spec) {
   const card = el("div", "card chart-card");
   const head = el("div", "chart-head");
-  head.appendChild(el("h3", "chart-title", spec.title));
+  head.appendChild(el(spec.heading || "h3", "chart-title", spec.title));
   const legend = el("div", "chart-legend");
   for (const s of spec.series) {
     const item = el("span", "legend-item");
@@ -200,11 +200,14 @@ export function sparkline(values, cls, width = 96, height = 24) {
   return root;
 }
 
-/** Put chart cards into a grid and draw them (one layout read for all). */
-export function renderCharts(container, specs) {
+/**
+ * Put chart cards into a grid and draw them (one layout read for all). Their titles are `heading`s:
+ * h2 right under a view's h1, h3 under a detail's h2 (a heading structure screen readers can walk).
+ */
+export function renderCharts(container, specs, heading = "h2") {
   hideTooltip(); // it points into the charts being replaced
   clear(container);
-  const cards = specs.map(chartCard);
+  const cards = specs.map((spec) => chartCard({ heading, ...spec }));
   const frag = document.createDocumentFragment();
   for (const c of cards) frag.appendChild(c);
   container.appendChild(frag);

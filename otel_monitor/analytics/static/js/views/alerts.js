@@ -5,7 +5,7 @@
 import { conditionText, durationText, outcomeClass, splitAlerts, stateName, valueText } from "../alerts.js";
 import { fmtAgo, fmtClock, plural } from "../format.js";
 import { api, apiSend } from "../ui/api.js";
-import { $, clear, el, emptyState } from "../ui/dom.js";
+import { $, clear, el, emptyState, scrollable } from "../ui/dom.js";
 import { state } from "../ui/state.js";
 
 export function load(gen) {
@@ -111,7 +111,7 @@ function firingCard(firing, silences) {
 }
 
 function table(headers) {
-  const wrap = el("div", "table-scroll");
+  const wrap = scrollable(el("div", "table-scroll"), "Table: " + headers.join(", "));
   const t = el("table", "data-table stack-on-phone");
   const head = el("tr");
   for (const h of headers) head.appendChild(el("th", "", h));

@@ -82,7 +82,7 @@ function pointsTable(m, points) {
 function metricCard(m, charts) {
   const card = el("div", "card metric-card");
   const head = el("div", "metric-head");
-  head.appendChild(el("h3", "metric-name", m.name));
+  head.appendChild(el("h2", "metric-name", m.name));
   head.appendChild(el("span", "type-badge", m.type || "metric"));
   card.appendChild(head);
   const unit = unitLabel(m.unit);

@@ -226,7 +226,7 @@ function renderDetail(key, ts, profile) {
       minRange: 1,
       ...common,
     },
-  ]);
+  ], "h3"); // under the detail's h2
   grid.appendChild(statusCard(e.status_codes));
   if (profile && profile.profiling) {
     const note = plural(profile.requests || 0, "slow request") + " (window " + state.window + ")";

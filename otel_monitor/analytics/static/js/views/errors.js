@@ -43,7 +43,7 @@ function groupCard(g) {
   card.dataset.group = String(g.id || "");
   const top = el("div", "error-top");
   const what = el("div", "error-what");
-  const h = el("h3", "exception-title");
+  const h = el("h2", "exception-title");
   h.appendChild(el("span", "exception-type", g.exception_type || "error"));
   if (g.message) h.appendChild(el("span", "exception-message", ": " + g.message));
   what.appendChild(h);

@@ -15,11 +15,32 @@ const CHECK_LABELS = {
   process_rss_max_bytes: "Process RSS",
 };
 
+/** The checks that do not pass, as "Error rate 4.2 % (over 1 %)": why the badge is not green. */
+export function failingChecks(health) {
+  const checks = health && Array.isArray(health.checks) ? health.checks : [];
+  const failedFirst = (c) => (c.status === "fail" ? 0 : 1);
+  return checks
+    .filter((c) => c && c.status && c.status !== "ok")
+    .sort((a, b) => failedFirst(a) - failedFirst(b)) // a failure explains the badge before a warning
+    .map((c) => {
+      const label = CHECK_LABELS[c.name] || String(c.name);
+      return label + " " + fmtCheck(c.value, c.unit) + " (over " + fmtCheck(c.threshold, c.unit) + ")";
+    });
+}
+
 export function updateHealthBadge(health) {
   const badge = $("health-badge");
   const status = health && health.status ? String(health.status) : "unknown";
   badge.className = "status-pill " + statusClass(status);
-  badge.textContent = statusTitle(status);
+  clear(badge);
+  badge.appendChild(document.createTextNode(statusTitle(status)));
+  // The badge says why: the first failing check next to it (all of them in its title).
+  const failing = failingChecks(health);
+  if (failing.length) {
+    const more = failing.length > 1 ? " +" + (failing.length - 1) : "";
+    badge.appendChild(el("span", "badge-reason", "· " + failing[0] + more));
+  }
+  badge.title = "Overall health (last 5 minutes)" + (failing.length ? ": " + failing.join("; ") : "");
 }
 
 export function renderHealth(container, health) {

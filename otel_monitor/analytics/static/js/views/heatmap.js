@@ -54,8 +54,9 @@ function render(data) {
   const headRow = el("tr");
   headRow.appendChild(el("th", "heat-day", "Day"));
   for (let h = 0; h < 24; h++) {
-    const th = el("th", "heat-hour", h % 3 === 0 ? String(h) : "");
+    const th = el("th", "heat-hour", h % 3 === 0 ? String(h) : null);
     th.title = String(h).padStart(2, "0") + ":00";
+    if (h % 3 !== 0) th.appendChild(el("span", "visually-hidden", String(h))); // every column named
     headRow.appendChild(th);
   }
   head.appendChild(headRow);

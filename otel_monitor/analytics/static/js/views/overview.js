@@ -150,7 +150,7 @@ function render(health, perf, ts) {
 
 function rankCard(title, items, main, sub, emptyText) {
   const card = el("div", "card rank-card");
-  card.appendChild(el("h3", "card-title", title));
+  card.appendChild(el("h2", "card-title", title));
   const list = el("ol", "rank");
   for (const e of (items || []).slice(0, 5)) {
     const li = el("li");

@@ -1,6 +1,7 @@
 /* The system view (#system): host CPU, memory, disk, network and this process (psutil gauges). */
 
 import { axisBps, axisBytes, axisNumber, axisPct, DASH, fixed, fmtBps, fmtBytes, fmtPct, isNum } from "../format.js";
+import { lastValue } from "../scale.js";
 import { column, fullSteps } from "../series.js";
 import { api } from "../ui/api.js";
 import { kpiCard, renderCharts } from "../ui/chart.js";
@@ -52,8 +53,12 @@ function render(health, ts) {
       "c4",
     ),
   );
+  // The card shows the charts' latest reading (one source of truth: the card and the "Process
+  // threads" chart agreed on neither the moment nor the number); the live reading until there is one.
+  const latestThreads = lastValue(column(points, "process_threads"));
+  const shownThreads = isNum(latestThreads) ? latestThreads : proc.threads;
   const procSub =
-    (isNum(proc.threads) ? proc.threads + " threads" : DASH) +
+    threads(shownThreads) +
     " · pid " +
     (proc.pid || DASH) +
     (proc.workers > 1 ? " · " + proc.workers + " workers" : "");

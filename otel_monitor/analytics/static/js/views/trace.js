@@ -6,7 +6,7 @@ import { axisMs, fmtAgo, fmtBytes, fmtClock, fmtCount, fmtMs, isNum, plural } fr
 import { statusFamily } from "../series.js";
 import { safeHttpUrl } from "../urls.js";
 import { api } from "../ui/api.js";
-import { $, backLink, clear, el, emptyState, methodBadge } from "../ui/dom.js";
+import { $, backLink, clear, el, emptyState, methodBadge, scrollable } from "../ui/dom.js";
 import { flameCard } from "../ui/flame.js";
 import { state } from "../ui/state.js";
 
@@ -72,7 +72,7 @@ function render(tree) {
   box.appendChild(head);
 
   if (tree.exception) box.appendChild(exceptionCard(tree.exception));
-  box.appendChild(waterfallCard(spans, tree.duration_ms));
+  box.appendChild(waterfallCard(spans, tree.duration_ms, shownStacktrace(tree)));
   if (tree.profile) {
     const after = isNum(tree.profile.after_ms) ? "sampled once the request was " + fmtMs(tree.profile.after_ms) + " old" : "";
     box.appendChild(flameCard(tree.profile, "Where the time went", after, "trace:" + tree.trace_id));
@@ -87,7 +87,7 @@ function contextCard(context) {
   const request = context.request;
   if (request) {
     const query = request.query ? "?" + request.query : "";
-    card.appendChild(el("div", "traceback", String(request.method || "") + " " + String(request.path || "") + query));
+    card.appendChild(scrollable(el("div", "traceback", String(request.method || "") + " " + String(request.path || "") + query), "Request line"));
     const headers = request.headers || {};
     const names = Object.keys(headers).sort();
     card.appendChild(el("div", "wf-panel-title", names.length ? "Headers (credentials redacted)" : "No headers"));
@@ -114,7 +114,7 @@ function exceptionCard(exc) {
   h.appendChild(el("span", "exception-type", exc["exception.type"] || "Exception"));
   if (exc["exception.message"]) h.appendChild(el("span", "exception-message", ": " + exc["exception.message"]));
   card.appendChild(h);
-  if (exc["exception.stacktrace"]) card.appendChild(el("pre", "traceback", exc["exception.stacktrace"]));
+  if (exc["exception.stacktrace"]) card.appendChild(scrollable(el("pre", "traceback", exc["exception.stacktrace"]), "Traceback"));
   return card;
 }
 
@@ -122,7 +122,7 @@ function pctOf(value, end) {
   return Math.max(0, Math.min(100, (value / end) * 100));
 }
 
-function waterfallCard(spans, total) {
+function waterfallCard(spans, total, shown) {
   const card = el("div", "card waterfall-card");
   card.appendChild(el("h3", "chart-title", "Spans"));
   let end = isNum(total) && total > 0 ? total : 0;
@@ -142,13 +142,13 @@ function waterfallCard(spans, total) {
   axis.appendChild(ticks);
   axis.appendChild(el("div", "wf-dur muted", "Duration"));
   wf.appendChild(axis);
-  for (const s of spans) wf.appendChild(spanItem(s, end));
+  for (const s of spans) wf.appendChild(spanItem(s, end, shown));
   card.appendChild(wf);
   card.appendChild(el("div", "muted small", "Click a span for its attributes and events."));
   return card;
 }
 
-function spanItem(s, end) {
+function spanItem(s, end, shown) {
   const item = el("div", "wf-item");
   item.setAttribute("role", "listitem");
   const row = el("button", "wf-row wf-span status-" + (s.status === "error" ? "error" : "ok"));
@@ -175,7 +175,7 @@ function spanItem(s, end) {
   }
   row.appendChild(track);
   row.appendChild(el("div", "wf-dur", fmtMs(s.duration_ms)));
-  const panel = spanPanel(s);
+  const panel = spanPanel(s, shown);
   panel.hidden = !state.openSpans[s.span_id];
   row.setAttribute("aria-expanded", panel.hidden ? "false" : "true");
   row.addEventListener("click", () => {
@@ -188,7 +188,12 @@ function spanItem(s, end) {
   return item;
 }
 
-function spanPanel(s) {
+/** The stack trace the card above the waterfall shows already (a span's event does not repeat it). */
+function shownStacktrace(tree) {
+  return (tree.exception && tree.exception["exception.stacktrace"]) || null;
+}
+
+function spanPanel(s, shown) {
   const panel = el("div", "wf-panel");
   const status = s.status + (s.status_message ? ": " + s.status_message : "");
   const facts = [
@@ -210,7 +215,9 @@ function spanPanel(s) {
       .sort()
       .filter((k) => k !== "exception.stacktrace");
     if (rows.length) panel.appendChild(attributeTable(rows.map((k) => [k, ea[k]])));
-    if (ea["exception.stacktrace"]) panel.appendChild(el("pre", "traceback", ea["exception.stacktrace"]));
+    const stack = ea["exception.stacktrace"];
+    if (stack && stack === shown) panel.appendChild(el("div", "muted traceback-note", "Its traceback is shown above."));
+    else if (stack) panel.appendChild(scrollable(el("pre", "traceback", stack), "Traceback of " + String(e.name || "the event")));
   }
   return panel;
 }
