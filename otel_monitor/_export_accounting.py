@@ -65,10 +65,10 @@ def _rate_limit_sdk_logs() -> None:
 
 
 def _component_type(exporter: SpanExporter) -> str:
-    module = type(exporter).__module__
-    if "otlp.proto.http" in module:
+    modules = " ".join(cls.__module__ for cls in type(exporter).__mro__)  # our fast exporters subclass these
+    if "otlp.proto.http" in modules:
         return "otlp_http_span_exporter"
-    if "otlp.proto.grpc" in module:
+    if "otlp.proto.grpc" in modules:
         return "otlp_grpc_span_exporter"
     return type(exporter).__name__
 
