@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import platform
@@ -48,6 +49,7 @@ STACKS = [
     "bare",
     "otel_monitor",
     "otel_monitor_100",
+    "otel_monitor_100_official",
     "otel_monitor_10",
     "otel_monitor_off",
     "otel_monitor_contrib",
@@ -59,6 +61,7 @@ DESCRIPTIONS = {
     "bare": "bare Flask",
     "otel_monitor": "otel_monitor `Monitor(app)` (defaults)",
     "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
+    "otel_monitor_100_official": "otel_monitor, traces 100 %, official OTLP encoder",
     "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
     "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
     "otel_monitor_contrib": "otel_monitor, `flask_instrumentation=contrib`",
@@ -90,9 +93,36 @@ TARGET_INPROCESS_FRACTION_OF_STOCK = 0.25
 TARGET_HTTP_RATIO = 0.85
 
 EXIT_SKIP = 3
-# --otel-monitor-export: "default" (Monitor(app) as is) or "noop" (plus a BatchSpanProcessor with a
-# no-op exporter, like the stock stack); see the REVIEW HOOK in apps.py.
+# --otel-monitor-export: "default" (Monitor(app) as is), "noop" (plus a BatchSpanProcessor with a
+# no-op exporter, like the stock stack) or "otlp" (every tracing stack exports over OTLP/HTTP to
+# OTLP_SINK, a local receiver run.py serves); see the REVIEW HOOK in apps.py.
 OTEL_MONITOR_EXPORT = "default"
+OTLP_SINK: str | None = None
+
+
+class _SinkHandler(http.server.BaseHTTPRequestHandler):
+    """Reads each OTLP/HTTP export and answers 200 with an empty response (a collector that keeps nothing)."""
+
+    protocol_version = "HTTP/1.1"
+    received = 0  # request bytes, for the report
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received += len(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def start_otlp_sink() -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="otlp-sink", daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @dataclass
@@ -232,6 +262,8 @@ def worker_env() -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if OTEL_MONITOR_EXPORT != "default":
         env["BENCH_OTEL_MONITOR_EXPORT"] = OTEL_MONITOR_EXPORT
+    if OTLP_SINK:
+        env["BENCH_OTLP_SINK"] = OTLP_SINK
     env.pop("PYTHONPATH", None)
     return env
 
@@ -312,13 +344,15 @@ class TimingProcess:
                 if "skip" in payload:
                     self._skip_reason = payload["skip"]
 
-    def run(self, seconds: float) -> float:
+    def run(self, seconds: float) -> tuple[float, float]:
+        """One round: (wall µs per request, process CPU µs per request)."""
         self.proc.stdin.write(f"{seconds}\n")
         self.proc.stdin.flush()
         while True:
             line = self._readline(seconds * 5 + 60)
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT ") :])["us"]
+                payload = json.loads(line[len("RESULT ") :])
+                return payload["us"], payload["cpu_us"]
 
     def close(self) -> None:
         try:
@@ -421,10 +455,15 @@ def machine_section(python: str, notes: list[str]) -> str:
         f"- otel_monitor imported from: {info['otel_monitor_location']}",
     ]
     lines.append(f"- load average at start: {loadavg()} (other work on the machine shows up as noise)")
-    if OTEL_MONITOR_EXPORT != "default":
+    if OTEL_MONITOR_EXPORT == "noop":
         lines.append(
             f"- otel_monitor stacks: `--otel-monitor-export {OTEL_MONITOR_EXPORT}` (spans also go through a "
             "BatchSpanProcessor to a no-op exporter, as in the stock stack)"
+        )
+    elif OTEL_MONITOR_EXPORT == "otlp":
+        lines.append(
+            "- `--otel-monitor-export otlp`: otel_monitor and stock OpenTelemetry export every span over "
+            "OTLP/HTTP (protobuf) to a local sink served by run.py (it reads each request and answers 200)"
         )
     lines += [f"- setup note: {n}" for n in notes]
     return "\n".join(lines)
@@ -451,11 +490,15 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         try:
             a.wait_ready()
             b.wait_ready()
-            a_us, b_us = [], []
+            a_us, b_us, a_cpu, b_cpu = [], [], [], []
             for _ in range(p.rounds):
-                a_us.append(a.run(p.duration))
-                b_us.append(b.run(p.duration))
+                for side, wall, cpu in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
+                    us, cpu_us = side.run(p.duration)
+                    wall.append(us)
+                    cpu.append(cpu_us)
             results[stack] = {
+                # process CPU (every thread: span export too), the measure of issue 26
+                "cpu": statistics.median(y - x for x, y in zip(a_cpu, b_cpu, strict=True)),
                 "bare": statistics.median(a_us),
                 "stack": statistics.median(b_us),
                 "overhead": statistics.median(y - x for x, y in zip(a_us, b_us, strict=True)),
@@ -475,13 +518,15 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
             b.close()
     stock = results.get("stock_otel", {}).get("overhead")
     stock_fastest = results.get("stock_otel", {}).get("fastest")
+    stock_cpu = results.get("stock_otel", {}).get("cpu")
+    pfe_cpu = results.get("pfe", {}).get("cpu")
     rows = []
     for stack in stacks:
         r = results[stack]
         if "skip" in r or "error" in r:
             rows.append(
                 [describe(stack, aa=True)]
-                + ["—"] * 7
+                + ["—"] * 8
                 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]]
             )
             continue
@@ -489,6 +534,14 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         fastest = fmt(r["fastest"])
         if stock_fastest and stack not in ("stock_otel", "bare"):
             fastest += f" ({fmt(r['fastest'] / stock_fastest, 2, '×')})"
+        cpu = fmt(r["cpu"])
+        versus = [
+            f"{fmt(r['cpu'] / base, 2, '×')} {name}"
+            for name, base, peer in (("stock", stock_cpu, "stock_otel"), ("PFE", pfe_cpu, "pfe"))
+            if base and stack not in (peer, "bare")
+        ]
+        if versus:
+            cpu += f" ({', '.join(versus)})"
         note = ""
         if stack.startswith("otel_monitor") and frac is not None:
             ok = frac <= TARGET_INPROCESS_FRACTION_OF_STOCK
@@ -503,6 +556,7 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                 fmt(frac, 2, "×") if frac is not None else ("1.00×" if stack == "stock_otel" else "—"),
                 f"{fmt(r['spread'][0])}–{fmt(r['spread'][1])}",
                 fastest,
+                cpu,
                 note,
             ]
         )
@@ -515,7 +569,9 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                 f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
                 "overhead = median of per-round B − A; ratio = median of B / A; "
                 "“× stock overhead” = this overhead / stock OpenTelemetry's overhead; "
-                "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's.",
+                "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's; "
+                "CPU overhead = median of per-round B − A in process CPU µs per request (every thread, export "
+                "included; other work on the machine does not inflate it), with its ratios to stock's and PFE's.",
                 "",
                 table(
                     [
@@ -527,6 +583,7 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                         "× stock overhead",
                         "stack min–max µs",
                         "fastest rounds µs",
+                        "CPU overhead µs",
                         "note",
                     ],
                     rows,
@@ -992,10 +1049,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-install", action="store_true", help="use benchmarks/.venv as it is; do not run pip")
     ap.add_argument(
         "--otel-monitor-export",
-        choices=["default", "noop"],
+        choices=["default", "noop", "otlp"],
         default="default",
         help="default: otel_monitor stacks use Monitor(app) as is; noop: also export their spans through a "
-        "BatchSpanProcessor to a no-op exporter, as the stock stack does (see apps.py)",
+        "BatchSpanProcessor to a no-op exporter, as the stock stack does; otlp: otel_monitor and stock export "
+        "every span over OTLP/HTTP to a local sink (see apps.py)",
     )
     ap.add_argument(
         "--profiler",
@@ -1027,8 +1085,10 @@ def main(argv: list[str] | None = None) -> int:
         p.profile_requests = args.profile_requests
     output = args.output or os.path.join(HERE, "results", "smoke.md" if args.smoke else "latest.md")
 
-    global OTEL_MONITOR_EXPORT
+    global OTEL_MONITOR_EXPORT, OTLP_SINK
     OTEL_MONITOR_EXPORT = args.otel_monitor_export
+    if OTEL_MONITOR_EXPORT == "otlp":
+        OTLP_SINK = start_otlp_sink()
     started = time.monotonic()
     notes: list[str] = []
     if args.python:

@@ -154,16 +154,39 @@ def _key_value(key: str, value: object) -> bytes:
     return head + _delimited(_F2_LEN, _any_value(value))
 
 
+#: (key, value, type) -> the KeyValue message body, for scalar values: most attributes of a service's
+#: spans repeat (method, route, status code, server address...); cleared when it grows past its bound
+_KEY_VALUES: dict[tuple[str, object, type], bytes] = {}
+_KEY_VALUES_BOUND = 4096
+_CACHED_TYPES = frozenset((str, bool, int, float))
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, object] | None) -> bytes:
     """Each attribute as a repeated KeyValue field; one that cannot be encoded is logged and skipped."""
     if not attributes:
         return b""
     parts = []
+    cache = _KEY_VALUES
     for key, value in attributes.items():
+        kind = type(value)
+        cacheable = kind in _CACHED_TYPES and type(key) is str
+        if cacheable:
+            body = cache.get((key, value, kind))
+            if body is not None:
+                parts.append(tag)
+                parts.append(body)
+                continue
         try:
-            parts.append(_delimited(tag, _key_value(key, value)))
+            body = _delimited(b"", _key_value(key, value))
         except Exception as error:
             _logger.exception("Failed to encode key %s: %s", key, error)
+            continue
+        if cacheable:
+            if len(cache) >= _KEY_VALUES_BOUND:
+                cache.clear()
+            cache[(key, value, kind)] = body
+        parts.append(tag)
+        parts.append(body)
     return b"".join(parts)
 
 
@@ -175,56 +198,76 @@ def _fixed64(tag: bytes, value: int | None) -> bytes:
     return tag + _pack_fixed64(value) if value else b""
 
 
+_TRACE_ID_HEAD, _SPAN_ID_HEAD, _PARENT_HEAD = _S_TRACE_ID + b"\x10", _S_SPAN_ID + b"\x08", _S_PARENT + b"\x08"
+_LINK_TRACE_HEAD, _LINK_SPAN_HEAD = _F1_LEN + b"\x10", _F2_LEN + b"\x08"
+#: Status messages without a description, by code (UNSET, OK, ERROR)
+_STATUS_BY_CODE = [_S_STATUS + b"\x00", _S_STATUS + b"\x02" + _ST_CODE + b"\x01", _S_STATUS + b"\x02" + _ST_CODE + b"\x02"]
+
+
 def encode_span(span: ReadableSpan) -> bytes:
-    """One ``Span`` message body."""
+    """One ``Span`` message body (fields in field-number order, defaults omitted, as protobuf writes)."""
     context = span.get_span_context()
     if context is None:
         raise ValueError(f"span {span.name!r} has no span context")
     parent: SpanContext | None = span.parent
-    parts = [
-        _delimited(_S_TRACE_ID, context.trace_id.to_bytes(16, "big")),
-        _delimited(_S_SPAN_ID, context.span_id.to_bytes(8, "big")),
-    ]
+    parts = [_TRACE_ID_HEAD, context.trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, context.span_id.to_bytes(8, "big")]
     trace_state = context.trace_state
-    if trace_state is not None:
+    if trace_state:
         joined = ",".join([f"{key}={value}" for key, value in trace_state.items()])
         if joined:
             parts.append(_str(_S_TRACE_STATE, joined))
     if parent is not None:
-        parts.append(_delimited(_S_PARENT, parent.span_id.to_bytes(8, "big")))
-    if span.name:
-        parts.append(_str(_S_NAME, span.name))
+        parts.append(_PARENT_HEAD)
+        parts.append(parent.span_id.to_bytes(8, "big"))
+    name = span.name
+    if name:
+        parts.append(_str(_S_NAME, name))
     parts.append(_KINDS[span.kind.value])
-    parts.append(_fixed64(_S_START, span.start_time))
-    parts.append(_fixed64(_S_END, span.end_time))
+    if span.start_time:
+        parts.append(_S_START + _pack_fixed64(span.start_time))
+    if span.end_time:
+        parts.append(_S_END + _pack_fixed64(span.end_time))
     parts.append(_attributes(_S_ATTR, span.attributes))
-    parts.append(_uint(_S_DROPPED_ATTR, span.dropped_attributes))
-    for event in span.events:
-        body = [_fixed64(_E_TIME, event.timestamp)]
-        if event.name:
-            body.append(_str(_F2_LEN, event.name))
-        body.append(_attributes(_F3_LEN, event.attributes))
-        body.append(_uint(_E_DROPPED, event.dropped_attributes))
-        parts.append(_delimited(_S_EVENT, b"".join(body)))
-    parts.append(_uint(_S_DROPPED_EVENTS, span.dropped_events))
-    for link in span.links:
-        linked = link.context
-        body = [
-            _delimited(_F1_LEN, linked.trace_id.to_bytes(16, "big")),
-            _delimited(_F2_LEN, linked.span_id.to_bytes(8, "big")),
-            _attributes(_F4_LEN, link.attributes),
-            _uint(_L_DROPPED, link.dropped_attributes),
-            _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL,
-        ]
-        parts.append(_delimited(_S_LINK, b"".join(body)))
-    parts.append(_uint(_S_DROPPED_LINKS, span.dropped_links))
+    if dropped := span.dropped_attributes:
+        parts.append(_S_DROPPED_ATTR + _varint(dropped))
+    events = span.events
+    if events:
+        for event in events:
+            body = [_fixed64(_E_TIME, event.timestamp)]
+            if event.name:
+                body.append(_str(_F2_LEN, event.name))
+            body.append(_attributes(_F3_LEN, event.attributes))
+            body.append(_uint(_E_DROPPED, event.dropped_attributes))
+            parts.append(_delimited(_S_EVENT, b"".join(body)))
+    if dropped := span.dropped_events:
+        parts.append(_S_DROPPED_EVENTS + _varint(dropped))
+    links = span.links
+    if links:
+        for link in links:
+            linked = link.context
+            body = [
+                _LINK_TRACE_HEAD,
+                linked.trace_id.to_bytes(16, "big"),
+                _LINK_SPAN_HEAD,
+                linked.span_id.to_bytes(8, "big"),
+                _attributes(_F4_LEN, link.attributes),
+                _uint(_L_DROPPED, link.dropped_attributes),
+                _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL,
+            ]
+            parts.append(_delimited(_S_LINK, b"".join(body)))
+    if dropped := span.dropped_links:
+        parts.append(_S_DROPPED_LINKS + _varint(dropped))
     status = span.status
     if status is not None:
-        body = [_str(_ST_MESSAGE, status.description) if status.description else b""]
         code = status.status_code.value
-        if code:
-            body.append(_ST_CODE + _varint(code))
-        parts.append(_delimited(_S_STATUS, b"".join(body)))
+        description = status.description
+        if description:
+            body = [_str(_ST_MESSAGE, description)]
+            if code:
+                body.append(_ST_CODE + _varint(code))
+            parts.append(_delimited(_S_STATUS, b"".join(body)))
+        else:
+            parts.append(_STATUS_BY_CODE[code])
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
