@@ -274,6 +274,9 @@ def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = Non
         import flask  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise StackUnavailable(f"Flask missing ({exc})") from None
+    if stack in os.environ.get("BENCH_FAIL_STACKS", "").split(","):
+        # fault injection for tests/test_benchmark_smoke.py: this stack's rows fail (not a skip)
+        raise RuntimeError(f"{stack}: failure injected by BENCH_FAIL_STACKS")
     return STACKS[stack](make_flask_app(extra_routes), exit_endpoint=exit_endpoint)
 
 

@@ -293,7 +293,11 @@ def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, 
 
 
 def _tail(text: str, lines: int = 6) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])[:600]
+    """The last line (a traceback's exception) first, then the lines before it: a row's note shows the cause."""
+    tail = [line.strip() for line in text.strip().splitlines()[-lines:]]
+    if not tail:
+        return ""
+    return " | ".join([tail[-1], *tail[:-1]])[:600]
 
 
 class TimingProcess:
@@ -394,11 +398,28 @@ def describe(stack: str, aa: bool = False) -> str:
 @dataclass
 class Report:
     sections: list[str] = field(default_factory=list)
+    #: failures of otel_monitor or of the bare baseline: the run exits 1
     errors: list[str] = field(default_factory=list)
+    #: rows a peer (stock OpenTelemetry, PFE, FMD) failed: shown in its row and listed, the run goes on
+    #: and still exits 0 (a peer's failure is a finding about the peer, not a broken benchmark)
+    peer_failures: list[str] = field(default_factory=list)
 
     def add(self, text: str) -> None:
         self.sections.append(text)
         print(text + "\n", flush=True)
+
+    def failed(self, where: str, stack: str, exc: BaseException) -> None:
+        """Record a failed row: an error of the run for our own stacks, a peer failure otherwise."""
+        text = (
+            f"{where} {stack}: {type(exc).__name__}: {exc}"
+            if not isinstance(exc, Failed)
+            else f"{where} {stack}: {exc}"
+        )
+        (self.peer_failures if stack in PEERS else self.errors).append(text)
+
+
+#: stacks that are not ours: their failing rows do not fail the run
+PEERS = frozenset({"stock_otel", "pfe", "fmd"})
 
 
 # -- machine ---------------------------------------------------------------------------------------
@@ -510,9 +531,9 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
             }
         except Skip as exc:
             results[stack] = {"skip": str(exc)}
-        except (Failed, OSError, subprocess.SubprocessError) as exc:
-            results[stack] = {"error": str(exc)}
-            report.errors.append(f"in-process {stack}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+            results[stack] = {"error": str(exc) or type(exc).__name__}
+            report.failed("in-process", stack, exc)
         finally:
             a.close()
             b.close()
@@ -753,9 +774,9 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                 }
             except Skip as exc:
                 results[stack] = {"skip": str(exc)}
-            except (Failed, OSError, subprocess.SubprocessError) as exc:
-                results[stack] = {"error": str(exc)}
-                report.errors.append(f"http {stack}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+                results[stack] = {"error": str(exc) or type(exc).__name__}
+                report.failed("http", stack, exc)
             finally:
                 b.stop()
     finally:
@@ -806,9 +827,9 @@ def _run_rows(
             rows.append([describe(stack)] + fn(stack))
         except Skip as exc:
             rows.append([describe(stack)] + ["—"] * (width - 1) + [f"skipped: {exc}"])
-        except (Failed, subprocess.SubprocessError, OSError) as exc:
-            report.errors.append(f"{kind} {stack}: {exc}")
-            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"ERROR: {str(exc)[:200]}"])
+        except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+            report.failed(kind, stack, exc)
+            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"ERROR: {(str(exc) or type(exc).__name__)[:200]}"])
     return rows
 
 
@@ -1122,6 +1143,8 @@ def main(argv: list[str] | None = None) -> int:
     footer = f"_{mode} run took {elapsed:.0f} s; load average at the end: {loadavg()}._"
     if report.errors:
         footer += "\n\nErrors:\n" + "\n".join(f"- {e}" for e in report.errors)
+    if report.peer_failures:
+        footer += "\n\nPeer rows that failed (the run goes on):\n" + "\n".join(f"- {e}" for e in report.peer_failures)
     report.add(footer)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as fh:
