@@ -167,7 +167,11 @@ def _attributes(tag: bytes, attributes: Mapping[str, object] | None) -> bytes:
         return b""
     parts = []
     cache = _KEY_VALUES
-    for key, value in attributes.items():
+    # The SDK's attributes (a read-only view of BoundedAttributes) iterate through the Mapping ABC,
+    # a Python call per key; their public copy() is one C-level dict copy.
+    copy = getattr(attributes, "copy", None)
+    items = copy() if copy is not None else attributes
+    for key, value in items.items():
         kind = type(value)
         cacheable = kind in _CACHED_TYPES and type(key) is str
         if cacheable:
@@ -201,7 +205,11 @@ def _fixed64(tag: bytes, value: int | None) -> bytes:
 _TRACE_ID_HEAD, _SPAN_ID_HEAD, _PARENT_HEAD = _S_TRACE_ID + b"\x10", _S_SPAN_ID + b"\x08", _S_PARENT + b"\x08"
 _LINK_TRACE_HEAD, _LINK_SPAN_HEAD = _F1_LEN + b"\x10", _F2_LEN + b"\x08"
 #: Status messages without a description, by code (UNSET, OK, ERROR)
-_STATUS_BY_CODE = [_S_STATUS + b"\x00", _S_STATUS + b"\x02" + _ST_CODE + b"\x01", _S_STATUS + b"\x02" + _ST_CODE + b"\x02"]
+_STATUS_BY_CODE = [
+    _S_STATUS + b"\x00",
+    _S_STATUS + b"\x02" + _ST_CODE + b"\x01",
+    _S_STATUS + b"\x02" + _ST_CODE + b"\x02",
+]
 
 
 def encode_span(span: ReadableSpan) -> bytes:
