@@ -1035,6 +1035,36 @@ def section_profile(python: str, stacks: list[str], p: Params, report: Report, p
     )
 
 
+# -- docs ------------------------------------------------------------------------------------------
+
+DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
+LATEST = os.path.join(HERE, "results", "latest.md")
+DOCS_START = "<!-- benchmarks/results/latest.md (python3 benchmarks/run.py --sync-docs) -->"
+DOCS_END = "<!-- end of benchmarks/results/latest.md -->"
+
+
+def results_for_docs(results: str) -> str:
+    """A results file as docs/benchmarks.md shows it: every heading one level down."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in results.strip().splitlines())
+
+
+def synced_docs(docs: str, results: str) -> str:
+    """docs/benchmarks.md with the block between the markers replaced by ``results``."""
+    head, rest = docs.split(DOCS_START, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    return f"{head}{DOCS_START}\n\n{results_for_docs(results)}\n\n{DOCS_END}{tail}"
+
+
+def sync_docs() -> None:
+    with open(DOCS) as fh:
+        docs = fh.read()
+    with open(LATEST) as fh:
+        results = fh.read()
+    with open(DOCS, "w") as fh:
+        fh.write(synced_docs(docs, results))
+    log(f"{os.path.relpath(DOCS)}: the results block now shows {os.path.relpath(LATEST)}")
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -1083,6 +1113,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="for the profile section (default: %(default)s)",
     )
     ap.add_argument("--profile-requests", type=int, help="requests for the profile section (full: 20000)")
+    ap.add_argument(
+        "--sync-docs",
+        action="store_true",
+        help="measure nothing: copy benchmarks/results/latest.md into docs/benchmarks.md (tests keep them equal)",
+    )
     args = ap.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
@@ -1095,6 +1130,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.sync_docs:
+        sync_docs()
+        return 0
     base = SMOKE if args.smoke else FULL
     p = Params(**vars(base))
     if args.rounds:

@@ -85,3 +85,30 @@ def test_otel_monitor_failing_a_row_fails_the_run(tmp_path):
     proc = run_smoke(tmp_path, "bare,otel_monitor", fail="otel_monitor")
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "Errors:\n- in-process otel_monitor:" in proc.stdout
+
+
+def load_run_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_show_exactly_the_latest_results_file_the_benchmark_wrote():
+    run = load_run_module()
+    with open(run.DOCS) as fh:
+        docs = fh.read()
+    with open(run.LATEST) as fh:
+        latest = fh.read()
+    assert docs.count(run.DOCS_START) == 1 and docs.count(run.DOCS_END) == 1
+    assert docs == run.synced_docs(docs, latest), "run: python3 benchmarks/run.py --sync-docs"
+
+
+def test_syncing_the_docs_replaces_only_the_results_block():
+    run = load_run_module()
+    docs = f"intro\n\n{run.DOCS_START}\n\n## old\n\n{run.DOCS_END}\n\nafter\n"
+    synced = run.synced_docs(docs, "# title\n\n## Scrape\n\n| a | 54.0 |\n")
+    assert synced == f"intro\n\n{run.DOCS_START}\n\n## title\n\n### Scrape\n\n| a | 54.0 |\n\n{run.DOCS_END}\n\nafter\n"
