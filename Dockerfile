@@ -15,7 +15,7 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /app
 
 # The package first (its layer is rebuilt only when the package changes), then the examples.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY otel_monitor ./otel_monitor
 COPY examples ./examples
 RUN pip install . && rm -rf build *.egg-info

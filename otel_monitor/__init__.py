@@ -8,6 +8,7 @@ OTLP export. See the README for settings and the metrics reference.
 """
 
 from .__about__ import __version__
+from ._enduser import set_enduser
 from ._frameworks import set_route
 from .monitor import Monitor, get_monitor, wrap
 from .settings import Settings, SettingsError, resolve_settings
@@ -17,6 +18,7 @@ __all__ = [
     "wrap",
     "get_monitor",
     "set_route",
+    "set_enduser",
     "Settings",
     "SettingsError",
     "resolve_settings",

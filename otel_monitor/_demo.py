@@ -39,6 +39,8 @@ DEGRADED_MIX: list[tuple[int, str, str]] = [
 #: so a short demo run shows failures and slow requests, and a long one shows the health recover
 TRAFFIC_PHASES: list[tuple[float, bool]] = [(12.0, False), (15.0, True), (150.0, False)]
 _PRODUCTS = ["book", "pen"]
+#: the signed-in users of the demo's traffic (``X-Demo-User``; None: nobody signed in), and how often
+_USERS: list[tuple[str | None, int]] = [("ada", 8), ("grace", 4), ("linus", 2), ("margaret", 1), (None, 5)]
 
 
 def degraded_at(elapsed: float) -> bool:
@@ -92,6 +94,9 @@ def send_traffic(
                 method=method,
                 headers={"Content-Type": "application/json", "User-Agent": "otel-monitor-demo"},
             )
+            user = rnd.choices([u for u, _ in _USERS], [w for _, w in _USERS])[0]
+            if user is not None:
+                req.add_header("X-Demo-User", user)
             try:
                 urllib.request.urlopen(req, timeout=5).read()
             except urllib.error.HTTPError as exc:
@@ -193,6 +198,43 @@ def temporary_history(environ: Any = None) -> Iterator[str | None]:
         yield path
     finally:
         environ.pop("MONITORING_DB", None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+#: the demo's alert: its degraded spell (about 5 % of requests fail) fires it, the recovery resolves it
+DEMO_ALERT_RULE = {
+    "name": "demo: error rate over 2 %",
+    "metric": "error_rate_pct",
+    "threshold": 2,
+    "window": "20s",
+    "for": "6s",
+    "severity": "page",
+    "description": "The demo's degraded spell: /api/error and failing orders",
+}
+
+
+@contextlib.contextmanager
+def demo_alerts(environ: Any = None) -> Iterator[bool]:
+    """Alerts on for the demo (:data:`DEMO_ALERT_RULE`, evaluated every 2 s) so the Alerts view shows
+    one firing and resolving; state in a temporary directory removed afterwards. Yields False and
+    changes nothing when the user set any ``OTEL_MONITOR_ALERTS*`` variable (their alerts apply)."""
+    environ = os.environ if environ is None else environ
+    if any(name.startswith("OTEL_MONITOR_ALERTS") for name in environ):
+        yield False
+        return
+    directory = tempfile.mkdtemp(prefix="otel-monitor-demo-alerts-")
+    values = {
+        "OTEL_MONITOR_ALERTS": "on",
+        "OTEL_MONITOR_ALERTS_RULES": json.dumps([DEMO_ALERT_RULE]),
+        "OTEL_MONITOR_ALERTS_INTERVAL_S": "2",
+        "OTEL_MONITOR_ALERTS_STATE_FILE": os.path.join(directory, "alerts.json"),
+    }
+    environ.update(values)
+    try:
+        yield True
+    finally:
+        for name in values:
+            environ.pop(name, None)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-"""Route templates (and a default ``service.name``) for Django, Falcon and Bottle apps under ``wrap()``.
+"""Route templates (and a default ``service.name``) for Django, Falcon, Bottle and Pyramid apps under ``wrap()``.
 
 ``wrap(application)`` calls :func:`install_route_hooks`, which recognises the framework by the
 application object's class (a module already imported: nothing is imported here that the app did
@@ -8,9 +8,17 @@ not import) and installs one small hook through the framework's public API:
   (``users/<int:uid>``, what the stock Django instrumentation reports) is the route, and the
   ``got_request_exception`` signal gives the exception class of a 500;
 * Falcon ``App``: a middleware whose ``process_resource`` reads ``req.uri_template``
-  (``/users/{uid:int}``);
+  (``/users/{uid:int}``), and an error handler for ``Exception`` that notes the exception class
+  of a 500 and hands the request to the handler that was there (Falcon's own 500 page);
 * Bottle ``Bottle``: a plugin that wraps each route callback with the route's ``rule``
-  (``/users/<uid:int>``) and notes an exception the callback raised.
+  (``/users/<uid:int>``) and notes an exception the callback raised. Bottle is often vendored
+  (pypiserver imports it as ``pypiserver.bottle_wrapper.bottle``), so the app is recognised by
+  its class (a ``Bottle`` of a module that has Bottle's ``request`` and ``HTTPResponse``), and the
+  plugin uses that module, whatever its name;
+* Pyramid ``Router`` (``config.make_wsgi_app()``): subscribers added through a ``Configurator``
+  over the app's registry: ``ContextFound`` gives ``request.matched_route.pattern``
+  (``/users/{uid}``), ``NewResponse`` the exception an exception view turned into a 5xx. An
+  exception no view handles leaves the app: the middleware records it (``error.type``, status 500).
 
 Any other framework (or your own code) can call :func:`set_route` with the matched route template.
 Only templates, never raw paths, become span names and ``http.route``, so series stay bounded.
@@ -21,6 +29,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY
@@ -69,8 +78,8 @@ def _mark_installed(application: Any) -> None:
 def default_service_name(application: Callable, caller_module: str | None) -> str | None:
     """A ``service.name`` for a framework app: its project, not the framework's own module.
 
-    Django: the package of the settings module (``mysite.settings`` -> ``mysite``). Falcon and
-    Bottle: the module that called ``wrap()`` (the script's name when it is ``__main__``).
+    Django: the package of the settings module (``mysite.settings`` -> ``mysite``). Falcon,
+    Bottle and Pyramid: the module that called ``wrap()`` (the script's name when it is ``__main__``).
     None for anything else (``wrap()`` keeps its own default).
     """
     framework = next((name for name, matches, _ in _ADAPTERS if matches(application)), None)
@@ -154,15 +163,48 @@ class _FalconRoutes:
 
 def _install_falcon(app: Any) -> None:
     app.add_middleware(_FalconRoutes())
+    # Falcon turns an unhandled exception into its 500 page and keeps the exception. Our handler
+    # for Exception notes it and calls the one registered before (Falcon's default, or the app's
+    # own; Falcon has no public lookup, so its handler table is read, with its default method as
+    # the fallback).
+    handlers = getattr(app, "_error_handlers", None)
+    previous = handlers.get(Exception) if isinstance(handlers, dict) else None
+    if previous is None:
+        previous = getattr(app, "_python_error_handler", None)
+    if previous is None:
+        return
+
+    def note_exception(req: Any, resp: Any, ex: Exception, params: Any) -> Any:
+        env = getattr(req, "env", None)
+        if isinstance(env, dict):
+            env[EXCEPTION_KEY] = ex
+        return previous(req, resp, ex, params)
+
+    app.add_error_handler(Exception, note_exception)
 
 
 # -- Bottle ------------------------------------------------------------------------------------------
 
 
+def _bottle_module(application: Any) -> ModuleType | None:
+    """The Bottle module ``application`` comes from, whatever it is called (Bottle is vendored)."""
+    for cls in type(application).__mro__:
+        if cls.__name__ != "Bottle":
+            continue
+        module = sys.modules.get(cls.__module__)
+        if (
+            module is not None
+            and getattr(module, "Bottle", None) is cls
+            and isinstance(getattr(module, "HTTPResponse", None), type)
+            and hasattr(module, "request")
+            and callable(getattr(application, "install", None))
+        ):
+            return module
+    return None
+
+
 def _is_bottle(application: Any) -> bool:
-    module = sys.modules.get("bottle")
-    app_class = getattr(module, "Bottle", None) if module is not None else None
-    return isinstance(app_class, type) and isinstance(application, app_class)
+    return _bottle_module(application) is not None
 
 
 class _BottleRoutes:
@@ -171,12 +213,13 @@ class _BottleRoutes:
     name = "otel_monitor_routes"
     api = 2
 
-    def apply(self, callback: Callable, route: Any) -> Callable:
-        import bottle
+    def __init__(self, bottle: ModuleType) -> None:
+        self._bottle = bottle
 
+    def apply(self, callback: Callable, route: Any) -> Callable:
         rule = route.rule
-        request = bottle.request
-        control_flow = bottle.HTTPResponse  # abort() and redirect(): not failures of the app
+        request = self._bottle.request
+        control_flow = self._bottle.HTTPResponse  # abort() and redirect(): not failures of the app
 
         def with_route(*args: Any, **kwargs: Any) -> Any:
             environ = request.environ
@@ -193,11 +236,48 @@ class _BottleRoutes:
 
 
 def _install_bottle(app: Any) -> None:
-    app.install(_BottleRoutes())
+    module = _bottle_module(app)
+    if module is not None:
+        app.install(_BottleRoutes(module))
+
+
+# -- Pyramid -----------------------------------------------------------------------------------------
+
+
+def _is_pyramid(application: Any) -> bool:
+    module = sys.modules.get("pyramid.router")
+    app_class = getattr(module, "Router", None) if module is not None else None
+    return isinstance(app_class, type) and isinstance(application, app_class)
+
+
+def _pyramid_route(event: Any) -> None:
+    request = event.request
+    pattern = getattr(getattr(request, "matched_route", None), "pattern", None)
+    if pattern:
+        request.environ[ROUTE_KEY] = pattern
+
+
+def _pyramid_exception(event: Any) -> None:
+    # An exception view rendered this response: its exception is the 5xx's error.type.
+    request = event.request
+    exception = getattr(request, "exception", None)
+    if isinstance(exception, Exception) and getattr(event.response, "status_int", 0) >= 500:
+        request.environ[EXCEPTION_KEY] = exception
+
+
+def _install_pyramid(router: Any) -> None:
+    from pyramid.config import Configurator
+    from pyramid.events import ContextFound, NewResponse
+
+    config = Configurator(registry=router.registry)
+    config.add_subscriber(_pyramid_route, ContextFound)
+    config.add_subscriber(_pyramid_exception, NewResponse)
+    config.commit()
 
 
 _ADAPTERS: list[tuple[str, Callable[[Any], bool], Callable[[Any], None]]] = [
     ("django", _is_django, _install_django),
     ("falcon", _is_falcon, _install_falcon),
     ("bottle", _is_bottle, _install_bottle),
+    ("pyramid", _is_pyramid, _install_pyramid),
 ]

@@ -10,6 +10,8 @@ ordinary OpenTelemetry histograms with the semantic-convention names, units and 
 
 Each bucket of the duration histogram keeps the last sampled request as an exemplar (trace and
 span id), as the SDK's aligned-histogram reservoir does: ``/metrics`` shows them in OpenMetrics.
+``OTEL_METRICS_EXEMPLAR_FILTER`` is honoured: ``always_off`` keeps none, ``always_on`` keeps
+unsampled requests too.
 With a push exporter the body-size histograms keep exemplars too. The body-size histograms are
 recorded only with ``metrics_body_size`` (the semantic conventions mark them not yet stable).
 """
@@ -57,14 +59,21 @@ class _Series:
 
 class RequestMetrics:
     def __init__(
-        self, duration_bounds: tuple, size_bounds: tuple, all_exemplars: bool = False, body_sizes: bool = False
+        self,
+        duration_bounds: tuple,
+        size_bounds: tuple,
+        all_exemplars: bool = False,
+        body_sizes: bool = False,
+        exemplar_filter: str = "trace_based",
     ) -> None:
         self._bounds = (duration_bounds, size_bounds, size_bounds)
         self._sizes = (len(duration_bounds) + 1, len(size_bounds) + 1, len(size_bounds) + 1)
         self._series: dict[tuple, _Series] = {}
         self._lock = threading.Lock()
         #: how many of the three histograms keep exemplars (the duration one always)
-        self._exemplar_upto = 3 if all_exemplars else 1
+        self._exemplar_upto = 0 if exemplar_filter == "always_off" else 3 if all_exemplars else 1
+        #: OTEL_METRICS_EXEMPLAR_FILTER=always_on: unsampled requests' measurements are exemplars too
+        self._always_on = exemplar_filter == "always_on"
         self._recorded = 3 if body_sizes else 1
         self._start = time.time_ns()
 
@@ -75,7 +84,13 @@ class RequestMetrics:
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        exemplar = span_context if (span_context is not None and span_context.trace_flags.sampled) else None
+        exemplar = (
+            span_context
+            if span_context is not None
+            and self._exemplar_upto
+            and (span_context.trace_flags.sampled or (self._always_on and span_context.is_valid))
+            else None
+        )
         at = time.time_ns() if exemplar is not None else 0
         values = (duration, request_size, response_size)
         with self._lock:

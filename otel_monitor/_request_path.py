@@ -11,12 +11,13 @@ without the stock middleware's failure modes:
   are parsed exactly per W3C Trace Context (``_tracecontext``);
 * the request context is current while the body is iterated and closed, so spans started in a
   streaming generator are children of the request span;
-* a response the server never closes is still recorded, once, when it is garbage-collected
-  (timed to its last byte if it was read to the end); ``wsgi.file_wrapper`` responses are passed
-  through untouched (the server keeps its sendfile path) and timed at their ``close()``;
+* a response the server never closes is still recorded, once, by the next reading of the metrics
+  when it was handed out to its last byte (timed to it), else when it is garbage-collected;
+  ``wsgi.file_wrapper`` responses are passed through untouched (the server keeps its sendfile
+  path) and timed at their ``close()``;
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
-* query values of sensitive parameters are redacted before they reach a span (names compared
-  percent-decoded and case-insensitively, also inside ``a[b]`` brackets);
+* query values of sensitive parameters, and secrets in an exception's message and stack trace, are
+  redacted before they reach the span (``_redaction``, the one redaction every view shares);
 * the request histograms are aggregated in one step per request (see ``_request_metrics``).
 
 Nothing in here may raise into the user's request: our own failures are logged (rate-limited)
@@ -28,18 +29,21 @@ from __future__ import annotations
 import collections
 import os
 import re
+import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import unquote_plus
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ._header_capture import HeaderCapture
+from ._redaction import Redactor, redactor_for
 from ._safe_log import log_internal_error
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
@@ -49,7 +53,6 @@ EXCEPTION_KEY = "otel_monitor.exception"
 #: set by the outermost monitored layer: inner ones (an app wrapped twice) pass the request through
 RECORDING_KEY = "otel_monitor.recording"
 
-_KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
 # Hostile-header guards, checked before any parsing (baggage <= 8192 bytes: the W3C baggage limit;
 # the trace-context bounds leave room for future traceparent versions and 32 tracestate members).
 _MAX_TRACEPARENT = MAX_TRACEPARENT
@@ -57,6 +60,7 @@ _MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
 _MAX_CACHED_ADDRESSES = 256
+_get_ident = threading.get_ident
 
 
 class _EnvironGetter:
@@ -78,31 +82,6 @@ class _EnvironGetter:
 
 
 _GETTER = _EnvironGetter()
-
-
-_BRACKETED = re.compile(r"[^\[\]]+")
-
-
-def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
-    # Compare what the app will see: ``%70assword`` and ``pass+word`` decode before lookup.
-    if "%" in name or "+" in name:
-        name = unquote_plus(name)
-    name = name.lower()
-    if name in sensitive:
-        return True
-    # ``user[password]`` / ``password[]``: the form a framework reads as a nested ``password``.
-    return "[" in name and any(part in sensitive for part in _BRACKETED.findall(name))
-
-
-def _redact_query(query: str, sensitive: frozenset[str]) -> str:
-    parts = query.split("&")
-    changed = False
-    for i, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
-        if sep and _is_sensitive(name, sensitive):
-            parts[i] = name + "=REDACTED"
-            changed = True
-    return "&".join(parts) if changed else query
 
 
 def _server_address(environ: dict) -> tuple[str | None, int | None]:
@@ -162,9 +141,25 @@ class RequestInstrumentation:
         self._excluded = (
             re.compile("|".join(f"(?:{p})" for p in settings.excluded_urls)) if settings.excluded_urls else None
         )
-        self._sensitive = frozenset(settings.sensitive_query_params)
+        self._redactor: Redactor = redactor_for(tuple(settings.sensitive_query_params))
         self._capture_user_agent = settings.capture_user_agent
+        #: OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS (case-sensitive; any other method is _OTHER)
+        self._known_methods = frozenset(settings.http_known_methods)
+        sanitize = settings.capture_headers_sanitize_fields
+        self._request_headers = (
+            HeaderCapture(settings.capture_headers_server_request, sanitize, "http.request.header.")
+            if settings.capture_headers_server_request
+            else None
+        )
+        self._response_headers = (
+            HeaderCapture(settings.capture_headers_server_response, sanitize, "http.response.header.")
+            if settings.capture_headers_server_response
+            else None
+        )
         self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
+        #: a request this old when the app returns keeps its environ's text for the outlier context
+        #: (half the slow threshold: it may become slow while its body is sent)
+        self._context_after_s = settings.analytics_slow_ms / 2000.0
 
     def _server_address(self, environ: dict) -> tuple[str | None, int | None]:
         # Few distinct Host headers reach one app: parse each once (bounded, for hostile clients).
@@ -206,11 +201,12 @@ class RequestInstrumentation:
         try:
             result = self.wsgi_app(environ, _start_response)
         except BaseException as exc:
-            record.failure = exc
+            record.fail(exc)
             record.detach()
             record.finish()
             raise
         record.detach()
+        record.release(environ)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
             return result  # the server's own object: it keeps its sendfile path
@@ -223,7 +219,9 @@ class _Request:
     __slots__ = (
         "mw",
         "pipeline",
-        "environ",
+        "route",
+        "request_size",
+        "handled",
         "method",
         "scheme",
         "span",
@@ -233,25 +231,40 @@ class _Request:
         "status",
         "headers",
         "sent",
+        "last",
         "end",
         "finished",
         "failure",
+        "ident",
+        "request_environ",
     )
 
     def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
-        self.environ = environ
+        #: read from the environ when the app returns (``release``): the record keeps no reference
+        #: to the environ, so nothing the app put there (an exception and its traceback, whose
+        #: frames hold the response body) can keep a dropped body alive
+        self.route: str | None = None
+        length = environ.get("CONTENT_LENGTH")
+        self.request_size = int(length) if length and length.isdigit() else None
+        #: the exception the framework handled (its 500 page), already turned into an event
+        self.handled: _Failure | None = None
         self.status: str | None = None
         self.headers: list | None = None
         self.sent = 0
+        self.last = 0.0  # perf_counter when the latest chunk was handed out
         self.end: float | None = None  # perf_counter of the last byte, for a body never closed
         self.finished = False
-        self.failure: BaseException | None = None  # raised out of the app or its body
+        self.failure: _Failure | None = None  # raised out of the app or its body
+        #: the environ's text values, copied in ``release`` for a request already slow or failed
+        #: (the trace store will likely keep it: its outlier context reads them); else None
+        self.request_environ: dict[str, str] | None = None
         method = environ.get("REQUEST_METHOD", "GET")
-        if method not in _KNOWN_METHODS:
+        if method not in mw._known_methods:
             method = "_OTHER"
         self.method = method
+        name = method if method != "_OTHER" else "HTTP"  # the semantic conventions' span name
         scheme = environ.get("wsgi.url_scheme", "http")
         self.scheme = scheme if scheme in ("http", "https") else "http"
         parent = None
@@ -263,17 +276,23 @@ class _Request:
         tracer = pipeline.tracer
         if tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
-            span = tracer.start_span(method, parent, _SERVER)
+            span = tracer.start_span(name, parent, _SERVER)
             if span.is_recording():
                 _set_clean_attributes(span, self._span_attributes(environ, path))
         else:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
-            span = tracer.start_span(method, parent, _SERVER, self._span_attributes(environ, path))
+            span = tracer.start_span(name, parent, _SERVER, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
         self.token: Any = otel_context.attach(self.context)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
+        # Which thread serves this request since when, for the sampling profiler. It sleeps while
+        # nothing is served, the Event cleared: a request registers first, then wakes it.
+        self.ident = _get_ident()
+        pipeline.serving[self.ident] = self
+        if not pipeline.serving_started.is_set():
+            pipeline.serving_started.set()
 
     def _span_attributes(self, environ: dict, path: str) -> dict:
         attrs: dict[str, Any] = {
@@ -285,7 +304,7 @@ class _Request:
             attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
         query = environ.get("QUERY_STRING")
         if query:
-            attrs["url.query"] = _redact_query(query[:4096], self.mw._sensitive)
+            attrs["url.query"] = self.mw._redactor.query(query[:4096])
         host, port = self.mw._server_address(environ)
         if host:
             attrs["server.address"] = host
@@ -301,7 +320,34 @@ class _Request:
             agent = environ.get("HTTP_USER_AGENT")
             if agent:
                 attrs["user_agent.original"] = agent[:512]
+        if self.mw._request_headers is not None:
+            attrs.update(self.mw._request_headers.from_environ(environ))
         return attrs
+
+    def release(self, environ: dict) -> None:
+        """Take what ``finish`` needs from the environ when the app returns, and let go of it."""
+        try:
+            self.route = environ.get(ROUTE_KEY)
+            exception = environ.pop(EXCEPTION_KEY, None)
+            if isinstance(exception, BaseException):
+                self.handled = _Failure(exception, self.mw._redactor, self.span.is_recording())
+            status = self.status
+            if (
+                self.handled is not None
+                or (status is not None and status[:1] == "5")
+                or time.perf_counter() - self.start >= self.mw._context_after_s
+            ):
+                # Text only: nothing the app put in the environ (an exception, a body) is kept.
+                self.request_environ = {k: v for k, v in environ.items() if type(v) is str}
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("reading the request's route")
+
+    def fail(self, exc: BaseException) -> None:
+        """The app or its body raised ``exc``: described now, so no reference to it is kept."""
+        try:
+            self.failure = _Failure(exc, self.mw._redactor, self.span.is_recording())
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("describing the request's exception")
 
     def detach(self) -> None:
         token, self.token = self.token, None
@@ -312,60 +358,99 @@ class _Request:
                 log_internal_error("detaching the request context")
 
     def finish(self) -> None:
-        if self.finished:
+        # Claimed atomically (one C call under the GIL): the server's close(), the garbage
+        # collector's queue and a scrape (``finish_unclosed``) may race for an unclosed body.
+        try:
+            self.pipeline.active.remove(self)
+        except KeyError:
             return
         self.finished = True
         try:
             self._finish()
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
+        serving = self.pipeline.serving  # after span.end: its processors may read it
+        if serving.get(self.ident) is self:  # not when finished late, after the thread moved on
+            serving.pop(self.ident, None)
 
     def _finish(self) -> None:
         end = self.end
         closed_late = end is not None  # finished for a body the server dropped without close()
         duration = (end if end is not None else time.perf_counter()) - self.start
-        environ = self.environ
         pipeline = self.pipeline
         status_text = self.status
         status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
-        route = environ.get(ROUTE_KEY)
+        if status is None and self.failure is not None:
+            status = 500  # raised to the server before any response: what a PEP 3333 server sends
+        route = self.route
         # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
-        app_exc = self.failure
-        if app_exc is None and status is not None and status >= 500:
-            app_exc = environ.get(EXCEPTION_KEY)
-        if app_exc is not None:
-            error = type(app_exc).__qualname__
+        failure = self.failure
+        if failure is None and status is not None and status >= 500:
+            failure = self.handled
+        if failure is not None:
+            error = failure.type_name
         elif status is not None and status >= 500:
             error = str(status)
         else:
             error = None
-        length = environ.get("CONTENT_LENGTH")
         span = self.span
         pipeline.request_metrics.record(
             (self.method, self.scheme, route, status, error),
             duration,
-            int(length) if length and length.isdigit() else None,
+            self.request_size,
             self.sent if status is not None else None,
             span.get_span_context(),
         )
-        pipeline.active.discard(self)
         pipeline.requests_seen += 1
         if span.is_recording():
             final: dict[str, Any] = {}
             if route is not None:
-                span.update_name(f"{self.method} {route}")
+                span.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
                 final["http.route"] = route
             if status is not None:
                 final["http.response.status_code"] = status
             if error is not None:
                 final["error.type"] = error
+            if self.mw._response_headers is not None:
+                final.update(self.mw._response_headers.from_headers(self.headers))
             _set_clean_attributes(span, final)
-            if app_exc is not None:
-                span.record_exception(app_exc)
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error if app_exc is None else f"{error}: {app_exc}"[:256]))
+            if failure is not None:
+                span.add_event("exception", failure.event, failure.timestamp)
+                span.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
+            elif error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
         start_time = getattr(span, "start_time", None) if closed_late else None
         span.end(start_time + int(duration * 1e9) if start_time else None)
+
+
+class _Failure:
+    """An exception as the span records it, described when it happens (its message and stack trace
+    redacted): holding the exception itself would keep its traceback's frames alive, and with them
+    the response body a server or test client still had in a local variable."""
+
+    __slots__ = ("type_name", "message", "event", "timestamp")
+
+    def __init__(self, exc: BaseException, redactor: Redactor, recording: bool) -> None:
+        kind = type(exc)
+        module = kind.__module__
+        self.type_name = kind.__qualname__  # error.type, for the metrics too
+        self.message = ""
+        self.event: dict[str, str] = {}
+        self.timestamp = 0
+        if not recording:  # an unsampled span records no event: no stack trace to format
+            return
+        self.message = redactor.text(str(exc))
+        # The event the SDK's record_exception makes (exception.type module-qualified).
+        self.event = {
+            "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            "exception.message": self.message,
+            "exception.stacktrace": redactor.text("".join(traceback.format_exception(exc))),
+            "exception.escaped": "False",
+        }
+        self.timestamp = time.time_ns()
+
+
+_now = time.perf_counter
 
 
 def _runtime_context_var() -> ContextVar | None:
@@ -397,6 +482,23 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
 _ABANDONED: collections.deque = collections.deque()
 if hasattr(os, "register_at_fork"):  # a forked worker must not record its parent's requests
     os.register_at_fork(after_in_child=_ABANDONED.clear)
+
+
+def finish_unclosed(active: set) -> None:
+    """Record, before metrics are read, the requests whose response ended without ``close()``.
+
+    Those garbage-collected (``finish_abandoned``), and those whose body has been handed out to
+    its last byte (exhausted, or its declared ``Content-Length`` reached) but not closed: a test
+    client that never closes its responses, whose bodies Flask's exception and routing tracebacks
+    keep alive until the cyclic garbage collector runs. They are timed to their last byte. (A
+    server closes right after the last byte; a scrape in between ends the span there, once.)
+    """
+    finish_abandoned()
+    for request in list(active):
+        if request.end is None and request.last and request.sent == _declared_length(request.headers):
+            request.end = request.last
+        if request.end is not None:
+            request.finish()
 
 
 def finish_abandoned() -> None:
@@ -433,9 +535,14 @@ class _ResponseBody:
     def __iter__(self):
         record = self._record
         inner = self._inner
+        # ``last``: when the latest chunk was handed out. A consumer that stops at the declared
+        # length and never closes (Werkzeug's test client reads the first chunk only) is timed
+        # to it (``finish_unclosed``).
+        now = _now
         if type(inner) is list or type(inner) is tuple:  # no app code runs while these are read
             for chunk in inner:
                 record.sent += len(chunk)
+                record.last = now()
                 yield chunk
             record.end = time.perf_counter()
             return
@@ -455,12 +562,13 @@ class _ResponseBody:
                 finally:
                     _detach(token)
                 record.sent += len(chunk)
+                record.last = now()
                 yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             # The status line may already be on the wire; the telemetry still says it failed.
-            record.failure = exc
+            record.fail(exc)
             raise
         record.end = time.perf_counter()
 
@@ -507,14 +615,16 @@ def _time_file_wrapper(result: Any, record: _Request) -> bool:
         weakref.finalize(result, _abandon, record)
     except (AttributeError, TypeError):
         return False
-    length = _content_length(record.headers)
+    length = _declared_length(record.headers)
     if length is not None:
         record.sent = length  # the server sends the file itself: the declared length is the size
     return True
 
 
-def _content_length(headers: list | None) -> int | None:
-    for name, value in headers or ():
-        if name.lower() == "content-length":
-            return int(value) if value.isdigit() else None
+def _declared_length(headers: list | None) -> int | None:
+    """``Content-Length`` from the app's headers (few, short: names of another length are skipped)."""
+    if headers:
+        for name, value in headers:
+            if len(name) == 14 and name.lower() == "content-length":
+                return int(value) if value.isdigit() else None
     return None

@@ -103,6 +103,7 @@ class Runtime:
             pipeline.view = multiprocess.worker_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
             log_internal_error("setting up multiprocess metrics")
+            pipeline.view = LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
 
     @property
     def built(self) -> bool:

@@ -10,9 +10,12 @@ A drop-in for the SDK's ``TraceContextTextMapPropagator`` (same ``TextMapPropaga
 * trace flags: ``sampled`` (0x01) and Level 2's ``random-trace-id`` (0x02) are kept; the other
   bits are reserved, and "vendors MUST set those to zero" when sending.
 * ``tracestate``: only parsed when ``traceparent`` was valid; list members separated by commas
-  with optional whitespace, empty members ignored, at most 32 members, keys unique, keys and
-  values per the ABNF (simple keys up to 256 characters, multi-tenant ``tenant@system`` keys with
-  up to 241 + 14); one bad member discards the whole header, never the ``traceparent``.
+  with optional whitespace, empty members ignored, at most 32 members, keys and values per the
+  ABNF of Level 2 (a key begins with a lower-case letter or a digit and has up to 256 characters
+  of ``a-z 0-9 _ - * / @``: Level 1's ``tenant@system`` split and its 241 + 14 limits are gone);
+  a key seen twice, or one bad member, discards the whole header, never the ``traceparent``. The
+  parsed entries are kept as they are (the API's ``TraceState`` constructor checks Level 1's key
+  grammar and would drop a Level 2 key, keeping the rest).
 * size guards for hostile clients: a ``traceparent`` longer than ``MAX_TRACEPARENT`` or a
   ``tracestate`` longer than ``MAX_TRACESTATE_IN`` is not parsed at all; a valid ``tracestate``
   is kept to ``MAX_TRACESTATE`` characters by dropping whole entries, those over 128 characters
@@ -47,8 +50,8 @@ _LONG_ENTRY = 128
 _HEX = frozenset("0123456789abcdef")
 _OWS = " \t"
 _KNOWN_FLAGS = 0x01 | 0x02  # sampled, random-trace-id (Level 2)
-_KEY_CHARS = r"[a-z0-9_\-*/]"
-_KEY = re.compile(rf"[a-z]{_KEY_CHARS}{{0,255}}|[a-z0-9]{_KEY_CHARS}{{0,240}}@[a-z]{_KEY_CHARS}{{0,13}}")
+#: key = ( lcalpha / DIGIT ) 0*255 ( keychar ); keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
+_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
 _VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 
 
@@ -89,7 +92,20 @@ def parse_tracestate(headers: Sequence[str]) -> TraceState | None:
             if _KEY.fullmatch(key) is None or _VALUE.fullmatch(value) is None:
                 return None
             entries[key] = value
-    return TraceState(_truncated(list(entries.items())))
+    return _ParsedTraceState(_truncated(list(entries.items())))
+
+
+class _ParsedTraceState(TraceState):
+    """A ``TraceState`` of entries already checked here against the Level 2 grammar.
+
+    The API's constructor validates keys with Level 1's grammar and drops (with a warning) the
+    keys Level 2 allows beyond it (``1abc``, ``a@b@c``, a system part over 14 characters), which
+    would propagate a tracestate with one member silently missing.
+    """
+
+    def __init__(self, entries: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._dict = dict(entries)
 
 
 def _truncated(items: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -277,7 +277,7 @@ def demo_app() -> tuple[Any, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import temporary_history
+    from ._demo import demo_alerts, temporary_history
 
     if args.traffic < 0:
         raise CliError("--traffic must be 0 or more seconds")
@@ -286,7 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be from 0 to 65535")
     # The history must be set before the example app is imported: its Monitor reads it then.
-    with temporary_history() as history:
+    with temporary_history() as history, demo_alerts():
         return _serve_demo(args, history)
 
 
@@ -400,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-metrics-check",
         action="store_true",
         help="do not build a throwaway app to compare its metrics with the dashboards",
+    )
+    doctor.add_argument(
+        "--test-alert",
+        action="store_true",
+        help="send a TEST notification to every alert destination (docs/alerts.md) and report each outcome",
     )
     add_setting_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)

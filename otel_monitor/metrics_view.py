@@ -36,10 +36,17 @@ class MetricsView(Protocol):
 class LocalView:
     """One process: every read is a fresh snapshot of this process's reader."""
 
-    def __init__(self, snapshot: Callable[[], MetricsData | None], shared: dict[str, Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], MetricsData | None],
+        shared: dict[str, Callable[[], Any]],
+        own_only: bool = False,
+    ) -> None:
         self._snapshot = snapshot
         #: key -> producer of the value (owned by the pipeline: it outlives a change of view)
         self.shared = shared
+        #: a pre-fork worker that could not join its group (``/health``: metrics from this worker only)
+        self.own_only = own_only
 
     def scrape(self) -> MetricsData | None:
         return self._snapshot()

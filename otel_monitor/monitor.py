@@ -21,10 +21,13 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import __about__, _providers
+from ._enduser import Identity, IdentityLayer
+from ._enduser import install_flask_hooks as install_enduser_hooks
 from ._frameworks import default_service_name, install_route_hooks
 from ._providers import DelegatingMeter, DelegatingTracer
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from ._runtime import Runtime, request_pipeline
+from ._version import module_root, with_version
 from .exposition import metrics_app_for
 from .instruments import Counter, Gauge, Histogram, UpDownCounter
 from .pipeline import SCHEMA_URL, SCOPE
@@ -46,9 +49,17 @@ class Monitor:
     Keyword arguments are settings (see :class:`~otel_monitor.settings.Settings`); they win over
     ``app.config["OTEL_MONITOR_<NAME>"]``, which wins over the environment, which wins over the
     defaults. A bad value raises :class:`~otel_monitor.settings.SettingsError` at ``init_app``.
+
+    ``enduser_id``: a callable asked once per request, after the view, for the user it served
+    (``lambda: current_user.get_id()`` with flask-login; return None for none). It goes on the
+    SERVER span as ``enduser.id`` (hashed with ``enduser_id_hash``) and into ``<prefix>/users``;
+    a view can also call :func:`otel_monitor.set_enduser`.
     """
 
-    def __init__(self, app: Any = None, **settings: Any) -> None:
+    def __init__(self, app: Any = None, *, enduser_id: Callable[[], Any] | None = None, **settings: Any) -> None:
+        if enduser_id is not None and not callable(enduser_id):
+            raise SettingsError("enduser_id: expected a callable returning the request's user id (or None)")
+        self._enduser_id = enduser_id
         unknown = sorted(set(settings) - _FIELD_NAMES)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
@@ -86,6 +97,7 @@ class Monitor:
         if settings.sdk_disabled:
             self._settings = settings
             return
+        settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
         from ._metrics_route import guard_existing_metrics_route
@@ -102,11 +114,27 @@ class Monitor:
             claim_for_middleware(app)
             app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
             _install_flask_hooks(app)
+        install_enduser_hooks(app, self._identity(settings, app))
         if settings.analytics:
             from .analytics import install
 
             install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
+        if settings.set_global and runtime.pipeline().logger_provider is not None:
+            from ._logs import install_at_first_request
+
+            # At the first request, once the app, Flask and the server have set up the console.
+            install_at_first_request(app)
+
+    def _identity(self, settings: Settings, app: Any = None) -> Identity:
+        """How this app's requests name their user (the hash key only matters when hashing)."""
+        key: bytes | None = None
+        if settings.enduser_id_hash:
+            from .analytics.auth import resolve_secret_key
+
+            given = settings.enduser_id_hash_key
+            key = given.encode("utf-8") if given else resolve_secret_key(settings, app)
+        return Identity(settings, self._enduser_id, key)
 
     def _make_runtime(self, settings: Settings, service_name: str) -> Runtime:
         self._settings = settings
@@ -121,10 +149,6 @@ class Monitor:
         if pipeline.settings.set_global:
             _providers.register(runtime)
             _providers.install_globals()
-            if pipeline.logger_provider is not None:
-                from ._logs import install_root_handler
-
-                install_root_handler()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
             from ._metrics_server import start_metrics_server
@@ -248,17 +272,25 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
         return application
     monitor = monitor or Monitor(**settings)
     # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
-    name = default_service_name(application, sys._getframe(1).f_globals.get("__name__")) or _wsgi_name(application)
+    caller = sys._getframe(1).f_globals.get("__name__")
+    name = default_service_name(application, caller) or _wsgi_name(application)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
+    app_module = getattr(application, "__module__", None)
+    module = app_module if app_module and app_module != "__main__" else caller
+    resolved = with_version(resolved, module_root(module) or module_root(caller), module)
     install_route_hooks(application)
     runtime = monitor._make_runtime(resolved, resolved.service_name or name)
-    wrapped = RequestInstrumentation(application, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
+    inner = IdentityLayer(application, monitor._identity(resolved), ask_at_return=True)
+    wrapped = RequestInstrumentation(inner, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
-    runtime.pipeline()
+    if runtime.pipeline().logger_provider is not None and resolved.set_global:
+        from ._logs import install_root_handler
+
+        install_root_handler()  # the app is built (Django's LOGGING applied): its console is set up
     return wrapped
 
 

@@ -533,6 +533,12 @@ class WorkerView:
             return True
         return time.monotonic() - self._failed_at >= RETRY_AFTER
 
+    @property
+    def own_only(self) -> bool:
+        """The last publish failed (the directory is unwritable or full): until one succeeds,
+        this worker's reads show only its own numbers (``/health`` reports it)."""
+        return self._failed_at is not None
+
     def _failed(self, exc: OSError) -> None:
         if self._failed_at is None:
             _logger.warning(

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider, TraceBasedExemplarFilter
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
@@ -30,24 +35,24 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import __about__
 from ._background import Scheduler
-from ._export_accounting import account, count_unexported_at_shutdown
+from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
+from ._ids import id_generator
 from ._propagation import build_propagator
 from ._reader import MonitorReader
 from ._request_metrics import RequestMetrics
-from ._request_path import finish_abandoned
+from ._request_path import finish_unclosed
 from ._safe_log import log_internal_error
 from ._temporality import DeltaConverter
 from .metrics_view import LocalView, MetricsView
-from .settings import Settings
+from .settings import DURATION_BUCKETS_DEFAULT, Settings
 
 _logger = logging.getLogger("otel_monitor")
 
 SCOPE = "otel_monitor"
 #: the semantic-conventions version our attribute and metric names follow (stable HTTP conventions)
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
-# Semantic-convention advisory boundaries for http.server.request.duration, plus two finer
-# ones at the bottom: most Flask endpoints answer in single milliseconds.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: the default http.server.request.duration boundaries (``http_server_duration_buckets`` sets them)
+DURATION_BUCKETS = DURATION_BUCKETS_DEFAULT
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 
@@ -153,6 +158,8 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     }
     if "host.name" not in attributes:
         attributes["host.name"] = platform.node()
+    if settings.service_version:  # resolved by the monitor (otel_monitor._version): wins, as service_name does
+        attributes["service.version"] = settings.service_version
     return Resource(attributes)
 
 
@@ -195,6 +202,8 @@ class Pipeline:
     metrics_server: Any = None
     #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
     instruments: dict = field(default_factory=dict)
+    #: how each signal's last export ended (``/health`` reports exports failing)
+    exports: ExportStatus = field(default_factory=ExportStatus)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
@@ -206,10 +215,11 @@ class Pipeline:
         self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
         # The request histograms are aggregated in one step per request (see _request_metrics).
         self.request_metrics = RequestMetrics(
-            DURATION_BUCKETS,
+            tuple(self.settings.http_server_duration_buckets),
             SIZE_BUCKETS,
             all_exemplars=bool(self.metric_exporters),
             body_sizes=self.settings.metrics_body_size,
+            exemplar_filter=self.settings.metrics_exemplar_filter or "trace_based",
         )
         self.reader.extra_metrics = self.request_metrics.collect
         self.reader.extra_scope = SCOPE
@@ -219,6 +229,11 @@ class Pipeline:
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
         self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        #: thread ident -> the request that thread is serving now (read by the sampling profiler,
+        #: otel_monitor.analytics.profiler; written by the request path at start and finish)
+        self.serving: dict = {}
+        #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
+        self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests",
             callbacks=[self._observe_active],
@@ -231,7 +246,7 @@ class Pipeline:
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
 
-        finish_abandoned()  # responses dropped without close() count before this reading
+        finish_unclosed(self.active)  # responses ended without close() count before this reading
 
         counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
@@ -322,7 +337,9 @@ class Pipeline:
                 log_internal_error("shutting down a metric exporter")
 
 
-def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, settings: Settings) -> BatchSpanProcessor:
+def _batch_processor(
+    exporter: SpanExporter, meter_provider: MeterProvider, settings: Settings, exports: ExportStatus | None = None
+) -> BatchSpanProcessor:
     """A bounded batch processor whose drops are counted on our meter.
 
     The SDK reports ``otel.sdk.processor.span.processed`` (``error.type=queue_full`` for drops) and
@@ -332,7 +349,7 @@ def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider, sett
     with sdk_internal_metrics():
         return count_unexported_at_shutdown(
             BatchSpanProcessor(
-                account(exporter, meter_provider),
+                account(exporter, meter_provider, exports),
                 max_queue_size=settings.bsp_max_queue_size,
                 schedule_delay_millis=settings.bsp_schedule_delay,
                 max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
@@ -369,17 +386,29 @@ def build_pipeline(
     instance_id = str(uuid.uuid4())
     resource = build_resource(settings, service_name, instance_id)
     reader = MonitorReader(resource)
-    metric_push = metric_exporters(settings)
+    exports = ExportStatus()
+    metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
-    # by otel_monitor._request_metrics): the SDK's filter is trace-based only for a push exporter.
-    exemplar_filter = TraceBasedExemplarFilter() if metric_push else AlwaysOffExemplarFilter()
+    # by otel_monitor._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
+    # SDK's filter is trace-based only for a push exporter.
+    exemplar_filter = {
+        "always_on": AlwaysOnExemplarFilter,
+        "always_off": AlwaysOffExemplarFilter,
+        "trace_based": TraceBasedExemplarFilter,
+        None: TraceBasedExemplarFilter if metric_push else AlwaysOffExemplarFilter,
+    }[settings.metrics_exemplar_filter]()
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
     )
-    tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
+    tracer_provider = TracerProvider(
+        resource=resource,
+        sampler=_sampler(settings),
+        shutdown_on_exit=False,
+        id_generator=id_generator(settings.id_generator),
+    )
     for exporter in span_exporters(settings):
-        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings))
+        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings, exports))
     pipeline = Pipeline(
         settings=settings,
         resource=resource,
@@ -388,12 +417,13 @@ def build_pipeline(
         reader=reader,
         scheduler=Scheduler(),
         metric_exporters=metric_push,
+        exports=exports,
     )
     logs = log_exporters(settings)
     if logs:
         from ._logs import build_logger_provider
 
-        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider)
+        pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider, exports)
     if settings.system_metrics:
         from .system import register_system_metrics
 

@@ -134,6 +134,58 @@ def _propagators(value: Any) -> tuple[str, ...]:
     return check_propagator_names(names)
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8,::1``), normalized."""
+    import ipaddress
+
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = []
+    for item in (str(v).strip() for v in items):
+        if not item:
+            continue
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(result)
+
+
+def _id_generator(value: Any) -> str | None:
+    from ._ids import check_id_generator_name
+
+    return check_id_generator_name(str(value))
+
+
+#: RFC 9110 ``token`` characters: what an HTTP method name is made of
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _methods(value: Any) -> tuple[str, ...]:
+    """OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS: comma-separated, case-sensitive method names."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+    for method in result:
+        if not _TOKEN.fullmatch(method) or method == "_OTHER":
+            raise ValueError(f"{method!r} is not an HTTP method name (expected e.g. GET,POST,PROPFIND)")
+    if not result:
+        raise ValueError("expected a comma-separated list of HTTP methods such as GET,POST,PROPFIND")
+    return result
+
+
+def _buckets(value: Any) -> tuple[float, ...]:
+    """Comma-separated histogram boundaries in seconds, increasing."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        result = tuple(float(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise ValueError("expected comma-separated numbers of seconds such as 0.005,0.01,0.1,1") from None
+    if not result or any(not math.isfinite(b) or b < 0 for b in result):
+        raise ValueError("expected comma-separated non-negative numbers of seconds such as 0.005,0.01,0.1,1")
+    if any(b >= c for b, c in zip(result, result[1:], strict=False)):
+        raise ValueError("the boundaries must increase")
+    return result
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -155,6 +207,45 @@ def _endpoint(value: Any) -> str | None:
     except ValueError:
         raise ValueError("expected a URL such as http://collector:4318 (the port is not a number)") from None
     return text
+
+
+def _alert_rules(value: Any) -> str | None:
+    """Inline JSON or a file path; every rule is checked now, so a bad one stops the start."""
+    from .alerts.rules import parse_rules
+
+    text = _opt_str(value)
+    if text is not None:
+        parse_rules(text)  # RuleError (a ValueError) names the rule and the field
+    return text
+
+
+def _report_schedule(value: Any) -> str | None:
+    from .alerts.digest import parse_schedule
+
+    text = _opt_str(value)
+    if text is not None:
+        parse_schedule(text)
+    return text
+
+
+def _emails(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    result = tuple(str(v).strip() for v in items if str(v).strip())
+    for item in result:
+        if not re.fullmatch(r"[^@\s,<>]+@[^@\s,<>]+", item):
+            raise ValueError(f"{item!r} is not an e-mail address")
+    return result
+
+
+def _opt_email(value: Any) -> str | None:
+    """One address (a sender): no comma, no line break can reach a header."""
+    text = _opt_str(value)
+    if text is None:
+        return None
+    found = _emails(text)
+    if len(found) != 1:
+        raise ValueError("expected one e-mail address")
+    return found[0]
 
 
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
@@ -180,6 +271,30 @@ _SAMPLERS = (
     "parentbased_always_on",
     "parentbased_always_off",
     "parentbased_traceidratio",
+)
+
+#: HTTP methods known by default (the semantic conventions' list, RFC 9110, RFC 5789 and QUERY):
+#: any other becomes ``_OTHER``, with ``http.request.method_original`` on the span
+_KNOWN_METHODS_DEFAULT = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+#: http.server.request.duration boundaries (seconds): the semantic conventions' advisory ones,
+#: plus two finer ones at the bottom (most Flask endpoints answer in single milliseconds)
+DURATION_BUCKETS_DEFAULT = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )
 
 #: query parameters redacted by default (compared percent-decoded, case-insensitively; see
@@ -249,6 +364,15 @@ class Settings:
         _opt_str,
         ("OTEL_SERVICE_NAME",),
         "Service name (resource `service.name`); default: the Flask app's import name",
+    )
+    #: ``service.version`` of the resource. Default: ``service.version`` of the resource attributes,
+    #: else detected (the app's git commit, else its distribution's version, else ``unknown``).
+    service_version: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_SERVICE_VERSION",),
+        "The app's version (resource `service.version`); default: `service.version` from `OTEL_RESOURCE_ATTRIBUTES`, "
+        "else the app's git commit when it runs from a checkout, else its distribution's version, else `unknown`",
     )
     #: Extra resource attributes.
     resource_attributes: dict = _setting(
@@ -400,6 +524,13 @@ class Settings:
     traces_sampler_arg: float = _setting(
         1.0, _number(0.0, 1.0), ("OTEL_TRACES_SAMPLER_ARG",), "Sampling ratio for the `traceidratio` samplers, 0 to 1"
     )
+    id_generator: str | None = _setting(
+        None,
+        _id_generator,
+        ("OTEL_PYTHON_ID_GENERATOR",),
+        "Trace and span id generator: an installed `opentelemetry_id_generator` entry point (`random`: the SDK's, "
+        "which the app's `random.seed` resets); default: a private generator, reseeded from `os.urandom` after fork",
+    )
     metric_export_interval: float = _setting(
         60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports"
     )
@@ -510,8 +641,71 @@ class Settings:
         ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",),
         "Query parameters whose values are replaced by `REDACTED` in spans",
     )
+    enduser_id_hash: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH",),
+        "Record `enduser.id` (spans, `/users`) as a keyed hash (HMAC-SHA256 with `enduser_id_hash_key`, 16 hex "
+        "digits) instead of the id itself",
+    )
+    enduser_id_hash_key: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ENDUSER_ID_HASH_KEY",),
+        "Key of the `enduser.id` hash; default: `analytics_secret_key`, else the Flask app's `secret_key`, else a "
+        "random key shared by the workers of one server (hashes then change at a restart)",
+        secret=True,
+    )
+    trusted_proxies: tuple = _setting(
+        (),
+        _networks,
+        ("OTEL_MONITOR_TRUSTED_PROXIES",),
+        "Addresses or CIDR networks of your reverse proxies: only a request from one of them has its "
+        "`X-Forwarded-For` read (right to left, skipping trusted hops) for `client.address`",
+    )
     capture_user_agent: bool = _setting(
         True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans"
+    )
+    capture_headers_server_request: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",),
+        "Request headers recorded on the request span as `http.request.header.<name>` (lists of strings): "
+        "comma-separated regular expressions matching whole header names, case-insensitively",
+    )
+    capture_headers_server_response: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",),
+        "Response headers recorded on the request span as `http.response.header.<name>`, as above",
+    )
+    capture_headers_sanitize_fields: tuple = _setting(
+        (),
+        _patterns,
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",),
+        "Captured headers whose values are recorded as `[REDACTED]` (regular expressions searched in the name, "
+        "case-insensitively); `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie` always are",
+    )
+    http_known_methods: tuple = _setting(
+        _KNOWN_METHODS_DEFAULT,
+        _methods,
+        ("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS",),
+        "HTTP methods recorded as themselves (case-sensitive; replaces the default list); any other is `_OTHER`, "
+        "with `http.request.method_original` on the span",
+    )
+    metrics_exemplar_filter: str | None = _setting(
+        None,
+        _choice("always_on", "always_off", "trace_based"),
+        ("OTEL_METRICS_EXEMPLAR_FILTER",),
+        "Which measurements may become exemplars: `always_on`, `always_off`, `trace_based`; default: trace-based "
+        "for the request histograms, and for the other instruments only with a push exporter",
+    )
+    http_server_duration_buckets: tuple = _setting(
+        DURATION_BUCKETS_DEFAULT,
+        _buckets,
+        ("OTEL_MONITOR_HTTP_SERVER_DURATION_BUCKETS",),
+        "Boundaries (seconds, increasing) of the `http.server.request.duration` histogram; default: the semantic "
+        "conventions' advisory ones plus 0.001 and 0.0025",
     )
     multiprocess_dir: str | None = _setting(
         None,
@@ -596,11 +790,43 @@ class Settings:
         ("OTEL_MONITOR_ANALYTICS_TRACE_DETAILS",),
         "Failed and slow requests (each) kept per process with their whole span tree (oldest dropped first); `0`: none",
     )
+    profiling: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_PROFILING",),
+        "Sample the stacks of requests older than `profiling_after_ms` (one thread per process, idle while no "
+        "request runs); kept with slow and failed traces and per route at `<prefix>/profiles`",
+    )
+    profiling_interval_ms: float = _setting(
+        10.0,
+        _number(1, 1000),
+        ("OTEL_MONITOR_PROFILING_INTERVAL_MS",),
+        "Milliseconds between two stack samples of a slow request",
+    )
+    profiling_after_ms: float | None = _setting(
+        None,
+        _number(0, 3_600_000),
+        ("OTEL_MONITOR_PROFILING_AFTER_MS",),
+        "Requests are sampled once they are older than this many milliseconds; default: half of `analytics_slow_ms`",
+    )
     analytics_max_routes: int = _setting(
         500,
         _number(10, 100_000, integer=True),
         ("OTEL_MONITOR_ANALYTICS_MAX_ROUTES",),
         "Distinct (route, method) pairs the analytics track; others are summed into `(other)`",
+    )
+    analytics_users_kept: int = _setting(
+        100,
+        _number(1, 10_000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_USERS_KEPT",),
+        "k of the users (and client addresses) counted per endpoint and time bucket: Space-Saving keeps up to 2 k, "
+        "exact while an endpoint sees no more distinct users in a bucket, then the k busiest",
+    )
+    analytics_client_addresses: bool = _setting(
+        False,
+        _bool,
+        ("OTEL_MONITOR_ANALYTICS_CLIENT_ADDRESSES",),
+        "Count requests per client address in `<prefix>/clients` (off by default: addresses are personal data)",
     )
     trace_link_template: str | None = _setting(
         None,
@@ -716,6 +942,96 @@ class Settings:
         "Seconds between the dashboard's automatic refreshes (the page has a pause control)",
     )
 
+    alerts: str = _setting(
+        "auto",
+        _choice("auto", "on", "off"),
+        ("OTEL_MONITOR_ALERTS",),
+        "Alert rules evaluated in the app: `auto` (on with a destination or `alerts_rules`), `on`, `off`",
+    )
+    alerts_rules: str | None = _setting(
+        None,
+        _alert_rules,
+        ("OTEL_MONITOR_ALERTS_RULES",),
+        'Custom alert rules: a JSON file\'s path, or inline JSON (a list of rules or `{"rules": [...]}`)',
+    )
+    alerts_default_rules: bool = _setting(
+        True,
+        _bool,
+        ("OTEL_MONITOR_ALERTS_DEFAULT_RULES",),
+        "Keep the built-in rules (average response time, error rate, memory, CPU, disk); `false` drops them",
+    )
+    alerts_interval_s: float = _setting(
+        15.0, _number(0.1, 3600), ("OTEL_MONITOR_ALERTS_INTERVAL_S",), "Seconds between two evaluations of the rules"
+    )
+    alerts_repeat_interval_s: float = _setting(
+        14400.0,
+        _number(0, 604800),
+        ("OTEL_MONITOR_ALERTS_REPEAT_INTERVAL_S",),
+        "Seconds after which a still-firing alert is notified again (0: never)",
+    )
+    alerts_slack_webhook_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_SLACK_WEBHOOK_URL",),
+        "Slack (or Mattermost, Rocket.Chat) incoming-webhook URL for alert notifications (never shown)",
+        secret=True,
+    )
+    alerts_webhook_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_WEBHOOK_URL",),
+        "Webhook receiving Alertmanager's webhook payload for each notification (never shown)",
+        secret=True,
+    )
+    alerts_email_to: tuple = _setting(
+        (), _emails, ("OTEL_MONITOR_ALERTS_EMAIL_TO",), "Comma-separated e-mail recipients of alert notifications"
+    )
+    alerts_email_from: str | None = _setting(
+        None, _opt_email, ("OTEL_MONITOR_ALERTS_EMAIL_FROM",), "Sender address; default `otel_monitor@<smtp host>`"
+    )
+    alerts_smtp_host: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_HOST",), "SMTP server for alert e-mails"
+    )
+    alerts_smtp_port: int = _setting(
+        25,
+        _number(1, 65535, integer=True),
+        ("OTEL_MONITOR_ALERTS_SMTP_PORT",),
+        "SMTP port (587: submission with STARTTLS; 465: TLS from the start)",
+    )
+    alerts_smtp_username: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_USERNAME",), "SMTP login name (none: no login)"
+    )
+    alerts_smtp_password: str | None = _setting(
+        None, _opt_str, ("OTEL_MONITOR_ALERTS_SMTP_PASSWORD",), "SMTP password (never shown)", secret=True
+    )
+    alerts_smtp_starttls: str = _setting(
+        "auto",
+        _choice("auto", "always", "never"),
+        ("OTEL_MONITOR_ALERTS_SMTP_STARTTLS",),
+        "STARTTLS: `auto` when the server offers it, `always` (refuse a server without it), `never`",
+    )
+    alerts_timeout_s: float = _setting(
+        10.0, _number(0.1, 120), ("OTEL_MONITOR_ALERTS_TIMEOUT_S",), "Longest wait (seconds) for one delivery attempt"
+    )
+    alerts_report_schedule: str | None = _setting(
+        None,
+        _report_schedule,
+        ("OTEL_MONITOR_ALERTS_REPORT_SCHEDULE",),
+        "Send a digest: `daily 08:00` or `weekly mon 08:00` (local time) to the alert destinations",
+    )
+    alerts_state_file: str | None = _setting(
+        None,
+        _opt_str,
+        ("OTEL_MONITOR_ALERTS_STATE_FILE",),
+        "Where alert state survives restarts; default: the `analytics_db` database, else a file in the temp directory",
+    )
+    alerts_external_url: str | None = _setting(
+        None,
+        _endpoint,
+        ("OTEL_MONITOR_ALERTS_EXTERNAL_URL",),
+        "The app's public base URL, for absolute dashboard and trace links in notifications",
+    )
+
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""
         return self._sources.get(name, "default")  # type: ignore[attr-defined]
@@ -785,7 +1101,9 @@ def resolve_settings(
                 try:
                     value = parse(raw)
                 except (ValueError, TypeError) as exc:
-                    raise SettingsError(f"{f.name}: bad value {str(raw)[:80]!r} from {where}: {exc}") from None
+                    # a secret's value is never repeated (a webhook URL's path is its token)
+                    shown = "(secret, not shown)" if f.metadata["secret"] else repr(str(raw)[:80])
+                    raise SettingsError(f"{f.name}: bad value {shown} from {where}: {exc}") from None
             values[f.name] = value
             sources[f.name] = where.split(" ")[0] if where.startswith("argument") else where
         else:
@@ -799,6 +1117,12 @@ def resolve_settings(
             raise SettingsError(
                 f"otlp_timeout: bad value from environment variable OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds): {exc}"
             ) from None
+    # The SDK specification: OTEL_SERVICE_NAME (or our argument / app.config) wins, then a
+    # service.name given in OTEL_RESOURCE_ATTRIBUTES, then any default (the Flask app's name).
+    given = values["resource_attributes"].get("service.name") if "service_name" not in sources else None
+    if given:
+        values["service_name"] = given
+        sources["service_name"] = sources.get("resource_attributes", "default") + " (service.name)"
     settings = Settings(**values)
     object.__setattr__(settings, "_sources", sources)
     return settings
@@ -813,7 +1137,7 @@ def markdown_table() -> str:
     for f in FIELDS:
         default = "{}" if f.default is dataclasses.MISSING else f.default
         if isinstance(default, tuple):
-            default = ",".join(default) if default else "(none)"
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) if default else "(none)"
         shown = "(none)" if default is None else str(default)
         env = " / ".join(f"`{v}`" for v in f.metadata["env"])
         rows.append(f"| `{f.name}` / `{config_key(f.name)}` | {env} | `{shown}` | {f.metadata['doc']} |")

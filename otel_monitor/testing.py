@@ -27,9 +27,11 @@ class Telemetry:
         monitor.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
     def spans(self) -> list:
-        from ._request_path import finish_abandoned
+        from ._request_path import finish_unclosed
 
-        finish_abandoned()  # requests whose response was dropped unclosed end here at the latest
+        pipeline = self.monitor.pipeline
+        if pipeline is not None:
+            finish_unclosed(pipeline.active)  # responses never closed end here at the latest
         return list(self.exporter.get_finished_spans())
 
     def clear(self) -> None:

@@ -1,5 +1,8 @@
 """Shared fixtures: fresh Flask apps with a monitor and in-memory telemetry, free ports, servers.
 
+No test asserts on wall-clock time or throughput (that is benchmarks/' job): waits are polls whose
+bound (``HANG_S``) only ends a test that hangs, and loops are bounded by count.
+
 Make monitors in tests through the ``monitors`` fixture (``monitors.app()``, ``monitors(app, ...)``,
 ``monitors.wrap(...)``): it shuts each one down after the test, also when the test fails. A test
 that leaves a pipeline running fails at teardown.
@@ -165,13 +168,45 @@ def monitored(monitors):
     return app, monitor, Telemetry(monitor), closing_client(app)
 
 
+#: how long a poll waits for a state before calling the test hung: generous, so that a busy
+#: machine (CI, or a 2-core box at load 6) only makes a test slower, never red
+HANG_S = 60.0
+
+
+def completes(fn: Callable[[], Any], hang_after: float = HANG_S) -> Any:
+    """``fn()``'s result; fails the test if it is still running after ``hang_after`` seconds.
+
+    For behaviour whose failure is a hang (an export waiting out a 60 s timeout, a shutdown that
+    never returns): the bound only tells a hang from a slow machine, it measures nothing.
+    """
+    import threading
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="completes", daemon=True)
+    thread.start()
+    thread.join(hang_after)
+    if thread.is_alive():
+        pytest.fail(f"{getattr(fn, '__name__', fn)} still running after {hang_after:g} s: it hangs")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = HANG_S, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -264,7 +299,7 @@ def rotel(tmp_path):
     stop_process(proc)
 
 
-def wait_for_log(path: Path, patterns: list[str], timeout: float = 20) -> str:
+def wait_for_log(path: Path, patterns: list[str], timeout: float = HANG_S) -> str:
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:

@@ -19,6 +19,9 @@ def make(request):
 
     def make(**settings):
         settings.setdefault("analytics_token", TOKEN)
+        # latency is not judged here, and on a busy machine a plain request can take the default 100 ms
+        settings.setdefault("health_latency_avg_ms", 3_600_000)
+        settings.setdefault("health_latency_p95_ms", 3_600_000)
         app, monitor = build_app(**settings)
         monitor.pipeline.scheduler.stop()
         monitors.append(monitor)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from typing import NamedTuple
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from otel_monitor import Monitor
 from otel_monitor._request_path import _GETTER
+from otel_monitor._tracecontext import MAX_TRACEPARENT, parse_traceparent
 from otel_monitor.testing import Telemetry
 
 
@@ -194,25 +194,56 @@ VALID_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "x" * 1_000_000,
         " " * 32_768 + "\n" + VALID_PARENT,
-        VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the propagator's regex: ~4 s unguarded
+        VALID_PARENT + "-" + " " * 32_000 + "\nx",  # quadratic in the stock propagator's regex: ~4 s
     ],
 )
-def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace_quickly(traceparent, apps):
+def test_a_malformed_or_oversized_traceparent_starts_a_new_root_trace(traceparent, apps):
     apps.telemetry.clear()
-    started = time.perf_counter()
     status, _, _ = call(apps.monitored, base_environ(HTTP_TRACEPARENT=traceparent))
-    elapsed = time.perf_counter() - started
     assert status.startswith("200")
     (span,) = apps.telemetry.spans()
     assert span.parent is None
-    assert elapsed < 0.5  # the quadratic regex path takes seconds on these inputs (4 s for the last)
 
 
-def test_oversized_headers_are_refused_before_any_parsing():
-    started = time.perf_counter()
-    for _ in range(1000):
-        assert _GETTER.get({"HTTP_TRACEPARENT": VALID_PARENT + "-" + " " * 32_000 + "\nx"}, "traceparent") is None
-    assert (time.perf_counter() - started) / 1000 < 0.001
+class CountingStr(str):
+    """A header value that counts how often anything reads its characters."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        CountingStr.reads += 1
+        return str.__getitem__(self, key)
+
+    def __iter__(self):
+        CountingStr.reads += 1
+        return str.__iter__(self)
+
+    def strip(self, chars=None):
+        CountingStr.reads += 1
+        return str.strip(self, chars)
+
+    def split(self, sep=None, maxsplit=-1):
+        CountingStr.reads += 1
+        return str.split(self, sep, maxsplit)
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("traceparent", VALID_PARENT + "-" + " " * 32_000 + "\nx"),  # oversized and line-broken
+        ("traceparent", "0" * (MAX_TRACEPARENT + 1)),  # oversized only
+        ("traceparent", VALID_PARENT[:20] + "\r\n" + VALID_PARENT[20:]),  # line-broken only
+        ("tracestate", "a=b," * 4096),
+        ("baggage", "k=v," * 4096),
+    ],
+)
+def test_oversized_or_line_broken_headers_are_refused_before_any_parsing(header, value):
+    # The cost of a hostile header is bounded by refusing it on its length and line breaks (one
+    # linear scan): the value never reaches a parser, whose cost may grow faster than the input.
+    CountingStr.reads = 0
+    assert _GETTER.get({"HTTP_" + header.upper(): CountingStr(value)}, header) is None
+    assert CountingStr.reads == 0
+    assert parse_traceparent(CountingStr("0" * (MAX_TRACEPARENT + 1))) is None and CountingStr.reads == 0
 
 
 @pytest.mark.parametrize("tracestate", [",".join(f"k{i}=v{i}" for i in range(1000)), "a=b\r\nc=d"])
@@ -232,15 +263,15 @@ def test_huge_baggage_is_capped_and_nothing_huge_is_logged(caplog, baggage, apps
     assert sum(len(r.getMessage()) for r in caplog.records) < 2048
 
 
-def test_thousands_of_distinct_urls_methods_and_hosts_keep_the_series_bounded(monitors):
+def test_hundreds_of_distinct_urls_methods_and_hosts_keep_the_series_bounded(monitors):
     app, monitor = make_app(True)
     monitors.own(monitor)
     telemetry = Telemetry(monitor)
-    for i in range(3000):
+    for i in range(300):  # a series per value would make 900 of them (3,000 made 9,000: 12 s for the same check)
         call(app, base_environ(PATH_INFO=f"/items/{i}"))
         call(app, base_environ(PATH_INFO=f"/no/such/{i}"))
         call(app, base_environ(HTTP_HOST=f"host{i}.example:{i}"))
-    for i in range(200):
+    for i in range(50):
         call(app, base_environ(REQUEST_METHOD=f"M{i}"))
     series = {tuple(sorted(p.attributes.items())) for p in telemetry.points("http.server.request.duration")}
     # routes x methods x statuses: /items/<name>, unmatched 404, / ; GET and _OTHER (405s)

@@ -28,7 +28,7 @@ from otel_monitor.doctor import (
     rules_expressions,
 )
 
-from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
+from .conftest import HANG_S, ROOT, free_port, stop_process, wait_for_log, wait_for_port
 from .test_integration_core import fetch, scrape_until
 
 BIN = Path(sys.executable).parent
@@ -73,7 +73,7 @@ def otel_monitor_run(*options: str) -> list[str]:
     return [sys.executable, "-m", "otel_monitor", "run", *options, "--"]
 
 
-def settled_metrics(url: str, route: str, expected: float, timeout: float = 5.0) -> str:
+def settled_metrics(url: str, route: str, expected: float, timeout: float = HANG_S) -> str:
     """/metrics once the count for ``route`` reaches ``expected`` (or the last body after ``timeout``)."""
     return scrape_until(url, lambda body: request_count(body, route) >= expected, timeout)
 
@@ -211,14 +211,14 @@ HOOK_SCRIPT = textwrap.dedent("""
     statuses = []
 
     def first_request():
-        barrier.wait(5)
+        barrier.wait(60)
         statuses.append(client.get("/hello/x", buffered=True).status_code)
 
     threads = [threading.Thread(target=first_request) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(60)
     metrics = client.get("/internal/metrics", buffered=True)
     count = sum(float(l.rsplit(" ", 1)[1]) for l in metrics.get_data(as_text=True).splitlines()
                 if l.startswith("http_server_request_duration_seconds_count{{"))
@@ -285,7 +285,7 @@ def _rotel_options(rotel, service: str) -> list[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_run_flask_run(rotel, started):
     port = free_port()
     argv = [
@@ -298,7 +298,7 @@ def test_run_flask_run(rotel, started):
         str(port),
     ]
     proc, log = started(argv, {"FLASK_APP": str(APPS / "hello_app.py")}, "flask-run")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 3)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 3)
@@ -316,7 +316,7 @@ def test_run_flask_run(rotel, started):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_run_waitress_serve(rotel, started):
     # waitress: a threaded pure-Python server, the usual choice on Windows; one process, many threads.
     port = free_port()
@@ -328,7 +328,7 @@ def test_run_waitress_serve(rotel, started):
         "hello_app:app",
     ]
     proc, log = started(argv, name="waitress", cwd=APPS)
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 5)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 5)
@@ -339,7 +339,7 @@ def test_run_waitress_serve(rotel, started):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_run_gunicorn_with_two_workers(rotel, started):
     port = free_port()
     argv = [
@@ -354,7 +354,7 @@ def test_run_gunicorn_with_two_workers(rotel, started):
         "hello_app:app",
     ]
     proc, log = started(argv, name="gunicorn")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 10)
     # other workers' numbers reach /metrics within ~0.5 s (see otel_monitor.multiprocess)
@@ -371,7 +371,7 @@ def test_run_gunicorn_with_two_workers(rotel, started):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("self_monitored", [False, True], ids=["plain", "app-calls-Monitor"])
 def test_run_python_app_py_exactly_one_span_per_request(rotel, started, self_monitored):
     port = free_port()
@@ -382,7 +382,7 @@ def test_run_python_app_py_exactly_one_span_per_request(rotel, started, self_mon
         env["HELLO_METRICS_PATH"] = metrics_path  # app.config after construction, honoured
     argv = [*otel_monitor_run(*_rotel_options(rotel, service)), sys.executable, str(APPS / "hello_app.py")]
     proc, log = started(argv, env, "python-app")
-    wait_for_port(port, proc=proc, timeout=30)
+    wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     n = 5
     drive(base, n)
@@ -392,10 +392,10 @@ def test_run_python_app_py_exactly_one_span_per_request(rotel, started, self_mon
     assert status == 200
     assert request_count(body, "/hello/<name>") == n, body[:2000]  # not 2n: one middleware only
     wait_for_log(rotel["log"], [rf"service\.name: Str\({service}\)"] + [SPAN_LINE.pattern] * 1)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG_S
     while len(SPAN_LINE.findall(rotel["log"].read_text())) < n and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1.5)  # the span batch interval is 1 s: a duplicate would have arrived by now
+    time.sleep(1.5)  # the span batch interval is 1 s: a duplicate would have arrived by now (a busy machine: later)
     assert len(SPAN_LINE.findall(rotel["log"].read_text())) == n
     attached = "monitoring Flask app 'hello_app'" in log.read_text()
     assert attached is (not self_monitored)
@@ -565,7 +565,7 @@ def test_rules_file_parsing_without_pyyaml(tmp_path):
 # -- demo ---------------------------------------------------------------------------------------------
 
 
-def _wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 30) -> str:
+def _wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = HANG_S) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = re.search(r"^metrics:\s+(http://127\.0\.0\.1:\d+/\S*)", log.read_text(), re.M)
@@ -578,26 +578,24 @@ def _wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 30) -> str
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(60)
-def test_demo_serves_and_stops_within_its_duration(started):
-    begun = time.monotonic()
+@pytest.mark.timeout(180)
+def test_demo_serves_traffic_and_stops_by_itself_after_its_duration(started):
     proc, log = started(
-        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--duration", "5", "--traffic", "2"], name="demo"
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--duration", "8", "--traffic", "2"], name="demo"
     )
     metrics_url = _wait_for_url(log, proc)
-    # The traffic starts after the URL is printed.
+    # The traffic starts after the URL is printed; the demo serves 8 s from then.
     assert "http_server_request_duration_seconds" in scrape_until(
-        metrics_url, "http_server_request_duration_seconds", timeout=4
+        metrics_url, "http_server_request_duration_seconds", timeout=7
     )
-    assert proc.wait(timeout=20) == 0
-    assert time.monotonic() - begun < 5 + 10  # start-up and flush included
+    assert proc.wait(timeout=HANG_S) == 0  # by itself: nobody signals it
     text = log.read_text()
     assert "examples/app.py" in text and "stopped." in text
     assert re.search(r"traffic: done, [1-9]\d* requests sent", text)
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(started, tmp_path):
     proc, log = started(
         [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "0"], name="demo-elsewhere", cwd=tmp_path
@@ -615,6 +613,36 @@ def test_demo_outside_a_checkout_serves_the_example_app_and_stops_on_sigterm(sta
         with opener.open(dashboard.group(1), timeout=10) as response:
             assert response.status == 200
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    assert proc.wait(timeout=HANG_S) == 0
     text = log.read_text()
     assert "examples/app.py" in text and "stopped." in text
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(150)
+def test_demo_shows_its_alert_firing_in_the_degraded_spell_and_resolving_after_it(started):
+    import json
+    import urllib.request
+
+    proc, log = started(
+        [str(BIN / "otel-monitor"), "demo", "--port", "0", "--traffic", "40", "--duration", "120"],
+        name="demo-alerts",
+        env={"OTEL_MONITOR_ANALYTICS_TOKEN": "demo-token"},
+    )
+    _wait_for_url(log, proc)
+    api = re.search(r"^analytics:\s+(http://\S+)/performance", log.read_text(), re.M).group(1)
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and seen[-1:] != ["resolved"]:
+        request = urllib.request.Request(api + "/alerts", headers={"Authorization": "Bearer demo-token"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            [alert] = [a for a in json.loads(response.read())["alerts"] if a["name"].startswith("demo:")]
+        status = (
+            "resolved"
+            if alert["state"]["resolved_at"] and alert["state"]["status"] == "inactive"
+            else alert["state"]["status"]
+        )
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        time.sleep(0.5)
+    assert "firing" in seen and seen[-1] == "resolved", seen

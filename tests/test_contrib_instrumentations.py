@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port, stop_process, wait_for_port
+from .conftest import HANG_S, ROOT, free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def _gunicorn(tmp_path: Path, name: str, env: dict, *extra: str) -> tuple[str, s
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_for_port(port, timeout=30, proc=proc)
+    wait_for_port(port, proc=proc)
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -55,7 +55,7 @@ def test_one_trace_spans_two_services_with_contrib_and_manual_spans_under_gunico
         for _ in range(4):
             with urllib.request.urlopen(a_url + "/a", timeout=10) as response:
                 assert response.status == 200
-        deadline = time.monotonic() + 25
+        deadline = time.monotonic() + HANG_S
         traces: dict[str, list[dict]] = {}
         while time.monotonic() < deadline:
             traces = {}

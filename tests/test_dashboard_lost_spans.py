@@ -1,4 +1,5 @@
-"""The dashboard's health card says how many spans never reached the collector, by reason, as text."""
+"""The dashboard's health card says how many spans and log records never reached the collector, by
+reason, and which degraded modes the instance is in -- as text."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ def lost_server():
     from otel_monitor.analytics.dashboard import register_dashboard
 
     data = _empty()
-    data["health"]["telemetry"] = {"spans_lost": {"503": 1024, "queue_full": 2000, HOSTILE: 1}}
+    data["health"]["telemetry"] = {
+        "spans_lost": {"503": 1024, "queue_full": 2000, HOSTILE: 1},
+        "logs_lost": {"ConnectionError": 1},
+    }
+    data["health"]["status"] = "degraded"
+    data["health"]["degraded"] = [
+        {"mode": "history_not_written", "detail": "history not written: " + HOSTILE, "reason": "OperationalError"},
+        {"mode": "exports_failing", "detail": "exports failing: the last export of logs failed", "signals": {}},
+    ]
     app = Flask("lost_spans")
     bp = Blueprint("lost", __name__, url_prefix="/otel-monitor")
 
@@ -42,14 +51,22 @@ def lost_server():
     server.shutdown()
 
 
-def test_the_health_card_shows_lost_spans_by_reason_as_text(browser, lost_server):  # noqa: F811
+def test_the_health_card_shows_lost_spans_and_logs_and_degraded_modes_as_text(browser, lost_server):  # noqa: F811
     page = browser.context.new_page()
     browser.watch(page)
     try:
         page.goto(lost_server + "/otel-monitor/")
         wait_loaded(page, "overview", 0)
-        line = page.locator("#overview-health .telemetry-lost")
-        assert line.inner_text() == f"3,025 spans not exported (503: 1,024, {HOSTILE}: 1, queue_full: 2,000)"
+        lines = page.locator("#overview-health .telemetry-lost")
+        assert lines.all_inner_texts() == [
+            f"3,025 spans not exported (503: 1,024, {HOSTILE}: 1, queue_full: 2,000)",
+            "1 log record not exported (ConnectionError: 1)",
+        ]
+        modes = page.locator("#overview-health .degraded-mode")
+        assert modes.all_inner_texts() == [
+            "history not written: " + HOSTILE,
+            "exports failing: the last export of logs failed",
+        ]
         assert page.locator("#overview-health img").count() == 0
     finally:
         page.close()

@@ -100,7 +100,7 @@ def test_concurrent_first_requests_log_it_once(app_and_auth, caplog):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(60)
     assert len(token_lines(caplog, auth.token)) == 1
 
 

@@ -41,7 +41,7 @@ def test_prometheus_stores_exemplars_whose_trace_ids_are_spans_we_exported(serve
     target, telemetry = served_app
     binary = require("prometheus", "apt-get install prometheus")
     for _ in range(5):
-        urllib.request.urlopen(f"http://{target}/users/7", timeout=5).read()
+        urllib.request.urlopen(f"http://{target}/users/7", timeout=30).read()
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": [target]}]}],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import statistics
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,7 @@ from otel_monitor.pipeline import span_exporters
 from otel_monitor.settings import resolve_settings
 from otel_monitor.testing import Telemetry, closing_client
 
-from .conftest import free_port
+from .conftest import completes, free_port
 
 
 def app_with(monitors, **settings):
@@ -39,36 +38,35 @@ def blackhole():
     listener.close()
 
 
-def median_request_ms(app, n=400):
-    client = closing_client(app)
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        assert client.get("/").status_code == 200
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+#: every OTLP export may wait this long (the setting's maximum): work that waited for the dead
+#: collector on the request path or in shutdown() would hang for a minute, which completes() reports
+EXPORT_TIMEOUT_S = 60
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 @pytest.mark.parametrize("target", ["closed-port", "blackhole"])
-def test_a_dead_collector_does_not_slow_or_fail_requests(protocol, target, blackhole, monitors):
+def test_a_dead_collector_never_holds_up_or_fails_a_request_and_shutdown_is_bounded(
+    protocol, target, blackhole, monitors
+):
     port = blackhole if target == "blackhole" else free_port()
-    baseline_app, baseline = app_with(monitors)
     dead_app, dead = app_with(
         monitors,
         traces_exporter="otlp",
         metrics_exporter="otlp",
         otlp_protocol=protocol,
         otlp_endpoint=f"http://127.0.0.1:{port}",
+        otlp_timeout=EXPORT_TIMEOUT_S,
         metric_export_interval=200,
         shutdown_timeout=1,
     )
-    base_ms = median_request_ms(baseline_app)
-    dead_ms = median_request_ms(dead_app)
-    assert dead_ms < base_ms + 2.0, (base_ms, dead_ms)  # export never runs on the request path
-    started = time.monotonic()
-    assert dead.shutdown() in (True, False)
-    assert time.monotonic() - started < 1.5
+    client = closing_client(dead_app)
+
+    def serve() -> list[int]:
+        return [client.get("/").status_code for _ in range(400)]
+
+    # export never runs on the request path: 400 requests while exports wait on the dead collector
+    assert completes(serve) == [200] * 400
+    assert completes(dead.shutdown) in (True, False)  # bounded by shutdown_timeout, not the export
 
 
 class Flaky(BaseHTTPRequestHandler):
@@ -106,11 +104,10 @@ def test_an_overloaded_http_receiver_is_retried_after_its_retry_after(status, mo
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     spans = monitor.tracer_provider._active_span_processor._span_processors[-1].span_exporter.get_finished_spans()
-    started = time.monotonic()
     assert exporter.export(list(spans)) is SpanExportResult.SUCCESS
     assert len(Flaky.calls) == 2
-    assert 0.7 <= Flaky.calls[1] - Flaky.calls[0] <= 2.5  # honoured Retry-After: 1 (with jitter)
-    assert time.monotonic() - started < 5
+    # honoured Retry-After: 1 (less jitter); a busy machine only makes the gap longer
+    assert Flaky.calls[1] - Flaky.calls[0] >= 0.7
     server.shutdown()
 
 
@@ -154,11 +151,10 @@ def test_grpc_unavailable_is_retried_with_bounded_backoff(monitors):
     app, monitor = app_with(monitors)
     telemetry = Telemetry(monitor)
     closing_client(app).get("/")
-    started = time.monotonic()
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     assert exporter.export(telemetry.spans()) is SpanExportResult.SUCCESS
-    assert len(calls) == 2 and time.monotonic() - started < 5
+    assert len(calls) == 2
     server.stop(0)
 
 
@@ -168,14 +164,13 @@ def test_shutdown_with_thousands_of_spans_queued_and_the_collector_dead_is_bound
         traces_exporter="otlp",
         metrics_exporter="none",
         otlp_endpoint=f"http://127.0.0.1:{blackhole}",
+        otlp_timeout=EXPORT_TIMEOUT_S,
         shutdown_timeout=2,
     )
     client = closing_client(app)
-    for _ in range(3000):
+    for _ in range(2500):  # the queue (2,048) full: more than a shutdown can flush
         client.get("/")
-    started = time.monotonic()
-    monitor.shutdown()  # never raises
-    assert time.monotonic() - started < 2.5
+    completes(monitor.shutdown)  # never raises; waits shutdown_timeout, not the stuck export's 60 s
 
 
 def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs_once(caplog, blackhole, monitors):
@@ -184,17 +179,19 @@ def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs
         traces_exporter="otlp",
         metrics_exporter="none",
         otlp_endpoint=f"http://127.0.0.1:{blackhole}",
+        otlp_timeout=EXPORT_TIMEOUT_S,  # the first export holds its batch for the whole test
         shutdown_timeout=1,
     )
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.WARNING):
-        for _ in range(6000):
+        for _ in range(3000):
             client.get("/")
     queue = telemetry.point("otel.sdk.processor.span.queue.size", **{"otel.component.type": "batching_span_processor"})
     assert queue.value <= 2048
     dropped = telemetry.point("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
-    assert dropped.value >= 6000 - 2048 - 512 * 2
+    # the queue (2048) and the one batch stuck in the export (at most 512) hold the rest
+    assert dropped.value >= 3000 - 2048 - 512
     assert sum("Queue full" in r.getMessage() for r in caplog.records) <= 1
     assert "otel_sdk_processor_span_processed_total" in client.get("/metrics").get_data(as_text=True)
 

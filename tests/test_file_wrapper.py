@@ -123,7 +123,7 @@ def test_under_real_gunicorn_send_file_goes_out_through_sendfile_and_is_measured
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         for _ in range(3):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/file", timeout=10) as response:
                 assert response.read() == path.read_bytes()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import free_port
+from .conftest import HANG_S, free_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed: pip install pyyaml")
 
@@ -42,6 +42,10 @@ TRAFFIC = (
     # no POST /api/orders: an order calls the instance's own inventory route (one more request)
     (("GET", "/api/users", 5), ("GET", "/api/error", 1), ("GET", "/", 2)),
 )
+
+
+#: per instance: its app version (the first and the last run the same one)
+VERSIONS = ("fleet-1.0", "fleet-2.0", "fleet-1.0")
 
 
 def request(url: str, method: str = "GET", token: str | None = TOKEN, timeout: float = 10) -> tuple[int, bytes]:
@@ -164,7 +168,7 @@ def fleet(tmp_path_factory):
             PYTHONUNBUFFERED="1",
         )
         bases = []
-        for port in ports:
+        for i, port in enumerate(ports):
             with open(workdir / f"app-{port}.log", "wb") as log:
                 processes.append(
                     subprocess.Popen(
@@ -172,13 +176,13 @@ def fleet(tmp_path_factory):
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
-                        env=env,
+                        env={**env, "OTEL_MONITOR_SERVICE_VERSION": VERSIONS[i]},
                     )
                 )
             bases.append(f"http://127.0.0.1:{port}")
         for base in bases:
-            wait_for(lambda b=base: request(b + "/metrics", token=None)[0] == 200, 20, f"{base}/metrics")
-        wait_for(lambda: request(prom_url + "/-/ready", token=None)[0] == 200, 20, "Prometheus ready")
+            wait_for(lambda b=base: request(b + "/metrics", token=None)[0] == 200, HANG_S, f"{base}/metrics")
+        wait_for(lambda: request(prom_url + "/-/ready", token=None)[0] == 200, HANG_S, "Prometheus ready")
         for base, mix in zip(bases, TRAFFIC, strict=True):
             for method, path, times in mix:
                 for _ in range(times):
@@ -187,7 +191,7 @@ def fleet(tmp_path_factory):
         # A request is counted when its response is closed, just after the client has it.
         expected = wait_for(
             lambda: (e := [own_metrics(b) for b in bases]) and [totals(x["counts"])[0] for x in e] == sent and e,
-            10,
+            HANG_S,
             "every instance to count its requests",
         )
         # Settled: Prometheus's latest scrape of every instance holds all of its requests.
@@ -199,7 +203,7 @@ def fleet(tmp_path_factory):
             result = json.loads(body)["data"]["result"]
             return bool(result) and int(float(result[0]["value"][1])) == total
 
-        wait_for(scraped, 30, "Prometheus to scrape every request")
+        wait_for(scraped, HANG_S, "Prometheus to scrape every request")
         yield {"bases": bases, "expected": expected, "prometheus": prom_url, "ports": ports, "apps": processes[1:]}
     finally:
         for process in reversed(processes):
@@ -300,6 +304,23 @@ def test_timeseries_and_export_answer_from_prometheus(fleet):
     assert sum(r["count"] for r in exported["endpoints"]) == 25
 
 
+def test_versions_come_from_target_info_joined_to_the_request_histograms(fleet):
+    per_version: dict[str, list[int]] = {}
+    for version, e in zip(VERSIONS, fleet["expected"], strict=True):
+        requests, errors = totals(e["counts"])
+        entry = per_version.setdefault(version, [0, 0, 0])
+        entry[0] += requests
+        entry[1] += errors
+        entry[2] += 1
+    assert per_version == {"fleet-1.0": [17, 3, 2], "fleet-2.0": [8, 0, 1]}
+    for base, window in zip(fleet["bases"], ("all", "1h", "15m"), strict=True):
+        body = api(base, f"/versions?window={window}")
+        assert body["source"] == "prometheus" and body["regressions"] == []
+        found = {v["version"]: [v["requests"], v["errors"], v["targets"]] for v in body["versions"]}
+        assert found == per_version
+        assert all(v["p95_ms"] is not None and v["p95_ms"] > 0 for v in body["versions"])
+
+
 def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -314,7 +335,7 @@ def test_the_dashboard_shows_the_fleet_card_in_chromium(fleet, tmp_path):
             headless=True,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
         )
-        context.set_default_timeout(20_000)
+        context.set_default_timeout(HANG_S * 1000)
         try:
             page = context.new_page()
             asked: list[str] = []
@@ -368,7 +389,7 @@ def test_a_stopped_instance_shows_as_down_and_the_others_keep_answering(fleet):
         rows = {r["instance"]: r for r in api(fleet["bases"][0], "/instances?window=5m")["instances"]}
         return rows.get(down, {}).get("up") is False and rows
 
-    rows = wait_for(marked_down, 20, "Prometheus to see the stopped instance down")
+    rows = wait_for(marked_down, HANG_S, "Prometheus to see the stopped instance down")
     assert rows[down]["requests"] == 0  # its series went stale with it
     assert [rows[f"127.0.0.1:{p}"]["up"] for p in fleet["ports"][:2]] == [True, True]
     assert [rows[f"127.0.0.1:{p}"]["requests"] for p in fleet["ports"][:2]] == [9, 8]

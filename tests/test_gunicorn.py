@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port, stop_process, wait_for_log, wait_for_port
+from .conftest import HANG_S, ROOT, free_port, stop_process, wait_for_log, wait_for_port
 
 pytestmark = pytest.mark.integration
-COUNT_RE = re.compile(
-    r'^http_server_request_duration_seconds_count\{[^}]*http_route="/work/<int:n>"[^}]*\} ([0-9.e+]+)$', re.M
-)
+WORK_ROUTE = "/work/<int:n>"
 
 
 def get(url: str) -> str:
@@ -28,8 +26,11 @@ def get(url: str) -> str:
         return response.read().decode()
 
 
-def request_total(body: str) -> float:
-    return sum(float(v) for v in COUNT_RE.findall(body))
+def request_total(body: str, route: str = WORK_ROUTE) -> float:
+    """Requests to ``route`` in a /metrics body."""
+    labels = rf'[^}}]*http_route="{re.escape(route)}"[^}}]*'
+    pattern = rf"^http_server_request_duration_seconds_count\{{{labels}\}} ([0-9.e+]+)$"
+    return sum(float(v) for v in re.findall(pattern, body, re.M))
 
 
 @pytest.fixture
@@ -63,12 +64,13 @@ def gunicorn(tmp_path):
             stderr=subprocess.STDOUT,
         )
         procs.append(proc)
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         base = f"http://127.0.0.1:{port}"
-        # all workers up: distinct pids answering
-        deadline = time.monotonic() + 20
+        # all workers up: distinct pids answering (the kernel picks the worker)
+        deadline = time.monotonic() + HANG_S
         pids: set[str] = set()
-        while len(pids) < workers and time.monotonic() < deadline and target.endswith("prefork_app:app"):
+        while len(pids) < workers and target.endswith("prefork_app:app"):
+            assert time.monotonic() < deadline, f"only {len(pids)} of {workers} workers answered"
             pids.add(get(base + "/pid"))
         return base, proc
 
@@ -88,11 +90,13 @@ def send(base: str, start: int, count: int) -> None:
         get(f"{base}/work/{i}")
 
 
-def settle(base: str, expected: float, metrics_url: str | None = None) -> str:
-    """The scrape once it shows ``expected`` requests (at most 10 s): the other workers write their
-    numbers every 0.5 s while busy."""
-    deadline = time.monotonic() + 10
-    while request_total(body := get(metrics_url or base + "/metrics")) != expected and time.monotonic() < deadline:
+def settle(base: str, expected: float, metrics_url: str | None = None, route: str = WORK_ROUTE) -> str:
+    """The scrape once it shows ``expected`` requests to ``route``: a worker slower to answer than the
+    scrape's wait (0.5 s, on a busy machine) is merged with its last published numbers until it
+    catches up."""
+    deadline = time.monotonic() + HANG_S
+    while (total := request_total(body := get(metrics_url or base + "/metrics"), route)) != expected:
+        assert time.monotonic() < deadline, f"the scrapes show {total} requests, not {expected}"
         time.sleep(0.2)
     return body
 
@@ -127,7 +131,7 @@ def test_the_separate_metrics_port_reports_the_total_of_all_workers(gunicorn, op
     # Under --preload the master binds the port (it builds the first pipeline), and serves no requests.
     port = free_port()
     base, master = gunicorn(*options, workers=2, env={"OTEL_MONITOR_METRICS_PORT": str(port)})
-    wait_for_port(port, timeout=20)
+    wait_for_port(port)
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     n = 40
     send(base, 0, n)
@@ -157,11 +161,9 @@ def test_a_killed_worker_never_makes_the_totals_go_backwards(gunicorn):
     totals.append(request_total(get(base + "/metrics")))
     victim = worker_pids(master)[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # gunicorn replaces it
-        pids = worker_pids(master)
-        if victim not in pids and len(pids) == 3:
-            break
+    deadline = time.monotonic() + HANG_S
+    while not (victim not in (pids := worker_pids(master)) and len(pids) == 3):  # gunicorn replaces it
+        assert time.monotonic() < deadline, f"gunicorn did not replace the killed worker: {pids}"
         time.sleep(0.2)
     for _ in range(10):
         totals.append(request_total(get(base + "/metrics")))
@@ -180,7 +182,7 @@ def test_otlp_export_from_several_workers_arrives_with_distinct_instance_ids(gun
     )
     send(base, 0, 60)
     text = wait_for_log(rotel["log"], [r"Name\s*: GET /work/<int:n>"])
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_S
     ids: set[str] = set()
     while time.monotonic() < deadline and len(ids) < 3:
         text = Path(rotel["log"]).read_text(errors="replace")
@@ -230,8 +232,8 @@ def test_error_groups_and_trace_trees_are_merged_across_workers(gunicorn, tmp_pa
             assert exc.code == 500
             pids.add(exc.headers["X-Worker-Pid"])
     assert len(pids) >= 2, pids  # the failures landed on several workers
-    settle(base, 30)
-    deadline = time.monotonic() + 10
+    settle(base, 30, route="/boom/<int:n>")  # a scrape: every worker publishes what the analytics read
+    deadline = time.monotonic() + HANG_S
     while api("/errors")[1]["total"] != 30 and time.monotonic() < deadline:
         time.sleep(0.2)
     for _ in range(9):  # lands on different workers: each answers for the whole group
@@ -257,7 +259,7 @@ def test_wrap_under_gunicorn_reports_all_workers_too(gunicorn):
             for c in re.findall(r"^http_server_request_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", body, re.M)
         )
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_S
     while total() != 60 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [total() for _ in range(10)] == [60] * 10

@@ -15,7 +15,7 @@ from flask import Flask
 from otel_monitor import Monitor, _logs, _providers
 from otel_monitor.testing import closing_client
 
-from .conftest import ROOT, wait_for_log
+from .conftest import HANG_S, ROOT, wait_for_log
 
 
 @pytest.fixture(autouse=True)
@@ -77,9 +77,12 @@ def test_an_opentelemetry_handler_already_on_the_root_logger_means_we_add_none(c
     try:
         with caplog.at_level(logging.INFO, logger="otel_monitor"):
             app, monitor = _app(logs_exporter="console")
+            try:
+                closing_client(app).get("/")  # the handler goes on at the first request
+            finally:
+                monitor.shutdown(1)
         assert not any(isinstance(h, _logs._RootHandler) for h in logging.getLogger().handlers)
         assert "logs are not exported a second time" in caplog.text
-        monitor.shutdown(1)
     finally:
         logging.getLogger().removeHandler(theirs)
 
@@ -130,12 +133,12 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc=proc)
         import time
         import urllib.request
 
         pids = set()
-        deadline = time.monotonic() + 20  # until both workers answered (the kernel picks the worker)
+        deadline = time.monotonic() + HANG_S  # until both workers answered (the kernel picks the worker)
         while len(pids) < 2 and time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
                 pids.add(response.read().decode())
@@ -162,3 +165,30 @@ def test_the_global_opentelemetry_logger_writes_into_the_pipeline():
     otel_logs.get_logger("user.module").emit(body="direct")
     assert [r.log_record.body for r in exporter.get_finished_logs()] == ["direct"]
     monitor.shutdown(1)
+
+
+def _root_handlers() -> list:
+    return [h for h in logging.getLogger().handlers if isinstance(h, _logs._RootHandler)]
+
+
+def test_a_flask_app_gets_the_root_handler_at_its_first_request_after_its_logger_is_made():
+    app, monitor = _app(logs_exporter="console")
+    try:
+        assert _root_handlers() == [] and "logger" not in app.__dict__  # nothing decided at Monitor(app)
+        closing_client(app).get("/")
+        assert len(_root_handlers()) == 1
+        assert "logger" in app.__dict__  # Flask chose about its default handler before ours was there
+        assert "first_request" not in [f.__name__ for f in app.before_request_funcs.get(None, [])]  # hook gone
+        closing_client(app).get("/")
+        assert len(_root_handlers()) == 1  # once
+    finally:
+        monitor.shutdown(1)
+
+
+def test_wrap_installs_the_root_handler_when_it_returns(monitors):
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    monitors.wrap(application, logs_exporter="console", system_metrics=False)
+    assert len(_root_handlers()) == 1

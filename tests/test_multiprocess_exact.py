@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import pytest
 from otel_monitor import multiprocess
 from otel_monitor.testing import closing_client
 
-from .conftest import build_app
+from .conftest import HANG_S, build_app
 from .test_gunicorn import get, gunicorn, request_total, send, worker_pids  # noqa: F401 - gunicorn is a fixture
 
 pytestmark = pytest.mark.integration
@@ -34,50 +35,88 @@ def test_every_scrape_right_after_the_requests_reports_the_exact_total(gunicorn,
     assert totals == [n] * 20
 
 
+#: what a request in flight on a SIGKILLed worker may end with: the connection dropped unanswered
+DROPPED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected, http.client.IncompleteRead)
+
+
+def dropped(exc: BaseException) -> bool:
+    return isinstance(exc, DROPPED) or isinstance(getattr(exc, "reason", None), DROPPED)
+
+
 def test_counts_never_decrease_under_continuous_scraping_while_a_worker_is_killed(gunicorn):  # noqa: F811 - gunicorn is the imported fixture
+    import psutil
+
     base, master = gunicorn(workers=4)
     stop = threading.Event()
+    dead = threading.Event()  # set once the victim is gone: what starts after it cannot reach it
+    served_after = [0]  # requests started after the victim was gone, answered
     served = [0]
     totals: list[float] = []
-    failures: list[str] = []
+    failures: list[tuple[BaseException, bool]] = []  # (error, started after the victim was gone)
 
     def load() -> None:
-        i = 0
-        deadline = time.monotonic() + 12
-        while not stop.is_set() and time.monotonic() < deadline:
+        for i in range(100_000):  # until stopped; a count, not a clock
+            if stop.is_set():
+                return
+            after = dead.is_set()
             try:
                 get(f"{base}/work/{i}")
-                served[0] += 1
-            except (OSError, urllib.error.URLError):
-                pass  # the request the killed worker was serving
-            i += 1
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append((exc, after))
+                continue
+            served[0] += 1
+            served_after[0] += after
 
     def scrape() -> None:
-        deadline = time.monotonic() + 14
-        while not stop.is_set() and time.monotonic() < deadline:
+        while not stop.is_set():
+            after = dead.is_set()
             try:
                 totals.append(request_total(get(base + "/metrics")))
-            except (OSError, urllib.error.URLError) as exc:
-                failures.append(repr(exc))
-            time.sleep(0.03)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append((exc, after))
+            time.sleep(0.02)
+
+    def wait_until(predicate, what: str) -> None:
+        deadline = time.monotonic() + HANG_S
+        while not predicate():
+            assert time.monotonic() < deadline, f"hung waiting for {what}"
+            time.sleep(0.05)
 
     threads = [threading.Thread(target=load), threading.Thread(target=scrape)]
     for thread in threads:
         thread.start()
-    time.sleep(3)
-    os.kill(worker_pids(master)[0], signal.SIGKILL)
-    time.sleep(5)
-    stop.set()
-    for thread in threads:
-        thread.join(20)
+    try:
+        wait_until(lambda: served[0] >= 150 and len(totals) >= 10, "150 requests and 10 scrapes")
+        before_kill = max(totals)  # shown by a scrape: never lost
+        victim = psutil.Process(worker_pids(master)[0])
+        os.kill(victim.pid, signal.SIGKILL)
+
+        def gone() -> bool:
+            try:
+                return victim.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by gunicorn
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_until(gone, "the victim to die")
+        dead.set()
+        scrapes_at_death = len(totals)
+        wait_until(lambda: served_after[0] >= 150 and len(totals) >= scrapes_at_death + 10, "150 more, 10 scrapes")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(HANG_S)
+    # documented loss: only what the victim served after its last publish (never what a scrape showed);
+    # everything that started after its death reached a live worker and is counted (once every worker
+    # has answered a scrape in time: on a busy machine one may be merged from its last file for a while)
+    wait_until(lambda: request_total(get(base + "/metrics")) >= before_kill + served_after[0], "the totals")
     final = [request_total(get(base + "/metrics")) for _ in range(5)]
-    assert len(totals) > 50
     decreases = [(a, b) for a, b in zip(totals, totals[1:], strict=False) if b < a]
     assert decreases == []
     assert final == [final[0]] * 5 and totals[-1] <= final[0] <= served[0]
-    # what the killed worker served after its last publish is the only loss (at most BUSY_INTERVAL)
-    assert final[0] >= served[0] * 0.5
-    assert [f for f in failures if "Connection refused" not in f] == []
+    # a SIGKILL drops the victim's request in flight unanswered: at most one per client thread, from
+    # before its death; nothing else fails (the listening socket is the master's)
+    assert [(repr(e), after) for e, after in failures if after or not dropped(e)] == []
+    assert len(failures) <= 2, failures
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr not installed")
@@ -118,6 +157,10 @@ def worker(tmp_path):
     monitor.shutdown(timeout=2)
 
 
+#: calls per thread in the torn-file test: bounded by count, so a slow machine runs it slower, not less
+ROUNDS = 1000
+
+
 def test_concurrent_scrapes_publishes_and_reads_never_leave_a_torn_file(worker):
     app, pipeline, view, directory = worker
     client = closing_client(app)
@@ -128,8 +171,7 @@ def test_concurrent_scrapes_publishes_and_reads_never_leave_a_torn_file(worker):
     path = directory / f"w-{os.getpid()}.json"
 
     def hammer(fn) -> None:
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
+        for _ in range(ROUNDS):
             try:
                 fn()
             except BaseException as exc:  # noqa: BLE001 - any error of the thread is collected and asserted on
@@ -153,7 +195,7 @@ def test_concurrent_scrapes_publishes_and_reads_never_leave_a_torn_file(worker):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(HANG_S)
     assert errors == [] and torn == []
     assert not list(directory.glob("*.tmp")), "a temporary file was left behind"
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import HANG_S
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed: pip install pyyaml")
 
 pytestmark = pytest.mark.integration
@@ -95,11 +97,13 @@ def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Pop
 
 
 def start_ready(name: str, args: list[str], url: str, log: Path) -> subprocess.Popen:
-    """Start a Prometheus-family server and wait (20 s at most) until ``/-/ready`` answers 200."""
+    """Start a Prometheus-family server and wait until ``/-/ready`` answers 200."""
     process = start(args, log)
     try:
         wait_for(
-            lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200, 20, f"{name} on {url} (log: {log})"
+            lambda: process.poll() is None and http_get(f"{url}/-/ready")[0] == 200,
+            HANG_S,
+            f"{name} on {url} (log: {log})",
         )
     except BaseException:
         stop(process)
@@ -214,7 +218,7 @@ def app_url(tmp_path_factory):
     try:
         wait_for(
             lambda: process.poll() is None and http_get(f"{url}/metrics")[0] == 200,
-            20,
+            HANG_S,
             f"the example app on {url} (log: {log})",
         )
         yield url
@@ -362,14 +366,14 @@ def prometheus(tmp_path_factory, app_url, alertmanager_url):
     try:
         server = Prometheus(url)
         # Target discovery batches updates for 5 s: the first scrape lands about 6 s after start.
-        wait_for(lambda: server.value(f'up{{job="{APP_JOB}"}}') == 1, 25, "the first scrape of the app")
+        wait_for(lambda: server.value(f'up{{job="{APP_JOB}"}}') == 1, HANG_S, "the first scrape of the app")
         yield server
     finally:
         stop(process)
 
 
 class Traffic:
-    """Successful requests (and 404s) from one thread, until stopped (at most 120 s).
+    """Successful requests (and 404s) from one thread, until stopped (at most 10 min: a hang bound).
 
     It stays off USER_ROUTE, whose count test 2 checks, and off /api/error, whose failures
     test 3 adds when it wants the error-rate alert to fire."""
@@ -383,7 +387,7 @@ class Traffic:
         self.thread.start()
 
     def _run(self):
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while not self.stopped.is_set() and time.monotonic() < deadline:
             for path in self.PATHS:
                 http_get(self.base + path)
@@ -406,7 +410,7 @@ def traffic(app_url, prometheus):
             lambda: prometheus.query(
                 f'rate(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="/api/slow"}}[1m]) > 0'
             ),
-            20,
+            HANG_S,
             "request rates in Prometheus",
         )
         yield load
@@ -425,7 +429,7 @@ def test_dashboard_queries_return_data(prometheus, traffic):
         return [f"{where}: {expr}" for where, expr in targets if not prometheus.query(expr)]
 
     # The second scrape job (the collector's stand-in) may be a scrape or two behind the first.
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG_S
     empty = empty_queries()
     while empty and time.monotonic() < deadline:
         time.sleep(1)
@@ -449,7 +453,7 @@ def test_alert_and_recording_rule_expressions_return_data(prometheus, traffic):
                 empty.append(f"{rule.get('alert') or rule.get('record')}: {expr}")
         return empty
 
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG_S
     empty = empty_rules()
     while empty and time.monotonic() < deadline:  # a rate() needs two scrapes of a new series
         time.sleep(1)
@@ -463,11 +467,11 @@ def test_prometheus_evaluates_the_real_rule_file_without_errors(prometheus, traf
         rules = [rule for group in groups if group["file"].endswith("alert-rules.yml") for rule in group["rules"]]
         return rules if rules and all(rule["health"] != "unknown" for rule in rules) else None
 
-    rules = wait_for(evaluated, 15, "the first evaluation of alert-rules.yml")
+    rules = wait_for(evaluated, HANG_S, "the first evaluation of alert-rules.yml")
     assert len(rules) == len(alert_rules())
     broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
     assert not broken, broken
-    recorded = wait_for(lambda: prometheus.query("job:http_server_requests:rate5m"), 10, "a recorded series")
+    recorded = wait_for(lambda: prometheus.query("job:http_server_requests:rate5m"), HANG_S, "a recorded series")
     assert recorded[0]["metric"]["job"] == APP_JOB
 
 
@@ -476,7 +480,7 @@ def test_request_counts_in_prometheus_equal_requests_sent(prometheus, app_url, t
         status, _ = http_get(f"{app_url}/api/users/{i % 50 + 1}")
         assert status == 200
     expr = f'sum(http_server_request_duration_seconds_count{{job="{APP_JOB}", http_route="{USER_ROUTE}"}})'
-    wait_for(lambda: prometheus.value(expr) == USER_REQUESTS, 15, f"{expr} == {USER_REQUESTS}")
+    wait_for(lambda: prometheus.value(expr) == USER_REQUESTS, HANG_S, f"{expr} == {USER_REQUESTS}")
     selector = f'job="{APP_JOB}", http_route="{USER_ROUTE}"'
     by_status = prometheus.query(
         f"sum by (http_response_status_code) (http_server_request_duration_seconds_count{{{selector}}})"
@@ -506,12 +510,12 @@ def test_error_rate_alert_reaches_the_webhook(prometheus, app_url, webhook, traf
     assert webhook.wait_for_alert("HighErrorRate", timeout=0) is None
     started = time.monotonic()
     alert = None
-    while alert is None and time.monotonic() - started < 60:
+    while alert is None and time.monotonic() - started < 2 * HANG_S:
         for _ in range(5):  # keep the failing route failing, next to successful requests
             assert http_get(f"{app_url}/api/error")[0] == 500
             http_get(f"{app_url}/")
         alert = webhook.wait_for_alert("HighErrorRate", timeout=1)
-    assert alert is not None, "HighErrorRate did not reach the webhook within 60 s"
+    assert alert is not None, f"HighErrorRate did not reach the webhook within {2 * HANG_S:g} s"
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == APP_JOB
     assert alert["labels"]["stage"] == "live-test"

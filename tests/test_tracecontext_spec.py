@@ -137,22 +137,39 @@ TRACESTATE_RULES = [
     ("33 list members discard the header", [",".join(f"k{i:02d}={i}" for i in range(33))], None),
     ("only one entry per key: duplicates discard the header", ["foo=1,foo=2"], None),
     ("duplicates across header fields discard the header", ["foo=1", "foo=1"], None),
-    ("a simple key of 256 characters is valid", ["foo=1", f"{KEY_256}=1"], {"foo": "1", KEY_256: "1"}),
-    ("a simple key of 257 characters is invalid", ["foo=1", f"{'z' * 257}=1"], None),
-    ("a simple key starts with a lowercase letter", ["1abc=1"], None),
+    ("only one entry per key, also for keys with '@'", ["a@b@c=1,x=2,a@b@c=2"], None),
+    ("a key of 256 characters is valid", ["foo=1", f"{KEY_256}=1"], {"foo": "1", KEY_256: "1"}),
+    ("a key of 257 characters is invalid", ["foo=1", f"{'z' * 257}=1"], None),
+    ("a key may begin with a digit (Level 2)", ["1abc=1"], {"1abc": "1"}),
+    ("a key of 256 characters beginning with a digit is valid", [f"1{'z' * 255}=1"], {f"1{'z' * 255}": "1"}),
+    ("a key begins with a letter or a digit, not '_'", ["_abc=1"], None),
+    ("a key begins with a letter or a digit, not '@'", ["@foo=1,bar=2"], None),
     (
         "multi-tenant key: tenant of 241 and system of 14 characters",
         ["foo=1", f"{TENANT_KEY}=1"],
         {"foo": "1", TENANT_KEY: "1"},
     ),
-    ("multi-tenant key: a tenant of 242 characters is invalid", ["foo=1", f"{'t' * 242}@v=1"], None),
-    ("multi-tenant key: a system of 15 characters is invalid", ["foo=1", f"t@{'v' * 15}=1"], None),
-    ("multi-tenant key: the tenant may start with a digit", ["1tenant@system=x"], {"1tenant@system": "x"}),
-    ("multi-tenant key: the system starts with a letter", ["tenant@1system=x"], None),
-    ("a key with an empty system is invalid", ["foo@=1,bar=2"], None),
-    ("a key with an empty tenant is invalid", ["@foo=1,bar=2"], None),
-    ("a key with two at signs is invalid", ["foo@@bar=1,bar=2"], None),
-    ("a key with two tenants is invalid", ["foo@bar@baz=1,bar=2"], None),
+    # Level 2 drops Level 1's tenant@system split: '@' is a key character after the first.
+    (
+        "a tenant part of 242 characters is valid (Level 2)",
+        ["foo=1", f"{'t' * 242}@v=1"],
+        {"foo": "1", f"{'t' * 242}@v": "1"},
+    ),
+    (
+        "a system part of 15 characters is valid (Level 2)",
+        ["foo=1", f"t@{'v' * 15}=1"],
+        {"foo": "1", f"t@{'v' * 15}": "1"},
+    ),
+    (
+        "a key of 256 characters with '@' beyond Level 1's limits is valid",
+        [f"{'t' * 200}@{'v' * 55}=1"],
+        {f"{'t' * 200}@{'v' * 55}": "1"},
+    ),
+    ("a key of 257 characters with '@' is invalid", ["foo=1", f"{'t' * 200}@{'v' * 56}=1"], None),
+    ("the part after '@' may begin with a digit (Level 2)", ["tenant@1system=x"], {"tenant@1system": "x"}),
+    ("a key may end with '@' (Level 2)", ["foo@=1,bar=2"], {"foo@": "1", "bar": "2"}),
+    ("a key may hold two '@' (Level 2)", ["foo@@bar=1,bar=2"], {"foo@@bar": "1", "bar": "2"}),
+    ("a key may hold two tenants (Level 2)", ["foo@bar@baz=1,bar=2"], {"foo@bar@baz": "1", "bar": "2"}),
     ("keys are lowercase", ["FOO=1"], None),
     ("keys have no spaces", ["foo =1"], None),
     ("keys have no dots", ["foo.bar=1"], None),
@@ -282,6 +299,16 @@ def test_a_multi_tenant_key_of_the_longest_form_reaches_the_server_span(served):
     serve(wrapped, traceparent=VALID, tracestate=f"{TENANT_KEY}=1, tenant@system=2")
     (span,) = telemetry.spans()
     assert dict(span.context.trace_state) == {TENANT_KEY: "1", "tenant@system": "2"}
+
+
+def test_level_2_keys_reach_the_server_span_and_are_sent_on_unchanged(served):
+    wrapped, telemetry = served
+    header = f"1abc=1,a@b@c=2,{'t' * 200}@{'v' * 20}=3,foo=4"
+    serve(wrapped, traceparent=VALID, tracestate=header)
+    (span,) = telemetry.spans()
+    assert span.context.trace_state.to_header() == header  # none dropped by the API's Level 1 check
+    carrier = inject(span.context)
+    assert carrier["tracestate"] == header
 
 
 def test_a_tracestate_over_512_characters_keeps_its_first_entries_instead_of_none(served):

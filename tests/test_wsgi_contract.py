@@ -10,6 +10,8 @@ from opentelemetry.trace import StatusCode
 
 from otel_monitor.testing import Telemetry
 
+from .conftest import HANG_S
+
 
 class Body:
     """An app iterable that records how it is used."""
@@ -59,14 +61,16 @@ def active(telemetry):
     return sum(p.value for p in points)
 
 
-def test_a_streaming_response_is_timed_to_its_last_chunk_and_active_until_close(monitors):
+def test_a_streaming_response_is_timed_to_its_last_chunk_and_active_until_read_to_the_end(monitors):
     app, telemetry, bodies = make(monitors, lambda: Body([b"a", b"b", b"c"], delay=0.1))
     result = app(environ(), lambda s, h, e=None: None)
     assert active(telemetry) == 1
     assert b"".join(result) == b"abc"
-    assert active(telemetry) == 1  # iterated, not yet closed
-    result.close()
+    # Read to the end but not closed (yet, or ever: a test client): a reading of the metrics
+    # records it, timed to its last chunk; close() then adds nothing (docs/request-path.md).
     assert active(telemetry) == 0
+    result.close()
+    assert active(telemetry) == 0 and bodies[0].close_calls == 1
     (span,) = telemetry.spans()
     assert (span.end_time - span.start_time) / 1e9 >= 0.3
     point = telemetry.point("http.server.request.duration")
@@ -118,8 +122,10 @@ def test_an_exception_before_start_response_propagates_unchanged_and_is_recorded
         wrapped(environ("/"), lambda s, h, e=None: None)
     (span,) = telemetry.spans()
     assert span.attributes["error.type"] == "KeyError"
+    # No response was started: the server answers 500, and that is the recorded status.
+    assert span.attributes["http.response.status_code"] == 500
     point = telemetry.point("http.server.request.duration")
-    assert "http.response.status_code" not in point.attributes
+    assert point.attributes["http.response.status_code"] == 500 and point.attributes["error.type"] == "KeyError"
     assert active(telemetry) == 0
 
 
@@ -128,7 +134,7 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
 
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/slow":
-            release.wait(10)
+            release.wait(HANG_S)  # released by the test, however long the fast requests take
         start_response("200 OK", [])
         return [b"ok"]
 
@@ -153,7 +159,7 @@ def test_concurrent_requests_and_a_slow_one_count_exactly_and_return_active_to_z
         w.join(60)
     assert active(telemetry) == 1  # only the slow request is in flight
     release.set()
-    slow.join(10)
+    slow.join(HANG_S)
     assert errors == []
     assert len(telemetry.spans()) == 801
     assert telemetry.point("http.server.request.duration").count == 801
@@ -176,10 +182,23 @@ def test_a_real_client_disconnecting_mid_stream_ends_the_request_cleanly(monitor
         assert client.recv(4096).startswith(b"HTTP/1.1 200")
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
         client.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline and not (bodies and bodies[0].close_calls):
             time.sleep(0.05)
         assert bodies[0].close_calls == 1
         assert len(telemetry.spans()) == 1 and active(telemetry) == 0
     finally:
         server.shutdown()
+
+
+def test_an_exception_in_an_unsampled_request_still_gives_its_class_and_status_to_the_metric(monitors):
+    def app(environ, start_response):
+        raise KeyError("missing")
+
+    wrapped = monitors.wrap(app, system_metrics=False, traces_sampler="always_off")
+    telemetry = Telemetry(wrapped.monitor)
+    with pytest.raises(KeyError):
+        wrapped(environ("/"), lambda s, h, e=None: None)
+    assert telemetry.spans() == []
+    point = telemetry.point("http.server.request.duration")
+    assert point.attributes["error.type"] == "KeyError" and point.attributes["http.response.status_code"] == 500

@@ -23,10 +23,13 @@ from typing import Any
 from .._safe_log import log_internal_error
 from . import custom_series as _custom_series
 from . import errors as _errors
+from . import insights as _insights
+from . import profiler as _profiler
 from . import trace_store as _trace_store
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
+from .users import Identities
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
 
@@ -46,31 +49,37 @@ class AnalyticsState:
     """
 
     def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
-        from ..pipeline import DURATION_BUCKETS
-
         self.pipeline = pipeline
         self.settings = settings
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.clock = clock
         self.started = clock()
-        self.bounds: tuple = tuple(DURATION_BUCKETS)
+        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
-        self.recent = RecentRequests(settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix)
+        self.recent = RecentRequests(
+            settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix, settings.sensitive_query_params
+        )
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
         self._last_data: Any = None
+        #: the sampling profiler of slow requests and the outliers' context (see .profiler)
+        self.profiling = _profiler.Profiling(pipeline, settings)
         self.details = _trace_store.TraceStore(
             settings.analytics_slow_ms,
             settings.analytics_trace_details,
             settings.sensitive_query_params,
             self.prefix,
             on_failed=self.errors.add,
+            annotators=self.profiling.annotators,
         )
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
         self.system_source: Callable[[], dict] | None = None
+        #: the app's version (``service.version``), and requests per user / client address (.users)
+        self.version = str(pipeline.resource.attributes.get("service.version") or "unknown")
+        self.identities = Identities(settings, self.bounds, lambda: self.clock())
         self.history = None
         if settings.analytics_db:
             from .history import History
@@ -82,6 +91,7 @@ class AnalyticsState:
                 self.bounds,
                 settings.analytics_retention_days,
                 lambda: self.clock(),
+                self.version,
             )
 
     # -- reading the pipeline ------------------------------------------------------------------
@@ -241,6 +251,9 @@ def _setup(settings: Any, pipeline: Any) -> None:
         pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
         pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")
+    state.profiling.start(pipeline)
+    state.identities.attach(pipeline)
+    _insights.setup(state, pipeline)
     if state.history is not None:
         pipeline.scheduler.every(HISTORY_INTERVAL_S, state.write_history, "analytics history write")
         pipeline.shutdown_hooks.append(_final_write(state))  # at shutdown, after the background jobs stopped
@@ -270,6 +283,10 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
     validate_settings(settings)
     auth = Auth(settings, resolve_secret_key(settings, app))
     blueprint = create_blueprint(monitor, settings, auth)
+    from .. import alerts as _alerts  # alerts read these analytics (docs/alerts.md)
+
+    if _alerts.enabled(settings):
+        _alerts.attach(blueprint, runtime, settings, auth)
     app.register_blueprint(blueprint)
     runtime.setup_hooks.append(functools.partial(_setup, settings))
     app.extensions["otel_monitor.analytics"] = auth

@@ -24,12 +24,14 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
-from . import analytics_of
+from . import analytics_of, insights
 from .auth import Auth
 from .dashboard import register_dashboard
+from .profile_view import profiles
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
+    degraded_modes,
     endpoint_window,
     health_report,
     metrics_json,
@@ -224,8 +226,9 @@ def health_ready(ctx: AnalyticsContext) -> Response:
 
 def health(ctx: AnalyticsContext) -> Response:
     # Load balancers ask about this instance; the fleet's health is asked for by name.
-    st = ctx.state() if request.args.get("scope") == "fleet" else ctx.local()
-    report = health_report(st, ctx.settings, ctx.apdex_t)
+    fleet = request.args.get("scope") == "fleet"
+    st = ctx.state() if fleet else ctx.local()
+    report = health_report(st, ctx.settings, ctx.apdex_t, [] if fleet else degraded_modes(ctx.local()))
     body = report.body
     auth = ctx.auth
     if not ctx.settings.analytics_public_health or not auth.enabled or auth.authenticate(request):
@@ -378,9 +381,14 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
     ("/metrics/series", "metrics_series", metrics_series),
     ("/traces", "traces", traces),
     ("/traces/<trace_id>", "trace_detail", trace_detail),
+    ("/profiles", "profiles", profiles),
     ("/errors", "errors", errors),
     ("/dashboard", "dashboards", dashboards),
     ("/export", "export", export),
+    ("/versions", "versions", insights.versions_view),
+    ("/users", "users", insights.users_view),
+    ("/clients", "clients", insights.clients_view),
+    ("/heatmap", "heatmap", insights.heatmap_view),
 )
 
 

@@ -354,15 +354,13 @@ class FleetState:
         clock: Callable[[], float] = time.time,
         context: Callable[[], dict] | None = None,
     ) -> None:
-        from ..pipeline import DURATION_BUCKETS
-
         self.client = client
         self.settings = settings
         self.selector = fleet_selector(settings)
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.local = local
         self.clock = clock
-        self.bounds: tuple = tuple(DURATION_BUCKETS)
+        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
         self.ring = _NoRing()
         self.last_seen: dict = {}
         self._context = context or dict

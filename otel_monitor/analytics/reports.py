@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, MetricsData, Sum
 
+from .._export_accounting import ExportStatus
 from .._metrics_data import iter_metrics
 from .prometheus_source import FleetState
 from .summary import (
@@ -43,6 +44,8 @@ __all__ = [
     "MAX_SPARKLINES",
     "HealthReport",
     "health_report",
+    "DegradedMode",
+    "degraded_modes",
     "system_block",
     "performance",
     "EndpointWindow",
@@ -81,6 +84,67 @@ def _shown(value: Any) -> Any:
 
 class Telemetry(TypedDict):
     spans_lost: dict[str, int]
+    logs_lost: dict[str, int]
+
+
+class _DegradedMode(TypedDict):
+    #: one of :data:`DEGRADED_MODES`
+    mode: str
+    #: one sentence for people (no path, no exception text: /health may be public)
+    detail: str
+
+
+class DegradedMode(_DegradedMode, total=False):
+    #: ``exports_failing``: signal (``traces``, ``metrics``, ``logs``) -> the reason its last export failed
+    signals: dict[str, str]
+    #: ``history_not_written``: why (``unusable``, or the class of the error the last write raised)
+    reason: str
+
+
+#: the modes in which this instance serves requests normally but its monitoring is impaired
+DEGRADED_MODES = ("metrics_this_worker_only", "history_not_written", "exports_failing")
+#: an export failure older than this (with no export since) no longer makes /health degraded
+EXPORTS_FAILING_WINDOW_S = 300.0
+
+
+def degraded_modes(st: AnalyticsState) -> list[DegradedMode]:
+    """This instance's degraded modes (``/health``'s ``degraded``): what the monitoring cannot
+    do right now, while requests are served as usual."""
+    modes: list[DegradedMode] = []
+    pipeline = st.pipeline
+    # a pre-fork worker that could not set up its group's directory, or whose last publish failed
+    if getattr(pipeline.view, "own_only", False) is True:
+        modes.append(
+            {
+                "mode": "metrics_this_worker_only",
+                "detail": "metrics merged from this worker only: the worker-file directory cannot be written "
+                "(totals through other workers may step back)",
+            }
+        )
+    history = st.history
+    if history is not None:
+        error = history.write_error
+        if error is not None:
+            modes.append(
+                {
+                    "mode": "history_not_written",
+                    "detail": "history not written: "
+                    + ("the history file cannot be used" if error == "unusable" else "the last write to it failed")
+                    + " (windows beyond 15 minutes miss those minutes)",
+                    "reason": error,
+                }
+            )
+    exports: ExportStatus = pipeline.exports
+    failing = exports.failing(EXPORTS_FAILING_WINDOW_S)
+    if failing:
+        modes.append(
+            {
+                "mode": "exports_failing",
+                "detail": "exports failing: the last export of " + ", ".join(sorted(failing)) + " failed",
+                "signals": failing,
+            }
+        )
+    return modes
 
 
 class _HealthBody(TypedDict):
@@ -91,6 +155,7 @@ class _HealthBody(TypedDict):
     window_available: bool
     requests: int
     checks: list[dict[str, Any]]
+    degraded: list[DegradedMode]
     telemetry: Telemetry
 
 
@@ -108,8 +173,12 @@ class HealthReport:
         return [c["name"] for c in self.body["checks"] if c["status"] == "fail"]
 
 
-def health_report(st: StateSource, settings: Any, apdex_t: float) -> HealthReport:
-    """The health checks over the last :data:`HEALTH_WINDOW` of ``st``."""
+def health_report(
+    st: StateSource, settings: Any, apdex_t: float, degraded: list[DegradedMode] | None = None
+) -> HealthReport:
+    """The health checks over the last :data:`HEALTH_WINDOW` of ``st``; ``degraded`` (the
+    answering instance's :func:`degraded_modes`) turns ``healthy`` into ``degraded``, never into
+    ``unhealthy``: the instance serves requests, its monitoring is what is impaired."""
     now = st.read()
     window = st.window(HEALTH_WINDOW, now)
     totals = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
@@ -124,17 +193,25 @@ def health_report(st: StateSource, settings: Any, apdex_t: float) -> HealthRepor
         "process_rss_max_bytes": system.get("process_rss_max_bytes"),
     }
     checks = health_checks(readings, settings, over_fraction(st, now, settings), totals["requests"])
+    status = overall_status(checks)
+    degraded = list(degraded or [])
+    if degraded and status == "healthy":
+        status = "degraded"
     body: HealthBody = {
-        "status": overall_status(checks),
+        "status": status,
         "time": now.t,
         "uptime_s": round(now.t - st.started, 3),
         "window": HEALTH_WINDOW,
         "window_available": window["available"],
         "requests": totals["requests"],
         "checks": checks,
-        # Spans dropped or not exported since start, by reason (all workers): the SDK-style
-        # otel.sdk.processor.span.processed / otel.sdk.exporter.span.exported error counts.
-        "telemetry": {"spans_lost": dict(system.get("spans_lost") or {})},
+        "degraded": degraded,
+        # Spans and log records dropped or not exported since start, by reason (all workers): the
+        # SDK-style otel.sdk.processor.*.processed / otel.sdk.exporter.*.exported error counts.
+        "telemetry": {
+            "spans_lost": dict(system.get("spans_lost") or {}),
+            "logs_lost": dict(system.get("logs_lost") or {}),
+        },
     }
     return HealthReport(body, system)
 

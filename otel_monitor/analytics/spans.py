@@ -3,7 +3,8 @@
 :class:`RecentRequests` is a span processor: ``on_end`` reads a few attributes of the finished
 span and, only for a slow or failed one, appends one tuple to a bounded deque (O(1), no lock of
 ours: ``deque.append`` is atomic under the GIL). Formatting into dicts happens when someone
-reads ``/traces``. Only sampled spans reach a processor, so with a sampling ratio below 1 the
+reads ``/traces``; the error text is redacted then (the same :class:`~otel_monitor._redaction.Redactor`
+as the request span and the trace details). Only sampled spans reach a processor, so with a sampling ratio below 1 the
 lists hold the sampled share of the slow and failed requests.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
+
+from .._redaction import Redactor, redactor_for
 
 __all__ = ["RecentRequests", "SHARE_KEY"]
 
@@ -26,7 +29,14 @@ _ERROR = StatusCode.ERROR
 class RecentRequests(SpanProcessor):
     """Keeps the last ``kept`` slow and the last ``kept`` failed SERVER spans of this process."""
 
-    def __init__(self, slow_ms: float, kept: int, exclude_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        slow_ms: float,
+        kept: int,
+        exclude_prefix: str | None = None,
+        sensitive_query_params: tuple = (),
+    ) -> None:
+        self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self.slow_ns = int(slow_ms * 1_000_000)
         self.slow: deque = deque(maxlen=kept)
         self.failed: deque = deque(maxlen=kept)
@@ -80,6 +90,7 @@ class RecentRequests(SpanProcessor):
     def snapshot(self) -> list[dict[str, Any]]:
         """Both lists as JSON-able dicts (what this worker shares)."""
         result = []
+        redact = self.redactor.text
         for kind, entries in (("slow", list(self.slow)), ("failed", list(self.failed))):
             for trace_id, span_id, name, route, method, status, duration, end, error in entries:
                 result.append(
@@ -92,7 +103,7 @@ class RecentRequests(SpanProcessor):
                         "status_code": status,
                         "duration_ms": round(duration / 1e6, 3),
                         "time": round(end / 1e9, 6) if end else None,
-                        "error": str(error)[:256] if error is not None else None,
+                        "error": redact(str(error))[:256] if error is not None else None,
                         "kind": kind,
                     }
                 )

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from .._export_accounting import lost_spans
+from .._export_accounting import lost_logs, lost_spans
 from .._metrics_data import iter_metrics, iter_points
 
 __all__ = [
@@ -228,6 +228,9 @@ def system_values(data: Any) -> dict[str, Any]:
     lost = lost_spans(data)
     if lost:
         values["spans_lost"] = lost
+    lost_records = lost_logs(data)
+    if lost_records:
+        values["logs_lost"] = lost_records
     return values
 
 

@@ -8,13 +8,13 @@ root -- ends, the tree is either turned into a JSON-able dict (failed, slow, or 
 conversion runs only for the kept ones. Everything is bounded: kept trees (oldest dropped
 first), pending trees, spans per tree, attribute and stack trace lengths.
 
-Secrets stay redacted: attribute keys that name a credential lose their value, URLs lose their
-userinfo and the values of the sensitive query parameters (as the request path does).
+Secrets stay redacted by the one :class:`~otel_monitor._redaction.Redactor` the request path uses:
+attribute keys that name a credential lose their value, URLs lose their userinfo and the values of
+the sensitive query parameters, exception messages and stack traces lose every secret in them.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from .._request_path import _redact_query
+from .._redaction import Redactor, redactor_for
+from .._safe_log import log_internal_error
 
 __all__ = ["TraceStore", "SHARE_KEY", "SAMPLE_EVERY", "MAX_SPANS", "MAX_PENDING"]
 
@@ -36,7 +37,6 @@ MAX_SPANS = 100
 MAX_PENDING = 512
 MAX_VALUE = 1024
 MAX_STACKTRACE = 16384
-REDACTED = "REDACTED"
 
 _SERVER = SpanKind.SERVER
 _ERROR = StatusCode.ERROR
@@ -48,14 +48,6 @@ _KINDS = {
     SpanKind.CONSUMER: "consumer",
 }
 _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
-#: attribute keys whose values are credentials wherever an instrumentation puts them
-_SECRET_KEY = re.compile(r"authorization|cookie|password|passwd|secret|token|api[_.-]?key|credential", re.I)
-_URL_KEYS = frozenset({"url.full", "http.url", "url.query", "http.target", "db.connection_string"})
-_USERINFO = re.compile(r"(//)[^/@\s]*@")
-#: URLs inside free text (exception messages, stack traces, status descriptions)
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-#: keys whose free text may quote a URL with its credentials
-_TEXT_KEYS = frozenset({"exception.message", "exception.stacktrace"})
 
 
 class TraceStore(SpanProcessor):
@@ -63,6 +55,8 @@ class TraceStore(SpanProcessor):
 
     ``on_failed(tree)`` is called with every failed request's tree (the error groups count them
     all, not only the kept ones). ``exclude_prefix`` leaves out the analytics' own requests.
+    Each of ``annotators`` is called as ``annotate(span, tree)`` for a kept tree, in the request
+    span's ``end`` (on the thread that served the request).
     """
 
     def __init__(
@@ -73,6 +67,7 @@ class TraceStore(SpanProcessor):
         exclude_prefix: str | None = None,
         on_failed: Callable[[dict], None] | None = None,
         sample_every: int = SAMPLE_EVERY,
+        annotators: tuple[Callable[[ReadableSpan, dict], None], ...] = (),
     ) -> None:
         self.slow_ns = int(slow_ms * 1_000_000)
         self.kept = kept
@@ -81,11 +76,13 @@ class TraceStore(SpanProcessor):
         self.sampled: deque = deque(maxlen=max(1, kept // 10))
         self.pending: dict[int, list] = {}
         self.dropped_pending = 0
-        self._sensitive = frozenset(p.lower() for p in sensitive_query_params)
+        self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
         self._on_failed = on_failed
         self._sample_every = max(1, sample_every)
         self._seen = 0
+        #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
+        self._annotators = annotators
 
     # -- SpanProcessor -------------------------------------------------------------------------
 
@@ -117,6 +114,11 @@ class TraceStore(SpanProcessor):
             return
         tree = self.tree(span, children[1:] if children else [], children[0] if children else 0)
         tree["kind"] = "failed" if failed else "slow" if slow else "sample"
+        for annotate in self._annotators:
+            try:
+                annotate(span, tree)
+            except Exception:  # noqa: BLE001 - the tree is kept without what failed
+                log_internal_error("annotating a kept trace")
         if failed:
             self.failed.append(tree)
             if self._on_failed is not None:
@@ -246,36 +248,29 @@ class TraceStore(SpanProcessor):
 
     def _attributes(self, attributes: Any) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        redact = self.redactor.attribute
         for key, value in (attributes or {}).items():
+            limit = MAX_STACKTRACE if key == "exception.stacktrace" else MAX_VALUE
+            # Redacted before the cut (a cut URL could hide its '@' and show its password), on
+            # a prefix with a margin past the cut (bounded work for a huge value).
             if isinstance(value, tuple):
-                value = [_short(v, MAX_VALUE) for v in value]
+                value = [_short(redact(key, _cut(v, limit + _MARGIN)), limit) for v in value]
             else:
-                limit = MAX_STACKTRACE if key == "exception.stacktrace" else MAX_VALUE
-                value = _short(value, limit)
-            if _SECRET_KEY.search(key):
-                value = REDACTED
-            elif key in _URL_KEYS and isinstance(value, str):
-                value = self._redact_url(value)
-            elif key in _TEXT_KEYS and isinstance(value, str):
-                value = self.redact_text(value)
+                value = _short(redact(key, _cut(value, limit + _MARGIN)), limit)
             result[key] = value
         return result
 
     def redact_text(self, text: str) -> str:
-        """``text`` with every URL in it redacted."""
-        if "://" not in text:
-            return text
-        return _URL_IN_TEXT.sub(lambda m: self._redact_url(m.group(0)), text)
+        """``text`` with every secret in it redacted (see :mod:`otel_monitor._redaction`)."""
+        return self.redactor.text(text)
 
-    def _redact_url(self, value: str) -> str:
-        value = _USERINFO.sub(r"\1" + REDACTED + "@", value)
-        head, sep, query = value.partition("?")
-        if not sep and "=" in value and "/" not in value:  # url.query holds no "?"
-            return _redact_query(value, self._sensitive)
-        if not sep:
-            return value
-        query, hash_sep, fragment = query.partition("#")
-        return head + sep + _redact_query(query, self._sensitive) + hash_sep + fragment
+
+#: characters past a cut still redacted, so that a secret straddling the cut is recognised
+_MARGIN = 1024
+
+
+def _cut(value: Any, limit: int) -> Any:
+    return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
 def _short(value: Any, limit: int) -> Any:

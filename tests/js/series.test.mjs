@@ -210,7 +210,7 @@ describe("custom metrics", () => {
   it("counts every name but the monitoring's own prefixes as custom", () => {
     assert.equal(s.isCustom("shop.orders.created"), true);
     assert.equal(s.isCustom("httpx.calls"), true); // a prefix is "http.", with the dot
-    for (const name of ["http.server.request.duration", "system.cpu.utilization", "process.memory.usage", "otel.sdk.x"]) {
+    for (const name of ["http.server.request.duration", "system.cpu.utilization", "process.memory.usage", "otel.sdk.x", "otel_monitor.alerts.notifications"]) {
       assert.equal(s.isCustom(name), false, name);
     }
   });

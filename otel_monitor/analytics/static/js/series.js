@@ -201,7 +201,7 @@ export function meterPct(value, threshold) {
 // -- custom metrics -----------------------------------------------------------------------------
 
 /** Instruments the monitoring makes itself; every other name is the app's own ("custom"). */
-export const BUILTIN_PREFIXES = ["http.", "system.", "process.", "otel."];
+export const BUILTIN_PREFIXES = ["http.", "system.", "process.", "otel.", "otel_monitor."];
 
 export function isCustom(name) {
   const text = String(name || "");

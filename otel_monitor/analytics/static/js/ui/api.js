@@ -34,3 +34,30 @@ export function api(path, params) {
     throw new Error(path + " answered HTTP " + response.status);
   });
 }
+
+/** A state-changing JSON request (POST, DELETE) with the page's CSRF token (docs/analytics-api.md). */
+export function apiSend(method, path, body) {
+  const field = document.querySelector('input[name="csrf_token"]');
+  const headers = { "Accept": "application/json", "X-Requested-With": "otel-monitor-dashboard" };
+  if (field && field.value) headers["X-CSRF-Token"] = field.value;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  return fetch(API + path, {
+    method,
+    credentials: "same-origin",
+    cache: "no-store",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }).then((response) => {
+    if (response.status === 401) {
+      if (!redirecting) {
+        redirecting = true;
+        window.location.assign(LOGIN_URL);
+      }
+      throw new AuthRedirect();
+    }
+    return response.json().then((data) => {
+      if (!response.ok) throw new Error((data && data.error) || path + " answered HTTP " + response.status);
+      return data;
+    });
+  });
+}

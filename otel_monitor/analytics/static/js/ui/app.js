@@ -5,13 +5,17 @@
 import { fmtClock, formatInterval } from "../format.js";
 import { chooseWindow } from "../windows.js";
 import { exportUrl, parseHash } from "../urls.js";
+import * as alerts from "../views/alerts.js";
 import * as custom from "../views/custom.js";
 import * as endpoints from "../views/endpoints.js";
 import * as errors from "../views/errors.js";
+import * as heatmap from "../views/heatmap.js";
 import { loadLinks } from "../views/links.js";
 import * as overview from "../views/overview.js";
 import * as system from "../views/system.js";
 import * as traces from "../views/traces.js";
+import * as users from "../views/users.js";
+import * as versions from "../views/versions.js";
 import { AuthRedirect } from "./api.js";
 import { hideTooltip } from "./chart.js";
 import { API, REFRESH_S } from "./config.js";
@@ -19,7 +23,7 @@ import { $, clear, debounce, el } from "./dom.js";
 import { state } from "./state.js";
 
 /** The views in the order of the tabs; the first is the default route. */
-const VIEWS = { overview, endpoints, system, traces, errors, custom };
+const VIEWS = { overview, endpoints, system, traces, errors, alerts, custom, versions, users, heatmap };
 const NAMES = Object.keys(VIEWS);
 const WINDOW_KEY = "otel_monitor.window";
 

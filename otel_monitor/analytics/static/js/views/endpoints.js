@@ -19,6 +19,7 @@ import { endpointHash } from "../urls.js";
 import { api } from "../ui/api.js";
 import { kpiCard, renderCharts, sparkline } from "../ui/chart.js";
 import { $, clear, debounce, el, emptyState, methodBadge } from "../ui/dom.js";
+import { flameCard } from "../ui/flame.js";
 import { axisWindow, NO_REQUESTS, noteWindow, state } from "../ui/state.js";
 
 export function load(gen) {
@@ -26,13 +27,15 @@ export function load(gen) {
   if (state.detail) {
     const { method, route } = splitEndpointKey(state.detail);
     calls.push(api("/timeseries", { window: state.window, method, route }));
+    // The route's profile; an older server without /profiles leaves the card out.
+    calls.push(api("/profiles", { window: state.window, method, route }).catch(() => null));
   }
-  return Promise.all(calls).then(([list, ts, routeTs]) => {
+  return Promise.all(calls).then(([list, ts, routeTs, profile]) => {
     if (gen !== state.generation) return;
     noteWindow(list);
     state.endpoints = { list: Array.isArray(list.endpoints) ? list.endpoints : [], ts };
     state.rerender = () => {
-      if (state.detail && routeTs) renderDetail(state.detail, routeTs);
+      if (state.detail && routeTs) renderDetail(state.detail, routeTs, profile);
       else renderTable();
     };
     state.rerender();
@@ -149,7 +152,7 @@ function endpointRow(e, routes) {
   return tr;
 }
 
-function renderDetail(key, ts) {
+function renderDetail(key, ts, profile) {
   $("endpoint-list").hidden = true;
   const box = clear($("endpoint-detail"));
   box.hidden = false;
@@ -225,6 +228,10 @@ function renderDetail(key, ts) {
     },
   ]);
   grid.appendChild(statusCard(e.status_codes));
+  if (profile && profile.profiling) {
+    const note = plural(profile.requests || 0, "slow request") + " (window " + state.window + ")";
+    box.appendChild(flameCard(profile, "Where the time of slow requests went", note, "route:" + key));
+  }
 }
 
 /** Status codes: a stacked bar plus a list, most frequent first. */

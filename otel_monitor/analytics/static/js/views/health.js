@@ -56,11 +56,28 @@ export function renderHealth(container, health) {
     list.appendChild(item);
   }
   container.appendChild(list);
-  const lost = health.telemetry && health.telemetry.spans_lost;
-  const reasons = lost && typeof lost === "object" ? Object.keys(lost).sort() : [];
-  if (reasons.length) {
-    const total = reasons.reduce((n, r) => n + (Number(lost[r]) || 0), 0);
-    const detail = reasons.map((r) => r + ": " + fmtCount(lost[r])).join(", ");
-    container.appendChild(el("div", "telemetry-lost", plural(total, "span") + " not exported (" + detail + ")"));
+  const degraded = Array.isArray(health.degraded) ? health.degraded : [];
+  if (degraded.length) {
+    // Text only (textContent): the reasons are data, never markup.
+    const modes = el("ul", "degraded-modes");
+    for (const mode of degraded) {
+      const item = el("li", "degraded-mode status-warn", String((mode && mode.detail) || (mode && mode.mode) || ""));
+      item.dataset.mode = String((mode && mode.mode) || "");
+      modes.appendChild(item);
+    }
+    container.appendChild(modes);
+  }
+  const telemetry = health.telemetry || {};
+  for (const [key, noun] of [
+    ["spans_lost", "span"],
+    ["logs_lost", "log record"],
+  ]) {
+    const lost = telemetry[key];
+    const reasons = lost && typeof lost === "object" ? Object.keys(lost).sort() : [];
+    if (reasons.length) {
+      const total = reasons.reduce((n, r) => n + (Number(lost[r]) || 0), 0);
+      const detail = reasons.map((r) => r + ": " + fmtCount(lost[r])).join(", ");
+      container.appendChild(el("div", "telemetry-lost", plural(total, noun) + " not exported (" + detail + ")"));
+    }
   }
 }

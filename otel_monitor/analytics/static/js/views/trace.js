@@ -2,11 +2,12 @@
  * spans, each opening a panel with its attributes and events.
  */
 
-import { axisMs, fmtAgo, fmtClock, fmtCount, fmtMs, isNum, plural } from "../format.js";
+import { axisMs, fmtAgo, fmtBytes, fmtClock, fmtCount, fmtMs, isNum, plural } from "../format.js";
 import { statusFamily } from "../series.js";
 import { safeHttpUrl } from "../urls.js";
 import { api } from "../ui/api.js";
 import { $, backLink, clear, el, emptyState, methodBadge } from "../ui/dom.js";
+import { flameCard } from "../ui/flame.js";
 import { state } from "../ui/state.js";
 
 export function loadTrace(gen, traceId) {
@@ -72,6 +73,39 @@ function render(tree) {
 
   if (tree.exception) box.appendChild(exceptionCard(tree.exception));
   box.appendChild(waterfallCard(spans, tree.duration_ms));
+  if (tree.profile) {
+    const after = isNum(tree.profile.after_ms) ? "sampled once the request was " + fmtMs(tree.profile.after_ms) + " old" : "";
+    box.appendChild(flameCard(tree.profile, "Where the time went", after, "trace:" + tree.trace_id));
+  }
+  if (tree.context) box.appendChild(contextCard(tree.context));
+}
+
+/** What an outlier keeps: its request's headers and query (redacted), the machine at the time. */
+function contextCard(context) {
+  const card = el("div", "card context-card");
+  card.appendChild(el("h3", "chart-title", "Request context"));
+  const request = context.request;
+  if (request) {
+    const query = request.query ? "?" + request.query : "";
+    card.appendChild(el("div", "traceback", String(request.method || "") + " " + String(request.path || "") + query));
+    const headers = request.headers || {};
+    const names = Object.keys(headers).sort();
+    card.appendChild(el("div", "wf-panel-title", names.length ? "Headers (credentials redacted)" : "No headers"));
+    if (names.length) card.appendChild(attributeTable(names.map((k) => [k, headers[k]])));
+  }
+  const sys = context.system;
+  if (sys) {
+    card.appendChild(el("div", "wf-panel-title", "The machine at " + fmtClock(sys.at, true)));
+    card.appendChild(
+      attributeTable([
+        ["process CPU", isNum(sys.process_cpu_pct) ? sys.process_cpu_pct + " %" : null],
+        ["process memory (RSS)", isNum(sys.process_rss_bytes) ? fmtBytes(sys.process_rss_bytes) : null],
+        ["host CPU", isNum(sys.host_cpu_pct) ? sys.host_cpu_pct + " %" : null],
+        ["host memory", isNum(sys.host_memory_pct) ? sys.host_memory_pct + " % of " + fmtBytes(sys.host_memory_total_bytes) : null],
+      ]),
+    );
+  }
+  return card;
 }
 
 function exceptionCard(exc) {

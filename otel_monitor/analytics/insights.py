@@ -1,0 +1,281 @@
+"""The views of ``/versions``, ``/users``, ``/clients`` and ``/heatmap`` (see docs/analytics-api.md).
+
+Registered in the blueprint's ``VIEWS`` table; each takes the blueprint's context (only the part
+described by :class:`ViewContext`). The figures: :mod:`.versions`, :mod:`.users`, :mod:`.heatmap`.
+:func:`setup` (per pipeline, also in each forked worker) shares what a worker counted since its
+last history write, so that windows include the running processes' unwritten minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flask import Response, request
+from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from .._safe_log import log_internal_error
+from ..settings import Settings
+from .heatmap import METRICS, heatmap
+from .summary import WINDOWS, Key, Series, add, diff, extract
+from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snapshots, top
+from .versions import VersionData, parse_entries, unwritten_entries, versions_report
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from . import AnalyticsState
+    from .prometheus_source import FleetState
+
+__all__ = ["ViewContext", "setup", "versions_view", "users_view", "clients_view", "heatmap_view", "UNWRITTEN_KEY"]
+
+#: each worker's requests since its last history write: {"version", "since", "requests"}
+UNWRITTEN_KEY = "otel_monitor.analytics.unwritten"
+_HEATMAP_WINDOWS = ("1h", "6h", "24h", "7d")
+_MAX_LIMIT = 1000
+
+
+class ViewContext(Protocol):
+    """What these views read of the blueprint's ``AnalyticsContext``."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def fleet(self) -> FleetState | None: ...
+
+    def local(self) -> AnalyticsState: ...
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    text = json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
+    return Response(text, status, mimetype="application/json")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _window(default: str, allowed: tuple[str, ...] = tuple(WINDOWS)) -> str:
+    name = request.args.get("window", default)
+    if name not in allowed:
+        raise _BadRequest(f"window must be one of {', '.join(allowed)}")
+    return name
+
+
+def _limit(default: int) -> int:
+    text = request.args.get("limit", str(default))
+    if not text.isdigit() or not 1 <= int(text) <= _MAX_LIMIT:
+        raise _BadRequest(f"limit must be a number from 1 to {_MAX_LIMIT}")
+    return int(text)
+
+
+def _answer(compute: Any) -> Response:
+    try:
+        return _json(compute())
+    except _BadRequest as exc:
+        return _json({"error": str(exc)}, 400)
+
+
+def _gather(st: AnalyticsState, key: str) -> list[Any]:
+    try:
+        return st.pipeline.gather(key)
+    except Exception:  # noqa: BLE001 - this worker's own values are shown instead
+        log_internal_error(f"gathering {key} from the workers")
+        produce = st.pipeline.shared.get(key)
+        return [produce()] if produce is not None else []
+
+
+# -- per pipeline --------------------------------------------------------------------------------
+
+
+def setup(st: AnalyticsState, pipeline: Pipeline) -> None:
+    """Share this worker's requests since its last history write (with a history file)."""
+    history = st.history
+    if history is None:
+        return
+
+    def unwritten() -> dict[str, Any]:
+        # Only the request histograms (no observable callbacks): this runs at each publish of a worker.
+        own, _ = extract(_request_data(pipeline), st.cap, st.prefix)
+        return {"version": st.version, "since": history.started, "requests": unwritten_entries(history.unwritten(own))}
+
+    pipeline.share(UNWRITTEN_KEY, unwritten)
+
+
+def _request_data(pipeline: Pipeline) -> MetricsData:
+    """This process's request histograms as a collection (what ``extract`` reads)."""
+    scope = ScopeMetrics(InstrumentationScope("otel_monitor"), pipeline.request_metrics.collect(), "")
+    return MetricsData([ResourceMetrics(pipeline.resource, [scope], "")])
+
+
+def _unwritten(st: AnalyticsState) -> list[tuple[str, float, dict[Key, Series]]]:
+    result = []
+    for worker in _gather(st, UNWRITTEN_KEY):
+        if isinstance(worker, dict):
+            try:
+                result.append((str(worker["version"]), float(worker["since"]), parse_entries(worker["requests"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return result
+
+
+# -- /versions -----------------------------------------------------------------------------------
+
+
+def collect_versions(st: AnalyticsState, name: str) -> tuple[dict[str, VersionData], str]:
+    """Per version: its requests in the window and when it was seen; and where they came from."""
+    now = st.clock()
+    length = WINDOWS[name]
+    history = st.history
+    data: dict[str, VersionData] = {}
+    if history is not None and history.usable:
+        start = now - length if length is not None else 0.0
+        per_version = history.requests_by_version(start, now)
+        seen = history.versions(start, now)
+        for version, requests in per_version.items():
+            first, last = seen.get(version, (start, now))
+            data[version] = {"requests": requests, "first_seen": first, "last_seen": last}
+        for version, since, requests in _unwritten(st):
+            if not requests:
+                continue
+            entry = data.get(version)
+            if entry is None:
+                data[version] = {"requests": requests, "first_seen": max(since, start), "last_seen": now}
+                continue
+            merged = dict(entry["requests"])
+            for key, s in requests.items():
+                merged[key] = add(merged.get(key), s)
+            entry["requests"] = merged
+            entry["last_seen"] = now
+        return data, "history"
+    window = st.window(name)
+    if window["requests"]:
+        data[st.version] = {"requests": window["requests"], "first_seen": window["since"], "last_seen": now}
+    return data, "memory"
+
+
+def versions_view(ctx: ViewContext) -> Response:
+    def compute() -> dict[str, Any]:
+        name = _window("24h")
+        if ctx.fleet is not None:
+            return _fleet(ctx, name)
+        st = ctx.local()
+        data, source = collect_versions(st, name)
+        return {"window": name, "source": source, **versions_report(data, st.bounds, st.version)}
+
+    return _answer(compute)
+
+
+def _fleet(ctx: ViewContext, name: str) -> dict[str, Any]:
+    from .fleet_versions import fleet_versions
+
+    fleet = ctx.fleet
+    assert fleet is not None
+    return {"window": name, "source": "prometheus", **fleet_versions(fleet, WINDOWS[name])}
+
+
+# -- /users and /clients ---------------------------------------------------------------------------
+
+
+def _identities(ctx: ViewContext, key: str, label: str) -> dict[str, Any]:
+    name = _window("24h")
+    limit = _limit(100)
+    route = request.args.get("route") or None
+    method = (request.args.get("method") or "").upper()[:16] or None
+    st = ctx.local()
+    now = st.clock()
+    length = WINDOWS[name]
+    since = now - length if length is not None else 0.0
+    hours = length is None or length > MINUTES_KEPT * 60
+    totals, anonymous, evicted, earliest = merge_snapshots(
+        _gather(st, key), since, route, method, hours, len(st.bounds) + 1
+    )
+    return {
+        "window": name,
+        # a window of hours starts with the first whole hour counted in it
+        "since": earliest if earliest is not None and (length is None or earliest < since) else since,
+        "route": route,
+        "method": method,
+        label: top(totals, st.bounds, limit),
+        f"total_{label}": len(totals),
+        "anonymous_requests": anonymous,
+        "exact": evicted == 0,
+        "kept_per_endpoint": ctx.settings.analytics_users_kept,
+        "hashed": bool(ctx.settings.enduser_id_hash) if label == "users" else False,
+        "clients_counted": bool(ctx.settings.analytics_client_addresses),
+    }
+
+
+def users_view(ctx: ViewContext) -> Response:
+    return _answer(lambda: _identities(ctx, USERS_SHARE_KEY, "users"))
+
+
+def clients_view(ctx: ViewContext) -> Response:
+    if not ctx.settings.analytics_client_addresses:
+        return _json({"error": "client addresses are not counted (setting analytics_client_addresses)"}, 404)
+    return _answer(lambda: _identities(ctx, CLIENTS_SHARE_KEY, "clients"))
+
+
+# -- /heatmap -------------------------------------------------------------------------------------
+
+
+def _zone(name: str) -> dt.tzinfo:
+    if name.upper() == "UTC":
+        return dt.timezone.utc
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _BadRequest("tz must be an IANA time zone name such as UTC or Europe/Paris") from None
+
+
+def heatmap_view(ctx: ViewContext) -> Response:
+    def compute() -> dict[str, Any]:
+        name = _window("7d", _HEATMAP_WINDOWS)
+        metric = request.args.get("metric", "requests")
+        if metric not in METRICS:
+            raise _BadRequest(f"metric must be one of {', '.join(METRICS)}")
+        zone_name = request.args.get("tz", "UTC")[:64]
+        zone = _zone(zone_name)
+        st = ctx.local()
+        now = st.clock()
+        length = WINDOWS[name] or 0.0
+        start = now - length
+        per_minute, source = _per_minute(st, start, now)
+        body = heatmap(per_minute, start, now, zone, "UTC" if zone is dt.timezone.utc else zone_name, metric, st.bounds)
+        return {"window": name, "source": source, **body}
+
+    return _answer(compute)
+
+
+def _per_minute(st: AnalyticsState, start: float, now: float) -> tuple[dict[int, dict[Key, Series]], str]:
+    minute_now = int(now // 60) * 60
+    history = st.history
+    if history is not None and history.usable:
+        per_minute = history.requests_by_minute(start, now)
+        current = per_minute.setdefault(minute_now, {})
+        for _version, _since, requests in _unwritten(st):
+            for key, s in requests.items():
+                current[key] = add(current.get(key), s)
+        return per_minute, "history"
+    # No history: the in-memory samples (the last 15 minutes), each step in its minute.
+    per_minute = {}
+    for earlier, later in st.steps(900.0, st.read()):
+        step = per_minute.setdefault(int(later.t // 60) * 60, {})
+        for key, s in diff(later.requests, earlier.requests, st.bounds).items():
+            step[key] = add(step.get(key), s)
+    return per_minute, "memory"

@@ -1,0 +1,366 @@
+"""Requests per user (``enduser.id``) and per client address: bounded top-k counts per endpoint.
+
+A span processor (:class:`IdentityCounts`) reads the finished SERVER span's ``enduser.id`` (and,
+with ``analytics_client_addresses``, ``client.address``) and counts the request for its endpoint
+in the current time bucket: one minute for the last 15 minutes, one hour for older ones (up to 7
+days; a background job folds minutes into hours). Nothing of it is a metric label.
+
+Each (bucket, endpoint) holds at most 2 x ``analytics_users_kept`` (k) identities, with the
+Space-Saving algorithm (Metwally, Agrawal and El Abbadi, 2005) evicting lazily: a new identity
+arriving at a full table inherits the largest count cut so far as a possible overcount.
+So while an endpoint sees at most 2 k distinct identities in a bucket every count is exact;
+beyond that the table is cut to its k busiest whenever it is full again, a count is never low and
+high by at most its ``overcount``, and an identity with more requests than any identity cut is
+never lost. Windows add up buckets (and workers): overcounts add up too. Requests
+without an identity are counted apart (``anonymous``), never as a row.
+
+Memory: at most (15 + 168) buckets x tracked endpoints x 2 k entries, each a few integers and a
+latency histogram; only buckets and endpoints that saw identities exist.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from ..settings import Settings
+from .summary import OTHER, UNMATCHED, quantile
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+__all__ = [
+    "SpaceSaving",
+    "IdentityCounts",
+    "Identities",
+    "USERS_SHARE_KEY",
+    "CLIENTS_SHARE_KEY",
+    "merge_snapshots",
+    "top",
+]
+
+USERS_SHARE_KEY = "otel_monitor.analytics.users"
+CLIENTS_SHARE_KEY = "otel_monitor.analytics.clients"
+MINUTE = 60
+HOUR = 3600
+#: minutes kept as minutes; older ones are folded into hours
+MINUTES_KEPT = 15
+#: hours kept (7 days)
+HOURS_KEPT = 168
+#: longest identity kept (longer ones are cut)
+MAX_ID_LENGTH = 128
+_SERVER = SpanKind.SERVER
+_ERROR = StatusCode.ERROR
+
+
+class SpaceSaving:
+    """The busiest identities, with [requests, errors, overcount, histogram...] each.
+
+    Space-Saving with lazy eviction: up to ``2 k`` identities are counted exactly; when a new one
+    arrives at a full table, the table is cut to its ``k`` busiest (one sort per ``k`` new
+    identities, not a scan of the table per request) and ``floor`` becomes the largest count cut.
+    An identity arriving later starts at ``floor`` (its count before is unknown but at most that)
+    and carries it as its ``overcount``: a count is never low, and high by at most its overcount.
+    """
+
+    __slots__ = ("k", "entries", "evicted", "floor")
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        #: identity -> [requests, errors, overcount, bucket counts...]
+        self.entries: dict[str, list[int]] = {}
+        #: requests of the identities cut from the table (0: every count is exact)
+        self.evicted = 0
+        #: the largest count cut so far: what a newly arriving identity may already have had
+        self.floor = 0
+
+    def add(self, identity: str, error: bool, bucket: int, buckets: int) -> None:
+        entry = self.entries.get(identity)
+        if entry is None:
+            if len(self.entries) >= 2 * self.k:
+                self._cut()
+            floor = self.floor
+            entry = self.entries[identity] = [floor, 0, floor] + [0] * buckets
+        entry[0] += 1
+        if error:
+            entry[1] += 1
+        entry[3 + bucket] += 1
+
+    def _cut(self) -> None:
+        ranked = sorted(self.entries.items(), key=lambda item: -item[1][0])
+        for identity, counts in ranked[self.k :]:
+            self.evicted += counts[0] - counts[2]
+            self.floor = max(self.floor, counts[0])
+            del self.entries[identity]
+
+    def merge(self, other_entries: Mapping[str, list[int]], evicted: int, floor: int = 0) -> None:
+        """Add another table (its entries, evicted requests and floor); cut to the busiest after.
+
+        An identity missing from one of the two tables may have had up to that table's floor
+        there: it is added, as overcount, so that no count is low.
+        """
+        mine = self.floor
+        if floor:
+            for identity, own in self.entries.items():
+                if identity not in other_entries:
+                    own[0] += floor
+                    own[2] += floor
+        for identity, counts in other_entries.items():
+            entry = self.entries.get(identity)
+            if entry is None:
+                entry = self.entries[identity] = [mine, 0, mine] + [0] * (len(counts) - 3)
+            for i, value in enumerate(counts):
+                if i < len(entry):
+                    entry[i] += value
+        self.evicted += evicted
+        self.floor = mine + floor
+        if len(self.entries) > 2 * self.k:
+            self._cut()
+
+
+class _Bucket:
+    __slots__ = ("endpoints", "anonymous", "shared")
+
+    def __init__(self) -> None:
+        self.endpoints: dict[tuple[str, str], SpaceSaving] = {}
+        #: (route, method) -> requests without an identity
+        self.anonymous: dict[tuple[str, str], int] = {}
+        #: what was last shared of it (None: changed since); a past minute is serialised once
+        self.shared: dict[str, Any] | None = None
+
+    def serialise(self, t: int, span: int) -> dict[str, Any]:
+        if self.shared is None:
+            self.shared = {
+                "t": t,
+                "span": span,
+                "anonymous": [[r, m, n] for (r, m), n in self.anonymous.items()],
+                "endpoints": [
+                    [r, m, table.evicted, {i: _sparse(c) for i, c in table.entries.items()}]
+                    for (r, m), table in self.endpoints.items()
+                ],
+            }
+        return self.shared
+
+
+def _sparse(counts: list[int]) -> list[Any]:
+    """[requests, errors, overcount, [[bucket, n], ...]]: the histogram without its empty buckets."""
+    return [counts[0], counts[1], counts[2], [[i, n] for i, n in enumerate(counts[3:]) if n]]
+
+
+class IdentityCounts(SpanProcessor):
+    """Counts SERVER spans per identity (an attribute), endpoint and time bucket; see the module."""
+
+    def __init__(
+        self,
+        attribute: str,
+        k: int,
+        bounds: tuple,
+        clock: Callable[[], float],
+        exclude_prefix: str | None = None,
+        max_routes: int = 500,
+    ) -> None:
+        self.attribute = attribute
+        self.k = k
+        self.bounds = tuple(bounds)
+        self.clock = clock
+        self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
+        self._exclude_slash = (self._exclude or "") + "/"
+        self._buckets = len(self.bounds) + 1
+        self._max_routes = max_routes
+        self._routes: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._minutes: dict[int, _Bucket] = {}
+        self._hours: dict[int, _Bucket] = {}
+
+    # -- the span processor (runs where the request's span ends) ------------------------------
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        if span.kind is not _SERVER:
+            return
+        attrs = span.attributes
+        route = attrs.get("http.route") or UNMATCHED
+        exclude = self._exclude
+        if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
+            return
+        identity = attrs.get(self.attribute)
+        end, start = span.end_time, span.start_time
+        self.record(
+            route if type(route) is str else str(route),
+            str(attrs.get("http.request.method", "_OTHER")),
+            None if identity is None else identity if type(identity) is str else str(identity),
+            span.status.status_code is _ERROR,
+            (end - start) / 1e9 if end is not None and start is not None else 0.0,
+        )
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def record(self, route: str, method: str, identity: str | None, error: bool, seconds: float) -> None:
+        """Count one request (``identity`` None: anonymous)."""
+        minute = int(self.clock() // MINUTE) * MINUTE
+        endpoint = (route, method)
+        with self._lock:
+            if endpoint not in self._routes:
+                if len(self._routes) >= self._max_routes and route != UNMATCHED:
+                    endpoint = (OTHER, method)
+                else:
+                    self._routes.add(endpoint)
+            bucket = self._minutes.get(minute)
+            if bucket is None:
+                bucket = self._minutes[minute] = _Bucket()
+            bucket.shared = None
+            if identity is None:
+                anonymous = bucket.anonymous
+                anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
+                return
+            table = bucket.endpoints.get(endpoint)
+            if table is None:
+                table = bucket.endpoints[endpoint] = SpaceSaving(self.k)
+            if len(identity) > MAX_ID_LENGTH:
+                identity = identity[:MAX_ID_LENGTH]
+            table.add(identity, error, bisect.bisect_left(self.bounds, seconds), self._buckets)
+
+    # -- the background job and the readers ------------------------------------------------------
+
+    def fold(self) -> None:
+        """Fold minutes older than 15 minutes into their hour; drop hours older than 7 days."""
+        now = self.clock()
+        with self._lock:
+            for minute in [m for m in self._minutes if m < now - MINUTES_KEPT * MINUTE]:
+                old = self._minutes.pop(minute)
+                hour = int(minute // HOUR) * HOUR
+                target = self._hours.get(hour)
+                if target is None:
+                    target = self._hours[hour] = _Bucket()
+                _merge_bucket(target, old.endpoints.items(), old.anonymous, self.k)
+                target.shared = None
+            for hour in [h for h in self._hours if h < now - HOURS_KEPT * HOUR]:
+                del self._hours[hour]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every bucket as JSON-able dicts (what this worker shares)."""
+        with self._lock:
+            shared = [b.serialise(t, MINUTE) for t, b in self._minutes.items()]
+            shared += [b.serialise(t, HOUR) for t, b in self._hours.items()]
+            return shared
+
+
+def _merge_bucket(
+    target: _Bucket, endpoints: Iterable[tuple[tuple[str, str], SpaceSaving]], anonymous: Mapping, k: int
+) -> None:
+    for endpoint, table in endpoints:
+        merged = target.endpoints.get(endpoint)
+        if merged is None:
+            merged = target.endpoints[endpoint] = SpaceSaving(k)
+        merged.merge(table.entries, table.evicted, table.floor)
+    for endpoint, n in anonymous.items():
+        target.anonymous[endpoint] = target.anonymous.get(endpoint, 0) + n
+
+
+def merge_snapshots(
+    snapshots: Iterable[Any],
+    since: float,
+    route: str | None = None,
+    method: str | None = None,
+    hours: bool = True,
+    buckets: int = 0,
+) -> tuple[dict[str, list[int]], int, int, float | None]:
+    """Every worker's buckets from ``since`` on, for one endpoint or all, summed per identity.
+
+    Returns (identity -> [requests, errors, overcount, histogram...], anonymous requests,
+    evicted requests, the earliest bucket start used). ``hours``: also read the hour buckets that
+    end after ``since`` (windows beyond 15 minutes, rounded out to whole hours); else minutes only.
+    ``buckets``: the number of latency buckets (the bounds' length + 1).
+    """
+    totals: dict[str, list[int]] = {}
+    anonymous = 0
+    evicted = 0
+    earliest: float | None = None
+    for worker in snapshots:
+        if not isinstance(worker, list):
+            continue
+        for bucket in worker:
+            try:
+                t, span = float(bucket["t"]), float(bucket["span"])
+                if t + span <= since or (not hours and span > MINUTE):
+                    continue
+                used = False
+                for r, m, n in bucket["anonymous"]:
+                    if (route is None or r == route) and (method is None or m == method):
+                        anonymous += int(n)
+                        used = True
+                for r, m, lost, entries in bucket["endpoints"]:
+                    if (route is not None and r != route) or (method is not None and m != method):
+                        continue
+                    used = True
+                    evicted += int(lost)
+                    for identity, (requests, errors, over, histogram) in entries.items():
+                        entry = totals.get(identity)
+                        if entry is None:
+                            entry = totals[str(identity)] = [0] * (3 + buckets)
+                        entry[0] += int(requests)
+                        entry[1] += int(errors)
+                        entry[2] += int(over)
+                        for i, n in histogram:
+                            if 0 <= i < buckets:
+                                entry[3 + i] += int(n)
+                if used:
+                    earliest = t if earliest is None else min(earliest, t)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+    return totals, anonymous, evicted, earliest
+
+
+def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict[str, Any]]:
+    """The rows of ``/users``: most requests first (then by identity), with errors and p95."""
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+    rows = []
+    for identity, counts in ranked:
+        requests, errors, over = counts[0], counts[1], counts[2]
+        p95 = quantile(0.95, tuple(counts[3:]), bounds)
+        rows.append(
+            {
+                "id": identity,
+                "requests": requests,
+                "errors": errors,
+                "error_rate_pct": round(100.0 * errors / requests, 3) if requests else None,
+                "p95_ms": None if p95 is None else round(p95 * 1000.0, 3),
+                "overcount": over,
+            }
+        )
+    return rows
+
+
+class Identities:
+    """The per-process counts of one monitored app: users always, client addresses when enabled."""
+
+    def __init__(self, settings: Settings, bounds: tuple, clock: Callable[[], float]) -> None:
+        prefix = settings.analytics_prefix.rstrip("/")
+        k, routes = settings.analytics_users_kept, settings.analytics_max_routes
+        self.users = IdentityCounts("enduser.id", k, bounds, clock, prefix, routes)
+        self.clients = (
+            IdentityCounts("client.address", k, bounds, clock, prefix, routes)
+            if settings.analytics_client_addresses
+            else None
+        )
+        self.hashed = bool(settings.enduser_id_hash)
+
+    def attach(self, pipeline: Pipeline) -> None:
+        """Per pipeline: the span processors, what the workers share, the folding job."""
+        for counts, key in ((self.users, USERS_SHARE_KEY), (self.clients, CLIENTS_SHARE_KEY)):
+            if counts is None:
+                continue
+            pipeline.tracer_provider.add_span_processor(counts)
+            pipeline.share(key, counts.snapshot)
+            pipeline.scheduler.every(MINUTE, counts.fold, f"analytics {counts.attribute} buckets")
