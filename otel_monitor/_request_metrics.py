@@ -38,7 +38,7 @@ _INSTRUMENTS = (
 
 
 class _Hist:
-    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars")
+    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
@@ -47,6 +47,8 @@ class _Hist:
         self.min = float("inf")
         self.max = float("-inf")
         self.exemplars: dict[int, tuple] | None = None
+        #: the exemplars as SDK objects, as the last collection built them (None: to be built)
+        self.built: tuple | None = None
 
 
 class _Series:
@@ -111,6 +113,7 @@ class RequestMetrics:
                     if hist.exemplars is None:
                         hist.exemplars = {}
                     hist.exemplars[bucket] = (value, at, exemplar)
+                    hist.built = None
 
     def _new_series(self, key: tuple) -> _Series:
         method, scheme, route, status, error = key
@@ -206,12 +209,24 @@ class RequestMetrics:
         ]
 
 
-def _exemplars(hist: _Hist) -> list:
+def _exemplars(hist: _Hist) -> tuple[Exemplar, ...]:
+    """The histogram's exemplars as SDK objects, built again only after a request replaced one.
+
+    A collection used to build one ``Exemplar`` per kept bucket of every series (a sixth of a
+    scrape, and the text format never prints them); series without new requests reuse the tuple
+    of their last collection (the objects are immutable). Called under the series lock.
+    """
     if not hist.exemplars:
-        return []
-    return [
-        Exemplar(
-            filtered_attributes=None, value=value, time_unix_nano=at, span_id=context.span_id, trace_id=context.trace_id
+        return ()
+    if hist.built is None:
+        hist.built = tuple(
+            Exemplar(
+                filtered_attributes=None,
+                value=value,
+                time_unix_nano=at,
+                span_id=context.span_id,
+                trace_id=context.trace_id,
+            )
+            for value, at, context in hist.exemplars.values()
         )
-        for value, at, context in hist.exemplars.values()
-    ]
+    return hist.built

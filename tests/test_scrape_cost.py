@@ -1,0 +1,109 @@
+"""What makes a scrape cheap changes nothing it shows: gzip when the client asks, exemplar objects
+built again only for series with a new sampled request, and a histogram series' lines reused only
+while its counts are unchanged."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+import otel_monitor._request_metrics as request_metrics
+from otel_monitor.exposition import TextWriter, accepts_gzip
+from otel_monitor.testing import closing_client
+
+from .conftest import build_app
+
+OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+@pytest.fixture
+def served():
+    app, monitor = build_app(service_name="shop", metrics_default_registry=False)
+    client = closing_client(app)
+    for path in ("/", "/users/1", "/users/2", "/nope"):
+        client.get(path)
+    yield client, monitor
+    monitor.shutdown(timeout=2)
+
+
+def test_a_client_that_accepts_gzip_gets_the_same_exposition_gzipped(served):
+    client, _ = served
+    plain = client.get("/metrics")
+    zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Vary"] == plain.headers["Vary"] == "Accept-Encoding"
+    assert int(zipped.headers["Content-Length"]) == len(zipped.get_data())
+    unzipped = gzip.decompress(zipped.get_data()).decode()
+    # the same series and counts (the scrape-duration gauges of the two scrapes may differ)
+    counts = [line for line in unzipped.splitlines() if line.startswith("http_server_request_duration_seconds_count")]
+    assert counts == [
+        line for line in plain.get_data(as_text=True).splitlines() if line.startswith(counts[0].split("{")[0])
+    ]
+    assert len(counts) == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip", True),
+        ("GZIP;q=0.5, br", True),
+        ("x-gzip", True),
+        ("deflate, br", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0, identity", False),
+        ("", False),
+        ("*", False),  # identity is always acceptable: no reason to compress for a wildcard
+    ],
+)
+def test_accept_encoding_is_read_with_its_quality_values(header, expected):
+    assert accepts_gzip(header) is expected
+
+
+def test_gzip_refused_with_q_zero_gets_the_plain_text(served):
+    client, _ = served
+    response = client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in response.headers
+    assert "http_server_request_duration_seconds_count" in response.get_data(as_text=True)
+
+
+class CountingExemplar(request_metrics.Exemplar):
+    made = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).made += 1
+        super().__init__(*args, **kwargs)
+
+
+def test_exemplar_objects_are_built_again_only_for_a_series_with_a_new_sampled_request(served, monkeypatch):
+    client, _ = served
+    monkeypatch.setattr(request_metrics, "Exemplar", CountingExemplar)
+    client.get("/metrics")
+    made = CountingExemplar.made
+    openmetrics = client.get("/metrics", headers={"Accept": OPENMETRICS_ACCEPT}).get_data(as_text=True)
+    assert CountingExemplar.made == made  # nothing changed since the last collection: the same objects
+    assert openmetrics.count('# {trace_id="') >= 3  # every series shows its exemplars all the same
+    client.get("/users/3")
+    openmetrics = client.get("/metrics", headers={"Accept": OPENMETRICS_ACCEPT}).get_data(as_text=True)
+    users = [
+        line
+        for line in openmetrics.splitlines()
+        if 'http_route="/users/<int:user_id>"' in line and '# {trace_id="' in line
+    ]
+    assert 1 <= len(users) <= 3
+    assert CountingExemplar.made == made + len(users)  # only the changed series' exemplars were built
+
+
+def test_reused_histogram_lines_equal_a_fresh_render_after_some_series_changed(served):
+    client, monitor = served
+    writer = TextWriter()
+    first = writer.render(monitor.pipeline.reader.snapshot())
+    client.get("/users/3")  # one series changes, the others do not
+    data = monitor.pipeline.reader.snapshot()
+    again = writer.render(data)
+    assert again == TextWriter().render(data)
+    assert again != first
+    line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",'
+    assert f'{line}http_route="/users/<int:user_id>",url_scheme="http"}} 3' in again
+    assert f'{line}http_route="/",url_scheme="http"}} 1' in again
