@@ -59,6 +59,7 @@ _MAX_TRACEPARENT = MAX_TRACEPARENT
 _MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
+_INTERNAL = SpanKind.INTERNAL
 _MAX_CACHED_ADDRESSES = 256
 _get_ident = threading.get_ident
 
@@ -225,6 +226,7 @@ class _Request:
         "method",
         "scheme",
         "span",
+        "outer",
         "token",
         "context",
         "start",
@@ -274,14 +276,23 @@ class _Request:
                 break
         self.start = time.perf_counter()
         tracer = pipeline.tracer
+        # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
+        # around a WSGI adapter): its SERVER span stays the request's only one, ours is INTERNAL
+        # under it, and what only the app knows (route template, status, error) goes on both.
+        kind = _SERVER
+        self.outer: Any = None
+        if parent is None:
+            current = trace.get_current_span()
+            if getattr(current, "kind", None) is _SERVER and current.is_recording():
+                self.outer, kind = current, _INTERNAL
         if tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
-            span = tracer.start_span(name, parent, _SERVER)
+            span = tracer.start_span(name, parent, kind)
             if span.is_recording():
                 _set_clean_attributes(span, self._span_attributes(environ, path))
         else:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
-            span = tracer.start_span(name, parent, _SERVER, self._span_attributes(environ, path))
+            span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
         self.token: Any = otel_context.attach(self.context)
@@ -357,6 +368,26 @@ class _Request:
             except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
+    def awaiting_close(self) -> bool:
+        """The response is complete -- its body read to the end, or all its ``Content-Length``
+        bytes handed to the server -- but the server has not closed it yet: its client may already
+        have it, so a scrape about to publish this worker's counts waits for it (see
+        :meth:`otel_monitor.multiprocess.WorkerView.settle`)."""
+        if self.finished:
+            return False
+        if self.end is not None:
+            return True
+        length = _declared_length(self.headers) if self.sent else None
+        return length is not None and self.sent >= length
+
+    def exhausted(self) -> None:
+        """The body's last chunk was read. Under an instrumented outer layer the request ends now:
+        the outer SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
+        ``WSGIMiddleware``) never call ``close()``."""
+        self.end = time.perf_counter()
+        if self.outer is not None:
+            self.finish()
+
     def finish(self) -> None:
         # Claimed atomically (one C call under the GIL): the server's close(), the garbage
         # collector's queue and a scrape (``finish_unclosed``) may race for an unclosed body.
@@ -402,23 +433,24 @@ class _Request:
             span.get_span_context(),
         )
         pipeline.requests_seen += 1
-        if span.is_recording():
-            final: dict[str, Any] = {}
-            if route is not None:
-                span.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
-                final["http.route"] = route
-            if status is not None:
-                final["http.response.status_code"] = status
-            if error is not None:
-                final["error.type"] = error
-            if self.mw._response_headers is not None:
-                final.update(self.mw._response_headers.from_headers(self.headers))
-            _set_clean_attributes(span, final)
-            if failure is not None:
-                span.add_event("exception", failure.event, failure.timestamp)
-                span.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
-            elif error is not None:
-                span.set_status(Status(StatusCode.ERROR, error))
+        for target in (span,) if self.outer is None else (span, self.outer):
+            if target.is_recording():
+                final: dict[str, Any] = {}
+                if route is not None:
+                    target.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
+                    final["http.route"] = route
+                if status is not None:
+                    final["http.response.status_code"] = status
+                if error is not None:
+                    final["error.type"] = error
+                if self.mw._response_headers is not None:
+                    final.update(self.mw._response_headers.from_headers(self.headers))
+                _set_clean_attributes(target, final)
+                if failure is not None:
+                    target.add_event("exception", failure.event, failure.timestamp)
+                    target.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
+                elif error is not None:
+                    target.set_status(Status(StatusCode.ERROR, error))
         start_time = getattr(span, "start_time", None) if closed_late else None
         span.end(start_time + int(duration * 1e9) if start_time else None)
 
@@ -544,7 +576,7 @@ class _ResponseBody:
                 record.sent += len(chunk)
                 record.last = now()
                 yield chunk
-            record.end = time.perf_counter()
+            record.exhausted()
             return
         context = record.context
         try:
@@ -570,7 +602,7 @@ class _ResponseBody:
             # The status line may already be on the wire; the telemetry still says it failed.
             record.fail(exc)
             raise
-        record.end = time.perf_counter()
+        record.exhausted()
 
     def close(self) -> None:
         if self._closed:

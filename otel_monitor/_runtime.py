@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from .settings import Settings
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
 _hooks_lock = threading.Lock()
+#: the process whose runtimes were last reset after a fork (two hooks may report one fork)
+_reset_in: list[int] = [os.getpid()]
 
 
 def _install_process_hooks() -> None:
@@ -33,10 +36,36 @@ def _install_process_hooks() -> None:
         _hooks_installed = True
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child, after_in_parent=_after_fork_in_parent)
+    _install_uwsgi_hook()
     atexit.register(_shutdown_all)
 
 
+def _install_uwsgi_hook() -> None:
+    """uWSGI forks its workers in C: Python's at-fork hooks do not run there (unless
+    ``--py-call-osafterfork``), its own post-fork hook does."""
+    if "uwsgi" not in sys.modules:
+        return  # not inside uWSGI (the module exists only there)
+    try:
+        import importlib
+
+        decorators = importlib.import_module("uwsgidecorators")  # chains with the app's own @postfork
+        decorators.postfork(_after_fork_in_child)
+    except Exception:  # noqa: BLE001 - uwsgidecorators missing: chain uwsgi.post_fork_hook ourselves
+        uwsgi = sys.modules["uwsgi"]
+        previous = getattr(uwsgi, "post_fork_hook", None)
+
+        def hook() -> None:
+            _after_fork_in_child()
+            if callable(previous):
+                previous()
+
+        setattr(uwsgi, "post_fork_hook", hook)  # noqa: B010 - a module without stubs outside uWSGI
+
+
 def _after_fork_in_child() -> None:
+    if _reset_in[0] == os.getpid():
+        return  # uWSGI with --py-call-osafterfork runs both hooks
+    _reset_in[0] = os.getpid()
     for runtime in list(_live):
         runtime._forked()
 
@@ -58,12 +87,26 @@ def _shutdown_all() -> None:
         thread.join(timeout + 0.2)
 
 
+def _check_process_group(settings: Settings) -> None:
+    """``process_group`` is read by every process of the server from its environment (the
+    workers, the token, the login throttle), so only the environment can declare it."""
+    source = settings.source_of("process_group")
+    if settings.process_group is not None and not source.startswith("environment"):
+        from .settings import SettingsError
+
+        raise SettingsError(
+            f"process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment instead of {source}: "
+            "every process of the server reads it there"
+        )
+
+
 class Runtime:
     """Settings plus this process's pipeline for one monitored app."""
 
     def __init__(
         self, settings: Settings, service_name: str, setup_hooks: tuple[Callable[[Pipeline], None], ...] = ()
     ) -> None:
+        _check_process_group(settings)
         self.settings = settings
         self.service_name = service_name
         self.setup_hooks = list(setup_hooks)
@@ -97,6 +140,13 @@ class Runtime:
 
         try:
             master = prefork.detect_group(self.forked_from)
+            if master is None and prefork.is_master():
+                # uWSGI's master loading the app: it serves no requests; its metrics port (if it
+                # binds one) shows the workers'
+                pipeline.view = multiprocess.master_view(
+                    pipeline, prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
+                )
+                return
             if master is None and not self.settings.multiprocess_dir:
                 return
             directory = prefork.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
@@ -121,8 +171,8 @@ class Runtime:
         # The worker builds its own pipeline and joins the group of this process (see
         # otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
         # master) stays here, so from now on it serves the group's view instead of our own numbers.
-        # Only for gunicorn's own forks: any other process that forks goes on serving requests,
-        # and its port must go on showing them.
+        # Only in a server's master (prefork.is_master): any other process that forks goes on
+        # serving requests, and its port must go on showing them.
         pipeline = self._pipeline
         if (
             pipeline is None
@@ -134,7 +184,7 @@ class Runtime:
         from . import multiprocess, prefork
 
         try:
-            if not prefork.forked_a_gunicorn_worker():
+            if not prefork.is_master():
                 return
             directory = prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
             pipeline.view = multiprocess.master_view(pipeline, directory)

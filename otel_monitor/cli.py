@@ -50,8 +50,10 @@ How: otel-monitor puts its sitecustomize directory first on PYTHONPATH, sets
 OTEL_MONITOR_AUTOINSTRUMENT=1 and execs COMMAND (same process id, signals go straight to it).
 When the command imports Flask, Flask.__call__ is patched so that each app gets
 Monitor().init_app(app) on its first request, after your code has set app.config. An app
-that calls Monitor(app) itself is left alone (no double instrumentation). Under gunicorn every
-worker builds its own pipeline (with or without --preload). Another sitecustomize already on
+that calls Monitor(app) itself is left alone (no double instrumentation). Under gunicorn, uWSGI,
+uvicorn or hypercorn every worker builds its own pipeline (with or without --preload), and
+OTEL_MONITOR_PROCESS_GROUP (this process's id, which the server keeps) tells the workers they
+share one /metrics, one token and one login budget. Another sitecustomize already on
 the path still runs.
 
 The options below are handed to the command as the settings' environment variables, so
@@ -240,6 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the environment as the app will read it; a bad value stops here, before the server starts.
     resolve_settings(chosen, environ=os.environ)
     env = run_environment(chosen, quiet=args.quiet)
+    # exec keeps our pid: the server's master is this process, and its workers know their group
+    env.setdefault("OTEL_MONITOR_PROCESS_GROUP", str(os.getpid()))
     if not args.quiet:
         shown = " ".join(f"{_FIELDS_BY_NAME[n].metadata['env'][0]}={_masked_text(n, v)}" for n, v in chosen.items())
         import shlex

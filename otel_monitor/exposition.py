@@ -298,8 +298,11 @@ def _family_name(metric: Any, openmetrics: bool) -> str:
     return metric.name
 
 
-def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
+def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[Any] | None = None) -> str:
     """prometheus_client's default registry without the families we already wrote.
+
+    ``merged``: the group's families (:mod:`otel_monitor._default_registry`) under a pre-fork
+    server; None: this process's default registry.
 
     A clash with one of our names is logged once (naming the setting that turns the default
     registry off), except for the process_* gauges prometheus_client's own collectors report too.
@@ -310,7 +313,7 @@ def _default_registry_text(ours: set[str], openmetrics: bool) -> str:
 
     class _Without:
         def collect(self) -> Iterable[Any]:
-            for metric in REGISTRY.collect():
+            for metric in REGISTRY.collect() if merged is None else merged:
                 name = _family_name(metric, openmetrics)
                 if name in ours or metric.name in ours:
                     _warn_clash(name)
@@ -367,13 +370,16 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 def metrics_wsgi_app(
-    source: Callable[[], MetricsData | None],
+    source: Callable[[], tuple[MetricsData | None, list[Any] | None]],
     token: str | None = None,
     *,
     target_info: bool = True,
     default_registry: bool = True,
 ) -> Callable:
     """A WSGI app serving ``source()`` in the Prometheus text format (OpenMetrics when asked).
+
+    ``source()`` returns the metrics and the default registry's families to append (None: this
+    process's default registry; see :meth:`otel_monitor.metrics_view.MetricsView.scrape_with_registry`).
 
     With ``token``, requests must carry ``Authorization: Bearer <token>`` (compared in constant
     time); others get 401. Exemplars (trace ids of sampled requests) appear in OpenMetrics only.
@@ -399,9 +405,10 @@ def metrics_wsgi_app(
             return [b"method not allowed\n"]
         openmetrics = wants_openmetrics(environ.get("HTTP_ACCEPT", ""))
         try:
-            text = writer.render(source(), openmetrics=openmetrics, exemplars=True)
+            data, registry = source()
+            text = writer.render(data, openmetrics=openmetrics, exemplars=True)
             if default_registry:
-                text += _default_registry_text(writer.families, openmetrics)
+                text += _default_registry_text(writer.families, openmetrics, registry)
             if openmetrics:
                 text += "# EOF\n"
             body = text.encode("utf-8")
@@ -426,8 +433,8 @@ def metrics_wsgi_app(
 def metrics_app_for(get_pipeline: Callable[[], Any], settings: Any) -> Callable:
     """``/metrics`` for the pipeline ``get_pipeline()`` returns (after a fork: the child's)."""
 
-    def scrape() -> MetricsData | None:
-        return get_pipeline().view.scrape()
+    def scrape() -> tuple[MetricsData | None, list[Any] | None]:
+        return get_pipeline().view.scrape_with_registry()
 
     return metrics_wsgi_app(
         scrape,

@@ -6,6 +6,9 @@ worker's or the master's view from :mod:`otel_monitor.multiprocess`. Consumers n
 
 * ``scrape()``: what ``/metrics`` shows -- the freshest, exact totals (under pre-fork: every live
   worker's numbers right now, plus those of workers that died).
+* ``scrape_with_registry()``: the scrape, and prometheus_client's default registry of the same
+  round (under pre-fork: every worker's, merged by :mod:`otel_monitor._default_registry`; None:
+  this process's own).
 * ``read()``: the same data for in-process readers (analytics, ``/health``), as cheap as one
   process's snapshot: it never writes files and may be up to one background tick old for the
   other workers.
@@ -25,6 +28,8 @@ __all__ = ["MetricsView", "LocalView"]
 
 class MetricsView(Protocol):
     def scrape(self) -> MetricsData | None: ...
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]: ...
 
     def read(self) -> MetricsData | None: ...
 
@@ -50,6 +55,9 @@ class LocalView:
 
     def scrape(self) -> MetricsData | None:
         return self._snapshot()
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+        return self._snapshot(), None
 
     def read(self) -> MetricsData | None:
         return self._snapshot()

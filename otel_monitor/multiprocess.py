@@ -1,9 +1,10 @@
-"""Pre-fork servers (gunicorn, uWSGI-style): the group's metrics, whichever worker answers.
+"""Multi-process servers (gunicorn, uWSGI, uvicorn, hypercorn, mod_wsgi): the group's metrics through any worker.
 
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics and shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
+  metrics, prometheus_client's default registry (:mod:`otel_monitor._default_registry`) and
+  shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
   (a private temporary file, then rename; one writer at a time per process): when it answers a
   scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
   (so a worker that is SIGKILLed loses at most those seconds). Nothing of it runs per request.
@@ -11,7 +12,9 @@ How it works
   live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
   in ``recv``), waits for their answers (at most :data:`PUBLISH_WAIT` seconds), then merges: so a
   scrape started after requests completed shows exactly the group's totals, and what one scrape
-  showed is on disk before the next, through any worker, reads it.
+  showed is on disk before the next, through any worker, reads it. Before publishing for a
+  scrape, a worker waits (at most :data:`SETTLE_WAIT`) for responses already complete but not yet
+  closed by the server: their clients may hold them already.
 * In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
   published files (at most once a second) without writing or asking anybody; unchanged files
   are not parsed again.
@@ -22,6 +25,8 @@ How it works
 * A worker that dies leaves its last file behind. The next merge folds its counters and
   histograms into ``archive.json`` (under an exclusive ``flock``, so two workers never archive
   the same file twice) and deletes the file: totals never go backwards when a worker is replaced.
+  Its shared values (recent traces, error groups) go to ``archive-shared.json``, where the last
+  :data:`DEAD_SHARED_KEPT` dead workers' stay visible to :meth:`WorkerView.gather`.
 * A directory that cannot be written (read-only, full) degrades to the worker's own numbers,
   with one log line, and is tried again a minute later; never an error to the client.
 * The directory is ``$TMPDIR/otel_monitor-<uid>-<master pid>`` (mode 0700, refused if another
@@ -62,15 +67,15 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from . import _default_registry
 from ._metrics_data import iter_scoped
 from ._safe_log import log_internal_error
 from .prefork import alive as _alive
-from .prefork import detect_group, forked_a_gunicorn_worker, group_dir, group_secret
+from .prefork import detect_group, group_dir, group_secret
 from .system import HOST_METRIC_PREFIX
 
 __all__ = [
     "detect_group",
-    "forked_a_gunicorn_worker",
     "group_dir",
     "group_secret",
     "merge",
@@ -93,6 +98,10 @@ PUBLISH_WAIT = 0.5
 READ_TTL = 1.0
 #: seconds before a directory that failed is tried again
 RETRY_AFTER = 60.0
+#: dead workers whose shared values (recent traces, error groups) stay in gather()
+DEAD_SHARED_KEPT = 4
+#: how long a publish for a scrape waits for responses already complete but not yet closed
+SETTLE_WAIT = 0.05
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
@@ -250,7 +259,9 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
             else:
                 existing["v"] = point["v"]
 
-    add_all = [(own, own_pid, True)] + [(entries, pid, True) for pid, entries in live]
+    # In pid order, whichever worker answers: float sums then add up in the same order on every
+    # scrape (1.82 must not read 1.8199999999999998 through another worker).
+    add_all = sorted([(own, own_pid, True)] + [(entries, pid, True) for pid, entries in live], key=lambda e: e[1])
     for entries, pid, alive in add_all:
         for entry in entries:
             add(entry, pid, alive)
@@ -388,7 +399,17 @@ class _Group:
         return live, dead
 
     def load(self, pid: int) -> dict | None:
-        path = self.path(pid)
+        return self._load(self.path(pid))
+
+    def dead_shared(self) -> list[dict]:
+        """What the last :data:`DEAD_SHARED_KEPT` dead workers shared (their recent traces and
+        error groups stay visible after a recycle)."""
+        payload = self._load(os.path.join(self.directory, "archive-shared.json"))
+        workers = payload.get("workers") if payload else None
+        return [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
+
+    def _load(self, path: str) -> dict | None:
+        """A JSON file, parsed again only when it changed."""
         try:
             info = os.stat(path)
         except FileNotFoundError:
@@ -414,10 +435,14 @@ class _Group:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def archive(self, dead: list[int]) -> list[dict]:
-        """Fold dead workers' counters into archive.json; returns the archive. Call with the lock held."""
+    def archive(self, dead: list[int]) -> dict:
+        """Fold dead workers' counters into archive.json; returns the archive
+        (``{"metrics": [...], "registry": [...]}``). Call with the lock held."""
         archive_path = os.path.join(self.directory, "archive.json")
-        archive = (_read_json(archive_path) or {}).get("metrics", [])
+        stored = _read_json(archive_path) or {}
+        archive = stored.get("metrics", [])
+        registry = stored.get("registry", [])
+        dead_shared: list[dict] = []
         changed = False
         for pid in dead:
             path = self.path(pid)
@@ -425,16 +450,22 @@ class _Group:
             if payload is None:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
+            registry = _default_registry.merge([], None, [], registry + payload.get("registry", []))
+            if payload.get("shared"):
+                dead_shared.append(payload["shared"])
             os.unlink(path)
             self._parsed.pop(path, None)
             with contextlib.suppress(OSError):
                 os.unlink(self.path(pid, "sock"))
             changed = True
+        if dead_shared:
+            kept = (self.dead_shared() + dead_shared)[-DEAD_SHARED_KEPT:]
+            _write_atomically(os.path.join(self.directory, "archive-shared.json"), {"workers": kept})
         if changed:
-            _write_atomically(archive_path, {"metrics": archive})
-        return archive
+            _write_atomically(archive_path, {"metrics": archive, "registry": registry})
+        return {"metrics": archive, "registry": registry}
 
-    def others(self) -> tuple[list[tuple[int, dict]], list[dict]]:
+    def others(self) -> tuple[list[tuple[int, dict]], dict]:
         """The other live workers' last payloads, and the archive (dead workers folded in)."""
         with self.locked():
             live, dead = self.peers()
@@ -525,6 +556,8 @@ class WorkerView:
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
+        #: the default registry travels in the worker files (see otel_monitor._default_registry)
+        self.default_registry: bool = pipeline.settings.metrics_default_registry
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -550,10 +583,12 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict]) -> None:
-        """Write this worker's file (raises OSError when the directory is unusable)."""
+    def publish(self, metrics: list[dict]) -> list[dict]:
+        """Write this worker's file (raises OSError when the directory is unusable); returns the
+        default registry's families it wrote (empty when ``metrics_default_registry`` is off)."""
         if os.getpid() != self.pid:
-            return  # a process forked from this worker must never write the worker's file
+            return []  # a process forked from this worker must never write the worker's file
+        registry = self._collect_registry()
         shared = {}
         for key, produce in list(self.pipeline.shared.items()):
             try:
@@ -563,12 +598,24 @@ class WorkerView:
         payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
         with self._write_lock:
             seen = self.pipeline.requests_seen
-            _write_atomically(self.group.path(self.pid), {**payload, "metrics": metrics, "shared": shared})
+            _write_atomically(
+                self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
+            )
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
             self._failed_at = None
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
+        return registry
+
+    def _collect_registry(self) -> list[dict]:
+        if not self.default_registry:
+            return []
+        try:
+            return _default_registry.collect()
+        except Exception:  # noqa: BLE001 - a broken custom collector must not stop this worker's publishing
+            log_internal_error("collecting the prometheus_client default registry")
+            return []
 
     def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
         """(the SDK's own snapshot, everything serialised): the request histograms go straight
@@ -596,6 +643,20 @@ class WorkerView:
         except OSError as exc:
             self._failed(exc)
 
+    def settle(self) -> None:
+        """Wait (at most :data:`SETTLE_WAIT`) for responses that are complete but not yet closed by
+        the server: their clients may have them already, and a scrape started after they
+        completed must count them. Nothing is waited for when none is in that state."""
+        deadline = time.monotonic() + SETTLE_WAIT
+        while time.monotonic() < deadline:
+            try:
+                pending = any(request.awaiting_close() for request in list(self.pipeline.active))
+            except RuntimeError:  # the set changed while being copied: look again
+                continue
+            if not pending:
+                return
+            time.sleep(0.001)
+
     def _answer(self) -> None:
         """Listener thread: another worker's scrape asked us to publish."""
         sock = self._listener
@@ -608,6 +669,7 @@ class WorkerView:
                 return
             try:
                 if self._usable():
+                    self.settle()
                     self.publish(self._fresh()[1])
             except OSError as exc:
                 self._failed(exc)
@@ -632,18 +694,24 @@ class WorkerView:
     # -- the view -----------------------------------------------------------------------------
 
     def scrape(self) -> MetricsData | None:
+        return self.scrape_with_registry()[0]
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+        """The scrape, and the group's default registry merged in the same round (None: this
+        process's own, when the directory cannot be used)."""
         if not self._usable():
-            return self._own()
+            return self._own(), None
+        self.settle()
         data, own = self._fresh()
         try:
-            self.publish(own)  # what we show is on disk before anybody shows the next total
+            own_registry = self.publish(own)  # what we show is on disk before anybody shows the next total
             self.group.ask_to_publish(PUBLISH_WAIT)
-            merged = self._merged(own, data)
+            merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
-            return merged
+            return merged, _default_registry.families(registry)
         except OSError as exc:
             self._failed(exc)
-            return self._own()
+            return self._own(), None
 
     def read(self) -> MetricsData | None:
         if not self._usable():
@@ -653,20 +721,27 @@ class WorkerView:
             return cached[1]  # a load balancer's /health every few hundred ms costs one merge a second
         data = self.pipeline.reader.snapshot(extra=False)
         try:
-            merged = self._merged(serialise(data) + self._requests(), data)
+            merged, _ = self._merged(serialise(data) + self._requests(), data, [])
         except OSError as exc:
             self._failed(exc)
             return self._own()
         self._read_cache = (time.monotonic(), merged)
         return merged
 
-    def _merged(self, own: list[dict], data: MetricsData | None) -> MetricsData:
+    def _merged(
+        self, own: list[dict], data: MetricsData | None, own_registry: list[dict]
+    ) -> tuple[MetricsData, list[dict]]:
         live, archive = self.group.others()
-        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
+        registry: list[dict] = []
+        if self.default_registry and own_registry:
+            registry = _default_registry.merge(
+                own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
+            )
         with self._merge_lock:
             merged = deserialise(entries, data, self.group_resource, self._intern)
             self._intern.rotate()
-        return merged
+        return merged, registry
 
     def gather(self, key: str) -> list[Any]:
         values = []
@@ -683,6 +758,7 @@ class WorkerView:
             payload = self.group.load(pid)
             if payload is not None and key in payload.get("shared", {}):
                 values.append(payload["shared"][key])
+        values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
     def close(self) -> None:
@@ -720,17 +796,33 @@ class MasterView:
         self._lock = threading.Lock()
 
     def scrape(self) -> MetricsData | None:
+        return self.scrape_with_registry()[0]
+
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+        """The workers' numbers; of the default registry too, the workers' only (the master's
+        process and GC collectors describe a process that serves nothing)."""
         self.group.ask_to_publish(PUBLISH_WAIT)
-        return self.read()
+        data = self.pipeline.reader.snapshot()
+        try:
+            live, archive = self.group.others()
+        except OSError:
+            return data, None
+        registry = _default_registry.merge(
+            [], None, [(pid, p.get("registry", [])) for pid, p in live], archive.get("registry", [])
+        )
+        return self._merge(data, live, archive), _default_registry.families(registry)
 
     def read(self) -> MetricsData | None:
         data = self.pipeline.reader.snapshot()
-        own = [e for e in serialise(data) if _is_host_level(e)]
         try:
             live, archive = self.group.others()
         except OSError:
             return data
-        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive)
+        return self._merge(data, live, archive)
+
+    def _merge(self, data: MetricsData | None, live: list[tuple[int, dict]], archive: dict) -> MetricsData:
+        own = [e for e in serialise(data) if _is_host_level(e)]
+        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
         with self._lock:
             merged = deserialise(entries, data, self.group_resource, self._intern)
             self._intern.rotate()
@@ -744,6 +836,7 @@ class MasterView:
                 payload = self.group.load(pid)
                 if payload is not None and key in payload.get("shared", {}):
                     values.append(payload["shared"][key])
+            values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
     def close(self) -> None:

@@ -186,6 +186,12 @@ def _buckets(value: Any) -> tuple[float, ...]:
     return result
 
 
+def _process_group(value: Any) -> int | None:
+    from .prefork import parse_group
+
+    return parse_group(value)
+
+
 def _path(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
@@ -712,6 +718,14 @@ class Settings:
         _opt_str,
         ("OTEL_MONITOR_MULTIPROCESS_DIR",),
         "Directory shared by the workers of one pre-fork server; default: detected automatically",
+    )
+    process_group: int | None = _setting(
+        None,
+        _process_group,
+        ("OTEL_MONITOR_PROCESS_GROUP",),
+        "Pid of the server's master whose workers share metrics, tokens and budgets (environment only; "
+        "`otel-monitor run` sets it); default: detected from the server (gunicorn, uWSGI, uvicorn, "
+        "hypercorn, mod_wsgi)",
     )
 
     # -- analytics: the JSON API and dashboard (otel_monitor.analytics) ----------------------

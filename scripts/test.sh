@@ -5,7 +5,7 @@
 # Exits non-zero when any of them fails.
 # System packages (Debian): Prometheus + promtool, Alertmanager + amtool, Chromium + ChromeDriver,
 # wrk, docker-compose (compose-file validation only), Node.js (node --test, for the dashboard's
-# modules), shellcheck (the scripts' own test), and python3-venv when `python3 -m venv` lacks it. Python: a .venv with the package and
+# modules), shellcheck (the scripts' own test), Apache + mod_wsgi (a server recipe's test), and python3-venv when `python3 -m venv` lacks it. Python: a .venv with the package and
 # its test extra. Every server the tests use is
 # started by the tests themselves, on 127.0.0.1.
 set -euo pipefail
@@ -20,6 +20,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v node >/dev/null || need+=(nodejs)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+[ -e /usr/lib/apache2/modules/mod_wsgi.so ] || need+=(apache2 libapache2-mod-wsgi-py3)
 . scripts/_venv.sh
 . scripts/_gates.sh
 if [ ${#need[@]} -gt 0 ]; then

@@ -156,6 +156,20 @@ def test_run_passes_options_as_the_settings_environment_variables(no_exec, monke
     assert env["PYTHONPATH"].split(os.pathsep) == [DIRECTORY, "/somewhere/else"]
 
 
+def test_run_declares_the_process_group_as_its_own_pid_which_the_execd_server_keeps(no_exec, monkeypatch):
+    monkeypatch.delenv("OTEL_MONITOR_PROCESS_GROUP", raising=False)
+    with pytest.raises(SystemExit, match="exec recorded"):
+        cli.main(["run", "--", "uwsgi", "--master", "--processes", "2"])
+    assert no_exec[0][2]["OTEL_MONITOR_PROCESS_GROUP"] == str(os.getpid())
+
+
+def test_run_keeps_a_process_group_the_user_declared(no_exec, monkeypatch):
+    monkeypatch.setenv("OTEL_MONITOR_PROCESS_GROUP", "4242")
+    with pytest.raises(SystemExit, match="exec recorded"):
+        cli.main(["run", "--", "gunicorn", "app:app"])
+    assert no_exec[0][2]["OTEL_MONITOR_PROCESS_GROUP"] == "4242"
+
+
 def test_sampler_ratio_keeps_an_explicit_sampler(no_exec, monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
     with pytest.raises(SystemExit):

@@ -21,7 +21,7 @@ README_HEADINGS = (
     "Your own spans, other instrumentations and logs",
     "Sending to a collector",
     "Settings",
-    "Pre-fork servers (gunicorn)",
+    "Servers: gunicorn, uWSGI, uvicorn, hypercorn, waitress",
     "Failure behaviour",
     "The full stack",
     "Design",

@@ -1,63 +1,121 @@
-"""Who is a pre-fork worker (the gunicorn master loading the app never is), and who serves the group view."""
+"""Who is a worker of which server's master (from the servers' own state, never call stacks), and who is a master."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import types
-from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from otel_monitor import prefork
 
 
-class _Process:
-    def __init__(self, pid: int, cmdline: list[str], parent: _Process | None = None) -> None:
-        self.pid, self._cmdline, self._parent = pid, cmdline, parent
-
-    def parent(self) -> _Process | None:
-        return self._parent
-
-    def cmdline(self) -> list[str]:
-        return self._cmdline
+@pytest.fixture(autouse=True)
+def no_declared_group(monkeypatch):
+    monkeypatch.delenv(prefork.GROUP_VARIABLE, raising=False)
 
 
-# A process (pid 1000) whose parent, `timeout`, mentions gunicorn on its command line.
-_LAUNCHER = _Process(4242, ["/usr/bin/timeout", "60", "gunicorn", "--preload", "app:app"])
-
-
-def _this_process() -> _Process:
-    return _Process(1000, ["python", "-m", "gunicorn", "--preload", "app:app"], _LAUNCHER)
-
-
-def _gunicorn_frames(*names: str):
-    """Functions named like gunicorn's Arbiter methods, compiled as if in gunicorn/arbiter.py,
-    each calling the next; the innermost calls detect_group."""
-    source = "".join(f"def {name}():\n    return {nxt}()\n" for name, nxt in pairwise(names))
-    source += f"def {names[-1]}():\n    return detect_group(None)\n"
-    namespace = {"detect_group": prefork.detect_group}
-    exec(compile(source, "/venv/site-packages/gunicorn/arbiter.py", "exec"), namespace)
-    return namespace[names[0]]
-
-
-@pytest.fixture
-def inside_gunicorn(monkeypatch):
-    for name in ("gunicorn.arbiter", "gunicorn.workers.base"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setattr(prefork.psutil, "Process", _this_process)
-
-
-def test_a_process_whose_parent_runs_gunicorn_is_a_worker_of_that_parent(inside_gunicorn):
+def test_a_declared_group_makes_every_other_process_a_worker_of_the_declared_master(monkeypatch):
+    monkeypatch.setenv(prefork.GROUP_VARIABLE, "4242")
     assert prefork.detect_group(None) == 4242
 
 
-def test_the_master_loading_the_app_is_no_worker_whatever_its_parent_runs(inside_gunicorn):
-    assert _gunicorn_frames("run", "setup")() is None
+def test_the_declared_master_itself_is_no_worker_and_keeps_its_own_numbers(monkeypatch):
+    # a single-process server started by `otel-monitor run` is the declared master and serves requests
+    monkeypatch.setenv(prefork.GROUP_VARIABLE, str(os.getpid()))
+    assert prefork.detect_group(None) is None
+    assert prefork.is_master() is False
 
 
-def test_a_worker_forked_by_the_master_is_a_worker(inside_gunicorn):
-    # gunicorn forks inside Arbiter.spawn_worker; the child goes on running under those frames
-    assert _gunicorn_frames("setup", "spawn_worker", "init_process")() == 4242
+@pytest.mark.parametrize("value", ["0", "1", "-5", "abc", "12x"])
+def test_a_declared_group_that_is_not_a_pid_fails_at_start_up_naming_the_variable(monkeypatch, value):
+    from otel_monitor.settings import SettingsError, resolve_settings
+
+    with pytest.raises(SettingsError, match="process_group.*OTEL_MONITOR_PROCESS_GROUP"):
+        resolve_settings(environ={prefork.GROUP_VARIABLE: value})
+
+
+def test_a_process_group_given_as_an_argument_fails_at_start_up_pointing_at_the_environment():
+    from flask import Flask
+
+    from otel_monitor import Monitor
+    from otel_monitor.settings import SettingsError
+
+    with pytest.raises(
+        SettingsError, match="process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment"
+    ):
+        Monitor(Flask("declared"), process_group=4242)
+
+
+def test_a_notice_is_claimed_once_per_group_and_always_outside_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(prefork.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert prefork.claim_once("login-url") and prefork.claim_once("login-url")  # no group: every time
+    import subprocess
+
+    master = subprocess.Popen(["sleep", "60"])  # a live "master" whose worker this process declares itself
+    try:
+        monkeypatch.setenv(prefork.GROUP_VARIABLE, str(master.pid))
+        assert [prefork.claim_once("login-url") for _ in range(3)] == [True, False, False]
+        assert prefork.group_secret("token") == prefork.group_secret("token") != prefork.group_secret("other")
+    finally:
+        master.kill()
+        master.wait()
+
+
+class _Uwsgi(types.ModuleType):
+    def __init__(self, worker_id: int, master: int) -> None:
+        super().__init__("uwsgi")
+        self._worker_id, self._master = worker_id, master
+
+    def worker_id(self) -> int:
+        return self._worker_id
+
+    def masterpid(self) -> int:
+        return self._master
+
+
+def test_a_uwsgi_worker_belongs_to_uwsgis_master_and_the_master_is_no_worker(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uwsgi", _Uwsgi(worker_id=2, master=4242))
+    assert prefork.detect_group(None) == 4242
+    monkeypatch.setitem(sys.modules, "uwsgi", _Uwsgi(worker_id=0, master=os.getpid()))
+    assert prefork.detect_group(None) is None
+    assert prefork.is_master() is True
+
+
+def test_a_gunicorn_worker_is_known_by_the_signal_handlers_gunicorn_installs(monkeypatch):
+    from gunicorn.workers.base import Worker
+
+    worker = Worker.__new__(Worker)
+    worker.ppid = 4242
+    previous = signal.getsignal(signal.SIGQUIT)
+    signal.signal(signal.SIGQUIT, worker.handle_quit)
+    try:
+        assert prefork.detect_group(None) == 4242
+    finally:
+        signal.signal(signal.SIGQUIT, previous)
+
+
+def test_the_gunicorn_master_is_no_worker_and_is_the_master_once_its_arbiter_handles_signals():
+    import gunicorn.workers.base  # noqa: F401 - loaded in the master too (the worker class)
+    from gunicorn.arbiter import Arbiter
+
+    # loading the app under --preload: no handler of gunicorn's yet
+    assert prefork.detect_group(None) is None and prefork.is_master() is False
+    arbiter = Arbiter.__new__(Arbiter)
+    previous = signal.getsignal(signal.SIGCHLD)
+    signal.signal(signal.SIGCHLD, arbiter.signal_chld)
+    try:
+        assert prefork.detect_group(None) is None and prefork.is_master() is True
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def test_no_stack_frames_are_inspected():
+    source = Path(prefork.__file__).read_text()
+    assert "_getframe" not in source and "inspect" not in source
 
 
 FORKING_APP = """

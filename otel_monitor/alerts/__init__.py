@@ -161,13 +161,14 @@ def _install_fork_hook() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    """A gunicorn master that just forked a worker stops evaluating: the workers read the requests."""
+    """A server's master (gunicorn's arbiter, uWSGI's master) that just forked a worker stops
+    evaluating: the workers read the requests."""
     engines = [e for e in list(_engines) if not e.stood_down]
     if not engines:
         return
-    from ..prefork import forked_a_gunicorn_worker
+    from ..prefork import is_master
 
-    if forked_a_gunicorn_worker():
+    if is_master():
         for engine in engines:
             engine.stand_down()
 

@@ -98,6 +98,15 @@ def _group_secret(name: str) -> bytes | None:
         return None
 
 
+def _first_in_group(notice: str) -> bool:
+    try:
+        from ..prefork import claim_once
+
+        return claim_once(notice)
+    except Exception:  # noqa: BLE001 - better logged twice than never
+        return True
+
+
 def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
     """``analytics_secret_key``, else the Flask app's ``secret_key``, else None (Auth makes a random one)."""
     key = settings.analytics_secret_key or (getattr(app, "secret_key", None) if app is not None else None)
@@ -187,7 +196,7 @@ class Auth:
             _logger.info(
                 "otel_monitor: no analytics_secret_key (OTEL_MONITOR_SECRET_KEY) nor app.secret_key: "
                 "dashboard sessions are signed with a random key made at start-up (shared by the "
-                "workers of one gunicorn master), so they end when the server restarts"
+                "workers of one server), so they end when the server restarts"
             )
 
     def log_login_url(self, base_url: str) -> None:
@@ -195,6 +204,8 @@ class Auth:
         if not self.generated_token or self._logged_url:
             return
         self._logged_url = True
+        if not _first_in_group("login-url"):
+            return  # another worker of this server logged the same URL (the token is the group's)
         # The one log line that carries a secret, on purpose: it is the only way in.
         _logger.warning(
             "otel_monitor: no analytics credentials configured; a random access token was "

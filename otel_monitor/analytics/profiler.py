@@ -32,7 +32,6 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, Protocol
 
-from .._request_path import ROUTE_KEY
 from .._safe_log import log_internal_error
 from . import outliers as _outliers
 from .profiles import SHARE_KEY, FrameKey, RouteProfiles, profile_json
@@ -71,7 +70,8 @@ class ServedRequest(Protocol):
     #: set when the body was read to its end or dropped unclosed: the app's code is done
     end: float | None
     finished: bool
-    environ: dict
+    #: the route template, read when the app returned (None before, or for an unmatched path)
+    route: str | None
     method: str
     span: _Span
 
@@ -296,7 +296,7 @@ class Profiler:
             del self._live[key]
             self._by_span.pop(profile.span_id, None)
             profile.leaf = None
-            route = record.environ.get(ROUTE_KEY)
+            route = record.route
             route = route if isinstance(route, str) else "(unmatched)"
             exclude = self._exclude
             if exclude is not None and (route == exclude or route.startswith(exclude + "/")):

@@ -1,21 +1,29 @@
 """A small app for the pre-fork server tests (gunicorn imports it as tests.apps.prefork_app:app)."""
 
 import os
+import time
 
-from flask import Flask
+from flask import Flask, request
+from prometheus_client import Counter
 
 from otel_monitor import Monitor
 
 app = Flask("prefork_app")
+#: the app's own prometheus_client metric (the default registry), counted once per /work request
+WORK_DONE = Counter("prefork_work_done", "Requests to /work, counted by the app itself")
 
 
 @app.get("/work/<int:n>")
 def work(n: int):
+    WORK_DONE.inc()
     return {"n": n, "pid": os.getpid()}
 
 
 @app.get("/pid")
 def pid():
+    """This worker's pid; ``?sleep=0.1`` holds the worker a moment (so that concurrent clients
+    reach the other workers of servers that let one worker accept everything)."""
+    time.sleep(min(float(request.args.get("sleep", 0)), 1.0))
     return str(os.getpid())
 
 
