@@ -18,6 +18,7 @@ recorded only with ``metrics_body_size`` (the semantic conventions mark them not
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from bisect import bisect_left
@@ -38,7 +39,7 @@ _INSTRUMENTS = (
 
 
 class _Hist:
-    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built")
+    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
@@ -49,6 +50,8 @@ class _Hist:
         self.exemplars: dict[int, tuple] | None = None
         #: the exemplars as SDK objects, as the last collection built them (None: to be built)
         self.built: tuple | None = None
+        #: the point's JSON text as the last worker publish wrote it (None: changed since)
+        self.encoded: str | None = None
 
 
 class _Series:
@@ -104,6 +107,7 @@ class RequestMetrics:
                 bucket = bisect_left(self._bounds[i], value)
                 hist.counts[bucket] += 1
                 hist.count += 1
+                hist.encoded = None
                 hist.sum += value
                 if value < hist.min:
                     hist.min = value
@@ -169,6 +173,36 @@ class RequestMetrics:
             if points[i]
         ]
 
+    def _point(self, series: _Series, hist: _Hist) -> dict:
+        """One series' histogram in the worker-file format (call under the lock)."""
+        point = {
+            "a": series.attributes,
+            "start": self._start,
+            "count": hist.count,
+            "sum": hist.sum,
+            "min": hist.min,
+            "max": hist.max,
+            "buckets": list(hist.counts),
+        }
+        if hist.exemplars:
+            point["ex"] = [
+                [value, at, context.trace_id, context.span_id] for value, at, context in hist.exemplars.values()
+            ]
+        return point
+
+    def _entry(self, i: int, scope: str, version: str | None, points: list) -> dict:
+        name, unit, description = _INSTRUMENTS[i]
+        return {
+            "scope": scope,
+            "version": version,
+            "name": name,
+            "description": description,
+            "unit": unit,
+            "kind": "histogram",
+            "bounds": list(self._bounds[i]),
+            "points": points,
+        }
+
     def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
         """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
         without building SDK objects first (this runs for every publish of a pre-fork worker)."""
@@ -176,37 +210,34 @@ class RequestMetrics:
         with self._lock:
             for series in self._series.values():
                 for i, hist in enumerate(series.hists):
-                    if hist.count == 0:
+                    if hist.count:
+                        points[i].append(self._point(series, hist))
+        return [self._entry(i, scope, version, points[i]) for i in range(3) if points[i]]
+
+    def entries_json(self, scope: str, version: str | None = None) -> str:
+        """:meth:`as_entries` as JSON text, without the list's brackets ("" when empty).
+
+        A pre-fork worker publishes its file every few seconds while it serves requests; with
+        thousands of series most of them did not change since the last publish, so each series'
+        point is encoded again only after a request changed it (:meth:`record` forgets the text).
+        """
+        parts: tuple[list[str], list[str], list[str]] = ([], [], [])
+        dumps = json.dumps
+        with self._lock:
+            for series in self._series.values():
+                for i, hist in enumerate(series.hists):
+                    if not hist.count:
                         continue
-                    point = {
-                        "a": series.attributes,
-                        "start": self._start,
-                        "count": hist.count,
-                        "sum": hist.sum,
-                        "min": hist.min,
-                        "max": hist.max,
-                        "buckets": list(hist.counts),
-                    }
-                    if hist.exemplars:
-                        point["ex"] = [
-                            [value, at, context.trace_id, context.span_id]
-                            for value, at, context in hist.exemplars.values()
-                        ]
-                    points[i].append(point)
-        return [
-            {
-                "scope": scope,
-                "version": version,
-                "name": name,
-                "description": description,
-                "unit": unit,
-                "kind": "histogram",
-                "bounds": list(self._bounds[i]),
-                "points": points[i],
-            }
-            for i, (name, unit, description) in enumerate(_INSTRUMENTS)
-            if points[i]
-        ]
+                    text = hist.encoded
+                    if text is None:
+                        text = hist.encoded = dumps(self._point(series, hist), separators=(",", ":"), default=str)
+                    parts[i].append(text)
+        entries = []
+        for i in range(3):
+            if parts[i]:
+                head = dumps(self._entry(i, scope, version, []), separators=(",", ":"))
+                entries.append(head[: -len("[]}")] + "[" + ",".join(parts[i]) + "]}")
+        return ",".join(entries)
 
 
 def _exemplars(hist: _Hist) -> tuple[Exemplar, ...]:

@@ -513,11 +513,14 @@ _asks = itertools.count()
 
 
 def _write_atomically(path: str, payload: dict) -> None:
+    # dumps, not dump: only the one-shot encoder is the C one (several times faster)
+    _write_text_atomically(path, json.dumps(payload, separators=(",", ":"), default=str))
+
+
+def _write_text_atomically(path: str, text: str) -> None:
     # A private temporary name per thread: two threads never write the same file.
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        # dumps, not dump: only the one-shot encoder is the C one (several times faster)
-        text = json.dumps(payload, separators=(",", ":"), default=str)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -553,6 +556,7 @@ class WorkerView:
         #: the last full SDK snapshot (gauges included): periodic publishes reuse it with fresh
         #: request histograms, so gauge callbacks run only when somebody reads
         self._last_sdk: list[dict] = []
+        self._last_sdk_text = ""
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
@@ -583,9 +587,11 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict]) -> list[dict]:
+    def publish(self, metrics: list[dict] | str) -> list[dict]:
         """Write this worker's file (raises OSError when the directory is unusable); returns the
-        default registry's families it wrote (empty when ``metrics_default_registry`` is off)."""
+        default registry's families it wrote (empty when ``metrics_default_registry`` is off).
+
+        ``metrics``: the serialised entries, or their JSON text (:meth:`_metrics_text`)."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
         registry = self._collect_registry()
@@ -598,9 +604,15 @@ class WorkerView:
         payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
         with self._write_lock:
             seen = self.pipeline.requests_seen
-            _write_atomically(
-                self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
-            )
+            if isinstance(metrics, str):
+                head = json.dumps(
+                    {**payload, "registry": registry, "shared": shared}, separators=(",", ":"), default=str
+                )
+                _write_text_atomically(self.group.path(self.pid), f'{head[:-1]},"metrics":{metrics}}}')
+            else:
+                _write_atomically(
+                    self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
+                )
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
@@ -622,11 +634,26 @@ class WorkerView:
         from their aggregation to the file format."""
         pipeline = self.pipeline
         data = pipeline.reader.snapshot(extra=False)
-        self._last_sdk = serialise(data)
+        self._set_last_sdk(serialise(data))
         return data, self._last_sdk + self._requests()
 
     def _requests(self) -> list[dict]:
         return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
+
+    def _fresh_text(self) -> str:
+        """:meth:`_fresh`'s entries as JSON text, for a publish (nothing to merge here)."""
+        self._set_last_sdk(serialise(self.pipeline.reader.snapshot(extra=False)))
+        return self._metrics_text()
+
+    def _set_last_sdk(self, entries: list[dict]) -> None:
+        self._last_sdk = entries
+        self._last_sdk_text = json.dumps(entries, separators=(",", ":"), default=str)[1:-1]
+
+    def _metrics_text(self) -> str:
+        """The last SDK snapshot and the request histograms now, as the JSON text of the file's
+        ``metrics`` list: only series that changed since the last publish are encoded again."""
+        requests = self.pipeline.request_metrics.entries_json(self.pipeline.reader.extra_scope)
+        return "[" + ",".join(part for part in (self._last_sdk_text, requests) if part) + "]"
 
     def _own(self) -> MetricsData | None:
         return self.pipeline.reader.snapshot()
@@ -639,7 +666,7 @@ class WorkerView:
         if not self._usable():
             return
         try:
-            self.publish(self._last_sdk + self._requests())
+            self.publish(self._metrics_text())
         except OSError as exc:
             self._failed(exc)
 
@@ -670,7 +697,7 @@ class WorkerView:
             try:
                 if self._usable():
                     self.settle()
-                    self.publish(self._fresh()[1])
+                    self.publish(self._fresh_text())
             except OSError as exc:
                 self._failed(exc)
             except Exception:  # noqa: BLE001 - a failing publish must not stop the worker's listener
@@ -704,7 +731,9 @@ class WorkerView:
         self.settle()
         data, own = self._fresh()
         try:
-            own_registry = self.publish(own)  # what we show is on disk before anybody shows the next total
+            # what we show is on disk before anybody shows the next total (the text, made after
+            # `own`, holds at least its counts; unchanged series are not encoded again)
+            own_registry = self.publish(self._metrics_text())
             self.group.ask_to_publish(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)

@@ -5,6 +5,7 @@ while its counts are unchanged."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
 
@@ -107,3 +108,38 @@ def test_reused_histogram_lines_equal_a_fresh_render_after_some_series_changed(s
     line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",'
     assert f'{line}http_route="/users/<int:user_id>",url_scheme="http"}} 3' in again
     assert f'{line}http_route="/",url_scheme="http"}} 1' in again
+
+
+def test_the_worker_file_text_equals_the_entries_and_re_encodes_only_changed_series(monkeypatch):
+    from otel_monitor._request_metrics import RequestMetrics
+    from otel_monitor.pipeline import DURATION_BUCKETS, SIZE_BUCKETS
+
+    class Context:
+        trace_id, span_id = 0xABC, 0xDEF
+
+        class trace_flags:
+            sampled = True
+
+    metrics = RequestMetrics(DURATION_BUCKETS, SIZE_BUCKETS, body_sizes=True)
+    assert metrics.entries_json("otel_monitor") == ""
+
+    def same() -> None:
+        text = metrics.entries_json("otel_monitor", "1.0")
+        assert json.loads(f"[{text}]") == json.loads(json.dumps(metrics.as_entries("otel_monitor", "1.0")))
+
+    for n in range(50):
+        metrics.record(("GET", "http", f"/r{n}", 200, None), 0.003 * n, 10, 100 + n, Context())
+    same()
+    metrics.record(("GET", "http", "/r7", 200, None), 0.2, None, 5)  # one series changes
+    metrics.record(("POST", "http", "/new", 201, None), 0.01, 1, 2)  # one series appears
+    same()
+    same()  # nothing changed: the same text
+
+    encoded = []
+    dumps = json.dumps
+    monkeypatch.setattr(request_metrics.json, "dumps", lambda value, **kw: encoded.append(value) or dumps(value, **kw))
+    metrics.entries_json("otel_monitor")
+    assert [p for p in encoded if "buckets" in p] == []
+    metrics.record(("GET", "http", "/r9", 200, None), 0.2, None, 5)  # duration and response size change
+    metrics.entries_json("otel_monitor")
+    assert [(p["a"]["http.route"], p["count"]) for p in encoded if "buckets" in p] == [("/r9", 2), ("/r9", 2)]
