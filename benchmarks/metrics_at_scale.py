@@ -306,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     health_one = _health_inprocess(scrapes) if "otel_monitor" in stacks else []
     health_group: list[float] = []
     for stack, workers in [(s, w) for s in ["bare", *stacks, *GUNICORN_ONLY] for w in counts]:
-        if stack == "bare":
-            r = _gunicorn_cpu_only(cpu_seconds, workers, routes)
-        else:
-            r = _gunicorn(stack, scrapes, cpu_seconds, workers, routes)
+        try:
+            if stack == "bare":
+                r = _gunicorn_cpu_only(cpu_seconds, workers, routes)
+            else:
+                r = _gunicorn(stack, scrapes, cpu_seconds, workers, routes)
+        except Exception as exc:  # noqa: BLE001 - one stack's failure (a timed-out scrape) is its row's
+            r = {"error": f"{type(exc).__name__}: {exc}"[:120]}
         if "error" in r:
             print(f"| {stack}, -w {workers} | {r['error']} | | | | | | |", flush=True)
             continue
