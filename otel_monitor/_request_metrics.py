@@ -80,6 +80,9 @@ class RequestMetrics:
         #: OTEL_METRICS_EXEMPLAR_FILTER=always_on: unsampled requests' measurements are exemplars too
         self._always_on = exemplar_filter == "always_on"
         self._recorded = 3 if body_sizes else 1
+        #: requests recorded (under the lock): as_entries' cache is valid while it is unchanged
+        self._changes = 0
+        self._entries: tuple[int, str, str | None, list[dict]] | None = None
         self._start = time.time_ns()
 
     def record(
@@ -99,6 +102,7 @@ class RequestMetrics:
         at = time.time_ns() if exemplar is not None else 0
         values = (duration, request_size, response_size)
         with self._lock:
+            self._changes += 1
             for i in range(self._recorded):
                 value = values[i]
                 if value is None:
@@ -205,14 +209,22 @@ class RequestMetrics:
 
     def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
         """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
-        without building SDK objects first (this runs for every publish of a pre-fork worker)."""
-        points: tuple[list, list, list] = ([], [], [])
+        without building SDK objects first (this runs for every publish of a pre-fork worker).
+
+        While no request was recorded, the same entry objects are returned (callers must not
+        modify them): the group merge then knows, by identity, that nothing changed here."""
         with self._lock:
+            cached = self._entries
+            if cached is not None and cached[:3] == (self._changes, scope, version):
+                return cached[3]
+            points: tuple[list, list, list] = ([], [], [])
             for series in self._series.values():
                 for i, hist in enumerate(series.hists):
                     if hist.count:
                         points[i].append(self._point(series, hist))
-        return [self._entry(i, scope, version, points[i]) for i in range(3) if points[i]]
+            entries = [self._entry(i, scope, version, points[i]) for i in range(3) if points[i]]
+            self._entries = (self._changes, scope, version, entries)
+        return entries
 
     def entries_json(self, scope: str, version: str | None = None) -> str:
         """:meth:`as_entries` as JSON text, without the list's brackets ("" when empty).

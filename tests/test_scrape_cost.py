@@ -143,3 +143,40 @@ def test_the_worker_file_text_equals_the_entries_and_re_encodes_only_changed_ser
     metrics.record(("GET", "http", "/r9", 200, None), 0.2, None, 5)  # duration and response size change
     metrics.entries_json("otel_monitor")
     assert [(p["a"]["http.route"], p["count"]) for p in encoded if "buckets" in p] == [("/r9", 2), ("/r9", 2)]
+
+
+def histogram_entry(name: str, counts: dict[str, int]) -> dict:
+    return {
+        "scope": "otel_monitor",
+        "version": None,
+        "name": name,
+        "description": "",
+        "unit": "s",
+        "kind": "histogram",
+        "bounds": [1.0],
+        "points": [
+            {"a": {"route": route}, "start": 1, "count": n, "sum": float(n), "min": 0.5, "max": 0.5, "buckets": [n, 0]}
+            for route, n in counts.items()
+        ],
+    }
+
+
+def test_the_group_merge_redoes_only_metrics_whose_contributions_changed_and_equals_a_full_merge():
+    from otel_monitor.multiprocess import MergeCache, merge
+
+    cache = MergeCache()
+    own = [histogram_entry("a", {"/x": 1}), histogram_entry("b", {"/y": 2})]
+    peer = [histogram_entry("a", {"/x": 3, "/z": 1}), histogram_entry("b", {"/y": 4})]
+    first = merge(own, 1, [(2, peer)], [], cache)
+    assert first == merge(own, 1, [(2, peer)], [])
+    again = merge(own, 1, [(2, peer)], [], cache)
+    assert again[0] is first[0] and again[1] is first[1]  # nothing changed: the same merged entries
+    changed_peer = [peer[0], histogram_entry("b", {"/y": 5})]  # one metric of one worker changed
+    third = merge(own, 1, [(2, changed_peer)], [], cache)
+    assert third[0] is first[0] and third[1] is not first[1]
+    assert third == merge(own, 1, [(2, changed_peer)], [])
+    assert [p["count"] for p in third[1]["points"]] == [7]
+    archived = [histogram_entry("b", {"/y": 10})]  # a dead worker's counts join
+    fourth = merge(own, 1, [(2, changed_peer)], archived, cache)
+    assert fourth == merge(own, 1, [(2, changed_peer)], archived)
+    assert [p["count"] for p in fourth[1]["points"]] == [17]
