@@ -71,8 +71,8 @@ DESCRIPTIONS = {
 }
 SCRAPE_STACKS = ["otel_monitor", "stock_otel", "pfe"]
 EXIT_STACKS = ["bare", "otel_monitor", "stock_otel"]
-SECTIONS = ["in-process", "http", "scrape", "memory", "exit", "analytics", "profile"]
-DEFAULT_SECTIONS = [s for s in SECTIONS if s != "profile"]
+SECTIONS = ["in-process", "http", "scrape", "memory", "exit", "analytics", "analytics-load", "profile"]
+DEFAULT_SECTIONS = [s for s in SECTIONS if s not in ("profile", "analytics-load")]
 VERSION_PACKAGES = [
     "otel_monitor",
     "flask",
@@ -1016,6 +1016,27 @@ def section_analytics(python: str, stacks: list[str], p: Params, report: Report)
     )
 
 
+def section_analytics_load(python: str, smoke: bool, report: Report) -> None:
+    """benchmarks/analytics_load.py: the app's latency with and without 20 analytics clients (issue 22)."""
+    log("analytics-load")
+    args = ["--seconds", "2", "--rounds", "1", "--clients", "4"] if smoke else ["--seconds", "10", "--rounds", "3"]
+    try:
+        proc = subprocess.run(
+            [python, os.path.join(HERE, "analytics_load.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=ROOT,
+        )
+        if proc.returncode != 0:
+            raise Failed(_tail(proc.stderr or proc.stdout))
+        text = proc.stdout.strip()
+    except (Failed, subprocess.SubprocessError) as exc:
+        report.errors.append(f"analytics-load: {exc}")
+        text = f"## The app under analytics clients\n\nERROR: {str(exc)[:300]}"
+    report.add(text)
+
+
 def section_profile(python: str, stacks: list[str], p: Params, report: Report, profiler: str) -> None:
     stack = next((s for s in stacks if s != "bare"), "otel_monitor")
     log(f"profile: {p.profile_requests} requests through {stack} ({profiler})")
@@ -1074,7 +1095,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections (default: %(default)s; also: profile). Known: {', '.join(SECTIONS)}",
+        help=f"comma-separated sections (default: %(default)s; also: analytics-load, profile). "
+        f"Known: {', '.join(SECTIONS)}",
     )
     ap.add_argument(
         "--stacks", default=",".join(STACKS), help=f"comma-separated stacks (default: all). Known: {', '.join(STACKS)}"
@@ -1170,6 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: section_memory(python, stacks, p, report),
         "exit": lambda: section_exit(python, stacks, p, report),
         "analytics": lambda: section_analytics(python, stacks, p, report),
+        "analytics-load": lambda: section_analytics_load(python, args.smoke, report),
         "profile": lambda: section_profile(python, stacks, p, report, args.profiler),
     }
     for name in SECTIONS:

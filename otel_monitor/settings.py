@@ -842,6 +842,13 @@ class Settings:
         ("OTEL_MONITOR_ANALYTICS_CLIENT_ADDRESSES",),
         "Count requests per client address in `<prefix>/clients` (off by default: addresses are personal data)",
     )
+    analytics_max_concurrent: int = _setting(
+        2,
+        _number(0, 1000, integer=True),
+        ("OTEL_MONITOR_ANALYTICS_MAX_CONCURRENT",),
+        "Analytics requests computed at once per process (health never counts); more wait briefly, "
+        "then get 503 with `Retry-After`; `0`: no cap",
+    )
     trace_link_template: str | None = _setting(
         None,
         _opt_str,

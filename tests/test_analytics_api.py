@@ -188,8 +188,10 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed(monitors, request
     assert "system" not in body  # the public form
 
     client.get("/fail")  # 1 of 21 = 4.76 %: still under 5 %
+    state.sample()  # the figures are those of the newest sample: take the next one now
     assert client.get(PREFIX + "/health").get_json()["status"] == "healthy"
     client.get("/fail")  # 2 of 22 = 9.1 % > 1.5 x 5 %
+    state.sample()
     bad = client.get(PREFIX + "/health")
     assert bad.status_code == 503
     assert bad.get_json()["status"] == "unhealthy"
@@ -197,9 +199,11 @@ def test_health_flips_to_unhealthy_when_a_threshold_is_crossed(monitors, request
 
     # Injected system readings: over the threshold warns, far over fails.
     state.system_source = lambda: {"memory_pct": 85.0}
+    state.sample()
     warn = client.get(PREFIX + "/health", headers=AUTH)
     assert {c["name"]: c["status"] for c in warn.get_json()["checks"]}["memory_pct"] == "warn"
     state.system_source = lambda: {"memory_pct": 95.0, "process_rss_max_bytes": 2 << 30}
+    state.sample()
     body = client.get(PREFIX + "/health", headers=AUTH).get_json()
     checks = {c["name"]: c for c in body["checks"]}
     assert checks["memory_pct"]["status"] == "fail"

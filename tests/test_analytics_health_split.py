@@ -98,6 +98,7 @@ def test_opt_in_threshold_readiness_fails_on_the_instances_own_errors(make):
     assert (ready.status_code, ready.get_json()) == (200, {"status": "ready", "thresholds": True})  # host-wide only
     for _ in range(5):
         client.get("/fail")
+    state.sample()  # the next tick (the figures are the newest sample's)
     ready = client.get(PREFIX + "/health/ready")
     assert ready.status_code == 503
     assert ready.get_json() == {"status": "not ready", "failing": ["error_rate_pct"]}

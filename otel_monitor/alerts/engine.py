@@ -47,6 +47,8 @@ class AlertSource(Protocol):
 
     def read(self) -> Sample: ...
 
+    def collect(self) -> Sample: ...
+
     def traces(self) -> list[dict]: ...
 
     def error_groups(self) -> list[dict]: ...
@@ -139,7 +141,9 @@ class Engine:
             self.states = {name: AlertState.from_json(raw) for name, raw in stored["alerts"].items()}
             self._leading = True
         now = source.clock()
-        sample = source.read()
+        # A fresh cumulative snapshot (all workers), not the analytics' 10 s tick: a rule's window
+        # and `for` may be seconds long. One collect per evaluation interval, off the request path.
+        sample = source.collect()
         custom = custom_totals(self._collect_custom()) if any(r.is_custom for r in self.rules) else {}
         snapshot = Snapshot(sample, custom)
         stored = self.store.load()

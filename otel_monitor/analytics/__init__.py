@@ -6,15 +6,22 @@ span processor with bounded deques. Nothing runs per request beyond what the pip
 does; a background job samples the metrics every 10 s (windows of 1 to 15 minutes) and,
 with ``MONITORING_DB``, writes per-minute rollups to SQLite every 60 s (longer windows).
 
+The figures are those of the newest sample (a *tick*): :attr:`AnalyticsState.summaries`
+(:class:`~otel_monitor.analytics.summaries.Summaries`) computes each window's summary once per
+tick and every caller -- each endpoint, the dashboard, alerts, per-version views -- shares it.
+``state.window(name)`` and ``state.read()`` answer from the same tick, so code written against
+them shares the cache without knowing it.
+
 Usage: nothing -- ``Monitor(app)`` mounts it at ``analytics_prefix`` (default ``/otel-monitor``).
-In tests, :func:`analytics_of` gives the per-process state (``sample()``, ``clock``, ``history``).
-See ``docs/analytics-api.md``.
+In tests, :func:`analytics_of` gives the per-process state (``sample()`` takes a tick now,
+``clock``, ``history``). See ``docs/analytics-api.md``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
@@ -28,7 +35,8 @@ from . import profiler as _profiler
 from . import trace_store as _trace_store
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
-from .summary import WINDOWS, Ring, RouteCap, Sample, diff, extract, system_values
+from .summaries import Summaries, Tick
+from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
 from .users import Identities
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
@@ -39,6 +47,8 @@ HISTORY_INTERVAL_S = 60.0
 #: 15 minutes of 10 s samples, plus the one at the start of the 15-minute window
 RING_SPAN_S = 900.0
 RING_SIZE = int(RING_SPAN_S / SAMPLE_INTERVAL_S) + 1
+#: a reader samples itself when the newest sample is older than this (the background job is late or stopped)
+STALE_S = 1.5 * SAMPLE_INTERVAL_S
 
 
 class AnalyticsState:
@@ -46,6 +56,13 @@ class AnalyticsState:
 
     Made by the pipeline setup hook, so a forked worker gets its own. ``clock`` (wall time,
     Unix seconds) can be replaced in tests; :meth:`sample` takes a sample now.
+
+    The seam for everything that reports on windows: :attr:`summaries` (one
+    :class:`~otel_monitor.analytics.summaries.WindowSummary` per window and tick, shared by
+    every caller, plus :meth:`~otel_monitor.analytics.summaries.Summaries.memo` for any other
+    per-tick figure). :meth:`read` is the current tick's sample (taken now when the newest is
+    older than :data:`STALE_S`), :meth:`window` with no ``now`` (or the tick's sample) that
+    tick's cached window; :meth:`collect` reads the metrics afresh.
     """
 
     def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
@@ -80,6 +97,10 @@ class AnalyticsState:
         #: the app's version (``service.version``), and requests per user / client address (.users)
         self.version = str(pipeline.resource.attributes.get("service.version") or "unknown")
         self.identities = Identities(settings, self.bounds, lambda: self.clock())
+        self._sampling = threading.RLock()
+        self._tick: Tick | None = None
+        self._ticks = 0
+        self.summaries = Summaries(self, settings.apdex_t_ms / 1000.0)
         self.history = None
         if settings.analytics_db:
             from .history import History
@@ -96,7 +117,7 @@ class AnalyticsState:
 
     # -- reading the pipeline ------------------------------------------------------------------
 
-    def read(self) -> Sample:
+    def collect(self) -> Sample:
         """A cumulative snapshot now (all workers), not stored."""
         data = self.pipeline.collect_all()
         self._last_data = data
@@ -107,15 +128,34 @@ class AnalyticsState:
         return Sample(self.clock(), requests, system)
 
     def sample(self) -> Sample:
-        """Take a 10-second sample now (what the background job does)."""
-        current = self.read()
-        previous = self.ring.newest()
-        stored = self.ring.add(current.t, current.requests, current.system)
-        self._sample_custom(current.t)
-        grown = diff(current.requests, previous.requests if previous else {}, self.bounds)
-        for key in grown:
-            self.last_seen[(key[0], key[1])] = current.t
-        return stored
+        """Take a 10-second sample now (what the background job does): the next tick."""
+        with self._sampling:
+            current = self.collect()
+            previous = self.ring.newest()
+            stored = self.ring.add(current.t, current.requests, current.system)
+            self._sample_custom(current.t)
+            grown = diff(current.requests, previous.requests if previous else {}, self.bounds)
+            for key in grown:
+                self.last_seen[(key[0], key[1])] = current.t
+            self._ticks += 1
+            self._tick = Tick(self._ticks, stored, self._last_data)
+            return stored
+
+    def tick(self) -> Tick:
+        """The newest sample and its number; sampled now when there is none or it is older than STALE_S."""
+        tick = self._tick
+        if tick is None or not 0 <= self.clock() - tick.sample.t <= STALE_S:
+            with self._sampling:  # one late reader samples, the others wait for its tick
+                tick = self._tick
+                if tick is None or not 0 <= self.clock() - tick.sample.t <= STALE_S:
+                    self.sample()
+                tick = self._tick
+                assert tick is not None
+        return tick
+
+    def read(self) -> Sample:
+        """The cumulative sample the figures end at: the current tick's (see :meth:`tick`)."""
+        return self.tick().sample
 
     def _sample_custom(self, t: float) -> None:
         from .reports import metrics_json
@@ -140,9 +180,21 @@ class AnalyticsState:
         """Tests: read time from ``clock`` from now on (the process "starts" now)."""
         self.clock = clock
         self.started = clock()
+        self._tick = None
 
     def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
         """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
+
+        Without ``now`` (or with the current tick's sample) the tick's shared summary answers
+        (:attr:`summaries`); another ``now`` is computed on the spot (:meth:`compute_window`).
+        """
+        tick = self.tick()
+        if now is None or now is tick.sample:
+            return self.summaries.window(name, tick).window
+        return self.compute_window(name, now)
+
+    def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
+        """The window ending at ``now``, computed (what :attr:`summaries` keeps per tick).
 
         Up to 15 minutes: the current snapshot minus the newest sample taken at or before the
         window's start. When there is none (the process or the ring is younger than the window)
@@ -150,7 +202,6 @@ class AnalyticsState:
         so: ``available`` is False and ``seconds`` is the time covered. Longer windows come from
         the history file when there is one (the last minute of other processes may be missing).
         """
-        now = now or self.read()
         length = WINDOWS[name] if name in WINDOWS else 300.0
         if length is None:  # since start
             return {
@@ -165,7 +216,7 @@ class AnalyticsState:
             first = self.history.first_minute()
             covered_from = max(start, first) if first is not None else now.t
             return {
-                "requests": self.history.requests(start, now.t),
+                "requests": self.history_requests(start, now.t),
                 "seconds": max(60.0, now.t - covered_from),
                 "available": first is not None and first <= start + 60,
                 "since": covered_from,
@@ -192,6 +243,35 @@ class AnalyticsState:
             "since": since,
             "source": "memory",
         }
+
+    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+        """The history's requests and system rows per minute of ``[since, until]``, read once a minute.
+
+        The file changes once a minute (the 60 s writes), so every window and chart over the same
+        minutes shares one read (:meth:`Summaries.lasting`) rather than one per tick.
+        """
+        history = self.history
+        if history is None:
+            return {}, {}
+        first, last = int(since // 60), int(until // 60)
+        return self.summaries.lasting(
+            ("history_minutes", first, last - first),
+            last,
+            lambda: (history.requests_by_minute(since, until), history.system_by_minute(since, until)),
+        )
+
+    def history_requests(self, since: float, until: float) -> dict[Key, Series]:
+        """The history's requests of ``[since, until]`` summed per key (from :meth:`history_minutes`)."""
+        first, last = int(since // 60), int(until // 60)
+
+        def total() -> dict[Key, Series]:
+            result: dict[Key, Series] = {}
+            for per_minute in self.history_minutes(since, until)[0].values():
+                for key, s in per_minute.items():
+                    result[key] = add(result.get(key), s)
+            return result
+
+        return self.summaries.lasting(("history_requests", first, last - first), last, total)
 
     def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
         """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""

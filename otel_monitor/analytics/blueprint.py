@@ -7,6 +7,11 @@ current process's :class:`~otel_monitor.analytics.AnalyticsState` (rebuilt with 
 a fork) or the fleet's figures. A ``before_request`` guard authenticates every endpoint but the
 public ``/health`` (and views marked :func:`~otel_monitor.analytics.auth.public`), an
 ``after_request`` adds ``Cache-Control: no-store``, ``nosniff`` and ``Vary``.
+
+Cost: every view but those in :data:`UNCAPPED` passes the per-process :class:`~.gate.Gate`
+(``analytics_max_concurrent`` at once, then 503 with ``Retry-After``); the figures come from the
+state's per-tick summaries (``st.summaries``), so a view mostly formats what the first caller
+of the tick computed; the export streams its file.
 """
 
 from __future__ import annotations
@@ -17,34 +22,40 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
+from .._safe_log import log_internal_error
 from . import analytics_of, insights
 from .auth import Auth
 from .dashboard import register_dashboard
+from .gate import RETRY_AFTER_S, Gate
 from .profile_view import profiles
 from .prometheus_source import FleetState, attach, build_fleet
 from .reports import (
     StateSource,
+    TimeseriesBody,
     degraded_modes,
-    endpoint_window,
     health_report,
     metrics_json,
     performance,
     system_block,
     timeseries,
 )
+from .summaries import Tick, WindowSummary
 from .summary import READINESS_CHECKS, WINDOWS
 
 if TYPE_CHECKING:
     from . import AnalyticsState
 
-__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS"]
+__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "UNCAPPED"]
 
 MAX_LIMIT = 1000
 _SORTABLE = (
@@ -76,8 +87,11 @@ class BadRequest(ValueError):
 
 
 def _json(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    text = json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
-    return Response(text, status=status, mimetype="application/json", headers=headers)
+    return Response(_json_text(body), status=status, mimetype="application/json", headers=headers)
+
+
+def _json_text(body: Any) -> str:
+    return json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
 
 
 def _clean(value: Any) -> Any:
@@ -120,11 +134,21 @@ class AnalyticsContext:
     prefix: str
     #: Apdex T in seconds
     apdex_t: float
+    #: the cap on concurrent heavy requests of this process (``analytics_max_concurrent``)
+    gate: Gate
 
     @classmethod
     def build(cls, monitor: Any, settings: Any, auth: Auth) -> AnalyticsContext:
         fleet = build_fleet(settings, lambda: analytics_of(monitor))
-        return cls(monitor, settings, auth, fleet, settings.analytics_prefix.rstrip("/"), settings.apdex_t_ms / 1000.0)
+        return cls(
+            monitor,
+            settings,
+            auth,
+            fleet,
+            settings.analytics_prefix.rstrip("/"),
+            settings.apdex_t_ms / 1000.0,
+            Gate(settings.analytics_max_concurrent),
+        )
 
     def state(self) -> StateSource:
         """Where the request figures come from: the fleet when configured, else this process."""
@@ -236,9 +260,16 @@ def health(ctx: AnalyticsContext) -> Response:
     return _json(body, 503 if body["status"] == "unhealthy" else 200)
 
 
+def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[Tick], Any]) -> Response:
+    """The JSON answer ``body(tick)``, formatted once per tick and ``key``: every caller of the tick gets that text."""
+    text = st.summaries.memo(("body", *key), lambda tick: _json_text(body(tick)))
+    return Response(text, mimetype="application/json")
+
+
 def performance_view(ctx: AnalyticsContext) -> Response:
     ranked = _window_param("15m")
-    return _json(performance(ctx.state(), ctx.settings, ctx.apdex_t, ranked))
+    st = ctx.state()
+    return _tick_json(st, ("performance", ranked), lambda _: performance(st, ctx.settings, ctx.apdex_t, ranked))
 
 
 def endpoints(ctx: AnalyticsContext) -> Response:
@@ -252,35 +283,45 @@ def endpoints(ctx: AnalyticsContext) -> Response:
     limit = _limit_param(100)
     query = request.args.get("q", "")[:200].lower()
     method = request.args.get("method", "").upper()[:16]
-    found = endpoint_window(ctx.state(), window_name)
-    rows = [
-        r for r in found.rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method)
-    ]
-    present = [r for r in rows if r[sort] is not None]
-    missing = [r for r in rows if r[sort] is None]
-    present.sort(key=lambda r: (r[sort], r["route"], r["method"]), reverse=(order == "desc"))
-    rows = present + sorted(missing, key=lambda r: (r["route"], r["method"]))
-    return _json(
-        {
+    st = ctx.state()
+
+    def body(tick: Tick) -> dict[str, Any]:
+        summary = st.summaries.window(window_name, tick)
+        rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
+        if query or method:
+            rows = (
+                r for r in rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method)
+            )
+        chosen = list(rows)
+        return {
             "window": window_name,
-            "window_available": found.available,
-            "covered_s": found.covered_s,
-            "total": len(rows),
-            "endpoints": rows[:limit],
+            "window_available": summary.available,
+            "covered_s": summary.covered_s,
+            "total": len(chosen),
+            "endpoints": chosen[:limit],
         }
-    )
+
+    return _tick_json(st, ("endpoints", window_name, sort, order, query, method, str(limit)), body)
 
 
 def timeseries_view(ctx: AnalyticsContext) -> Response:
     window_name = _window_param("15m")
     route = request.args.get("route") or None
     method = (request.args.get("method") or "").upper() or None
-    return _json(timeseries(ctx.state(), window_name, ctx.apdex_t, route, method))
+    st = ctx.state()
+    return _tick_json(
+        st,
+        ("timeseries", window_name, route, method),
+        lambda _: timeseries(st, window_name, ctx.apdex_t, route, method),
+    )
 
 
 def metrics(ctx: AnalyticsContext) -> Response:
-    # The custom metrics are this process's (and its workers'), whatever the request figures' source.
-    return _json({"metrics": metrics_json(ctx.local().pipeline.collect_all())})
+    # The custom metrics are this process's (and its workers'), whatever the request figures' source:
+    # those of the tick, formatted once per tick (with 500 routes the body is most of a megabyte).
+    summaries = ctx.local().summaries
+    text = summaries.memo(("metrics_body",), lambda tick: _json_text({"metrics": metrics_json(tick.data)}))
+    return Response(text, mimetype="application/json")
 
 
 def metrics_series(ctx: AnalyticsContext) -> Response:
@@ -298,14 +339,19 @@ def traces(ctx: AnalyticsContext) -> Response:
         raise BadRequest("kind must be slow, failed or all")
     limit = _limit_param(50)
     st = ctx.local()  # Prometheus holds no spans: the recent requests are this process's
-    entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
-    entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
-    template = ctx.settings.trace_link_template
-    detailed = {t["trace_id"] for t in st.trace_details()}
-    for entry in entries[:limit]:
-        entry["link"] = _trace_link(template, entry)
-        entry["detail"] = entry.get("trace_id") in detailed
-    return _json({"link_template": template, "traces": entries[:limit]})
+
+    def body(_: Tick) -> dict[str, Any]:
+        entries = [e for e in st.traces() if kind == "all" or e.get("kind") == kind]
+        entries.sort(key=lambda e: e.get("time") or 0, reverse=True)
+        template = ctx.settings.trace_link_template
+        detailed = {t["trace_id"] for t in st.trace_details()}
+        for entry in entries[:limit]:
+            entry["link"] = _trace_link(template, entry)
+            entry["detail"] = entry.get("trace_id") in detailed
+        return {"link_template": template, "traces": entries[:limit]}
+
+    # The list as of the tick, like every figure: gathering every worker's lists is the cost.
+    return _tick_json(st, ("traces", kind, str(limit)), body)
 
 
 def trace_detail(ctx: AnalyticsContext, trace_id: str) -> Response:
@@ -346,27 +392,83 @@ def dashboards(ctx: AnalyticsContext) -> Response:
 
 
 def export(ctx: AnalyticsContext) -> Response:
+    """The window's endpoints and time series as a download, streamed.
+
+    The figures are the tick's, found (or computed) here, under the cap. The file is formatted
+    chunk by chunk as it is sent, once per tick: the other downloads of the same tick replay
+    those chunks (:class:`_SharedStream`) rather than format the file again.
+    """
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadRequest("format must be csv or json")
     window_name = _window_param("1h")
+    table = request.args.get("table") if fmt == "csv" else None
+    if table is not None and table not in CSV_TABLES:
+        raise BadRequest("table must be endpoints or timeseries")
     st = ctx.state()
-    found = endpoint_window(st, window_name)
-    rows = sorted(found.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
+    summary = st.summaries.window(window_name)
     series = timeseries(st, window_name, ctx.apdex_t)
-    if fmt == "csv":
-        return _csv_export(window_name, rows, series["points"], request.args.get("table"))
-    filename = f"otel-monitor-{window_name}.{fmt}"
-    return _json(
-        {
+    if fmt == "json":
+        filename, mimetype = f"otel-monitor-{window_name}.json", "application/json"
+    elif table is not None:
+        filename, mimetype = f"otel-monitor-{window_name}-{table}.csv", "text/csv"
+    else:
+        filename, mimetype = f"otel-monitor-{window_name}-csv.zip", "application/zip"
+    shared = st.summaries.memo(
+        ("export", window_name, fmt, table),
+        lambda tick: _SharedStream(_export_chunks(window_name, fmt, table, summary, series)),
+    )
+    return _streamed(shared.reader(), mimetype, {"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _export_chunks(
+    window_name: str, fmt: str, table: str | None, summary: WindowSummary, series: TimeseriesBody
+) -> Iterator[bytes]:
+    rows = sorted(summary.rows, key=lambda r: (-r["count"], r["route"], r["method"]))
+    if fmt == "json":
+        body = {
             "window": window_name,
-            "window_available": found.available,
-            "covered_s": found.covered_s,
+            "window_available": summary.available,
+            "covered_s": summary.covered_s,
             "endpoints": rows,
             "timeseries": series,
-        },
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        }
+        return (chunk.encode() for chunk in _json_chunks(body))
+    tables = {"endpoints": rows, "timeseries": series["points"]}
+    if table is not None:
+        return (chunk.encode() for chunk in _csv_chunks(CSV_TABLES[table], tables[table]))
+    files = {
+        f"otel-monitor-{window_name}-{name}.csv": _csv_chunks(CSV_TABLES[name], records)
+        for name, records in tables.items()
+    }
+    return _zip_chunks(files)
+
+
+class _SharedStream:
+    """One file's chunks, made as the first reader needs them and kept for the tick's other readers."""
+
+    def __init__(self, source: Iterator[bytes]) -> None:
+        self._source = _guarded(source)
+        self._chunks: list[bytes] = []
+        self._done = False
+        self._lock = threading.Lock()
+
+    def reader(self) -> Iterator[bytes]:
+        index = 0
+        while True:
+            with self._lock:  # one reader formats the next chunk, the others wait for it
+                if index == len(self._chunks):
+                    if self._done:
+                        return
+                    chunk = next(self._source, None)
+                    if chunk is None:
+                        self._done = True
+                        return
+                    self._chunks.append(chunk)
+                chunk = self._chunks[index]
+            index += 1
+            if chunk:
+                yield chunk
 
 
 #: (URL rule, endpoint name, view): every JSON endpoint of the blueprint (all GET)
@@ -392,6 +494,53 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
 )
 
 
+#: endpoints the cap never refuses: the probes of load balancers and orchestrators, the links list
+UNCAPPED = frozenset({"health_live", "health_ready", "health", "dashboards"})
+
+
+def _capped(gate: Gate, view: Callable[..., Response]) -> Callable[..., Response]:
+    """``view`` behind ``gate``: 503 with ``Retry-After`` when no slot frees in time.
+
+    A streamed answer keeps its slot until the stream ends or is closed (its formatting is the work).
+    """
+
+    def capped(**kwargs: Any) -> Response:
+        if not gate.enter():
+            return _json(
+                {"error": "the analytics are busy (too many requests at once); retry later"},
+                503,
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        released = False
+
+        def leave() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                gate.leave()
+
+        try:
+            response = view(**kwargs)
+        except BaseException:
+            leave()
+            raise
+        if response.is_streamed:
+            response.response = _finally(response.response, leave)
+            response.call_on_close(leave)
+        else:
+            leave()
+        return response
+
+    return capped
+
+
+def _finally(chunks: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
+    try:
+        yield from chunks
+    finally:
+        done()  # exhausted, closed or collected
+
+
 def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     """The blueprint for one monitored app (register it with ``app.register_blueprint``)."""
     ctx = AnalyticsContext.build(monitor, settings, auth)
@@ -400,7 +549,10 @@ def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
     bp.after_request(add_headers)
     bp.register_error_handler(BadRequest, bad_request)
     for rule, endpoint, view in VIEWS:
-        bp.add_url_rule(rule, endpoint, functools.partial(view, ctx), methods=["GET"])
+        handler: Callable[..., Response] = functools.partial(view, ctx)
+        if endpoint not in UNCAPPED:
+            handler = _capped(ctx.gate, handler)
+        bp.add_url_rule(rule, endpoint, handler, methods=["GET"])
     if ctx.fleet is not None:
         attach(bp, ctx.fleet, settings, _window_param)
     register_dashboard(bp, auth, settings, monitor)
@@ -447,36 +599,108 @@ CSV_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _csv_export(window_name: str, rows: list[dict], points: list[dict], table: str | None) -> Response:
-    """``table=endpoints|timeseries``: that table as one CSV file; no ``table``: both, in one zip."""
-    tables = {"endpoints": rows, "timeseries": points}
-    if table is not None:
-        if table not in tables:
-            raise BadRequest("table must be endpoints or timeseries")
-        filename = f"otel-monitor-{window_name}-{table}.csv"
-        body = _csv_table(CSV_TABLES[table], tables[table])
-        return Response(
-            body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
-        )
-    import zipfile
-
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, records in tables.items():
-            archive.writestr(f"otel-monitor-{window_name}-{name}.csv", _csv_table(CSV_TABLES[name], records))
-    filename = f"otel-monitor-{window_name}-csv.zip"
-    return Response(
-        out.getvalue(),
-        mimetype="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+#: rows formatted per chunk of a streamed export
+CHUNK_ROWS = 256
 
 
-def _csv_table(fields: tuple[str, ...], records: list[dict]) -> str:
+def _streamed(chunks: Iterator[bytes], mimetype: str, headers: dict[str, str]) -> Response:
+    response = Response(chunks, mimetype=mimetype, headers=headers)
+    response.implicit_sequence_conversion = False  # never joined into one body (e.g. by get_data)
+    return response
+
+
+def _guarded(chunks: Iterator[Any]) -> Iterator[Any]:
+    """The chunks; a bug while formatting ends the stream (logged) instead of failing in the server."""
+    try:
+        yield from chunks
+    except Exception:  # noqa: BLE001 - the headers are sent: a shorter file is all that is left to give
+        log_internal_error("streaming an analytics export")
+
+
+def _csv_chunks(fields: tuple[str, ...], records: Iterable[dict]) -> Iterator[str]:
     """A header row, then one row per record: what a spreadsheet or ``pandas.read_csv`` opens as is."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(fields)
-    for record in records:
+    yield _taken(out)  # the download starts at once
+    for n, record in enumerate(records, 1):
         writer.writerow([_cell(record.get(f)) for f in fields])
-    return out.getvalue()
+        if n % CHUNK_ROWS == 0:
+            yield _taken(out)
+    yield _taken(out)
+
+
+def _taken(out: io.StringIO) -> str:
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable file whose bytes are taken out as they come (a streamed zip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _zip_chunks(files: dict[str, Iterator[str]]) -> Iterator[bytes]:
+    """A zip of ``files`` (name -> text chunks), written as it is read: the sizes follow each file."""
+    pipe = _Pipe()
+    stamp = time.localtime()[:6]
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, chunks in files.items():
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as member:
+                for chunk in chunks:
+                    member.write(chunk.encode("utf-8"))
+                    data = pipe.take()
+                    if data:
+                        yield data
+            yield pipe.take()
+    yield pipe.take()
+
+
+def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
+    """``_json_text(body)`` in pieces: lists and dicts down to ``depth`` streamed item by item."""
+    pending: list[str] = []
+    size = 0
+    for piece in _json_pieces(body, depth):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 65536:
+            yield "".join(pending)
+            pending, size = [], 0
+    yield "".join(pending)
+
+
+def _json_pieces(value: Any, depth: int) -> Iterator[str]:
+    if depth <= 0 or not isinstance(value, (dict, list, tuple)):
+        yield _json_text(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + json.dumps(str(key)) + ":"
+            yield from _json_pieces(item, depth - 1)
+        yield "}"
+    else:
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _json_pieces(item, depth - 1)
+        yield "]"

@@ -17,6 +17,7 @@ cool-down, so a slow Prometheus never ties up the app's workers.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import SettingsError
+from .summaries import Summaries, Tick
 from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
 
 __all__ = ["FleetState", "FleetUnavailable", "PromClient", "fleet_selector", "validate_fleet_settings", "attach"]
@@ -365,6 +367,9 @@ class FleetState:
         self.last_seen: dict = {}
         self._context = context or dict
         self._fallback_started = clock()
+        #: the summaries of ``AnalyticsState.summaries``; here a tick is one analytics request (see :meth:`tick`)
+        self.summaries = Summaries(self, settings.apdex_t_ms / 1000.0)
+        self._ticks = itertools.count(1)
         # The analytics' own URLs are left out, as in the in-process source.
         escaped = re.escape(self.prefix).replace("\\", "\\\\").replace('"', '\\"')
         self.request_selector = f'{self.selector},http_route!~"{escaped}(/.*)?"'
@@ -419,9 +424,21 @@ class FleetState:
         return float(cache["now"])
 
     def read(self) -> Sample:
+        return self.tick().sample
+
+    def tick(self) -> Tick:
+        """This request's figures' time. Not shared across requests: Prometheus answers for *now*
+        (a figure just scraped shows at once), and its own query cache already spares repeated
+        work within a request; the cost the cap bounds is waiting on Prometheus, not CPU."""
         cache = self._cache()
-        now = self._now(cache)
-        return Sample(now, {}, _LazySystem(lambda: self.system(now)))
+        if "tick" not in cache:
+            at = self._now(cache)
+            cache["tick"] = Tick(next(self._ticks), Sample(at, {}, _LazySystem(lambda: self.system(at))))
+        tick: Tick = cache["tick"]
+        return tick
+
+    def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
+        return self.window_by_instance(name, now)
 
     def system(self, at: float) -> dict[str, Any]:
         """Host and process gauges of the fleet: the busiest host's percentages, process sums."""

@@ -3,6 +3,8 @@
 Each function reads a state source -- this process's :class:`~otel_monitor.analytics.AnalyticsState`
 or the fleet's :class:`~otel_monitor.analytics.prometheus_source.FleetState` -- and returns a
 TypedDict (or a small dataclass) with the exact keys of the JSON answer (docs/analytics-api.md).
+The figures are the source's current tick's, computed once per tick and shared through
+``st.summaries`` (:mod:`.summaries`): a second caller of the same tick costs a dictionary lookup.
 No Flask here: the request parsing and the responses are the blueprint's.
 """
 
@@ -18,6 +20,7 @@ from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoin
 from .._export_accounting import ExportStatus
 from .._metrics_data import iter_metrics
 from .prometheus_source import FleetState
+from .summaries import Tick, WindowSummary
 from .summary import (
     WINDOWS,
     Key,
@@ -25,7 +28,6 @@ from .summary import (
     Series,
     apdex,
     diff,
-    endpoint_rows,
     health_checks,
     is_error,
     merge,
@@ -48,6 +50,7 @@ __all__ = [
     "degraded_modes",
     "system_block",
     "performance",
+    "summary_figures",
     "EndpointWindow",
     "endpoint_window",
     "timeseries",
@@ -176,12 +179,16 @@ class HealthReport:
 def health_report(
     st: StateSource, settings: Any, apdex_t: float, degraded: list[DegradedMode] | None = None
 ) -> HealthReport:
-    """The health checks over the last :data:`HEALTH_WINDOW` of ``st``; ``degraded`` (the
-    answering instance's :func:`degraded_modes`) turns ``healthy`` into ``degraded``, never into
-    ``unhealthy``: the instance serves requests, its monitoring is what is impaired."""
-    now = st.read()
-    window = st.window(HEALTH_WINDOW, now)
-    totals = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
+    """The health checks over the last :data:`HEALTH_WINDOW` of ``st`` (its current tick's);
+    ``degraded`` (the answering instance's :func:`degraded_modes`) turns ``healthy`` into
+    ``degraded``, never into ``unhealthy``: the instance serves requests, its monitoring is what
+    is impaired."""
+    summaries = st.summaries
+    tick = summaries.tick()
+    now = tick.sample
+    summary = summaries.window(HEALTH_WINDOW, tick)
+    window = summary.window
+    totals = summary.figures
     system = now.system
     readings = {
         "latency_avg_ms": totals["latency"]["avg_ms"],
@@ -192,7 +199,8 @@ def health_report(
         "disk_pct": system.get("disk_pct"),
         "process_rss_max_bytes": system.get("process_rss_max_bytes"),
     }
-    checks = health_checks(readings, settings, over_fraction(st, now, settings), totals["requests"])
+    fractions = summaries.memo(("over_fraction",), lambda t: over_fraction(st, t.sample, settings), tick)
+    checks = health_checks(readings, settings, fractions, totals["requests"])
     status = overall_status(checks)
     degraded = list(degraded or [])
     if degraded and status == "healthy":
@@ -355,7 +363,15 @@ class PerformanceBody(TypedDict):
 
 
 def window_figures(st: StateSource, window: Window, apdex_t: float) -> WindowFigures:
-    figures: Figures = stats(window["requests"], st.bounds, window["seconds"], apdex_t)
+    return _figures(stats(window["requests"], st.bounds, window["seconds"], apdex_t), window)
+
+
+def summary_figures(summary: WindowSummary) -> WindowFigures:
+    """A window's totals as ``/performance`` shows them."""
+    return _figures(summary.figures, summary.window)
+
+
+def _figures(figures: Figures, window: Window) -> WindowFigures:
     return {
         "requests": figures["requests"],
         "rps": figures["rps"],
@@ -370,23 +386,25 @@ def window_figures(st: StateSource, window: Window, apdex_t: float) -> WindowFig
 
 
 def performance(st: StateSource, settings: Any, apdex_t: float, ranked: str) -> PerformanceBody:
-    """Totals of :data:`PERFORMANCE_WINDOWS` and ``ranked``; the slowest and most failing endpoints of ``ranked``."""
-    now = st.read()
+    """Totals of :data:`PERFORMANCE_WINDOWS` and ``ranked``; the slowest and most failing endpoints of ``ranked``.
+
+    One body per tick and ``ranked``, shared by every caller (read-only).
+    """
+    return st.summaries.memo(("performance", ranked), lambda tick: _performance(st, settings, ranked, tick))
+
+
+def _performance(st: StateSource, settings: Any, ranked: str, tick: Tick) -> PerformanceBody:
     windows: dict[str, WindowFigures] = {}
     # The asked-for window too (1 h and more from the history): its percentiles come from the
     # buckets merged over the whole window, never from averaging per-minute percentiles.
-    ranked_window: Window = {}
     for name in dict.fromkeys((*PERFORMANCE_WINDOWS, ranked)):
-        window = st.window(name, now)
-        windows[name] = window_figures(st, window, apdex_t)
-        if name == ranked:
-            ranked_window = window
-    rows = endpoint_rows(ranked_window["requests"], st.bounds, ranked_window["seconds"])
+        windows[name] = summary_figures(st.summaries.window(name, tick))
+    rows = st.summaries.window(ranked, tick).rows
     slowest = sorted((r for r in rows if r["p95_ms"] is not None), key=lambda r: -r["p95_ms"])[:10]
     failing = sorted((r for r in rows if r["errors"]), key=lambda r: (-r["errors"], -r["error_rate_pct"]))[:10]
     apdex_t_ms = float(settings.apdex_t_ms)
     return {
-        "time": now.t,
+        "time": tick.sample.t,
         "apdex_t_ms": int(apdex_t_ms) if apdex_t_ms.is_integer() else settings.apdex_t_ms,
         "windows": windows,
         "ranked_window": ranked,
@@ -418,18 +436,9 @@ class EndpointWindow:
 
 
 def endpoint_window(st: StateSource, window_name: str) -> EndpointWindow:
-    """One row per (route, method) of the window, with when each was last seen."""
-    now = st.read()
-    window = st.window(window_name, now)
-    last_seen = dict(st.last_seen)
-    newest = st.ring.newest()
-    tracks_last_seen = st.tracks_last_seen if isinstance(st, FleetState) else True
-    for key in window["requests"] if tracks_last_seen else ():
-        # Seen since the last sample: now.
-        previous = newest.requests.get(key) if newest is not None else None
-        if previous is None or now.requests.get(key, previous).count > previous.count:
-            last_seen[(key[0], key[1])] = now.t
-    return EndpointWindow(window, endpoint_rows(window["requests"], st.bounds, window["seconds"], last_seen))
+    """One row per (route, method) of the window, with when each was last seen (the tick's, shared)."""
+    summary = st.summaries.window(window_name)
+    return EndpointWindow(summary.window, list(summary.rows))
 
 
 # -- /timeseries -----------------------------------------------------------------------------------
@@ -445,19 +454,68 @@ class TimeseriesBody(TypedDict):
     routes: dict[str, list[int]]
 
 
+@dataclass(frozen=True)
+class _Steps:
+    """A window's chart steps, every key: what each filtered chart of that window is cut from."""
+
+    step_s: float
+    source: str
+    #: (end of the step, its seconds, its requests, its host figures)
+    steps: tuple[tuple[float, float, dict[Key, Series], Mapping[str, Any]], ...]
+
+
 def timeseries(
     st: StateSource, window_name: str, apdex_t: float, route: str | None = None, method: str | None = None
 ) -> TimeseriesBody:
-    """Per-step requests, errors, latency and host figures of the window (``route``/``method``: only those)."""
-    now = st.read()
+    """Per-step requests, errors, latency and host figures of the window (``route``/``method``: only those).
+
+    One body per tick, window and filter, shared by every caller (read-only); the steps
+    themselves are read once per tick and window whatever the filter.
+    """
+    summaries = st.summaries
+    return summaries.memo(
+        ("timeseries", window_name, route, method),
+        lambda tick: _timeseries(
+            summaries.memo(("steps", window_name), lambda t: _steps(st, window_name, t), tick),
+            window_name,
+            st.bounds,
+            apdex_t,
+            route,
+            method,
+        ),
+    )
+
+
+def _steps(st: StateSource, window_name: str, tick: Tick) -> _Steps:
+    now = tick.sample
     length = WINDOWS[window_name]
     if length is None:
         length = now.t - st.started
     history = st.history
-    use_history = length > 900 and history is not None and history.usable
-    points: list[dict[str, Any]] = []
+    use_history = length > 900 and history is not None and history.usable and not isinstance(st, FleetState)
+    steps: list[tuple[float, float, dict[Key, Series], Mapping[str, Any]]] = []
+    step: float
+    if use_history and not isinstance(st, FleetState):
+        step = 60
+        by_minute, system_rows = st.history_minutes(now.t - length, now.t)
+        for minute in sorted(set(by_minute) | set(system_rows)):
+            shown = {k: _shown(v) for k, v in system_rows.get(minute, {}).items()}
+            steps.append((float(minute), step, by_minute.get(minute, {}), shown))
+    else:
+        step = st.step_s(length) if isinstance(st, FleetState) else 10
+        for earlier, later in st.steps(length, now):
+            requests = diff(later.requests, earlier.requests, st.bounds)
+            steps.append((later.t, later.t - earlier.t, requests, system_point(earlier, later)))
+    source = st.source if isinstance(st, FleetState) else ("history" if use_history else "memory")
+    return _Steps(step, source, tuple(steps))
 
+
+def _timeseries(
+    found: _Steps, window_name: str, bounds: tuple, apdex_t: float, route: str | None, method: str | None
+) -> TimeseriesBody:
     def selected(requests: Requests) -> dict[Key, Series]:
+        if route is None and method is None:
+            return dict(requests)
         return {
             k: s for k, s in requests.items() if (route is None or k[0] == route) and (method is None or k[1] == method)
         }
@@ -471,35 +529,22 @@ def timeseries(
             "requests": count,
             "rps": round(count / seconds, 3) if seconds > 0 else None,
             "error_rate_pct": round(100.0 * errors / count, 3) if count else None,
-            "p95_ms": _ms(series_quantile(0.95, total, st.bounds)),
+            "p95_ms": _ms(series_quantile(0.95, total, bounds)),
             "avg_ms": _ms(total.sum / total.count) if total and count else None,
-            "apdex": _round4(apdex(total.buckets, st.bounds, apdex_t)) if total and count else None,
+            "apdex": _round4(apdex(total.buckets, bounds, apdex_t)) if total and count else None,
             **system,
         }
 
     per_step: list[dict[Key, Series]] = []
-    step: float
-    if use_history:
-        assert history is not None
-        step = 60
-        by_minute = history.requests_by_minute(now.t - length, now.t)
-        system_rows = history.system_by_minute(now.t - length, now.t)
-        for minute in sorted(set(by_minute) | set(system_rows)):
-            requests = selected(by_minute.get(minute, {}))
-            per_step.append(requests)
-            shown = {k: _shown(v) for k, v in system_rows.get(minute, {}).items()}
-            points.append(point(float(minute), step, requests, shown))
-    else:
-        step = st.step_s(length) if isinstance(st, FleetState) else 10
-        for earlier, later in st.steps(length, now):
-            requests = selected(diff(later.requests, earlier.requests, st.bounds))
-            per_step.append(requests)
-            points.append(point(later.t, later.t - earlier.t, requests, system_point(earlier, later)))
-    source = st.source if isinstance(st, FleetState) else ("history" if use_history else "memory")
+    points: list[dict[str, Any]] = []
+    for t, seconds, requests, system in found.steps:
+        chosen = selected(requests)
+        per_step.append(chosen)
+        points.append(point(t, seconds, chosen, system))
     return {
         "window": window_name,
-        "step_s": step,
-        "source": source,
+        "step_s": found.step_s,
+        "source": found.source,
         "points": points,
         "routes": _busiest_routes(per_step),
     }
