@@ -82,6 +82,9 @@ def make_flask_app(extra_routes: int = 0):
 #    in-process / HTTP / memory / scrape benchmarks (e.g. a testing exporter once the API is final);
 #  * ``BENCH_OTEL_MONITOR_EXPORT=noop`` (``run.py --otel-monitor-export noop``): after ``Monitor(app)``,
 #    add ``BatchSpanProcessor(NoopSpanExporter())`` to ``monitor.tracer_provider``, exactly as stock does.
+#  * ``BENCH_OTEL_MONITOR_EXPORT=otlp`` (``run.py --otel-monitor-export otlp``): every stack that traces
+#    exports its spans over OTLP/HTTP to the local sink at ``BENCH_OTLP_SINK`` (run.py serves it):
+#    otel_monitor with ``traces_exporter="otlp"``, stock with the official ``OTLPSpanExporter``.
 OTEL_MONITOR_EXTRA_KWARGS: dict[str, Any] = {}
 
 
@@ -102,11 +105,20 @@ def noop_span_exporter():
     return NoopSpanExporter()
 
 
+def _otlp_sink() -> str | None:
+    """The local OTLP/HTTP sink's base URL in ``--otel-monitor-export otlp`` mode, else None."""
+    if os.environ.get("BENCH_OTEL_MONITOR_EXPORT") != "otlp":
+        return None
+    return os.environ["BENCH_OTLP_SINK"]
+
+
 def _monitor(app, **kwargs):
     try:
         from otel_monitor import Monitor
     except ImportError as exc:
         raise StackUnavailable(f"otel_monitor is not importable ({exc})") from None
+    if _otlp_sink() and "traces_exporter" not in kwargs:
+        kwargs = {**kwargs, "traces_exporter": "otlp", "otlp_endpoint": _otlp_sink()}
     monitor = Monitor(app, **{**OTEL_MONITOR_EXTRA_KWARGS, **kwargs})
     if os.environ.get("BENCH_OTEL_MONITOR_EXPORT") == "noop" and "traces_exporter" not in kwargs:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -127,6 +139,11 @@ def _otel_monitor(app, exit_endpoint=None):
 
 def _otel_monitor_100(app, exit_endpoint=None):
     return _monitor(app, traces_sampler="always_on")
+
+
+def _otel_monitor_100_official(app, exit_endpoint=None):
+    """As otel_monitor_100, with the official OTLP encoder (the difference: otel_monitor._otlp_encode)."""
+    return _monitor(app, traces_sampler="always_on", otlp_traces_encoder="official")
 
 
 def _otel_monitor_10(app, exit_endpoint=None):
@@ -169,7 +186,12 @@ def _stock_otel(app, exit_endpoint=None):
         except ImportError as exc:
             raise StackUnavailable(f"opentelemetry-exporter-prometheus missing ({exc})") from None
 
-        span_exporter = noop_span_exporter()
+        if _otlp_sink():
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            span_exporter = OTLPSpanExporter(endpoint=_otlp_sink() + "/v1/traces")
+        else:
+            span_exporter = noop_span_exporter()
         readers = [PrometheusMetricReader()]
 
     tracer_provider = TracerProvider(resource=resource)
@@ -216,6 +238,7 @@ STACKS: dict[str, Callable[..., Any]] = {
     "bare": _bare,
     "otel_monitor": _otel_monitor,
     "otel_monitor_100": _otel_monitor_100,
+    "otel_monitor_100_official": _otel_monitor_100_official,
     "otel_monitor_10": _otel_monitor_10,
     "otel_monitor_off": _otel_monitor_off,
     "otel_monitor_contrib": _otel_monitor_contrib,
@@ -228,6 +251,7 @@ DESCRIPTIONS: dict[str, str] = {
     "bare": "bare Flask (the limit)",
     "otel_monitor": "otel_monitor `Monitor(app)` (defaults)",
     "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
+    "otel_monitor_100_official": "otel_monitor, traces 100 %, official OTLP encoder (`otlp_traces_encoder=official`)",
     "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
     "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
     "otel_monitor_contrib": "otel_monitor with `flask_instrumentation=contrib` (FlaskInstrumentor records)",
@@ -250,6 +274,9 @@ def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = Non
         import flask  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise StackUnavailable(f"Flask missing ({exc})") from None
+    if stack in os.environ.get("BENCH_FAIL_STACKS", "").split(","):
+        # fault injection for tests/test_benchmark_smoke.py: this stack's rows fail (not a skip)
+        raise RuntimeError(f"{stack}: failure injected by BENCH_FAIL_STACKS")
     return STACKS[stack](make_flask_app(extra_routes), exit_endpoint=exit_endpoint)
 
 

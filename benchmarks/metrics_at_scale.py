@@ -175,9 +175,9 @@ def _cpu_over(master: int, seconds: float, load: Any = None) -> float:
     return statistics.mean(spent) if spent else float("nan")
 
 
-def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
+def _gunicorn(stack: str, scrapes: int, cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES) -> dict:
     port = _free_port()
-    env = dict(os.environ, BENCH_STACK=stack, BENCH_ROUTES=str(GUNICORN_ROUTES))
+    env = dict(os.environ, BENCH_STACK=stack, BENCH_ROUTES=str(routes))
     env.pop("OTEL_MONITOR_MULTIPROCESS_DIR", None)
     if stack == "pfe_multiprocess":
         import tempfile
@@ -189,7 +189,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
             "-m",
             "gunicorn",
             "-w",
-            "4",
+            str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "--chdir",
@@ -213,7 +213,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
             return {"error": "gunicorn did not start"}
         time.sleep(2.0)  # every worker booted
         sent = 1
-        for i in range(GUNICORN_ROUTES):
+        for i in range(routes):
             for status in STATUSES:
                 _get(f"{base}/r{i:03d}/{status}")
                 sent += 1
@@ -234,7 +234,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float) -> dict:
         def load(until: float) -> None:
             i = 0
             while time.monotonic() < until - 0.1:
-                _get(f"{base}/r{i % GUNICORN_ROUTES:03d}/200")
+                _get(f"{base}/r{i % routes:03d}/200")
                 i += 1
                 time.sleep(max(0.0, 0.1 - 0.002))
 
@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks", default=",".join(STACKS))
     parser.add_argument("--quick", action="store_true", help="fewer scrapes, 3 s CPU windows")
     parser.add_argument("--no-gunicorn", action="store_true")
+    parser.add_argument("--no-inprocess", action="store_true", help="only the gunicorn table")
+    parser.add_argument("--gunicorn-workers", default="4", help="comma-separated worker counts (e.g. 1,4)")
+    parser.add_argument(
+        "--gunicorn-routes", type=int, default=GUNICORN_ROUTES, help="routes x 5 statuses = series (2000: 10,000)"
+    )
     args = parser.parse_args(argv)
     stacks = [s for s in args.stacks.split(",") if s]
     scrapes = 5 if args.quick else 20
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     print("## Metrics at scale (one run; routes x 5 statuses; ms: median (fastest))\n")
     print("| routes | " + " | ".join(f"{s} scrape ms | {s} KB" for s in stacks) + " |")
     print("| --- | " + " | ".join("--- | ---" for _ in stacks) + " |")
-    for routes in ROUTES:
+    for routes in () if args.no_inprocess else ROUTES:
         cells = []
         for stack in stacks:
             r = _inprocess(stack, routes, scrapes)
@@ -290,42 +295,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     if args.no_gunicorn:
         return 0
-    print(f"\n## gunicorn -w 4, {GUNICORN_ROUTES} routes x 5 statuses\n")
+    routes = args.gunicorn_routes
+    counts = [int(w) for w in args.gunicorn_workers.split(",") if w]
+    print(f"\n## gunicorn, {routes} routes x 5 statuses ({routes * 5:,} series)\n")
     print(
-        "| stack | scrape ms | KB | totals (min..max of sent) | exact | monotonic | CPU/worker s per 10 s at rest |"
-        " at 10 req/s |"
+        "| stack, workers | scrape ms | KB | totals (min..max of sent) | exact | monotonic "
+        "| CPU/worker s per 10 s at rest | at 10 req/s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     health_one = _health_inprocess(scrapes) if "otel_monitor" in stacks else []
     health_group: list[float] = []
-    for stack in ["bare", *stacks, *GUNICORN_ONLY]:
-        if stack == "bare":
-            r = _gunicorn_cpu_only(cpu_seconds)
-        else:
-            r = _gunicorn(stack, scrapes, cpu_seconds)
+    for stack, workers in [(s, w) for s in ["bare", *stacks, *GUNICORN_ONLY] for w in counts]:
+        try:
+            if stack == "bare":
+                r = _gunicorn_cpu_only(cpu_seconds, workers, routes)
+            else:
+                r = _gunicorn(stack, scrapes, cpu_seconds, workers, routes)
+        except Exception as exc:  # noqa: BLE001 - one stack's failure (a timed-out scrape) is its row's
+            r = {"error": f"{type(exc).__name__}: {exc}"[:120]}
         if "error" in r:
-            print(f"| {stack} | {r['error']} | | | | | | |", flush=True)
+            print(f"| {stack}, -w {workers} | {r['error']} | | | | | | |", flush=True)
             continue
         health_group = r.get("health") or health_group
         scrape = _ms(r["ms"]) if r.get("ms") else ""
         size = f"{r['bytes'] / 1000:.0f}" if r.get("bytes") else ""
         totals = f"{r['totals'][0]:.0f}..{r['totals'][1]:.0f} of {r['sent']}" if r.get("totals") else ""
         print(
-            f"| {stack} | {scrape} | {size} | {totals} | {r.get('exact', '')} | {r.get('monotonic', '')} "
+            f"| {stack}, -w {workers} | {scrape} | {size} | {totals} | {r.get('exact', '')} | {r.get('monotonic', '')} "
             f"| {r['cpu_rest']:.3f} | {r['cpu_busy']:.3f} |",
             flush=True,
         )
     if health_one and health_group:
         print(
-            f"\n`{HEALTH_PATH}` (otel_monitor, {GUNICORN_ROUTES} routes x 5): one process {_ms(health_one)} ms (WSGI "
+            f"\n`{HEALTH_PATH}` (otel_monitor, {routes} routes x 5): one process {_ms(health_one)} ms (WSGI "
             f"call), gunicorn -w 4 {_ms(health_group)} ms (HTTP)"
         )
     return 0
 
 
-def _gunicorn_cpu_only(cpu_seconds: float) -> dict:
+def _gunicorn_cpu_only(cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES) -> dict:
     """The bare app under gunicorn: what the requests themselves cost."""
-    r = _gunicorn("bare", 0, cpu_seconds)
+    r = _gunicorn("bare", 0, cpu_seconds, workers, routes)
     return {k: v for k, v in r.items() if k in ("cpu_rest", "cpu_busy", "error")}
 
 

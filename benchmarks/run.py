@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import platform
@@ -48,6 +49,7 @@ STACKS = [
     "bare",
     "otel_monitor",
     "otel_monitor_100",
+    "otel_monitor_100_official",
     "otel_monitor_10",
     "otel_monitor_off",
     "otel_monitor_contrib",
@@ -59,6 +61,7 @@ DESCRIPTIONS = {
     "bare": "bare Flask",
     "otel_monitor": "otel_monitor `Monitor(app)` (defaults)",
     "otel_monitor_100": "otel_monitor, traces 100 % (`always_on`)",
+    "otel_monitor_100_official": "otel_monitor, traces 100 %, official OTLP encoder",
     "otel_monitor_10": "otel_monitor, traces 10 % (`traceidratio` 0.1)",
     "otel_monitor_off": "otel_monitor, traces off (`always_off`)",
     "otel_monitor_contrib": "otel_monitor, `flask_instrumentation=contrib`",
@@ -90,9 +93,36 @@ TARGET_INPROCESS_FRACTION_OF_STOCK = 0.25
 TARGET_HTTP_RATIO = 0.85
 
 EXIT_SKIP = 3
-# --otel-monitor-export: "default" (Monitor(app) as is) or "noop" (plus a BatchSpanProcessor with a
-# no-op exporter, like the stock stack); see the REVIEW HOOK in apps.py.
+# --otel-monitor-export: "default" (Monitor(app) as is), "noop" (plus a BatchSpanProcessor with a
+# no-op exporter, like the stock stack) or "otlp" (every tracing stack exports over OTLP/HTTP to
+# OTLP_SINK, a local receiver run.py serves); see the REVIEW HOOK in apps.py.
 OTEL_MONITOR_EXPORT = "default"
+OTLP_SINK: str | None = None
+
+
+class _SinkHandler(http.server.BaseHTTPRequestHandler):
+    """Reads each OTLP/HTTP export and answers 200 with an empty response (a collector that keeps nothing)."""
+
+    protocol_version = "HTTP/1.1"
+    received = 0  # request bytes, for the report
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received += len(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def start_otlp_sink() -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="otlp-sink", daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @dataclass
@@ -232,6 +262,8 @@ def worker_env() -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if OTEL_MONITOR_EXPORT != "default":
         env["BENCH_OTEL_MONITOR_EXPORT"] = OTEL_MONITOR_EXPORT
+    if OTLP_SINK:
+        env["BENCH_OTLP_SINK"] = OTLP_SINK
     env.pop("PYTHONPATH", None)
     return env
 
@@ -261,7 +293,11 @@ def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, 
 
 
 def _tail(text: str, lines: int = 6) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])[:600]
+    """The last line (a traceback's exception) first, then the lines before it: a row's note shows the cause."""
+    tail = [line.strip() for line in text.strip().splitlines()[-lines:]]
+    if not tail:
+        return ""
+    return " | ".join([tail[-1], *tail[:-1]])[:600]
 
 
 class TimingProcess:
@@ -312,13 +348,15 @@ class TimingProcess:
                 if "skip" in payload:
                     self._skip_reason = payload["skip"]
 
-    def run(self, seconds: float) -> float:
+    def run(self, seconds: float) -> tuple[float, float]:
+        """One round: (wall µs per request, process CPU µs per request)."""
         self.proc.stdin.write(f"{seconds}\n")
         self.proc.stdin.flush()
         while True:
             line = self._readline(seconds * 5 + 60)
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT ") :])["us"]
+                payload = json.loads(line[len("RESULT ") :])
+                return payload["us"], payload["cpu_us"]
 
     def close(self) -> None:
         try:
@@ -360,11 +398,28 @@ def describe(stack: str, aa: bool = False) -> str:
 @dataclass
 class Report:
     sections: list[str] = field(default_factory=list)
+    #: failures of otel_monitor or of the bare baseline: the run exits 1
     errors: list[str] = field(default_factory=list)
+    #: rows a peer (stock OpenTelemetry, PFE, FMD) failed: shown in its row and listed, the run goes on
+    #: and still exits 0 (a peer's failure is a finding about the peer, not a broken benchmark)
+    peer_failures: list[str] = field(default_factory=list)
 
     def add(self, text: str) -> None:
         self.sections.append(text)
         print(text + "\n", flush=True)
+
+    def failed(self, where: str, stack: str, exc: BaseException) -> None:
+        """Record a failed row: an error of the run for our own stacks, a peer failure otherwise."""
+        text = (
+            f"{where} {stack}: {type(exc).__name__}: {exc}"
+            if not isinstance(exc, Failed)
+            else f"{where} {stack}: {exc}"
+        )
+        (self.peer_failures if stack in PEERS else self.errors).append(text)
+
+
+#: stacks that are not ours: their failing rows do not fail the run
+PEERS = frozenset({"stock_otel", "pfe", "fmd"})
 
 
 # -- machine ---------------------------------------------------------------------------------------
@@ -421,10 +476,15 @@ def machine_section(python: str, notes: list[str]) -> str:
         f"- otel_monitor imported from: {info['otel_monitor_location']}",
     ]
     lines.append(f"- load average at start: {loadavg()} (other work on the machine shows up as noise)")
-    if OTEL_MONITOR_EXPORT != "default":
+    if OTEL_MONITOR_EXPORT == "noop":
         lines.append(
             f"- otel_monitor stacks: `--otel-monitor-export {OTEL_MONITOR_EXPORT}` (spans also go through a "
             "BatchSpanProcessor to a no-op exporter, as in the stock stack)"
+        )
+    elif OTEL_MONITOR_EXPORT == "otlp":
+        lines.append(
+            "- `--otel-monitor-export otlp`: otel_monitor and stock OpenTelemetry export every span over "
+            "OTLP/HTTP (protobuf) to a local sink served by run.py (it reads each request and answers 200)"
         )
     lines += [f"- setup note: {n}" for n in notes]
     return "\n".join(lines)
@@ -451,11 +511,15 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         try:
             a.wait_ready()
             b.wait_ready()
-            a_us, b_us = [], []
+            a_us, b_us, a_cpu, b_cpu = [], [], [], []
             for _ in range(p.rounds):
-                a_us.append(a.run(p.duration))
-                b_us.append(b.run(p.duration))
+                for side, wall, cpu in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
+                    us, cpu_us = side.run(p.duration)
+                    wall.append(us)
+                    cpu.append(cpu_us)
             results[stack] = {
+                # process CPU (every thread: span export too), the measure of issue 26
+                "cpu": statistics.median(y - x for x, y in zip(a_cpu, b_cpu, strict=True)),
                 "bare": statistics.median(a_us),
                 "stack": statistics.median(b_us),
                 "overhead": statistics.median(y - x for x, y in zip(a_us, b_us, strict=True)),
@@ -467,21 +531,23 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
             }
         except Skip as exc:
             results[stack] = {"skip": str(exc)}
-        except (Failed, OSError, subprocess.SubprocessError) as exc:
-            results[stack] = {"error": str(exc)}
-            report.errors.append(f"in-process {stack}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+            results[stack] = {"error": str(exc) or type(exc).__name__}
+            report.failed("in-process", stack, exc)
         finally:
             a.close()
             b.close()
     stock = results.get("stock_otel", {}).get("overhead")
     stock_fastest = results.get("stock_otel", {}).get("fastest")
+    stock_cpu = results.get("stock_otel", {}).get("cpu")
+    pfe_cpu = results.get("pfe", {}).get("cpu")
     rows = []
     for stack in stacks:
         r = results[stack]
         if "skip" in r or "error" in r:
             rows.append(
                 [describe(stack, aa=True)]
-                + ["—"] * 7
+                + ["—"] * 8
                 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]]
             )
             continue
@@ -489,6 +555,14 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         fastest = fmt(r["fastest"])
         if stock_fastest and stack not in ("stock_otel", "bare"):
             fastest += f" ({fmt(r['fastest'] / stock_fastest, 2, '×')})"
+        cpu = fmt(r["cpu"])
+        versus = [
+            f"{fmt(r['cpu'] / base, 2, '×')} {name}"
+            for name, base, peer in (("stock", stock_cpu, "stock_otel"), ("PFE", pfe_cpu, "pfe"))
+            if base and stack not in (peer, "bare")
+        ]
+        if versus:
+            cpu += f" ({', '.join(versus)})"
         note = ""
         if stack.startswith("otel_monitor") and frac is not None:
             ok = frac <= TARGET_INPROCESS_FRACTION_OF_STOCK
@@ -503,6 +577,7 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                 fmt(frac, 2, "×") if frac is not None else ("1.00×" if stack == "stock_otel" else "—"),
                 f"{fmt(r['spread'][0])}–{fmt(r['spread'][1])}",
                 fastest,
+                cpu,
                 note,
             ]
         )
@@ -515,7 +590,9 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                 f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
                 "overhead = median of per-round B − A; ratio = median of B / A; "
                 "“× stock overhead” = this overhead / stock OpenTelemetry's overhead; "
-                "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's.",
+                "fastest rounds = fastest B round − fastest A round (noise only adds time), with its ratio to stock's; "
+                "CPU overhead = median of per-round B − A in process CPU µs per request (every thread, export "
+                "included; other work on the machine does not inflate it), with its ratios to stock's and PFE's.",
                 "",
                 table(
                     [
@@ -527,6 +604,7 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
                         "× stock overhead",
                         "stack min–max µs",
                         "fastest rounds µs",
+                        "CPU overhead µs",
                         "note",
                     ],
                     rows,
@@ -696,9 +774,9 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                 }
             except Skip as exc:
                 results[stack] = {"skip": str(exc)}
-            except (Failed, OSError, subprocess.SubprocessError) as exc:
-                results[stack] = {"error": str(exc)}
-                report.errors.append(f"http {stack}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+                results[stack] = {"error": str(exc) or type(exc).__name__}
+                report.failed("http", stack, exc)
             finally:
                 b.stop()
     finally:
@@ -749,9 +827,9 @@ def _run_rows(
             rows.append([describe(stack)] + fn(stack))
         except Skip as exc:
             rows.append([describe(stack)] + ["—"] * (width - 1) + [f"skipped: {exc}"])
-        except (Failed, subprocess.SubprocessError, OSError) as exc:
-            report.errors.append(f"{kind} {stack}: {exc}")
-            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"ERROR: {str(exc)[:200]}"])
+        except Exception as exc:  # noqa: BLE001 - any failure is this row's, the run goes on
+            report.failed(kind, stack, exc)
+            rows.append([describe(stack)] + ["—"] * (width - 1) + [f"ERROR: {(str(exc) or type(exc).__name__)[:200]}"])
     return rows
 
 
@@ -978,6 +1056,36 @@ def section_profile(python: str, stacks: list[str], p: Params, report: Report, p
     )
 
 
+# -- docs ------------------------------------------------------------------------------------------
+
+DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
+LATEST = os.path.join(HERE, "results", "latest.md")
+DOCS_START = "<!-- benchmarks/results/latest.md (python3 benchmarks/run.py --sync-docs) -->"
+DOCS_END = "<!-- end of benchmarks/results/latest.md -->"
+
+
+def results_for_docs(results: str) -> str:
+    """A results file as docs/benchmarks.md shows it: every heading one level down."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in results.strip().splitlines())
+
+
+def synced_docs(docs: str, results: str) -> str:
+    """docs/benchmarks.md with the block between the markers replaced by ``results``."""
+    head, rest = docs.split(DOCS_START, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    return f"{head}{DOCS_START}\n\n{results_for_docs(results)}\n\n{DOCS_END}{tail}"
+
+
+def sync_docs() -> None:
+    with open(DOCS) as fh:
+        docs = fh.read()
+    with open(LATEST) as fh:
+        results = fh.read()
+    with open(DOCS, "w") as fh:
+        fh.write(synced_docs(docs, results))
+    log(f"{os.path.relpath(DOCS)}: the results block now shows {os.path.relpath(LATEST)}")
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -1014,10 +1122,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-install", action="store_true", help="use benchmarks/.venv as it is; do not run pip")
     ap.add_argument(
         "--otel-monitor-export",
-        choices=["default", "noop"],
+        choices=["default", "noop", "otlp"],
         default="default",
         help="default: otel_monitor stacks use Monitor(app) as is; noop: also export their spans through a "
-        "BatchSpanProcessor to a no-op exporter, as the stock stack does (see apps.py)",
+        "BatchSpanProcessor to a no-op exporter, as the stock stack does; otlp: otel_monitor and stock export "
+        "every span over OTLP/HTTP to a local sink (see apps.py)",
     )
     ap.add_argument(
         "--profiler",
@@ -1026,6 +1135,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="for the profile section (default: %(default)s)",
     )
     ap.add_argument("--profile-requests", type=int, help="requests for the profile section (full: 20000)")
+    ap.add_argument(
+        "--sync-docs",
+        action="store_true",
+        help="measure nothing: copy benchmarks/results/latest.md into docs/benchmarks.md (tests keep them equal)",
+    )
     args = ap.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
@@ -1038,6 +1152,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.sync_docs:
+        sync_docs()
+        return 0
     base = SMOKE if args.smoke else FULL
     p = Params(**vars(base))
     if args.rounds:
@@ -1049,8 +1166,10 @@ def main(argv: list[str] | None = None) -> int:
         p.profile_requests = args.profile_requests
     output = args.output or os.path.join(HERE, "results", "smoke.md" if args.smoke else "latest.md")
 
-    global OTEL_MONITOR_EXPORT
+    global OTEL_MONITOR_EXPORT, OTLP_SINK
     OTEL_MONITOR_EXPORT = args.otel_monitor_export
+    if OTEL_MONITOR_EXPORT == "otlp":
+        OTLP_SINK = start_otlp_sink()
     started = time.monotonic()
     notes: list[str] = []
     if args.python:
@@ -1085,6 +1204,8 @@ def main(argv: list[str] | None = None) -> int:
     footer = f"_{mode} run took {elapsed:.0f} s; load average at the end: {loadavg()}._"
     if report.errors:
         footer += "\n\nErrors:\n" + "\n".join(f"- {e}" for e in report.errors)
+    if report.peer_failures:
+        footer += "\n\nPeer rows that failed (the run goes on):\n" + "\n".join(f"- {e}" for e in report.peer_failures)
     report.add(footer)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as fh:

@@ -93,10 +93,10 @@ def _rate_limit_sdk_logs() -> None:
 
 
 def _component_type(exporter: object, signal: str) -> str:
-    module = type(exporter).__module__
-    if "otlp.proto.http" in module:
+    modules = " ".join(cls.__module__ for cls in type(exporter).__mro__)  # our fast exporters subclass these
+    if "otlp.proto.http" in modules:
         return f"otlp_http_{signal}_exporter"
-    if "otlp.proto.grpc" in module:
+    if "otlp.proto.grpc" in modules:
         return f"otlp_grpc_{signal}_exporter"
     return type(exporter).__name__
 

@@ -18,6 +18,7 @@ recorded only with ``metrics_body_size`` (the semantic conventions mark them not
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from bisect import bisect_left
@@ -38,7 +39,7 @@ _INSTRUMENTS = (
 
 
 class _Hist:
-    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars")
+    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
@@ -47,6 +48,10 @@ class _Hist:
         self.min = float("inf")
         self.max = float("-inf")
         self.exemplars: dict[int, tuple] | None = None
+        #: the exemplars as SDK objects, as the last collection built them (None: to be built)
+        self.built: tuple | None = None
+        #: the point's JSON text as the last worker publish wrote it (None: changed since)
+        self.encoded: str | None = None
 
 
 class _Series:
@@ -75,6 +80,9 @@ class RequestMetrics:
         #: OTEL_METRICS_EXEMPLAR_FILTER=always_on: unsampled requests' measurements are exemplars too
         self._always_on = exemplar_filter == "always_on"
         self._recorded = 3 if body_sizes else 1
+        #: requests recorded (under the lock): as_entries' cache is valid while it is unchanged
+        self._changes = 0
+        self._entries: tuple[int, str, str | None, list[dict]] | None = None
         self._start = time.time_ns()
 
     def record(
@@ -94,6 +102,7 @@ class RequestMetrics:
         at = time.time_ns() if exemplar is not None else 0
         values = (duration, request_size, response_size)
         with self._lock:
+            self._changes += 1
             for i in range(self._recorded):
                 value = values[i]
                 if value is None:
@@ -102,6 +111,7 @@ class RequestMetrics:
                 bucket = bisect_left(self._bounds[i], value)
                 hist.counts[bucket] += 1
                 hist.count += 1
+                hist.encoded = None
                 hist.sum += value
                 if value < hist.min:
                     hist.min = value
@@ -111,6 +121,7 @@ class RequestMetrics:
                     if hist.exemplars is None:
                         hist.exemplars = {}
                     hist.exemplars[bucket] = (value, at, exemplar)
+                    hist.built = None
 
     def _new_series(self, key: tuple) -> _Series:
         method, scheme, route, status, error = key
@@ -166,52 +177,99 @@ class RequestMetrics:
             if points[i]
         ]
 
+    def _point(self, series: _Series, hist: _Hist) -> dict:
+        """One series' histogram in the worker-file format (call under the lock)."""
+        point = {
+            "a": series.attributes,
+            "start": self._start,
+            "count": hist.count,
+            "sum": hist.sum,
+            "min": hist.min,
+            "max": hist.max,
+            "buckets": list(hist.counts),
+        }
+        if hist.exemplars:
+            point["ex"] = [
+                [value, at, context.trace_id, context.span_id] for value, at, context in hist.exemplars.values()
+            ]
+        return point
+
+    def _entry(self, i: int, scope: str, version: str | None, points: list) -> dict:
+        name, unit, description = _INSTRUMENTS[i]
+        return {
+            "scope": scope,
+            "version": version,
+            "name": name,
+            "description": description,
+            "unit": unit,
+            "kind": "histogram",
+            "bounds": list(self._bounds[i]),
+            "points": points,
+        }
+
     def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
         """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
-        without building SDK objects first (this runs for every publish of a pre-fork worker)."""
-        points: tuple[list, list, list] = ([], [], [])
+        without building SDK objects first (this runs for every publish of a pre-fork worker).
+
+        While no request was recorded, the same entry objects are returned (callers must not
+        modify them): the group merge then knows, by identity, that nothing changed here."""
+        with self._lock:
+            cached = self._entries
+            if cached is not None and cached[:3] == (self._changes, scope, version):
+                return cached[3]
+            points: tuple[list, list, list] = ([], [], [])
+            for series in self._series.values():
+                for i, hist in enumerate(series.hists):
+                    if hist.count:
+                        points[i].append(self._point(series, hist))
+            entries = [self._entry(i, scope, version, points[i]) for i in range(3) if points[i]]
+            self._entries = (self._changes, scope, version, entries)
+        return entries
+
+    def entries_json(self, scope: str, version: str | None = None) -> str:
+        """:meth:`as_entries` as JSON text, without the list's brackets ("" when empty).
+
+        A pre-fork worker publishes its file every few seconds while it serves requests; with
+        thousands of series most of them did not change since the last publish, so each series'
+        point is encoded again only after a request changed it (:meth:`record` forgets the text).
+        """
+        parts: tuple[list[str], list[str], list[str]] = ([], [], [])
+        dumps = json.dumps
         with self._lock:
             for series in self._series.values():
                 for i, hist in enumerate(series.hists):
-                    if hist.count == 0:
+                    if not hist.count:
                         continue
-                    point = {
-                        "a": series.attributes,
-                        "start": self._start,
-                        "count": hist.count,
-                        "sum": hist.sum,
-                        "min": hist.min,
-                        "max": hist.max,
-                        "buckets": list(hist.counts),
-                    }
-                    if hist.exemplars:
-                        point["ex"] = [
-                            [value, at, context.trace_id, context.span_id]
-                            for value, at, context in hist.exemplars.values()
-                        ]
-                    points[i].append(point)
-        return [
-            {
-                "scope": scope,
-                "version": version,
-                "name": name,
-                "description": description,
-                "unit": unit,
-                "kind": "histogram",
-                "bounds": list(self._bounds[i]),
-                "points": points[i],
-            }
-            for i, (name, unit, description) in enumerate(_INSTRUMENTS)
-            if points[i]
-        ]
+                    text = hist.encoded
+                    if text is None:
+                        text = hist.encoded = dumps(self._point(series, hist), separators=(",", ":"), default=str)
+                    parts[i].append(text)
+        entries = []
+        for i in range(3):
+            if parts[i]:
+                head = dumps(self._entry(i, scope, version, []), separators=(",", ":"))
+                entries.append(head[: -len("[]}")] + "[" + ",".join(parts[i]) + "]}")
+        return ",".join(entries)
 
 
-def _exemplars(hist: _Hist) -> list:
+def _exemplars(hist: _Hist) -> tuple[Exemplar, ...]:
+    """The histogram's exemplars as SDK objects, built again only after a request replaced one.
+
+    A collection used to build one ``Exemplar`` per kept bucket of every series (a sixth of a
+    scrape, and the text format never prints them); series without new requests reuse the tuple
+    of their last collection (the objects are immutable). Called under the series lock.
+    """
     if not hist.exemplars:
-        return []
-    return [
-        Exemplar(
-            filtered_attributes=None, value=value, time_unix_nano=at, span_id=context.span_id, trace_id=context.trace_id
+        return ()
+    if hist.built is None:
+        hist.built = tuple(
+            Exemplar(
+                filtered_attributes=None,
+                value=value,
+                time_unix_nano=at,
+                span_id=context.span_id,
+                trace_id=context.trace_id,
+            )
+            for value, at, context in hist.exemplars.values()
         )
-        for value, at, context in hist.exemplars.values()
-    ]
+    return hist.built

@@ -81,6 +81,7 @@ __all__ = [
     "merge",
     "serialise",
     "deserialise",
+    "MergeCache",
     "WorkerView",
     "MasterView",
     "worker_view",
@@ -194,34 +195,82 @@ def _is_host_level(entry: dict) -> bool:
     return entry["name"].startswith(HOST_METRIC_PREFIX)
 
 
-def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]], archive: list[dict]) -> list[dict]:
+class MergeCache:
+    """The merged entries of the last merge, by metric, with the entry objects they came from.
+
+    A worker file that did not change is not parsed again (:class:`_Group`), so its entries are
+    the same objects as in the last merge; the request histograms' entries are the same objects
+    while no request came in (:meth:`~otel_monitor._request_metrics.RequestMetrics.as_entries`).
+    A metric whose every contribution is the same object as last time is not merged again, and
+    :func:`deserialise` reuses its SDK objects: with thousands of series, the periodic reads of
+    an idle or lightly used group (the analytics' sample) no longer redo every series.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, tuple[tuple, dict]] = {}
+        self.metrics: dict[int, tuple[dict, Metric]] = {}
+
+
+def merge(
+    own: list[dict],
+    own_pid: int,
+    live: Iterable[tuple[int, list[dict]]],
+    archive: list[dict],
+    cache: MergeCache | None = None,
+) -> list[dict]:
     """Merge serialised metrics: see the module docstring for the rules."""
-    merged: dict[tuple, dict] = {}
-    order: list[tuple] = []
+    # In pid order, whichever worker answers: float sums then add up in the same order on every
+    # scrape (1.82 must not read 1.8199999999999998 through another worker).
+    workers = sorted([(own, own_pid)] + [(entries, pid) for pid, entries in live], key=lambda e: e[1])
+    add_all: list[tuple[list[dict], int | None, bool]] = [(entries, pid, True) for entries, pid in workers]
+    add_all.append((archive, None, False))
+    sources: dict[tuple, list[tuple[dict, int | None, bool]]] = {}
+    for entries, pid, alive in add_all:
+        for entry in entries:
+            if _contributes(entry, pid, alive, own_pid):  # the first kept one places the metric
+                sources.setdefault((entry["scope"], entry["name"]), []).append((entry, pid, alive))
+    result = []
+    kept: dict[tuple, tuple[tuple, dict]] = {}
+    for key, contributions in sources.items():
+        signature = tuple(contributions)
+        if cache is not None:
+            known = cache.entries.get(key)
+            if (
+                known is not None
+                and len(known[0]) == len(signature)
+                and all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(known[0], signature, strict=True))
+            ):
+                kept[key] = known
+                result.append(known[1])
+                continue
+        merged = _merge_entry(contributions, own_pid)
+        kept[key] = (signature, merged)
+        result.append(merged)
+    if cache is not None:
+        cache.entries = kept
+    return result
 
-    def slot(entry: dict) -> dict:
-        key = (entry["scope"], entry["name"])
-        target = merged.get(key)
-        if target is None:
-            target = {k: v for k, v in entry.items() if k != "points"}
-            target["points"] = {}
-            merged[key] = target
-            order.append(key)
-        return target
 
-    def add(entry: dict, pid: int | None, alive: bool) -> None:
+def _contributes(entry: dict, pid: int | None, alive: bool, own_pid: int) -> bool:
+    kind = entry["kind"]
+    counting = kind == "histogram" or (kind == "sum" and entry.get("monotonic"))
+    if not alive and not counting:
+        return False  # a dead worker's gauges and up/down counters die with it
+    if _is_host_level(entry):
+        # Host-level: one reading per host. Gauges are the answering worker's; host counters
+        # are the highest any live worker read, so they never go backwards between scrapes
+        # answered by different workers.
+        return pid == own_pid or bool(kind == "sum" and entry.get("monotonic") and alive)
+    return True
+
+
+def _merge_entry(contributions: list[tuple[dict, int | None, bool]], own_pid: int) -> dict:
+    """One metric's kept entries from every worker (pid order) and the archive, merged."""
+    target = {k: v for k, v in contributions[0][0].items() if k != "points"}
+    points: dict[tuple, dict] = {}
+    for entry, pid, alive in contributions:
         kind = entry["kind"]
-        counting = kind == "histogram" or (kind == "sum" and entry.get("monotonic"))
-        if not alive and not counting:
-            return  # a dead worker's gauges and up/down counters die with it
         host_level = _is_host_level(entry)
-        if host_level and not (pid == own_pid or (kind == "sum" and entry.get("monotonic") and alive)):
-            # Host-level: one reading per host. Gauges are the answering worker's; host counters
-            # are the highest any live worker read, so they never go backwards between scrapes
-            # answered by different workers.
-            return
-        target = slot(entry)
-        points = target["points"]
         per_worker = kind == "gauge" and not host_level
         histogram = kind == "histogram"
         default_bounds = entry.get("bounds", [])
@@ -258,16 +307,8 @@ def merge(own: list[dict], own_pid: int, live: Iterable[tuple[int, list[dict]]],
                 existing["start"] = min(existing["start"], point["start"])
             else:
                 existing["v"] = point["v"]
-
-    # In pid order, whichever worker answers: float sums then add up in the same order on every
-    # scrape (1.82 must not read 1.8199999999999998 through another worker).
-    add_all = sorted([(own, own_pid, True)] + [(entries, pid, True) for pid, entries in live], key=lambda e: e[1])
-    for entries, pid, alive in add_all:
-        for entry in entries:
-            add(entry, pid, alive)
-    for entry in archive:
-        add(entry, None, False)
-    return [{**merged[key], "points": list(merged[key]["points"].values())} for key in order]
+    target["points"] = list(points.values())
+    return target
 
 
 def _opt(fn: Any, a: Any, b: Any) -> Any:
@@ -279,12 +320,18 @@ def _opt(fn: Any, a: Any, b: Any) -> Any:
 
 
 def deserialise(
-    entries: list[dict], template: MetricsData | None, resource: Any, intern: _Interner | None = None
+    entries: list[dict],
+    template: MetricsData | None,
+    resource: Any,
+    intern: _Interner | None = None,
+    cache: MergeCache | None = None,
 ) -> MetricsData:
     """Merged entries back into MetricsData, with ``resource`` and the scopes of ``template``.
 
     With ``intern``, a series keeps the same attributes object from one merge to the next (the
-    exposition caches label text per attributes object).
+    exposition caches label text per attributes object). With ``cache``, an entry :func:`merge`
+    did not merge again keeps its ``Metric`` (its points' ``time_unix_nano`` is then that of
+    the merge that built it: the exposition does not print it, and merged data is never pushed).
     """
     attrs = intern.get if intern is not None else (lambda a: a)
     scopes: dict[str, ScopeMetrics] = {}
@@ -293,7 +340,13 @@ def deserialise(
     )
     now = time.time_ns()
     by_scope: dict[str, list[Metric]] = {}
+    built: dict[int, tuple[dict, Metric]] = {}
     for entry in entries:
+        known = cache.metrics.get(id(entry)) if cache is not None else None
+        if known is not None and known[0] is entry:
+            built[id(entry)] = known
+            by_scope.setdefault(entry["scope"], []).append(known[1])
+            continue
         kind = entry["kind"]
         if kind == "histogram":
             data: Any = Histogram(
@@ -332,9 +385,11 @@ def deserialise(
                     for p in entry["points"]
                 ]
             )
-        by_scope.setdefault(entry["scope"], []).append(
-            Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
-        )
+        metric = Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
+        built[id(entry)] = (entry, metric)
+        by_scope.setdefault(entry["scope"], []).append(metric)
+    if cache is not None:
+        cache.metrics = built
     for name, metrics in by_scope.items():
         scope = scope_objects.get(name) or InstrumentationScope(name)
         scopes[name] = ScopeMetrics(scope=scope, metrics=metrics, schema_url="")
@@ -439,7 +494,7 @@ class _Group:
         """Fold dead workers' counters into archive.json; returns the archive
         (``{"metrics": [...], "registry": [...]}``). Call with the lock held."""
         archive_path = os.path.join(self.directory, "archive.json")
-        stored = _read_json(archive_path) or {}
+        stored = self._load(archive_path) or {}  # the same objects while unchanged (merge caches by them)
         archive = stored.get("metrics", [])
         registry = stored.get("registry", [])
         dead_shared: list[dict] = []
@@ -513,11 +568,14 @@ _asks = itertools.count()
 
 
 def _write_atomically(path: str, payload: dict) -> None:
+    # dumps, not dump: only the one-shot encoder is the C one (several times faster)
+    _write_text_atomically(path, json.dumps(payload, separators=(",", ":"), default=str))
+
+
+def _write_text_atomically(path: str, text: str) -> None:
     # A private temporary name per thread: two threads never write the same file.
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        # dumps, not dump: only the one-shot encoder is the C one (several times faster)
-        text = json.dumps(payload, separators=(",", ":"), default=str)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -548,11 +606,13 @@ class WorkerView:
         self._write_lock = threading.Lock()
         self._merge_lock = threading.Lock()
         self._intern = _Interner()
+        self._merge_cache = MergeCache()
         self._last_seen = -1
         self._last_write = 0.0
         #: the last full SDK snapshot (gauges included): periodic publishes reuse it with fresh
         #: request histograms, so gauge callbacks run only when somebody reads
         self._last_sdk: list[dict] = []
+        self._last_sdk_text = ""
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
@@ -583,9 +643,11 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict]) -> list[dict]:
+    def publish(self, metrics: list[dict] | str) -> list[dict]:
         """Write this worker's file (raises OSError when the directory is unusable); returns the
-        default registry's families it wrote (empty when ``metrics_default_registry`` is off)."""
+        default registry's families it wrote (empty when ``metrics_default_registry`` is off).
+
+        ``metrics``: the serialised entries, or their JSON text (:meth:`_metrics_text`)."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
         registry = self._collect_registry()
@@ -598,9 +660,15 @@ class WorkerView:
         payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
         with self._write_lock:
             seen = self.pipeline.requests_seen
-            _write_atomically(
-                self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
-            )
+            if isinstance(metrics, str):
+                head = json.dumps(
+                    {**payload, "registry": registry, "shared": shared}, separators=(",", ":"), default=str
+                )
+                _write_text_atomically(self.group.path(self.pid), f'{head[:-1]},"metrics":{metrics}}}')
+            else:
+                _write_atomically(
+                    self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
+                )
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
@@ -622,11 +690,26 @@ class WorkerView:
         from their aggregation to the file format."""
         pipeline = self.pipeline
         data = pipeline.reader.snapshot(extra=False)
-        self._last_sdk = serialise(data)
+        self._set_last_sdk(serialise(data))
         return data, self._last_sdk + self._requests()
 
     def _requests(self) -> list[dict]:
         return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
+
+    def _fresh_text(self) -> str:
+        """:meth:`_fresh`'s entries as JSON text, for a publish (nothing to merge here)."""
+        self._set_last_sdk(serialise(self.pipeline.reader.snapshot(extra=False)))
+        return self._metrics_text()
+
+    def _set_last_sdk(self, entries: list[dict]) -> None:
+        self._last_sdk = entries
+        self._last_sdk_text = json.dumps(entries, separators=(",", ":"), default=str)[1:-1]
+
+    def _metrics_text(self) -> str:
+        """The last SDK snapshot and the request histograms now, as the JSON text of the file's
+        ``metrics`` list: only series that changed since the last publish are encoded again."""
+        requests = self.pipeline.request_metrics.entries_json(self.pipeline.reader.extra_scope)
+        return "[" + ",".join(part for part in (self._last_sdk_text, requests) if part) + "]"
 
     def _own(self) -> MetricsData | None:
         return self.pipeline.reader.snapshot()
@@ -639,7 +722,7 @@ class WorkerView:
         if not self._usable():
             return
         try:
-            self.publish(self._last_sdk + self._requests())
+            self.publish(self._metrics_text())
         except OSError as exc:
             self._failed(exc)
 
@@ -670,7 +753,7 @@ class WorkerView:
             try:
                 if self._usable():
                     self.settle()
-                    self.publish(self._fresh()[1])
+                    self.publish(self._fresh_text())
             except OSError as exc:
                 self._failed(exc)
             except Exception:  # noqa: BLE001 - a failing publish must not stop the worker's listener
@@ -704,7 +787,9 @@ class WorkerView:
         self.settle()
         data, own = self._fresh()
         try:
-            own_registry = self.publish(own)  # what we show is on disk before anybody shows the next total
+            # what we show is on disk before anybody shows the next total (the text, made after
+            # `own`, holds at least its counts; unchanged series are not encoded again)
+            own_registry = self.publish(self._metrics_text())
             self.group.ask_to_publish(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
@@ -732,14 +817,15 @@ class WorkerView:
         self, own: list[dict], data: MetricsData | None, own_registry: list[dict]
     ) -> tuple[MetricsData, list[dict]]:
         live, archive = self.group.others()
-        entries = merge(own, self.pid, [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
         registry: list[dict] = []
         if self.default_registry and own_registry:
             registry = _default_registry.merge(
                 own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
             )
         with self._merge_lock:
-            merged = deserialise(entries, data, self.group_resource, self._intern)
+            metrics = [(pid, p.get("metrics", [])) for pid, p in live]
+            entries = merge(own, self.pid, metrics, archive["metrics"], self._merge_cache)
+            merged = deserialise(entries, data, self.group_resource, self._intern, self._merge_cache)
             self._intern.rotate()
         return merged, registry
 
@@ -793,6 +879,7 @@ class MasterView:
         self.group = _Group(directory, None)
         self.group_resource = _group_resource(pipeline, directory)
         self._intern = _Interner()
+        self._merge_cache = MergeCache()
         self._lock = threading.Lock()
 
     def scrape(self) -> MetricsData | None:
@@ -822,9 +909,10 @@ class MasterView:
 
     def _merge(self, data: MetricsData | None, live: list[tuple[int, dict]], archive: dict) -> MetricsData:
         own = [e for e in serialise(data) if _is_host_level(e)]
-        entries = merge(own, os.getpid(), [(pid, p.get("metrics", [])) for pid, p in live], archive["metrics"])
         with self._lock:
-            merged = deserialise(entries, data, self.group_resource, self._intern)
+            metrics = [(pid, p.get("metrics", [])) for pid, p in live]
+            entries = merge(own, os.getpid(), metrics, archive["metrics"], self._merge_cache)
+            merged = deserialise(entries, data, self.group_resource, self._intern, self._merge_cache)
             self._intern.rotate()
         return merged
 

@@ -101,6 +101,12 @@ _EXPORTERS = {
     ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
 }
 
+#: the same exporters serialising span batches with otel_monitor._otlp_encode (setting otlp_traces_encoder)
+_FAST_SPAN_EXPORTERS = {
+    "grpc": ("otel_monitor._otlp_grpc", "FastGrpcOTLPSpanExporter"),
+    "http/protobuf": ("otel_monitor._otlp_encode", "FastOTLPSpanExporter"),
+}
+
 
 def _exporters(settings: Settings, signal: str) -> list[Any]:
     import importlib
@@ -115,6 +121,8 @@ def _exporters(settings: Settings, signal: str) -> list[Any]:
             if name == "grpc":
                 kwargs["insecure"] = endpoint.startswith("http://")
         module, cls = _EXPORTERS[(signal, name)]
+        if signal == "traces" and settings.otlp_traces_encoder == "fast":
+            module, cls = _FAST_SPAN_EXPORTERS.get(name, (module, cls))
         result.append(getattr(importlib.import_module(module), cls)(**kwargs))
     return result
 

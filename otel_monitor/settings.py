@@ -484,6 +484,13 @@ class Settings:
         ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
         "Temporality of pushed metrics: `cumulative`, or `delta`/`lowmemory` (counters and histograms as deltas)",
     )
+    otlp_traces_encoder: str = _setting(
+        "fast",
+        _choice("fast", "official"),
+        ("OTEL_MONITOR_OTLP_TRACES_ENCODER",),
+        "How OTLP span batches are serialised: `fast` (bytes written directly, the official transport) "
+        "or `official` (the exporter's own protobuf encoder)",
+    )
     otlp_timeout: float = _setting(
         5.0,
         _number(0.1, 60),

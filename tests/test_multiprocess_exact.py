@@ -204,19 +204,19 @@ def test_a_full_directory_degrades_to_own_numbers_with_one_log_line_and_recovers
     app, pipeline, view, directory = worker
     client = closing_client(app)
     client.get("/users/1")
-    real = multiprocess._write_atomically
+    real = multiprocess._write_text_atomically  # every file write goes through it
 
-    def full(path, payload):
+    def full(path, text):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(multiprocess, "_write_atomically", full)
+    monkeypatch.setattr(multiprocess, "_write_text_atomically", full)
     with caplog.at_level(logging.WARNING, logger="otel_monitor"):
         for _ in range(5):
             response = client.get("/metrics")
             assert response.status_code == 200
             assert request_total_any(response.get_data(as_text=True)) >= 1
     assert len([r for r in caplog.records if "cannot use the multiprocess directory" in r.getMessage()]) == 1
-    monkeypatch.setattr(multiprocess, "_write_atomically", real)
+    monkeypatch.setattr(multiprocess, "_write_text_atomically", real)
     view._failed_at = time.monotonic() - multiprocess.RETRY_AFTER  # the retry is due
     assert client.get("/metrics").status_code == 200
     assert json.loads((directory / f"w-{os.getpid()}.json").read_text())["pid"] == os.getpid()

@@ -1,0 +1,301 @@
+"""otel_monitor._otlp_encode writes exactly the official encoder's bytes, and its exporters keep the
+official transport (a real local HTTP sink and a real gRPC server receive the spans)."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as OfficialGrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as OfficialHttpExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from otel_monitor._otlp_encode import FastOTLPSpanExporter, SpanEncoder
+from otel_monitor._otlp_grpc import FastGrpcOTLPSpanExporter
+from otel_monitor.pipeline import span_exporters
+from otel_monitor.settings import resolve_settings
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+texts = st.text(max_size=12)
+primitives = st.one_of(texts, st.booleans(), INT64, st.floats(), st.binary(max_size=8))
+arrays = st.one_of(
+    st.lists(st.one_of(texts, st.none()), max_size=4).map(tuple),
+    st.lists(st.booleans(), max_size=4).map(tuple),
+    st.lists(INT64, max_size=4).map(tuple),
+    st.lists(st.floats(), max_size=4),
+)
+values = st.recursive(
+    st.one_of(primitives, arrays, st.none()),
+    lambda inner: st.dictionaries(texts, inner, max_size=3),
+    max_leaves=6,
+)
+attribute_dicts = st.dictionaries(texts, values, max_size=6)
+
+
+@st.composite
+def bounded_attributes(draw: st.DrawFn) -> BoundedAttributes | dict | None:
+    """Plain dicts, None, or bounded attributes that dropped some (a dropped count to encode)."""
+    attributes = draw(attribute_dicts)
+    choice = draw(st.sampled_from(("dict", "none", "bounded")))
+    if choice == "dict":
+        return attributes
+    if choice == "none":
+        return None
+    return BoundedAttributes(maxlen=draw(st.integers(0, 6)), attributes=attributes, immutable=False)
+
+
+trace_ids = st.integers(1, 2**128 - 1)
+span_ids = st.integers(1, 2**64 - 1)
+times = st.one_of(st.none(), st.integers(0, 2**64 - 1))
+trace_states = st.lists(
+    st.tuples(st.sampled_from(("a", "vendor", "k1", "rojo")), st.sampled_from(("1", "00f067aa", "x"))),
+    max_size=3,
+    unique_by=lambda pair: pair[0],
+).map(TraceState)
+
+
+@st.composite
+def contexts(draw: st.DrawFn) -> SpanContext:
+    return SpanContext(
+        draw(trace_ids),
+        draw(span_ids),
+        draw(st.booleans()),
+        TraceFlags(draw(st.sampled_from((0, 1)))),
+        draw(st.one_of(st.none(), trace_states)),
+    )
+
+
+def bounded(items: list, maxlen: int) -> BoundedList:
+    result = BoundedList(maxlen)
+    result.extend(items)
+    return result
+
+
+# Resources and scopes come from small pools that hold equal but distinct objects: the official
+# encoder groups by equality, so ours must too.
+RESOURCES = [
+    Resource({"service.name": "a", "n": 1}),
+    Resource({"service.name": "a", "n": 1}),
+    Resource({"service.name": "b", "list": (1, 2)}, schema_url="https://opentelemetry.io/schemas/1.26.0"),
+    Resource({}),
+]
+SCOPES = [
+    None,
+    InstrumentationScope("otel_monitor", "1.0", "https://opentelemetry.io/schemas/1.26.0"),
+    InstrumentationScope("otel_monitor", "1.0", "https://opentelemetry.io/schemas/1.26.0"),
+    InstrumentationScope("user", None, None, {"scope.attr": True}),
+    InstrumentationScope("", "", ""),
+]
+
+
+@st.composite
+def spans(draw: st.DrawFn) -> ReadableSpan:
+    events = [
+        Event(draw(texts), draw(bounded_attributes()), draw(st.integers(0, 2**64 - 1)))
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    links = [Link(draw(contexts()), draw(bounded_attributes())) for _ in range(draw(st.integers(0, 3)))]
+    code = draw(st.sampled_from(list(StatusCode)))
+    return ReadableSpan(
+        name=draw(texts),
+        context=draw(contexts()),
+        parent=draw(st.one_of(st.none(), contexts())),
+        resource=draw(st.sampled_from(RESOURCES)),
+        attributes=draw(bounded_attributes()),
+        events=bounded(events, draw(st.integers(0, 3))) if draw(st.booleans()) else tuple(events),
+        links=bounded(links, draw(st.integers(0, 3))) if draw(st.booleans()) else tuple(links),
+        kind=draw(st.sampled_from(list(SpanKind))),
+        status=Status(code, draw(st.one_of(st.none(), texts)) if code is StatusCode.ERROR else None),
+        start_time=draw(times),
+        end_time=draw(times),
+        instrumentation_scope=draw(st.sampled_from(SCOPES)),
+    )
+
+
+def official_bytes(batch: list[ReadableSpan]) -> bytes:
+    return encode_spans(batch).SerializePartialToString()
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])  # examples: the conftest profile
+@given(st.lists(spans(), max_size=6))
+def test_random_span_batches_encode_to_the_official_encoders_bytes(batch):
+    logging.disable(logging.ERROR)  # values the official encoder cannot encode are logged by both
+    try:
+        assert SpanEncoder().encode(batch) == official_bytes(batch)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_a_value_that_cannot_be_encoded_skips_only_its_attribute_and_is_logged(caplog):
+    span = ReadableSpan(
+        "GET /",
+        SpanContext(1, 2, False),
+        resource=RESOURCES[0],
+        attributes={"too.big": 2**63, "kept": 1, "bad.type": object()},
+    )
+    ours = SpanEncoder().encode([span])
+    assert ours == official_bytes([span])
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(ours)
+    assert [kv.key for kv in decoded.resource_spans[0].scope_spans[0].spans[0].attributes] == ["kept"]
+    assert sum("Failed to encode key too.big" in r.getMessage() for r in caplog.records) == 2  # ours + official
+
+
+def test_the_cached_resource_is_re_encoded_for_another_resource_object():
+    encoder = SpanEncoder()
+    first = ReadableSpan("a", SpanContext(1, 2, False), resource=RESOURCES[0])
+    second = ReadableSpan("b", SpanContext(1, 3, False), resource=RESOURCES[2])
+    assert encoder.encode([first]) == official_bytes([first])
+    assert encoder.encode([second]) == official_bytes([second])
+    assert encoder.encode([first, second, first]) == official_bytes([first, second, first])
+
+
+def sample_batch(count: int = 5) -> list[ReadableSpan]:
+    return [
+        ReadableSpan(
+            f"GET /items/{n}",
+            SpanContext(0xABC + n, 0xDEF + n, False),
+            parent=SpanContext(0xABC + n, 7, True),
+            resource=RESOURCES[2],
+            attributes={"http.request.method": "GET", "http.response.status_code": 200},
+            kind=SpanKind.SERVER,
+            start_time=1_700_000_000_000_000_000 + n,
+            end_time=1_700_000_000_000_100_000 + n,
+            instrumentation_scope=SCOPES[1],
+        )
+        for n in range(count)
+    ]
+
+
+class Sink:
+    """A local OTLP/HTTP receiver: records each request body; answers with the next status."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.statuses: list[int] = []
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.bodies.append(body)
+                status = sink.statuses.pop(0) if sink.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink():
+    receiver = Sink()
+    yield receiver
+    receiver.close()
+
+
+def test_the_http_exporter_posts_the_official_bytes_to_the_endpoint(sink):
+    batch = sample_batch()
+    exporter = FastOTLPSpanExporter(endpoint=sink.url, timeout=5)
+    assert exporter.export(batch) is SpanExportResult.SUCCESS
+    official = OfficialHttpExporter(endpoint=sink.url, timeout=5)
+    assert official.export(batch) is SpanExportResult.SUCCESS
+    assert sink.bodies[0] == sink.bodies[1] == official_bytes(batch)
+
+
+def test_the_http_exporter_keeps_the_official_retry_on_a_retryable_status(sink):
+    sink.statuses = [503]
+    exporter = FastOTLPSpanExporter(endpoint=sink.url, timeout=10)
+    assert exporter.export(sample_batch(2)) is SpanExportResult.SUCCESS
+    assert len(sink.bodies) == 2 and sink.bodies[0] == sink.bodies[1] == official_bytes(sample_batch(2))
+
+
+def test_the_http_exporter_reports_a_rejected_batch_as_a_failure(sink):
+    sink.statuses = [400]
+    exporter = FastOTLPSpanExporter(endpoint=sink.url, timeout=5)
+    assert exporter.export(sample_batch(2)) is SpanExportResult.FAILURE
+    assert len(sink.bodies) == 1
+
+
+def test_the_http_exporter_drops_a_batch_over_the_request_size_limit_without_sending(sink):
+    exporter = FastOTLPSpanExporter(endpoint=sink.url, timeout=5, max_request_size=100)
+    assert exporter.export(sample_batch(5)) is SpanExportResult.FAILURE
+    assert sink.bodies == []
+
+
+def test_the_http_exporter_refuses_batches_after_shutdown(sink):
+    exporter = FastOTLPSpanExporter(endpoint=sink.url, timeout=5)
+    exporter.shutdown()
+    assert exporter.export(sample_batch(1)) is SpanExportResult.FAILURE
+    assert sink.bodies == []
+
+
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+    def Export(self, request, context):
+        self.requests.append(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_the_grpc_exporter_sends_the_official_request_to_a_real_grpc_server():
+    collector = Collector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        batch = sample_batch()
+        ours = FastGrpcOTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, timeout=10)
+        official = OfficialGrpcExporter(endpoint=f"127.0.0.1:{port}", insecure=True, timeout=10)
+        assert ours.export(batch) is SpanExportResult.SUCCESS
+        assert official.export(batch) is SpanExportResult.SUCCESS
+        ours.shutdown()
+        official.shutdown()
+    finally:
+        server.stop(None)
+    assert len(collector.requests) == 2
+    assert collector.requests[0] == collector.requests[1] == encode_spans(batch)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "encoder", "expected"),
+    [
+        ("http/protobuf", None, FastOTLPSpanExporter),
+        ("grpc", None, FastGrpcOTLPSpanExporter),
+        ("http/protobuf", "official", OfficialHttpExporter),
+        ("grpc", "official", OfficialGrpcExporter),
+    ],
+)
+def test_the_pipeline_builds_the_fast_exporters_unless_the_official_encoder_is_chosen(protocol, encoder, expected):
+    options = {"otlp_endpoint": "http://127.0.0.1:4318", "otlp_protocol": protocol}
+    if encoder is not None:
+        options["otlp_traces_encoder"] = encoder
+    (exporter,) = span_exporters(resolve_settings(options, environ={}))
+    assert type(exporter) is expected
+    exporter.shutdown()
