@@ -20,18 +20,19 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from . import __about__, _providers
-from ._enduser import Identity, IdentityLayer
-from ._enduser import install_flask_hooks as install_enduser_hooks
-from ._frameworks import default_service_name, install_route_hooks
-from ._providers import DelegatingMeter, DelegatingTracer
-from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
-from ._runtime import Runtime, request_pipeline
-from ._version import module_root, with_version
-from .exposition import metrics_app_for
-from .instruments import Counter, Gauge, Histogram, UpDownCounter
-from .pipeline import SCHEMA_URL, SCOPE
+from . import __about__
+from .metrics.exposition import metrics_app_for
+from .metrics.instruments import Counter, Gauge, Histogram, UpDownCounter
+from .request._enduser import Identity, IdentityLayer
+from .request._enduser import install_flask_hooks as install_enduser_hooks
+from .request._frameworks import default_service_name, install_route_hooks
+from .request._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
+from .telemetry import _providers
+from .telemetry._providers import DelegatingMeter, DelegatingTracer
+from .telemetry._runtime import Runtime, request_pipeline
+from .telemetry._version import module_root, with_version
+from .telemetry.pipeline import SCHEMA_URL, SCOPE
 
 __all__ = ["Monitor", "wrap", "get_monitor"]
 
@@ -100,16 +101,16 @@ class Monitor:
         settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
-        from ._metrics_route import guard_existing_metrics_route
+        from .metrics._metrics_route import guard_existing_metrics_route
 
         inner = app.wsgi_app
         metrics_app = guard_existing_metrics_route(app, inner, settings.metrics_path, metrics_wsgi_app_for(runtime))
         if settings.flask_instrumentation == "contrib":
-            from . import _contrib_flask
+            from .request import _contrib_flask
 
             _contrib_flask.instrument(app, lambda: runtime, settings, metrics_app)
         else:
-            from ._coexistence import claim_for_middleware
+            from .request._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
             app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
@@ -121,7 +122,7 @@ class Monitor:
             install(self, app, runtime)
         runtime.pipeline()  # start exporting now; a forked child builds its own
         if settings.set_global and runtime.pipeline().logger_provider is not None:
-            from ._logs import install_at_first_request
+            from .telemetry._logs import install_at_first_request
 
             # At the first request, once the app, Flask and the server have set up the console.
             install_at_first_request(app)
@@ -151,7 +152,7 @@ class Monitor:
             _providers.install_globals()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
-            from ._metrics_server import start_metrics_server
+            from .metrics._metrics_server import start_metrics_server
 
             start_metrics_server(pipeline, metrics_app_for(lambda: pipeline, pipeline.settings))
         for handle in self._handles:
@@ -288,7 +289,7 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
     if runtime.pipeline().logger_provider is not None and resolved.set_global:
-        from ._logs import install_root_handler
+        from .telemetry._logs import install_root_handler
 
         install_root_handler()  # the app is built (Django's LOGGING applied): its console is set up
     return wrapped

@@ -126,7 +126,7 @@ def _names(value: Any) -> tuple[str, ...]:
 
 def _propagators(value: Any) -> tuple[str, ...]:
     """OTEL_PROPAGATORS: comma-separated names of installed propagators, or ``none``."""
-    from ._propagation import check_propagator_names
+    from .request._propagation import check_propagator_names
 
     names = _names(value)
     if not names:
@@ -151,7 +151,7 @@ def _networks(value: Any) -> tuple[str, ...]:
 
 
 def _id_generator(value: Any) -> str | None:
-    from ._ids import check_id_generator_name
+    from .telemetry._ids import check_id_generator_name
 
     return check_id_generator_name(str(value))
 

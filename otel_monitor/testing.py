@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ._metrics_data import iter_metrics
+from .metrics._metrics_data import iter_metrics
 
 __all__ = ["Telemetry"]
 
@@ -27,7 +27,7 @@ class Telemetry:
         monitor.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
     def spans(self) -> list:
-        from ._request_path import finish_unclosed
+        from .request._request_path import finish_unclosed
 
         pipeline = self.monitor.pipeline
         if pipeline is not None:

@@ -13,7 +13,7 @@ from itertools import pairwise
 import pytest
 
 from otel_monitor.analytics import RING_SIZE, analytics_of
-from otel_monitor.pipeline import DURATION_BUCKETS
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import Telemetry, closing_client
 
 TOKEN = "test-token-0123456789"
@@ -60,7 +60,7 @@ class RequestClock:
 
 @pytest.fixture
 def request_clock(monkeypatch) -> RequestClock:
-    from otel_monitor import _request_path
+    from otel_monitor.request import _request_path
 
     clock = RequestClock()
     monkeypatch.setattr(_request_path, "time", clock)  # durations and span end times come from it

@@ -183,7 +183,7 @@ def test_wrapping_a_framework_app_twice_installs_its_route_hook_once():
     app = falcon_app()
     first = otel_monitor.wrap(app, system_metrics=False)
     second = otel_monitor.wrap(app, system_metrics=False)
-    from otel_monitor._frameworks import _FalconRoutes
+    from otel_monitor.request._frameworks import _FalconRoutes
 
     assert sum(isinstance(m, _FalconRoutes) for m in app._unprepared_middleware) == 1
     first.monitor.shutdown(1)

@@ -6,8 +6,8 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from otel_monitor.pipeline import _otlp_target, _sampler, metric_exporters, span_exporters
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry.pipeline import _otlp_target, _sampler, metric_exporters, span_exporters
 
 
 def test_no_endpoint_and_no_exporter_setting_means_no_push_exporters():

@@ -37,8 +37,8 @@ from .views import AlertsViews, CsrfCheck, register
 if TYPE_CHECKING:
     from flask import Blueprint
 
-    from .._runtime import Runtime
-    from ..pipeline import Pipeline
+    from ..telemetry._runtime import Runtime
+    from ..telemetry.pipeline import Pipeline
 
 __all__ = ["enabled", "attach", "AlertsSetup", "setup_for", "engine_of", "send_test_notice", "TestResult"]
 

@@ -25,7 +25,7 @@ from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snaps
 from .versions import VersionData, parse_entries, unwritten_entries, versions_report
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from ..telemetry.pipeline import Pipeline
     from . import AnalyticsState
     from .prometheus_source import FleetState
 

@@ -11,7 +11,7 @@ that start inside the window (to the minute); longer windows and ``all`` answer 
 the process (each worker) started, and say so (``source: "since start"``, ``covered_s``).
 
 Under a pre-fork server each worker shares :meth:`RouteProfiles.snapshot` (``pipeline.share``)
-and :func:`route_profile` merges what :func:`~otel_monitor.pipeline.Pipeline.gather` returns.
+and :func:`route_profile` merges what :func:`~otel_monitor.telemetry.pipeline.Pipeline.gather` returns.
 :func:`collapsed` writes Brendan Gregg's collapsed stacks (``root;caller;callee 42``), what
 ``flamegraph.pl``, speedscope and inferno read.
 """

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, MetricsData, Sum
 
-from .._export_accounting import ExportStatus
-from .._metrics_data import iter_metrics
+from ..metrics._metrics_data import iter_metrics
+from ..telemetry._export_accounting import ExportStatus
 from .prometheus_source import FleetState
 from .summaries import Tick, WindowSummary
 from .summary import (

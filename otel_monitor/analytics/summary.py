@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from .._export_accounting import lost_logs, lost_spans
-from .._metrics_data import iter_metrics, iter_points
+from ..metrics._metrics_data import iter_metrics, iter_points
+from ..telemetry._export_accounting import lost_logs, lost_spans
 
 __all__ = [
     "Series",

@@ -32,7 +32,7 @@ from ..settings import Settings
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from ..telemetry.pipeline import Pipeline
 
 __all__ = [
     "SpaceSaving",

@@ -294,7 +294,7 @@ class GlobalPropagator(TextMapPropagator):
             return pipeline.propagator
         global _fallback
         if _fallback is None:
-            from ._propagation import build_propagator
+            from ..request._propagation import build_propagator
 
             _fallback = build_propagator(("tracecontext", "baggage"))
         return _fallback
@@ -365,7 +365,7 @@ def _install_logger_provider() -> str:
     from ._logs import global_logger_provider
 
     current = otel_logs.get_logger_provider()
-    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == "otel_monitor._logs":
+    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == "otel_monitor.telemetry._logs":
         return "ours"
     from opentelemetry._logs._internal import ProxyLoggerProvider
 

@@ -40,8 +40,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._metrics_data import iter_scoped
-from ._safe_log import INTERVAL, neutralise, should_log
+from .._safe_log import INTERVAL, neutralise, should_log
+from ..metrics._metrics_data import iter_scoped
 
 __all__ = [
     "account",

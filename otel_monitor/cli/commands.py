@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .__about__ import __version__
-from .settings import FIELDS, SettingsError, config_key, resolve_settings
+from ..__about__ import __version__
+from ..settings import FIELDS, SettingsError, config_key, resolve_settings
 
 __all__ = ["main", "build_parser"]
 
@@ -275,7 +275,7 @@ def _masked_text(name: str, value: str) -> str:
 
 def demo_app() -> tuple[Any, str]:
     """The example app (examples/app.py, installed as otel_monitor.examples.app)."""
-    from .examples.app import app
+    from ..examples.app import app
 
     return app, "examples/app.py"
 

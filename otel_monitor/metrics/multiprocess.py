@@ -3,7 +3,7 @@
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics, prometheus_client's default registry (:mod:`otel_monitor._default_registry`) and
+  metrics, prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`) and
   shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
   (a private temporary file, then rename; one writer at a time per process): when it answers a
   scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
@@ -67,11 +67,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from .._safe_log import log_internal_error
+from ..prefork import alive as _alive
+from ..prefork import detect_group, group_dir, group_secret
 from . import _default_registry
 from ._metrics_data import iter_scoped
-from ._safe_log import log_internal_error
-from .prefork import alive as _alive
-from .prefork import detect_group, group_dir, group_secret
 from .system import HOST_METRIC_PREFIX
 
 __all__ = [
@@ -556,7 +556,7 @@ class WorkerView:
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
-        #: the default registry travels in the worker files (see otel_monitor._default_registry)
+        #: the default registry travels in the worker files (see otel_monitor.metrics._default_registry)
         self.default_registry: bool = pipeline.settings.metrics_default_registry
 
     # -- publishing ---------------------------------------------------------------------------

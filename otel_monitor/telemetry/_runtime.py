@@ -16,10 +16,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._safe_log import log_internal_error
-from .metrics_view import LocalView
+from .._safe_log import log_internal_error
+from ..metrics.metrics_view import LocalView
+from ..settings import Settings
 from .pipeline import Pipeline, build_pipeline
-from .settings import Settings
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
@@ -92,7 +92,7 @@ def _check_process_group(settings: Settings) -> None:
     workers, the token, the login throttle), so only the environment can declare it."""
     source = settings.source_of("process_group")
     if settings.process_group is not None and not source.startswith("environment"):
-        from .settings import SettingsError
+        from ..settings import SettingsError
 
         raise SettingsError(
             f"process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment instead of {source}: "
@@ -135,8 +135,9 @@ class Runtime:
         return pipeline
 
     def _multiprocess_hook(self, pipeline: Pipeline) -> None:
-        """Choose the pipeline's view: the worker group's under a pre-fork server (otel_monitor.multiprocess)."""
-        from . import multiprocess, prefork
+        """Choose the pipeline's view: the worker group's under a pre-fork server (metrics.multiprocess)."""
+        from .. import prefork
+        from ..metrics import multiprocess
 
         try:
             master = prefork.detect_group(self.forked_from)
@@ -169,7 +170,7 @@ class Runtime:
 
     def _forked_a_child(self) -> None:
         # The worker builds its own pipeline and joins the group of this process (see
-        # otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
+        # otel_monitor.metrics.multiprocess). A separate metrics port bound here (gunicorn --preload: the
         # master) stays here, so from now on it serves the group's view instead of our own numbers.
         # Only in a server's master (prefork.is_master): any other process that forks goes on
         # serving requests, and its port must go on showing them.
@@ -181,7 +182,8 @@ class Runtime:
             or not isinstance(pipeline.view, LocalView)
         ):
             return
-        from . import multiprocess, prefork
+        from .. import prefork
+        from ..metrics import multiprocess
 
         try:
             if not prefork.is_master():

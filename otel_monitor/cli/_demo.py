@@ -168,7 +168,7 @@ def serve(
         print("\nstopping...", file=out, flush=True)
         server.shutdown()
         server.server_close()
-        from .monitor import get_monitor
+        from ..monitor import get_monitor
 
         monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
         if monitor is not None:
@@ -240,7 +240,7 @@ def demo_alerts(environ: Any = None) -> Iterator[bool]:
 
 def urls_for(app: Any, base: str) -> list[str]:
     """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
-    from .monitor import get_monitor
+    from ..monitor import get_monitor
 
     monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
     auth = getattr(app, "extensions", {}).get("otel_monitor.analytics")

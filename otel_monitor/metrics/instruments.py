@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from ._safe_log import log_internal_error
+from .._safe_log import log_internal_error
 
 __all__ = ["Counter", "Histogram", "UpDownCounter", "Gauge", "CARDINALITY_LIMIT"]
 

@@ -42,9 +42,9 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._redaction import Redactor, redactor_for
+from .._safe_log import log_internal_error
 from ._header_capture import HeaderCapture
-from ._redaction import Redactor, redactor_for
-from ._safe_log import log_internal_error
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
@@ -372,7 +372,7 @@ class _Request:
         """The response is complete -- its body read to the end, or all its ``Content-Length``
         bytes handed to the server -- but the server has not closed it yet: its client may already
         have it, so a scrape about to publish this worker's counts waits for it (see
-        :meth:`otel_monitor.multiprocess.WorkerView.settle`)."""
+        :meth:`otel_monitor.metrics.multiprocess.WorkerView.settle`)."""
         if self.finished:
             return False
         if self.end is not None:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._safe_log import log_internal_error
+from .._safe_log import log_internal_error
 
 
 class Scheduler:

@@ -36,9 +36,9 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+from .._safe_log import log_internal_error
 from . import _providers
 from ._export_accounting import ExportStatus, account_logs
-from ._safe_log import log_internal_error
 
 _logger = logging.getLogger("otel_monitor")
 _lock = threading.Lock()
@@ -54,8 +54,8 @@ def build_logger_provider(
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+    from .._redaction import redactor_for
     from ._log_redaction import RedactingLogExporter
-    from ._redaction import redactor_for
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     from .pipeline import sdk_internal_metrics

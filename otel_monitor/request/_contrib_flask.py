@@ -19,8 +19,8 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
+from ..telemetry._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
 from ._coexistence import contrib_instrumented
-from ._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
 
 
 class _TracerProvider(otel_trace.TracerProvider):

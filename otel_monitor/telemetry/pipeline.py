@@ -33,18 +33,18 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from . import __about__
+from .. import __about__
+from .._safe_log import log_internal_error
+from ..metrics._reader import MonitorReader
+from ..metrics._temporality import DeltaConverter
+from ..metrics.metrics_view import LocalView, MetricsView
+from ..request._propagation import build_propagator
+from ..request._request_metrics import RequestMetrics
+from ..request._request_path import finish_unclosed
+from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
 from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
 from ._ids import id_generator
-from ._propagation import build_propagator
-from ._reader import MonitorReader
-from ._request_metrics import RequestMetrics
-from ._request_path import finish_unclosed
-from ._safe_log import log_internal_error
-from ._temporality import DeltaConverter
-from .metrics_view import LocalView, MetricsView
-from .settings import DURATION_BUCKETS_DEFAULT, Settings
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -150,7 +150,9 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     }
     if "host.name" not in attributes:
         attributes["host.name"] = platform.node()
-    if settings.service_version:  # resolved by the monitor (otel_monitor._version): wins, as service_name does
+    if (
+        settings.service_version
+    ):  # resolved by the monitor (otel_monitor.telemetry._version): wins, as service_name does
         attributes["service.version"] = settings.service_version
     return Resource(attributes)
 
@@ -184,7 +186,7 @@ class Pipeline:
     shutdown_hooks: list = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
     logger_provider: Any = None
-    #: what every consumer reads (set once when built; see otel_monitor.metrics_view)
+    #: what every consumer reads (set once when built; see otel_monitor.metrics.metrics_view)
     view: MetricsView | None = None
     #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
     monitor: Any = None
@@ -382,7 +384,7 @@ def build_pipeline(
     metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
-    # by otel_monitor._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
+    # by otel_monitor.request._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
     # SDK's filter is trace-based only for a push exporter.
     exemplar_filter = {
         "always_on": AlwaysOnExemplarFilter,
@@ -417,7 +419,7 @@ def build_pipeline(
 
         pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider, exports)
     if settings.system_metrics:
-        from .system import register_system_metrics
+        from ..metrics.system import register_system_metrics
 
         register_system_metrics(pipeline.meter)
     if pipeline.metric_exporters:
