@@ -27,10 +27,12 @@ and so are the SDK exporters' own per-batch error lines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -417,3 +419,20 @@ def lost_spans(data: Any) -> dict[str, int]:
 def lost_logs(data: Any) -> dict[str, int]:
     """Log records lost so far, by reason: the processor's drops and the exporters' failures."""
     return _lost(data, LOG_EXPORTED_METRIC, LOG_PROCESSED_METRIC)
+
+
+@contextlib.contextmanager
+def sdk_internal_metrics() -> Iterator[None]:
+    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED set while a batch processor is built (it is read
+    then, and only then): its drops and queue size are counted on our meter, then the process's
+    environment is as it was."""
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous

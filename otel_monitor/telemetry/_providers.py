@@ -359,13 +359,52 @@ def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], our
     return "ours"
 
 
+class DelegatingLogger:
+    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
+
+    def __init__(self, scope: tuple) -> None:
+        self._scope = scope
+        self._cache: tuple[Any, Any] = (None, None)
+
+    def _logger(self) -> Any:
+        runtime = primary_runtime()
+        pipeline = runtime._pipeline if runtime is not None else None
+        if pipeline is None or pipeline.logger_provider is None:
+            return None
+        cached, logger = self._cache
+        if cached is not pipeline:
+            logger = pipeline.logger_provider.get_logger(*self._scope)
+            self._cache = (pipeline, logger)
+        return logger
+
+    def emit(self, *args: Any, **kwargs: Any) -> None:
+        logger = self._logger()
+        if logger is not None:
+            logger.emit(*args, **kwargs)
+
+    def is_enabled(self, *args: Any, **kwargs: Any) -> bool:
+        logger = self._logger()
+        return bool(logger is not None and getattr(logger, "is_enabled", lambda *a, **k: True)(*args, **kwargs))
+
+
+def global_logger_provider() -> Any:
+    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
+    from opentelemetry._logs import LoggerProvider as APILoggerProvider
+
+    class GlobalLoggerProvider(APILoggerProvider):
+        def get_logger(
+            self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+        ) -> Any:
+            return DelegatingLogger((name, version, schema_url, attributes))
+
+    return GlobalLoggerProvider()
+
+
 def _install_logger_provider() -> str:
     from opentelemetry import _logs as otel_logs
 
-    from ._logs import global_logger_provider
-
     current = otel_logs.get_logger_provider()
-    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == "otel_monitor.telemetry._logs":
+    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == __name__:
         return "ours"
     from opentelemetry._logs._internal import ProxyLoggerProvider
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 # global lock in the child) must be registered first, or a worker forked after an exporter first
 # imported concurrent.futures waits on that lock for ever.
 import concurrent.futures.thread  # noqa: F401 - imported for its side effect (see above)
-import contextlib
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +42,7 @@ from ..request._request_metrics import RequestMetrics
 from ..request._request_path import finish_unclosed
 from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
-from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
+from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, sdk_internal_metrics, watch_metrics
 from ._ids import id_generator
 
 _logger = logging.getLogger("otel_monitor")
@@ -351,23 +350,6 @@ def _batch_processor(
                 meter_provider=meter_provider,
             )
         )
-
-
-@contextlib.contextmanager
-def sdk_internal_metrics() -> Iterator[None]:
-    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED set while a batch processor is built (it is read
-    then, and only then): its drops and queue size are counted on our meter, then the process's
-    environment is as it was."""
-    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
-    previous = os.environ.get(variable)
-    os.environ[variable] = "true"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = previous
 
 
 def build_pipeline(
