@@ -117,9 +117,13 @@ class Monitor:
             _install_flask_hooks(app)
         install_enduser_hooks(app, self._identity(settings, app))
         if settings.analytics:
+            from .alerts import wiring as alerts
             from .analytics import install
 
-            install(self, app, runtime)
+            def add_alerts(blueprint: Any, auth: Any) -> None:
+                alerts.attach(blueprint, runtime, settings, auth)  # the alerts read the analytics
+
+            install(self, app, runtime, add_alerts if alerts.enabled(settings) else None)
         runtime.pipeline()  # start exporting now; a forked child builds its own
         if settings.set_global and runtime.pipeline().logger_provider is not None:
             from .telemetry._logs import install_at_first_request

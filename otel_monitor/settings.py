@@ -226,7 +226,7 @@ def _alert_rules(value: Any) -> str | None:
 
 
 def _report_schedule(value: Any) -> str | None:
-    from .alerts.digest import parse_schedule
+    from .alerts.schedule import parse_schedule
 
     text = _opt_str(value)
     if text is not None:

@@ -15,6 +15,12 @@ them shares the cache without knowing it.
 Usage: nothing -- ``Monitor(app)`` mounts it at ``analytics_prefix`` (default ``/otel-monitor``).
 In tests, :func:`analytics_of` gives the per-process state (``sample()`` takes a tick now,
 ``clock``, ``history``). See ``docs/analytics-api.md``.
+
+May import: :mod:`otel_monitor.metrics` (the data it reads), the telemetry's export accounting and
+types, :mod:`otel_monitor.settings`, :mod:`otel_monitor.prefork`, :mod:`otel_monitor._safe_log`,
+:mod:`otel_monitor._redaction`. Never the request path (it reads what the request path recorded,
+through the pipeline) and never the alerts (they read the analytics; :mod:`otel_monitor.monitor`
+wires them through ``install(extend=...)``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._safe_log import log_internal_error
 from . import custom_series as _custom_series
@@ -33,11 +39,15 @@ from . import errors as _errors
 from . import insights as _insights
 from . import profiler as _profiler
 from . import trace_store as _trace_store
+from .access import analytics_of
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
 from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
 from .users import Identities
+
+if TYPE_CHECKING:
+    from flask import Blueprint
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
 
@@ -314,12 +324,6 @@ class AnalyticsState:
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
-def analytics_of(monitor: Any) -> AnalyticsState | None:
-    """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
-    pipeline = monitor.pipeline
-    return pipeline.analytics if pipeline is not None else None
-
-
 def _setup(settings: Any, pipeline: Any) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
@@ -353,8 +357,11 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
     return write
 
 
-def install(monitor: Any, app: Any, runtime: Any) -> None:
-    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``."""
+def install(monitor: Any, app: Any, runtime: Any, extend: Callable[[Blueprint, Auth], None] | None = None) -> None:
+    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``.
+
+    ``extend`` adds routes to the blueprint before it is registered (the alerts' endpoints: the
+    alerts read the analytics, so the monitor wires them, not the analytics)."""
     import functools
 
     from .blueprint import create_blueprint
@@ -363,10 +370,8 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
     validate_settings(settings)
     auth = Auth(settings, resolve_secret_key(settings, app))
     blueprint = create_blueprint(monitor, settings, auth)
-    from .. import alerts as _alerts  # alerts read these analytics (docs/alerts.md)
-
-    if _alerts.enabled(settings):
-        _alerts.attach(blueprint, runtime, settings, auth)
+    if extend is not None:
+        extend(blueprint, auth)
     app.register_blueprint(blueprint)
     runtime.setup_hooks.append(functools.partial(_setup, settings))
     app.extensions["otel_monitor.analytics"] = auth

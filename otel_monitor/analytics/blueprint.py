@@ -33,7 +33,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from .._safe_log import log_internal_error
-from . import analytics_of, insights
+from . import insights
+from .access import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
 from .gate import RETRY_AFTER_S, Gate

@@ -547,7 +547,7 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
 
 def _check_alerts(report: _Report, settings: Settings, send_test: bool) -> None:
     """The alert rules (already valid: a bad one failed the settings), the destinations (masked), a test notice."""
-    from .. import alerts
+    from ..alerts import wiring as alerts
 
     setup = alerts.setup_for(settings, settings.service_name or "app")
     if alerts.enabled(settings) and not settings.analytics and not settings.sdk_disabled:

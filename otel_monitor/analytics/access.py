@@ -1,0 +1,16 @@
+"""How a view reaches the analytics state: through the monitor's current pipeline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import AnalyticsState
+
+__all__ = ["analytics_of"]
+
+
+def analytics_of(monitor: Any) -> AnalyticsState | None:
+    """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
+    pipeline = monitor.pipeline
+    return pipeline.analytics if pipeline is not None else None
