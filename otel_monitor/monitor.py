@@ -73,6 +73,8 @@ class Monitor:
         self._handles: list = []
         self._tracer: Any = None
         self._meter: Any = None
+        #: the analytics' URL lines under a base URL, once they are mounted
+        self._analytics_urls: Callable[[str], list[str]] | None = None
         global _last_monitor
         _last_monitor = weakref.ref(self)
         if app is not None:
@@ -123,7 +125,7 @@ class Monitor:
             def add_alerts(blueprint: Any, auth: Any) -> None:
                 alerts.attach(blueprint, runtime, settings, auth)  # the alerts read the analytics
 
-            install(self, app, runtime, add_alerts if alerts.enabled(settings) else None)
+            self._analytics_urls = install(self, app, runtime, add_alerts if alerts.enabled(settings) else None)
         runtime.pipeline()  # start exporting now; a forked child builds its own
         if settings.set_global and runtime.pipeline().logger_provider is not None:
             from .telemetry._logs import install_at_first_request
@@ -255,6 +257,12 @@ class Monitor:
     def _handle(self, handle: Any) -> Any:
         self._handles.append(handle)
         return handle
+
+    def describe_urls(self, base: str) -> list[str]:
+        """What this monitor serves besides ``/metrics`` under ``base`` (``http://host:port``), one
+        ``"name:  URL"`` line each: the analytics, ``/health`` and the dashboard (with the generated
+        token when there is one); empty without analytics."""
+        return self._analytics_urls(base) if self._analytics_urls is not None else []
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop this process's telemetry (every app's) within ``timeout`` seconds; never raises."""

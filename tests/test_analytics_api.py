@@ -495,6 +495,18 @@ def test_analytics_can_be_turned_off_and_the_prefix_moved(monitors):
     assert "analytics:  http://127.0.0.1:8000/professional-analytics/performance" in lines
 
 
+def test_a_monitor_lists_the_urls_it_serves_through_its_own_method(monitors):
+    app, monitor = monitors.app(analytics=False)
+    assert monitor.describe_urls("http://h") == []  # nothing mounted, nothing listed
+    app, monitor = monitors.app(analytics_auth=False)
+    assert "describe_urls" not in vars(monitor)  # a method of Monitor, not an attribute set later
+    assert monitor.describe_urls("http://h") == [
+        f"analytics:  http://h{PREFIX}/performance",
+        f"health:     http://h{PREFIX}/health",
+        f"dashboard:  http://h{PREFIX}/",
+    ]
+
+
 def test_the_background_job_is_registered_on_the_pipeline_scheduler(monitors):
     app, monitor = monitors.app(analytics_token=TOKEN)
     jobs = [job[3] for job in monitor.pipeline.scheduler._jobs]

@@ -357,8 +357,11 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
     return write
 
 
-def install(monitor: Any, app: Any, runtime: Any, extend: Callable[[Blueprint, Auth], None] | None = None) -> None:
-    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``.
+def install(
+    monitor: Any, app: Any, runtime: Any, extend: Callable[[Blueprint, Auth], None] | None = None
+) -> Callable[[str], list[str]]:
+    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``; returns the
+    function that lists the URLs they serve under a base URL (:meth:`Monitor.describe_urls`).
 
     ``extend`` adds routes to the blueprint before it is registered (the alerts' endpoints: the
     alerts read the analytics, so the monitor wires them, not the analytics)."""
@@ -392,4 +395,4 @@ def install(monitor: Any, app: Any, runtime: Any, extend: Callable[[Blueprint, A
             f"dashboard:  {base}{prefix}/{query}",
         ]
 
-    monitor.describe_urls = describe_urls
+    return describe_urls
