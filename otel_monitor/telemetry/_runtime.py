@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._safe_log import log_internal_error
-from ..metrics.metrics_view import LocalView
+from ..metrics.metrics_view import LocalView, MetricsView
 from ..settings import Settings
 from .pipeline import Pipeline, build_pipeline
 
@@ -127,15 +127,15 @@ class Runtime:
                 pipeline = self._pipeline
                 if pipeline is None:
                     pipeline = build_pipeline(
-                        self.settings, self.service_name, setup_hooks=(self._multiprocess_hook, *self.setup_hooks)
+                        self.settings, self.service_name, setup_hooks=tuple(self.setup_hooks), view_for=self._view_for
                     )
                     self._pipeline = pipeline
                     if self._abandoned:
                         self._retire_abandoned()
         return pipeline
 
-    def _multiprocess_hook(self, pipeline: Pipeline) -> None:
-        """Choose the pipeline's view: the worker group's under a pre-fork server (metrics.multiprocess)."""
+    def _view_for(self, pipeline: Pipeline) -> MetricsView:
+        """The new pipeline's view: the worker group's under a pre-fork server (metrics.multiprocess)."""
         from .. import prefork
         from ..metrics import multiprocess
 
@@ -144,17 +144,16 @@ class Runtime:
             if master is None and prefork.is_master():
                 # uWSGI's master loading the app: it serves no requests; its metrics port (if it
                 # binds one) shows the workers'
-                pipeline.view = multiprocess.master_view(
+                return multiprocess.master_view(
                     pipeline, prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
                 )
-                return
             if master is None and not self.settings.multiprocess_dir:
-                return
+                return LocalView(pipeline.reader.snapshot, pipeline.shared)
             directory = prefork.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
-            pipeline.view = multiprocess.worker_view(pipeline, directory)
+            return multiprocess.worker_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
             log_internal_error("setting up multiprocess metrics")
-            pipeline.view = LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
+            return LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
 
     @property
     def built(self) -> bool:
@@ -189,7 +188,7 @@ class Runtime:
             if not prefork.is_master():
                 return
             directory = prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
-            pipeline.view = multiprocess.master_view(pipeline, directory)
+            pipeline.serve_group(multiprocess.master_view(pipeline, directory))
         except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
             log_internal_error("serving the workers' metrics on the metrics port")
 

@@ -175,6 +175,8 @@ class Pipeline:
     meter_provider: MeterProvider
     reader: MonitorReader
     scheduler: Scheduler
+    #: the request histograms, aggregated in one step per request (the reader adds them to every collection)
+    request_metrics: RequestMetrics
     metric_exporters: list = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
@@ -185,8 +187,10 @@ class Pipeline:
     shutdown_hooks: list = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
     logger_provider: Any = None
-    #: what every consumer reads (set once when built; see otel_monitor.metrics.metrics_view)
+    #: what every consumer reads, chosen when the pipeline is built (see otel_monitor.metrics.metrics_view)
     view: MetricsView | None = None
+    #: builds :attr:`view` for the new pipeline (a pre-fork worker's or master's); None: this process's own
+    view_for: Callable[[Pipeline], MetricsView] | None = None
     #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
     monitor: Any = None
     #: the analytics state (otel_monitor.analytics.AnalyticsState) when the analytics are on
@@ -206,18 +210,10 @@ class Pipeline:
         self.propagator = build_propagator(self.settings.propagators)
         #: WSGI environ keys of the propagators' headers: extraction runs only when one is present
         self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
-        # The request histograms are aggregated in one step per request (see _request_metrics).
-        self.request_metrics = RequestMetrics(
-            tuple(self.settings.http_server_duration_buckets),
-            SIZE_BUCKETS,
-            all_exemplars=bool(self.metric_exporters),
-            body_sizes=self.settings.metrics_body_size,
-            exemplar_filter=self.settings.metrics_exemplar_filter or "trace_based",
-        )
-        self.reader.extra_metrics = self.request_metrics.collect
-        self.reader.extra_scope = SCOPE
         if self.view is None:
-            self.view = LocalView(self.reader.snapshot, self.shared)
+            self.view = (
+                self.view_for(self) if self.view_for is not None else LocalView(self.reader.snapshot, self.shared)
+            )
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
@@ -235,6 +231,11 @@ class Pipeline:
         )
         self._shutdown_done = False
         self._delta = DeltaConverter()
+
+    def serve_group(self, view: MetricsView) -> None:
+        """The one change of view after the build: a pre-fork master that bound the metrics port
+        before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
+        self.view = view
 
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
@@ -352,18 +353,34 @@ def _batch_processor(
         )
 
 
+def request_metrics_for(settings: Settings, push: bool) -> RequestMetrics:
+    """The request histograms, aggregated in one step per request (see _request_metrics)."""
+    return RequestMetrics(
+        tuple(settings.http_server_duration_buckets),
+        SIZE_BUCKETS,
+        all_exemplars=push,
+        body_sizes=settings.metrics_body_size,
+        exemplar_filter=settings.metrics_exemplar_filter or "trace_based",
+    )
+
+
 def build_pipeline(
     settings: Settings,
     service_name: str,
     *,
     setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
+    view_for: Callable[[Pipeline], MetricsView] | None = None,
 ) -> Pipeline:
-    """Build this process's pipeline. Call it in the process that will use it (after any fork)."""
+    """Build this process's pipeline. Call it in the process that will use it (after any fork).
+
+    ``view_for`` builds the pipeline's view (a pre-fork worker's or master's) while the pipeline is
+    built; without it the pipeline reads its own numbers (:class:`~otel_monitor.metrics.metrics_view.LocalView`)."""
     instance_id = str(uuid.uuid4())
     resource = build_resource(settings, service_name, instance_id)
-    reader = MonitorReader(resource)
     exports = ExportStatus()
     metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
+    request_metrics = request_metrics_for(settings, bool(metric_push))
+    reader = MonitorReader(resource, extra_metrics=request_metrics.collect, extra_scope=SCOPE)
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
     # by otel_monitor.request._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
@@ -394,6 +411,8 @@ def build_pipeline(
         scheduler=Scheduler(),
         metric_exporters=metric_push,
         exports=exports,
+        request_metrics=request_metrics,
+        view_for=view_for,
     )
     logs = log_exporters(settings)
     if logs:
