@@ -15,7 +15,7 @@ import logging
 import sys
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
@@ -33,6 +33,9 @@ from .telemetry._providers import DelegatingMeter, DelegatingTracer
 from .telemetry._runtime import Runtime, request_pipeline
 from .telemetry._version import module_root, with_version
 from .telemetry.pipeline import SCHEMA_URL, SCOPE
+
+if TYPE_CHECKING:
+    from .telemetry.pipeline import Pipeline
 
 __all__ = ["Monitor", "wrap", "get_monitor"]
 
@@ -151,7 +154,7 @@ class Monitor:
         self._runtimes.append(runtime)
         return runtime
 
-    def _on_pipeline(self, runtime: Runtime, pipeline: Any) -> None:
+    def _on_pipeline(self, runtime: Runtime, pipeline: Pipeline) -> None:
         pipeline.monitor = self
         if pipeline.settings.set_global:
             _providers.register(runtime)

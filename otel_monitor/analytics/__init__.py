@@ -49,6 +49,11 @@ from .users import Identities
 if TYPE_CHECKING:
     from flask import Blueprint
 
+    from ..monitor import Monitor
+    from ..settings import Settings
+    from ..telemetry._runtime import Runtime
+    from ..telemetry.pipeline import Pipeline
+
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
 
 _logger = logging.getLogger("otel_monitor")
@@ -75,7 +80,7 @@ class AnalyticsState:
     tick's cached window; :meth:`collect` reads the metrics afresh.
     """
 
-    def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.prefix = settings.analytics_prefix.rstrip("/")
@@ -324,7 +329,7 @@ class AnalyticsState:
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
-def _setup(settings: Any, pipeline: Any) -> None:
+def _setup(settings: Settings, pipeline: Pipeline) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
     pipeline.analytics = state
@@ -358,7 +363,7 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
 
 
 def install(
-    monitor: Any, app: Any, runtime: Any, extend: Callable[[Blueprint, Auth], None] | None = None
+    monitor: Monitor, app: Any, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
 ) -> Callable[[str], list[str]]:
     """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``; returns the
     function that lists the URLs they serve under a base URL (:meth:`Monitor.describe_urls`).

@@ -338,12 +338,19 @@ class _Pipeline(Protocol):
 
 
 class _Settings(Protocol):
-    profiling: bool
-    profiling_interval_ms: float
-    profiling_after_ms: float | None
-    analytics_slow_ms: float
-    analytics_prefix: str
-    sensitive_query_params: tuple
+    # read-only, as on the frozen Settings
+    @property
+    def profiling(self) -> bool: ...
+    @property
+    def profiling_interval_ms(self) -> float: ...
+    @property
+    def profiling_after_ms(self) -> float | None: ...
+    @property
+    def analytics_slow_ms(self) -> float: ...
+    @property
+    def analytics_prefix(self) -> str: ...
+    @property
+    def sensitive_query_params(self) -> tuple: ...
 
 
 class Profiling:

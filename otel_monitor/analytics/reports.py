@@ -37,6 +37,7 @@ from .summary import (
 )
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from . import AnalyticsState
 
 __all__ = [
@@ -177,7 +178,7 @@ class HealthReport:
 
 
 def health_report(
-    st: StateSource, settings: Any, apdex_t: float, degraded: list[DegradedMode] | None = None
+    st: StateSource, settings: Settings, apdex_t: float, degraded: list[DegradedMode] | None = None
 ) -> HealthReport:
     """The health checks over the last :data:`HEALTH_WINDOW` of ``st`` (its current tick's);
     ``degraded`` (the answering instance's :func:`degraded_modes`) turns ``healthy`` into
@@ -224,7 +225,7 @@ def health_report(
     return HealthReport(body, system)
 
 
-def over_fraction(st: StateSource, now: Sample, settings: Any) -> dict[str, float]:
+def over_fraction(st: StateSource, now: Sample, settings: Settings) -> dict[str, float]:
     """Per request check: the share of the window's 10 s steps (with requests) over the threshold."""
     over = {"latency_avg_ms": 0, "latency_p95_ms": 0, "error_rate_pct": 0}
     steps = 0
@@ -385,7 +386,7 @@ def _figures(figures: Figures, window: Window) -> WindowFigures:
     }
 
 
-def performance(st: StateSource, settings: Any, apdex_t: float, ranked: str) -> PerformanceBody:
+def performance(st: StateSource, settings: Settings, apdex_t: float, ranked: str) -> PerformanceBody:
     """Totals of :data:`PERFORMANCE_WINDOWS` and ``ranked``; the slowest and most failing endpoints of ``ranked``.
 
     One body per tick and ``ranked``, shared by every caller (read-only).
@@ -393,7 +394,7 @@ def performance(st: StateSource, settings: Any, apdex_t: float, ranked: str) -> 
     return st.summaries.memo(("performance", ranked), lambda tick: _performance(st, settings, ranked, tick))
 
 
-def _performance(st: StateSource, settings: Any, ranked: str, tick: Tick) -> PerformanceBody:
+def _performance(st: StateSource, settings: Settings, ranked: str, tick: Tick) -> PerformanceBody:
     windows: dict[str, WindowFigures] = {}
     # The asked-for window too (1 h and more from the history): its percentiles come from the
     # buckets merged over the whole window, never from averaging per-minute percentiles.

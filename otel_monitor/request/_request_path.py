@@ -35,17 +35,22 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
 from ._header_capture import HeaderCapture
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..telemetry.pipeline import Pipeline
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -64,7 +69,7 @@ _MAX_CACHED_ADDRESSES = 256
 _get_ident = threading.get_ident
 
 
-class _EnvironGetter:
+class _EnvironGetter(Getter[dict]):
     """Reads W3C headers from the WSGI environ, refusing oversized or line-broken values."""
 
     __slots__ = ()
@@ -132,7 +137,7 @@ class RequestInstrumentation:
         self,
         wsgi_app: Callable,
         pipeline_for_request: Callable[[], Any],
-        settings: Any,
+        settings: Settings,
         metrics_app: Callable | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
@@ -241,7 +246,7 @@ class _Request:
         "request_environ",
     )
 
-    def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
+    def __init__(self, mw: RequestInstrumentation, pipeline: Pipeline, environ: dict, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
         #: read from the environ when the app returns (``release``): the record keeps no reference

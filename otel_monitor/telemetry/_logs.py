@@ -32,13 +32,16 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
 from .._safe_log import log_internal_error
 from . import _providers
 from ._export_accounting import ExportStatus, account_logs, sdk_internal_metrics
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 _logger = logging.getLogger("otel_monitor")
 _lock = threading.Lock()
@@ -47,7 +50,7 @@ _decided = False
 
 
 def build_logger_provider(
-    settings: Any, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
+    settings: Settings, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
 ) -> Any:
     """A LoggerProvider for one pipeline, exporting through ``exporters`` in bounded batches; the
     records each export loses are counted by reason (``otel.sdk.exporter.log.exported``)."""

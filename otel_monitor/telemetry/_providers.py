@@ -27,6 +27,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from .pipeline import Pipeline
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -179,7 +180,7 @@ class _Observable:
         self._kwargs = kwargs
         self._registered_in: weakref.WeakSet = weakref.WeakSet()
 
-    def register(self, pipeline: Any) -> None:
+    def register(self, pipeline: Pipeline) -> None:
         if pipeline is None or pipeline in self._registered_in:
             return
         getattr(self._meter._sdk_meter(pipeline), self._create)(self.name, **self._kwargs)
@@ -201,7 +202,7 @@ class DelegatingMeter(otel_metrics.Meter):
         self._target = target
         self._scope_attributes = attributes
 
-    def _sdk_meter(self, pipeline: Any) -> Any:
+    def _sdk_meter(self, pipeline: Pipeline) -> Any:
         return pipeline.meter_provider.get_meter(self.name, self.version, self.schema_url, self._scope_attributes)
 
     def _sync(self, create: str, name: str, **kwargs: Any) -> Any:
@@ -268,7 +269,7 @@ class GlobalMeterProvider(otel_metrics.MeterProvider):
         return getattr(pipeline.meter_provider, name)
 
 
-def on_pipeline(runtime: Runtime, pipeline: Any) -> None:
+def on_pipeline(runtime: Runtime, pipeline: Pipeline) -> None:
     """A runtime built a pipeline (first time, or after a fork): observable instruments follow it.
 
     Runs inside ``Runtime.pipeline()`` (its lock held): nothing here may ask a runtime for its pipeline.

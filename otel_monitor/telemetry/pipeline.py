@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import (
@@ -29,8 +29,17 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace import Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
+    from ..analytics import AnalyticsState
+    from ..monitor import Monitor
 
 from .. import __about__
 from .._safe_log import log_internal_error
@@ -177,33 +186,34 @@ class Pipeline:
     scheduler: Scheduler
     #: the request histograms, aggregated in one step per request (the reader adds them to every collection)
     request_metrics: RequestMetrics
-    metric_exporters: list = field(default_factory=list)
+    metric_exporters: list[MetricExporter] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
     #: key -> producer of a JSON-able value every worker publishes (see :meth:`share`)
-    shared: dict = field(default_factory=dict)
+    shared: dict[str, Callable[[], Any]] = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
-    shutdown_hooks: list = field(default_factory=list)
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
-    logger_provider: Any = None
+    logger_provider: LoggerProvider | None = None
     #: what every consumer reads, chosen when the pipeline is built (see otel_monitor.metrics.metrics_view)
     view: MetricsView | None = None
     #: builds :attr:`view` for the new pipeline (a pre-fork worker's or master's); None: this process's own
     view_for: Callable[[Pipeline], MetricsView] | None = None
     #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
-    monitor: Any = None
-    #: the analytics state (otel_monitor.analytics.AnalyticsState) when the analytics are on
-    analytics: Any = None
+    monitor: Monitor | None = None
+    #: the analytics state when the analytics are on
+    analytics: AnalyticsState | None = None
     #: the separate metrics port's server, when this process opened it
-    metrics_server: Any = None
+    metrics_server: WSGIServer | None = None
     #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
-    instruments: dict = field(default_factory=dict)
+    instruments: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: how each signal's last export ended (``/health`` reports exports failing)
     exports: ExportStatus = field(default_factory=ExportStatus)
 
     def __post_init__(self) -> None:
-        self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
+        # the SDK's TracerProvider makes SDK tracers (the request path reads their sampler)
+        self.tracer = cast(Tracer, self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL))
         #: the sampler built from the settings: an SDK sampler that never reads span attributes
         self.settings_sampler = self.tracer_provider.sampler
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__, SCHEMA_URL)
