@@ -288,6 +288,13 @@ class AnalyticsState:
 
         return self.summaries.lasting(("history_requests", first, last - first), last, total)
 
+    #: where the figures come from without the history (:class:`~.reports.StateSource`)
+    source = "memory"
+
+    def step_s(self, length: float) -> int:
+        """The seconds between two points of a chart from memory: one sample interval."""
+        return int(SAMPLE_INTERVAL_S)
+
     def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
         """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""
         start = now.t - length

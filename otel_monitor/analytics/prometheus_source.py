@@ -341,8 +341,8 @@ class _NoRing:
 class FleetState:
     """The analytics figures of every selected instance, read from Prometheus when asked.
 
-    Duck-types what the blueprint reads of :class:`~otel_monitor.analytics.AnalyticsState`
-    (``read``, ``window``, ``steps``, ``bounds``, ``started``, ``traces``, ``pipeline``). Per analytics
+    Implements :class:`~otel_monitor.analytics.reports.StateSource`, as the in-process
+    :class:`~otel_monitor.analytics.AnalyticsState` does. Per analytics
     request, answers are cached (``cache`` is the request's ``flask.g``-like dict) and all calls
     share one deadline.
     """
@@ -505,6 +505,10 @@ class FleetState:
     def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
         """The fleet's requests of a window: increase() over it (``all``: the cumulative counters)."""
         return self.window_by_instance(name, now)
+
+    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+        """No history here: Prometheus keeps the long windows (every chart reads :meth:`steps`)."""
+        return {}, {}
 
     def step_s(self, length: float) -> int:
         """Chart step for a window of ``length`` seconds: at most :data:`CHART_POINTS` points, 15 s or more."""
