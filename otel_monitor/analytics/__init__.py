@@ -34,6 +34,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from . import custom_series as _custom_series
 from . import errors as _errors
 from . import insights as _insights
@@ -308,12 +309,12 @@ class AnalyticsState:
             samples.append(now)
         return list(pairwise(samples))
 
-    def _gather(self, key: str, own: Callable[[], Any]) -> list[Any]:
-        """What every worker shared under ``key`` (only this one's when reading the others fails)."""
+    def _gather(self, channel: Channel[Any], own: Callable[[], Any]) -> list[Any]:
+        """What every worker shared on ``channel`` (only this one's when reading the others fails)."""
         try:
-            return self.pipeline.gather(key)
+            return self.pipeline.gather(channel)
         except Exception:  # noqa: BLE001 - this worker's own values are shown instead
-            log_internal_error(f"gathering {key} from the workers")
+            log_internal_error(f"gathering {channel.name} from the workers")
             return [own()]
 
     def traces(self) -> list[dict]:

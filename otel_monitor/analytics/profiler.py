@@ -33,6 +33,7 @@ from types import CodeType, FrameType
 from typing import Any, Protocol
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from . import outliers as _outliers
 from .profiles import SHARE_KEY, FrameKey, RouteProfiles, profile_json
 
@@ -334,7 +335,7 @@ class _Pipeline(Protocol):
     serving_started: threading.Event
     shutdown_hooks: list
 
-    def share(self, key: str, produce: Callable[[], Any]) -> None: ...
+    def share(self, channel: Channel[Any], produce: Callable[[], Any]) -> None: ...
 
 
 class _Settings(Protocol):

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..metrics.metrics_view import Channel
+
 __all__ = [
     "RouteProfiles",
     "FrameKey",
@@ -41,7 +43,7 @@ __all__ = [
 FrameKey = tuple[str, str, int]
 
 #: key under which each worker shares its route profiles (``pipeline.share`` / ``pipeline.gather``)
-SHARE_KEY = "otel_monitor.analytics.profiles"
+SHARE_KEY: Channel[dict[str, Any]] = Channel("otel_monitor.analytics.profiles")
 MAX_ROUTES = 100
 MAX_STACKS = 200
 #: minute buckets kept (windows up to this long are exact to the minute)

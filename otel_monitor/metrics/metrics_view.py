@@ -19,11 +19,24 @@ worker's or the master's view from :mod:`otel_monitor.metrics.multiprocess`. Con
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-__all__ = ["MetricsView", "LocalView"]
+__all__ = ["MetricsView", "LocalView", "Channel"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Channel(Generic[T]):
+    """A value every worker publishes for the others, registered with ``Pipeline.share(channel,
+    produce)`` and read with ``Pipeline.gather(channel)``: ``T`` is what this process's producer
+    returns (JSON-able); ``name`` is its key in the worker files. What the other workers published
+    comes back as their JSON, so ``gather`` returns ``list[Any]``."""
+
+    name: str
 
 
 class MetricsView(Protocol):

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import (
@@ -45,7 +45,7 @@ from .. import __about__
 from .._safe_log import log_internal_error
 from ..metrics._reader import MonitorReader
 from ..metrics._temporality import DeltaConverter
-from ..metrics.metrics_view import LocalView, MetricsView
+from ..metrics.metrics_view import Channel, LocalView, MetricsView
 from ..request._propagation import build_propagator
 from ..request._request_metrics import RequestMetrics
 from ..request._request_path import finish_unclosed
@@ -174,6 +174,9 @@ def _sdk_version() -> str:
         return "unknown"
 
 
+T = TypeVar("T")
+
+
 @dataclass(eq=False)
 class Pipeline:
     """One process's providers, reader, exporters and instruments. Build with :func:`build_pipeline`."""
@@ -268,14 +271,14 @@ class Pipeline:
         assert self.view is not None
         return self.view.read()
 
-    def share(self, key: str, produce: Callable[[], Any]) -> None:
-        """Publish a JSON-able value under ``key``; :meth:`gather` returns it from every worker."""
-        self.shared[key] = produce
+    def share(self, channel: Channel[T], produce: Callable[[], T]) -> None:
+        """Publish a JSON-able value on ``channel``; :meth:`gather` returns it from every worker."""
+        self.shared[channel.name] = produce
 
-    def gather(self, key: str) -> list[Any]:
-        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked)."""
+    def gather(self, channel: Channel[Any]) -> list[Any]:
+        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked)."""
         assert self.view is not None
-        return self.view.gather(key)
+        return self.view.gather(channel.name)
 
     @property
     def instance_id(self) -> str:
