@@ -35,7 +35,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -49,8 +49,33 @@ from ._header_capture import HeaderCapture
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
 if TYPE_CHECKING:
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.sdk.trace import Tracer
+    from opentelemetry.sdk.trace.sampling import Sampler
+
     from ..settings import Settings
-    from ..telemetry.pipeline import Pipeline
+    from ._request_metrics import RequestMetrics
+
+
+class RequestPipeline(Protocol):
+    """What the request path reads and writes of a pipeline: the part of
+    :class:`otel_monitor.telemetry.pipeline.Pipeline` it needs (mypy checks that it implements this
+    where the runtime hands it over, ``telemetry._runtime.request_pipeline``)."""
+
+    tracer: Tracer
+    settings_sampler: Sampler
+    propagator: TextMapPropagator
+    extract_keys: tuple[str, ...]
+    request_metrics: RequestMetrics
+    #: requests recorded (a cheap "anything new?" signal for background jobs)
+    requests_seen: int
+    #: in-flight requests, and the (method, scheme) pairs seen
+    active: set[Any]
+    active_keys: set[Any]
+    #: thread ident -> the request that thread is serving (read by the sampling profiler)
+    serving: dict[int, Any]
+    serving_started: threading.Event
+
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -136,7 +161,7 @@ class RequestInstrumentation:
     def __init__(
         self,
         wsgi_app: Callable,
-        pipeline_for_request: Callable[[], Any],
+        pipeline_for_request: Callable[[], RequestPipeline | None],
         settings: Settings,
         metrics_app: Callable | None = None,
     ) -> None:
@@ -246,7 +271,7 @@ class _Request:
         "request_environ",
     )
 
-    def __init__(self, mw: RequestInstrumentation, pipeline: Pipeline, environ: dict, path: str) -> None:
+    def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: dict, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
         #: read from the environ when the app returns (``release``): the record keeps no reference

@@ -14,12 +14,15 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import LocalView, MetricsView
 from ..settings import Settings
 from .pipeline import Pipeline, build_pipeline
+
+if TYPE_CHECKING:
+    from ..request._request_path import RequestPipeline
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
@@ -215,8 +218,9 @@ class Runtime:
         return pipeline.shutdown(timeout)
 
 
-def request_pipeline(runtime: Runtime) -> Callable[[], Any]:
-    """The middleware's per-request lookup: one attribute read once the pipeline exists."""
+def request_pipeline(runtime: Runtime) -> Callable[[], RequestPipeline | None]:
+    """The middleware's per-request lookup: one attribute read once the pipeline exists (a
+    :class:`Pipeline` is what the request path reads of it, :class:`RequestPipeline`)."""
 
     def get() -> Pipeline | None:
         pipeline = runtime._pipeline
