@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -273,11 +272,16 @@ class Monitor:
         return all(results)
 
 
-def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any) -> Callable:
+def wrap(
+    application: Callable, monitor: Monitor | None = None, *, module: str | None = None, **settings: Any
+) -> Callable:
     """Monitor any WSGI callable: returns a WSGI callable with the same pipeline as ``Monitor``.
 
     The returned callable has a ``monitor`` attribute (for custom metrics, ``shutdown()``).
-    Settings come from keyword arguments > environment > defaults.
+    Settings come from keyword arguments > environment > defaults. ``module``: the module that
+    builds the app (``wrap(app, module=__name__)``, as Flask's ``import_name``): a Falcon, Bottle or
+    Pyramid app's default ``service.name``, and where its checkout's version is looked for when the
+    app object belongs to a framework's module.
     """
     if getattr(application, "otel_monitor", None) is not None:
         return application  # already wrapped
@@ -288,15 +292,14 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
         return application
     monitor = monitor or Monitor(**settings)
     # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
-    caller = sys._getframe(1).f_globals.get("__name__")
-    name = default_service_name(application, caller) or _wsgi_name(application)
+    name = default_service_name(application, module) or _wsgi_name(application)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
     app_module = getattr(application, "__module__", None)
-    module = app_module if app_module and app_module != "__main__" else caller
-    resolved = with_version(resolved, module_root(module) or module_root(caller), module)
+    origin = app_module if app_module and app_module != "__main__" else (module or "__main__")
+    resolved = with_version(resolved, module_root(origin) or module_root(module), origin)
     install_route_hooks(application)
     runtime = monitor._make_runtime(resolved, resolved.service_name or name)
     inner = IdentityLayer(application, monitor._identity(resolved), ask_at_return=True)

@@ -151,3 +151,13 @@ def test_each_subpackage_says_what_it_owns_and_what_it_may_import():
             continue
         docstring = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "May import" in docstring, init.relative_to(ROOT)
+
+
+def test_no_module_inspects_the_stack_to_learn_who_called_it():
+    # the sampling profiler reads other threads' stacks (sys._current_frames); nothing reads its caller's
+    callers = sorted(
+        str(path.relative_to(ROOT))
+        for path in MODULES.values()
+        if "_getframe" in path.read_text() or "inspect.stack" in path.read_text()
+    )
+    assert callers == []
