@@ -486,7 +486,7 @@ def test_memory_stays_bounded_with_a_thousand_distinct_urls_and_sixty_routes(mon
 def test_analytics_can_be_turned_off_and_the_prefix_moved(monitors):
     app, monitor = monitors.app(analytics=False)
     assert closing_client(app).get(PREFIX + "/health").status_code == 404
-    assert monitor.pipeline.analytics is None
+    assert analytics_of(monitor) is None
     app, monitor = monitors.app(analytics_prefix="/professional-analytics", analytics_auth=False)
     client = closing_client(app)
     assert client.get("/professional-analytics/performance").status_code == 200

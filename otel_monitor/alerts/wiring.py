@@ -10,6 +10,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..analytics.access import state_of
 from ..settings import Settings
 from .delivery import NOTIFICATIONS_METRIC, Delivery
 from .destinations import Destination, destinations_for
@@ -120,7 +121,7 @@ def _setup_pipeline(setup: AlertsSetup, pipeline: Pipeline) -> None:
     engine = Engine(
         setup.rules,
         setup.config,
-        lambda: pipeline.analytics,
+        lambda: state_of(pipeline),
         collect_custom,
         setup.store,
         EvaluatorLock(setup.store.lock_path),

@@ -40,7 +40,7 @@ from . import errors as _errors
 from . import insights as _insights
 from . import profiler as _profiler
 from . import trace_store as _trace_store
-from .access import analytics_of
+from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
@@ -340,7 +340,7 @@ class AnalyticsState:
 def _setup(settings: Settings, pipeline: Pipeline) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
-    pipeline.analytics = state
+    keep(pipeline, state)
     pipeline.tracer_provider.add_span_processor(state.recent)
     pipeline.share(SHARE_KEY, state.recent.snapshot)
     if settings.analytics_trace_details > 0:

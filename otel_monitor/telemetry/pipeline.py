@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics.export import MetricExporter
 
-    from ..analytics import AnalyticsState
     from ..monitor import Monitor
 
 from .. import __about__
@@ -205,8 +204,6 @@ class Pipeline:
     view_for: Callable[[Pipeline], MetricsView] | None = None
     #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
     monitor: Monitor | None = None
-    #: the analytics state when the analytics are on
-    analytics: AnalyticsState | None = None
     #: the separate metrics port's server, when this process opened it
     metrics_server: WSGIServer | None = None
     #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
