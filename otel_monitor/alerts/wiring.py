@@ -7,8 +7,9 @@ import functools
 import os
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..analytics.access import state_of
 from ..settings import Settings
@@ -113,7 +114,7 @@ def _setup_pipeline(setup: AlertsSetup, pipeline: Pipeline) -> None:
     )
     delivery = Delivery(setup.destinations, counter, record_outcome(setup.store))
 
-    def collect_custom() -> list:
+    def collect_custom() -> list[Mapping[str, Any]]:
         from ..analytics.reports import metrics_json
 
         return [dict(m) for m in metrics_json(pipeline.collect_all())]
