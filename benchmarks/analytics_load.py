@@ -80,7 +80,7 @@ def seed_history(path: str, rows_per_minute: int, days: float = 7.0) -> int:
     """Per-minute rows over ``days``, ``rows_per_minute`` (route, status) keys a minute, rotating over all routes."""
     sys.path.append(str(ROOT))
     from otel_monitor.analytics.history import History
-    from otel_monitor.pipeline import DURATION_BUCKETS
+    from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 
     history = History(path, "seed", tuple(DURATION_BUCKETS), days + 1, time.time)
     assert history.usable, "cannot create the history file"

@@ -142,7 +142,7 @@ def _otel_monitor_100(app, exit_endpoint=None):
 
 
 def _otel_monitor_100_official(app, exit_endpoint=None):
-    """As otel_monitor_100, with the official OTLP encoder (the difference: otel_monitor._otlp_encode)."""
+    """As otel_monitor_100, with the official OTLP encoder (the difference: otel_monitor.telemetry._otlp_encode)."""
     return _monitor(app, traces_sampler="always_on", otlp_traces_encoder="official")
 
 

@@ -1,4 +1,4 @@
-"""Per-span cost of OTLP span encoding: the official encoder vs otel_monitor._otlp_encode.
+"""Per-span cost of OTLP span encoding: the official encoder vs otel_monitor.telemetry._otlp_encode.
 
 ``python benchmarks/otlp_encode.py [--batch 512] [--rounds 9]``: a batch of SERVER spans as
 otel_monitor records them (the HTTP semantic-convention attributes, our resource and scope) is
@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from otel_monitor._otlp_encode import SpanEncoder
-from otel_monitor.pipeline import SCHEMA_URL, SCOPE, build_resource
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry._otlp_encode import SpanEncoder
+from otel_monitor.telemetry.pipeline import SCHEMA_URL, SCOPE, build_resource
 
 
 def server_spans(count: int) -> list:

@@ -41,6 +41,14 @@ PER_ROUND = 1000
 SLOW_THREADS = 8
 
 
+def _state(monitor):
+    from otel_monitor.analytics import analytics_of
+
+    state = analytics_of(monitor)
+    assert state is not None, "the analytics are on in these apps"
+    return state
+
+
 def _environ(path: str) -> dict:
     from werkzeug.test import EnvironBuilder
 
@@ -118,7 +126,7 @@ def overhead() -> None:
             f"({fast['profiling on'] - fast['profiling off']:+.2f}); "
             f"median round-to-round change of 'off' alone: {noise:.2f} us"
         )
-    profiler = on_monitor.pipeline.analytics.profiling.profiler
+    profiler = _state(on_monitor).profiling.profiler
     print(f"  samples taken during the fast requests: {profiler.samples}, sampling passes: {profiler.passes}")
     # The request path's addition alone: what _Request does for the profiler, timed in a loop.
     import timeit
@@ -172,7 +180,7 @@ def sampler() -> None:
     importlib.reload(profiled)
     for interval in (10.0, 1.0):
         app, monitor = _monitored(analytics_slow_ms=200, profiling_interval_ms=interval)
-        profiler = monitor.pipeline.analytics.profiling.profiler
+        profiler = _state(monitor).profiling.profiler
         _call(app, "/fast")  # builds the pipeline, starts the profiler
         native = profiler._thread.native_id if profiler._thread is not None else None
         assert native is not None
@@ -186,7 +194,7 @@ def sampler() -> None:
             )
         monitor.shutdown(timeout=2)
     app, monitor = _monitored(analytics_slow_ms=200)
-    profiler = monitor.pipeline.analytics.profiling.profiler
+    profiler = _state(monitor).profiling.profiler
     _call(app, "/fast")
     time.sleep(0.2)
     wakeups = profiler.wakeups

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         help="send synthetic traffic for this many seconds (bounded), then keep serving",
     )
     args = parser.parse_args(argv)
-    from otel_monitor._demo import serve
+    from otel_monitor.cli._demo import serve
 
     app.config["INVENTORY_URL"] = f"http://{args.host}:{args.port}"
 

@@ -8,9 +8,9 @@ OTLP export. See the README for settings and the metrics reference.
 """
 
 from .__about__ import __version__
-from ._enduser import set_enduser
-from ._frameworks import set_route
 from .monitor import Monitor, get_monitor, wrap
+from .request._enduser import set_enduser
+from .request._frameworks import set_route
 from .settings import Settings, SettingsError, resolve_settings
 
 __all__ = [

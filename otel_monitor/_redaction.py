@@ -13,7 +13,7 @@ of them hides is hidden by all of them:
 * **free text** (exception messages, stack traces, status descriptions, log messages): every URL in
   it, ``name=value`` pairs and quoted ``'name': 'value'`` pairs (dict reprs, JSON) whose name is
   sensitive, and ``Authorization:`` / ``Cookie:`` header lines;
-* **log records** exported over OTLP (:mod:`otel_monitor._log_redaction`): the body as free text, the
+* **log records** exported over OTLP (:mod:`otel_monitor.telemetry._log_redaction`): the body as free text, the
   attributes as below;
 * **attributes**: a key that names a credential (``*password*``, ``*token*``, ``http.request.header.
   authorization``, ``...cookie``, ...) loses its value; URL-valued and text-valued keys are redacted

@@ -12,26 +12,29 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from . import __about__, _providers
-from ._enduser import Identity, IdentityLayer
-from ._enduser import install_flask_hooks as install_enduser_hooks
-from ._frameworks import default_service_name, install_route_hooks
-from ._providers import DelegatingMeter, DelegatingTracer
-from ._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
-from ._runtime import Runtime, request_pipeline
-from ._version import module_root, with_version
-from .exposition import metrics_app_for
-from .instruments import Counter, Gauge, Histogram, UpDownCounter
-from .pipeline import SCHEMA_URL, SCOPE
+from . import __about__
+from .metrics.exposition import metrics_app_for
+from .metrics.instruments import Counter, Gauge, Histogram, UpDownCounter
+from .request._enduser import Identity, IdentityLayer
+from .request._enduser import install_flask_hooks as install_enduser_hooks
+from .request._frameworks import default_service_name, install_route_hooks
+from .request._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
+from .telemetry import _providers
+from .telemetry._providers import DelegatingMeter, DelegatingTracer
+from .telemetry._runtime import Runtime, request_pipeline
+from .telemetry._version import module_root, with_version
+from .telemetry.pipeline import SCHEMA_URL, SCOPE
+
+if TYPE_CHECKING:
+    from .telemetry.pipeline import Pipeline
 
 __all__ = ["Monitor", "wrap", "get_monitor"]
 
@@ -72,6 +75,8 @@ class Monitor:
         self._handles: list = []
         self._tracer: Any = None
         self._meter: Any = None
+        #: the analytics' URL lines under a base URL, once they are mounted
+        self._analytics_urls: Callable[[str], list[str]] | None = None
         global _last_monitor
         _last_monitor = weakref.ref(self)
         if app is not None:
@@ -100,28 +105,32 @@ class Monitor:
         settings = with_version(settings, getattr(app, "root_path", None), getattr(app, "import_name", None))
         runtime = self._make_runtime(settings, settings.service_name or app.name)
         app.extensions[RUNTIME_KEY] = runtime
-        from ._metrics_route import guard_existing_metrics_route
+        from .metrics._metrics_route import guard_existing_metrics_route
 
         inner = app.wsgi_app
         metrics_app = guard_existing_metrics_route(app, inner, settings.metrics_path, metrics_wsgi_app_for(runtime))
         if settings.flask_instrumentation == "contrib":
-            from . import _contrib_flask
+            from .request import _contrib_flask
 
             _contrib_flask.instrument(app, lambda: runtime, settings, metrics_app)
         else:
-            from ._coexistence import claim_for_middleware
+            from .request._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
             app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
             _install_flask_hooks(app)
         install_enduser_hooks(app, self._identity(settings, app))
         if settings.analytics:
+            from .alerts import wiring as alerts
             from .analytics import install
 
-            install(self, app, runtime)
+            def add_alerts(blueprint: Any, auth: Any) -> None:
+                alerts.attach(blueprint, runtime, settings, auth)  # the alerts read the analytics
+
+            self._analytics_urls = install(self, app, runtime, add_alerts if alerts.enabled(settings) else None)
         runtime.pipeline()  # start exporting now; a forked child builds its own
         if settings.set_global and runtime.pipeline().logger_provider is not None:
-            from ._logs import install_at_first_request
+            from .telemetry._logs import install_at_first_request
 
             # At the first request, once the app, Flask and the server have set up the console.
             install_at_first_request(app)
@@ -144,14 +153,14 @@ class Monitor:
         self._runtimes.append(runtime)
         return runtime
 
-    def _on_pipeline(self, runtime: Runtime, pipeline: Any) -> None:
+    def _on_pipeline(self, runtime: Runtime, pipeline: Pipeline) -> None:
         pipeline.monitor = self
         if pipeline.settings.set_global:
             _providers.register(runtime)
             _providers.install_globals()
         _providers.on_pipeline(runtime, pipeline)
         if pipeline.settings.metrics_port:
-            from ._metrics_server import start_metrics_server
+            from .metrics._metrics_server import start_metrics_server
 
             start_metrics_server(pipeline, metrics_app_for(lambda: pipeline, pipeline.settings))
         for handle in self._handles:
@@ -251,17 +260,28 @@ class Monitor:
         self._handles.append(handle)
         return handle
 
+    def describe_urls(self, base: str) -> list[str]:
+        """What this monitor serves besides ``/metrics`` under ``base`` (``http://host:port``), one
+        ``"name:  URL"`` line each: the analytics, ``/health`` and the dashboard (with the generated
+        token when there is one); empty without analytics."""
+        return self._analytics_urls(base) if self._analytics_urls is not None else []
+
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop this process's telemetry (every app's) within ``timeout`` seconds; never raises."""
         results = [runtime.shutdown(timeout) for runtime in self._runtimes]
         return all(results)
 
 
-def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any) -> Callable:
+def wrap(
+    application: Callable, monitor: Monitor | None = None, *, module: str | None = None, **settings: Any
+) -> Callable:
     """Monitor any WSGI callable: returns a WSGI callable with the same pipeline as ``Monitor``.
 
     The returned callable has a ``monitor`` attribute (for custom metrics, ``shutdown()``).
-    Settings come from keyword arguments > environment > defaults.
+    Settings come from keyword arguments > environment > defaults. ``module``: the module that
+    builds the app (``wrap(app, module=__name__)``, as Flask's ``import_name``): a Falcon, Bottle or
+    Pyramid app's default ``service.name``, and where its checkout's version is looked for when the
+    app object belongs to a framework's module.
     """
     if getattr(application, "otel_monitor", None) is not None:
         return application  # already wrapped
@@ -272,15 +292,14 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
         return application
     monitor = monitor or Monitor(**settings)
     # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
-    caller = sys._getframe(1).f_globals.get("__name__")
-    name = default_service_name(application, caller) or _wsgi_name(application)
+    name = default_service_name(application, module) or _wsgi_name(application)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
     if resolved.sdk_disabled:
         monitor.settings = resolved
         return application
     app_module = getattr(application, "__module__", None)
-    module = app_module if app_module and app_module != "__main__" else caller
-    resolved = with_version(resolved, module_root(module) or module_root(caller), module)
+    origin = app_module if app_module and app_module != "__main__" else (module or "__main__")
+    resolved = with_version(resolved, module_root(origin) or module_root(module), origin)
     install_route_hooks(application)
     runtime = monitor._make_runtime(resolved, resolved.service_name or name)
     inner = IdentityLayer(application, monitor._identity(resolved), ask_at_return=True)
@@ -288,7 +307,7 @@ def wrap(application: Callable, monitor: Monitor | None = None, **settings: Any)
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
     if runtime.pipeline().logger_provider is not None and resolved.set_global:
-        from ._logs import install_root_handler
+        from .telemetry._logs import install_root_handler
 
         install_root_handler()  # the app is built (Django's LOGGING applied): its console is set up
     return wrapped

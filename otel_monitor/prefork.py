@@ -2,7 +2,7 @@
 
 Only detection, the group's private directory and what it holds for the whole group (secrets,
 one-time notices) live here; what the workers share through the directory is
-:mod:`otel_monitor.multiprocess`.
+:mod:`otel_monitor.metrics.multiprocess`.
 
 A group is found from the server's own state, never from call stacks:
 

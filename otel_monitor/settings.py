@@ -126,7 +126,7 @@ def _names(value: Any) -> tuple[str, ...]:
 
 def _propagators(value: Any) -> tuple[str, ...]:
     """OTEL_PROPAGATORS: comma-separated names of installed propagators, or ``none``."""
-    from ._propagation import check_propagator_names
+    from .request._propagation import check_propagator_names
 
     names = _names(value)
     if not names:
@@ -151,7 +151,7 @@ def _networks(value: Any) -> tuple[str, ...]:
 
 
 def _id_generator(value: Any) -> str | None:
-    from ._ids import check_id_generator_name
+    from .telemetry._ids import check_id_generator_name
 
     return check_id_generator_name(str(value))
 
@@ -226,7 +226,7 @@ def _alert_rules(value: Any) -> str | None:
 
 
 def _report_schedule(value: Any) -> str | None:
-    from .alerts.digest import parse_schedule
+    from .alerts.schedule import parse_schedule
 
     text = _opt_str(value)
     if text is not None:

@@ -8,12 +8,15 @@ assert telemetry.points("http.server.request.duration")[0].count == 1
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ._metrics_data import iter_metrics
+from .metrics._metrics_data import iter_metrics
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
 
 __all__ = ["Telemetry"]
 
@@ -21,13 +24,13 @@ __all__ = ["Telemetry"]
 class Telemetry:
     """Collects the spans and metrics of one monitor in memory."""
 
-    def __init__(self, monitor: Any) -> None:
+    def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.exporter = InMemorySpanExporter()
         monitor.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
     def spans(self) -> list:
-        from ._request_path import finish_unclosed
+        from .request._request_path import finish_unclosed
 
         pipeline = self.monitor.pipeline
         if pipeline is not None:

@@ -62,7 +62,7 @@ def _no_pipeline_outlives_its_test(request):
 
     Own monitors with the ``monitors`` fixture (or a fixture of your own that shuts them down).
     """
-    from otel_monitor import _runtime
+    from otel_monitor.telemetry import _runtime
 
     before = weakref.WeakSet(_runtime._live)
     yield

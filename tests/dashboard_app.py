@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import otel_monitor.analytics as analytics  # noqa: E402 - after the sys.path set-up above
-from otel_monitor._request_path import ROUTE_KEY  # noqa: E402 - after the sys.path set-up above
+from otel_monitor.request._request_path import ROUTE_KEY  # noqa: E402 - after the sys.path set-up above
 
 XSS_ROUTE = "<script>alert(1)</script>"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from otel_monitor.cli import main
+from otel_monitor.cli.commands import main
 
 from .alert_receivers import HttpReceiver
 

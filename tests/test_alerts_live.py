@@ -9,7 +9,7 @@ import re
 import pytest
 
 from otel_monitor import SettingsError
-from otel_monitor.alerts import engine_of
+from otel_monitor.alerts.wiring import engine_of
 from otel_monitor.testing import closing_client
 
 from .alert_receivers import HttpReceiver, SmtpReceiver, self_signed_certificate, wait_until

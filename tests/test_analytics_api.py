@@ -13,7 +13,7 @@ from itertools import pairwise
 import pytest
 
 from otel_monitor.analytics import RING_SIZE, analytics_of
-from otel_monitor.pipeline import DURATION_BUCKETS
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import Telemetry, closing_client
 
 TOKEN = "test-token-0123456789"
@@ -60,7 +60,7 @@ class RequestClock:
 
 @pytest.fixture
 def request_clock(monkeypatch) -> RequestClock:
-    from otel_monitor import _request_path
+    from otel_monitor.request import _request_path
 
     clock = RequestClock()
     monkeypatch.setattr(_request_path, "time", clock)  # durations and span end times come from it
@@ -486,13 +486,25 @@ def test_memory_stays_bounded_with_a_thousand_distinct_urls_and_sixty_routes(mon
 def test_analytics_can_be_turned_off_and_the_prefix_moved(monitors):
     app, monitor = monitors.app(analytics=False)
     assert closing_client(app).get(PREFIX + "/health").status_code == 404
-    assert monitor.pipeline.analytics is None
+    assert analytics_of(monitor) is None
     app, monitor = monitors.app(analytics_prefix="/professional-analytics", analytics_auth=False)
     client = closing_client(app)
     assert client.get("/professional-analytics/performance").status_code == 200
     assert client.get(PREFIX + "/performance").status_code == 404
     lines = monitor.describe_urls("http://127.0.0.1:8000")
     assert "analytics:  http://127.0.0.1:8000/professional-analytics/performance" in lines
+
+
+def test_a_monitor_lists_the_urls_it_serves_through_its_own_method(monitors):
+    app, monitor = monitors.app(analytics=False)
+    assert monitor.describe_urls("http://h") == []  # nothing mounted, nothing listed
+    app, monitor = monitors.app(analytics_auth=False)
+    assert "describe_urls" not in vars(monitor)  # a method of Monitor, not an attribute set later
+    assert monitor.describe_urls("http://h") == [
+        f"analytics:  http://h{PREFIX}/performance",
+        f"health:     http://h{PREFIX}/health",
+        f"dashboard:  http://h{PREFIX}/",
+    ]
 
 
 def test_the_background_job_is_registered_on_the_pipeline_scheduler(monitors):

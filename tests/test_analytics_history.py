@@ -12,7 +12,7 @@ import textwrap
 from otel_monitor.analytics import analytics_of
 from otel_monitor.analytics.history import History
 from otel_monitor.analytics.summary import Series
-from otel_monitor.pipeline import DURATION_BUCKETS
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import closing_client
 
 from .conftest import ROOT

@@ -23,8 +23,8 @@ from otel_monitor.analytics.summary import (
     series_quantile,
     system_values,
 )
-from otel_monitor.pipeline import DURATION_BUCKETS
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 
 BOUNDS = (0.1, 0.2, 0.5)
 

@@ -9,7 +9,7 @@ import pytest
 from otel_monitor.analytics import analytics_of
 from otel_monitor.analytics.history import History
 from otel_monitor.analytics.summary import Series, merge, series_quantile
-from otel_monitor.pipeline import DURATION_BUCKETS
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import closing_client
 
 from .conftest import build_app

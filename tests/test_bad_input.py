@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_monitor import Monitor
-from otel_monitor._request_path import _GETTER
-from otel_monitor._tracecontext import MAX_TRACEPARENT, parse_traceparent
+from otel_monitor.request._request_path import _GETTER
+from otel_monitor.request._tracecontext import MAX_TRACEPARENT, parse_traceparent
 from otel_monitor.testing import Telemetry
 
 

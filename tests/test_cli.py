@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_monitor import cli
-from otel_monitor._autoinstrument import DIRECTORY
-from otel_monitor.doctor import (
+from otel_monitor.cli import commands as cli
+from otel_monitor.cli._autoinstrument import DIRECTORY
+from otel_monitor.cli.doctor import (
     check_metric_names,
     parse_exposition,
     promql_metric_names,
@@ -371,7 +371,7 @@ def test_run_gunicorn_with_two_workers(rotel, started):
     wait_for_port(port, proc=proc)
     base = f"http://127.0.0.1:{port}"
     drive(base, 10)
-    # other workers' numbers reach /metrics within ~0.5 s (see otel_monitor.multiprocess)
+    # other workers' numbers reach /metrics within ~0.5 s (see otel_monitor.metrics.multiprocess)
     body = settled_metrics(base + "/metrics", "/hello/<name>", 10)
     assert request_count(body, "/hello/<name>") == 10, body[:2000]
     wait_for_log(

@@ -16,7 +16,8 @@ from flask import Flask
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.trace import SpanKind
 
-from otel_monitor import Monitor, _providers
+from otel_monitor import Monitor
+from otel_monitor.telemetry import _providers
 from otel_monitor.testing import Telemetry, closing_client
 
 from .conftest import ROOT

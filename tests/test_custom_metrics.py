@@ -6,7 +6,7 @@ import re
 import threading
 import time
 
-from otel_monitor import instruments
+from otel_monitor.metrics import instruments
 from otel_monitor.testing import Telemetry
 
 from .conftest import HANG_S, completes

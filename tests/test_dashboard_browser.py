@@ -996,8 +996,8 @@ def test_empty_states_say_what_to_do(browser, canned_server):
 
 
 def test_fleet_mode_adds_the_fleet_card_next_to_the_module_dashboard(browser, canned_server):
-    # fleet.js is a classic deferred script before the dashboard's entry module: it wraps fetch
-    # before the first /health, and its card sits above the overview the modules draw.
+    # fleet.js is a classic deferred script before the dashboard's entry module: its card sits
+    # above the overview the modules draw; the API module asks for the fleet's /health itself.
     page = browser.context.new_page()
     browser.watch(page)
     try:
@@ -1014,6 +1014,7 @@ def test_fleet_mode_adds_the_fleet_card_next_to_the_module_dashboard(browser, ca
         assert page.locator("#fleet-card tr.fleet-down").count() == 1
         assert page.locator("#overview-health .health-summary").inner_text() == "The check passes"
         assert any(url.endswith("/fleet/health?scope=fleet") for url in browser.requests)
+        assert page.evaluate("window.fetch.toString()").find("[native code]") >= 0  # fetch is not replaced
     finally:
         page.close()
     browser.assert_clean()

@@ -1,11 +1,11 @@
-"""The merge of prometheus_client's default registry across workers (otel_monitor._default_registry)."""
+"""The merge of prometheus_client's default registry across workers (otel_monitor.metrics._default_registry)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from otel_monitor import _default_registry
+from otel_monitor.metrics import _default_registry
 
 
 def _worker(requests: int, in_flight: float) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_monitor._demo import (
+from otel_monitor.cli._demo import (
     QUICK_STORY,
     STORY,
     Deployment,

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 
 from otel_monitor import Monitor
-from otel_monitor._demo import temporary_history, urls_for
 from otel_monitor.analytics.login_notice import base_url_of
+from otel_monitor.cli._demo import temporary_history, urls_for
 from otel_monitor.testing import closing_client
 
 PREFIX = "/otel-monitor"

@@ -106,12 +106,16 @@ def test_the_readme_design_table_lists_every_module_of_the_package():
             for name in re.findall(r"`([^`]+)`", row.split("|")[1]):
                 named.add(name.rstrip("/"))
     package = ROOT / "otel_monitor"
-    modules = {p.name for p in package.iterdir() if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")}
-    modules.discard("analytics")
-    modules |= {
-        f"analytics/{p.name}"
-        for p in (package / "analytics").iterdir()
-        if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")
-    }
+
+    def entries(folder: Path) -> set[str]:
+        return {p.name for p in folder.iterdir() if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")}
+
+    # a subpackage is one row (`alerts/`) or a row per module (`request/_request_path.py`)
+    modules = set()
+    for name in entries(package):
+        if (package / name).is_dir() and name not in named:
+            modules |= {f"{name}/{entry}" for entry in entries(package / name)}
+        else:
+            modules.add(name)
     assert sorted(modules - named) == [], "modules missing from the README's Design table"
     assert sorted(named - modules) == [], "the README's Design table names modules that do not exist"

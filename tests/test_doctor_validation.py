@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from otel_monitor import cli
+from otel_monitor.cli import commands as cli
 
 from .conftest import ROOT
 

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_monitor import Monitor
-from otel_monitor._export_accounting import EXPORTED_METRIC, AccountedSpanExporter, lost_spans
+from otel_monitor.telemetry._export_accounting import EXPORTED_METRIC, AccountedSpanExporter, lost_spans
 from otel_monitor.testing import closing_client
 
 from .conftest import HANG_S, free_port
@@ -178,7 +178,7 @@ def test_spans_exported_after_shutdown_are_counted_as_lost_to_shutdown():
 def test_spans_still_queued_when_the_shutdown_timeout_ends_are_counted_as_lost_to_shutdown():
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from otel_monitor._export_accounting import count_unexported_at_shutdown
+    from otel_monitor.telemetry._export_accounting import count_unexported_at_shutdown
 
     release, exporting = threading.Event(), threading.Event()
 
@@ -213,8 +213,8 @@ def test_spans_still_queued_when_the_shutdown_timeout_ends_are_counted_as_lost_t
 
 
 def test_log_records_a_collector_answers_503_for_are_counted_as_lost_by_reason(receiver, monkeypatch):
-    from otel_monitor import _logs, _providers
-    from otel_monitor._export_accounting import LOG_EXPORTED_METRIC, lost_logs
+    from otel_monitor.telemetry import _logs, _providers
+    from otel_monitor.telemetry._export_accounting import LOG_EXPORTED_METRIC, lost_logs
 
     monkeypatch.setattr(_providers, "_order", [])  # this monitor serves the process's logs
     _logs.remove_root_handler()
@@ -277,7 +277,7 @@ class Slow(BaseHTTPRequestHandler):
 def test_an_export_answered_after_its_timeout_is_counted_lost_once_with_the_sdks_own_metrics_on(monkeypatch):
     # The SDK's exporters count their own outcome under the same metric name when this variable
     # is set (on the global meter provider: ours); a timed-out batch was counted lost twice.
-    from otel_monitor import _providers
+    from otel_monitor.telemetry import _providers
 
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     monkeypatch.setattr(_providers, "_order", [])  # this monitor is the one behind the global providers

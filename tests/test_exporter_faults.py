@@ -13,9 +13,9 @@ from flask import Flask
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_monitor import pipeline as pipeline_module
-from otel_monitor.pipeline import span_exporters
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry import pipeline as pipeline_module
+from otel_monitor.telemetry.pipeline import span_exporters
 from otel_monitor.testing import Telemetry, closing_client
 
 from .conftest import completes, free_port

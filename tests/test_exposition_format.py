@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from otel_monitor.exposition import OPENMETRICS, TEXT, TextWriter, labels_text, metric_name
+from otel_monitor.metrics.exposition import OPENMETRICS, TEXT, TextWriter, labels_text, metric_name
 from otel_monitor.testing import Telemetry, closing_client
 
 from .conftest import build_app

@@ -90,7 +90,7 @@ FRAMEWORKS = {
 @pytest.fixture(params=sorted(FRAMEWORKS))
 def served(request):
     factory, route, error, service = FRAMEWORKS[request.param]
-    wrapped = otel_monitor.wrap(factory(), system_metrics=False)
+    wrapped = otel_monitor.wrap(factory(), module=__name__, system_metrics=False)
     telemetry = Telemetry(wrapped.monitor)
 
     def get(path: str) -> int:
@@ -183,7 +183,7 @@ def test_wrapping_a_framework_app_twice_installs_its_route_hook_once():
     app = falcon_app()
     first = otel_monitor.wrap(app, system_metrics=False)
     second = otel_monitor.wrap(app, system_metrics=False)
-    from otel_monitor._frameworks import _FalconRoutes
+    from otel_monitor.request._frameworks import _FalconRoutes
 
     assert sum(isinstance(m, _FalconRoutes) for m in app._unprepared_middleware) == 1
     first.monitor.shutdown(1)
@@ -277,3 +277,15 @@ def test_a_falcon_apps_own_error_handler_still_answers_and_the_class_is_noted():
     (span,) = telemetry.spans()
     assert span.attributes["error.type"] == "ValueError" and span.attributes["http.response.status_code"] == 503
     wrapped.monitor.shutdown(1)
+
+
+def test_wrap_names_a_framework_app_after_the_module_it_is_given_not_after_its_caller():
+    given = otel_monitor.wrap(bottle_app(), module="shop.web", system_metrics=False)
+    unnamed = otel_monitor.wrap(bottle_app(), system_metrics=False)
+    try:
+        assert given.monitor.tracer_provider.resource.attributes["service.name"] == "shop.web"
+        # without module= the framework's own module, never this (the calling) module
+        assert unnamed.monitor.tracer_provider.resource.attributes["service.name"] == "bottle"
+    finally:
+        given.monitor.shutdown(timeout=2)
+        unnamed.monitor.shutdown(timeout=2)

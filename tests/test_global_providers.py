@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from opentelemetry import metrics, trace
 
-from otel_monitor import Monitor, _providers
+from otel_monitor import Monitor
+from otel_monitor.telemetry import _providers
 from otel_monitor.testing import Telemetry, closing_client
 
 from .conftest import ROOT

@@ -12,7 +12,8 @@ import textwrap
 import pytest
 from flask import Flask
 
-from otel_monitor import Monitor, _logs, _providers
+from otel_monitor import Monitor
+from otel_monitor.telemetry import _logs, _providers
 from otel_monitor.testing import closing_client
 
 from .conftest import HANG_S, ROOT, wait_for_log
@@ -156,7 +157,7 @@ def test_logs_reach_the_collector_over_otlp_from_each_gunicorn_worker_under_prel
 def test_the_global_opentelemetry_logger_writes_into_the_pipeline():
     from opentelemetry import _logs as otel_logs
 
-    from otel_monitor import _providers as providers
+    from otel_monitor.telemetry import _providers as providers
 
     app, monitor = _app(logs_exporter="console")
     if providers.installed().get("logs") != "ours":

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from otel_monitor import multiprocess
+from otel_monitor.metrics import multiprocess
 from otel_monitor.testing import closing_client
 
 from .conftest import HANG_S, build_app

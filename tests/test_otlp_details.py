@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from otel_monitor import resolve_settings
-from otel_monitor.pipeline import SCHEMA_URL, _otlp_target
+from otel_monitor.telemetry.pipeline import SCHEMA_URL, _otlp_target
 from otel_monitor.testing import Telemetry, closing_client
 
 from .conftest import ROOT, build_app, wait_for_log

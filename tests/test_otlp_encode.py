@@ -1,4 +1,4 @@
-"""otel_monitor._otlp_encode writes exactly the official encoder's bytes, and its exporters keep the
+"""otel_monitor.telemetry._otlp_encode writes exactly the official encoder's bytes, and its exporters keep the
 official transport (a real local HTTP sink and a real gRPC server receive the spans)."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_monitor._otlp_encode import FastOTLPSpanExporter, SpanEncoder
-from otel_monitor._otlp_grpc import FastGrpcOTLPSpanExporter
-from otel_monitor.pipeline import span_exporters
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder
+from otel_monitor.telemetry._otlp_grpc import FastGrpcOTLPSpanExporter
+from otel_monitor.telemetry.pipeline import span_exporters
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 texts = st.text(max_size=12)

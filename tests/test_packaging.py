@@ -105,3 +105,19 @@ def test_the_changelog_keeps_a_changelog_with_this_version_on_top():
     assert releases[0][0] == __version__ and "0.1.0" in dict(releases)
     for version, _ in releases:  # every release heading links its changes
         assert re.search(rf"^\[{re.escape(version)}\]: https://", text, re.M), version
+
+
+def test_the_wheel_ships_every_module_of_every_subpackage(wheel):
+    package = ROOT / "otel_monitor"
+    modules = {str(path.relative_to(ROOT)) for path in package.rglob("*.py") if "__pycache__" not in path.parts}
+    shipped = set(wheel.namelist())
+    assert sorted(modules - shipped) == []
+
+
+def test_the_command_entry_point_names_a_function_that_exists(wheel):
+    entry_points = wheel.read(f"otel_monitor-{__version__}.dist-info/entry_points.txt").decode()
+    [target] = re.findall(r"^otel-monitor = (\S+)$", entry_points, re.M)
+    module, _, function = target.partition(":")
+    result = subprocess.run([sys.executable, "-c", f"import {module}; print(callable({module}.{function}))"])
+    assert result.returncode == 0
+    assert target == "otel_monitor.cli:main"

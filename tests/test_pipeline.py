@@ -6,8 +6,8 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from otel_monitor.pipeline import _otlp_target, _sampler, metric_exporters, span_exporters
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry.pipeline import _otlp_target, _sampler, metric_exporters, span_exporters
 
 
 def test_no_endpoint_and_no_exporter_setting_means_no_push_exporters():
@@ -99,3 +99,28 @@ def test_delta_temporality_pushes_the_difference_since_the_last_export(monitors)
     assert sum(duration.data_points[0].bucket_counts) == 1
     assert duration.aggregation_temporality is AggregationTemporality.DELTA
     assert second["http.server.active_requests"].aggregation_temporality is AggregationTemporality.CUMULATIVE
+
+
+def test_the_view_is_chosen_while_the_pipeline_is_built_and_the_reader_gets_the_request_metrics():
+    from otel_monitor.metrics.metrics_view import LocalView
+    from otel_monitor.telemetry.pipeline import build_pipeline
+
+    settings = resolve_settings({"traces_exporter": "none", "metrics_exporter": "none", "system_metrics": False})
+    chosen = []
+
+    def view_for(pipeline):
+        view = LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
+        chosen.append(view)
+        return view
+
+    seen_by_hooks = []
+    pipeline = build_pipeline(settings, "svc", setup_hooks=(lambda p: seen_by_hooks.append(p.view),), view_for=view_for)
+    try:
+        assert len(chosen) == 1 and pipeline.view is chosen[0]
+        assert seen_by_hooks == [chosen[0]]  # every setup hook already sees the chosen view
+        assert pipeline.reader.extra_metrics == pipeline.request_metrics.collect  # given to the constructor
+        default = build_pipeline(settings, "svc")
+        assert isinstance(default.view, LocalView) and default.view is not chosen[0]
+        default.shutdown(timeout=2)
+    finally:
+        pipeline.shutdown(timeout=2)

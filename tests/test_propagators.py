@@ -60,7 +60,7 @@ def test_the_size_guard_still_drops_an_oversized_traceparent_with_b3_configured(
 
 def test_the_configured_propagator_is_the_global_one_for_outgoing_calls(monkeypatch):
     """Contrib client instrumentations inject with the global textmap: inbound and outbound agree."""
-    from otel_monitor import _providers
+    from otel_monitor.telemetry import _providers
 
     monkeypatch.setattr(_providers, "_order", [])  # this test's monitor serves the globals
     app, monitor = build_app(analytics=False, propagators="tracecontext,b3multi")

@@ -23,10 +23,10 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from otel_monitor._log_redaction import RedactingLogExporter
 from otel_monitor._redaction import REDACTED, Redactor
 from otel_monitor.analytics import analytics_of
 from otel_monitor.settings import resolve_settings
+from otel_monitor.telemetry._log_redaction import RedactingLogExporter
 from otel_monitor.testing import Telemetry, closing_client
 
 DEFAULT = Redactor(resolve_settings({}).sensitive_query_params)

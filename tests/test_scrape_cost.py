@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-import otel_monitor._request_metrics as request_metrics
-from otel_monitor.exposition import TextWriter, accepts_gzip
+import otel_monitor.request._request_metrics as request_metrics
+from otel_monitor.metrics.exposition import TextWriter, accepts_gzip
 from otel_monitor.testing import closing_client
 
 from .conftest import build_app
@@ -111,8 +111,8 @@ def test_reused_histogram_lines_equal_a_fresh_render_after_some_series_changed(s
 
 
 def test_the_worker_file_text_equals_the_entries_and_re_encodes_only_changed_series(monkeypatch):
-    from otel_monitor._request_metrics import RequestMetrics
-    from otel_monitor.pipeline import DURATION_BUCKETS, SIZE_BUCKETS
+    from otel_monitor.request._request_metrics import RequestMetrics
+    from otel_monitor.telemetry.pipeline import DURATION_BUCKETS, SIZE_BUCKETS
 
     class Context:
         trace_id, span_id = 0xABC, 0xDEF
@@ -162,7 +162,7 @@ def histogram_entry(name: str, counts: dict[str, int]) -> dict:
 
 
 def test_the_group_merge_redoes_only_metrics_whose_contributions_changed_and_equals_a_full_merge():
-    from otel_monitor.multiprocess import MergeCache, merge
+    from otel_monitor.metrics.multiprocess import MergeCache, merge
 
     cache = MergeCache()
     own = [histogram_entry("a", {"/x": 1}), histogram_entry("b", {"/y": 2})]

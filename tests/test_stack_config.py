@@ -37,7 +37,7 @@ DASHBOARD_PROVIDERS = CONFIG / "grafana" / "provisioning" / "dashboards" / "dash
 REQUIRED_ENV = ("MONITORING_USERNAME", "MONITORING_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 
 # What otel_monitor serves on /metrics (OTel Prometheus exporter naming, with the renames of
-# otel_monitor.exposition.PROMETHEUS_RENAMES), plus Prometheus' own `up`. tests/test_stack_live.py
+# otel_monitor.metrics.exposition.PROMETHEUS_RENAMES), plus Prometheus' own `up`. tests/test_stack_live.py
 # checks against the running example app that the queries built on these names return data.
 HISTOGRAMS = (
     "http_server_request_duration_seconds",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from otel_monitor import system
+from otel_monitor.metrics import system
 from otel_monitor.testing import Telemetry
 
 EXPECTED = {

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from otel_monitor import SettingsError, resolve_settings
-from otel_monitor._ids import PrivateIdGenerator
+from otel_monitor.telemetry._ids import PrivateIdGenerator
 from otel_monitor.testing import Telemetry, closing_client
 
 

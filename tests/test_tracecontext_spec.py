@@ -12,7 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 import otel_monitor
-from otel_monitor._tracecontext import MAX_TRACESTATE, W3CTraceContextPropagator
+from otel_monitor.request._tracecontext import MAX_TRACESTATE, W3CTraceContextPropagator
 from otel_monitor.testing import Telemetry
 
 TRACE = "12345678901234567890123456789012"

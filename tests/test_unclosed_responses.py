@@ -14,7 +14,7 @@ from flask import Flask
 
 import otel_monitor
 from otel_monitor import Monitor
-from otel_monitor._request_path import _ABANDONED
+from otel_monitor.request._request_path import _ABANDONED
 from otel_monitor.testing import Telemetry
 
 
@@ -191,7 +191,7 @@ def test_unclosed_error_responses_of_the_plain_test_client_are_counted_by_the_ne
 
 
 def test_no_response_body_outlives_a_collection_through_the_exceptions_traceback():
-    from otel_monitor._request_path import _ResponseBody
+    from otel_monitor.request._request_path import _ResponseBody
 
     app = Flask("unclosed_errors")
 

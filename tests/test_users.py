@@ -10,8 +10,8 @@ import logging
 from flask import Flask, request
 
 import otel_monitor
-from otel_monitor._enduser import client_address
 from otel_monitor.analytics import analytics_of
+from otel_monitor.request._enduser import client_address
 from otel_monitor.testing import Telemetry, closing_client
 
 TOKEN = "users-token-0123456789ab"

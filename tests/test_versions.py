@@ -11,13 +11,13 @@ import time
 import pytest
 from flask import Flask
 
-from otel_monitor._version import detect_version, git_commit
 from otel_monitor.analytics import analytics_of
 from otel_monitor.analytics.history import History
 from otel_monitor.analytics.stats import error_rate_test, fisher_greater, mann_whitney
 from otel_monitor.analytics.summary import Series
 from otel_monitor.analytics.versions import versions_report
-from otel_monitor.pipeline import DURATION_BUCKETS
+from otel_monitor.telemetry._version import detect_version, git_commit
+from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 from otel_monitor.testing import closing_client
 
 TOKEN = "versions-token-0123456789"

@@ -42,8 +42,10 @@ class AlertSource(Protocol):
 
     bounds: tuple
     started: float
-    history: HistoryLike | None
     clock: Callable[[], float]
+
+    @property
+    def history(self) -> HistoryLike | None: ...  # read-only: a state's History satisfies it
 
     def read(self) -> Sample: ...
 

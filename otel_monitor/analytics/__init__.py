@@ -15,6 +15,12 @@ them shares the cache without knowing it.
 Usage: nothing -- ``Monitor(app)`` mounts it at ``analytics_prefix`` (default ``/otel-monitor``).
 In tests, :func:`analytics_of` gives the per-process state (``sample()`` takes a tick now,
 ``clock``, ``history``). See ``docs/analytics-api.md``.
+
+May import: :mod:`otel_monitor.metrics` (the data it reads), the telemetry's export accounting and
+types, :mod:`otel_monitor.settings`, :mod:`otel_monitor.prefork`, :mod:`otel_monitor._safe_log`,
+:mod:`otel_monitor._redaction`. Never the request path (it reads what the request path recorded,
+through the pipeline) and never the alerts (they read the analytics; :mod:`otel_monitor.monitor`
+wires them through ``install(extend=...)``).
 """
 
 from __future__ import annotations
@@ -25,19 +31,29 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from . import custom_series as _custom_series
 from . import errors as _errors
 from . import insights as _insights
 from . import profiler as _profiler
 from . import trace_store as _trace_store
+from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
 from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
 from .users import Identities
+
+if TYPE_CHECKING:
+    from flask import Blueprint
+
+    from ..monitor import Monitor
+    from ..settings import Settings
+    from ..telemetry._runtime import Runtime
+    from ..telemetry.pipeline import Pipeline
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
 
@@ -65,7 +81,7 @@ class AnalyticsState:
     tick's cached window; :meth:`collect` reads the metrics afresh.
     """
 
-    def __init__(self, pipeline: Any, settings: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.prefix = settings.analytics_prefix.rstrip("/")
@@ -273,6 +289,13 @@ class AnalyticsState:
 
         return self.summaries.lasting(("history_requests", first, last - first), last, total)
 
+    #: where the figures come from without the history (:class:`~.reports.StateSource`)
+    source = "memory"
+
+    def step_s(self, length: float) -> int:
+        """The seconds between two points of a chart from memory: one sample interval."""
+        return int(SAMPLE_INTERVAL_S)
+
     def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]:
         """Consecutive (earlier, later) samples covering the last ``length`` seconds, ending now."""
         start = now.t - length
@@ -286,12 +309,12 @@ class AnalyticsState:
             samples.append(now)
         return list(pairwise(samples))
 
-    def _gather(self, key: str, own: Callable[[], Any]) -> list[Any]:
-        """What every worker shared under ``key`` (only this one's when reading the others fails)."""
+    def _gather(self, channel: Channel[Any], own: Callable[[], Any]) -> list[Any]:
+        """What every worker shared on ``channel`` (only this one's when reading the others fails)."""
         try:
-            return self.pipeline.gather(key)
+            return self.pipeline.gather(channel)
         except Exception:  # noqa: BLE001 - this worker's own values are shown instead
-            log_internal_error(f"gathering {key} from the workers")
+            log_internal_error(f"gathering {channel.name} from the workers")
             return [own()]
 
     def traces(self) -> list[dict]:
@@ -314,16 +337,10 @@ class AnalyticsState:
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
 
-def analytics_of(monitor: Any) -> AnalyticsState | None:
-    """The analytics state of ``monitor``'s current pipeline (None when disabled)."""
-    pipeline = monitor.pipeline
-    return pipeline.analytics if pipeline is not None else None
-
-
-def _setup(settings: Any, pipeline: Any) -> None:
+def _setup(settings: Settings, pipeline: Pipeline) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
-    pipeline.analytics = state
+    keep(pipeline, state)
     pipeline.tracer_provider.add_span_processor(state.recent)
     pipeline.share(SHARE_KEY, state.recent.snapshot)
     if settings.analytics_trace_details > 0:
@@ -353,8 +370,14 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
     return write
 
 
-def install(monitor: Any, app: Any, runtime: Any) -> None:
-    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``."""
+def install(
+    monitor: Monitor, app: Any, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
+) -> Callable[[str], list[str]]:
+    """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``; returns the
+    function that lists the URLs they serve under a base URL (:meth:`Monitor.describe_urls`).
+
+    ``extend`` adds routes to the blueprint before it is registered (the alerts' endpoints: the
+    alerts read the analytics, so the monitor wires them, not the analytics)."""
     import functools
 
     from .blueprint import create_blueprint
@@ -363,10 +386,8 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
     validate_settings(settings)
     auth = Auth(settings, resolve_secret_key(settings, app))
     blueprint = create_blueprint(monitor, settings, auth)
-    from .. import alerts as _alerts  # alerts read these analytics (docs/alerts.md)
-
-    if _alerts.enabled(settings):
-        _alerts.attach(blueprint, runtime, settings, auth)
+    if extend is not None:
+        extend(blueprint, auth)
     app.register_blueprint(blueprint)
     runtime.setup_hooks.append(functools.partial(_setup, settings))
     app.extensions["otel_monitor.analytics"] = auth
@@ -387,4 +408,4 @@ def install(monitor: Any, app: Any, runtime: Any) -> None:
             f"dashboard:  {base}{prefix}/{query}",
         ]
 
-    monitor.describe_urls = describe_urls
+    return describe_urls

@@ -45,7 +45,7 @@ STATE_FILE = "analytics-auth.json"
 
 def _group_file() -> str | None:
     try:
-        from ..multiprocess import detect_group, group_dir
+        from ..metrics.multiprocess import detect_group, group_dir
 
         master = detect_group(None)
         return os.path.join(group_dir(master), STATE_FILE) if master is not None else None

@@ -91,7 +91,7 @@ def validate_settings(settings: Settings) -> None:
 
 def _group_secret(name: str) -> bytes | None:
     try:
-        from ..multiprocess import group_secret
+        from ..metrics.multiprocess import group_secret
 
         return group_secret(name)
     except Exception:  # noqa: BLE001 - a per-process secret still works on one worker

@@ -33,7 +33,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, redirect, request
 
 from .._safe_log import log_internal_error
-from . import analytics_of, insights
+from . import insights
+from .access import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
 from .gate import RETRY_AFTER_S, Gate
@@ -53,6 +54,8 @@ from .summaries import Tick, WindowSummary
 from .summary import READINESS_CHECKS, WINDOWS
 
 if TYPE_CHECKING:
+    from ..monitor import Monitor
+    from ..settings import Settings
     from . import AnalyticsState
 
 __all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "UNCAPPED"]
@@ -125,8 +128,8 @@ def _limit_param(default: int) -> int:
 class AnalyticsContext:
     """What the views of one monitored app need: built once per blueprint."""
 
-    monitor: Any
-    settings: Any
+    monitor: Monitor
+    settings: Settings
     auth: Auth
     #: the fleet source (``analytics_source=prometheus``), else None
     fleet: FleetState | None
@@ -138,7 +141,7 @@ class AnalyticsContext:
     gate: Gate
 
     @classmethod
-    def build(cls, monitor: Any, settings: Any, auth: Auth) -> AnalyticsContext:
+    def build(cls, monitor: Monitor, settings: Settings, auth: Auth) -> AnalyticsContext:
         fleet = build_fleet(settings, lambda: analytics_of(monitor))
         return cls(
             monitor,
@@ -541,7 +544,7 @@ def _finally(chunks: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
         done()  # exhausted, closed or collected
 
 
-def create_blueprint(monitor: Any, settings: Any, auth: Auth) -> Blueprint:
+def create_blueprint(monitor: Monitor, settings: Settings, auth: Auth) -> Blueprint:
     """The blueprint for one monitored app (register it with ``app.register_blueprint``)."""
     ctx = AnalyticsContext.build(monitor, settings, auth)
     bp = Blueprint(_NAME, __name__, url_prefix=ctx.prefix or None)

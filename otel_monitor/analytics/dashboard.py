@@ -28,7 +28,11 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..monitor import Monitor
+    from ..settings import Settings
 
 __all__ = ["register_dashboard", "SECURITY_HEADERS", "CONTENT_SECURITY_POLICY", "STATIC_DIR", "FETCH_MARKER"]
 
@@ -74,7 +78,7 @@ _WINDOWS_SHORT = ("1m", "5m", "15m")
 _WINDOWS_HISTORY = ("1h", "6h", "24h", "7d")
 
 
-def register_dashboard(bp: Any, auth: Any, settings: Any, monitor: Any = None) -> None:
+def register_dashboard(bp: Any, auth: Any, settings: Settings, monitor: Monitor | None = None) -> None:
     """Add the dashboard's page, login/logout and static routes to the analytics blueprint ``bp``."""
     from flask import abort, make_response, redirect, request, send_from_directory, url_for
     from jinja2 import Environment, FileSystemLoader

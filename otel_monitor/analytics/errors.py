@@ -20,10 +20,12 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
+from ..metrics.metrics_view import Channel
+
 __all__ = ["ErrorGroups", "SHARE_KEY", "merge", "app_frame", "TIMELINE_MINUTES", "EXAMPLES"]
 
 #: key under which each worker shares its groups (``pipeline.share`` / ``pipeline.gather``)
-SHARE_KEY = "otel_monitor.analytics.errors"
+SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.errors")
 TIMELINE_MINUTES = 60
 EXAMPLES = 5
 MAX_GROUPS = 200

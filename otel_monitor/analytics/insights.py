@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, Scope
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from ..settings import Settings
 from .heatmap import METRICS, heatmap
 from .summary import WINDOWS, Key, Series, add, diff, extract
@@ -25,14 +26,14 @@ from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snaps
 from .versions import VersionData, parse_entries, unwritten_entries, versions_report
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from ..telemetry.pipeline import Pipeline
     from . import AnalyticsState
     from .prometheus_source import FleetState
 
 __all__ = ["ViewContext", "setup", "versions_view", "users_view", "clients_view", "heatmap_view", "UNWRITTEN_KEY"]
 
 #: each worker's requests since its last history write: {"version", "since", "requests"}
-UNWRITTEN_KEY = "otel_monitor.analytics.unwritten"
+UNWRITTEN_KEY: Channel[dict[str, Any]] = Channel("otel_monitor.analytics.unwritten")
 _HEATMAP_WINDOWS = ("1h", "6h", "24h", "7d")
 _MAX_LIMIT = 1000
 
@@ -89,12 +90,12 @@ def _answer(compute: Any) -> Response:
         return _json({"error": str(exc)}, 400)
 
 
-def _gather(st: AnalyticsState, key: str) -> list[Any]:
+def _gather(st: AnalyticsState, channel: Channel[Any]) -> list[Any]:
     try:
-        return st.pipeline.gather(key)
+        return st.pipeline.gather(channel)
     except Exception:  # noqa: BLE001 - this worker's own values are shown instead
-        log_internal_error(f"gathering {key} from the workers")
-        produce = st.pipeline.shared.get(key)
+        log_internal_error(f"gathering {channel.name} from the workers")
+        produce = st.pipeline.shared.get(channel.name)
         return [produce()] if produce is not None else []
 
 
@@ -190,7 +191,7 @@ def _fleet(ctx: ViewContext, name: str) -> dict[str, Any]:
 # -- /users and /clients ---------------------------------------------------------------------------
 
 
-def _identities(ctx: ViewContext, key: str, label: str) -> dict[str, Any]:
+def _identities(ctx: ViewContext, key: Channel[Any], label: str) -> dict[str, Any]:
     name = _window("24h")
     limit = _limit(100)
     route = request.args.get("route") or None

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from flask import Response, request
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from .profiler import Profiling
 from .profiles import SHARE_KEY, collapsed, route_profile
 from .summary import WINDOWS
@@ -25,7 +26,7 @@ MAX_ROUTE = 2048
 
 
 class _Workers(Protocol):
-    def gather(self, key: str) -> list[Any]: ...
+    def gather(self, channel: Channel[Any]) -> list[Any]: ...
 
 
 class _State(Protocol):

@@ -33,6 +33,7 @@ from types import CodeType, FrameType
 from typing import Any, Protocol
 
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 from . import outliers as _outliers
 from .profiles import SHARE_KEY, FrameKey, RouteProfiles, profile_json
 
@@ -334,16 +335,23 @@ class _Pipeline(Protocol):
     serving_started: threading.Event
     shutdown_hooks: list
 
-    def share(self, key: str, produce: Callable[[], Any]) -> None: ...
+    def share(self, channel: Channel[Any], produce: Callable[[], Any]) -> None: ...
 
 
 class _Settings(Protocol):
-    profiling: bool
-    profiling_interval_ms: float
-    profiling_after_ms: float | None
-    analytics_slow_ms: float
-    analytics_prefix: str
-    sensitive_query_params: tuple
+    # read-only, as on the frozen Settings
+    @property
+    def profiling(self) -> bool: ...
+    @property
+    def profiling_interval_ms(self) -> float: ...
+    @property
+    def profiling_after_ms(self) -> float | None: ...
+    @property
+    def analytics_slow_ms(self) -> float: ...
+    @property
+    def analytics_prefix(self) -> str: ...
+    @property
+    def sensitive_query_params(self) -> tuple: ...
 
 
 class Profiling:

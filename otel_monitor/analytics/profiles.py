@@ -11,7 +11,7 @@ that start inside the window (to the minute); longer windows and ``all`` answer 
 the process (each worker) started, and say so (``source: "since start"``, ``covered_s``).
 
 Under a pre-fork server each worker shares :meth:`RouteProfiles.snapshot` (``pipeline.share``)
-and :func:`route_profile` merges what :func:`~otel_monitor.pipeline.Pipeline.gather` returns.
+and :func:`route_profile` merges what :func:`~otel_monitor.telemetry.pipeline.Pipeline.gather` returns.
 :func:`collapsed` writes Brendan Gregg's collapsed stacks (``root;caller;callee 42``), what
 ``flamegraph.pl``, speedscope and inferno read.
 """
@@ -22,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ..metrics.metrics_view import Channel
 
 __all__ = [
     "RouteProfiles",
@@ -41,7 +43,7 @@ __all__ = [
 FrameKey = tuple[str, str, int]
 
 #: key under which each worker shares its route profiles (``pipeline.share`` / ``pipeline.gather``)
-SHARE_KEY = "otel_monitor.analytics.profiles"
+SHARE_KEY: Channel[dict[str, Any]] = Channel("otel_monitor.analytics.profiles")
 MAX_ROUTES = 100
 MAX_STACKS = 200
 #: minute buckets kept (windows up to this long are exact to the minute)

@@ -27,12 +27,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..settings import SettingsError
 from .summaries import Summaries, Tick
 from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["FleetState", "FleetUnavailable", "PromClient", "fleet_selector", "validate_fleet_settings", "attach"]
 
@@ -71,7 +74,7 @@ class FleetUnavailable(RuntimeError):
     """Prometheus did not answer usefully in time: the endpoint answers 503 with this message."""
 
 
-def fleet_selector(settings: Any) -> str:
+def fleet_selector(settings: Settings) -> str:
     """The label matchers of the service's series: the setting, else ``job="<service_name>"``."""
     if settings.analytics_prometheus_selector:
         return str(settings.analytics_prometheus_selector)
@@ -79,7 +82,7 @@ def fleet_selector(settings: Any) -> str:
     return f'job="{name}"'
 
 
-def validate_fleet_settings(settings: Any) -> None:
+def validate_fleet_settings(settings: Settings) -> None:
     """Start-up checks for ``analytics_source=prometheus`` (a URL, both halves of Basic auth)."""
     if settings.analytics_source != "prometheus":
         return
@@ -338,8 +341,8 @@ class _NoRing:
 class FleetState:
     """The analytics figures of every selected instance, read from Prometheus when asked.
 
-    Duck-types what the blueprint reads of :class:`~otel_monitor.analytics.AnalyticsState`
-    (``read``, ``window``, ``steps``, ``bounds``, ``started``, ``traces``, ``pipeline``). Per analytics
+    Implements :class:`~otel_monitor.analytics.reports.StateSource`, as the in-process
+    :class:`~otel_monitor.analytics.AnalyticsState` does. Per analytics
     request, answers are cached (``cache`` is the request's ``flask.g``-like dict) and all calls
     share one deadline.
     """
@@ -351,7 +354,7 @@ class FleetState:
     def __init__(
         self,
         client: PromClient,
-        settings: Any,
+        settings: Settings,
         local: Callable[[], Any],
         clock: Callable[[], float] = time.time,
         context: Callable[[], dict] | None = None,
@@ -503,6 +506,10 @@ class FleetState:
         """The fleet's requests of a window: increase() over it (``all``: the cumulative counters)."""
         return self.window_by_instance(name, now)
 
+    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+        """No history here: Prometheus keeps the long windows (every chart reads :meth:`steps`)."""
+        return {}, {}
+
     def step_s(self, length: float) -> int:
         """Chart step for a window of ``length`` seconds: at most :data:`CHART_POINTS` points, 15 s or more."""
         return int(max(15, math.ceil(length / CHART_POINTS / 15) * 15))
@@ -648,13 +655,15 @@ def _rounded(value: float | None) -> float | None:
 # -- wiring into the blueprint ---------------------------------------------------------------------
 
 
-def build_fleet(settings: Any, local: Callable[[], Any]) -> FleetState | None:
+def build_fleet(settings: Settings, local: Callable[[], Any]) -> FleetState | None:
     """The fleet state for ``settings`` (None for the default in-process source)."""
     if settings.analytics_source != "prometheus":
         return None
     validate_fleet_settings(settings)
+    url = settings.analytics_prometheus_url or settings.prometheus_url
+    assert url is not None  # validate_fleet_settings refused a fleet without one
     client = PromClient(
-        settings.analytics_prometheus_url or settings.prometheus_url,
+        url,
         settings.analytics_prometheus_timeout_s,
         token=settings.analytics_prometheus_token,
         username=settings.analytics_prometheus_username,
@@ -675,7 +684,7 @@ def build_fleet(settings: Any, local: Callable[[], Any]) -> FleetState | None:
     return FleetState(client, settings, local, context=context)
 
 
-def attach(bp: Any, fleet: FleetState, settings: Any, window_param: Callable[[str], str]) -> None:
+def attach(bp: Any, fleet: FleetState, settings: Settings, window_param: Callable[[str], str]) -> None:
     """The fleet's own view (``/instances``) and its error answer on the analytics blueprint."""
     from flask import Response
 

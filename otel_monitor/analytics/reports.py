@@ -11,16 +11,16 @@ No Flask here: the request parsing and the responses are the blueprint's.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, MetricsData, Sum
 
-from .._export_accounting import ExportStatus
-from .._metrics_data import iter_metrics
+from ..metrics._metrics_data import iter_metrics
+from ..telemetry._export_accounting import ExportStatus
 from .prometheus_source import FleetState
-from .summaries import Tick, WindowSummary
+from .summaries import Summaries, Tick, WindowSummary
 from .summary import (
     WINDOWS,
     Key,
@@ -37,7 +37,9 @@ from .summary import (
 )
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from . import AnalyticsState
+    from .history import History
 
 __all__ = [
     "StateSource",
@@ -57,8 +59,42 @@ __all__ = [
     "metrics_json",
 ]
 
-#: what the views read: this process's analytics or the fleet's (the same figures from Prometheus)
-StateSource = Union["AnalyticsState", FleetState]
+
+class StateSource(Protocol):
+    """What the views and reports read of an analytics source: this process's
+    (:class:`~otel_monitor.analytics.AnalyticsState`) or the fleet's (:class:`.prometheus_source.FleetState`,
+    the same figures from Prometheus). Both implement it; mypy checks that they do."""
+
+    @property
+    def summaries(self) -> Summaries: ...
+    @property
+    def bounds(self) -> tuple[float, ...]: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def history(self) -> History | None: ...
+    @property
+    def source(self) -> str:
+        """Where the figures come from without the history: ``memory`` or ``prometheus``."""
+        ...
+
+    def steps(self, length: float, now: Sample) -> list[tuple[Sample, Sample]]: ...
+
+    def step_s(self, length: float) -> float:
+        """The seconds between two points of a chart ``length`` seconds long."""
+        ...
+
+    def history_minutes(
+        self, since: float, until: float
+    ) -> tuple[dict[int, dict[Key, Series]], dict[int, dict[str, Any]]]: ...
+
+
+def _implements(local: AnalyticsState, fleet: FleetState) -> tuple[StateSource, StateSource]:
+    return local, fleet  # type-checked only: both sources satisfy StateSource
+
+
 #: a window of requests, as ``AnalyticsState.window`` returns it
 Window = dict[str, Any]
 #: ``summary.stats()``: requests, rps, errors, error_rate_pct, latency, apdex
@@ -177,7 +213,7 @@ class HealthReport:
 
 
 def health_report(
-    st: StateSource, settings: Any, apdex_t: float, degraded: list[DegradedMode] | None = None
+    st: StateSource, settings: Settings, apdex_t: float, degraded: list[DegradedMode] | None = None
 ) -> HealthReport:
     """The health checks over the last :data:`HEALTH_WINDOW` of ``st`` (its current tick's);
     ``degraded`` (the answering instance's :func:`degraded_modes`) turns ``healthy`` into
@@ -224,7 +260,7 @@ def health_report(
     return HealthReport(body, system)
 
 
-def over_fraction(st: StateSource, now: Sample, settings: Any) -> dict[str, float]:
+def over_fraction(st: StateSource, now: Sample, settings: Settings) -> dict[str, float]:
     """Per request check: the share of the window's 10 s steps (with requests) over the threshold."""
     over = {"latency_avg_ms": 0, "latency_p95_ms": 0, "error_rate_pct": 0}
     steps = 0
@@ -385,7 +421,7 @@ def _figures(figures: Figures, window: Window) -> WindowFigures:
     }
 
 
-def performance(st: StateSource, settings: Any, apdex_t: float, ranked: str) -> PerformanceBody:
+def performance(st: StateSource, settings: Settings, apdex_t: float, ranked: str) -> PerformanceBody:
     """Totals of :data:`PERFORMANCE_WINDOWS` and ``ranked``; the slowest and most failing endpoints of ``ranked``.
 
     One body per tick and ``ranked``, shared by every caller (read-only).
@@ -393,7 +429,7 @@ def performance(st: StateSource, settings: Any, apdex_t: float, ranked: str) -> 
     return st.summaries.memo(("performance", ranked), lambda tick: _performance(st, settings, ranked, tick))
 
 
-def _performance(st: StateSource, settings: Any, ranked: str, tick: Tick) -> PerformanceBody:
+def _performance(st: StateSource, settings: Settings, ranked: str, tick: Tick) -> PerformanceBody:
     windows: dict[str, WindowFigures] = {}
     # The asked-for window too (1 h and more from the history): its percentiles come from the
     # buckets merged over the whole window, never from averaging per-minute percentiles.
@@ -492,21 +528,21 @@ def _steps(st: StateSource, window_name: str, tick: Tick) -> _Steps:
     if length is None:
         length = now.t - st.started
     history = st.history
-    use_history = length > 900 and history is not None and history.usable and not isinstance(st, FleetState)
+    use_history = length > 900 and history is not None and history.usable
     steps: list[tuple[float, float, dict[Key, Series], Mapping[str, Any]]] = []
     step: float
-    if use_history and not isinstance(st, FleetState):
+    if use_history:
         step = 60
         by_minute, system_rows = st.history_minutes(now.t - length, now.t)
         for minute in sorted(set(by_minute) | set(system_rows)):
             shown = {k: _shown(v) for k, v in system_rows.get(minute, {}).items()}
             steps.append((float(minute), step, by_minute.get(minute, {}), shown))
     else:
-        step = st.step_s(length) if isinstance(st, FleetState) else 10
+        step = st.step_s(length)
         for earlier, later in st.steps(length, now):
             requests = diff(later.requests, earlier.requests, st.bounds)
             steps.append((later.t, later.t - earlier.t, requests, system_point(earlier, later)))
-    source = st.source if isinstance(st, FleetState) else ("history" if use_history else "memory")
+    source = "history" if use_history else st.source
     return _Steps(step, source, tuple(steps))
 
 

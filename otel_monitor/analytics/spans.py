@@ -17,11 +17,12 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .._redaction import Redactor, redactor_for
+from ..metrics.metrics_view import Channel
 
 __all__ = ["RecentRequests", "SHARE_KEY"]
 
 #: key under which each worker shares its lists (``pipeline.share`` / ``pipeline.gather``)
-SHARE_KEY = "otel_monitor.analytics.traces"
+SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.traces")
 _SERVER = SpanKind.SERVER
 _ERROR = StatusCode.ERROR
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._export_accounting import lost_logs, lost_spans
-from .._metrics_data import iter_metrics, iter_points
+from ..metrics._metrics_data import iter_metrics, iter_points
+from ..telemetry._export_accounting import lost_logs, lost_spans
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = [
     "Series",
@@ -480,7 +483,7 @@ READINESS_CHECKS = frozenset({"latency_avg_ms", "latency_p95_ms", "error_rate_pc
 
 def health_checks(
     readings: Mapping[str, Any],
-    settings: Any,
+    settings: Settings,
     over_fraction: Mapping[str, float] | None = None,
     requests: int | None = None,
 ) -> list[dict[str, Any]]:

@@ -24,11 +24,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
+from ..metrics.metrics_view import Channel
 
 __all__ = ["TraceStore", "SHARE_KEY", "SAMPLE_EVERY", "MAX_SPANS", "MAX_PENDING"]
 
 #: key under which each worker shares its kept trees (``pipeline.share`` / ``pipeline.gather``)
-SHARE_KEY = "otel_monitor.analytics.trace_details"
+SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.trace_details")
 #: one normal request in this many is kept too, so a healthy route has an example to compare with
 SAMPLE_EVERY = 500
 #: spans kept per tree (the rest are counted in ``dropped_spans``)

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+from ..metrics.metrics_view import Channel
 from ..settings import Settings
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from ..telemetry.pipeline import Pipeline
 
 __all__ = [
     "SpaceSaving",
@@ -44,8 +45,8 @@ __all__ = [
     "top",
 ]
 
-USERS_SHARE_KEY = "otel_monitor.analytics.users"
-CLIENTS_SHARE_KEY = "otel_monitor.analytics.clients"
+USERS_SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.users")
+CLIENTS_SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.clients")
 MINUTE = 60
 HOUR = 3600
 #: minutes kept as minutes; older ones are folded into hours

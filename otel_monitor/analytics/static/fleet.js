@@ -2,8 +2,8 @@
  *
  * Loaded before dashboard.js only when the analytics read Prometheus. The dashboard itself needs no
  * second code path (the JSON shapes are the same); this file adds what only a fleet has:
- *   - the health badge asks for the fleet's health (/health?scope=fleet: a bare /health stays the
- *     answering instance's, for load balancers), by rewriting that one URL in fetch;
+ *   - (the health badge's /health?scope=fleet and the 503 announcements are the dashboard's API
+ *     module in fleet mode, js/ui/api.js; this file listens for its "otel-monitor:fleet-error" event);
  *   - a "Fleet" card above the overview: one row per instance Prometheus scrapes (up, requests,
  *     rate, errors, p95, CPU, memory), refreshed with the dashboard;
  *   - a clear state when Prometheus does not answer (the endpoints answer 503 with the reason);
@@ -13,25 +13,9 @@
 (function () {
   "use strict";
 
-  var originalFetch = window.fetch.bind(window);
   var lastError = null;
 
-  window.fetch = function (input, init) {
-    var url = typeof input === "string" ? input : input.url;
-    var parsed = new URL(url, window.location.href);
-    if (parsed.origin === window.location.origin && /\/health$/.test(parsed.pathname) && !parsed.searchParams.has("scope")) {
-      parsed.searchParams.set("scope", "fleet");
-      input = parsed.toString();
-    }
-    return originalFetch(input, init).then(function (response) {
-      if (response.status === 503 && parsed.origin === window.location.origin && !/\/health$/.test(parsed.pathname)) {
-        response.clone().json().then(function (body) {
-          if (body && body.source === "prometheus") showError(body.error);
-        }, function () {});
-      }
-      return response;
-    });
-  };
+  window.addEventListener("otel-monitor:fleet-error", function (event) { showError(event.detail); });
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -125,7 +109,7 @@
 
   function load() {
     var api = document.body.dataset.api || "";
-    return originalFetch(api + "/instances?window=" + encodeURIComponent(windowName()), {
+    return window.fetch(api + "/instances?window=" + encodeURIComponent(windowName()), {
       credentials: "same-origin",
       cache: "no-store",
       headers: { "Accept": "application/json", "X-Requested-With": "otel-monitor-dashboard" }

@@ -1,8 +1,28 @@
 /* The analytics JSON API (docs/analytics-api.md): fetch with same-origin credentials; a 401
  * sends the browser to the login page once, however many fetches got it.
+ *
+ * Fleet mode (FLEET, analytics_source=prometheus) is a parameter of this module, not a patched
+ * window.fetch: the health badge asks for the fleet's health (a bare /health stays the answering
+ * instance's, for load balancers), and an endpoint's 503 from Prometheus is announced with a
+ * FLEET_ERROR event on window (fleet.js shows it).
  */
 
-import { API, LOGIN_URL } from "./config.js";
+import { API, FLEET, LOGIN_URL } from "./config.js";
+
+/** The event fleet.js listens for: ``detail`` is Prometheus' error message. */
+export const FLEET_ERROR = "otel-monitor:fleet-error";
+
+function fleetParams(path, params) {
+  if (!FLEET || path !== "/health" || (params && "scope" in params)) return params;
+  return { ...(params || {}), scope: "fleet" };
+}
+
+function announceFleetError(path, response) {
+  if (!FLEET || response.status !== 503 || path === "/health") return;
+  response.clone().json().then((body) => {
+    if (body && body.source === "prometheus") window.dispatchEvent(new CustomEvent(FLEET_ERROR, { detail: body.error }));
+  }, () => {});
+}
 
 export class AuthRedirect extends Error {
   constructor() {
@@ -13,7 +33,7 @@ export class AuthRedirect extends Error {
 let redirecting = false;
 
 export function api(path, params) {
-  const query = new URLSearchParams(params || {}).toString();
+  const query = new URLSearchParams(fleetParams(path, params) || {}).toString();
   return fetch(API + path + (query ? "?" + query : ""), {
     credentials: "same-origin",
     cache: "no-store",
@@ -21,6 +41,7 @@ export function api(path, params) {
     // show a password dialog for (see dashboard.py): the page handles the 401 itself.
     headers: { "Accept": "application/json", "X-Requested-With": "otel-monitor-dashboard" },
   }).then((response) => {
+    announceFleetError(path, response);
     if (response.status === 401) {
       if (!redirecting) {
         redirecting = true;

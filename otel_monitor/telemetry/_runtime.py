@@ -14,12 +14,15 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ._safe_log import log_internal_error
-from .metrics_view import LocalView
+from .._safe_log import log_internal_error
+from ..metrics.metrics_view import LocalView, MetricsView
+from ..settings import Settings
 from .pipeline import Pipeline, build_pipeline
-from .settings import Settings
+
+if TYPE_CHECKING:
+    from ..request._request_path import RequestPipeline
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
@@ -92,7 +95,7 @@ def _check_process_group(settings: Settings) -> None:
     workers, the token, the login throttle), so only the environment can declare it."""
     source = settings.source_of("process_group")
     if settings.process_group is not None and not source.startswith("environment"):
-        from .settings import SettingsError
+        from ..settings import SettingsError
 
         raise SettingsError(
             f"process_group: set OTEL_MONITOR_PROCESS_GROUP in the server's environment instead of {source}: "
@@ -127,33 +130,33 @@ class Runtime:
                 pipeline = self._pipeline
                 if pipeline is None:
                     pipeline = build_pipeline(
-                        self.settings, self.service_name, setup_hooks=(self._multiprocess_hook, *self.setup_hooks)
+                        self.settings, self.service_name, setup_hooks=tuple(self.setup_hooks), view_for=self._view_for
                     )
                     self._pipeline = pipeline
                     if self._abandoned:
                         self._retire_abandoned()
         return pipeline
 
-    def _multiprocess_hook(self, pipeline: Pipeline) -> None:
-        """Choose the pipeline's view: the worker group's under a pre-fork server (otel_monitor.multiprocess)."""
-        from . import multiprocess, prefork
+    def _view_for(self, pipeline: Pipeline) -> MetricsView:
+        """The new pipeline's view: the worker group's under a pre-fork server (metrics.multiprocess)."""
+        from .. import prefork
+        from ..metrics import multiprocess
 
         try:
             master = prefork.detect_group(self.forked_from)
             if master is None and prefork.is_master():
                 # uWSGI's master loading the app: it serves no requests; its metrics port (if it
                 # binds one) shows the workers'
-                pipeline.view = multiprocess.master_view(
+                return multiprocess.master_view(
                     pipeline, prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
                 )
-                return
             if master is None and not self.settings.multiprocess_dir:
-                return
+                return LocalView(pipeline.reader.snapshot, pipeline.shared)
             directory = prefork.group_dir(master or os.getppid(), self.settings.multiprocess_dir)
-            pipeline.view = multiprocess.worker_view(pipeline, directory)
+            return multiprocess.worker_view(pipeline, directory)
         except Exception:  # noqa: BLE001 - without it each worker still reports its own numbers
             log_internal_error("setting up multiprocess metrics")
-            pipeline.view = LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
+            return LocalView(pipeline.reader.snapshot, pipeline.shared, own_only=True)
 
     @property
     def built(self) -> bool:
@@ -169,7 +172,7 @@ class Runtime:
 
     def _forked_a_child(self) -> None:
         # The worker builds its own pipeline and joins the group of this process (see
-        # otel_monitor.multiprocess). A separate metrics port bound here (gunicorn --preload: the
+        # otel_monitor.metrics.multiprocess). A separate metrics port bound here (gunicorn --preload: the
         # master) stays here, so from now on it serves the group's view instead of our own numbers.
         # Only in a server's master (prefork.is_master): any other process that forks goes on
         # serving requests, and its port must go on showing them.
@@ -181,13 +184,14 @@ class Runtime:
             or not isinstance(pipeline.view, LocalView)
         ):
             return
-        from . import multiprocess, prefork
+        from .. import prefork
+        from ..metrics import multiprocess
 
         try:
             if not prefork.is_master():
                 return
             directory = prefork.group_dir(os.getpid(), self.settings.multiprocess_dir)
-            pipeline.view = multiprocess.master_view(pipeline, directory)
+            pipeline.serve_group(multiprocess.master_view(pipeline, directory))
         except Exception:  # noqa: BLE001 - the port then keeps serving this process's numbers
             log_internal_error("serving the workers' metrics on the metrics port")
 
@@ -214,8 +218,9 @@ class Runtime:
         return pipeline.shutdown(timeout)
 
 
-def request_pipeline(runtime: Runtime) -> Callable[[], Any]:
-    """The middleware's per-request lookup: one attribute read once the pipeline exists."""
+def request_pipeline(runtime: Runtime) -> Callable[[], RequestPipeline | None]:
+    """The middleware's per-request lookup: one attribute read once the pipeline exists (a
+    :class:`Pipeline` is what the request path reads of it, :class:`RequestPipeline`)."""
 
     def get() -> Pipeline | None:
         pipeline = runtime._pipeline

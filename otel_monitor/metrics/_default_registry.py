@@ -4,7 +4,7 @@ The default registry holds prometheus_client's process, platform and GC collecto
 (``process_cpu_seconds_total``, ``python_gc_*_total``, ...) and whatever the app defines with
 prometheus_client. Each worker has its own copy, so a scrape that showed the answering worker's
 copy went backwards whenever another worker answered. Here each worker publishes its collected
-families in its worker file (:mod:`otel_monitor.multiprocess`), and a scrape merges them:
+families in its worker file (:mod:`otel_monitor.metrics.multiprocess`), and a scrape merges them:
 
 * counters, histograms, summaries and gauge histograms: samples with the same name and labels are
   summed over the live workers plus the dead workers' last values (the group's archive), so they

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 
-from .settings import Settings
+from ..settings import Settings
 
 __all__ = ["UNKNOWN", "detect_version", "git_commit", "distribution_version", "module_root", "with_version"]
 

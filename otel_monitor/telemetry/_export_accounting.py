@@ -27,10 +27,12 @@ and so are the SDK exporters' own per-batch error lines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +42,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._metrics_data import iter_scoped
-from ._safe_log import INTERVAL, neutralise, should_log
+from .._safe_log import INTERVAL, neutralise, should_log
+from ..metrics._metrics_data import iter_scoped
 
 __all__ = [
     "account",
@@ -195,7 +197,13 @@ class _Accounting:
         _rate_limit_sdk_logs()
 
     def _watch_responses(self) -> None:
-        """Read status and Retry-After of the OTLP/HTTP client's responses (the result hides them)."""
+        """Read status and Retry-After of the OTLP/HTTP client's responses (the result hides them).
+
+        Why a private attribute: ``SpanExporter.export`` answers only SUCCESS or FAILURE, and the
+        SDK's HTTP client keeps the response (status, ``Retry-After``) to itself. The public route
+        is the exporter's ``session=`` argument: a ``requests.Session`` whose ``send`` records each
+        response, given when :mod:`.pipeline` builds the exporter; until then, the client's
+        ``_submit`` is wrapped when it exists, and accounting works without it (no hold-back)."""
         client = getattr(self.exporter, "_client", None)
         submit = getattr(client, "_submit", None)
         if submit is None:
@@ -273,6 +281,11 @@ class _Accounting:
             else:
                 self.lost(count, self._last_error or "export_failed")
         return ok
+
+    def count_queued_at_shutdown(self, queued: Callable[[], int]) -> None:
+        """Count ``queued()`` items (the batch processor's queue, built after this exporter) lost at
+        shutdown: the processor shuts its exporter down once its flush time is up."""
+        self._pending = queued
 
     def shutdown(self) -> None:
         self._stopped.set()
@@ -384,12 +397,16 @@ def watch_metrics(exporter: MetricExporter, status: ExportStatus) -> MetricExpor
 
 def count_unexported_at_shutdown(processor: Any) -> Any:
     """Let the accounted exporter of ``processor`` (a BatchSpanProcessor) count the spans still
-    queued when it is shut down. Returns ``processor``; a processor of another shape is left as is."""
+    queued when it is shut down. Returns ``processor``; a processor of another shape is left as is.
+
+    The SDK exposes neither the queue nor its length: they are read from its private attributes,
+    when present (the exporter is built before the processor that owns the queue, so this cannot be
+    a constructor argument)."""
     inner = getattr(processor, "_batch_processor", None)
     queue = getattr(inner, "_queue", None)
     exporter = getattr(inner, "_exporter", None)
     if isinstance(exporter, AccountedSpanExporter | AccountedLogExporter) and queue is not None:
-        exporter.accounting._pending = lambda: len(queue)
+        exporter.accounting.count_queued_at_shutdown(lambda: len(queue))
     return processor
 
 
@@ -417,3 +434,20 @@ def lost_spans(data: Any) -> dict[str, int]:
 def lost_logs(data: Any) -> dict[str, int]:
     """Log records lost so far, by reason: the processor's drops and the exporters' failures."""
     return _lost(data, LOG_EXPORTED_METRIC, LOG_PROCESSED_METRIC)
+
+
+@contextlib.contextmanager
+def sdk_internal_metrics() -> Iterator[None]:
+    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED set while a batch processor is built (it is read
+    then, and only then): its drops and queue size are counted on our meter, then the process's
+    environment is as it was."""
+    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous

@@ -27,6 +27,7 @@ from opentelemetry.util._decorator import _agnosticcontextmanager
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from .pipeline import Pipeline
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -179,7 +180,7 @@ class _Observable:
         self._kwargs = kwargs
         self._registered_in: weakref.WeakSet = weakref.WeakSet()
 
-    def register(self, pipeline: Any) -> None:
+    def register(self, pipeline: Pipeline) -> None:
         if pipeline is None or pipeline in self._registered_in:
             return
         getattr(self._meter._sdk_meter(pipeline), self._create)(self.name, **self._kwargs)
@@ -201,7 +202,7 @@ class DelegatingMeter(otel_metrics.Meter):
         self._target = target
         self._scope_attributes = attributes
 
-    def _sdk_meter(self, pipeline: Any) -> Any:
+    def _sdk_meter(self, pipeline: Pipeline) -> Any:
         return pipeline.meter_provider.get_meter(self.name, self.version, self.schema_url, self._scope_attributes)
 
     def _sync(self, create: str, name: str, **kwargs: Any) -> Any:
@@ -268,7 +269,7 @@ class GlobalMeterProvider(otel_metrics.MeterProvider):
         return getattr(pipeline.meter_provider, name)
 
 
-def on_pipeline(runtime: Runtime, pipeline: Any) -> None:
+def on_pipeline(runtime: Runtime, pipeline: Pipeline) -> None:
     """A runtime built a pipeline (first time, or after a fork): observable instruments follow it.
 
     Runs inside ``Runtime.pipeline()`` (its lock held): nothing here may ask a runtime for its pipeline.
@@ -294,7 +295,7 @@ class GlobalPropagator(TextMapPropagator):
             return pipeline.propagator
         global _fallback
         if _fallback is None:
-            from ._propagation import build_propagator
+            from ..request._propagation import build_propagator
 
             _fallback = build_propagator(("tracecontext", "baggage"))
         return _fallback
@@ -359,13 +360,52 @@ def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], our
     return "ours"
 
 
+class DelegatingLogger:
+    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
+
+    def __init__(self, scope: tuple) -> None:
+        self._scope = scope
+        self._cache: tuple[Any, Any] = (None, None)
+
+    def _logger(self) -> Any:
+        runtime = primary_runtime()
+        pipeline = runtime._pipeline if runtime is not None else None
+        if pipeline is None or pipeline.logger_provider is None:
+            return None
+        cached, logger = self._cache
+        if cached is not pipeline:
+            logger = pipeline.logger_provider.get_logger(*self._scope)
+            self._cache = (pipeline, logger)
+        return logger
+
+    def emit(self, *args: Any, **kwargs: Any) -> None:
+        logger = self._logger()
+        if logger is not None:
+            logger.emit(*args, **kwargs)
+
+    def is_enabled(self, *args: Any, **kwargs: Any) -> bool:
+        logger = self._logger()
+        return bool(logger is not None and getattr(logger, "is_enabled", lambda *a, **k: True)(*args, **kwargs))
+
+
+def global_logger_provider() -> Any:
+    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
+    from opentelemetry._logs import LoggerProvider as APILoggerProvider
+
+    class GlobalLoggerProvider(APILoggerProvider):
+        def get_logger(
+            self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+        ) -> Any:
+            return DelegatingLogger((name, version, schema_url, attributes))
+
+    return GlobalLoggerProvider()
+
+
 def _install_logger_provider() -> str:
     from opentelemetry import _logs as otel_logs
 
-    from ._logs import global_logger_provider
-
     current = otel_logs.get_logger_provider()
-    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == "otel_monitor._logs":
+    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == __name__:
         return "ours"
     from opentelemetry._logs._internal import ProxyLoggerProvider
 

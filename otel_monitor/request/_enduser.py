@@ -34,8 +34,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from ._safe_log import log_internal_error
-from .settings import Settings
+from .._safe_log import log_internal_error
+from ..settings import Settings
 
 __all__ = [
     "ENDUSER_ID",
@@ -89,7 +89,7 @@ class Identity:
     def _hash_key(self) -> bytes:
         # No configured key: one shared by the workers of a pre-fork group, else random per process.
         if self._key is None or (not self._fixed_key and self._key_pid != os.getpid()):
-            from .prefork import group_secret
+            from ..prefork import group_secret
 
             self._key = group_secret("enduser-id") or os.urandom(32)
             self._key_pid = os.getpid()

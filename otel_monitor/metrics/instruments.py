@@ -16,11 +16,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from ._safe_log import log_internal_error
+from .._safe_log import log_internal_error
+
+if TYPE_CHECKING:
+    from ..telemetry.pipeline import Pipeline
 
 __all__ = ["Counter", "Histogram", "UpDownCounter", "Gauge", "CARDINALITY_LIMIT"]
 
@@ -130,7 +133,7 @@ class Gauge(_Handle):
             raise TypeError(f"gauge {self.name!r} is read from its callback; it has no set()")
         self._apply("set", value, attributes)
 
-    def register(self, pipeline: Any) -> None:
+    def register(self, pipeline: Pipeline) -> None:
         """Create the observable instrument in ``pipeline`` (each new pipeline: after a fork too)."""
         cache = pipeline.instruments
         cache[(self._create, self.name)] = pipeline.meter.create_observable_gauge(

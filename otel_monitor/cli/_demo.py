@@ -272,7 +272,7 @@ def deploy_args(app: Any) -> dict[str, str]:
 
 
 def _monitor_of(app: Any) -> Any:
-    from .monitor import get_monitor
+    from ..monitor import get_monitor
 
     return get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
 
@@ -395,7 +395,7 @@ def demo_alerts(environ: Any = None) -> Iterator[bool]:
 
 def urls_for(app: Any, base: str) -> list[str]:
     """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
-    from .monitor import get_monitor
+    from ..monitor import get_monitor
 
     monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
     auth = getattr(app, "extensions", {}).get("otel_monitor.analytics")

@@ -1,6 +1,6 @@
-"""The official OTLP/gRPC span exporter sending :class:`~otel_monitor._otlp_encode.SpanEncoder` bytes.
+"""The official OTLP/gRPC span exporter sending :class:`~otel_monitor.telemetry._otlp_encode.SpanEncoder` bytes.
 
-Kept apart from otel_monitor._otlp_encode so that the gRPC runtime is imported only when a gRPC
+Kept apart from otel_monitor.telemetry._otlp_encode so that the gRPC runtime is imported only when a gRPC
 traces exporter is configured; the module docstring there explains the seam.
 """
 

@@ -35,17 +35,47 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._redaction import Redactor, redactor_for
+from .._safe_log import log_internal_error
 from ._header_capture import HeaderCapture
-from ._redaction import Redactor, redactor_for
-from ._safe_log import log_internal_error
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
+
+if TYPE_CHECKING:
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.sdk.trace import Tracer
+    from opentelemetry.sdk.trace.sampling import Sampler
+
+    from ..settings import Settings
+    from ._request_metrics import RequestMetrics
+
+
+class RequestPipeline(Protocol):
+    """What the request path reads and writes of a pipeline: the part of
+    :class:`otel_monitor.telemetry.pipeline.Pipeline` it needs (mypy checks that it implements this
+    where the runtime hands it over, ``telemetry._runtime.request_pipeline``)."""
+
+    tracer: Tracer
+    settings_sampler: Sampler
+    propagator: TextMapPropagator
+    extract_keys: tuple[str, ...]
+    request_metrics: RequestMetrics
+    #: requests recorded (a cheap "anything new?" signal for background jobs)
+    requests_seen: int
+    #: in-flight requests, and the (method, scheme) pairs seen
+    active: set[Any]
+    active_keys: set[Any]
+    #: thread ident -> the request that thread is serving (read by the sampling profiler)
+    serving: dict[int, Any]
+    serving_started: threading.Event
+
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -64,7 +94,7 @@ _MAX_CACHED_ADDRESSES = 256
 _get_ident = threading.get_ident
 
 
-class _EnvironGetter:
+class _EnvironGetter(Getter[dict]):
     """Reads W3C headers from the WSGI environ, refusing oversized or line-broken values."""
 
     __slots__ = ()
@@ -131,8 +161,8 @@ class RequestInstrumentation:
     def __init__(
         self,
         wsgi_app: Callable,
-        pipeline_for_request: Callable[[], Any],
-        settings: Any,
+        pipeline_for_request: Callable[[], RequestPipeline | None],
+        settings: Settings,
         metrics_app: Callable | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
@@ -241,7 +271,7 @@ class _Request:
         "request_environ",
     )
 
-    def __init__(self, mw: RequestInstrumentation, pipeline: Any, environ: dict, path: str) -> None:
+    def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: dict, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
         #: read from the environ when the app returns (``release``): the record keeps no reference
@@ -372,7 +402,7 @@ class _Request:
         """The response is complete -- its body read to the end, or all its ``Content-Length``
         bytes handed to the server -- but the server has not closed it yet: its client may already
         have it, so a scrape about to publish this worker's counts waits for it (see
-        :meth:`otel_monitor.multiprocess.WorkerView.settle`)."""
+        :meth:`otel_monitor.metrics.multiprocess.WorkerView.settle`)."""
         if self.finished:
             return False
         if self.end is not None:

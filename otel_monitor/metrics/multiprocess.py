@@ -3,7 +3,7 @@
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics, prometheus_client's default registry (:mod:`otel_monitor._default_registry`) and
+  metrics, prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`) and
   shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
   (a private temporary file, then rename; one writer at a time per process): when it answers a
   scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
@@ -67,11 +67,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from .._safe_log import log_internal_error
+from ..prefork import alive as _alive
+from ..prefork import detect_group, group_dir, group_secret
 from . import _default_registry
 from ._metrics_data import iter_scoped
-from ._safe_log import log_internal_error
-from .prefork import alive as _alive
-from .prefork import detect_group, group_dir, group_secret
 from .system import HOST_METRIC_PREFIX
 
 __all__ = [
@@ -200,7 +200,7 @@ class MergeCache:
 
     A worker file that did not change is not parsed again (:class:`_Group`), so its entries are
     the same objects as in the last merge; the request histograms' entries are the same objects
-    while no request came in (:meth:`~otel_monitor._request_metrics.RequestMetrics.as_entries`).
+    while no request came in (:meth:`~otel_monitor.request._request_metrics.RequestMetrics.as_entries`).
     A metric whose every contribution is the same object as last time is not merged again, and
     :func:`deserialise` reuses its SDK objects: with thousands of series, the periodic reads of
     an idle or lightly used group (the analytics' sample) no longer redo every series.
@@ -616,7 +616,7 @@ class WorkerView:
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
-        #: the default registry travels in the worker files (see otel_monitor._default_registry)
+        #: the default registry travels in the worker files (see otel_monitor.metrics._default_registry)
         self.default_registry: bool = pipeline.settings.metrics_default_registry
 
     # -- publishing ---------------------------------------------------------------------------

@@ -6,8 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+if TYPE_CHECKING:
+    from ..telemetry.pipeline import Pipeline
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -21,9 +24,12 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def start_metrics_server(pipeline: Any, app: Callable) -> None:
+def start_metrics_server(pipeline: Pipeline, app: Callable) -> None:
     settings = pipeline.settings
     path = settings.metrics_path
+    port = settings.metrics_port
+    if port is None:  # no separate port configured
+        return
 
     def only_metrics(environ: dict, start_response: Callable) -> Any:
         if environ.get("PATH_INFO") != path:
@@ -34,7 +40,7 @@ def start_metrics_server(pipeline: Any, app: Callable) -> None:
     try:
         server = make_server(
             settings.metrics_host,
-            settings.metrics_port,
+            port,
             only_metrics,
             server_class=_Server,
             handler_class=_QuietHandler,

@@ -301,7 +301,7 @@ def _family_name(metric: Any, openmetrics: bool) -> str:
 def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[Any] | None = None) -> str:
     """prometheus_client's default registry without the families we already wrote.
 
-    ``merged``: the group's families (:mod:`otel_monitor._default_registry`) under a pre-fork
+    ``merged``: the group's families (:mod:`otel_monitor.metrics._default_registry`) under a pre-fork
     server; None: this process's default registry.
 
     A clash with one of our names is logged once (naming the setting that turns the default
@@ -379,7 +379,7 @@ def metrics_wsgi_app(
     """A WSGI app serving ``source()`` in the Prometheus text format (OpenMetrics when asked).
 
     ``source()`` returns the metrics and the default registry's families to append (None: this
-    process's default registry; see :meth:`otel_monitor.metrics_view.MetricsView.scrape_with_registry`).
+    process's default registry; see :meth:`otel_monitor.metrics.metrics_view.MetricsView.scrape_with_registry`).
 
     With ``token``, requests must carry ``Authorization: Bearer <token>`` (compared in constant
     time); others get 401. Exemplars (trace ids of sampled requests) appear in OpenMetrics only.
@@ -413,7 +413,7 @@ def metrics_wsgi_app(
                 text += "# EOF\n"
             body = text.encode("utf-8")
         except Exception:  # noqa: BLE001 - a broken callback must not take the endpoint down
-            from ._safe_log import log_internal_error
+            from .._safe_log import log_internal_error
 
             log_internal_error("collecting metrics for /metrics")
             start_response("500 Internal Server Error", [("Content-Type", "text/plain")])

@@ -79,8 +79,9 @@ def default_service_name(application: Callable, caller_module: str | None) -> st
     """A ``service.name`` for a framework app: its project, not the framework's own module.
 
     Django: the package of the settings module (``mysite.settings`` -> ``mysite``). Falcon,
-    Bottle and Pyramid: the module that called ``wrap()`` (the script's name when it is ``__main__``).
-    None for anything else (``wrap()`` keeps its own default).
+    Bottle and Pyramid: ``caller_module``, the module ``wrap(app, module=__name__)`` names (the
+    script's name when it is ``__main__``). None for anything else, or without a module
+    (``wrap()`` keeps its own default).
     """
     framework = next((name for name, matches, _ in _ADAPTERS if matches(application)), None)
     if framework is None:

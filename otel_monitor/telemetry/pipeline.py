@@ -12,14 +12,13 @@ from __future__ import annotations
 # global lock in the child) must be registered first, or a worker forked after an exporter first
 # imported concurrent.futures waits on that lock for ever.
 import concurrent.futures.thread  # noqa: F401 - imported for its side effect (see above)
-import contextlib
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import (
@@ -30,21 +29,29 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace import Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from . import __about__
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
+    from ..monitor import Monitor
+
+from .. import __about__
+from .._safe_log import log_internal_error
+from ..metrics._reader import MonitorReader
+from ..metrics._temporality import DeltaConverter
+from ..metrics.metrics_view import Channel, LocalView, MetricsView
+from ..request._propagation import build_propagator
+from ..request._request_metrics import RequestMetrics
+from ..request._request_path import finish_unclosed
+from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
-from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, watch_metrics
+from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, sdk_internal_metrics, watch_metrics
 from ._ids import id_generator
-from ._propagation import build_propagator
-from ._reader import MonitorReader
-from ._request_metrics import RequestMetrics
-from ._request_path import finish_unclosed
-from ._safe_log import log_internal_error
-from ._temporality import DeltaConverter
-from .metrics_view import LocalView, MetricsView
-from .settings import DURATION_BUCKETS_DEFAULT, Settings
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -101,10 +108,10 @@ _EXPORTERS = {
     ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
 }
 
-#: the same exporters serialising span batches with otel_monitor._otlp_encode (setting otlp_traces_encoder)
+#: the same exporters serialising span batches with otel_monitor.telemetry._otlp_encode (setting otlp_traces_encoder)
 _FAST_SPAN_EXPORTERS = {
-    "grpc": ("otel_monitor._otlp_grpc", "FastGrpcOTLPSpanExporter"),
-    "http/protobuf": ("otel_monitor._otlp_encode", "FastOTLPSpanExporter"),
+    "grpc": ("otel_monitor.telemetry._otlp_grpc", "FastGrpcOTLPSpanExporter"),
+    "http/protobuf": ("otel_monitor.telemetry._otlp_encode", "FastOTLPSpanExporter"),
 }
 
 
@@ -158,7 +165,9 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     }
     if "host.name" not in attributes:
         attributes["host.name"] = platform.node()
-    if settings.service_version:  # resolved by the monitor (otel_monitor._version): wins, as service_name does
+    if (
+        settings.service_version
+    ):  # resolved by the monitor (otel_monitor.telemetry._version): wins, as service_name does
         attributes["service.version"] = settings.service_version
     return Resource(attributes)
 
@@ -172,6 +181,9 @@ def _sdk_version() -> str:
         return "unknown"
 
 
+T = TypeVar("T")
+
+
 @dataclass(eq=False)
 class Pipeline:
     """One process's providers, reader, exporters and instruments. Build with :func:`build_pipeline`."""
@@ -182,49 +194,44 @@ class Pipeline:
     meter_provider: MeterProvider
     reader: MonitorReader
     scheduler: Scheduler
-    metric_exporters: list = field(default_factory=list)
+    #: the request histograms, aggregated in one step per request (the reader adds them to every collection)
+    request_metrics: RequestMetrics
+    metric_exporters: list[MetricExporter] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
     #: key -> producer of a JSON-able value every worker publishes (see :meth:`share`)
-    shared: dict = field(default_factory=dict)
+    shared: dict[str, Callable[[], Any]] = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
-    shutdown_hooks: list = field(default_factory=list)
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
-    logger_provider: Any = None
-    #: what every consumer reads (set once when built; see otel_monitor.metrics_view)
+    logger_provider: LoggerProvider | None = None
+    #: what every consumer reads, chosen when the pipeline is built (see otel_monitor.metrics.metrics_view)
     view: MetricsView | None = None
+    #: builds :attr:`view` for the new pipeline (a pre-fork worker's or master's); None: this process's own
+    view_for: Callable[[Pipeline], MetricsView] | None = None
     #: the Monitor this pipeline belongs to (None for a bare wrap() without one)
-    monitor: Any = None
-    #: the analytics state (otel_monitor.analytics.AnalyticsState) when the analytics are on
-    analytics: Any = None
+    monitor: Monitor | None = None
     #: the separate metrics port's server, when this process opened it
-    metrics_server: Any = None
+    metrics_server: WSGIServer | None = None
     #: the SDK instruments behind the Monitor's counter()/histogram()/... handles, by name and kind
-    instruments: dict = field(default_factory=dict)
+    instruments: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: how each signal's last export ended (``/health`` reports exports failing)
     exports: ExportStatus = field(default_factory=ExportStatus)
 
     def __post_init__(self) -> None:
-        self.tracer = self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL)
+        # the SDK's TracerProvider makes SDK tracers (the request path reads their sampler)
+        self.tracer = cast(Tracer, self.tracer_provider.get_tracer(SCOPE, __about__.__version__, SCHEMA_URL))
         #: the sampler built from the settings: an SDK sampler that never reads span attributes
         self.settings_sampler = self.tracer_provider.sampler
         self.meter = self.meter_provider.get_meter(SCOPE, __about__.__version__, SCHEMA_URL)
         self.propagator = build_propagator(self.settings.propagators)
         #: WSGI environ keys of the propagators' headers: extraction runs only when one is present
         self.extract_keys = tuple(sorted({"HTTP_" + f.upper().replace("-", "_") for f in self.propagator.fields}))
-        # The request histograms are aggregated in one step per request (see _request_metrics).
-        self.request_metrics = RequestMetrics(
-            tuple(self.settings.http_server_duration_buckets),
-            SIZE_BUCKETS,
-            all_exemplars=bool(self.metric_exporters),
-            body_sizes=self.settings.metrics_body_size,
-            exemplar_filter=self.settings.metrics_exemplar_filter or "trace_based",
-        )
-        self.reader.extra_metrics = self.request_metrics.collect
-        self.reader.extra_scope = SCOPE
         if self.view is None:
-            self.view = LocalView(self.reader.snapshot, self.shared)
+            self.view = (
+                self.view_for(self) if self.view_for is not None else LocalView(self.reader.snapshot, self.shared)
+            )
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set = set()
@@ -242,6 +249,11 @@ class Pipeline:
         )
         self._shutdown_done = False
         self._delta = DeltaConverter()
+
+    def serve_group(self, view: MetricsView) -> None:
+        """The one change of view after the build: a pre-fork master that bound the metrics port
+        before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
+        self.view = view
 
     def _observe_active(self, options: Any) -> list:
         from opentelemetry.metrics import Observation
@@ -264,14 +276,14 @@ class Pipeline:
         assert self.view is not None
         return self.view.read()
 
-    def share(self, key: str, produce: Callable[[], Any]) -> None:
-        """Publish a JSON-able value under ``key``; :meth:`gather` returns it from every worker."""
-        self.shared[key] = produce
+    def share(self, channel: Channel[T], produce: Callable[[], T]) -> None:
+        """Publish a JSON-able value on ``channel``; :meth:`gather` returns it from every worker."""
+        self.shared[channel.name] = produce
 
-    def gather(self, key: str) -> list[Any]:
-        """The values ``share``d under ``key`` by every live worker (just this one when not pre-forked)."""
+    def gather(self, channel: Channel[Any]) -> list[Any]:
+        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked)."""
         assert self.view is not None
-        return self.view.gather(key)
+        return self.view.gather(channel.name)
 
     @property
     def instance_id(self) -> str:
@@ -359,21 +371,15 @@ def _batch_processor(
         )
 
 
-@contextlib.contextmanager
-def sdk_internal_metrics() -> Iterator[None]:
-    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED set while a batch processor is built (it is read
-    then, and only then): its drops and queue size are counted on our meter, then the process's
-    environment is as it was."""
-    variable = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
-    previous = os.environ.get(variable)
-    os.environ[variable] = "true"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = previous
+def request_metrics_for(settings: Settings, push: bool) -> RequestMetrics:
+    """The request histograms, aggregated in one step per request (see _request_metrics)."""
+    return RequestMetrics(
+        tuple(settings.http_server_duration_buckets),
+        SIZE_BUCKETS,
+        all_exemplars=push,
+        body_sizes=settings.metrics_body_size,
+        exemplar_filter=settings.metrics_exemplar_filter or "trace_based",
+    )
 
 
 def build_pipeline(
@@ -381,16 +387,21 @@ def build_pipeline(
     service_name: str,
     *,
     setup_hooks: tuple[Callable[[Pipeline], None], ...] = (),
+    view_for: Callable[[Pipeline], MetricsView] | None = None,
 ) -> Pipeline:
-    """Build this process's pipeline. Call it in the process that will use it (after any fork)."""
+    """Build this process's pipeline. Call it in the process that will use it (after any fork).
+
+    ``view_for`` builds the pipeline's view (a pre-fork worker's or master's) while the pipeline is
+    built; without it the pipeline reads its own numbers (:class:`~otel_monitor.metrics.metrics_view.LocalView`)."""
     instance_id = str(uuid.uuid4())
     resource = build_resource(settings, service_name, instance_id)
-    reader = MonitorReader(resource)
     exports = ExportStatus()
     metric_push = [watch_metrics(exporter, exports) for exporter in metric_exporters(settings)]
+    request_metrics = request_metrics_for(settings, bool(metric_push))
+    reader = MonitorReader(resource, extra_metrics=request_metrics.collect, extra_scope=SCOPE)
     # Offering every measurement of the SDK's instruments to a reservoir costs more than all the
     # rest of their metric path, and /metrics shows exemplars only on the request histogram (kept
-    # by otel_monitor._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
+    # by otel_monitor.request._request_metrics): unless OTEL_METRICS_EXEMPLAR_FILTER says otherwise, the
     # SDK's filter is trace-based only for a push exporter.
     exemplar_filter = {
         "always_on": AlwaysOnExemplarFilter,
@@ -418,6 +429,8 @@ def build_pipeline(
         scheduler=Scheduler(),
         metric_exporters=metric_push,
         exports=exports,
+        request_metrics=request_metrics,
+        view_for=view_for,
     )
     logs = log_exporters(settings)
     if logs:
@@ -425,7 +438,7 @@ def build_pipeline(
 
         pipeline.logger_provider = build_logger_provider(settings, resource, logs, meter_provider, exports)
     if settings.system_metrics:
-        from .system import register_system_metrics
+        from ..metrics.system import register_system_metrics
 
         register_system_metrics(pipeline.meter)
     if pipeline.metric_exporters:

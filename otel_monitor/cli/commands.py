@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .__about__ import __version__
-from .settings import FIELDS, SettingsError, config_key, resolve_settings
+from ..__about__ import __version__
+from ..settings import FIELDS, SettingsError, config_key, resolve_settings
 
 if TYPE_CHECKING:
     from ._demo import Phase
@@ -281,7 +281,7 @@ def _masked_text(name: str, value: str) -> str:
 
 def demo_app() -> tuple[Any, str]:
     """The example app (examples/app.py, installed as otel_monitor.examples.app)."""
-    from .examples.app import app
+    from ..examples.app import app
 
     return app, "examples/app.py"
 
@@ -307,7 +307,7 @@ def _serve_demo(args: argparse.Namespace, history: str | None, story: Sequence[P
     from ._demo import deploy_args, serve
 
     app, origin = demo_app()
-    from .examples.app import create_app
+    from ..examples.app import create_app
 
     deploy = (lambda version: create_app(service_version=version, **deploy_args(app))) if deploys else None
     traffic, run_seconds = args.traffic, None

@@ -208,7 +208,7 @@ class RequestMetrics:
         }
 
     def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
-        """The histograms in the worker-file format of :func:`otel_monitor.multiprocess.serialise`,
+        """The histograms in the worker-file format of :func:`otel_monitor.metrics.multiprocess.serialise`,
         without building SDK objects first (this runs for every publish of a pre-fork worker).
 
         While no request was recorded, the same entry objects are returned (callers must not

@@ -15,12 +15,15 @@ header size guards and our cardinality bounds do not apply to its attributes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 
+from ..telemetry._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
 from ._coexistence import contrib_instrumented
-from ._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 class _TracerProvider(otel_trace.TracerProvider):
@@ -57,7 +60,7 @@ class MetricsEndpoint:
         return self.wsgi_app(environ, start_response)
 
 
-def instrument(app: Any, target: RuntimeGetter, settings: Any, metrics_app: Callable | None) -> None:
+def instrument(app: Any, target: RuntimeGetter, settings: Settings, metrics_app: Callable | None) -> None:
     """Let FlaskInstrumentor record ``app`` into the pipeline ``target`` resolves to.
 
     ``metrics_app`` is None when the app already serves the metrics path: it is left to the app.

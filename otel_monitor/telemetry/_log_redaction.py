@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from ._redaction import Redactor
+from .._redaction import Redactor
 
 __all__ = ["RedactingLogExporter"]
 

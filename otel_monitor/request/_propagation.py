@@ -38,7 +38,7 @@ def check_propagator_names(names: tuple[str, ...]) -> tuple[str, ...]:
 def _one(name: str) -> TextMapPropagator:
     if name == "tracecontext":
         # Ours, not the SDK's: the W3C rules the SDK gets wrong (future versions, tracestate keys,
-        # duplicates), inbound and outbound (otel_monitor._tracecontext).
+        # duplicates), inbound and outbound (otel_monitor.request._tracecontext).
         from ._tracecontext import W3CTraceContextPropagator
 
         return W3CTraceContextPropagator()

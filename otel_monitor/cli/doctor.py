@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .settings import FIELDS, Settings, SettingsError, resolve_settings
+from ..settings import FIELDS, Settings, SettingsError, resolve_settings
 
 __all__ = [
     "run_doctor",
@@ -249,8 +249,8 @@ def served_metrics() -> Served:
 
     from flask import Flask
 
-    from .monitor import Monitor
-    from .testing import closing_client
+    from ..monitor import Monitor
+    from ..testing import closing_client
 
     app = Flask("otel_monitor_doctor")
     app.logger.setLevel(logging.CRITICAL)  # the failing request is on purpose
@@ -380,7 +380,7 @@ def effective_settings(app: Any, chosen: dict[str, str]) -> Settings:
     if callable(app):
         # A plain WSGI callable (loaded with monitoring disabled, wrap() hands it back unwrapped):
         # its settings are the environment's; arguments given to wrap() in code are not visible.
-        from .monitor import _wsgi_name
+        from ..monitor import _wsgi_name
 
         monitor = getattr(app, "otel_monitor", None)
         kwargs = {**(getattr(monitor, "_kwargs", None) or {}), **chosen}
@@ -392,7 +392,7 @@ def startup_checks(settings: Settings) -> None:
     """The checks ``Monitor(app)`` runs after resolving the settings, so doctor fails where start-up would."""
     if settings.sdk_disabled or not settings.analytics:
         return  # start-up skips them too: nothing is mounted
-    from .analytics.auth import validate_settings
+    from ..analytics.auth import validate_settings
 
     validate_settings(settings)
 
@@ -444,7 +444,7 @@ def settings_table(settings: Settings, app_given: bool, show_all: bool = True) -
 
 def otlp_targets(settings: Settings) -> list[tuple[str, str, str]]:
     """``[(signal, protocol, endpoint URL), ...]`` for the signals exported over OTLP."""
-    from .pipeline import _exporter_names, _otlp_target
+    from ..telemetry.pipeline import _exporter_names, _otlp_target
 
     targets = []
     for signal in ("traces", "metrics"):
@@ -568,7 +568,7 @@ def run_doctor(args: Any, chosen: dict[str, str], out: TextIO | None = None) -> 
 
 def _check_alerts(report: _Report, settings: Settings, send_test: bool) -> None:
     """The alert rules (already valid: a bad one failed the settings), the destinations (masked), a test notice."""
-    from . import alerts
+    from ..alerts import wiring as alerts
 
     setup = alerts.setup_for(settings, settings.service_name or "app")
     if alerts.enabled(settings) and not settings.analytics and not settings.sdk_disabled:

@@ -20,7 +20,7 @@ The exporters keep the official transport, retry, size limit and self-metrics:
   process; so the override uses the three attributes the official ``export`` itself uses
   (``_metrics.export_operation``, ``_max_request_size`` and ``_client.export``, which does the
   retries). When any of them is missing (another exporter version), the official ``export`` runs.
-- OTLP/gRPC (otel_monitor._otlp_grpc, imported only when configured): ``FastGrpcOTLPSpanExporter``
+- OTLP/gRPC (otel_monitor.telemetry._otlp_grpc, imported only when configured): ``FastGrpcOTLPSpanExporter``
   overrides the exporter mixin's two extension points,
   ``_translate_data`` (abstract, meant to be implemented: it returns our bytes) and
   ``_initialize_channel_and_stub`` (builds the stub on the mixin's channel, also on reconnect): the

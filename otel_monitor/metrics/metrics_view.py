@@ -1,29 +1,42 @@
 """The one view of metrics every consumer reads: ``/metrics``, the metrics port, the analytics, ``/health``.
 
-A pipeline gets its view when it is built (:func:`otel_monitor.pipeline.build_pipeline` and the
+A pipeline gets its view when it is built (:func:`otel_monitor.telemetry.pipeline.build_pipeline` and the
 runtime's pre-fork detection): :class:`LocalView` in a single process; under a pre-fork server a
-worker's or the master's view from :mod:`otel_monitor.multiprocess`. Consumers never ask which.
+worker's or the master's view from :mod:`otel_monitor.metrics.multiprocess`. Consumers never ask which.
 
 * ``scrape()``: what ``/metrics`` shows -- the freshest, exact totals (under pre-fork: every live
   worker's numbers right now, plus those of workers that died).
 * ``scrape_with_registry()``: the scrape, and prometheus_client's default registry of the same
-  round (under pre-fork: every worker's, merged by :mod:`otel_monitor._default_registry`; None:
+  round (under pre-fork: every worker's, merged by :mod:`otel_monitor.metrics._default_registry`; None:
   this process's own).
 * ``read()``: the same data for in-process readers (analytics, ``/health``), as cheap as one
   process's snapshot: it never writes files and may be up to one background tick old for the
   other workers.
 * ``gather(key)``: the values every live worker published under ``key`` with
-  :meth:`otel_monitor.pipeline.Pipeline.share` (the analytics' recent traces), one per worker.
+  :meth:`otel_monitor.telemetry.pipeline.Pipeline.share` (the analytics' recent traces), one per worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-__all__ = ["MetricsView", "LocalView"]
+__all__ = ["MetricsView", "LocalView", "Channel"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Channel(Generic[T]):
+    """A value every worker publishes for the others, registered with ``Pipeline.share(channel,
+    produce)`` and read with ``Pipeline.gather(channel)``: ``T`` is what this process's producer
+    returns (JSON-able); ``name`` is its key in the worker files. What the other workers published
+    comes back as their JSON, so ``gather`` returns ``list[Any]``."""
+
+    name: str
 
 
 class MetricsView(Protocol):

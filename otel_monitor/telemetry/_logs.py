@@ -32,13 +32,16 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
+from .._safe_log import log_internal_error
 from . import _providers
-from ._export_accounting import ExportStatus, account_logs
-from ._safe_log import log_internal_error
+from ._export_accounting import ExportStatus, account_logs, sdk_internal_metrics
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 _logger = logging.getLogger("otel_monitor")
 _lock = threading.Lock()
@@ -47,19 +50,17 @@ _decided = False
 
 
 def build_logger_provider(
-    settings: Any, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
+    settings: Settings, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
 ) -> Any:
     """A LoggerProvider for one pipeline, exporting through ``exporters`` in bounded batches; the
     records each export loses are counted by reason (``otel.sdk.exporter.log.exported``)."""
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+    from .._redaction import redactor_for
     from ._log_redaction import RedactingLogExporter
-    from ._redaction import redactor_for
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    from .pipeline import sdk_internal_metrics
-
     with sdk_internal_metrics():  # drops counted, as for spans
         for exporter in exporters:
             provider.add_log_record_processor(
@@ -148,47 +149,6 @@ class _RootHandler(logging.Handler):
                 handler.emit(record)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
-
-
-class DelegatingLogger:
-    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
-
-    def __init__(self, scope: tuple) -> None:
-        self._scope = scope
-        self._cache: tuple[Any, Any] = (None, None)
-
-    def _logger(self) -> Any:
-        runtime = _providers.primary_runtime()
-        pipeline = runtime._pipeline if runtime is not None else None
-        if pipeline is None or pipeline.logger_provider is None:
-            return None
-        cached, logger = self._cache
-        if cached is not pipeline:
-            logger = pipeline.logger_provider.get_logger(*self._scope)
-            self._cache = (pipeline, logger)
-        return logger
-
-    def emit(self, *args: Any, **kwargs: Any) -> None:
-        logger = self._logger()
-        if logger is not None:
-            logger.emit(*args, **kwargs)
-
-    def is_enabled(self, *args: Any, **kwargs: Any) -> bool:
-        logger = self._logger()
-        return bool(logger is not None and getattr(logger, "is_enabled", lambda *a, **k: True)(*args, **kwargs))
-
-
-def global_logger_provider() -> Any:
-    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
-    from opentelemetry._logs import LoggerProvider as APILoggerProvider
-
-    class GlobalLoggerProvider(APILoggerProvider):
-        def get_logger(
-            self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
-        ) -> Any:
-            return DelegatingLogger((name, version, schema_url, attributes))
-
-    return GlobalLoggerProvider()
 
 
 def _foreign_otel_handler(root: logging.Logger) -> logging.Handler | None:

@@ -2,7 +2,7 @@
 
 A plain SDK ``MetricReader`` (``collect`` stays the SDK's own, ``@final`` method): a snapshot asks
 the SDK to collect and keeps what ``_receive_metrics`` hands over, plus the request histograms
-aggregated outside the SDK (see :mod:`otel_monitor._request_metrics`).
+aggregated outside the SDK (see :mod:`otel_monitor.request._request_metrics`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._safe_log import log_internal_error
+from .._safe_log import log_internal_error
 
 
 class Scheduler:
@@ -22,7 +22,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def every(self, interval: float, fn: Callable[[], None], what: str) -> None:
+    def every(self, interval: float, fn: Callable[[], object], what: str) -> None:
         with self._lock:
             self._jobs.append([time.monotonic() + interval, interval, fn, what])
         self._wake.set()
