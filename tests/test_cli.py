@@ -706,8 +706,9 @@ def test_the_quick_demo_tells_its_story_healthy_deploy_incident_alert_recovery(s
     # An order during the incident: its trace holds the outgoing inventory call and the database insert.
     trees = [get(f"/traces/{t['trace_id']}") for t in get("/traces?kind=slow")["traces"] if t["route"] == "/api/orders"]
     assert trees, "no slow order kept"
-    names = [s["name"] for s in trees[0]["spans"]]
-    assert names[0] == "POST /api/orders" and sorted(names[1:]) == ["GET", "INSERT orders"], names
+    # (an order of an out-of-stock product fails after the inventory call, with no insert)
+    names = [[s["name"] for s in tree["spans"]] for tree in trees]
+    assert ["POST /api/orders", "GET", "INSERT orders"] in [[n[0], *sorted(n[1:])] for n in names], names
     text = log.read_text()
     for note in ("version 1.0 serves healthy traffic", "version 2.0 deployed", "incident:", "recovery:"):
         assert f"story: {note}" in text, text[-2000:]
