@@ -356,6 +356,20 @@ def test_the_sampler_samples_only_requests_past_the_threshold_and_folds_them_whe
     assert "test_the_sampler_samples_only_requests_past_the_threshold_and_folds_them_when_they_end" in functions
 
 
+def test_a_stopped_profiler_keeps_no_frame_of_a_request_it_sampled():
+    serving: dict = {}
+    profiler = Profiler(serving, threading.Event(), 0.01, 0.1, profiles.RouteProfiles(clock=lambda: 0.0))
+    record = _Record(time.perf_counter())
+    serving[threading.get_ident()] = record
+    profiler.step(now=record.start + 0.2)
+    assert profiler.samples == 1
+    [profile] = profiler._live.values()
+    assert profile.leaf is not None  # a request in flight: its last frame, reused by the next sample
+    record.finished = True  # it ended, and the profiler stops before its next pass folds it
+    profiler.stop()
+    assert profile.leaf is None  # the request's stack (its frames' locals: a response body) is let go
+
+
 def test_sampled_stacks_keep_the_innermost_max_depth_frames():
     from otel_monitor.analytics.profiler import MAX_DEPTH, _walk
 

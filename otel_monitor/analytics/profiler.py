@@ -214,6 +214,10 @@ class Profiler:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        # A stopped profiler folds nothing more: let go of the last frame each request was sampled
+        # in, which would keep that request's whole stack (and the locals of its frames) alive.
+        for profile in list(self._live.values()):
+            profile.leaf = None
 
     def _run(self) -> None:
         while not self._stopping.is_set():
