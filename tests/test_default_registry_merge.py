@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -56,3 +58,20 @@ def test_the_merged_families_are_valid_exposition():
 
     text = generate_latest(Merged()).decode()
     assert "orders_total 7.0" in text and 'in_flight{pid="102"} 2.0' in text
+
+
+def _cpu(seconds: float) -> list[dict]:
+    registry = CollectorRegistry()
+    Counter("cpu_seconds", "CPU", registry=registry).inc(seconds)
+    return _default_registry.collect(registry)
+
+
+def test_a_worker_moving_into_the_archive_never_changes_the_total_by_a_rounding_step():
+    # 0.04 + 2.51 rounded first, then + 0.78, is one float step above the correctly rounded sum
+    live = [(101, _cpu(0.04)), (102, _cpu(2.51)), (103, _cpu(0.78))]
+    before = _samples(_default_registry.merge([], None, live, archive=[]))[("cpu_seconds_total", ())]
+    # workers 101 and 102 die (a max_requests recycle), one after the other: folded into the archive
+    archive = _default_registry.merge([], None, [], _cpu(0.04), exact=True)
+    archive = _default_registry.merge([], None, [], archive + _cpu(2.51), exact=True)
+    after = _samples(_default_registry.merge([], None, [(103, _cpu(0.78))], archive=archive))[("cpu_seconds_total", ())]
+    assert before == after == math.fsum([0.04, 2.51, 0.78]) != 3.33

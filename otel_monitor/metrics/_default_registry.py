@@ -54,12 +54,40 @@ def collect(registry: Any = None) -> list[Family]:
     return result
 
 
+def _exact_partials(values: Iterable[float]) -> list[float]:
+    """Non-overlapping floats whose sum is exactly the sum of ``values`` (Shewchuk's algorithm,
+    the one behind :func:`math.fsum`)."""
+    partials: list[float] = []
+    for x in values:
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+    return partials
+
+
 def merge(
-    own: list[Family], own_pid: int | None, live: Iterable[tuple[int, list[Family]]], archive: list[Family]
+    own: list[Family],
+    own_pid: int | None,
+    live: Iterable[tuple[int, list[Family]]],
+    archive: list[Family],
+    exact: bool = False,
 ) -> list[Family]:
     """Merge the answering worker's families, the other live workers' and the archive (see the module docstring).
 
     ``own_pid`` None: no answering worker (the master's metrics port, or folding the archive).
+    ``exact`` (folding the archive): a summed value is kept as the list of floats whose exact sum
+    it is, not rounded: a scrape sums the archive's floats with the live workers' values in one
+    correctly rounded ``fsum``, so a worker's value moving from the live workers into the archive
+    (it died, or was recycled) can never change the total by a rounding step (2.43 read
+    2.4299999999999997 after a ``max_requests`` recycle: a decrease).
     """
     merged: dict[str, dict[str, Any]] = {}
 
@@ -82,21 +110,28 @@ def merge(
                     labels = {**labels, PID_LABEL: str(pid)}
                 key = (name, tuple(sorted(labels.items())))
                 existing = samples.get(key)
+                parts = value if isinstance(value, list) else [value]  # an exact archived sum: its floats
                 if existing is None:
-                    samples[key] = [name, labels, [value]]
+                    samples[key] = [name, labels, list(parts)]
                 elif name.endswith("_created"):
-                    existing[2][0] = min(existing[2][0], value)
+                    existing[2][0] = min(existing[2][0], *parts)
                 elif counting:
-                    existing[2].append(value)
+                    existing[2].extend(parts)
 
     add(own, own_pid, True)
     for pid, families_of_worker in live:
         add(families_of_worker, pid, True)
     add(archive, None, False)
+
     # fsum: the correctly rounded sum, whatever order the workers came in (a plain sum of
     # 1.82 CPU seconds read 1.8199999999999998 when another worker answered: a decrease)
+    def total(family: dict[str, Any], name: str, values: list[float]) -> float | list[float]:
+        if exact and family["t"] in COUNTING_TYPES and not name.endswith("_created"):
+            return _exact_partials(values)
+        return math.fsum(values)
+
     return [
-        {**family, "s": [[name, labels, math.fsum(values)] for name, labels, values in family["s"].values()]}
+        {**family, "s": [[name, labels, total(family, name, values)] for name, labels, values in family["s"].values()]}
         for family in merged.values()
     ]
 

@@ -505,7 +505,7 @@ class _Group:
             if payload is None:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
-            registry = _default_registry.merge([], None, [], registry + payload.get("registry", []))
+            registry = _default_registry.merge([], None, [], registry + payload.get("registry", []), exact=True)
             if payload.get("shared"):
                 dead_shared.append(payload["shared"])
             os.unlink(path)
