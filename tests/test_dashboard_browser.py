@@ -1106,8 +1106,9 @@ def test_docs_screenshots_of_the_demo_story_overview_trace_versions_and_alerts(b
         assert names[0] == "POST /api/orders" and sorted(names[1:]) == ["GET", "INSERT orders"], names
         with paused(page):
             docs_shot(page, "trace")
-        # Both versions, and what 2.0 made worse.
-        wait_until(page, "versions", "#versions-regressions .regression", "/api/orders")
+        # Both versions (whether a regression is flagged depends on how many requests the story got
+        # through before the deploy on this machine: the regression test itself is in test_versions.py)
+        wait_until(page, "versions", "#versions-rows", "2.0")
         assert page.locator("#versions-rows tr").count() == 2
         with paused(page):
             docs_shot(page, "versions")
