@@ -14,7 +14,6 @@ the store the evaluator writes.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 
+from ..analytics._json import json_response
 from .destinations import Destination
 from .rules import Rule
 from .silences import new_silence, with_state
@@ -41,17 +41,7 @@ class CsrfCheck(Protocol):
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(_clean(body), separators=(",", ":")), status=status, mimetype="application/json")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+    return json_response(body, status)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from .._safe_log import log_internal_error
 from . import insights
+from ._json import json_text
 from .access import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
@@ -90,21 +91,7 @@ class BadRequest(ValueError):
 
 
 def _json(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(_json_text(body), status=status, mimetype="application/json", headers=headers)
-
-
-def _json_text(body: Any) -> str:
-    return json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+    return Response(json_text(body), status=status, mimetype="application/json", headers=headers)
 
 
 def _window_param(default: str) -> str:
@@ -265,7 +252,7 @@ def health(ctx: AnalyticsContext) -> Response:
 
 def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[Tick], Any]) -> Response:
     """The JSON answer ``body(tick)``, formatted once per tick and ``key``: every caller of the tick gets that text."""
-    text = st.summaries.memo(("body", *key), lambda tick: _json_text(body(tick)))
+    text = st.summaries.memo(("body", *key), lambda tick: json_text(body(tick)))
     return Response(text, mimetype="application/json")
 
 
@@ -323,7 +310,7 @@ def metrics(ctx: AnalyticsContext) -> Response:
     # The custom metrics are this process's (and its workers'), whatever the request figures' source:
     # those of the tick, formatted once per tick (with 500 routes the body is most of a megabyte).
     summaries = ctx.local().summaries
-    text = summaries.memo(("metrics_body",), lambda tick: _json_text({"metrics": metrics_json(tick.data)}))
+    text = summaries.memo(("metrics_body",), lambda tick: json_text({"metrics": metrics_json(tick.data)}))
     return Response(text, mimetype="application/json")
 
 
@@ -679,7 +666,7 @@ def _zip_chunks(files: dict[str, Iterator[str]]) -> Iterator[bytes]:
 
 
 def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
-    """``_json_text(body)`` in pieces: lists and dicts down to ``depth`` streamed item by item."""
+    """``json_text(body)`` in pieces: lists and dicts down to ``depth`` streamed item by item."""
     pending: list[str] = []
     size = 0
     for piece in _json_pieces(body, depth):
@@ -693,7 +680,7 @@ def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
 
 def _json_pieces(value: Any, depth: int) -> Iterator[str]:
     if depth <= 0 or not isinstance(value, (dict, list, tuple)):
-        yield _json_text(value)
+        yield json_text(value)
     elif isinstance(value, dict):
         yield "{"
         for i, (key, item) in enumerate(value.items()):

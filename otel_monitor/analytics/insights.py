@@ -9,8 +9,6 @@ last history write, so that windows include the running processes' unwritten min
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Response, request
@@ -20,6 +18,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
 from ..settings import Settings
+from ._json import json_response
 from .heatmap import METRICS, heatmap
 from .summary import WINDOWS, Key, Series, add, diff, extract
 from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snapshots, top
@@ -55,18 +54,7 @@ class _BadRequest(ValueError):
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    text = json.dumps(_clean(body), separators=(",", ":"), allow_nan=False)
-    return Response(text, status, mimetype="application/json")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+    return json_response(body, status)
 
 
 def _window(default: str, allowed: tuple[str, ...] = tuple(WINDOWS)) -> str:
