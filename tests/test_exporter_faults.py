@@ -185,14 +185,18 @@ def test_sustained_load_with_the_collector_dead_drops_spans_counts_them_and_logs
     telemetry = Telemetry(monitor)
     client = closing_client(app)
     with caplog.at_level(logging.WARNING):
+        started = time.time()
         for _ in range(3000):
             client.get("/")
+        # the SDK logs "Queue full" once per 20-second bucket of the clock (its DuplicateFilter)
+        buckets = int(time.time() // 20) - int(started // 20) + 1
     queue = telemetry.point("otel.sdk.processor.span.queue.size", **{"otel.component.type": "batching_span_processor"})
     assert queue.value <= 2048
     dropped = telemetry.point("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
     # the queue (2048) and the one batch stuck in the export (at most 512) hold the rest
     assert dropped.value >= 3000 - 2048 - 512
-    assert sum("Queue full" in r.getMessage() for r in caplog.records) <= 1
+    # hundreds of drops, one log line per 20 s at most
+    assert sum("Queue full" in r.getMessage() for r in caplog.records) <= buckets
     assert "otel_sdk_processor_span_processed_total" in client.get("/metrics").get_data(as_text=True)
 
 

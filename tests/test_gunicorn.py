@@ -22,7 +22,7 @@ WORK_ROUTE = "/work/<int:n>"
 
 
 def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=HANG_S) as response:  # a worker starting on a busy machine
         return response.read().decode()
 
 
