@@ -18,9 +18,11 @@ def sleepy_helper() -> str:
 
 
 def busy_helper() -> int:
-    deadline = time.perf_counter() + SLEEP_S
+    # SLEEP_S of this thread's CPU time, not of the clock: on a machine too busy to run this process
+    # for 300 ms of wall time, the loop still runs long enough for the profiler's samples
+    deadline = time.thread_time() + SLEEP_S
     total = 0
-    while time.perf_counter() < deadline:  # the loop the busy profile points at
+    while time.thread_time() < deadline:  # the loop the busy profile points at
         total += 1
     return total
 
