@@ -44,7 +44,7 @@ from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
-from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
+from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, SystemValues, add, diff, extract, system_values
 from .users import Identities
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class AnalyticsState:
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.clock = clock
         self.started = clock()
-        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
+        self.bounds: tuple[float, ...] = tuple(settings.http_server_duration_buckets)
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(
@@ -109,7 +109,7 @@ class AnalyticsState:
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
-        self.system_source: Callable[[], dict] | None = None
+        self.system_source: Callable[[], SystemValues] | None = None
         #: the app's version (``service.version``), and requests per user / client address (.users)
         self.version = str(pipeline.resource.attributes.get("service.version") or "unknown")
         self.identities = Identities(settings, self.bounds, lambda: self.clock())
@@ -260,7 +260,9 @@ class AnalyticsState:
             "source": "memory",
         }
 
-    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+    def history_minutes(
+        self, since: float, until: float
+    ) -> tuple[dict[int, dict[Key, Series]], dict[int, SystemValues]]:
         """The history's requests and system rows per minute of ``[since, until]``, read once a minute.
 
         The file changes once a minute (the 60 s writes), so every window and chart over the same
@@ -317,22 +319,22 @@ class AnalyticsState:
             log_internal_error(f"gathering {channel.name} from the workers")
             return [own()]
 
-    def traces(self) -> list[dict]:
-        result: list[dict] = []
+    def traces(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = []
         for worker in self._gather(SHARE_KEY, self.recent.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict))
         return result
 
-    def trace_details(self) -> list[dict]:
+    def trace_details(self) -> list[dict[str, Any]]:
         """The kept span trees of every worker."""
-        result: list[dict] = []
+        result: list[dict[str, Any]] = []
         for worker in self._gather(_trace_store.SHARE_KEY, self.details.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict) and isinstance(e.get("trace_id"), str))
         return result
 
-    def error_groups(self) -> list[dict]:
+    def error_groups(self) -> list[dict[str, Any]]:
         """The error groups of every worker, merged."""
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 

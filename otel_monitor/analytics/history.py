@@ -69,7 +69,7 @@ class History:
         self,
         path: str,
         instance_id: str,
-        bounds: tuple,
+        bounds: tuple[float, ...],
         retention_days: float,
         clock: Callable[[], float],
         version: str = UNKNOWN_VERSION,

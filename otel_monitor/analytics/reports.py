@@ -547,7 +547,7 @@ def _steps(st: StateSource, window_name: str, tick: Tick) -> _Steps:
 
 
 def _timeseries(
-    found: _Steps, window_name: str, bounds: tuple, apdex_t: float, route: str | None, method: str | None
+    found: _Steps, window_name: str, bounds: tuple[float, ...], apdex_t: float, route: str | None, method: str | None
 ) -> TimeseriesBody:
     def selected(requests: Requests) -> dict[Key, Series]:
         if route is None and method is None:

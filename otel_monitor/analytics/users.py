@@ -160,7 +160,7 @@ class IdentityCounts(SpanProcessor):
         self,
         attribute: str,
         k: int,
-        bounds: tuple,
+        bounds: tuple[float, ...],
         clock: Callable[[], float],
         exclude_prefix: str | None = None,
         max_routes: int = 500,
@@ -323,7 +323,7 @@ def merge_snapshots(
     return totals, anonymous, evicted, earliest
 
 
-def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict[str, Any]]:
+def top(totals: Mapping[str, list[int]], bounds: tuple[float, ...], limit: int) -> list[dict[str, Any]]:
     """The rows of ``/users``: most requests first (then by identity), with errors and p95."""
     ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
     rows = []
@@ -346,7 +346,7 @@ def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict
 class Identities:
     """The per-process counts of one monitored app: users always, client addresses when enabled."""
 
-    def __init__(self, settings: Settings, bounds: tuple, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, bounds: tuple[float, ...], clock: Callable[[], float]) -> None:
         prefix = settings.analytics_prefix.rstrip("/")
         k, routes = settings.analytics_users_kept, settings.analytics_max_routes
         self.users = IdentityCounts("enduser.id", k, bounds, clock, prefix, routes)
