@@ -36,7 +36,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("otel_monitor")
+#: a view function, returned as it was given (marked)
+_View = TypeVar("_View", bound=Callable[..., object])
 
 COOKIE_NAME = "otel_monitor_session"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -115,13 +117,13 @@ def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
     return key if isinstance(key, bytes) else str(key).encode("utf-8")
 
 
-def public(view: Callable) -> Callable:
+def public(view: _View) -> _View:
     """Mark a blueprint view as reachable without credentials (the login page, static files)."""
     view._otel_monitor_public = True  # type: ignore[attr-defined]
     return view
 
 
-def page(view: Callable) -> Callable:
+def page(view: _View) -> _View:
     """Mark a blueprint view as an HTML page: browsers without credentials are sent to the login page."""
     view._otel_monitor_page = True  # type: ignore[attr-defined]
     return view
@@ -352,7 +354,8 @@ class Auth:
         if sid is not None and hmac.compare_digest(_utf8(given), self._csrf_for(sid).encode()):
             return True
         try:
-            return self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S) == "login"
+            loaded: object = self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S)
+            return loaded == "login"
         except Exception:  # noqa: BLE001 - any bad token is simply not a valid one
             return False
 

@@ -468,7 +468,8 @@ class EndpointWindow:
 
     @property
     def covered_s(self) -> float:
-        return round(self.window["seconds"], 3)
+        seconds: float = self.window["seconds"]
+        return round(seconds, 3)
 
 
 def endpoint_window(st: StateSource, window_name: str) -> EndpointWindow:
@@ -628,7 +629,8 @@ def system_point(earlier: Sample, later: Sample) -> SystemPoint:
         a, b = earlier.system.get(key), s.get(key)
         if a is None or b is None or seconds <= 0 or b < a:
             return None
-        return round((b - a) / seconds, 3)
+        change: float = (b - a) / seconds
+        return round(change, 3)
 
     return {
         "cpu_pct": _shown(s.get("cpu_pct")),

@@ -258,7 +258,10 @@ class IdentityCounts(SpanProcessor):
 
 
 def _merge_bucket(
-    target: _Bucket, endpoints: Iterable[tuple[tuple[str, str], SpaceSaving]], anonymous: Mapping, k: int
+    target: _Bucket,
+    endpoints: Iterable[tuple[tuple[str, str], SpaceSaving]],
+    anonymous: Mapping[tuple[str, str], int],
+    k: int,
 ) -> None:
     for endpoint, table in endpoints:
         merged = target.endpoints.get(endpoint)

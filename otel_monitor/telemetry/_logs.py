@@ -41,6 +41,11 @@ from . import _providers
 from ._export_accounting import ExportStatus, account_logs, sdk_internal_metrics
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.resources import Resource
+
     from ..settings import Settings
 
 _logger = logging.getLogger("otel_monitor")
@@ -50,8 +55,12 @@ _decided = False
 
 
 def build_logger_provider(
-    settings: Settings, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
-) -> Any:
+    settings: Settings,
+    resource: Resource,
+    exporters: list[LogRecordExporter],
+    meter_provider: MeterProvider,
+    status: ExportStatus | None = None,
+) -> LoggerProvider:
     """A LoggerProvider for one pipeline, exporting through ``exporters`` in bounded batches; the
     records each export loses are counted by reason (``otel.sdk.exporter.log.exported``)."""
     from opentelemetry.sdk._logs import LoggerProvider
