@@ -48,7 +48,7 @@ from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, SystemValues,
 from .users import Identities
 
 if TYPE_CHECKING:
-    from flask import Blueprint
+    from flask import Blueprint, Flask
 
     from ..monitor import Monitor
     from ..settings import Settings
@@ -373,7 +373,7 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
 
 
 def install(
-    monitor: Monitor, app: Any, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
+    monitor: Monitor, app: Flask, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
 ) -> Callable[[str], list[str]]:
     """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``; returns the
     function that lists the URLs they serve under a base URL (:meth:`Monitor.describe_urls`).

@@ -78,7 +78,7 @@ class CustomSeries:
         }
 
 
-def _label(kind: Any, unit: Any) -> str:
+def _label(kind: object, unit: object) -> str:
     if kind in ("updowncounter", "gauge"):
         return "value"
     return "per second"

@@ -183,13 +183,13 @@ def _pairs(buckets: dict[int, int]) -> list[list[int]]:
     return [[minute, count] for minute, count in sorted(buckets.items())]
 
 
-def _frame(raw: Any) -> FrameKey | None:
+def _frame(raw: object) -> FrameKey | None:
     if isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and isinstance(raw[1], str):
         return (raw[0], raw[1], raw[2] if isinstance(raw[2], int) else 0)
     return None
 
 
-def _in_window(total: Any, buckets: Any, since_minute: float | None) -> int:
+def _in_window(total: object, buckets: object, since_minute: float | None) -> int:
     if since_minute is None:
         return total if isinstance(total, int) else 0
     count = 0

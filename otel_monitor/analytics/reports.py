@@ -114,7 +114,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
-def _shown(value: Any) -> Any:
+def _shown(value: object) -> object:
     return round(value, 3) if isinstance(value, float) else value
 
 

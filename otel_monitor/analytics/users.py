@@ -33,6 +33,9 @@ from ..settings import Settings
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span
+
     from ..telemetry.pipeline import Pipeline
 
 __all__ = [
@@ -180,21 +183,22 @@ class IdentityCounts(SpanProcessor):
 
     # -- the span processor (runs where the request's span ends) ------------------------------
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
-    def on_end(self, span: Any) -> None:
+    def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not _SERVER:
             return
-        attrs = span.attributes
-        route = attrs.get("http.route") or UNMATCHED
+        attrs = span.attributes or {}
+        value = attrs.get("http.route") or UNMATCHED
+        route = value if type(value) is str else str(value)
         exclude = self._exclude
         if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
         identity = attrs.get(self.attribute)
         end, start = span.end_time, span.start_time
         self.record(
-            route if type(route) is str else str(route),
+            route,
             str(attrs.get("http.request.method", "_OTHER")),
             None if identity is None else identity if type(identity) is str else str(identity),
             span.status.status_code is _ERROR,

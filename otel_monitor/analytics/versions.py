@@ -212,7 +212,7 @@ def unwritten_entries(requests: Mapping[Key, Series]) -> list[list[Any]]:
     return [[k[0], k[1], k[2], k[3], s.count, s.sum, s.max, list(s.buckets)] for k, s in requests.items()]
 
 
-def parse_entries(rows: Any) -> dict[Key, Series]:
+def parse_entries(rows: object) -> dict[Key, Series]:
     """The inverse of :func:`unwritten_entries`; malformed rows are skipped."""
     result: dict[Key, Series] = {}
     if not isinstance(rows, list):
