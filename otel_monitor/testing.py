@@ -65,7 +65,7 @@ class Telemetry:
         metric = self.metrics().get(name)
         return list(metric.data.data_points) if metric is not None else []
 
-    def point(self, name: str, **attributes: Any) -> Any:
+    def point(self, name: str, **attributes: object) -> Any:
         """The one data point of ``name`` whose attributes include ``attributes``.
 
         ``attributes`` are OpenTelemetry attribute names, e.g. ``**{"http.route": "/"}``.

@@ -105,7 +105,7 @@ def default_service_name(application: WSGIApplication, caller_module: str | None
 # -- Django ------------------------------------------------------------------------------------------
 
 
-def _is_django(application: Any) -> bool:
+def _is_django(application: object) -> bool:
     module = sys.modules.get("django.core.handlers.wsgi")
     return module is not None and isinstance(application, module.WSGIHandler)
 
@@ -153,7 +153,7 @@ def _django_project() -> str | None:
 # -- Falcon ------------------------------------------------------------------------------------------
 
 
-def _is_falcon(application: Any) -> bool:
+def _is_falcon(application: object) -> bool:
     module = sys.modules.get("falcon")
     app_class = getattr(module, "App", None) if module is not None else None
     return isinstance(app_class, type) and isinstance(application, app_class)
@@ -193,7 +193,7 @@ def _install_falcon(app: Any) -> None:
 # -- Bottle ------------------------------------------------------------------------------------------
 
 
-def _bottle_module(application: Any) -> ModuleType | None:
+def _bottle_module(application: object) -> ModuleType | None:
     """The Bottle module ``application`` comes from, whatever it is called (Bottle is vendored)."""
     for cls in type(application).__mro__:
         if cls.__name__ != "Bottle":
@@ -210,7 +210,7 @@ def _bottle_module(application: Any) -> ModuleType | None:
     return None
 
 
-def _is_bottle(application: Any) -> bool:
+def _is_bottle(application: object) -> bool:
     return _bottle_module(application) is not None
 
 
@@ -251,7 +251,7 @@ def _install_bottle(app: Any) -> None:
 # -- Pyramid -----------------------------------------------------------------------------------------
 
 
-def _is_pyramid(application: Any) -> bool:
+def _is_pyramid(application: object) -> bool:
     module = sys.modules.get("pyramid.router")
     app_class = getattr(module, "Router", None) if module is not None else None
     return isinstance(app_class, type) and isinstance(application, app_class)
