@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
@@ -49,6 +49,7 @@ from .users import Identities
 
 if TYPE_CHECKING:
     from flask import Blueprint, Flask
+    from opentelemetry.sdk.metrics.export import MetricsData
 
     from ..monitor import Monitor
     from ..settings import Settings
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from ..telemetry.pipeline import Pipeline
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
+
+_T = TypeVar("_T")
 
 _logger = logging.getLogger("otel_monitor")
 SAMPLE_INTERVAL_S = 10.0
@@ -95,7 +98,7 @@ class AnalyticsState:
         )
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
-        self._last_data: Any = None
+        self._last_data: MetricsData | None = None
         #: the sampling profiler of slow requests and the outliers' context (see .profiler)
         self.profiling = _profiler.Profiling(pipeline, settings)
         self.details = _trace_store.TraceStore(
@@ -311,8 +314,9 @@ class AnalyticsState:
             samples.append(now)
         return list(pairwise(samples))
 
-    def _gather(self, channel: Channel[Any], own: Callable[[], Any]) -> list[Any]:
-        """What every worker shared on ``channel`` (only this one's when reading the others fails)."""
+    def _gather(self, channel: Channel[_T], own: Callable[[], _T]) -> list[object]:
+        """What every worker shared on ``channel`` (only this one's when reading the others fails):
+        JSON read back from the other workers, so each value is checked by whoever reads it."""
         try:
             return self.pipeline.gather(channel)
         except Exception:  # noqa: BLE001 - this worker's own values are shown instead

@@ -10,7 +10,8 @@ could otherwise put their own host into the log line an operator clicks, token i
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from .._safe_log import log_internal_error
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-def base_url_of(environ: dict[str, Any]) -> str:
+def base_url_of(environ: Mapping[str, object]) -> str:
     """``scheme://host:port/script_root`` of the server that received ``environ`` (no trailing slash)."""
     scheme = str(environ.get("wsgi.url_scheme") or "http")
     host = str(environ.get("SERVER_NAME") or "")

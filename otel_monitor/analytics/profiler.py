@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
@@ -38,6 +38,8 @@ from . import outliers as _outliers
 from .profiles import SHARE_KEY, FrameKey, RouteProfiles, profile_json
 
 __all__ = ["Profiling", "Profiler", "ServedRequest", "MAX_DEPTH", "MAX_REQUEST_STACKS"]
+
+_T = TypeVar("_T")
 
 #: frames kept per sample (the innermost ones; as sentry-python's profiler)
 MAX_DEPTH = 128
@@ -341,7 +343,7 @@ class _Pipeline(Protocol):
     serving_started: threading.Event
     shutdown_hooks: list[Callable[[], None]]
 
-    def share(self, channel: Channel[Any], produce: Callable[[], Any]) -> None: ...
+    def share(self, channel: Channel[_T], produce: Callable[[], _T]) -> None: ...
 
 
 class _Settings(Protocol):
