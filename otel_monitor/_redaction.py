@@ -27,10 +27,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TypeVar
 from urllib.parse import unquote_plus
 
 __all__ = ["REDACTED", "Redactor", "redactor_for", "names_a_secret"]
+
+#: an attribute value: whatever the caller holds (an OpenTelemetry ``AttributeValue``, a JSON value)
+_V = TypeVar("_V")
 
 REDACTED = "REDACTED"
 
@@ -165,26 +168,28 @@ class Redactor:
         out.append(text[done:])
         return "".join(out)
 
-    def _pair(self, match: re.Match) -> str:
-        name, value = match.group("name"), match.group("value")
+    def _pair(self, match: re.Match[str]) -> str:
+        whole: str = match.group(0)
+        name: str = match.group("name")
+        value: str = match.group("value")
         quoted = bool(match.group("q"))
         if ":" in match.group("sep") and not quoted:
-            return match.group(0)  # ``Error: x`` is prose; only quoted names (dicts, JSON) pair with ``:``
+            return whole  # ``Error: x`` is prose; only quoted names (dicts, JSON) pair with ``:``
         lowered = name.lower()
         if not (self.is_sensitive(name) or lowered in _SECRET_HEADERS):
-            return match.group(0)
+            return whole
         if value[:1] in ("'", '"'):
             redacted = value[0] + REDACTED + value[0]
         else:
             redacted = REDACTED
         if value == redacted:
-            return match.group(0)
+            return whole
         start = match.start("value") - match.start()
-        return match.group(0)[:start] + redacted
+        return whole[:start] + redacted
 
     # -- attributes ------------------------------------------------------------------------------
 
-    def attribute(self, key: str, value: Any) -> Any:
+    def attribute(self, key: str, value: _V) -> _V | str:
         """One attribute's value as it may be shown or exported."""
         if _SECRET_KEY.search(key):
             return REDACTED
@@ -197,7 +202,7 @@ class Redactor:
                 return self.text(value)
         return value
 
-    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    def attributes(self, attributes: Mapping[str, _V] | None) -> dict[str, _V | str]:
         return {key: self.attribute(key, value) for key, value in (attributes or {}).items()}
 
 
@@ -206,12 +211,14 @@ def names_a_secret(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-def _redact_userinfo(match: re.Match) -> str:
+def _redact_userinfo(match: re.Match[str]) -> str:
     return "//REDACTED:REDACTED@" if ":" in match.group(1) else "//REDACTED@"
 
 
-def _redact_header(match: re.Match) -> str:
-    return match.group(1) + match.group(2) + REDACTED
+def _redact_header(match: re.Match[str]) -> str:
+    name: str = match.group(1)
+    separator: str = match.group(2)
+    return name + separator + REDACTED
 
 
 @functools.lru_cache(maxsize=32)

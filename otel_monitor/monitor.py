@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
@@ -34,6 +34,13 @@ from .telemetry._version import module_root, with_version
 from .telemetry.pipeline import SCHEMA_URL, SCOPE
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+    from flask import Blueprint, Flask
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.util.types import AttributeValue
+
+    from .analytics.auth import Auth
     from .telemetry.pipeline import Pipeline
 
 __all__ = ["Monitor", "wrap", "get_monitor"]
@@ -44,6 +51,9 @@ EXTENSION_KEY = "otel_monitor"
 RUNTIME_KEY = "otel_monitor.runtime"
 _last_monitor: weakref.ref[Monitor] | None = None
 _FIELD_NAMES = {f.name for f in FIELDS}
+#: what a gauge's callback returns: a number, or ``(value, attributes)`` pairs
+GaugeReading = Union[float, "Iterable[tuple[float, Mapping[str, AttributeValue] | None]]"]
+_H = TypeVar("_H", bound="Counter | Histogram | Gauge")
 
 
 class Monitor:
@@ -59,7 +69,9 @@ class Monitor:
     a view can also call :func:`otel_monitor.set_enduser`.
     """
 
-    def __init__(self, app: Any = None, *, enduser_id: Callable[[], Any] | None = None, **settings: Any) -> None:
+    def __init__(
+        self, app: Flask | None = None, *, enduser_id: Callable[[], object] | None = None, **settings: object
+    ) -> None:
         if enduser_id is not None and not callable(enduser_id):
             raise SettingsError("enduser_id: expected a callable returning the request's user id (or None)")
         self._enduser_id = enduser_id
@@ -72,9 +84,9 @@ class Monitor:
         self._settings: Settings | None = None
         #: every runtime this monitor made (one per app): all shut down by shutdown()
         self._runtimes: list[Runtime] = []
-        self._handles: list = []
-        self._tracer: Any = None
-        self._meter: Any = None
+        self._handles: list[Counter | Histogram | Gauge] = []
+        self._tracer: DelegatingTracer | None = None
+        self._meter: DelegatingMeter | None = None
         #: the analytics' URL lines under a base URL, once they are mounted
         self._analytics_urls: Callable[[str], list[str]] | None = None
         global _last_monitor
@@ -84,7 +96,7 @@ class Monitor:
 
     # -- attaching ---------------------------------------------------------------------------
 
-    def init_app(self, app: Any) -> None:
+    def init_app(self, app: Flask) -> None:
         """Attach to a Flask app. Calling it again for the same app does nothing.
 
         One monitor may serve several apps (an app factory called once per test, say): each app
@@ -117,14 +129,17 @@ class Monitor:
             from .request._coexistence import claim_for_middleware
 
             claim_for_middleware(app)
-            app.wsgi_app = RequestInstrumentation(app.wsgi_app, request_pipeline(runtime), settings, metrics_app)
+            # the Flask way to add WSGI middleware (flask.Flask.wsgi_app's docstring)
+            app.wsgi_app = RequestInstrumentation(  # type: ignore[method-assign]
+                app.wsgi_app, request_pipeline(runtime), settings, metrics_app
+            )
             _install_flask_hooks(app)
         install_enduser_hooks(app, self._identity(settings, app))
         if settings.analytics:
             from .alerts import wiring as alerts
             from .analytics import install
 
-            def add_alerts(blueprint: Any, auth: Any) -> None:
+            def add_alerts(blueprint: Blueprint, auth: Auth) -> None:
                 alerts.attach(blueprint, runtime, settings, auth)  # the alerts read the analytics
 
             self._analytics_urls = install(self, app, runtime, add_alerts if alerts.enabled(settings) else None)
@@ -135,7 +150,7 @@ class Monitor:
             # At the first request, once the app, Flask and the server have set up the console.
             install_at_first_request(app)
 
-    def _identity(self, settings: Settings, app: Any = None) -> Identity:
+    def _identity(self, settings: Settings, app: Flask | None = None) -> Identity:
         """How this app's requests name their user (the hash key only matters when hashing)."""
         key: bytes | None = None
         if settings.enduser_id_hash:
@@ -176,7 +191,8 @@ class Monitor:
                 if current_app:
                     extensions = current_app.extensions
                     if extensions.get(EXTENSION_KEY) is self:
-                        return extensions.get(RUNTIME_KEY)
+                        runtime: Runtime | None = extensions.get(RUNTIME_KEY)  # Flask's extensions: dict[str, Any]
+                        return runtime
             except (ImportError, RuntimeError):
                 pass
         return self._runtime
@@ -202,11 +218,11 @@ class Monitor:
         self._settings = value
 
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> Pipeline | None:
         """This process's pipeline (providers, reader, registry); None when disabled or not attached."""
         return self._current_pipeline()
 
-    def _current_pipeline(self) -> Any:
+    def _current_pipeline(self) -> Pipeline | None:
         runtime = self._current_runtime()
         return runtime.pipeline() if runtime is not None else None
 
@@ -227,12 +243,12 @@ class Monitor:
         return self._meter
 
     @property
-    def tracer_provider(self) -> Any:
+    def tracer_provider(self) -> TracerProvider | None:
         pipeline = self._current_pipeline()
         return pipeline.tracer_provider if pipeline is not None else None
 
     @property
-    def meter_provider(self) -> Any:
+    def meter_provider(self) -> MeterProvider | None:
         pipeline = self._current_pipeline()
         return pipeline.meter_provider if pipeline is not None else None
 
@@ -249,14 +265,16 @@ class Monitor:
         return self._handle(Histogram(self._current_pipeline, name, unit, description, **options))
 
     def gauge(
-        self, name: str, description: str = "", callback: Callable[[], Any] | None = None, unit: str = "1"
+        self, name: str, description: str = "", callback: Callable[[], GaugeReading] | None = None, unit: str = "1"
     ) -> Gauge:
         handle = self._handle(Gauge(self._current_pipeline, name, unit, description, callback=callback))
         if callback is not None and self._runtime is not None and self._runtime.built:
-            handle.register(self._current_pipeline())
+            pipeline = self._current_pipeline()
+            assert pipeline is not None  # built: _current_pipeline() returns the pipeline
+            handle.register(pipeline)
         return handle
 
-    def _handle(self, handle: Any) -> Any:
+    def _handle(self, handle: _H) -> _H:
         self._handles.append(handle)
         return handle
 
@@ -273,8 +291,13 @@ class Monitor:
 
 
 def wrap(
-    application: Callable, monitor: Monitor | None = None, *, module: str | None = None, **settings: Any
-) -> Callable:
+    application: WSGIApplication,
+    monitor: Monitor | None = None,
+    *,
+    module: str | None = None,
+    enduser_id: Callable[[], object] | None = None,
+    **settings: object,
+) -> WSGIApplication:
     """Monitor any WSGI callable: returns a WSGI callable with the same pipeline as ``Monitor``.
 
     The returned callable has a ``monitor`` attribute (for custom metrics, ``shutdown()``).
@@ -290,7 +313,7 @@ def wrap(
         # A Flask app with Monitor(app): its middleware already records each request once.
         _logger.info("otel_monitor: %r already has a Monitor; wrap() returns it unchanged", application)
         return application
-    monitor = monitor or Monitor(**settings)
+    monitor = monitor or Monitor(None, enduser_id=enduser_id, **settings)
     # Django, Falcon and Bottle apps: their project's name, and their route templates (_frameworks).
     name = default_service_name(application, module) or _wsgi_name(application)
     resolved = resolve_settings(monitor._kwargs, defaults={"service_name": name})
@@ -313,7 +336,7 @@ def wrap(
     return wrapped
 
 
-def get_monitor(app: Any = None) -> Monitor | None:
+def get_monitor(app: object = None) -> Monitor | None:
     """The monitor of ``app``, else of the current Flask app, else the one created last."""
     if app is None:
         try:
@@ -324,7 +347,7 @@ def get_monitor(app: Any = None) -> Monitor | None:
         except (ImportError, RuntimeError):
             app = None
     if app is not None and hasattr(app, "extensions"):
-        found = app.extensions.get(EXTENSION_KEY)
+        found: Monitor | None = app.extensions.get(EXTENSION_KEY)
         if found is not None:
             return found
     return _last_monitor() if _last_monitor is not None else None
@@ -333,17 +356,17 @@ def get_monitor(app: Any = None) -> Monitor | None:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def metrics_wsgi_app_for(runtime: Runtime) -> Callable:
+def metrics_wsgi_app_for(runtime: Runtime) -> WSGIApplication:
     """/metrics for the pipeline of the current process (it changes after a fork)."""
     return metrics_app_for(runtime.pipeline, runtime.settings)
 
 
-def _wsgi_name(application: Callable) -> str:
+def _wsgi_name(application: object) -> str:
     module = getattr(application, "__module__", None) or "wsgi"
     return module if module != "__main__" else "wsgi_app"
 
 
-def _install_flask_hooks(app: Any) -> None:
+def _install_flask_hooks(app: Flask) -> None:
     """Tell the middleware the matched route template and any exception the app handled."""
     from flask import got_request_exception, request
 
@@ -357,7 +380,7 @@ def _install_flask_hooks(app: Any) -> None:
     # First, so that an earlier before_request that raises still leaves the route known.
     app.before_request_funcs.setdefault(None, []).insert(0, record_route)
 
-    def record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    def record_exception(sender: object, exception: BaseException, **extra: object) -> None:
         try:
             request.environ[EXCEPTION_KEY] = exception
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request

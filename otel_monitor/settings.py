@@ -16,9 +16,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Settings", "SettingsError", "FIELDS", "resolve_settings"]
+
+_T = TypeVar("_T")
 
 
 class SettingsError(ValueError):
@@ -28,7 +30,7 @@ class SettingsError(ValueError):
 # -- parsers: text (from config or environment) -> value; raise ValueError with what is accepted
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -39,17 +41,17 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _str(value: Any) -> str:
+def _str(value: object) -> str:
     return str(value).strip()
 
 
-def _opt_str(value: Any) -> str | None:
+def _opt_str(value: object) -> str | None:
     text = "" if value is None else str(value).strip()
     return text or None
 
 
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
         text = str(value).strip().lower()
         if text not in choices:
             raise ValueError("expected one of " + ", ".join(choices))
@@ -58,7 +60,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
-def _exporters(value: Any) -> tuple[str, ...]:
+def _exporters(value: object) -> tuple[str, ...]:
     """OTEL_*_EXPORTER: a comma-separated list of otlp, console, none (prometheus accepted)."""
     if isinstance(value, (list, tuple)):
         items = [str(v).strip().lower() for v in value]
@@ -71,8 +73,8 @@ def _exporters(value: Any) -> tuple[str, ...]:
     return tuple(i for i in items if i not in ("none", "prometheus"))
 
 
-def _number(low: float, high: float, integer: bool = False) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
+def _number(low: float, high: float, integer: bool = False) -> Callable[[object], float]:
+    def parse(value: object) -> float:
         try:
             number = int(str(value).strip()) if integer else float(str(value).strip())
         except ValueError:
@@ -84,13 +86,13 @@ def _number(low: float, high: float, integer: bool = False) -> Callable[[Any], f
     return parse
 
 
-def _opt_port(value: Any) -> int | None:
+def _opt_port(value: object) -> int | None:
     if value is None or str(value).strip() == "":
         return None
     return int(_number(1, 65535, integer=True)(value))
 
 
-def _key_values(value: Any) -> dict[str, str]:
+def _key_values(value: object) -> dict[str, str]:
     """``k1=v1,k2=v2`` (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS), percent-decoded."""
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
@@ -107,7 +109,7 @@ def _key_values(value: Any) -> dict[str, str]:
     return result
 
 
-def _patterns(value: Any) -> tuple[str, ...]:
+def _patterns(value: object) -> tuple[str, ...]:
     """Comma-separated regular expressions (OTEL_PYTHON_FLASK_EXCLUDED_URLS); each must compile."""
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     result = tuple(str(v).strip() for v in items if str(v).strip())
@@ -119,12 +121,12 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return result
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _names(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(v).strip().lower() for v in items if str(v).strip())
 
 
-def _propagators(value: Any) -> tuple[str, ...]:
+def _propagators(value: object) -> tuple[str, ...]:
     """OTEL_PROPAGATORS: comma-separated names of installed propagators, or ``none``."""
     from .request._propagation import check_propagator_names
 
@@ -134,7 +136,7 @@ def _propagators(value: Any) -> tuple[str, ...]:
     return check_propagator_names(names)
 
 
-def _networks(value: Any) -> tuple[str, ...]:
+def _networks(value: object) -> tuple[str, ...]:
     """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8,::1``), normalized."""
     import ipaddress
 
@@ -150,7 +152,7 @@ def _networks(value: Any) -> tuple[str, ...]:
     return tuple(result)
 
 
-def _id_generator(value: Any) -> str | None:
+def _id_generator(value: object) -> str | None:
     from .telemetry._ids import check_id_generator_name
 
     return check_id_generator_name(str(value))
@@ -160,7 +162,7 @@ def _id_generator(value: Any) -> str | None:
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
-def _methods(value: Any) -> tuple[str, ...]:
+def _methods(value: object) -> tuple[str, ...]:
     """OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS: comma-separated, case-sensitive method names."""
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     result = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
@@ -172,7 +174,7 @@ def _methods(value: Any) -> tuple[str, ...]:
     return result
 
 
-def _buckets(value: Any) -> tuple[float, ...]:
+def _buckets(value: object) -> tuple[float, ...]:
     """Comma-separated histogram boundaries in seconds, increasing."""
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     try:
@@ -186,20 +188,20 @@ def _buckets(value: Any) -> tuple[float, ...]:
     return result
 
 
-def _process_group(value: Any) -> int | None:
+def _process_group(value: object) -> int | None:
     from .prefork import parse_group
 
     return parse_group(value)
 
 
-def _path(value: Any) -> str:
+def _path(value: object) -> str:
     text = str(value).strip()
     if not text.startswith("/") or any(c in text for c in "?# \t\r\n"):
         raise ValueError("expected a URL path starting with '/'")
     return text.rstrip("/") or "/"
 
 
-def _endpoint(value: Any) -> str | None:
+def _endpoint(value: object) -> str | None:
     text = _opt_str(value)
     if text is None:
         return None
@@ -215,7 +217,7 @@ def _endpoint(value: Any) -> str | None:
     return text
 
 
-def _alert_rules(value: Any) -> str | None:
+def _alert_rules(value: object) -> str | None:
     """Inline JSON or a file path; every rule is checked now, so a bad one stops the start."""
     from .alerts.rules import parse_rules
 
@@ -225,7 +227,7 @@ def _alert_rules(value: Any) -> str | None:
     return text
 
 
-def _report_schedule(value: Any) -> str | None:
+def _report_schedule(value: object) -> str | None:
     from .alerts.schedule import parse_schedule
 
     text = _opt_str(value)
@@ -234,7 +236,7 @@ def _report_schedule(value: Any) -> str | None:
     return text
 
 
-def _emails(value: Any) -> tuple[str, ...]:
+def _emails(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     result = tuple(str(v).strip() for v in items if str(v).strip())
     for item in result:
@@ -243,7 +245,7 @@ def _emails(value: Any) -> tuple[str, ...]:
     return result
 
 
-def _opt_email(value: Any) -> str | None:
+def _opt_email(value: object) -> str | None:
     """One address (a sender): no comma, no line break can reach a header."""
     text = _opt_str(value)
     if text is None:
@@ -257,7 +259,7 @@ def _opt_email(value: Any) -> str | None:
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
 
 
-def _selector(value: Any) -> str | None:
+def _selector(value: object) -> str | None:
     """PromQL label matchers (``job="shop",env!="dev"``), nothing else: they are pasted into queries."""
     import re
 
@@ -347,17 +349,26 @@ _SENSITIVE_DEFAULT = (
 )
 
 
+#: How a setting's text (or a value given in code) becomes its value; ValueError says what is accepted.
+Parser = Callable[[object], object]
+
+
 def _setting(
-    default: Any,
-    parse: Callable[[Any], Any],
+    default: _T,
+    parse: Parser,
     env: tuple[str, ...] = (),
     doc: str = "",
     secret: bool = False,
-) -> Any:
+) -> _T:
+    """A :class:`Settings` field (typed as its default, as :func:`dataclasses.field` is) with its row's metadata."""
     metadata = {"parse": parse, "env": env, "doc": doc, "secret": secret}
-    if default is dataclasses.MISSING:  # mutable (dict) settings
-        return field(default_factory=dict, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def _mapping_setting(parse: Parser, env: tuple[str, ...] = (), doc: str = "", secret: bool = False) -> dict[str, str]:
+    """A mutable (``dict``) :class:`Settings` field: a fresh ``{}`` by default."""
+    metadata = {"parse": parse, "env": env, "doc": doc, "secret": secret}
+    return field(default_factory=dict, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -381,28 +392,28 @@ class Settings:
         "else the app's git commit when it runs from a checkout, else its distribution's version, else `unknown`",
     )
     #: Extra resource attributes.
-    resource_attributes: dict = _setting(
-        dataclasses.MISSING, _key_values, ("OTEL_RESOURCE_ATTRIBUTES",), "Extra resource attributes, `k=v,k2=v2`"
+    resource_attributes: dict[str, str] = _mapping_setting(
+        _key_values, ("OTEL_RESOURCE_ATTRIBUTES",), "Extra resource attributes, `k=v,k2=v2`"
     )
     #: Turn everything off: the app runs untouched.
     sdk_disabled: bool = _setting(
         False, _bool, ("OTEL_SDK_DISABLED",), "Disable all monitoring (the app runs untouched)"
     )
     #: Span exporters. Default: ``otlp`` when an OTLP endpoint is configured, else none.
-    traces_exporter: tuple | None = _setting(
+    traces_exporter: tuple[str, ...] | None = _setting(
         None,
         _exporters,
         ("OTEL_TRACES_EXPORTER",),
         "Span exporters: `otlp`, `console`, `none`; default `otlp` when an endpoint is set, else `none`",
     )
     #: Metric push exporters (the Prometheus endpoint is always served).
-    metrics_exporter: tuple | None = _setting(
+    metrics_exporter: tuple[str, ...] | None = _setting(
         None,
         _exporters,
         ("OTEL_METRICS_EXPORTER",),
         "Metric push exporters: `otlp`, `console`, `none` (`/metrics` is served regardless); default as for traces",
     )
-    logs_exporter: tuple | None = _setting(
+    logs_exporter: tuple[str, ...] | None = _setting(
         None,
         _exporters,
         ("OTEL_LOGS_EXPORTER",),
@@ -450,29 +461,25 @@ class Settings:
     otlp_logs_protocol: str | None = _setting(
         None, _choice("grpc", "http/protobuf"), ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",), "OTLP protocol for logs only"
     )
-    otlp_headers: dict = _setting(
-        dataclasses.MISSING,
+    otlp_headers: dict[str, str] = _mapping_setting(
         _key_values,
         ("OTEL_EXPORTER_OTLP_HEADERS",),
         "Headers sent with every OTLP export, `k=v,k2=v2` (values are masked in `doctor`)",
         secret=True,
     )
-    otlp_traces_headers: dict = _setting(
-        dataclasses.MISSING,
+    otlp_traces_headers: dict[str, str] = _mapping_setting(
         _key_values,
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",),
         "Headers for trace export only",
         secret=True,
     )
-    otlp_metrics_headers: dict = _setting(
-        dataclasses.MISSING,
+    otlp_metrics_headers: dict[str, str] = _mapping_setting(
         _key_values,
         ("OTEL_EXPORTER_OTLP_METRICS_HEADERS",),
         "Headers for metric export only",
         secret=True,
     )
-    otlp_logs_headers: dict = _setting(
-        dataclasses.MISSING,
+    otlp_logs_headers: dict[str, str] = _mapping_setting(
         _key_values,
         ("OTEL_EXPORTER_OTLP_LOGS_HEADERS",),
         "Headers for log export only",
@@ -540,7 +547,7 @@ class Settings:
     metric_export_interval: float = _setting(
         60000, _number(100, 86_400_000), ("OTEL_METRIC_EXPORT_INTERVAL",), "Milliseconds between OTLP metric exports"
     )
-    excluded_urls: tuple = _setting(
+    excluded_urls: tuple[str, ...] = _setting(
         (),
         _patterns,
         ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"),
@@ -604,7 +611,7 @@ class Settings:
         "What records Flask requests: `otel_monitor` (the lean middleware) or `contrib` (opentelemetry-"
         "instrumentation-flask's FlaskInstrumentor, for its hooks; see docs/opentelemetry.md). The other is kept off",
     )
-    propagators: tuple = _setting(
+    propagators: tuple[str, ...] = _setting(
         ("tracecontext", "baggage"),
         _propagators,
         ("OTEL_PROPAGATORS",),
@@ -641,7 +648,7 @@ class Settings:
         ("OTEL_MONITOR_SHUTDOWN_TIMEOUT",),
         "Seconds flushing at exit may take before the process exits anyway",
     )
-    sensitive_query_params: tuple = _setting(
+    sensitive_query_params: tuple[str, ...] = _setting(
         _SENSITIVE_DEFAULT,
         _names,
         ("OTEL_MONITOR_SENSITIVE_QUERY_PARAMS",),
@@ -662,7 +669,7 @@ class Settings:
         "random key shared by the workers of one server (hashes then change at a restart)",
         secret=True,
     )
-    trusted_proxies: tuple = _setting(
+    trusted_proxies: tuple[str, ...] = _setting(
         (),
         _networks,
         ("OTEL_MONITOR_TRUSTED_PROXIES",),
@@ -672,27 +679,27 @@ class Settings:
     capture_user_agent: bool = _setting(
         True, _bool, ("OTEL_MONITOR_CAPTURE_USER_AGENT",), "Record `user_agent.original` on spans"
     )
-    capture_headers_server_request: tuple = _setting(
+    capture_headers_server_request: tuple[str, ...] = _setting(
         (),
         _patterns,
         ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",),
         "Request headers recorded on the request span as `http.request.header.<name>` (lists of strings): "
         "comma-separated regular expressions matching whole header names, case-insensitively",
     )
-    capture_headers_server_response: tuple = _setting(
+    capture_headers_server_response: tuple[str, ...] = _setting(
         (),
         _patterns,
         ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",),
         "Response headers recorded on the request span as `http.response.header.<name>`, as above",
     )
-    capture_headers_sanitize_fields: tuple = _setting(
+    capture_headers_sanitize_fields: tuple[str, ...] = _setting(
         (),
         _patterns,
         ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",),
         "Captured headers whose values are recorded as `[REDACTED]` (regular expressions searched in the name, "
         "case-insensitively); `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie` always are",
     )
-    http_known_methods: tuple = _setting(
+    http_known_methods: tuple[str, ...] = _setting(
         _KNOWN_METHODS_DEFAULT,
         _methods,
         ("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS",),
@@ -706,7 +713,7 @@ class Settings:
         "Which measurements may become exemplars: `always_on`, `always_off`, `trace_based`; default: trace-based "
         "for the request histograms, and for the other instruments only with a push exporter",
     )
-    http_server_duration_buckets: tuple = _setting(
+    http_server_duration_buckets: tuple[float, ...] = _setting(
         DURATION_BUCKETS_DEFAULT,
         _buckets,
         ("OTEL_MONITOR_HTTP_SERVER_DURATION_BUCKETS",),
@@ -1004,7 +1011,7 @@ class Settings:
         "Webhook receiving Alertmanager's webhook payload for each notification (never shown)",
         secret=True,
     )
-    alerts_email_to: tuple = _setting(
+    alerts_email_to: tuple[str, ...] = _setting(
         (), _emails, ("OTEL_MONITOR_ALERTS_EMAIL_TO",), "Comma-separated e-mail recipients of alert notifications"
     )
     alerts_email_from: str | None = _setting(
@@ -1055,11 +1062,12 @@ class Settings:
 
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: argument, app config, environment or default."""
-        return self._sources.get(name, "default")  # type: ignore[attr-defined]
+        sources: dict[str, str] = self._sources  # type: ignore[attr-defined]  # set by resolve_settings
+        return sources.get(name, "default")
 
-    def masked(self) -> dict[str, Any]:
+    def masked(self) -> dict[str, object]:
         """Settings as a dict with secret values replaced, for logs and ``doctor``."""
-        result = {}
+        result: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata.get("secret") and value:
@@ -1068,7 +1076,7 @@ class Settings:
         return result
 
 
-FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(Settings)
+FIELDS: tuple[dataclasses.Field[object], ...] = dataclasses.fields(Settings)
 _FIELD_NAMES = {f.name for f in FIELDS}
 
 
@@ -1077,15 +1085,15 @@ def config_key(name: str) -> str:
     return "OTEL_MONITOR_" + name.upper()
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[object]) -> object:
     return {} if f.default is dataclasses.MISSING else f.default
 
 
 def resolve_settings(
-    kwargs: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
+    kwargs: Mapping[str, object] | None = None,
+    config: Mapping[str, object] | None = None,
     environ: Mapping[str, str] | None = None,
-    defaults: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> Settings:
     """Resolve every setting: ``kwargs`` > ``config`` (Flask app.config) > ``environ`` > defaults.
 
@@ -1104,7 +1112,7 @@ def resolve_settings(
     sources: dict[str, str] = {}
     for f in FIELDS:
         parse = f.metadata["parse"]
-        candidates: list[tuple[str, Any]] = []
+        candidates: list[tuple[str, object]] = []
         if f.name in kwargs:
             candidates.append((f"argument {f.name}=", kwargs[f.name]))
         elif config_key(f.name) in config:

@@ -16,7 +16,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from .metrics._metrics_data import iter_metrics
 
 if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+    from opentelemetry.sdk.metrics.export import Metric
+    from opentelemetry.sdk.trace import ReadableSpan
+
     from .monitor import Monitor
+    from .telemetry.pipeline import Pipeline
 
 __all__ = ["Telemetry"]
 
@@ -27,9 +33,12 @@ class Telemetry:
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.exporter = InMemorySpanExporter()
-        monitor.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        provider = monitor.tracer_provider
+        if provider is None:
+            raise AttributeError("Telemetry: the monitor has no pipeline (not attached to an app, or disabled)")
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
-    def spans(self) -> list:
+    def spans(self) -> list[ReadableSpan]:
         from .request._request_path import finish_unclosed
 
         pipeline = self.monitor.pipeline
@@ -40,16 +49,23 @@ class Telemetry:
     def clear(self) -> None:
         self.exporter.clear()
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> dict[str, Metric]:
         """Metric name -> the SDK ``Metric`` (this process, cumulative)."""
-        data = self.monitor.pipeline.reader.snapshot()
+        data = self._pipeline().reader.snapshot()
         return {metric.name: metric for metric in iter_metrics(data)}
 
-    def points(self, name: str) -> list:
+    def _pipeline(self) -> Pipeline:
+        pipeline = self.monitor.pipeline
+        if pipeline is None:
+            raise AttributeError("Telemetry: the monitor has no pipeline (not attached to an app, or disabled)")
+        return pipeline
+
+    def points(self, name: str) -> list[Any]:
+        """The SDK data points of ``name`` (number, histogram, ... points: their fields differ by kind)."""
         metric = self.metrics().get(name)
         return list(metric.data.data_points) if metric is not None else []
 
-    def point(self, name: str, **attributes: Any) -> Any:
+    def point(self, name: str, **attributes: object) -> Any:
         """The one data point of ``name`` whose attributes include ``attributes``.
 
         ``attributes`` are OpenTelemetry attribute names, e.g. ``**{"http.route": "/"}``.
@@ -62,7 +78,7 @@ class Telemetry:
         return matches[0]
 
 
-def closing_client(app: Any) -> Any:
+def closing_client(app: Flask) -> FlaskClient:
     """A Flask test client that closes each response, as a real WSGI server does.
 
     Werkzeug's test client calls the body's ``close()`` only when you close the response; the
@@ -70,9 +86,10 @@ def closing_client(app: Any) -> Any:
     garbage-collected instead; this client makes the timing deterministic.
     """
     from flask.testing import FlaskClient
+    from werkzeug.test import TestResponse
 
     class _ClosingClient(FlaskClient):
-        def open(self, *args: Any, **kwargs: Any) -> Any:
+        def open(self, *args: Any, **kwargs: Any) -> TestResponse:
             kwargs.setdefault("buffered", True)
             return super().open(*args, **kwargs)
 

@@ -44,7 +44,7 @@ fi
 check "lint, ruff check ." '^(Found [0-9]+ error|All checks passed)' .venv/bin/ruff check --output-format concise .
 check "format, ruff format --check ." 'files? (would be reformatted|already formatted)' .venv/bin/ruff format --check .
 [ -d .mypy_cache ] || echo "(mypy's first run fills its cache: about a minute; later runs take seconds)"
-check "types, mypy (otel_monitor/)" '^(Success:|Found [0-9]+ error)' .venv/bin/mypy
+check "types, mypy --strict (otel_monitor/)" '^(Success:|Found [0-9]+ error)' .venv/bin/mypy
 
 echo "tests, pytest ... (real servers and a headless browser: several minutes)"
 color=no

@@ -91,7 +91,7 @@ class HttpDestination:
             raise DeliveryError(f"{self.target} unreachable: {type(reason).__name__}: {_safe(reason)}") from None
 
 
-def _safe(reason: Any) -> str:
+def _safe(reason: object) -> str:
     # an OSError's text names the host and port at most; never the URL's path
     return str(getattr(reason, "strerror", None) or reason)[:200]
 

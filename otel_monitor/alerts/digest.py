@@ -24,7 +24,7 @@ __all__ = ["Schedule", "parse_schedule", "latest_due", "DigestSource", "digest_l
 class DigestSource(Protocol):
     """What a digest reads (the analytics state through an adapter)."""
 
-    bounds: tuple
+    bounds: tuple[float, ...]
 
     def requests_between(self, start: float, end: float) -> Mapping[Key, Series] | None:
         """The requests of ``[start, end]``, None when nothing covers that period."""

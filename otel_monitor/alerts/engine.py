@@ -40,7 +40,7 @@ class HistoryLike(Protocol):
 class AlertSource(Protocol):
     """The part of :class:`~otel_monitor.analytics.AnalyticsState` the alerts read."""
 
-    bounds: tuple
+    bounds: tuple[float, ...]
     started: float
     clock: Callable[[], float]
 
@@ -51,9 +51,9 @@ class AlertSource(Protocol):
 
     def collect(self) -> Sample: ...
 
-    def traces(self) -> list[dict]: ...
+    def traces(self) -> list[dict[str, object]]: ...
 
-    def error_groups(self) -> list[dict]: ...
+    def error_groups(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class Engine:
         silences = stored["silences"]
         firing: list[AlertItem] = []
         resolved: list[AlertItem] = []
-        traces: list[dict] | None = None
+        traces: list[dict[str, object]] | None = None
         for rule in self.rules:
             value = measure(rule, snapshot, self.readings, source.bounds, self.config.apdex_t, source.started)
             state = step(self.states.get(rule.name, AlertState()), rule, value, now)
@@ -179,7 +179,9 @@ class Engine:
             self.delivery.submit(report)
         self.evaluations += 1
 
-    def _item(self, rule: Rule, state: AlertState, event: Event, traces: list[dict], now: float) -> AlertItem:
+    def _item(
+        self, rule: Rule, state: AlertState, event: Event, traces: list[dict[str, object]], now: float
+    ) -> AlertItem:
         labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels}
         if rule.route:
             labels["route"] = rule.route
@@ -252,14 +254,14 @@ class Engine:
         )
 
 
-def _traces(source: AlertSource) -> list[dict]:
+def _traces(source: AlertSource) -> list[dict[str, object]]:
     try:
         return source.traces()
     except Exception:  # noqa: BLE001 - the notice goes out without a trace link
         return []
 
 
-def _recent_trace(rule: Rule, traces: list[dict]) -> str | None:
+def _recent_trace(rule: Rule, traces: list[dict[str, object]]) -> str | None:
     """The newest failed (error rate) or slow (latency) request of the rule's endpoint."""
     if rule.metric == "error_rate_pct":
         kind = "failed"
@@ -277,7 +279,12 @@ def _recent_trace(rule: Rule, traces: list[dict]) -> str | None:
     ]
     if not found:
         return None
-    return str(max(found, key=lambda t: t.get("time") or 0)["trace_id"])
+    return str(max(found, key=_time)["trace_id"])
+
+
+def _time(trace: Mapping[str, object]) -> float:
+    time = trace.get("time")
+    return time if isinstance(time, (int, float)) else 0
 
 
 class _DigestAdapter:

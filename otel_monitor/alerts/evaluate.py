@@ -91,7 +91,7 @@ def _select(requests: Mapping[Key, Series], rule: Rule) -> dict[Key, Series]:
 
 
 def _request_value(
-    rule: Rule, window: Mapping[Key, Series], seconds: float, bounds: tuple, apdex_t: float
+    rule: Rule, window: Mapping[Key, Series], seconds: float, bounds: tuple[float, ...], apdex_t: float
 ) -> float | None:
     selected = _select(window, rule)
     total = merge(selected.values())
@@ -130,7 +130,7 @@ def measure(
     rule: Rule,
     now: Snapshot,
     readings: Readings,
-    bounds: tuple,
+    bounds: tuple[float, ...],
     apdex_t: float,
     started: float,
 ) -> float | None:

@@ -136,7 +136,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: object) -> float:
     """``"30s"``, ``"5m"``, ``"1h"``, ``"1h30m"`` or a number of seconds -> seconds (raises ValueError)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 1h or a number of seconds")
@@ -157,7 +157,7 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def _rule(raw: Any, index: int) -> Rule:
+def _rule(raw: object, index: int) -> Rule:
     if not isinstance(raw, Mapping):
         raise RuleError(f"rule #{index + 1}: expected an object with name, metric, op, threshold")
     name = raw.get("name")

@@ -19,7 +19,7 @@ KEEP_EXPIRED_S = 86400.0
 MAX_COMMENT = 500
 
 
-def new_silence(raw: Any, now: float, rule_names: Iterable[str], created_by: str) -> dict[str, Any]:
+def new_silence(raw: object, now: float, rule_names: Iterable[str], created_by: str) -> dict[str, Any]:
     """A silence from a request's JSON ``{"rule": name|"*", "duration": "1h", "comment": "..."}``.
 
     Raises ValueError (naming the field) for anything else; ``ends_at`` (Unix seconds) may replace

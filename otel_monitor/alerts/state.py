@@ -51,7 +51,7 @@ class AlertState:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> AlertState:
+    def from_json(cls, data: object) -> AlertState:
         """A stored state (anything unreadable becomes the inactive state)."""
         if not isinstance(data, dict):
             return cls()

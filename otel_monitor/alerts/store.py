@@ -48,7 +48,7 @@ def empty() -> Stored:
     return {"alerts": {}, "silences": [], "notifications": [], "destinations": {}, "report_last": None}
 
 
-def _coerce(data: Any) -> Stored:
+def _coerce(data: object) -> Stored:
     doc = empty()
     if not isinstance(data, dict):
         return doc

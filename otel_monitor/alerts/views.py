@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
@@ -25,6 +25,9 @@ from ..analytics._json import json_response
 from .destinations import Destination
 from .rules import Rule
 from .silences import new_silence, with_state
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request
 from .state import AlertState
 from .store import StateStore, Stored
 
@@ -37,10 +40,10 @@ class CsrfCheck(Protocol):
     @property
     def enabled(self) -> bool: ...
 
-    def verify_csrf(self, request: Any) -> bool: ...
+    def verify_csrf(self, request: Request) -> bool: ...
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: object, status: int = 200) -> Response:
     return json_response(body, status)
 
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
@@ -44,11 +44,12 @@ from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
-from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, add, diff, extract, system_values
+from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, SystemValues, add, diff, extract, system_values
 from .users import Identities
 
 if TYPE_CHECKING:
-    from flask import Blueprint
+    from flask import Blueprint, Flask
+    from opentelemetry.sdk.metrics.export import MetricsData
 
     from ..monitor import Monitor
     from ..settings import Settings
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from ..telemetry.pipeline import Pipeline
 
 __all__ = ["install", "analytics_of", "AnalyticsState", "SAMPLE_INTERVAL_S", "HISTORY_INTERVAL_S"]
+
+_T = TypeVar("_T")
 
 _logger = logging.getLogger("otel_monitor")
 SAMPLE_INTERVAL_S = 10.0
@@ -87,7 +90,7 @@ class AnalyticsState:
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.clock = clock
         self.started = clock()
-        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
+        self.bounds: tuple[float, ...] = tuple(settings.http_server_duration_buckets)
         self.cap = RouteCap(settings.analytics_max_routes)
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(
@@ -95,7 +98,7 @@ class AnalyticsState:
         )
         self.errors = _errors.ErrorGroups()
         self.custom = _custom_series.CustomSeries(RING_SIZE)
-        self._last_data: Any = None
+        self._last_data: MetricsData | None = None
         #: the sampling profiler of slow requests and the outliers' context (see .profiler)
         self.profiling = _profiler.Profiling(pipeline, settings)
         self.details = _trace_store.TraceStore(
@@ -109,7 +112,7 @@ class AnalyticsState:
         #: (route, method) -> last time a sample saw its count grow (bounded by the route cap)
         self.last_seen: dict[tuple[str, str], float] = {}
         #: replaced in tests: () -> system_values dict, or None to read the metrics
-        self.system_source: Callable[[], dict] | None = None
+        self.system_source: Callable[[], SystemValues] | None = None
         #: the app's version (``service.version``), and requests per user / client address (.users)
         self.version = str(pipeline.resource.attributes.get("service.version") or "unknown")
         self.identities = Identities(settings, self.bounds, lambda: self.clock())
@@ -260,7 +263,9 @@ class AnalyticsState:
             "source": "memory",
         }
 
-    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+    def history_minutes(
+        self, since: float, until: float
+    ) -> tuple[dict[int, dict[Key, Series]], dict[int, SystemValues]]:
         """The history's requests and system rows per minute of ``[since, until]``, read once a minute.
 
         The file changes once a minute (the 60 s writes), so every window and chart over the same
@@ -309,30 +314,31 @@ class AnalyticsState:
             samples.append(now)
         return list(pairwise(samples))
 
-    def _gather(self, channel: Channel[Any], own: Callable[[], Any]) -> list[Any]:
-        """What every worker shared on ``channel`` (only this one's when reading the others fails)."""
+    def _gather(self, channel: Channel[_T], own: Callable[[], _T]) -> list[object]:
+        """What every worker shared on ``channel`` (only this one's when reading the others fails):
+        JSON read back from the other workers, so each value is checked by whoever reads it."""
         try:
             return self.pipeline.gather(channel)
         except Exception:  # noqa: BLE001 - this worker's own values are shown instead
             log_internal_error(f"gathering {channel.name} from the workers")
             return [own()]
 
-    def traces(self) -> list[dict]:
-        result: list[dict] = []
+    def traces(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = []
         for worker in self._gather(SHARE_KEY, self.recent.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict))
         return result
 
-    def trace_details(self) -> list[dict]:
+    def trace_details(self) -> list[dict[str, Any]]:
         """The kept span trees of every worker."""
-        result: list[dict] = []
+        result: list[dict[str, Any]] = []
         for worker in self._gather(_trace_store.SHARE_KEY, self.details.snapshot):
             if isinstance(worker, list):
                 result.extend(e for e in worker if isinstance(e, dict) and isinstance(e.get("trace_id"), str))
         return result
 
-    def error_groups(self) -> list[dict]:
+    def error_groups(self) -> list[dict[str, Any]]:
         """The error groups of every worker, merged."""
         return _errors.merge(self._gather(_errors.SHARE_KEY, self.errors.snapshot), self.clock())
 
@@ -371,7 +377,7 @@ def _final_write(state: AnalyticsState) -> Callable[[], None]:
 
 
 def install(
-    monitor: Monitor, app: Any, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
+    monitor: Monitor, app: Flask, runtime: Runtime, extend: Callable[[Blueprint, Auth], None] | None = None
 ) -> Callable[[str], list[str]]:
     """Mount the analytics on ``app`` and hook the per-pipeline setup into ``runtime``; returns the
     function that lists the URLs they serve under a base URL (:meth:`Monitor.describe_urls`).

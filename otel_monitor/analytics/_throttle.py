@@ -54,7 +54,7 @@ def _group_file() -> str | None:
 
 
 class _State:
-    def __init__(self, raw: Any = None) -> None:
+    def __init__(self, raw: object = None) -> None:
         raw = raw if isinstance(raw, dict) else {}
         clients = raw.get("clients")
         self.clients: dict[str, list[float]] = clients if isinstance(clients, dict) else {}

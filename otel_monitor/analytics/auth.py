@@ -36,11 +36,15 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
 from ._throttle import GLOBAL, MAX_TRACKED_CLIENTS, PER_CLIENT, WINDOW_S, Throttle
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.wrappers import Request, Response
 
 __all__ = [
     "Auth",
@@ -57,6 +61,8 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("otel_monitor")
+#: a view function, returned as it was given (marked)
+_View = TypeVar("_View", bound=Callable[..., object])
 
 COOKIE_NAME = "otel_monitor_session"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -107,7 +113,7 @@ def _first_in_group(notice: str) -> bool:
         return True
 
 
-def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
+def resolve_secret_key(settings: Settings, app: Flask | None = None) -> bytes | None:
     """``analytics_secret_key``, else the Flask app's ``secret_key``, else None (Auth makes a random one)."""
     key = settings.analytics_secret_key or (getattr(app, "secret_key", None) if app is not None else None)
     if not key:
@@ -115,19 +121,19 @@ def resolve_secret_key(settings: Settings, app: Any = None) -> bytes | None:
     return key if isinstance(key, bytes) else str(key).encode("utf-8")
 
 
-def public(view: Callable) -> Callable:
+def public(view: _View) -> _View:
     """Mark a blueprint view as reachable without credentials (the login page, static files)."""
     view._otel_monitor_public = True  # type: ignore[attr-defined]
     return view
 
 
-def page(view: Callable) -> Callable:
+def page(view: _View) -> _View:
     """Mark a blueprint view as an HTML page: browsers without credentials are sent to the login page."""
     view._otel_monitor_page = True  # type: ignore[attr-defined]
     return view
 
 
-def _utf8(value: Any) -> bytes:
+def _utf8(value: object) -> bytes:
     """Bytes for a constant-time comparison: UTF-8 (non-ASCII safe), capped."""
     if value is None:
         return b""
@@ -136,7 +142,7 @@ def _utf8(value: Any) -> bytes:
     return str(value).encode("utf-8", "surrogateescape")[:MAX_CREDENTIAL_BYTES]
 
 
-def _equal(given: Any, expected: bytes | None) -> bool:
+def _equal(given: object, expected: bytes | None) -> bool:
     """Constant-time equality; False when nothing is expected (never matches an unset secret)."""
     if not expected:
         hmac.compare_digest(_utf8(given), b"\0")  # same work either way
@@ -218,7 +224,7 @@ class Auth:
 
     # -- credentials ---------------------------------------------------------------------------
 
-    def authenticate(self, request: Any) -> bool:
+    def authenticate(self, request: Request) -> bool:
         """True when the request carries valid credentials (always True when auth is off)."""
         if not self.enabled:
             return True
@@ -235,7 +241,7 @@ class Auth:
             return True
         return self.session_id(request) is not None
 
-    def presented_credentials(self, request: Any) -> bool:
+    def presented_credentials(self, request: Request) -> bool:
         """Did the request try to authenticate (header or ?token=)? Only such failures are counted."""
         return bool(request.headers.get("Authorization")) or "token" in request.args
 
@@ -272,7 +278,7 @@ class Auth:
 
     # -- throttling ----------------------------------------------------------------------------
 
-    def client_key(self, request: Any) -> str:
+    def client_key(self, request: Request) -> str:
         """Who is failing: the remote address (put ProxyFix in front when behind a proxy)."""
         return str(request.remote_addr or "unknown")[:64]
 
@@ -289,7 +295,7 @@ class Auth:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def issue_session(self, response: Any, request: Any) -> None:
+    def issue_session(self, response: Response, request: Request) -> None:
         """Set the signed session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS, 12 h)."""
         value = self._sessions.dumps({"sid": secrets.token_urlsafe(16), "cred": self._credentials_tag})
         response.set_cookie(
@@ -302,7 +308,7 @@ class Auth:
             samesite="Strict",
         )
 
-    def clear_session(self, response: Any, request: Any) -> None:
+    def clear_session(self, response: Response, request: Request) -> None:
         """Log out: the cookie is deleted and its session id refused from now on (a copy kept elsewhere too)."""
         sid = self.session_id(request)
         if sid is not None:
@@ -311,7 +317,7 @@ class Auth:
             COOKIE_NAME, path=self.prefix or "/", secure=bool(request.is_secure), httponly=True, samesite="Strict"
         )
 
-    def session_id(self, request: Any) -> str | None:
+    def session_id(self, request: Request) -> str | None:
         """The session id of a valid, unexpired session cookie; else None."""
         value = request.cookies.get(COOKIE_NAME)
         if not value or len(value) > MAX_CREDENTIAL_BYTES:
@@ -331,7 +337,7 @@ class Auth:
 
     # -- CSRF ----------------------------------------------------------------------------------
 
-    def csrf_token(self, request: Any) -> str:
+    def csrf_token(self, request: Request) -> str:
         """A token for forms: the HMAC of the session id; before login, a signed short-lived token."""
         sid = self.session_id(request)
         if sid is not None:
@@ -341,7 +347,7 @@ class Auth:
     def _csrf_for(self, sid: str) -> str:
         return hmac.new(self._secret, b"csrf:" + sid.encode(), hashlib.sha256).hexdigest()
 
-    def verify_csrf(self, request: Any) -> bool:
+    def verify_csrf(self, request: Request) -> bool:
         """The form field ``csrf_token`` or header ``X-CSRF-Token`` matches, and Origin/Referer is ours."""
         given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
         if not given or len(given) > MAX_CREDENTIAL_BYTES:
@@ -352,12 +358,13 @@ class Auth:
         if sid is not None and hmac.compare_digest(_utf8(given), self._csrf_for(sid).encode()):
             return True
         try:
-            return self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S) == "login"
+            loaded: object = self._anon_csrf.loads(given, max_age=SESSION_MAX_AGE_S)
+            return loaded == "login"
         except Exception:  # noqa: BLE001 - any bad token is simply not a valid one
             return False
 
     @staticmethod
-    def _same_origin(request: Any) -> bool:
+    def _same_origin(request: Request) -> bool:
         """Origin (else Referer), when present, names this host. The scheme is not compared: a TLS
         proxy in front makes the app see http while the browser says https."""
         source = request.headers.get("Origin") or request.headers.get("Referer")

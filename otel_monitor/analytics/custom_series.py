@@ -23,15 +23,19 @@ def is_custom(name: str) -> bool:
     return not name.startswith(BUILTIN_PREFIXES) and name != "target_info"
 
 
+#: one metric in a sample: type, unit, total (count or value), sum (histograms)
+_Totals = tuple[Any, Any, float, "float | None"]
+
+
 class CustomSeries:
     """A ring of ``(t, {name: (type, unit, total, sum)})`` samples."""
 
     def __init__(self, size: int) -> None:
-        self.samples: deque = deque(maxlen=size)
+        self.samples: deque[tuple[float, dict[str, _Totals]]] = deque(maxlen=size)
 
     def add(self, t: float, metrics: list[dict[str, Any]]) -> None:
         """One sample from ``metrics`` (the ``/metrics`` JSON of the pipeline's data)."""
-        totals: dict[str, tuple] = {}
+        totals: dict[str, _Totals] = {}
         for m in metrics:
             name = m.get("name")
             if not isinstance(name, str) or not is_custom(name) or len(totals) >= MAX_METRICS:
@@ -74,7 +78,7 @@ class CustomSeries:
         }
 
 
-def _label(kind: Any, unit: Any) -> str:
+def _label(kind: object, unit: object) -> str:
     if kind in ("updowncounter", "gauge"):
         return "value"
     return "per second"

@@ -27,7 +27,10 @@ def _delta(series: str, seconds: float | None) -> str:
     return f"(({series} - {series} {offset}) >= 0) or {series}"
 
 
-def _number(text: Any) -> float | None:
+def _number(text: object) -> float | None:
+    """A sample value of a Prometheus JSON answer (``"1.5"``, ``"NaN"``); None for anything else."""
+    if not isinstance(text, (str, int, float)):
+        return None  # what float() of any other JSON value (null, a list, an object) raised
     try:
         value = float(text)
     except (TypeError, ValueError):

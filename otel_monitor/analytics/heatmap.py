@@ -27,7 +27,7 @@ def heatmap(
     zone: dt.tzinfo,
     zone_name: str,
     metric: str,
-    bounds: tuple,
+    bounds: tuple[float, ...],
 ) -> dict[str, Any]:
     """``days`` (ISO dates, oldest first), ``hours`` (0-23), ``cells[day][hour]`` and ``max``."""
     first = dt.datetime.fromtimestamp(start, zone).date()

@@ -69,7 +69,7 @@ class History:
         self,
         path: str,
         instance_id: str,
-        bounds: tuple,
+        bounds: tuple[float, ...],
         retention_days: float,
         clock: Callable[[], float],
         version: str = UNKNOWN_VERSION,
@@ -221,7 +221,7 @@ class History:
         with self._lock:
             return diff(own, self._written, self.bounds)
 
-    def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> tuple | None:
+    def _system_row(self, minute: int, now: float, system: Mapping[str, Any]) -> tuple[object, ...] | None:
         if not system:
             return None
         sent, recv = system.get("net_bytes_sent"), system.get("net_bytes_recv")
@@ -258,7 +258,7 @@ class History:
             per_minute[key] = add(per_minute.get(key), s)
         return result
 
-    def _rows(self, since: float, until: float, with_version: bool = False) -> Iterator[tuple]:
+    def _rows(self, since: float, until: float, with_version: bool = False) -> Iterator[tuple[Any, ...]]:
         if not self.usable:
             return
         conn = self._connect()
@@ -343,7 +343,8 @@ class History:
     def row_count(self) -> int:
         conn = self._connect()
         try:
-            return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            count: int = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            return count
         finally:
             conn.close()
 

@@ -10,17 +10,21 @@ could otherwise put their own host into the log line an operator clicks, token i
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from .._safe_log import log_internal_error
 
 __all__ = ["base_url_of", "log_login_url_at_first_request"]
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 #: addresses a server binds to that a browser cannot open: shown as the loopback address
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-def base_url_of(environ: dict[str, Any]) -> str:
+def base_url_of(environ: Mapping[str, object]) -> str:
     """``scheme://host:port/script_root`` of the server that received ``environ`` (no trailing slash)."""
     scheme = str(environ.get("wsgi.url_scheme") or "http")
     host = str(environ.get("SERVER_NAME") or "")
@@ -33,7 +37,13 @@ def base_url_of(environ: dict[str, Any]) -> str:
     return f"{scheme}://{netloc}{environ.get('SCRIPT_NAME') or ''}".rstrip("/")
 
 
-def log_login_url_at_first_request(app: Any, auth: Any) -> None:
+class LoginNotice(Protocol):
+    """What the notice needs of :class:`~otel_monitor.analytics.auth.Auth`."""
+
+    def log_login_url(self, base_url: str) -> None: ...
+
+
+def log_login_url_at_first_request(app: Flask, auth: LoginNotice) -> None:
     """Have ``auth`` log its login URL at ``app``'s first request, then take the hook out again."""
     lock = threading.Lock()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .._redaction import REDACTED, names_a_secret, redactor_for
@@ -103,15 +103,15 @@ class OutlierContext:
 
     def __init__(
         self,
-        serving: dict[int, _Served],
+        serving: Mapping[int, _Served],
         readings: SystemReadings | None,
-        sensitive_query_params: tuple = (),
+        sensitive_query_params: tuple[str, ...] = (),
     ) -> None:
         self.serving = serving
         self.readings = readings
         self._redactor = redactor_for(tuple(sensitive_query_params))
 
-    def annotate(self, span: _EndedSpan, tree: dict) -> None:
+    def annotate(self, span: _EndedSpan, tree: dict[str, object]) -> None:
         if tree.get("kind") == "sample":  # a normal request kept for comparison: no outlier
             return
         context: dict[str, Any] = {}
@@ -129,7 +129,7 @@ class OutlierContext:
         if context:
             tree["context"] = context
 
-    def request(self, environ: dict) -> dict[str, Any]:
+    def request(self, environ: Mapping[str, str]) -> dict[str, Any]:
         headers: dict[str, str] = {}
         for key, value in environ.items():
             if len(headers) >= MAX_HEADERS:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
@@ -38,6 +38,8 @@ from . import outliers as _outliers
 from .profiles import SHARE_KEY, FrameKey, RouteProfiles, profile_json
 
 __all__ = ["Profiling", "Profiler", "ServedRequest", "MAX_DEPTH", "MAX_REQUEST_STACKS"]
+
+_T = TypeVar("_T")
 
 #: frames kept per sample (the innermost ones; as sentry-python's profiler)
 MAX_DEPTH = 128
@@ -75,6 +77,8 @@ class ServedRequest(Protocol):
     route: str | None
     method: str
     span: _Span
+    #: the request's WSGI environ, kept only while it is served (the outlier context reads it)
+    request_environ: dict[str, str] | None
 
 
 class _EndedSpan(Protocol):
@@ -318,7 +322,7 @@ class Profiler:
 
     # -- the kept trace ------------------------------------------------------------------------
 
-    def annotate(self, span: _EndedSpan, tree: dict) -> None:
+    def annotate(self, span: _EndedSpan, tree: dict[str, object]) -> None:
         """Put the request's profile into its kept trace (a trace store annotator)."""
         profile = self._by_span.get(span.context.span_id)
         if profile is None:
@@ -335,11 +339,11 @@ class Profiler:
 class _Pipeline(Protocol):
     """What :class:`Profiling` needs of the pipeline."""
 
-    serving: dict
+    serving: dict[int, ServedRequest]
     serving_started: threading.Event
-    shutdown_hooks: list
+    shutdown_hooks: list[Callable[[], None]]
 
-    def share(self, channel: Channel[Any], produce: Callable[[], Any]) -> None: ...
+    def share(self, channel: Channel[_T], produce: Callable[[], _T]) -> None: ...
 
 
 class _Settings(Protocol):
@@ -355,7 +359,7 @@ class _Settings(Protocol):
     @property
     def analytics_prefix(self) -> str: ...
     @property
-    def sensitive_query_params(self) -> tuple: ...
+    def sensitive_query_params(self) -> tuple[str, ...]: ...
 
 
 class Profiling:
@@ -385,7 +389,7 @@ class Profiling:
         self.after_ms = float(after_ms)
 
     @property
-    def annotators(self) -> tuple[Callable[[Any, dict], None], ...]:
+    def annotators(self) -> tuple[Callable[[_EndedSpan, dict[str, object]], None], ...]:
         """What the trace store adds to a kept trace: the outlier context, the profile."""
         if self.profiler is None:
             return (self.outliers.annotate,)

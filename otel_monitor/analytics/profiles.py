@@ -52,6 +52,10 @@ MINUTES = 60
 OTHER_STACKS: tuple[FrameKey, ...] = (("(other stacks)", "", 0),)
 
 
+#: ``[total, {minute: count}]``
+_Counts = list[Any]
+
+
 class _Route:
     __slots__ = ("frames", "frame_ids", "stacks", "requests")
 
@@ -59,9 +63,9 @@ class _Route:
         self.frames: list[FrameKey] = []
         self.frame_ids: dict[FrameKey, int] = {}
         #: stack (frame ids, root first) -> [total, {minute: count}]
-        self.stacks: dict[tuple[int, ...], list] = {}
+        self.stacks: dict[tuple[int, ...], _Counts] = {}
         #: [total, {minute: count}] of sampled requests
-        self.requests: list = [0, {}]
+        self.requests: _Counts = [0, {}]
 
     def ids(self, stack: tuple[FrameKey, ...]) -> tuple[int, ...]:
         result = []
@@ -74,7 +78,7 @@ class _Route:
         return tuple(result)
 
 
-def _bump(entry: list, minute: int, count: int, oldest: int) -> None:
+def _bump(entry: _Counts, minute: int, count: int, oldest: int) -> None:
     entry[0] += count
     buckets = entry[1]
     buckets[minute] = buckets.get(minute, 0) + count
@@ -179,13 +183,13 @@ def _pairs(buckets: dict[int, int]) -> list[list[int]]:
     return [[minute, count] for minute, count in sorted(buckets.items())]
 
 
-def _frame(raw: Any) -> FrameKey | None:
+def _frame(raw: object) -> FrameKey | None:
     if isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and isinstance(raw[1], str):
         return (raw[0], raw[1], raw[2] if isinstance(raw[2], int) else 0)
     return None
 
 
-def _in_window(total: Any, buckets: Any, since_minute: float | None) -> int:
+def _in_window(total: object, buckets: object, since_minute: float | None) -> int:
     if since_minute is None:
         return total if isinstance(total, int) else 0
     count = 0

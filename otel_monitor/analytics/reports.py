@@ -114,7 +114,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
-def _shown(value: Any) -> Any:
+def _shown(value: object) -> object:
     return round(value, 3) if isinstance(value, float) else value
 
 
@@ -468,7 +468,8 @@ class EndpointWindow:
 
     @property
     def covered_s(self) -> float:
-        return round(self.window["seconds"], 3)
+        seconds: float = self.window["seconds"]
+        return round(seconds, 3)
 
 
 def endpoint_window(st: StateSource, window_name: str) -> EndpointWindow:
@@ -547,7 +548,7 @@ def _steps(st: StateSource, window_name: str, tick: Tick) -> _Steps:
 
 
 def _timeseries(
-    found: _Steps, window_name: str, bounds: tuple, apdex_t: float, route: str | None, method: str | None
+    found: _Steps, window_name: str, bounds: tuple[float, ...], apdex_t: float, route: str | None, method: str | None
 ) -> TimeseriesBody:
     def selected(requests: Requests) -> dict[Key, Series]:
         if route is None and method is None:
@@ -628,7 +629,8 @@ def system_point(earlier: Sample, later: Sample) -> SystemPoint:
         a, b = earlier.system.get(key), s.get(key)
         if a is None or b is None or seconds <= 0 or b < a:
             return None
-        return round((b - a) / seconds, 3)
+        change: float = (b - a) / seconds
+        return round(change, 3)
 
     return {
         "cpu_pct": _shown(s.get("cpu_pct")),

@@ -26,6 +26,8 @@ from ..metrics._metrics_data import iter_metrics, iter_points
 from ..telemetry._export_accounting import lost_logs, lost_spans
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricsData
+
     from ..settings import Settings
 
 __all__ = [
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 DURATION_METRIC = "http.server.request.duration"
+#: :func:`system_values`: gauge name -> value (numbers; ``disk_mountpoint`` a string, ``pids`` a list)
+SystemValues = dict[str, Any]
 #: route of requests no route matched (404s), and of routes beyond the cap
 UNMATCHED = "(unmatched)"
 OTHER = "(other)"
@@ -123,14 +127,17 @@ def _excluded(route: str, exclude_prefix: str | None) -> bool:
     return route == exclude_prefix or route.startswith(exclude_prefix + "/")
 
 
-def extract(data: Any, cap: RouteCap, exclude_prefix: str | None = None) -> tuple[dict[Key, Series], tuple]:
+def extract(
+    data: MetricsData | None, cap: RouteCap, exclude_prefix: str | None = None
+) -> tuple[dict[Key, Series], tuple[float, ...]]:
     """The request histogram of ``data`` as ``{(route, method, status, error): Series}`` and its bounds.
 
     Points are summed over everything else (scheme, workers); routes under ``exclude_prefix``
     (the analytics' own URLs) are left out; routes beyond the cap become ``OTHER``.
     """
-    result: dict[Key, list] = {}
-    bounds: tuple = ()
+    # count, sum, max, bucket counts
+    result: dict[Key, list[Any]] = {}
+    bounds: tuple[float, ...] = ()
     for _, point in iter_points(data, DURATION_METRIC):
         attrs = point.attributes
         route = attrs.get("http.route") or UNMATCHED
@@ -169,7 +176,7 @@ def _max(a: float | None, b: float | None) -> float | None:
     return a if a >= b else b
 
 
-def _points(data: Any, name: str) -> list:
+def _points(data: MetricsData | None, name: str) -> list[Any]:
     # The first metric of that name only: a collection has one per name.
     for metric in iter_metrics(data):
         if metric.name == name:
@@ -177,7 +184,7 @@ def _points(data: Any, name: str) -> list:
     return []
 
 
-def system_values(data: Any) -> dict[str, Any]:
+def system_values(data: MetricsData | None) -> SystemValues:
     """The system and process gauges of ``data`` as one flat dict (missing ones are absent).
 
     Host values (``system.*``) are the same from every worker: the largest is taken. Process
@@ -240,7 +247,7 @@ def system_values(data: Any) -> dict[str, Any]:
 # -- windows -----------------------------------------------------------------------------------
 
 
-def _upper_bound(buckets: tuple[int, ...], bounds: tuple) -> float | None:
+def _upper_bound(buckets: tuple[int, ...], bounds: tuple[float, ...]) -> float | None:
     """Upper bound of the highest non-empty bucket (None for +Inf or no data)."""
     for i in range(len(buckets) - 1, -1, -1):
         if buckets[i]:
@@ -248,7 +255,7 @@ def _upper_bound(buckets: tuple[int, ...], bounds: tuple) -> float | None:
     return None
 
 
-def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple = ()) -> dict[Key, Series]:
+def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple[float, ...] = ()) -> dict[Key, Series]:
     """The window between two cumulative snapshots: ``now - then``, keys without requests left out.
 
     A key whose count went down restarted (a worker was replaced): its whole ``now`` counts, as
@@ -305,7 +312,7 @@ def is_error(key: Key) -> bool:
 # -- quantiles and Apdex -------------------------------------------------------------------------
 
 
-def quantile(q: float, buckets: tuple[int, ...], bounds: tuple) -> float | None:
+def quantile(q: float, buckets: tuple[int, ...], bounds: tuple[float, ...]) -> float | None:
     """``histogram_quantile(q)``: linear interpolation inside the bucket holding rank ``q * count``.
 
     As Prometheus: the first bucket starts at 0, a rank in the +Inf bucket returns the highest
@@ -320,14 +327,14 @@ def quantile(q: float, buckets: tuple[int, ...], bounds: tuple) -> float | None:
         if cumulative + count >= rank and count > 0:
             if i >= len(bounds):
                 return float(bounds[-1])
-            lower = bounds[i - 1] if i > 0 else 0.0
-            upper = bounds[i]
+            lower: float = bounds[i - 1] if i > 0 else 0.0
+            upper: float = bounds[i]
             return lower + (upper - lower) * (rank - cumulative) / count
         cumulative += count
     return float(bounds[-1])
 
 
-def series_quantile(q: float, s: Series | None, bounds: tuple) -> float | None:
+def series_quantile(q: float, s: Series | None, bounds: tuple[float, ...]) -> float | None:
     """:func:`quantile` of a series, never above its (exact or bucket-bounded) maximum.
 
     Interpolation can land above the largest request (all requests near the bottom of a wide
@@ -341,7 +348,7 @@ def series_quantile(q: float, s: Series | None, bounds: tuple) -> float | None:
     return value
 
 
-def count_le(x: float, buckets: tuple[int, ...], bounds: tuple) -> float:
+def count_le(x: float, buckets: tuple[int, ...], bounds: tuple[float, ...]) -> float:
     """How many observations are <= x, interpolating linearly inside the bucket holding x."""
     result = 0.0
     lower = 0.0
@@ -359,7 +366,7 @@ def count_le(x: float, buckets: tuple[int, ...], bounds: tuple) -> float:
     return result
 
 
-def apdex(buckets: tuple[int, ...], bounds: tuple, t: float) -> float | None:
+def apdex(buckets: tuple[int, ...], bounds: tuple[float, ...], t: float) -> float | None:
     """(satisfied + tolerating / 2) / total: satisfied <= T, tolerating <= 4 T."""
     total = sum(buckets)
     if total <= 0:
@@ -377,7 +384,9 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
-def stats(window: Mapping[Key, Series], bounds: tuple, seconds: float | None, apdex_t: float) -> dict[str, Any]:
+def stats(
+    window: Mapping[Key, Series], bounds: tuple[float, ...], seconds: float | None, apdex_t: float
+) -> dict[str, Any]:
     """Totals of a window: requests, rps, errors, latency quantiles (ms), Apdex."""
     total = merge(window.values())
     errors = sum(s.count for k, s in window.items() if is_error(k))
@@ -393,7 +402,7 @@ def stats(window: Mapping[Key, Series], bounds: tuple, seconds: float | None, ap
     return result
 
 
-def _latency(total: Series | None, bounds: tuple) -> dict[str, float | None]:
+def _latency(total: Series | None, bounds: tuple[float, ...]) -> dict[str, float | None]:
     if total is None or total.count == 0:
         return {"avg_ms": None, "p50_ms": None, "p90_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
     return {
@@ -421,7 +430,7 @@ def by_endpoint(window: Mapping[Key, Series]) -> dict[tuple[str, str], dict[str,
 
 def endpoint_rows(
     window: Mapping[Key, Series],
-    bounds: tuple,
+    bounds: tuple[float, ...],
     seconds: float | None,
     last_seen: Mapping[tuple[str, str], float] | None = None,
 ) -> list[dict[str, Any]]:
@@ -528,8 +537,8 @@ def overall_status(checks: Iterable[Mapping[str, Any]]) -> str:
 
 class Sample(NamedTuple):
     t: float  # wall-clock time of the sample (Unix seconds)
-    requests: dict  # Key -> cumulative Series
-    system: dict  # system_values()
+    requests: dict[Key, Series]  # cumulative
+    system: SystemValues
 
 
 class Ring:
@@ -542,7 +551,7 @@ class Ring:
     def __init__(self, size: int = 91) -> None:
         self.samples: deque[Sample] = deque(maxlen=size)
 
-    def add(self, t: float, requests: dict[Key, Series], system: dict) -> Sample:
+    def add(self, t: float, requests: dict[Key, Series], system: SystemValues) -> Sample:
         if self.samples:
             previous = self.samples[-1].requests
             requests = {k: (previous[k] if previous.get(k) == s else s) for k, s in requests.items()}

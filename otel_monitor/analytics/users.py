@@ -33,6 +33,9 @@ from ..settings import Settings
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span
+
     from ..telemetry.pipeline import Pipeline
 
 __all__ = [
@@ -160,7 +163,7 @@ class IdentityCounts(SpanProcessor):
         self,
         attribute: str,
         k: int,
-        bounds: tuple,
+        bounds: tuple[float, ...],
         clock: Callable[[], float],
         exclude_prefix: str | None = None,
         max_routes: int = 500,
@@ -180,21 +183,22 @@ class IdentityCounts(SpanProcessor):
 
     # -- the span processor (runs where the request's span ends) ------------------------------
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
-    def on_end(self, span: Any) -> None:
+    def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not _SERVER:
             return
-        attrs = span.attributes
-        route = attrs.get("http.route") or UNMATCHED
+        attrs = span.attributes or {}
+        value = attrs.get("http.route") or UNMATCHED
+        route = value if type(value) is str else str(value)
         exclude = self._exclude
         if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
         identity = attrs.get(self.attribute)
         end, start = span.end_time, span.start_time
         self.record(
-            route if type(route) is str else str(route),
+            route,
             str(attrs.get("http.request.method", "_OTHER")),
             None if identity is None else identity if type(identity) is str else str(identity),
             span.status.status_code is _ERROR,
@@ -258,7 +262,10 @@ class IdentityCounts(SpanProcessor):
 
 
 def _merge_bucket(
-    target: _Bucket, endpoints: Iterable[tuple[tuple[str, str], SpaceSaving]], anonymous: Mapping, k: int
+    target: _Bucket,
+    endpoints: Iterable[tuple[tuple[str, str], SpaceSaving]],
+    anonymous: Mapping[tuple[str, str], int],
+    k: int,
 ) -> None:
     for endpoint, table in endpoints:
         merged = target.endpoints.get(endpoint)
@@ -323,7 +330,7 @@ def merge_snapshots(
     return totals, anonymous, evicted, earliest
 
 
-def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict[str, Any]]:
+def top(totals: Mapping[str, list[int]], bounds: tuple[float, ...], limit: int) -> list[dict[str, Any]]:
     """The rows of ``/users``: most requests first (then by identity), with errors and p95."""
     ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
     rows = []
@@ -346,7 +353,7 @@ def top(totals: Mapping[str, list[int]], bounds: tuple, limit: int) -> list[dict
 class Identities:
     """The per-process counts of one monitored app: users always, client addresses when enabled."""
 
-    def __init__(self, settings: Settings, bounds: tuple, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, bounds: tuple[float, ...], clock: Callable[[], float]) -> None:
         prefix = settings.analytics_prefix.rstrip("/")
         k, routes = settings.analytics_users_kept, settings.analytics_max_routes
         self.users = IdentityCounts("enduser.id", k, bounds, clock, prefix, routes)

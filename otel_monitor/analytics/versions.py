@@ -70,7 +70,7 @@ def _endpoints(requests: Mapping[Key, Series]) -> dict[tuple[str, str], tuple[Se
     return result
 
 
-def _figures(s: Series | None, errors: int, bounds: tuple) -> dict[str, Any]:
+def _figures(s: Series | None, errors: int, bounds: tuple[float, ...]) -> dict[str, Any]:
     count = s.count if s is not None else 0
     return {
         "requests": count,
@@ -82,7 +82,7 @@ def _figures(s: Series | None, errors: int, bounds: tuple) -> dict[str, Any]:
 
 
 def versions_report(
-    data: Mapping[str, VersionData], bounds: tuple, current: str, endpoint_limit: int = 500
+    data: Mapping[str, VersionData], bounds: tuple[float, ...], current: str, endpoint_limit: int = 500
 ) -> dict[str, Any]:
     """``versions`` (oldest first, each with its endpoints) and ``regressions`` (see the module)."""
     ordered = sorted(data.items(), key=lambda item: (item[1]["first_seen"], item[0]))
@@ -136,7 +136,7 @@ def _regressions(
     before: Mapping[tuple[str, str], tuple[Series, int]],
     new: str,
     after: Mapping[tuple[str, str], tuple[Series, int]],
-    bounds: tuple,
+    bounds: tuple[float, ...],
 ) -> list[dict[str, Any]]:
     compared = [
         endpoint
@@ -212,7 +212,7 @@ def unwritten_entries(requests: Mapping[Key, Series]) -> list[list[Any]]:
     return [[k[0], k[1], k[2], k[3], s.count, s.sum, s.max, list(s.buckets)] for k, s in requests.items()]
 
 
-def parse_entries(rows: Any) -> dict[Key, Series]:
+def parse_entries(rows: object) -> dict[Key, Series]:
     """The inverse of :func:`unwritten_entries`; malformed rows are skipped."""
     result: dict[Key, Series] = {}
     if not isinstance(rows, list):

@@ -17,9 +17,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..monitor import Monitor
+    from ..settings import Settings
 
 #: (weight, method, path) of a healthy minute: every example endpoint gets data, 404s included
 TRAFFIC_MIX: list[tuple[int, str, str]] = [
@@ -95,14 +102,14 @@ class Deployment:
     """The app being served, replaced by a "deploy": a WSGI app that hands each request to the
     current version (as a load balancer does after a rolling deploy)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: WSGIApplication) -> None:
         self.app = app
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self.app(environ, start_response)
 
-    def replace(self, app: Any) -> Any:
+    def replace(self, app: WSGIApplication) -> WSGIApplication:
         """Serve ``app`` from now on; returns the one it replaces (for its owner to shut down)."""
         with self._lock:
             old, self.app = self.app, app
@@ -184,15 +191,15 @@ def send_traffic(
 
 
 def serve(
-    app: Any,
+    app: WSGIApplication,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
     traffic_seconds: float = 0,
     run_seconds: float | None = None,
-    out: Any = None,
+    out: TextIO | None = None,
     story: Sequence[Phase] = STORY,
-    deploy: Callable[[str], Any] | None = None,
+    deploy: Callable[[str], WSGIApplication] | None = None,
 ) -> None:
     """Serve ``app`` (threaded), print its URLs, optionally send traffic; stop on Ctrl-C/SIGTERM.
 
@@ -217,7 +224,7 @@ def serve(
     retired: list[threading.Thread] = []
     serving = [story[0].version]  # the version serving now
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     def on_phase(phase: Phase) -> None:
@@ -262,7 +269,7 @@ def serve(
         print("stopped.", file=out, flush=True)
 
 
-def deploy_args(app: Any) -> dict[str, str]:
+def deploy_args(app: WSGIApplication) -> dict[str, str]:
     """Settings the next version of ``app`` takes over: the token ``app`` generated (the URLs
     printed and the dashboard's session stay valid across the deploy)."""
     auth = getattr(app, "extensions", {}).get("otel_monitor.analytics")
@@ -271,19 +278,22 @@ def deploy_args(app: Any) -> dict[str, str]:
     return {}
 
 
-def _monitor_of(app: Any) -> Any:
+def _monitor_of(app: WSGIApplication) -> Monitor | None:
     from ..monitor import get_monitor
 
-    return get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
+    if hasattr(app, "extensions"):
+        return get_monitor(app)
+    monitor: Monitor | None = getattr(app, "monitor", None)  # what wrap() returns carries its monitor
+    return monitor
 
 
-def _shutdown(app: Any) -> None:
+def _shutdown(app: WSGIApplication) -> None:
     monitor = _monitor_of(app)
     if monitor is not None:
         monitor.shutdown()
 
 
-def _prepare(app: Any, base: str, quiet: bool) -> None:
+def _prepare(app: WSGIApplication, base: str, quiet: bool) -> None:
     """The example app's outgoing call goes to this server; the traffic's tracebacks stay off the console."""
     import logging
 
@@ -295,7 +305,7 @@ def _prepare(app: Any, base: str, quiet: bool) -> None:
         app.logger.setLevel(logging.CRITICAL)
 
 
-def _set_incident(app: Any, incident: bool) -> None:
+def _set_incident(app: WSGIApplication, incident: bool) -> None:
     """The incident's slow dependency: the example app's inventory route answers late."""
     config = getattr(app, "config", None)
     if isinstance(config, dict):
@@ -307,7 +317,7 @@ _VERSION_VARIABLES = ("OTEL_MONITOR_SERVICE_VERSION",)
 
 
 @contextlib.contextmanager
-def demo_environment(story: Sequence[Phase] = STORY, environ: Any = None) -> Iterator[bool]:
+def demo_environment(story: Sequence[Phase] = STORY, environ: MutableMapping[str, str] | None = None) -> Iterator[bool]:
     """The environment of the demo's story, for as long as it runs: the first version
     (``OTEL_MONITOR_SERVICE_VERSION``) and a session key both versions share (a deploy keeps the
     dashboard's session; :func:`deploy_args` keeps the token). Whatever the user set is kept and
@@ -336,7 +346,7 @@ _HISTORY_VARIABLES = ("MONITORING_DB",)
 
 
 @contextlib.contextmanager
-def temporary_history(environ: Any = None) -> Iterator[str | None]:
+def temporary_history(environ: MutableMapping[str, str] | None = None) -> Iterator[str | None]:
     """A SQLite history file for as long as the demo runs (``MONITORING_DB``), removed afterwards.
 
     Without one the demo's analytics forget everything older than 15 minutes. Yields the path,
@@ -369,7 +379,7 @@ DEMO_ALERT_RULE = {
 
 
 @contextlib.contextmanager
-def demo_alerts(environ: Any = None) -> Iterator[bool]:
+def demo_alerts(environ: MutableMapping[str, str] | None = None) -> Iterator[bool]:
     """Alerts on for the demo (:data:`DEMO_ALERT_RULE`, evaluated every 2 s) so the Alerts view shows
     one firing and resolving; state in a temporary directory removed afterwards. Yields False and
     changes nothing when the user set any ``OTEL_MONITOR_ALERTS*`` variable (their alerts apply)."""
@@ -393,21 +403,19 @@ def demo_alerts(environ: Any = None) -> Iterator[bool]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def urls_for(app: Any, base: str) -> list[str]:
+def urls_for(app: WSGIApplication, base: str) -> list[str]:
     """What to open, for the app as it is configured (metrics path, analytics, dashboard)."""
-    from ..monitor import get_monitor
-
-    monitor = get_monitor(app) if hasattr(app, "extensions") else getattr(app, "monitor", None)
+    monitor = _monitor_of(app)
     auth = getattr(app, "extensions", {}).get("otel_monitor.analytics")
     if auth is not None and hasattr(auth, "log_login_url"):
         # Now, before the URLs, rather than at the first request, where it would cut into the
         # traffic's progress line.
         auth.log_login_url(base)
-    settings = getattr(monitor, "settings", None)
+    # the property raises AttributeError while the monitor is not attached
+    settings: Settings | None = getattr(monitor, "settings", None)
     lines = [f"app:        {base}/"]
     if settings is not None:
         lines.append(f"metrics:    {base}{settings.metrics_path}")
-    extra = getattr(monitor, "describe_urls", None)
-    if callable(extra):
-        lines.extend(extra(base))
+    if monitor is not None:
+        lines.extend(monitor.describe_urls(base))
     return lines

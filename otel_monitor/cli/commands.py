@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..__about__ import __version__
 from ..settings import FIELDS, SettingsError, config_key, resolve_settings
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from ._demo import Phase
 
 __all__ = ["main", "build_parser"]
@@ -196,7 +198,7 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_options(args: argparse.Namespace, environ: Any = None) -> dict[str, str]:
+def settings_from_options(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The settings the options ask for, as ``{setting name: text}`` (later options win)."""
     environ = os.environ if environ is None else environ
     chosen: dict[str, str] = {}
@@ -222,7 +224,9 @@ def settings_from_options(args: argparse.Namespace, environ: Any = None) -> dict
 # -- run ---------------------------------------------------------------------------------------
 
 
-def run_environment(chosen: dict[str, str], environ: Any = None, quiet: bool = False) -> dict[str, str]:
+def run_environment(
+    chosen: dict[str, str], environ: Mapping[str, str] | None = None, quiet: bool = False
+) -> dict[str, str]:
     """The command's environment: the options as environment variables, PYTHONPATH, the flag."""
     from ._autoinstrument import DIRECTORY
 
@@ -279,7 +283,7 @@ def _masked_text(name: str, value: str) -> str:
 # -- demo --------------------------------------------------------------------------------------
 
 
-def demo_app() -> tuple[Any, str]:
+def demo_app() -> tuple[Flask, str]:
     """The example app (examples/app.py, installed as otel_monitor.examples.app)."""
     from ..examples.app import app
 

@@ -14,15 +14,20 @@ header size guards and our cardinality bounds do not apply to its attributes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
+from opentelemetry.util.types import Attributes
 
 from ..telemetry._providers import DelegatingMeter, DelegatingTracer, RuntimeGetter
 from ._coexistence import contrib_instrumented
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
+
     from ..settings import Settings
 
 
@@ -31,8 +36,8 @@ class _TracerProvider(otel_trace.TracerProvider):
         self._target = target
 
     def get_tracer(
-        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
-    ) -> Any:
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Attributes = None
+    ) -> otel_trace.Tracer:
         return DelegatingTracer(self._target, name, version, schema_url, attributes)
 
 
@@ -41,26 +46,26 @@ class _MeterProvider:
         self._target = target
 
     def get_meter(
-        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
-    ) -> Any:
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Attributes = None
+    ) -> otel_metrics.Meter:
         return DelegatingMeter(self._target, name, version, schema_url, attributes)
 
 
 class MetricsEndpoint:
     """Serves the metrics path before the app (and FlaskInstrumentor) see the request."""
 
-    def __init__(self, wsgi_app: Callable, metrics_path: str, metrics_app: Callable) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, metrics_path: str, metrics_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
         self._path = metrics_path
         self._metrics_app = metrics_app
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == self._path:
             return self._metrics_app(environ, start_response)
         return self.wsgi_app(environ, start_response)
 
 
-def instrument(app: Any, target: RuntimeGetter, settings: Settings, metrics_app: Callable | None) -> None:
+def instrument(app: Flask, target: RuntimeGetter, settings: Settings, metrics_app: WSGIApplication | None) -> None:
     """Let FlaskInstrumentor record ``app`` into the pipeline ``target`` resolves to.
 
     ``metrics_app`` is None when the app already serves the metrics path: it is left to the app.
@@ -68,11 +73,12 @@ def instrument(app: Any, target: RuntimeGetter, settings: Settings, metrics_app:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     if not contrib_instrumented(app):
-        FlaskInstrumentor.instrument_app(
+        FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]  # the contrib package leaves it unannotated
             app,
             tracer_provider=_TracerProvider(target),
             meter_provider=_MeterProvider(target),
             excluded_urls=",".join(settings.excluded_urls) if settings.excluded_urls else None,
         )
     if metrics_app is not None:
-        app.wsgi_app = MetricsEndpoint(app.wsgi_app, settings.metrics_path, metrics_app)
+        # the Flask way to add WSGI middleware (flask.Flask.wsgi_app's docstring)
+        app.wsgi_app = MetricsEndpoint(app.wsgi_app, settings.metrics_path, metrics_app)  # type: ignore[method-assign]

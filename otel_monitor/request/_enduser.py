@@ -29,13 +29,17 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from .._safe_log import log_internal_error
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
 
 __all__ = [
     "ENDUSER_ID",
@@ -54,6 +58,8 @@ _HASH_HEX = 16
 #: set in the WSGI environ once the request's user is known (``enduser_id`` is then not asked)
 _TOLD_KEY = "otel_monitor.enduser_told"
 _SERVER = SpanKind.SERVER
+#: ``trusted_proxies``, parsed
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Slot:
@@ -61,7 +67,7 @@ class _Slot:
 
     __slots__ = ("span", "identity", "done")
 
-    def __init__(self, span: Any, identity: Identity) -> None:
+    def __init__(self, span: Span, identity: Identity) -> None:
         self.span = span
         self.identity = identity
         self.done = False
@@ -76,7 +82,7 @@ class Identity:
     def __init__(
         self,
         settings: Settings,
-        enduser_id: Callable[[], Any] | None = None,
+        enduser_id: Callable[[], object] | None = None,
         hash_key: bytes | None = None,
     ) -> None:
         self.enduser_id = enduser_id
@@ -84,7 +90,7 @@ class Identity:
         self._key = hash_key
         self._key_pid = os.getpid() if hash_key is not None else None
         self._fixed_key = hash_key is not None
-        self.proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
+        self.proxies: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
 
     def _hash_key(self) -> bytes:
         # No configured key: one shared by the workers of a pre-fork group, else random per process.
@@ -95,7 +101,7 @@ class Identity:
             self._key_pid = os.getpid()
         return self._key
 
-    def value(self, user: Any) -> str | None:
+    def value(self, user: object) -> str | None:
         """What is recorded for ``user`` (None for no user)."""
         if user is None:
             return None
@@ -107,13 +113,13 @@ class Identity:
             return digest.hexdigest()[:_HASH_HEX]
         return text[:MAX_ID_LENGTH]
 
-    def apply(self, span: Any, user: Any) -> None:
+    def apply(self, span: Span, user: object) -> None:
         """``enduser.id`` on ``span`` (when it records and there is a user)."""
         value = self.value(user)
         if value is not None and span.is_recording():
             span.set_attribute(ENDUSER_ID, value)
 
-    def ask(self, span: Any) -> None:
+    def ask(self, span: Span) -> None:
         """Ask ``enduser_id`` for the request's user and record it on ``span``."""
         if self.enduser_id is None:
             return
@@ -128,13 +134,13 @@ class Identity:
             log_internal_error("recording enduser.id")
 
 
-def client_address(environ: dict, proxies: Iterable[Any]) -> str | None:
+def client_address(environ: WSGIEnvironment, proxies: Iterable[Network]) -> str | None:
     """The client's address: ``REMOTE_ADDR``, or behind trusted proxies the right-most untrusted hop."""
-    peer = environ.get("REMOTE_ADDR")
-    proxies = tuple(proxies)
-    if not proxies or not peer or not _trusted(peer, proxies):
+    peer: str | None = environ.get("REMOTE_ADDR")
+    networks = tuple(proxies)
+    if not networks or not peer or not _trusted(peer, networks):
         return peer
-    header = environ.get("HTTP_X_FORWARDED_FOR")
+    header: str | None = environ.get("HTTP_X_FORWARDED_FOR")
     if not header or len(header) > _MAX_FORWARDED:
         return peer
     hops = [h.strip() for h in header.split(",")]
@@ -142,7 +148,7 @@ def client_address(environ: dict, proxies: Iterable[Any]) -> str | None:
         address = _address(hop)
         if address is None:
             return peer  # garbage in the chain: believe nothing left of it
-        if not _trusted(address, proxies):
+        if not _trusted(address, networks):
             return address
     return _address(hops[0]) or peer
 
@@ -159,7 +165,7 @@ def _address(text: str) -> str | None:
         return None
 
 
-def _trusted(address: str, proxies: tuple) -> bool:
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -173,12 +179,12 @@ class IdentityLayer:
     ``ask_at_return``: call ``enduser_id`` when the app returns (apps without Flask's hooks).
     """
 
-    def __init__(self, app: Callable, identity: Identity, ask_at_return: bool) -> None:
+    def __init__(self, app: WSGIApplication, identity: Identity, ask_at_return: bool) -> None:
         self.app = app
         self.identity = identity
         self.ask_at_return = ask_at_return
 
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         span = trace.get_current_span()
         if not span.is_recording():
             return self.app(environ, start_response)
@@ -199,7 +205,7 @@ class IdentityLayer:
             _CURRENT.reset(token)
 
 
-def _record_client(span: Any, environ: dict, proxies: tuple) -> None:
+def _record_client(span: Span, environ: WSGIEnvironment, proxies: tuple[Network, ...]) -> None:
     peer = environ.get("REMOTE_ADDR")
     address = client_address(environ, proxies)
     if address and address != peer:
@@ -211,16 +217,16 @@ def _record_client(span: Any, environ: dict, proxies: tuple) -> None:
 # -- Flask: hooks instead of a layer ------------------------------------------------------------------
 
 #: the identity rules of each monitored Flask app (weakly: an app that goes away takes its entry)
-_FLASK_APPS: weakref.WeakKeyDictionary[Any, Identity] = weakref.WeakKeyDictionary()
+_FLASK_APPS: weakref.WeakKeyDictionary[Flask, Identity] = weakref.WeakKeyDictionary()
 
 
-def _server_span() -> Any:
+def _server_span() -> Span | None:
     """The current span when it is a recording SERVER span (the request's), else None."""
     span = trace.get_current_span()
     return span if getattr(span, "kind", None) is _SERVER and span.is_recording() else None
 
 
-def install_flask_hooks(app: Any, identity: Identity) -> None:
+def install_flask_hooks(app: Flask, identity: Identity) -> None:
     """What a Flask app needs: its identity rules for :func:`set_enduser`; ``enduser_id`` asked at
     teardown; with ``trusted_proxies`` the client address resolved first thing in the request."""
     from flask import request
@@ -254,8 +260,8 @@ def install_flask_hooks(app: Any, identity: Identity) -> None:
         app.teardown_request(ask)
 
 
-def _set_in_flask(user_id: Any) -> None:
-    from flask import after_this_request, current_app, has_request_context, request
+def _set_in_flask(user_id: object) -> None:
+    from flask import Response, after_this_request, current_app, has_request_context, request
 
     if not has_request_context():
         return
@@ -269,7 +275,7 @@ def _set_in_flask(user_id: Any) -> None:
         return
 
     # Inside a child span: once the view has returned, the SERVER span is current again.
-    def apply_later(response: Any) -> Any:
+    def apply_later(response: Response) -> Response:
         try:
             later = _server_span()
             if later is not None:
@@ -281,7 +287,7 @@ def _set_in_flask(user_id: Any) -> None:
     after_this_request(apply_later)
 
 
-def set_enduser(user_id: Any) -> None:
+def set_enduser(user_id: object) -> None:
     """Record who made the current request: ``enduser.id`` on its SERVER span, and ``/users``.
 
     Call it from a view (or anything running in the request). ``None`` or ``""`` records no

@@ -30,16 +30,22 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._request_path import EXCEPTION_KEY, ROUTE_KEY
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+# Django, Falcon, Bottle and Pyramid ship no type hints (pyproject's mypy overrides): their apps,
+# requests and events are ``Any`` here, the boundary with those untyped libraries.
 
 __all__ = ["set_route", "install_route_hooks", "default_service_name"]
 
 _INSTALLED = "_otel_monitor_routes"
 
 
-def set_route(environ: dict, route: str) -> None:
+def set_route(environ: WSGIEnvironment, route: str) -> None:
     """Tell otel_monitor the route template this request matched (e.g. ``"/users/{id}"``).
 
     Call it from your framework's routing hook, before the response is returned; the span is
@@ -49,7 +55,7 @@ def set_route(environ: dict, route: str) -> None:
     environ[ROUTE_KEY] = route
 
 
-def install_route_hooks(application: Callable) -> str | None:
+def install_route_hooks(application: WSGIApplication) -> str | None:
     """Install the route hook for ``application``'s framework; the framework's name, or None."""
     for name, matches, install in _ADAPTERS:
         if matches(application):
@@ -61,21 +67,21 @@ def install_route_hooks(application: Callable) -> str | None:
 
 
 #: apps that take no attribute (Falcon's App has __slots__), held so that their id stays theirs
-_INSTALLED_BY_ID: dict[int, Any] = {}
+_INSTALLED_BY_ID: dict[int, object] = {}
 
 
-def _installed(application: Any) -> bool:
+def _installed(application: object) -> bool:
     return getattr(application, _INSTALLED, False) or id(application) in _INSTALLED_BY_ID
 
 
-def _mark_installed(application: Any) -> None:
+def _mark_installed(application: object) -> None:
     try:
         setattr(application, _INSTALLED, True)
     except (AttributeError, TypeError):
         _INSTALLED_BY_ID[id(application)] = application
 
 
-def default_service_name(application: Callable, caller_module: str | None) -> str | None:
+def default_service_name(application: WSGIApplication, caller_module: str | None) -> str | None:
     """A ``service.name`` for a framework app: its project, not the framework's own module.
 
     Django: the package of the settings module (``mysite.settings`` -> ``mysite``). Falcon,
@@ -99,7 +105,7 @@ def default_service_name(application: Callable, caller_module: str | None) -> st
 # -- Django ------------------------------------------------------------------------------------------
 
 
-def _is_django(application: Any) -> bool:
+def _is_django(application: object) -> bool:
     module = sys.modules.get("django.core.handlers.wsgi")
     return module is not None and isinstance(application, module.WSGIHandler)
 
@@ -147,7 +153,7 @@ def _django_project() -> str | None:
 # -- Falcon ------------------------------------------------------------------------------------------
 
 
-def _is_falcon(application: Any) -> bool:
+def _is_falcon(application: object) -> bool:
     module = sys.modules.get("falcon")
     app_class = getattr(module, "App", None) if module is not None else None
     return isinstance(app_class, type) and isinstance(application, app_class)
@@ -187,7 +193,7 @@ def _install_falcon(app: Any) -> None:
 # -- Bottle ------------------------------------------------------------------------------------------
 
 
-def _bottle_module(application: Any) -> ModuleType | None:
+def _bottle_module(application: object) -> ModuleType | None:
     """The Bottle module ``application`` comes from, whatever it is called (Bottle is vendored)."""
     for cls in type(application).__mro__:
         if cls.__name__ != "Bottle":
@@ -204,7 +210,7 @@ def _bottle_module(application: Any) -> ModuleType | None:
     return None
 
 
-def _is_bottle(application: Any) -> bool:
+def _is_bottle(application: object) -> bool:
     return _bottle_module(application) is not None
 
 
@@ -217,7 +223,7 @@ class _BottleRoutes:
     def __init__(self, bottle: ModuleType) -> None:
         self._bottle = bottle
 
-    def apply(self, callback: Callable, route: Any) -> Callable:
+    def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
         rule = route.rule
         request = self._bottle.request
         control_flow = self._bottle.HTTPResponse  # abort() and redirect(): not failures of the app
@@ -245,7 +251,7 @@ def _install_bottle(app: Any) -> None:
 # -- Pyramid -----------------------------------------------------------------------------------------
 
 
-def _is_pyramid(application: Any) -> bool:
+def _is_pyramid(application: object) -> bool:
     module = sys.modules.get("pyramid.router")
     app_class = getattr(module, "Router", None) if module is not None else None
     return isinstance(app_class, type) and isinstance(application, app_class)

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["HeaderCapture", "SANITIZED"]
 
@@ -49,7 +53,7 @@ class HeaderCapture:
                 self._keys[name] = decision
         return decision  # type: ignore[return-value]
 
-    def from_environ(self, environ: dict) -> dict[str, tuple[str, ...]]:
+    def from_environ(self, environ: WSGIEnvironment) -> dict[str, tuple[str, ...]]:
         """Request headers from a WSGI environ (``HTTP_X_FOO`` is ``x-foo``)."""
         found: dict[str, tuple[str, ...]] = {}
         for key, value in environ.items():
@@ -64,7 +68,7 @@ class HeaderCapture:
                 found[decision[0]] = (SANITIZED if decision[1] else value[:MAX_VALUE],)
         return found
 
-    def from_headers(self, headers: list | None) -> dict[str, tuple[str, ...]]:
+    def from_headers(self, headers: list[tuple[str, str]] | None) -> dict[str, tuple[str, ...]]:
         """Response headers as given to ``start_response`` (a repeated header keeps every value)."""
         found: dict[str, list[str]] = {}
         for name, value in headers or ():

@@ -7,7 +7,7 @@ the middleware's getter and apply to whatever propagators are chosen.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib.metadata import EntryPoint
 
 from opentelemetry.propagators.textmap import TextMapPropagator
 
@@ -17,7 +17,7 @@ __all__ = ["build_propagator", "available_propagators", "check_propagator_names"
 ENTRY_POINT_GROUP = "opentelemetry_propagator"
 
 
-def available_propagators() -> dict[str, Any]:
+def available_propagators() -> dict[str, EntryPoint]:
     """Installed propagator entry points: name -> entry point."""
     from importlib.metadata import entry_points
 
@@ -46,7 +46,8 @@ def _one(name: str) -> TextMapPropagator:
         from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
         return W3CBaggagePropagator()
-    propagator = available_propagators()[name].load()()
+    # an installed package's entry point: what it loads is only known at run time
+    propagator: TextMapPropagator = available_propagators()[name].load()()
     return propagator
 
 

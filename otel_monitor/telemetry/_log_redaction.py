@@ -40,7 +40,7 @@ class RedactingLogExporter(LogRecordExporter):
         return self._exporter.export(batch)
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._exporter.force_flush(timeout_millis)

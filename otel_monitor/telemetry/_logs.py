@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 
@@ -41,7 +41,14 @@ from . import _providers
 from ._export_accounting import ExportStatus, account_logs, sdk_internal_metrics
 
 if TYPE_CHECKING:
+    from flask import Flask
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.resources import Resource
+
     from ..settings import Settings
+    from .pipeline import Pipeline
 
 _logger = logging.getLogger("otel_monitor")
 _lock = threading.Lock()
@@ -50,8 +57,12 @@ _decided = False
 
 
 def build_logger_provider(
-    settings: Settings, resource: Any, exporters: list, meter_provider: Any, status: ExportStatus | None = None
-) -> Any:
+    settings: Settings,
+    resource: Resource,
+    exporters: list[LogRecordExporter],
+    meter_provider: MeterProvider,
+    status: ExportStatus | None = None,
+) -> LoggerProvider:
     """A LoggerProvider for one pipeline, exporting through ``exporters`` in bounded batches; the
     records each export loses are counted by reason (``otel.sdk.exporter.log.exported``)."""
     from opentelemetry.sdk._logs import LoggerProvider
@@ -99,7 +110,7 @@ class _RootHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
-        self._cache: tuple[Any, Any] = (None, None)
+        self._cache: tuple[Pipeline | None, logging.Handler | None] = (None, None)
 
     def _console(self, record: logging.LogRecord) -> None:
         """What Python does with a record that finds no handler (runs under this handler's lock)."""
@@ -120,7 +131,7 @@ class _RootHandler(logging.Handler):
         if last is not None and record.levelno >= last.level:
             last.handle(record)
 
-    def _sdk_handler(self) -> Any:
+    def _sdk_handler(self) -> logging.Handler | None:
         runtime = _providers.primary_runtime()
         pipeline = runtime._pipeline if runtime is not None else None
         if pipeline is None or pipeline.logger_provider is None:
@@ -161,7 +172,7 @@ def _foreign_otel_handler(root: logging.Logger) -> logging.Handler | None:
     return None
 
 
-def install_at_first_request(app: Any) -> None:
+def install_at_first_request(app: Flask) -> None:
     """Install the root handler at ``app``'s first request, after making ``app.logger`` (Flask
     decides about its default handler without ours); then take the hook out again."""
     lock = threading.Lock()

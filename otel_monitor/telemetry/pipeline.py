@@ -150,7 +150,7 @@ def build_resource(settings: Settings, service_name: str, instance_id: str) -> R
     """Exactly the settings' precedence: nothing re-read from the environment here."""
     import platform
 
-    attributes = {
+    attributes: dict[str, str | int] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.version": _sdk_version(),

@@ -20,9 +20,23 @@ Not covered: plain WSGI callables that are not Flask apps (use ``otel_monitor.wr
 Flask subclasses whose ``__call__`` does not call ``super().__call__``.
 """
 
+from __future__ import annotations
+
 import _thread
 import os
 import sys
+
+# Not ``typing.TYPE_CHECKING``: this runs at every start-up of the user's process, which must not
+# pay for importing ``typing`` (mypy reads any constant of this name the same way).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from flask import Flask
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 ENV_FLAG = "OTEL_MONITOR_AUTOINSTRUMENT"
@@ -32,7 +46,7 @@ STATUS_KEY = "otel_monitor.autoinstrument"
 _TRUE = ("1", "true", "yes", "on")
 
 
-def _say(message):
+def _say(message: str) -> None:
     if os.environ.get(ENV_QUIET, "").strip().lower() not in _TRUE:
         try:
             sys.stderr.write("otel-monitor: " + message + "\n")
@@ -41,12 +55,12 @@ def _say(message):
             pass
 
 
-def _chain_to_shadowed_sitecustomize():
+def _chain_to_shadowed_sitecustomize() -> None:
     """Run the ``sitecustomize`` that would have been imported had we not come first."""
     import importlib.machinery
     import importlib.util
 
-    def is_here(entry):
+    def is_here(entry: str) -> bool:
         try:
             return os.path.abspath(entry or os.getcwd()) == _HERE
         except OSError:
@@ -76,12 +90,12 @@ _lock = _thread.RLock()
 _fork_hook_registered = False
 
 
-def _reset_lock_after_fork():
+def _reset_lock_after_fork() -> None:
     global _lock
     _lock = _thread.RLock()
 
 
-def _attach(app):
+def _attach(app: Flask) -> None:
     """Give ``app`` a monitor unless it has one; runs once per app (first request)."""
     with _lock:
         extensions = app.extensions
@@ -111,7 +125,7 @@ def _attach(app):
             _say(f"monitoring Flask app {app.name!r} (pid {os.getpid()}); metrics at {settings.metrics_path}")
 
 
-def patch_flask_class(flask_class):
+def patch_flask_class(flask_class: type[Flask]) -> None:
     """Patch ``Flask.__call__`` so that each app is monitored from its first request on."""
     global _fork_hook_registered
     if flask_class.__dict__.get("_otel_monitor_autoinstrumented"):
@@ -121,18 +135,18 @@ def patch_flask_class(flask_class):
         _fork_hook_registered = True
     original = flask_class.__call__
 
-    def __call__(self, environ, start_response):
+    def __call__(self: Flask, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.extensions.get(STATUS_KEY) is None:
             _attach(self)
         return original(self, environ, start_response)
 
     __call__.__wrapped__ = original  # type: ignore[attr-defined]  # mypy does not model function attributes
     __call__.__doc__ = original.__doc__
-    flask_class.__call__ = __call__
-    flask_class._otel_monitor_autoinstrumented = True
+    flask_class.__call__ = __call__  # type: ignore[method-assign]  # the patch this module exists for
+    flask_class._otel_monitor_autoinstrumented = True  # type: ignore[attr-defined]  # our marker on the class
 
 
-def _patch_module(module):
+def _patch_module(module: ModuleType) -> None:
     flask_class = getattr(module, "Flask", None)
     if isinstance(flask_class, type):
         try:
@@ -144,7 +158,9 @@ def _patch_module(module):
 class _FlaskImportHook:
     """A ``sys.meta_path`` finder that lets the real finder find ``flask.app``, then patches it."""
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if fullname != "flask.app":
             return None
         try:
@@ -155,17 +171,18 @@ class _FlaskImportHook:
             find = getattr(finder, "find_spec", None)
             if find is None:
                 continue
-            spec = find(fullname, path, target)
+            spec: ModuleSpec | None = find(fullname, path, target)
             if spec is not None:
                 break
         else:
             return None
-        loader = spec.loader
+        # the import system's loader of flask.app, whatever its class: its exec_module is wrapped below
+        loader: Any = spec.loader
         exec_module = getattr(loader, "exec_module", None)
         if exec_module is None:
             return None  # an old-style loader: let the normal machinery deal with it
 
-        def exec_and_patch(module):
+        def exec_and_patch(module: ModuleType) -> None:
             exec_module(module)
             _patch_module(module)
 
@@ -176,7 +193,7 @@ class _FlaskImportHook:
         return spec
 
 
-def install():
+def install() -> None:
     """Patch Flask now if it is already imported, else when ``flask.app`` is imported."""
     already = sys.modules.get("flask.app")
     if already is not None:
@@ -186,7 +203,7 @@ def install():
         sys.meta_path.insert(0, _FlaskImportHook())
 
 
-def _main():
+def _main() -> None:
     try:
         _chain_to_shadowed_sitecustomize()
     finally:
