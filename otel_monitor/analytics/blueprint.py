@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, current_app, g, has_request_context, redirect, request
 
 from .._safe_log import log_internal_error
 from . import insights
@@ -40,7 +40,7 @@ from .auth import Auth
 from .dashboard import register_dashboard
 from .gate import RETRY_AFTER_S, Gate
 from .profile_view import profiles
-from .prometheus_source import FleetState, attach, build_fleet
+from .prometheus_source import Cache, FleetState, FleetUnavailable, build_fleet
 from .reports import (
     StateSource,
     TimeseriesBody,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from . import AnalyticsState
 
-__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "UNCAPPED"]
+__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "FLEET_VIEWS", "UNCAPPED"]
 
 MAX_LIMIT = 1000
 _SORTABLE = (
@@ -129,7 +129,7 @@ class AnalyticsContext:
 
     @classmethod
     def build(cls, monitor: Monitor, settings: Settings, auth: Auth) -> AnalyticsContext:
-        fleet = build_fleet(settings, lambda: analytics_of(monitor))
+        fleet = build_fleet(settings, lambda: analytics_of(monitor), context=_request_cache)
         return cls(
             monitor,
             settings,
@@ -150,6 +150,17 @@ class AnalyticsContext:
         if current is None:
             raise RuntimeError("otel_monitor analytics: no pipeline (monitoring disabled?)")
         return current
+
+
+def _request_cache() -> Cache:
+    """The fleet source's cache and deadline of this analytics request (a fresh dict outside one)."""
+    if not has_request_context():
+        return {}
+    cache: Cache | None = g.get("_otel_monitor_fleet")
+    if cache is None:
+        cache = {}
+        g._otel_monitor_fleet = cache
+    return cache
 
 
 # -- access control and headers --------------------------------------------------------------------
@@ -210,6 +221,13 @@ def add_headers(response: Response) -> Response:
 
 def bad_request(exc: BadRequest) -> Response:
     return _json({"error": str(exc)}, 400)
+
+
+def fleet_unavailable(ctx: AnalyticsContext, exc: FleetUnavailable) -> Response:
+    """Prometheus did not answer usefully in time: 503, the reason, and when to ask again."""
+    selector = ctx.fleet.selector if ctx.fleet is not None else None
+    body = {"error": str(exc), "source": "prometheus", "selector": selector}
+    return Response(json.dumps(body), status=503, mimetype="application/json", headers={"Retry-After": "10"})
 
 
 # -- the views -------------------------------------------------------------------------------------
@@ -484,6 +502,26 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
 )
 
 
+def instances(ctx: AnalyticsContext) -> Response:
+    """One row per instance Prometheus scrapes (registered with the fleet source only)."""
+    fleet = ctx.fleet
+    if fleet is None:  # not routed without a fleet
+        return _json({"error": "not found"}, 404)
+    body = fleet.instances(_window_param("5m"), ctx.apdex_t)
+    body["traces"] = {
+        "scope": "local",
+        "note": "Recent traces are this instance's; the fleet's are in the trace backend.",
+        "trace_viewer_url": ctx.settings.jaeger_url,
+        "link_template": ctx.settings.trace_link_template,
+    }
+    body["prometheus_url"] = ctx.settings.prometheus_url
+    return _json(body)
+
+
+#: the endpoints only the fleet source has (``analytics_source=prometheus``), as :data:`VIEWS`
+FLEET_VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (("/instances", "instances", instances),)
+
+
 #: endpoints the cap never refuses: the probes of load balancers and orchestrators, the links list
 UNCAPPED = frozenset({"health_live", "health_ready", "health", "dashboards"})
 
@@ -538,13 +576,13 @@ def create_blueprint(monitor: Monitor, settings: Settings, auth: Auth) -> Bluepr
     bp.before_request(functools.partial(guard, ctx))
     bp.after_request(add_headers)
     bp.register_error_handler(BadRequest, bad_request)
-    for rule, endpoint, view in VIEWS:
+    if ctx.fleet is not None:
+        bp.register_error_handler(FleetUnavailable, functools.partial(fleet_unavailable, ctx))
+    for rule, endpoint, view in VIEWS + (FLEET_VIEWS if ctx.fleet is not None else ()):
         handler: Callable[..., Response] = functools.partial(view, ctx)
         if endpoint not in UNCAPPED:
             handler = _capped(ctx.gate, handler)
         bp.add_url_rule(rule, endpoint, handler, methods=["GET"])
-    if ctx.fleet is not None:
-        attach(bp, ctx.fleet, settings, _window_param)
     register_dashboard(bp, auth, settings, monitor)
     return bp
 
