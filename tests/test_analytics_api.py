@@ -514,3 +514,19 @@ def test_the_background_job_is_registered_on_the_pipeline_scheduler(monitors):
     assert "analytics history write" not in jobs  # no MONITORING_DB
     processors = monitor.pipeline.tracer_provider._active_span_processor._span_processors
     assert analytics_of(monitor).recent in processors
+
+
+def test_window_and_limit_are_refused_with_the_same_400_by_every_view_that_takes_them(monitors):
+    app, _, _ = make_app(monitors, analytics_db=None)
+    client = closing_client(app)
+    windows = "window must be one of 1m, 5m, 15m, 1h, 6h, 24h, 7d, all"
+    for path in ("/endpoints", "/timeseries", "/export", "/users", "/versions"):
+        response = client.get(f"{PREFIX}{path}?window=2m", headers=AUTH)
+        assert (response.status_code, response.get_json()) == (400, {"error": windows}), path
+    heatmap = client.get(f"{PREFIX}/heatmap?window=5m", headers=AUTH)
+    assert heatmap.get_json() == {"error": "window must be one of 1h, 6h, 24h, 7d"}
+    for path in ("/endpoints", "/traces", "/errors", "/users"):
+        for bad in ("0", "1001", "ten"):
+            response = client.get(f"{PREFIX}{path}?limit={bad}", headers=AUTH)
+            assert response.status_code == 400, (path, bad)
+            assert response.get_json() == {"error": "limit must be a number from 1 to 1000"}, (path, bad)

@@ -479,3 +479,36 @@ def test_example_app_serves_the_dashboard_at_slash_dashboard(monkeypatch):
         assert response.headers["Location"] == "/professional-analytics/"
     finally:
         app.extensions["otel_monitor"].shutdown(timeout=2)
+
+
+def test_the_dashboard_routes_are_one_table_of_module_level_views_marked_page_or_public():
+    import dataclasses
+
+    from flask import Blueprint, Flask
+
+    from otel_monitor.analytics.dashboard import ROUTES, DashboardContext, register_dashboard
+    from otel_monitor.settings import resolve_settings
+
+    class NoAuth:  # what the dashboard reads of Auth when authentication is off
+        enabled = False
+        token = None
+
+    app = Flask("routes_table")
+    bp = Blueprint("analytics", __name__, url_prefix=PREFIX)
+    ctx = register_dashboard(bp, NoAuth(), resolve_settings({"service_name": "shop"}, environ={}))  # type: ignore[arg-type]
+    app.register_blueprint(bp)
+    registered = {
+        (rule.rule, next(iter(rule.methods - {"HEAD", "OPTIONS"})), rule.endpoint) for rule in app.url_map.iter_rules()
+    }
+    assert registered - {("/static/<path:filename>", "GET", "static")} == {
+        (PREFIX + rule, method, f"analytics.{endpoint}") for rule, endpoint, _, method, _ in ROUTES
+    }
+    for _, endpoint, _, _, access in ROUTES:
+        view = app.view_functions[f"analytics.{endpoint}"]
+        assert getattr(view, "_otel_monitor_page", False) is (access == "page")
+        assert getattr(view, "_otel_monitor_public", False) is (access == "public")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.service = "other"  # type: ignore[misc]
+    assert isinstance(ctx, DashboardContext) and ctx.service == "shop" and not ctx.history
+    page = closing_client(app).get(PREFIX + "/")
+    assert page.status_code == 200 and page.headers["Content-Security-Policy"] == EXPECTED_CSP

@@ -299,3 +299,60 @@ def test_an_export_answered_after_its_timeout_is_counted_lost_once_with_the_sdks
         monitor.shutdown(timeout=2)
         server.shutdown()
         server.server_close()
+
+
+# -- the exporter's public surface: its session= argument, no patched methods ------------------------
+
+
+def test_the_export_session_tells_the_running_export_its_status_and_retry_after(receiver):
+    from otel_monitor.telemetry._export_accounting import current_outcome, observed_export
+    from otel_monitor.telemetry._export_session import ExportSession
+
+    Receiver.retry_after = "30"
+    session = ExportSession()
+    url = f"http://127.0.0.1:{receiver}/v1/traces"
+    assert session.post(url, data=b"x", timeout=HANG_S).status_code == 503  # outside an export: a plain session
+    assert current_outcome() is None
+    with observed_export() as outcome:
+        session.post(url, data=b"x", timeout=HANG_S)
+    assert outcome.status == 503 and outcome.error is None
+    assert 25 < outcome.not_before - time.monotonic() <= 30
+    import requests
+
+    with observed_export() as outcome:
+        with pytest.raises(requests.ConnectionError):
+            session.post(f"http://127.0.0.1:{free_port()}/v1/traces", data=b"x", timeout=HANG_S)
+    assert (outcome.status, outcome.error) == (None, "ConnectionError")
+    assert current_outcome() is None  # each export's outcome ends with it
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date():
+    from email.utils import formatdate
+
+    from otel_monitor.telemetry._export_session import retry_after_s
+
+    assert retry_after_s("120") == 120.0
+    assert retry_after_s(formatdate(1_000_030.0, usegmt=True), now=1_000_000.0) == 30.0
+    assert retry_after_s(formatdate(1_000_000.0, usegmt=True), now=1_000_030.0) == 0.0  # already past
+    assert retry_after_s("soon") is None and retry_after_s(None) is None and retry_after_s("nan") is None
+
+
+def test_the_sdk_exporter_gets_our_session_as_an_argument_and_keeps_its_own_methods(monkeypatch):
+    from otel_monitor.settings import resolve_settings
+    from otel_monitor.telemetry._export_session import ExportSession, export_session
+    from otel_monitor.telemetry.pipeline import span_exporters
+
+    settings = resolve_settings(
+        {"traces_exporter": "otlp", "otlp_protocol": "http/protobuf", "otlp_endpoint": "http://127.0.0.1:9"},
+        environ={},
+    )
+    (exporter,) = span_exporters(settings)
+    accounted = AccountedSpanExporter(exporter, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    assert accounted.exporter is exporter
+    # No method replaced on the live client (what a setattr on _submit used to do).
+    assert not any(callable(value) for value in vars(exporter._client).values())
+    assert isinstance(export_session("traces"), ExportSession)
+    # A credential provider's session (the SDK's own variables) is left to the exporter.
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "my_provider")
+    assert export_session("traces") is None and isinstance(export_session("logs"), ExportSession)
+    exporter.shutdown()

@@ -20,8 +20,12 @@ from .conftest import ROOT
 
 @pytest.fixture(autouse=True)
 def _only_this_tests_monitors(monkeypatch):
-    """Monitors other tests left open would otherwise serve the globals first."""
+    """Monitors other tests left open would otherwise serve the globals first; the observable
+    instruments these tests create through the global meter are this test's only (they are kept
+    for the process and follow every later primary monitor: a gauge without a description would
+    reach the scrapes of the tests that run after this file)."""
     monkeypatch.setattr(_providers, "_order", [])
+    monkeypatch.setattr(_providers, "_observables", [])
 
 
 def _app_with_user_code(tracer, counter, monitor: Monitor | None = None, **settings) -> tuple[Flask, Monitor]:

@@ -25,22 +25,23 @@ import re
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, current_app, g, has_request_context, redirect, request
 
 from .._safe_log import log_internal_error
 from . import insights
 from ._json import json_text
+from ._params import BadRequest, limit_param, window_param
 from .access import analytics_of
 from .auth import Auth
 from .dashboard import register_dashboard
 from .gate import RETRY_AFTER_S, Gate
 from .profile_view import profiles
-from .prometheus_source import FleetState, attach, build_fleet
+from .prometheus_source import Cache, FleetState, FleetUnavailable, build_fleet
 from .reports import (
     StateSource,
     TimeseriesBody,
@@ -59,9 +60,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from . import AnalyticsState
 
-__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "UNCAPPED"]
+__all__ = ["create_blueprint", "AnalyticsContext", "VIEWS", "FLEET_VIEWS", "UNCAPPED"]
 
-MAX_LIMIT = 1000
 _SORTABLE = (
     "route",
     "method",
@@ -83,29 +83,11 @@ _NAME = "otel_monitor_analytics"
 _HEALTH_ENDPOINTS = frozenset(f"{_NAME}.{view}" for view in ("health", "health_live", "health_ready"))
 
 
-class BadRequest(ValueError):
-    """A query parameter we cannot use: 400 with the message."""
+# -- JSON answers ----------------------------------------------------------------------------------
 
 
-# -- JSON and request parsing ----------------------------------------------------------------------
-
-
-def _json(body: Any, status: int = 200, headers: dict | None = None) -> Response:
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_text(body), status=status, mimetype="application/json", headers=headers)
-
-
-def _window_param(default: str) -> str:
-    name = request.args.get("window", default)
-    if name not in WINDOWS:
-        raise BadRequest(f"window must be one of {', '.join(WINDOWS)}")
-    return name
-
-
-def _limit_param(default: int) -> int:
-    text = request.args.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a number from 1 to {MAX_LIMIT}")
-    return int(text)
 
 
 # -- the context every view reads ------------------------------------------------------------------
@@ -129,7 +111,7 @@ class AnalyticsContext:
 
     @classmethod
     def build(cls, monitor: Monitor, settings: Settings, auth: Auth) -> AnalyticsContext:
-        fleet = build_fleet(settings, lambda: analytics_of(monitor))
+        fleet = build_fleet(settings, lambda: analytics_of(monitor), context=_request_cache)
         return cls(
             monitor,
             settings,
@@ -150,6 +132,17 @@ class AnalyticsContext:
         if current is None:
             raise RuntimeError("otel_monitor analytics: no pipeline (monitoring disabled?)")
         return current
+
+
+def _request_cache() -> Cache:
+    """The fleet source's cache and deadline of this analytics request (a fresh dict outside one)."""
+    if not has_request_context():
+        return {}
+    cache: Cache | None = g.get("_otel_monitor_fleet")
+    if cache is None:
+        cache = {}
+        g._otel_monitor_fleet = cache
+    return cache
 
 
 # -- access control and headers --------------------------------------------------------------------
@@ -212,6 +205,13 @@ def bad_request(exc: BadRequest) -> Response:
     return _json({"error": str(exc)}, 400)
 
 
+def fleet_unavailable(ctx: AnalyticsContext, exc: FleetUnavailable) -> Response:
+    """Prometheus did not answer usefully in time: 503, the reason, and when to ask again."""
+    selector = ctx.fleet.selector if ctx.fleet is not None else None
+    body = {"error": str(exc), "source": "prometheus", "selector": selector}
+    return Response(json.dumps(body), status=503, mimetype="application/json", headers={"Retry-After": "10"})
+
+
 # -- the views -------------------------------------------------------------------------------------
 
 
@@ -257,27 +257,27 @@ def _tick_json(st: StateSource, key: tuple[str | None, ...], body: Callable[[Tic
 
 
 def performance_view(ctx: AnalyticsContext) -> Response:
-    ranked = _window_param("15m")
+    ranked = window_param("15m")
     st = ctx.state()
     return _tick_json(st, ("performance", ranked), lambda _: performance(st, ctx.settings, ctx.apdex_t, ranked))
 
 
 def endpoints(ctx: AnalyticsContext) -> Response:
-    window_name = _window_param("5m")
+    window_name = window_param("5m")
     sort = request.args.get("sort", "count")
     if sort not in _SORTABLE:
         raise BadRequest(f"sort must be one of {', '.join(_SORTABLE)}")
     order = request.args.get("order", "desc" if sort not in ("route", "method") else "asc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc")
-    limit = _limit_param(100)
+    limit = limit_param(100)
     query = request.args.get("q", "")[:200].lower()
     method = request.args.get("method", "").upper()[:16]
     st = ctx.state()
 
     def body(tick: Tick) -> dict[str, Any]:
         summary = st.summaries.window(window_name, tick)
-        rows: Iterable[dict] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
+        rows: Iterable[dict[str, Any]] = summary.sorted_rows(sort, order == "desc")  # sorted once per tick
         if query or method:
             rows = (
                 r for r in rows if (not query or query in r["route"].lower()) and (not method or r["method"] == method)
@@ -295,7 +295,7 @@ def endpoints(ctx: AnalyticsContext) -> Response:
 
 
 def timeseries_view(ctx: AnalyticsContext) -> Response:
-    window_name = _window_param("15m")
+    window_name = window_param("15m")
     route = request.args.get("route") or None
     method = (request.args.get("method") or "").upper() or None
     st = ctx.state()
@@ -315,7 +315,7 @@ def metrics(ctx: AnalyticsContext) -> Response:
 
 
 def metrics_series(ctx: AnalyticsContext) -> Response:
-    window_name = _window_param("15m")
+    window_name = window_param("15m")
     length = WINDOWS[window_name]
     st = ctx.local()
     now = st.clock()
@@ -327,7 +327,7 @@ def traces(ctx: AnalyticsContext) -> Response:
     kind = request.args.get("kind", "all")
     if kind not in ("slow", "failed", "all"):
         raise BadRequest("kind must be slow, failed or all")
-    limit = _limit_param(50)
+    limit = limit_param(50)
     st = ctx.local()  # Prometheus holds no spans: the recent requests are this process's
 
     def body(_: Tick) -> dict[str, Any]:
@@ -355,7 +355,7 @@ def trace_detail(ctx: AnalyticsContext, trace_id: str) -> Response:
 
 
 def errors(ctx: AnalyticsContext) -> Response:
-    limit = _limit_param(100)
+    limit = limit_param(100)
     st = ctx.local()
     groups = st.error_groups()
     detailed = {t["trace_id"] for t in st.trace_details()}
@@ -391,7 +391,7 @@ def export(ctx: AnalyticsContext) -> Response:
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadRequest("format must be csv or json")
-    window_name = _window_param("1h")
+    window_name = window_param("1h")
     table = request.args.get("table") if fmt == "csv" else None
     if table is not None and table not in CSV_TABLES:
         raise BadRequest("table must be endpoints or timeseries")
@@ -484,6 +484,26 @@ VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (
 )
 
 
+def instances(ctx: AnalyticsContext) -> Response:
+    """One row per instance Prometheus scrapes (registered with the fleet source only)."""
+    fleet = ctx.fleet
+    if fleet is None:  # not routed without a fleet
+        return _json({"error": "not found"}, 404)
+    body = fleet.instances(window_param("5m"), ctx.apdex_t)
+    body["traces"] = {
+        "scope": "local",
+        "note": "Recent traces are this instance's; the fleet's are in the trace backend.",
+        "trace_viewer_url": ctx.settings.jaeger_url,
+        "link_template": ctx.settings.trace_link_template,
+    }
+    body["prometheus_url"] = ctx.settings.prometheus_url
+    return _json(body)
+
+
+#: the endpoints only the fleet source has (``analytics_source=prometheus``), as :data:`VIEWS`
+FLEET_VIEWS: tuple[tuple[str, str, Callable[..., Response]], ...] = (("/instances", "instances", instances),)
+
+
 #: endpoints the cap never refuses: the probes of load balancers and orchestrators, the links list
 UNCAPPED = frozenset({"health_live", "health_ready", "health", "dashboards"})
 
@@ -538,18 +558,18 @@ def create_blueprint(monitor: Monitor, settings: Settings, auth: Auth) -> Bluepr
     bp.before_request(functools.partial(guard, ctx))
     bp.after_request(add_headers)
     bp.register_error_handler(BadRequest, bad_request)
-    for rule, endpoint, view in VIEWS:
+    if ctx.fleet is not None:
+        bp.register_error_handler(FleetUnavailable, functools.partial(fleet_unavailable, ctx))
+    for rule, endpoint, view in VIEWS + (FLEET_VIEWS if ctx.fleet is not None else ()):
         handler: Callable[..., Response] = functools.partial(view, ctx)
         if endpoint not in UNCAPPED:
             handler = _capped(ctx.gate, handler)
         bp.add_url_rule(rule, endpoint, handler, methods=["GET"])
-    if ctx.fleet is not None:
-        attach(bp, ctx.fleet, settings, _window_param)
     register_dashboard(bp, auth, settings, monitor)
     return bp
 
 
-def _trace_link(template: str | None, entry: dict) -> str | None:
+def _trace_link(template: str | None, entry: Mapping[str, Any]) -> str | None:
     if not template:
         return None
     return template.replace("{trace_id}", str(entry.get("trace_id"))).replace("{span_id}", str(entry.get("span_id")))
@@ -607,7 +627,7 @@ def _guarded(chunks: Iterator[Any]) -> Iterator[Any]:
         log_internal_error("streaming an analytics export")
 
 
-def _csv_chunks(fields: tuple[str, ...], records: Iterable[dict]) -> Iterator[str]:
+def _csv_chunks(fields: tuple[str, ...], records: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     """A header row, then one row per record: what a spreadsheet or ``pandas.read_csv`` opens as is."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

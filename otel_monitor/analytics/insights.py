@@ -19,6 +19,7 @@ from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
 from ..settings import Settings
 from ._json import json_response
+from ._params import BadRequest, limit_param, window_param
 from .heatmap import METRICS, heatmap
 from .summary import WINDOWS, Key, Series, add, diff, extract
 from .users import CLIENTS_SHARE_KEY, MINUTES_KEPT, USERS_SHARE_KEY, merge_snapshots, top
@@ -34,7 +35,6 @@ __all__ = ["ViewContext", "setup", "versions_view", "users_view", "clients_view"
 #: each worker's requests since its last history write: {"version", "since", "requests"}
 UNWRITTEN_KEY: Channel[dict[str, Any]] = Channel("otel_monitor.analytics.unwritten")
 _HEATMAP_WINDOWS = ("1h", "6h", "24h", "7d")
-_MAX_LIMIT = 1000
 
 
 class ViewContext(Protocol):
@@ -49,32 +49,14 @@ class ViewContext(Protocol):
     def local(self) -> AnalyticsState: ...
 
 
-class _BadRequest(ValueError):
-    pass
-
-
 def _json(body: Any, status: int = 200) -> Response:
     return json_response(body, status)
-
-
-def _window(default: str, allowed: tuple[str, ...] = tuple(WINDOWS)) -> str:
-    name = request.args.get("window", default)
-    if name not in allowed:
-        raise _BadRequest(f"window must be one of {', '.join(allowed)}")
-    return name
-
-
-def _limit(default: int) -> int:
-    text = request.args.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= _MAX_LIMIT:
-        raise _BadRequest(f"limit must be a number from 1 to {_MAX_LIMIT}")
-    return int(text)
 
 
 def _answer(compute: Any) -> Response:
     try:
         return _json(compute())
-    except _BadRequest as exc:
+    except BadRequest as exc:
         return _json({"error": str(exc)}, 400)
 
 
@@ -158,7 +140,7 @@ def collect_versions(st: AnalyticsState, name: str) -> tuple[dict[str, VersionDa
 
 def versions_view(ctx: ViewContext) -> Response:
     def compute() -> dict[str, Any]:
-        name = _window("24h")
+        name = window_param("24h")
         if ctx.fleet is not None:
             return _fleet(ctx, name)
         st = ctx.local()
@@ -180,8 +162,8 @@ def _fleet(ctx: ViewContext, name: str) -> dict[str, Any]:
 
 
 def _identities(ctx: ViewContext, key: Channel[Any], label: str) -> dict[str, Any]:
-    name = _window("24h")
-    limit = _limit(100)
+    name = window_param("24h")
+    limit = limit_param(100)
     route = request.args.get("route") or None
     method = (request.args.get("method") or "").upper()[:16] or None
     st = ctx.local()
@@ -229,15 +211,15 @@ def _zone(name: str) -> dt.tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _BadRequest("tz must be an IANA time zone name such as UTC or Europe/Paris") from None
+        raise BadRequest("tz must be an IANA time zone name such as UTC or Europe/Paris") from None
 
 
 def heatmap_view(ctx: ViewContext) -> Response:
     def compute() -> dict[str, Any]:
-        name = _window("7d", _HEATMAP_WINDOWS)
+        name = window_param("7d", _HEATMAP_WINDOWS)
         metric = request.args.get("metric", "requests")
         if metric not in METRICS:
-            raise _BadRequest(f"metric must be one of {', '.join(METRICS)}")
+            raise BadRequest(f"metric must be one of {', '.join(METRICS)}")
         zone_name = request.args.get("tz", "UTC")[:64]
         zone = _zone(zone_name)
         st = ctx.local()

@@ -12,32 +12,35 @@ metrics of ``/metrics``, and ``/health`` for load balancers (``?scope=fleet`` as
 fleet's). Every Prometheus call is bounded: one deadline per analytics request
 (``analytics_prometheus_timeout_s``), and after a failure the next calls fail fast for a
 cool-down, so a slow Prometheus never ties up the app's workers.
+
+This module is the domain side: PromQL and turning answers into the analytics' series. The HTTP
+client is :mod:`._prometheus_client`, given to :class:`FleetState` as a constructor argument (a
+unit test passes a fake); the blueprint adds the routes (``/instances``) and the per-request cache.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 import math
 import re
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..settings import SettingsError
+from ._prometheus_client import PromClient, PrometheusQueries, PrometheusUnavailable, PromSeries
 from .summaries import Summaries, Tick
 from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from ..telemetry.pipeline import Pipeline
+    from . import AnalyticsState
 
-__all__ = ["FleetState", "FleetUnavailable", "PromClient", "fleet_selector", "validate_fleet_settings", "attach"]
+__all__ = ["FleetState", "FleetUnavailable", "build_fleet", "fleet_selector", "validate_fleet_settings"]
+
+#: a per-request cache (the request's ``flask.g`` slot in the blueprint, a plain dict elsewhere)
+Cache = dict[Any, Any]
 
 DURATION = "http_server_request_duration_seconds"
 #: the labels a request series is kept apart by (``url_scheme`` and the rest are summed away)
@@ -46,8 +49,6 @@ KEY_LABELS = ("instance", "http_route", "http_request_method", "http_response_st
 MIN_RANGE_S = 60.0
 #: points per chart (the step grows with the window)
 CHART_POINTS = 60
-#: a response larger than this is refused rather than parsed
-MAX_RESPONSE_BYTES = 32 << 20
 _SYSTEM_EXPRS = {
     # name -> PromQL over the selected series ({sel} is replaced); host values: the busiest host
     "cpu_pct": "max(system_cpu_utilization{{{sel}}}) * 100",
@@ -70,8 +71,8 @@ _INSTANCE_SYSTEM_EXPRS = {
 }
 
 
-class FleetUnavailable(RuntimeError):
-    """Prometheus did not answer usefully in time: the endpoint answers 503 with this message."""
+#: Prometheus did not answer usefully in time: the analytics endpoints answer 503 with its message
+FleetUnavailable = PrometheusUnavailable
 
 
 def fleet_selector(settings: Settings) -> str:
@@ -102,126 +103,10 @@ def validate_fleet_settings(settings: Settings) -> None:
         )
 
 
-# -- the HTTP client ---------------------------------------------------------------------------------
-
-
-class PromClient:
-    """A small client of Prometheus's HTTP API (``/api/v1/query`` and ``query_range``) on urllib.
-
-    Each call waits at most until ``deadline`` (monotonic seconds) and at most ``timeout``. After
-    a failure, calls fail at once for ``cooldown`` seconds with the same message: a down
-    Prometheus costs each analytics request nothing, not a timeout.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        timeout: float,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        cooldown: float | None = None,
-    ) -> None:
-        parts = urlsplit(url.rstrip("/"))
-        # Credentials inside the URL become Basic auth; shown in errors is the URL without them.
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-        self.base = f"{parts.scheme}://{netloc}{parts.path}"
-        self.shown_url = self.base
-        if parts.username and not token and username is None:
-            username = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
-        self.timeout = timeout
-        self.cooldown = min(10.0, max(2.0, 2 * timeout)) if cooldown is None else cooldown
-        self._headers = {"Accept": "application/json", "User-Agent": "otel_monitor fleet analytics"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
-        elif username is not None and password is not None:
-            pair = f"{username}:{password}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        self._lock = threading.Lock()
-        self._failed_until = 0.0
-        self._last_error = ""
-        # No proxies from the environment: the analytics talk to the Prometheus they were given.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def __repr__(self) -> str:  # never the credentials
-        return f"PromClient({self.shown_url!r})"
-
-    def query(self, expr: str, at: float, deadline: float | None = None) -> list[dict]:
-        return self._call("/api/v1/query", {"query": expr, "time": f"{at:.3f}"}, deadline)
-
-    def query_range(
-        self, expr: str, start: float, end: float, step: float, deadline: float | None = None
-    ) -> list[dict]:
-        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        return self._call("/api/v1/query_range", params, deadline)
-
-    def _call(self, path: str, params: dict[str, str], deadline: float | None) -> list[dict]:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._failed_until:
-                raise FleetUnavailable(self._last_error)
-        wait = self.timeout if deadline is None else min(self.timeout, deadline - now)
-        if wait <= 0.05:
-            raise self._fail(f"Prometheus at {self.shown_url} did not answer within {self.timeout:g} s")
-        params = {**params, "timeout": f"{max(1, int(wait * 1000))}ms"}
-        body = urllib.parse.urlencode(params).encode()
-        request = urllib.request.Request(
-            self.base + path,
-            data=body,
-            method="POST",
-            headers={**self._headers, "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        try:
-            with self._opener.open(request, timeout=wait) as response:
-                raw = response.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            detail = _error_text(exc)
-            if exc.code in (401, 403):
-                raise self._fail(f"Prometheus at {self.shown_url} refused the credentials (HTTP {exc.code})") from None
-            if exc.code == 400:  # our query: not Prometheus's fault, no cool-down
-                raise FleetUnavailable(f"Prometheus at {self.shown_url} rejected a query: {detail}") from None
-            raise self._fail(f"Prometheus at {self.shown_url} answered HTTP {exc.code}: {detail}") from None
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-                raise self._fail(f"Prometheus at {self.shown_url} did not answer within {wait:.1f} s") from None
-            raise self._fail(f"Prometheus at {self.shown_url} is unreachable ({reason})") from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise FleetUnavailable(f"Prometheus at {self.shown_url} sent more than {MAX_RESPONSE_BYTES >> 20} MiB")
-        try:
-            payload = json.loads(raw)
-            if payload.get("status") != "success":
-                raise ValueError(payload.get("error") or "status is not success")
-            result = payload["data"]["result"]
-            if not isinstance(result, list):
-                raise ValueError("expected a vector or a matrix")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise self._fail(f"Prometheus at {self.shown_url} sent an answer we cannot read ({exc})") from None
-        with self._lock:
-            self._failed_until = 0.0
-        return result
-
-    def _fail(self, message: str) -> FleetUnavailable:
-        with self._lock:
-            self._failed_until = time.monotonic() + self.cooldown
-            self._last_error = message
-        return FleetUnavailable(message)
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        payload = json.loads(exc.read(4096))
-        return str(payload.get("error", ""))[:300]
-    except Exception:  # noqa: BLE001 - the status code is enough then
-        return str(exc.reason)[:300]
-
-
 # -- from Prometheus's answers to our Series ---------------------------------------------------------
 
 
-def _number(text: Any) -> float:
+def _number(text: float | str) -> float:
     value = float(text)
     return 0.0 if math.isnan(value) else value
 
@@ -230,7 +115,7 @@ def _le(text: str) -> float:
     return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
 
 
-def histograms(items: list[dict], cap: RouteCap) -> tuple[dict[str, dict[Key, Series]], tuple]:
+def histograms(items: list[PromSeries], cap: RouteCap) -> tuple[dict[str, dict[Key, Series]], tuple[float, ...]]:
     """``{instance: {Key: Series}}`` and the bounds, from ``_bucket`` samples (``le``) and ``le="sum"``.
 
     A key's ``max`` is the upper bound of its highest non-empty bucket (Prometheus has no maximum).
@@ -310,7 +195,7 @@ def fleet_total(per_instance: Mapping[str, Mapping[Key, Series]]) -> dict[Key, S
 # -- the state the blueprint reads -------------------------------------------------------------------
 
 
-class _LazySystem(dict):
+class _LazySystem(dict[str, Any]):
     """The fleet's gauges, asked from Prometheus only by the views that read them (health)."""
 
     def __init__(self, load: Callable[[], dict[str, Any]]) -> None:
@@ -322,11 +207,11 @@ class _LazySystem(dict):
             load, self._load = self._load, None
             self.update(load())
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:
         self._loaded()
         return super().get(key, default)
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: str) -> Any:
         self._loaded()
         return super().__getitem__(key)
 
@@ -353,11 +238,11 @@ class FleetState:
 
     def __init__(
         self,
-        client: PromClient,
+        client: PrometheusQueries,
         settings: Settings,
-        local: Callable[[], Any],
+        local: Callable[[], AnalyticsState | None],
         clock: Callable[[], float] = time.time,
-        context: Callable[[], dict] | None = None,
+        context: Callable[[], Cache] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -365,10 +250,10 @@ class FleetState:
         self.prefix = settings.analytics_prefix.rstrip("/")
         self.local = local
         self.clock = clock
-        self.bounds: tuple = tuple(settings.http_server_duration_buckets)
+        self.bounds: tuple[float, ...] = tuple(settings.http_server_duration_buckets)
         self.ring = _NoRing()
-        self.last_seen: dict = {}
-        self._context = context or dict
+        self.last_seen: dict[tuple[str, str], float] = {}
+        self._context: Callable[[], Cache] = context or dict
         self._fallback_started = clock()
         #: the summaries of ``AnalyticsState.summaries``; here a tick is one analytics request (see :meth:`tick`)
         self.summaries = Summaries(self, settings.apdex_t_ms / 1000.0)
@@ -379,34 +264,36 @@ class FleetState:
 
     # -- per-request cache and deadline ------------------------------------------------------------
 
-    def _cache(self) -> dict:
+    def _cache(self) -> Cache:
         cache = self._context()
         if "deadline" not in cache:
             cache["deadline"] = time.monotonic() + self.client.timeout
         return cache
 
-    def _query(self, expr: str, at: float) -> list[dict]:
+    def _query(self, expr: str, at: float) -> list[PromSeries]:
         cache = self._cache()
         key = ("q", expr, at)
         if key not in cache:
             cache[key] = self.client.query(expr, at, cache["deadline"])
-        return cache[key]
+        rows: list[PromSeries] = cache[key]
+        return rows
 
-    def _query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+    def _query_range(self, expr: str, start: float, end: float, step: float) -> list[PromSeries]:
         cache = self._cache()
         key = ("r", expr, start, end, step)
         if key not in cache:
             cache[key] = self.client.query_range(expr, start, end, step, cache["deadline"])
-        return cache[key]
+        rows: list[PromSeries] = cache[key]
+        return rows
 
     # -- what the blueprint reads ----------------------------------------------------------------------
 
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> Pipeline:
         """``/metrics`` (the custom metrics' JSON) stays this process's."""
         return self._local_state().pipeline
 
-    def _local_state(self) -> Any:
+    def _local_state(self) -> AnalyticsState:
         state = self.local()
         if state is None:
             raise RuntimeError("otel_monitor analytics: no pipeline (monitoring disabled?)")
@@ -421,7 +308,7 @@ class FleetState:
             cache["started"] = _number(rows[0]["value"][1]) if rows else self._fallback_started
         return float(cache["started"])
 
-    def _now(self, cache: dict) -> float:
+    def _now(self, cache: Cache) -> float:
         if "now" not in cache:
             cache["now"] = self.clock()
         return float(cache["now"])
@@ -479,7 +366,8 @@ class FleetState:
         length = WINDOWS[name] if name in WINDOWS else 300.0
         key = ("window", name, at)
         if key in cache:
-            return cache[key]
+            cached: dict[str, Any] = cache[key]
+            return cached
         started = self.started
         items = self._query(self._histogram_expr(length), at)
         per_instance, bounds = histograms(items, RouteCap(self.settings.analytics_max_routes))
@@ -506,7 +394,9 @@ class FleetState:
         """The fleet's requests of a window: increase() over it (``all``: the cumulative counters)."""
         return self.window_by_instance(name, now)
 
-    def history_minutes(self, since: float, until: float) -> tuple[dict[int, dict[Key, Series]], dict[int, dict]]:
+    def history_minutes(
+        self, since: float, until: float
+    ) -> tuple[dict[int, dict[Key, Series]], dict[int, dict[str, Any]]]:
         """No history here: Prometheus keeps the long windows (every chart reads :meth:`steps`)."""
         return {}, {}
 
@@ -529,7 +419,7 @@ class FleetState:
             return []
         expr = self._histogram_expr(step, KEY_LABELS[1:])
         items = self._query_range(expr, start, end, step)
-        by_time: dict[float, list[dict]] = {}
+        by_time: dict[float, list[PromSeries]] = {}
         for item in items:
             for t, value in item.get("values", []):
                 by_time.setdefault(float(t), []).append({"metric": item["metric"], "value": [t, value]})
@@ -580,12 +470,14 @@ class FleetState:
         expr = " or ".join(f'label_replace({e}, "otel_monitor_figure", "{name}", "", "")' for name, e in exprs.items())
         rows: dict[float, dict[str, Any]] = {}
         for item in self._query_range(expr, start, end, step):
-            name = item["metric"].get("otel_monitor_figure")
+            figure = item["metric"].get("otel_monitor_figure")
+            if not figure:
+                continue
             for t, value in item.get("values", []):
-                rows.setdefault(float(t), {})[name] = _number(value)
+                rows.setdefault(float(t), {})[figure] = _number(value)
         return rows
 
-    def traces(self) -> list[dict]:
+    def traces(self) -> list[dict[str, Any]]:
         """Recent slow and failed requests are this process's: Prometheus holds no spans."""
         return self._local_state().traces()
 
@@ -652,70 +544,31 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-# -- wiring into the blueprint ---------------------------------------------------------------------
+# -- building the source ------------------------------------------------------------------------------
 
 
-def build_fleet(settings: Settings, local: Callable[[], Any]) -> FleetState | None:
-    """The fleet state for ``settings`` (None for the default in-process source)."""
+def build_fleet(
+    settings: Settings,
+    local: Callable[[], AnalyticsState | None],
+    context: Callable[[], Cache] | None = None,
+    client: PrometheusQueries | None = None,
+) -> FleetState | None:
+    """The fleet state for ``settings`` (None for the default in-process source).
+
+    ``context`` gives each analytics request its cache (the blueprint passes the request's
+    ``flask.g`` slot); ``client`` defaults to a :class:`PromClient` of the configured Prometheus.
+    """
     if settings.analytics_source != "prometheus":
         return None
     validate_fleet_settings(settings)
-    url = settings.analytics_prometheus_url or settings.prometheus_url
-    assert url is not None  # validate_fleet_settings refused a fleet without one
-    client = PromClient(
-        url,
-        settings.analytics_prometheus_timeout_s,
-        token=settings.analytics_prometheus_token,
-        username=settings.analytics_prometheus_username,
-        password=settings.analytics_prometheus_password,
-    )
-
-    def context() -> dict:
-        from flask import g, has_request_context
-
-        if not has_request_context():
-            return {}
-        cache = g.get("_otel_monitor_fleet")
-        if cache is None:
-            cache = {}
-            g._otel_monitor_fleet = cache
-        return cache
-
+    if client is None:
+        url = settings.analytics_prometheus_url or settings.prometheus_url
+        assert url is not None  # validate_fleet_settings refused a fleet without one
+        client = PromClient(
+            url,
+            settings.analytics_prometheus_timeout_s,
+            token=settings.analytics_prometheus_token,
+            username=settings.analytics_prometheus_username,
+            password=settings.analytics_prometheus_password,
+        )
     return FleetState(client, settings, local, context=context)
-
-
-def attach(bp: Any, fleet: FleetState, settings: Settings, window_param: Callable[[str], str]) -> None:
-    """The fleet's own view (``/instances``) and its error answer on the analytics blueprint."""
-    from flask import Response
-
-    apdex_t = settings.apdex_t_ms / 1000.0
-
-    def unavailable(exc: FleetUnavailable) -> Response:
-        body = {"error": str(exc), "source": "prometheus", "selector": fleet.selector}
-        return Response(json.dumps(body), status=503, mimetype="application/json", headers={"Retry-After": "10"})
-
-    bp.register_error_handler(FleetUnavailable, unavailable)
-
-    def instances() -> Response:
-        body = fleet.instances(window_param("5m"), apdex_t)
-        body["traces"] = {
-            "scope": "local",
-            "note": "Recent traces are this instance's; the fleet's are in the trace backend.",
-            "trace_viewer_url": settings.jaeger_url,
-            "link_template": settings.trace_link_template,
-        }
-        body["prometheus_url"] = settings.prometheus_url
-        text = json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
-        return Response(text, mimetype="application/json")
-
-    bp.add_url_rule("/instances", "instances", instances, methods=["GET"])
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -18,8 +18,12 @@ they count the same batches again under the same names, so :func:`lost_spans` an
 ``Retry-After`` beyond the export timeout: the SDK gives up that batch and posts the next one a
 second later, so an overloaded collector is hit ~once a second. We remember the time the
 collector asked for: a batch due before it waits for it when that fits in the export timeout,
-otherwise it is dropped unsent (counted). The header is read from the OTLP/HTTP client's
-responses (a private SDK attribute, used only when present).
+otherwise it is dropped unsent (counted). The status and the header come through the exporters'
+public ``session=`` argument: the pipeline gives the OTLP/HTTP exporters a
+:class:`~._export_session.ExportSession`, which writes each response into the
+:class:`ExportOutcome` this module opens around the export (a context variable of the export's
+thread). An exporter without it (gRPC, console, a credential provider's session) is still counted,
+by its result and exception, without the hold-back.
 
 Failures are logged rate-limited (one line per reason per :data:`~otel_monitor._safe_log.INTERVAL`),
 and so are the SDK exporters' own per-batch error lines.
@@ -28,14 +32,16 @@ and so are the SDK exporters' own per-batch error lines.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -57,6 +63,9 @@ __all__ = [
     "LOG_EXPORTED_METRIC",
     "lost_spans",
     "lost_logs",
+    "ExportOutcome",
+    "current_outcome",
+    "observed_export",
 ]
 
 _logger = logging.getLogger("otel_monitor")
@@ -103,13 +112,42 @@ def _component_type(exporter: object, signal: str) -> str:
     return type(exporter).__name__
 
 
-def _retry_after_s(result: Any) -> float | None:
-    try:
-        from opentelemetry.exporter.otlp.common.http import _extract_retry_after
+class ExportOutcome:
+    """How the HTTP requests of one export ended, as its exporter's session saw them (the SDK
+    retries inside one export: the last response or exception, the latest ``Retry-After``)."""
 
-        return _extract_retry_after(result)
-    except Exception:  # noqa: BLE001 - an SDK without the helper, or a result without headers
-        return None
+    def __init__(self) -> None:
+        #: the last response's status code (None: no response, or none seen)
+        self.status: int | None = None
+        #: the last transport exception's class name (``ReadTimeout``, ``ConnectionError``)
+        self.error: str | None = None
+        #: monotonic time before which the collector asked not to be sent to (0: no wait asked)
+        self.not_before = 0.0
+
+    def responded(self, status: int | None, error: str | None, retry_after_s: float | None) -> None:
+        """One HTTP request of the export ended: its status (or exception) and ``Retry-After``."""
+        self.status, self.error = status, error
+        if retry_after_s is not None and retry_after_s > 0:
+            self.not_before = max(self.not_before, time.monotonic() + retry_after_s)
+
+
+_outcome: contextvars.ContextVar[ExportOutcome | None] = contextvars.ContextVar("otel_monitor_export", default=None)
+
+
+def current_outcome() -> ExportOutcome | None:
+    """The outcome of the accounted export running on this thread, if any (read by the session)."""
+    return _outcome.get()
+
+
+@contextlib.contextmanager
+def observed_export() -> Iterator[ExportOutcome]:
+    """An :class:`ExportOutcome` that this thread's export session writes to while the block runs."""
+    outcome = ExportOutcome()
+    token = _outcome.set(outcome)
+    try:
+        yield outcome
+    finally:
+        _outcome.reset(token)
 
 
 class ExportStatus:
@@ -170,17 +208,16 @@ class _Accounting:
 
     def __init__(
         self,
-        exporter: Any,
-        meter_provider: Any,
+        exporter: object,
+        meter_provider: MeterProvider,
         signal: _Signal,
         status: ExportStatus | None,
         timeout_s: float | None,
     ) -> None:
-        self.exporter = exporter
         self.signal = signal
         self.status = status
-        timeout = getattr(exporter, "_timeout", None) or getattr(getattr(exporter, "_client", None), "_timeout", None)
-        self.timeout_s = float(timeout_s if timeout_s is not None else timeout or _DEFAULT_TIMEOUT_S)
+        #: the export timeout (``otlp_timeout``): a longer ``Retry-After`` drops the batch unsent
+        self.timeout_s = float(timeout_s if timeout_s is not None else _DEFAULT_TIMEOUT_S)
         kind = _component_type(exporter, "span" if signal is SPANS else "log")
         with _Accounting._instances_lock:
             number = _Accounting._instances.get(kind, 0)
@@ -189,43 +226,9 @@ class _Accounting:
         meter = meter_provider.get_meter(METER_SCOPE)
         self._exported = meter.create_counter(signal.metric, unit=signal.unit, description=signal.description)
         self._not_before = 0.0  # monotonic time the collector asked us to wait for
-        self._last_status: int | None = None
-        self._last_error: str | None = None  # the transport's exception (ReadTimeout, ConnectionError)
         self._stopped = threading.Event()
         self._pending: Callable[[], int] | None = None  # items queued in the batch processor
-        self._watch_responses()
         _rate_limit_sdk_logs()
-
-    def _watch_responses(self) -> None:
-        """Read status and Retry-After of the OTLP/HTTP client's responses (the result hides them).
-
-        Why a private attribute: ``SpanExporter.export`` answers only SUCCESS or FAILURE, and the
-        SDK's HTTP client keeps the response (status, ``Retry-After``) to itself. The public route
-        is the exporter's ``session=`` argument: a ``requests.Session`` whose ``send`` records each
-        response, given when :mod:`.pipeline` builds the exporter; until then, the client's
-        ``_submit`` is wrapped when it exists, and accounting works without it (no hold-back)."""
-        client = getattr(self.exporter, "_client", None)
-        submit = getattr(client, "_submit", None)
-        if submit is None:
-            return
-
-        def watched(data: bytes, timeout: float) -> Any:
-            result = submit(data, timeout)
-            try:
-                self._last_status = getattr(result, "status_code", None)
-                error = getattr(result, "error", None)
-                self._last_error = type(error).__qualname__ if error is not None else None
-                wait = _retry_after_s(result) if self._last_status in (429, 503) else None
-                if wait is not None and wait > 0:
-                    self._not_before = max(self._not_before, time.monotonic() + wait)
-            except Exception:  # noqa: BLE001 - accounting never breaks the export
-                pass
-            return result
-
-        try:
-            setattr(client, "_submit", watched)  # noqa: B010 - the client is untyped SDK internals
-        except Exception:  # noqa: BLE001 - unknown SDK internals: accounting is optional
-            pass
 
     def _count(self, items: int, error: str | None) -> None:
         if self.status is not None:
@@ -266,20 +269,21 @@ class _Accounting:
             if self._stopped.wait(wait):
                 self.lost(count, "shutdown")
                 return False
-        self._last_status, self._last_error = None, None
-        try:
-            ok = send()
-        except Exception as exc:  # noqa: BLE001 - an exporter that raises loses the batch, nothing more
-            self.lost(count, type(exc).__qualname__, str(exc))
-            return False
-        if ok:
+        raised: Exception | None = None
+        with observed_export() as outcome:
+            try:
+                ok = send()
+            except Exception as exc:  # noqa: BLE001 - an exporter that raises loses the batch, nothing more
+                ok, raised = False, exc
+        self._not_before = max(self._not_before, outcome.not_before)
+        if raised is not None:
+            self.lost(count, type(raised).__qualname__, str(raised))
+        elif ok:
             self._count(count, None)
+        elif outcome.status and outcome.status >= 400:
+            self.lost(count, str(outcome.status))
         else:
-            status = self._last_status
-            if status and status >= 400:
-                self.lost(count, str(status))
-            else:
-                self.lost(count, self._last_error or "export_failed")
+            self.lost(count, outcome.error or "export_failed")
         return ok
 
     def count_queued_at_shutdown(self, queued: Callable[[], int]) -> None:
@@ -305,7 +309,7 @@ class AccountedSpanExporter(SpanExporter):
     def __init__(
         self,
         exporter: SpanExporter,
-        meter_provider: Any,
+        meter_provider: MeterProvider,
         timeout_s: float | None = None,
         status: ExportStatus | None = None,
     ) -> None:
@@ -330,7 +334,7 @@ class AccountedLogExporter(LogRecordExporter):
     def __init__(
         self,
         exporter: LogRecordExporter,
-        meter_provider: Any,
+        meter_provider: MeterProvider,
         timeout_s: float | None = None,
         status: ExportStatus | None = None,
     ) -> None:
@@ -343,7 +347,8 @@ class AccountedLogExporter(LogRecordExporter):
 
     def shutdown(self) -> None:
         self.accounting.shutdown()
-        self.exporter.shutdown()
+        shutdown: Callable[[], None] = self.exporter.shutdown  # the SDK's method is not annotated
+        shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.exporter.force_flush(timeout_millis))
@@ -378,16 +383,25 @@ class StatusMetricExporter(MetricExporter):
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
-def account(exporter: SpanExporter, meter_provider: Any, status: ExportStatus | None = None) -> SpanExporter:
-    """``exporter`` with its exported and lost spans counted on ``meter_provider``'s meter."""
-    return AccountedSpanExporter(exporter, meter_provider, status=status)
+def account(
+    exporter: SpanExporter,
+    meter_provider: MeterProvider,
+    status: ExportStatus | None = None,
+    timeout_s: float | None = None,
+) -> SpanExporter:
+    """``exporter`` with its exported and lost spans counted on ``meter_provider``'s meter;
+    ``timeout_s`` is its export timeout (a longer ``Retry-After`` drops a batch unsent)."""
+    return AccountedSpanExporter(exporter, meter_provider, timeout_s=timeout_s, status=status)
 
 
 def account_logs(
-    exporter: LogRecordExporter, meter_provider: Any, status: ExportStatus | None = None
+    exporter: LogRecordExporter,
+    meter_provider: MeterProvider,
+    status: ExportStatus | None = None,
+    timeout_s: float | None = None,
 ) -> LogRecordExporter:
     """``exporter`` with its exported and lost log records counted on ``meter_provider``'s meter."""
-    return AccountedLogExporter(exporter, meter_provider, status=status)
+    return AccountedLogExporter(exporter, meter_provider, timeout_s=timeout_s, status=status)
 
 
 def watch_metrics(exporter: MetricExporter, status: ExportStatus) -> MetricExporter:
@@ -395,7 +409,10 @@ def watch_metrics(exporter: MetricExporter, status: ExportStatus) -> MetricExpor
     return StatusMetricExporter(exporter, status)
 
 
-def count_unexported_at_shutdown(processor: Any) -> Any:
+_Processor = TypeVar("_Processor")
+
+
+def count_unexported_at_shutdown(processor: _Processor) -> _Processor:
     """Let the accounted exporter of ``processor`` (a BatchSpanProcessor) count the spans still
     queued when it is shut down. Returns ``processor``; a processor of another shape is left as is.
 
@@ -410,7 +427,7 @@ def count_unexported_at_shutdown(processor: Any) -> Any:
     return processor
 
 
-def _lost(data: Any, exported: str, processed: str) -> dict[str, int]:
+def _lost(data: MetricsData | None, exported: str, processed: str) -> dict[str, int]:
     lost: dict[str, int] = {}
     for scope, metric in iter_scoped(data):
         # Export outcomes only from our own accounting: with OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
@@ -426,12 +443,12 @@ def _lost(data: Any, exported: str, processed: str) -> dict[str, int]:
     return lost
 
 
-def lost_spans(data: Any) -> dict[str, int]:
+def lost_spans(data: MetricsData | None) -> dict[str, int]:
     """Spans lost so far, by reason: the processor's drops and the exporters' failures in ``data``."""
     return _lost(data, EXPORTED_METRIC, PROCESSED_METRIC)
 
 
-def lost_logs(data: Any) -> dict[str, int]:
+def lost_logs(data: MetricsData | None) -> dict[str, int]:
     """Log records lost so far, by reason: the processor's drops and the exporters' failures."""
     return _lost(data, LOG_EXPORTED_METRIC, LOG_PROCESSED_METRIC)
 

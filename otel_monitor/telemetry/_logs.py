@@ -77,7 +77,7 @@ def build_logger_provider(
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
                     RedactingLogExporter(
-                        account_logs(exporter, meter_provider, status),
+                        account_logs(exporter, meter_provider, status, timeout_s=settings.otlp_timeout),
                         redactor_for(tuple(settings.sensitive_query_params)),
                     ),
                     schedule_delay_millis=settings.blrp_schedule_delay,

@@ -127,6 +127,12 @@ def _exporters(settings: Settings, signal: str) -> list[Any]:
             kwargs = {"endpoint": endpoint, "headers": headers, "timeout": settings.otlp_timeout}
             if name == "grpc":
                 kwargs["insecure"] = endpoint.startswith("http://")
+            else:  # the export accounting reads each response's status and Retry-After through it
+                from ._export_session import export_session
+
+                session = export_session(signal)
+                if session is not None:
+                    kwargs["session"] = session
         module, cls = _EXPORTERS[(signal, name)]
         if signal == "traces" and settings.otlp_traces_encoder == "fast":
             module, cls = _FAST_SPAN_EXPORTERS.get(name, (module, cls))
@@ -361,7 +367,7 @@ def _batch_processor(
     with sdk_internal_metrics():
         return count_unexported_at_shutdown(
             BatchSpanProcessor(
-                account(exporter, meter_provider, exports),
+                account(exporter, meter_provider, exports, timeout_s=settings.otlp_timeout),
                 max_queue_size=settings.bsp_max_queue_size,
                 schedule_delay_millis=settings.bsp_schedule_delay,
                 max_export_batch_size=min(settings.bsp_max_export_batch_size, settings.bsp_max_queue_size),
