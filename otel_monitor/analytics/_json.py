@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from flask import Response
 
 __all__ = ["clean", "json_text", "json_response"]
 
 
-def clean(value: Any) -> Any:
+def clean(value: object) -> object:
     """``value`` with every NaN or infinite float replaced by None and every key a string."""
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
@@ -22,9 +21,9 @@ def clean(value: Any) -> Any:
     return value
 
 
-def json_text(body: Any) -> str:
+def json_text(body: object) -> str:
     return json.dumps(clean(body), separators=(",", ":"), allow_nan=False)
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: object, status: int = 200) -> Response:
     return Response(json_text(body), status, mimetype="application/json")

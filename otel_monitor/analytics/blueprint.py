@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, has_request_context, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from .._safe_log import log_internal_error
 from . import insights
@@ -56,6 +57,8 @@ from .summaries import Tick, WindowSummary
 from .summary import READINESS_CHECKS, WINDOWS
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from ..monitor import Monitor
     from ..settings import Settings
     from . import AnalyticsState
@@ -86,7 +89,7 @@ _HEALTH_ENDPOINTS = frozenset(f"{_NAME}.{view}" for view in ("health", "health_l
 # -- JSON answers ----------------------------------------------------------------------------------
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_text(body), status=status, mimetype="application/json", headers=headers)
 
 
@@ -148,7 +151,7 @@ def _request_cache() -> Cache:
 # -- access control and headers --------------------------------------------------------------------
 
 
-def guard(ctx: AnalyticsContext) -> Any:
+def guard(ctx: AnalyticsContext) -> BaseResponse | None:
     """Authenticate the request (None lets it through), exchange a login link for a session."""
     auth = ctx.auth
     endpoint = request.endpoint or ""
@@ -514,7 +517,7 @@ def _capped(gate: Gate, view: Callable[..., Response]) -> Callable[..., Response
     A streamed answer keeps its slot until the stream ends or is closed (its formatting is the work).
     """
 
-    def capped(**kwargs: Any) -> Response:
+    def capped(**kwargs: object) -> Response:
         if not gate.enter():
             return _json(
                 {"error": "the analytics are busy (too many requests at once); retry later"},
@@ -578,7 +581,7 @@ def _trace_link(template: str | None, entry: Mapping[str, Any]) -> str | None:
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: object) -> object:
     """CSV cells that a spreadsheet would run as a formula get a leading quote (CWE-1236)."""
     if isinstance(value, str) and value.startswith(_FORMULA):
         return "'" + value
@@ -657,9 +660,10 @@ class _Pipe(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:
-        self._chunks.append(bytes(data))
-        return len(data)
+    def write(self, data: ReadableBuffer) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        return len(chunk)
 
     def take(self) -> bytes:
         data = b"".join(self._chunks)
@@ -685,7 +689,7 @@ def _zip_chunks(files: dict[str, Iterator[str]]) -> Iterator[bytes]:
     yield pipe.take()
 
 
-def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
+def _json_chunks(body: object, depth: int = 3) -> Iterator[str]:
     """``json_text(body)`` in pieces: lists and dicts down to ``depth`` streamed item by item."""
     pending: list[str] = []
     size = 0
@@ -698,7 +702,7 @@ def _json_chunks(body: Any, depth: int = 3) -> Iterator[str]:
     yield "".join(pending)
 
 
-def _json_pieces(value: Any, depth: int) -> Iterator[str]:
+def _json_pieces(value: object, depth: int) -> Iterator[str]:
     if depth <= 0 or not isinstance(value, (dict, list, tuple)):
         yield json_text(value)
     elif isinstance(value, dict):

@@ -9,6 +9,7 @@ last history write, so that windows include the running processes' unwritten min
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Response, request
@@ -49,11 +50,11 @@ class ViewContext(Protocol):
     def local(self) -> AnalyticsState: ...
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: object, status: int = 200) -> Response:
     return json_response(body, status)
 
 
-def _answer(compute: Any) -> Response:
+def _answer(compute: Callable[[], object]) -> Response:
     try:
         return _json(compute())
     except BadRequest as exc:

@@ -70,7 +70,7 @@ def startup_checks(settings: Settings) -> None:
     validate_settings(settings)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):

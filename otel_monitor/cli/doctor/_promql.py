@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "PROMETHEUS_SERIES",
@@ -117,7 +116,7 @@ def dashboard_expressions(path: Path) -> list[tuple[str, str]]:
     data = json.loads(path.read_text(encoding="utf-8"))
     found: list[tuple[str, str]] = []
 
-    def walk(node: Any, where: str) -> None:
+    def walk(node: object, where: str) -> None:
         if isinstance(node, dict):
             title = node.get("title") or node.get("name") or where
             for key, value in node.items():
