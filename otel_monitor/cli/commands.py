@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..__about__ import __version__
 from ..settings import FIELDS, SettingsError, config_key, resolve_settings
+from .doctor._links import docs_url
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -160,7 +161,7 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (the same as Monitor(app)'s; see docs/settings.md)")
+    group = parser.add_argument_group(f"settings (the same as Monitor(app)'s; see {docs_url('settings.md')})")
     group.add_argument("--service-name", metavar="NAME", help="service.name of the telemetry (OTEL_SERVICE_NAME)")
     group.add_argument(
         "--otlp-endpoint",
@@ -442,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--test-alert",
         action="store_true",
-        help="send a TEST notification to every alert destination (docs/alerts.md) and report each outcome",
+        help=f"send a TEST notification to every alert destination ({docs_url('alerts.md')}) and report each outcome",
     )
     add_setting_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)
