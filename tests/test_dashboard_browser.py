@@ -1106,14 +1106,18 @@ def test_docs_screenshots_of_the_demo_story_overview_trace_versions_and_alerts(b
         rows.first.wait_for()
         # The list is the analytics' tick's (up to 10 s old): an order's tree may have been evicted since,
         # leaving only the inventory request it called (a tree of the same trace, slow in the incident).
-        # Open the first order whose tree is still kept, as the user would.
+        # Open the newest order whose tree is still kept with its profile (on a busy machine the profiler
+        # may have had no turn during a request), as the user would.
         kept = None
         for trace_id in rows.evaluate_all("rows => rows.map(r => r.dataset.trace)"):
             detail = page.request.get(base + PREFIX + "/traces/" + trace_id)
-            if detail.status == 200 and detail.json()["spans"][0]["name"] == "POST /api/orders":
+            if detail.status != 200:
+                continue
+            tree = detail.json()
+            if tree["spans"][0]["name"] == "POST /api/orders" and tree.get("profile"):
                 kept = trace_id
                 break
-        assert kept is not None, "no slow order kept"
+        assert kept is not None, "no slow order kept with its profile"
         # (the inventory request of the same trace has a row with the same trace id)
         page.locator(f'#trace-rows tr[data-trace="{kept}"]', has_text="/api/orders").locator(".route-text").click()
         page.locator("#trace-detail .flame-card").wait_for()
