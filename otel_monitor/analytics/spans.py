@@ -30,6 +30,9 @@ _ERROR = StatusCode.ERROR
 class RecentRequests(SpanProcessor):
     """Keeps the last ``kept`` slow and the last ``kept`` failed SERVER spans of this process."""
 
+    #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
+    reads_ended_spans_only = True
+
     def __init__(
         self,
         slow_ms: float,

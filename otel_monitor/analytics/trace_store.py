@@ -60,6 +60,9 @@ class TraceStore(SpanProcessor):
     span's ``end`` (on the thread that served the request).
     """
 
+    #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
+    reads_ended_spans_only = True
+
     def __init__(
         self,
         slow_ms: float,

@@ -46,6 +46,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
 from ._header_capture import HeaderCapture
+from ._server_span import ServerSpan
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
     from ._request_metrics import RequestMetrics
+    from ._server_span import ServerSpans
 
 
 class RequestPipeline(Protocol):
@@ -67,6 +69,8 @@ class RequestPipeline(Protocol):
     propagator: TextMapPropagator
     extract_keys: tuple[str, ...]
     request_metrics: RequestMetrics
+    #: starts request spans in a light structure when every span processor allows it (None: never)
+    server_spans: ServerSpans | None
     #: requests recorded (a cheap "anything new?" signal for background jobs)
     requests_seen: int
     #: in-flight requests, and the (method, scheme) pairs seen
@@ -137,6 +141,9 @@ def _set_clean_attributes(span: Any, attributes: dict) -> None:
     here); for a plain SDK span with no length limit we store them directly, under the same lock
     the SDK uses. Any other span, or an SDK whose internals differ, takes the public call.
     """
+    if type(span) is ServerSpan:
+        span.set_own(attributes)
+        return
     bounded = getattr(span, "_attributes", None)
     if (
         type(bounded) is BoundedAttributes
@@ -315,7 +322,13 @@ class _Request:
             current = trace.get_current_span()
             if getattr(current, "kind", None) is _SERVER and current.is_recording():
                 self.outer, kind = current, _INTERNAL
-        if tracer.sampler is pipeline.settings_sampler:
+        spans = pipeline.server_spans
+        if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
+            # The light span (_server_span): what processors read, without the SDK span's own cost.
+            span = spans.start(name, parent, kind, time.time_ns())
+            if type(span) is ServerSpan:
+                span.set_own(self._span_attributes(environ, path))
+        elif tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
             span = tracer.start_span(name, parent, kind)
             if span.is_recording():

@@ -29,8 +29,9 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -48,6 +49,7 @@ from ..metrics.metrics_view import Channel, LocalView, MetricsView
 from ..request._propagation import build_propagator
 from ..request._request_metrics import RequestMetrics
 from ..request._request_path import finish_unclosed
+from ..request._server_span import ServerSpans, SpanProcessors
 from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
 from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, sdk_internal_metrics, watch_metrics
@@ -218,6 +220,8 @@ class Pipeline:
     instruments: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: how each signal's last export ended (``/health`` reports exports failing)
     exports: ExportStatus = field(default_factory=ExportStatus)
+    #: starts the request spans in a light structure (see otel_monitor.request._server_span); None: the SDK's
+    server_spans: ServerSpans | None = None
 
     def __post_init__(self) -> None:
         # the SDK's TracerProvider makes SDK tracers (the request path reads their sampler)
@@ -412,11 +416,18 @@ def build_pipeline(
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
     )
+    # The provider's processors and limits, built here so the request spans share them (_server_span).
+    processors = SpanProcessors()
+    limits = SpanLimits()
+    ids = id_generator(settings.id_generator)
+    sampler = _sampler(settings)
     tracer_provider = TracerProvider(
         resource=resource,
-        sampler=_sampler(settings),
+        sampler=sampler,
         shutdown_on_exit=False,
-        id_generator=id_generator(settings.id_generator),
+        active_span_processor=processors,
+        id_generator=ids,
+        span_limits=limits,
     )
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings, exports))
@@ -431,6 +442,9 @@ def build_pipeline(
         exports=exports,
         request_metrics=request_metrics,
         view_for=view_for,
+        server_spans=ServerSpans(
+            processors, resource, ids, sampler, limits, InstrumentationScope(SCOPE, __about__.__version__, SCHEMA_URL)
+        ),
     )
     logs = log_exporters(settings)
     if logs:
