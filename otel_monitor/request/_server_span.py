@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import traceback
-from time import time_ns
 from collections.abc import Sequence
+from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -66,7 +66,9 @@ class SpanProcessors(SynchronousMultiSpanProcessor):
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
-        if not (type(span_processor) in _READ_AT_END or getattr(span_processor, "reads_ended_spans_only", False) is True):
+        if not (
+            type(span_processor) in _READ_AT_END or getattr(span_processor, "reads_ended_spans_only", False) is True
+        ):
             self.read_at_end_only = False
 
 
@@ -159,8 +161,14 @@ class ServerSpan(trace.Span, ReadableSpan):
 
     def set_own(self, attributes: dict[str, Any]) -> None:
         """Attributes the request path built (str and int, bounded): stored as they are."""
-        if self._end_time is None:
+        if self._end_time is not None:
+            return
+        maxlen = self._spans.limits.max_span_attributes
+        if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
             self._attributes.update(attributes)
+        else:  # the count limit reached: the SDK's rule, key by key
+            for key, value in attributes.items():
+                self._store(key, value)
 
     # -- trace.Span --------------------------------------------------------------------------------
 
