@@ -30,6 +30,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
@@ -52,6 +53,9 @@ _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
 _OK = StatusCode.OK
 _NO_LINKS: tuple[Link, ...] = ()
+#: what ``Decision.is_sampled()`` / ``is_recording()`` answer, as sets (the SDK's methods are unannotated)
+_SAMPLED_DECISIONS = frozenset((Decision.RECORD_AND_SAMPLE,))
+_RECORDING_DECISIONS = frozenset((Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE))
 #: processors known to read a span only in ``on_end``, once it no longer changes
 _READ_AT_END: tuple[type, ...] = (BatchSpanProcessor, SimpleSpanProcessor)
 
@@ -60,7 +64,7 @@ class SpanProcessors(SynchronousMultiSpanProcessor):
     """The tracer provider's span processors, knowing whether they all read spans only at their end."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call, unused-ignore]  # the SDK's constructor is unannotated
         #: True while every processor added reads spans only in ``on_end`` (the light path's condition)
         self.read_at_end_only = True
 
@@ -102,22 +106,23 @@ class ServerSpans:
 
     def start(self, name: str, parent: Context | None, kind: SpanKind, start_time: int) -> trace.Span:
         """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler."""
-        parent_context = trace.get_current_span(parent).get_span_context()
-        if parent_context is None or not parent_context.is_valid:
-            parent_context = None
+        found: SpanContext | None = trace.get_current_span(parent).get_span_context()
+        parent_context = found if found is not None and found.is_valid else None
+        if parent_context is None:
             trace_id = self.ids.generate_trace_id()
             random = self._random_ids
         else:
             trace_id = parent_context.trace_id
             random = parent_context.trace_flags.random_trace_id
         result = self.sampler.should_sample(parent, trace_id, name, kind, None, None)
-        sampled = result.decision.is_sampled()
+        decision = result.decision
+        sampled = decision in _SAMPLED_DECISIONS
         if random:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
         context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, result.trace_state)
-        if not result.decision.is_recording():
+        if decision not in _RECORDING_DECISIONS:
             return trace.NonRecordingSpan(context)
         return ServerSpan(self, name, context, parent_context, kind, start_time)
 
@@ -140,7 +145,8 @@ class ServerSpan(trace.Span, ReadableSpan):
     ) -> None:
         # ReadableSpan's fields, set directly (its __init__ would build an empty Resource)
         self._name = name
-        self._context = context
+        self._context: SpanContext | None = context
+        self._span_context = context  # the same, typed as always present
         self._kind = kind
         self._instrumentation_info = None
         self._instrumentation_scope = spans.scope
@@ -173,7 +179,11 @@ class ServerSpan(trace.Span, ReadableSpan):
     # -- trace.Span --------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self._span_context
+
+    @property
+    def context(self) -> SpanContext:
+        return self._span_context
 
     def is_recording(self) -> bool:
         return self._end_time is None

@@ -77,13 +77,13 @@ def _sampler(settings: Settings) -> sampling.Sampler:
     return root[name]
 
 
-def _exporter_names(configured: tuple | None, settings: Settings, endpoint: str | None) -> tuple:
+def _exporter_names(configured: tuple[str, ...] | None, settings: Settings, endpoint: str | None) -> tuple[str, ...]:
     if configured is not None:
         return configured
     return ("otlp",) if (settings.otlp_endpoint or endpoint) else ()
 
 
-def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict]:
+def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict[str, str]]:
     protocol = getattr(settings, f"otlp_{signal}_protocol") or settings.otlp_protocol
     endpoint = getattr(settings, f"otlp_{signal}_endpoint")
     # Per-signal headers replace the general ones (the specification): a per-signal endpoint at
@@ -238,11 +238,11 @@ class Pipeline:
             )
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
-        self.active: set = set()
-        self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        self.active: set[Any] = set()
+        self.active_keys: set[Any] = set()  # (method, scheme) seen: reported as 0 when idle
         #: thread ident -> the request that thread is serving now (read by the sampling profiler,
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
-        self.serving: dict = {}
+        self.serving: dict[int, Any] = {}
         #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
         self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
@@ -259,12 +259,12 @@ class Pipeline:
         before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
         self.view = view
 
-    def _observe_active(self, options: Any) -> list:
+    def _observe_active(self, options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
 
         finish_unclosed(self.active)  # responses ended without close() count before this reading
 
-        counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
+        counts: dict[tuple[str, str], int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
             key = (request.method, request.scheme)
             counts[key] = counts.get(key, 0) + 1
@@ -363,7 +363,7 @@ def _batch_processor(
     processor is built; dropping spans silently is not acceptable, so we set it for that moment.
     """
     with sdk_internal_metrics():
-        return count_unexported_at_shutdown(
+        processor: BatchSpanProcessor = count_unexported_at_shutdown(
             BatchSpanProcessor(
                 account(exporter, meter_provider, exports),
                 max_queue_size=settings.bsp_max_queue_size,
@@ -373,6 +373,7 @@ def _batch_processor(
                 meter_provider=meter_provider,
             )
         )
+    return processor
 
 
 def request_metrics_for(settings: Settings, push: bool) -> RequestMetrics:
