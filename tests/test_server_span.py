@@ -294,3 +294,44 @@ def test_an_unsampled_request_has_a_non_recording_span_with_real_ids(monitors):
     assert not span.get_span_context().trace_flags.sampled
     assert telemetry.spans() == []
     assert telemetry.point("http.server.request.duration", **{"http.route": "/"}).count == 1
+
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "incoming_flags", "recorded"),
+    [
+        ("parentbased_always_on", "01", True),
+        ("parentbased_always_on", "00", False),
+        ("parentbased_always_off", "01", True),
+        ("parentbased_always_off", "00", False),
+        ("always_on", "00", True),
+        ("always_off", "01", False),
+        ("parentbased_traceidratio", "01", True),
+        ("parentbased_traceidratio", "00", False),
+    ],
+)
+def test_the_request_span_follows_the_settings_sampler_and_keeps_the_incoming_trace(
+    monitors, sampler, incoming_flags, recorded
+):
+    app = Flask("sampling_app")
+    seen = {}
+
+    @app.get("/")
+    def index():
+        seen["context"] = trace.get_current_span().get_span_context()
+        return "ok"
+
+    monitor = monitors(app, traces_sampler=sampler, traces_sampler_arg=0.0, system_metrics=False)
+    telemetry = Telemetry(monitor)
+    headers = {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-{incoming_flags}", "tracestate": "vendor=v1"}
+    closing_client(app).get("/", headers=headers)
+    context = seen["context"]
+    assert format(context.trace_id, "032x") == TRACE_ID
+    assert context.trace_flags.sampled is recorded
+    assert context.trace_state.get("vendor") == "v1"
+    spans = telemetry.spans()
+    assert len(spans) == (1 if recorded else 0)
+    if recorded:
+        assert spans[0].parent.span_id == 0xB7AD6B7169203331 and spans[0].parent.is_remote

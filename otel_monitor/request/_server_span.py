@@ -79,7 +79,18 @@ class SpanProcessors(SynchronousMultiSpanProcessor):
 class ServerSpans:
     """Starts :class:`ServerSpan` s for one pipeline (its resource, ids, sampler, limits, processors)."""
 
-    __slots__ = ("processors", "resource", "ids", "sampler", "limits", "scope", "_random_ids", "_light_limits")
+    __slots__ = (
+        "processors",
+        "resource",
+        "ids",
+        "sampler",
+        "limits",
+        "scope",
+        "_random_ids",
+        "_light_limits",
+        "_root_samples",
+        "_parent_based",
+    )
 
     def __init__(
         self,
@@ -89,6 +100,7 @@ class ServerSpans:
         sampler: Sampler,
         limits: SpanLimits,
         scope: InstrumentationScope,
+        sampler_name: str = "",
     ) -> None:
         self.processors = processors
         self.resource = resource
@@ -99,6 +111,13 @@ class ServerSpans:
         self._random_ids = ids.is_trace_id_random()
         # Our own attributes are stored unchecked: only when no length limit could cut them.
         self._light_limits = limits.max_attribute_length is None
+        # The settings' static samplers decide without a call (ratio samplers are asked):
+        # ``always_on``/``always_off``, optionally ``parentbased_`` (a valid parent's sampled flag
+        # decides, as ParentBased's default delegates do). None: ask the sampler.
+        parent_based = sampler_name.startswith("parentbased_")
+        root = sampler_name[len("parentbased_") :] if parent_based else sampler_name
+        self._root_samples: bool | None = {"always_on": True, "always_off": False}.get(root)
+        self._parent_based = parent_based
 
     def available(self) -> bool:
         """The light path applies now: no length limit, and every processor reads ended spans only."""
@@ -114,15 +133,25 @@ class ServerSpans:
         else:
             trace_id = parent_context.trace_id
             random = parent_context.trace_flags.random_trace_id
-        result = self.sampler.should_sample(parent, trace_id, name, kind, None, None)
-        decision = result.decision
-        sampled = decision in _SAMPLED_DECISIONS
+        root_samples = self._root_samples
+        if root_samples is not None:
+            if parent_context is None:
+                sampled, trace_state = root_samples, None
+            else:
+                sampled = parent_context.trace_flags.sampled if self._parent_based else root_samples
+                trace_state = parent_context.trace_state
+            recording = sampled
+        else:
+            result = self.sampler.should_sample(parent, trace_id, name, kind, None, None)
+            sampled = result.decision in _SAMPLED_DECISIONS
+            recording = result.decision in _RECORDING_DECISIONS
+            trace_state = result.trace_state
         if random:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
-        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, result.trace_state)
-        if decision not in _RECORDING_DECISIONS:
+        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        if not recording:
             return trace.NonRecordingSpan(context)
         return ServerSpan(self, name, context, parent_context, kind, start_time)
 

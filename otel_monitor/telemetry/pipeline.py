@@ -444,7 +444,13 @@ def build_pipeline(
         request_metrics=request_metrics,
         view_for=view_for,
         server_spans=ServerSpans(
-            processors, resource, ids, sampler, limits, InstrumentationScope(SCOPE, __about__.__version__, SCHEMA_URL)
+            processors,
+            resource,
+            ids,
+            sampler,
+            limits,
+            InstrumentationScope(SCOPE, __about__.__version__, SCHEMA_URL),
+            settings.traces_sampler,
         ),
     )
     logs = log_exporters(settings)
