@@ -35,9 +35,11 @@ class StackUnavailable(Exception):
 
 def make_flask_app(extra_routes: int = 0):
     """The app under test: ~5 routes, plus ``extra_routes`` routes ``/r<i>/<int:status>`` for the scrape test."""
-    from flask import Flask, jsonify, request
+    from flask import Flask, jsonify, render_template, request
+    from jinja2 import DictLoader
 
     app = Flask("bench_app")
+    app.jinja_loader = DictLoader({"orders.html": ORDERS_TEMPLATE})  # a template file, as an app has
 
     @app.get("/")
     def index():
@@ -55,6 +57,19 @@ def make_flask_app(extra_routes: int = 0):
     def user(user_id: int):
         return jsonify(id=user_id, name=f"user{user_id}", active=True)
 
+    orders = _orders_db()
+
+    @app.get("/orders")
+    def order_list():
+        # the "realistic view": a SQLite query and a Jinja template (about 8× the JSON view's time)
+        with orders.lock:
+            rows = orders.conn.execute(
+                "SELECT o.id, c.name, o.total, o.status FROM orders o JOIN customers c ON c.id = o.customer "
+                "WHERE o.status = ? ORDER BY o.id DESC LIMIT 25",
+                ("paid",),
+            ).fetchall()
+        return render_template("orders.html", rows=rows, title="Paid orders")
+
     @app.post("/items")
     def create_item():
         data = request.get_json(silent=True) or {}
@@ -71,6 +86,37 @@ def make_flask_app(extra_routes: int = 0):
         app.add_url_rule(f"/r{i:03d}/<int:status>", view_func=make_status_view(i))
 
     return app
+
+
+ORDERS_TEMPLATE = """<!doctype html><title>{{ title }}</title><h1>{{ title }}</h1>
+<table>{% for id, name, total, status in rows %}
+<tr class="{{ loop.cycle('odd', 'even') }}"><td>{{ id }}</td><td>{{ name|title }}</td>
+<td>{{ '%.2f'|format(total) }}</td><td>{{ status|upper }}</td></tr>{% endfor %}</table>
+<p>{{ rows|length }} orders</p>"""
+
+
+class _OrdersDB:
+    """An in-memory SQLite database of customers and orders (one per app; a lock for threaded servers)."""
+
+    def __init__(self) -> None:
+        import sqlite3
+        import threading
+
+        self.lock = threading.Lock()
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.executescript(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);"
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, total REAL, status TEXT);"
+        )
+        self.conn.executemany("INSERT INTO customers VALUES (?, ?)", [(i, f"customer {i}") for i in range(50)])
+        self.conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [(i, i % 50, i * 1.25, ("paid", "open", "shipped")[i % 3]) for i in range(500)],
+        )
+
+
+def _orders_db() -> _OrdersDB:
+    return _OrdersDB()
 
 
 # -- stacks ----------------------------------------------------------------------------------------
