@@ -21,6 +21,7 @@ every request span is the SDK's again (:meth:`ServerSpans.available`).
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Sequence
 from time import time_ns
@@ -51,6 +52,9 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
 _UNSET = Status(StatusCode.UNSET)
+#: taken by every write to a ServerSpan and by its end (one lock for all of them: writes from user
+#: code are few and short; the SDK's span makes a lock per span), so nothing changes an ended span
+_WRITES = threading.Lock()
 _OK = StatusCode.OK
 _NO_LINKS: tuple[Link, ...] = ()
 #: what ``Decision.is_sampled()`` / ``is_recording()`` answer, as sets (the SDK's methods are unannotated)
@@ -196,14 +200,15 @@ class ServerSpan(trace.Span, ReadableSpan):
 
     def set_own(self, attributes: dict[str, Any]) -> None:
         """Attributes the request path built (str and int, bounded): stored as they are."""
-        if self._end_time is not None:
-            return
-        maxlen = self._spans.limits.max_span_attributes
-        if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
-            self._attributes.update(attributes)
-        else:  # the count limit reached: the SDK's rule, key by key
-            for key, value in attributes.items():
-                self._store(key, value)
+        with _WRITES:
+            if self._end_time is not None:
+                return
+            maxlen = self._spans.limits.max_span_attributes
+            if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
+                self._attributes.update(attributes)
+            else:  # the count limit reached: the SDK's rule, key by key
+                for key, value in attributes.items():
+                    self._store(key, value)
 
     # -- trace.Span --------------------------------------------------------------------------------
 
@@ -218,83 +223,94 @@ class ServerSpan(trace.Span, ReadableSpan):
         return self._end_time is None
 
     def set_attributes(self, attributes: types.Attributes) -> None:
-        if self._end_time is not None:
-            _logger.warning("Setting attribute on ended span.")
+        if not attributes:
             return
-        if attributes:
-            # As BoundedAttributes: keys that are not non-empty strings dropped, values cleaned.
-            cleaned = _clean_attribute_value(dict(attributes), self._spans.limits.max_attribute_length)
+        # As BoundedAttributes: keys that are not non-empty strings dropped, values cleaned.
+        cleaned = _clean_attribute_value(dict(attributes), self._spans.limits.max_attribute_length)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
             self._dropped_attributes += len(attributes) - len(cleaned)
             for key, value in cleaned.items():
                 self._store(key, value)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        if self._end_time is not None:
-            _logger.warning("Setting attribute on ended span.")
-            return
         if not key or not isinstance(key, str):
             _logger.warning("invalid key `%s`. must be non-empty string. Dropping key from attributes.", key)
-            self._dropped_attributes += 1
+            with _WRITES:
+                self._dropped_attributes += 1
             return
-        self._store(key, _clean_attribute_value(value, self._spans.limits.max_attribute_length))
+        cleaned = _clean_attribute_value(value, self._spans.limits.max_attribute_length)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
+            self._store(key, cleaned)
 
     def _store(self, key: str, value: Any) -> None:
-        """BoundedAttributes' rule: a key set again moves to the end; when full, the oldest goes."""
+        """BoundedAttributes' rule (``_WRITES`` held): a key set again moves to the end; when full,
+        the oldest goes."""
         attributes = self._attributes
-        if key in attributes:
-            del attributes[key]
+        attributes.pop(key, None)
         maxlen = self._spans.limits.max_span_attributes
         if maxlen is not None and len(attributes) >= maxlen:
+            self._dropped_attributes += 1
             if maxlen == 0:
-                self._dropped_attributes += 1
                 return
             del attributes[next(iter(attributes))]
-            self._dropped_attributes += 1
         attributes[key] = value
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
-        if self._end_time is not None:
-            _logger.warning("Calling add_event on an ended span.")
-            return
         limits = self._spans.limits
-        if limits.max_events is not None and len(self._events) >= limits.max_events:
-            self._dropped_events += 1
-            return
         bounded = BoundedAttributes(
             limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
         )
-        self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+        event = Event(name=name, attributes=bounded, timestamp=timestamp)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Calling add_event on an ended span.")
+                return
+            if limits.max_events is not None and len(self._events) >= limits.max_events:
+                self._dropped_events += 1
+                return
+            self._events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if self._end_time is not None or context is None or (not context.is_valid and not attributes):
+        if context is None or (not context.is_valid and not attributes):
             return  # what the SDK accepts: a valid context, or an invalid one that carries attributes
         limits = self._spans.limits
-        if limits.max_links is not None and len(self._links) >= limits.max_links:
-            self._dropped_links += 1
-            return
         bounded = BoundedAttributes(
             limits.max_link_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
         )
-        self._links = (*self._links, Link(context, bounded))
+        with _WRITES:
+            if self._end_time is not None:
+                return
+            if limits.max_links is not None and len(self._links) >= limits.max_links:
+                self._dropped_links += 1
+                return
+            self._links = (*self._links, Link(context, bounded))
 
     def update_name(self, name: str) -> None:
-        if self._end_time is None:
-            self._name = name
+        with _WRITES:
+            if self._end_time is None:
+                self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end_time is not None:
-            return
         # As the SDK: OK is final, UNSET is ignored, a Status object carries its own description.
-        if self._status.status_code is _OK:
-            return
         if isinstance(status, Status):
             if status.status_code is StatusCode.UNSET:
                 return
-            self._status = status
+            new = status
         elif isinstance(status, StatusCode):
             if status is StatusCode.UNSET:
                 return
-            self._status = Status(status, description)
+            new = Status(status, description)
+        else:
+            return
+        with _WRITES:
+            if self._end_time is None and self._status.status_code is not _OK:
+                self._status = new
 
     def record_exception(
         self,
@@ -316,10 +332,14 @@ class ServerSpan(trace.Span, ReadableSpan):
         self.add_event("exception", event, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
+        with _WRITES:
+            ended = self._end_time is not None
+            if not ended:
+                self._end_time = end_time if end_time is not None else time_ns()
+        if ended:
             _logger.warning("Calling end() on an ended span.")
             return
-        self._end_time = end_time if end_time is not None else time_ns()
+        # Frozen from here on: the processors receive the span itself.
         self._spans.processors.on_end(self)
 
     def __exit__(
