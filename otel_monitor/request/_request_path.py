@@ -325,14 +325,14 @@ class _Request:
         # under it, and what only the app knows (route template, status, error) goes on both.
         kind = _SERVER
         self.outer: Any = None
-        if parent is None:
-            current = trace.get_current_span()
-            if getattr(current, "kind", None) is _SERVER and current.is_recording():
-                self.outer, kind = current, _INTERNAL
+        # the extracted parent's span, or (none extracted) the current one
+        parent_span = trace.get_current_span(parent)
+        if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
+            self.outer, kind = parent_span, _INTERNAL
         spans = pipeline.server_spans
         if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
             # The light span (_server_span): what processors read, without the SDK span's own cost.
-            span = spans.start(name, parent, kind, time.time_ns())
+            span = spans.start(name, parent, kind, time.time_ns(), parent_span.get_span_context())
             if type(span) is ServerSpan:
                 span.set_own(self._span_attributes(environ, path))
         elif tracer.sampler is pipeline.settings_sampler:

@@ -127,9 +127,13 @@ class ServerSpans:
         """The light path applies now: no length limit, and every processor reads ended spans only."""
         return self._light_limits and self.processors.read_at_end_only
 
-    def start(self, name: str, parent: Context | None, kind: SpanKind, start_time: int) -> trace.Span:
-        """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler."""
-        found: SpanContext | None = trace.get_current_span(parent).get_span_context()
+    def start(
+        self, name: str, parent: Context | None, kind: SpanKind, start_time: int, found: SpanContext | None
+    ) -> trace.Span:
+        """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler.
+
+        ``found``: the span context of ``trace.get_current_span(parent)`` (the caller has it).
+        """
         parent_context = found if found is not None and found.is_valid else None
         if parent_context is None:
             trace_id = self.ids.generate_trace_id()
