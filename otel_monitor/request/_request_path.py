@@ -345,7 +345,7 @@ class _Request:
             span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
-        self.token: Any = otel_context.attach(self.context)
+        self.token: Any = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
         # Which thread serves this request since when, for the sampling profiler. It sleeps while
@@ -414,7 +414,7 @@ class _Request:
         token, self.token = self.token, None
         if token is not None:
             try:
-                otel_context.detach(token)
+                _detach(token)
             except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
