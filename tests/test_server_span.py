@@ -335,3 +335,35 @@ def test_the_request_span_follows_the_settings_sampler_and_keeps_the_incoming_tr
     assert len(spans) == (1 if recorded else 0)
     if recorded:
         assert spans[0].parent.span_id == 0xB7AD6B7169203331 and spans[0].parent.is_remote
+
+
+def test_threads_of_one_request_write_to_its_span_together_and_every_write_lands(monitors, monkeypatch):
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "1000")
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "1000")
+    app = Flask("threads_app")
+
+    @app.get("/")
+    def index():
+        span = trace.get_current_span()
+
+        def write(t: int) -> None:
+            for i in range(50):
+                span.set_attribute(f"app.t{t}.a{i}", i)
+                span.add_event(f"t{t}.e{i}")
+
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(HANG_S)
+        return "ok"
+
+    monitor = monitors(app, traces_sampler="always_on", system_metrics=False)
+    telemetry = Telemetry(monitor)
+    assert closing_client(app).get("/").status_code == 200
+    (span,) = telemetry.spans()
+    written = {key: value for key, value in span.attributes.items() if key.startswith("app.t")}
+    assert written == {f"app.t{t}.a{i}": i for t in range(4) for i in range(50)}
+    assert sorted(e.name for e in span.events) == sorted(f"t{t}.e{i}" for t in range(4) for i in range(50))
+    assert span.dropped_attributes == 0 and span.dropped_events == 0
+    assert span.attributes["http.route"] == "/"
