@@ -367,3 +367,20 @@ def test_threads_of_one_request_write_to_its_span_together_and_every_write_lands
     assert sorted(e.name for e in span.events) == sorted(f"t{t}.e{i}" for t in range(4) for i in range(50))
     assert span.dropped_attributes == 0 and span.dropped_events == 0
     assert span.attributes["http.route"] == "/"
+
+
+def test_the_official_otlp_encoder_and_ours_encode_the_light_span_to_the_same_bytes(monitors):
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from otel_monitor.telemetry._otlp_encode import SpanEncoder
+
+    app = traced_app()
+    monitor = monitors(app, traces_sampler="always_on", system_metrics=False)
+    telemetry = Telemetry(monitor)
+    client = closing_client(app)
+    client.get("/ok/3?q=1", headers={"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})
+    client.get("/fail/4")
+    spans = telemetry.spans()
+    assert sum(type(s) is ServerSpan for s in spans) == 2
+    assert SpanEncoder().encode(spans) == encode_spans(spans).SerializeToString()
+    assert '"name": "GET /fail/<int:n>"' in "".join(s.to_json() for s in spans)  # ConsoleSpanExporter's form
