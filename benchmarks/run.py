@@ -274,11 +274,14 @@ def worker_env() -> dict[str, str]:
 def parse_result(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
+            payload: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return payload
     return None
 
 
-def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, env=None) -> dict[str, Any]:
+def run_worker(
+    python: str, command: str, args: dict[str, Any], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     proc = subprocess.run(
         [python, WORKER, command, json.dumps(args)],
         capture_output=True,
@@ -322,6 +325,7 @@ class TimingProcess:
         threading.Thread(target=self._reader, daemon=True).start()
 
     def _reader(self) -> None:
+        assert self.proc.stdout is not None  # stdout=PIPE
         for line in self.proc.stdout:
             self.lines.put(line)
         self.lines.put(None)  # EOF
@@ -353,6 +357,7 @@ class TimingProcess:
 
     def run(self, seconds: float) -> tuple[float, float]:
         """One round: (wall µs per request, process CPU µs per request)."""
+        assert self.proc.stdin is not None  # stdin=PIPE
         self.proc.stdin.write(f"{seconds}\n")
         self.proc.stdin.flush()
         while True:
@@ -363,7 +368,7 @@ class TimingProcess:
 
     def close(self) -> None:
         try:
-            if self.proc.poll() is None:
+            if self.proc.poll() is None and self.proc.stdin is not None:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)
         except (subprocess.TimeoutExpired, OSError, BrokenPipeError):
@@ -523,12 +528,15 @@ def _section_inprocess(python: str, stacks: list[str], p: Params, report: Report
         try:
             a.wait_ready()
             b.wait_ready()
-            a_us, b_us, a_cpu, b_cpu = [], [], [], []
+            a_us: list[float] = []
+            b_us: list[float] = []
+            a_cpu: list[float] = []
+            b_cpu: list[float] = []
             for _ in range(p.rounds):
-                for side, wall, cpu in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
+                for side, wall, cpus in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
                     us, cpu_us = side.run(p.duration)
                     wall.append(us)
-                    cpu.append(cpu_us)
+                    cpus.append(cpu_us)
             results[stack] = {
                 # process CPU (every thread: span export too), the measure of issue 26
                 "cpu": statistics.median(y - x for x, y in zip(a_cpu, b_cpu, strict=True)),
@@ -635,7 +643,8 @@ def _section_inprocess(python: str, stacks: list[str], p: Params, report: Report
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Gunicorn:
