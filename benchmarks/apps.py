@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for annotations: the peers and Flask are imported where they are used
+    from flask import Flask, Response
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 __all__ = ["STACKS", "DESCRIPTIONS", "StackUnavailable", "build_app", "closed_port_endpoint"]
 
@@ -33,35 +39,50 @@ class StackUnavailable(Exception):
 # -- the app ---------------------------------------------------------------------------------------
 
 
-def make_flask_app(extra_routes: int = 0):
+def make_flask_app(extra_routes: int = 0) -> Flask:
     """The app under test: ~5 routes, plus ``extra_routes`` routes ``/r<i>/<int:status>`` for the scrape test."""
-    from flask import Flask, jsonify, request
+    from flask import Flask, jsonify, render_template, request
+    from jinja2 import DictLoader
 
     app = Flask("bench_app")
+    app.jinja_loader = DictLoader({"orders.html": ORDERS_TEMPLATE})  # a template file, as an app has
 
     @app.get("/")
-    def index():
+    def index() -> str:
         return "hello"
 
     @app.get("/health")
-    def health():
+    def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/users")
-    def users():
+    def users() -> Response:
         return jsonify([{"id": i, "name": f"user{i}"} for i in range(3)])
 
     @app.get("/users/<int:user_id>")
-    def user(user_id: int):
+    def user(user_id: int) -> Response:
         return jsonify(id=user_id, name=f"user{user_id}", active=True)
 
+    orders = _orders_db()
+
+    @app.get("/orders")
+    def order_list() -> str:
+        # the "realistic view": a SQLite query and a Jinja template (about 8× the JSON view's time)
+        with orders.lock:
+            rows = orders.conn.execute(
+                "SELECT o.id, c.name, o.total, o.status FROM orders o JOIN customers c ON c.id = o.customer "
+                "WHERE o.status = ? ORDER BY o.id DESC LIMIT 25",
+                ("paid",),
+            ).fetchall()
+        return render_template("orders.html", rows=rows, title="Paid orders")
+
     @app.post("/items")
-    def create_item():
+    def create_item() -> tuple[dict[str, Any], int]:
         data = request.get_json(silent=True) or {}
         return {"created": data.get("name", "")}, 201
 
     def make_status_view(i: int) -> Callable[..., Any]:
-        def view(status: int):
+        def view(status: int) -> tuple[str, int]:
             return "", status
 
         view.__name__ = f"route_{i:03d}"
@@ -71,6 +92,37 @@ def make_flask_app(extra_routes: int = 0):
         app.add_url_rule(f"/r{i:03d}/<int:status>", view_func=make_status_view(i))
 
     return app
+
+
+ORDERS_TEMPLATE = """<!doctype html><title>{{ title }}</title><h1>{{ title }}</h1>
+<table>{% for id, name, total, status in rows %}
+<tr class="{{ loop.cycle('odd', 'even') }}"><td>{{ id }}</td><td>{{ name|title }}</td>
+<td>{{ '%.2f'|format(total) }}</td><td>{{ status|upper }}</td></tr>{% endfor %}</table>
+<p>{{ rows|length }} orders</p>"""
+
+
+class _OrdersDB:
+    """An in-memory SQLite database of customers and orders (one per app; a lock for threaded servers)."""
+
+    def __init__(self) -> None:
+        import sqlite3
+        import threading
+
+        self.lock = threading.Lock()
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.executescript(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);"
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, total REAL, status TEXT);"
+        )
+        self.conn.executemany("INSERT INTO customers VALUES (?, ?)", [(i, f"customer {i}") for i in range(50)])
+        self.conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [(i, i % 50, i * 1.25, ("paid", "open", "shipped")[i % 3]) for i in range(500)],
+        )
+
+
+def _orders_db() -> _OrdersDB:
+    return _OrdersDB()
 
 
 # -- stacks ----------------------------------------------------------------------------------------
@@ -88,15 +140,15 @@ def make_flask_app(extra_routes: int = 0):
 OTEL_MONITOR_EXTRA_KWARGS: dict[str, Any] = {}
 
 
-def noop_span_exporter():
+def noop_span_exporter() -> SpanExporter:
     """A SpanExporter that accepts every batch and drops it: the cost of export without a collector."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class NoopSpanExporter(SpanExporter):
-        def export(self, spans):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-        def shutdown(self):
+        def shutdown(self) -> None:
             pass
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -112,7 +164,7 @@ def _otlp_sink() -> str | None:
     return os.environ["BENCH_OTLP_SINK"]
 
 
-def _monitor(app, **kwargs):
+def _monitor(app: Flask, **kwargs: Any) -> Flask:
     try:
         from otel_monitor import Monitor
     except ImportError as exc:
@@ -127,38 +179,38 @@ def _monitor(app, **kwargs):
     return app
 
 
-def _bare(app, exit_endpoint=None):
+def _bare(app: Flask, exit_endpoint: str | None = None) -> Flask:
     return app
 
 
-def _otel_monitor(app, exit_endpoint=None):
+def _otel_monitor(app: Flask, exit_endpoint: str | None = None) -> Flask:
     if exit_endpoint:
         return _monitor(app, traces_exporter="otlp", metrics_exporter="otlp", otlp_endpoint=exit_endpoint)
     return _monitor(app)
 
 
-def _otel_monitor_100(app, exit_endpoint=None):
+def _otel_monitor_100(app: Flask, exit_endpoint: str | None = None) -> Flask:
     return _monitor(app, traces_sampler="always_on")
 
 
-def _otel_monitor_100_official(app, exit_endpoint=None):
+def _otel_monitor_100_official(app: Flask, exit_endpoint: str | None = None) -> Flask:
     """As otel_monitor_100, with the official OTLP encoder (the difference: otel_monitor.telemetry._otlp_encode)."""
     return _monitor(app, traces_sampler="always_on", otlp_traces_encoder="official")
 
 
-def _otel_monitor_10(app, exit_endpoint=None):
+def _otel_monitor_10(app: Flask, exit_endpoint: str | None = None) -> Flask:
     return _monitor(app, traces_sampler="traceidratio", traces_sampler_arg=0.1)
 
 
-def _otel_monitor_off(app, exit_endpoint=None):
+def _otel_monitor_off(app: Flask, exit_endpoint: str | None = None) -> Flask:
     return _monitor(app, traces_sampler="always_off")
 
 
-def _otel_monitor_contrib(app, exit_endpoint=None):
+def _otel_monitor_contrib(app: Flask, exit_endpoint: str | None = None) -> Flask:
     return _monitor(app, flask_instrumentation="contrib")
 
 
-def _stock_otel(app, exit_endpoint=None):
+def _stock_otel(app: Flask, exit_endpoint: str | None = None) -> Flask:
     """The stock recipe: FlaskInstrumentor + SDK providers set globally + prometheus_client /metrics."""
     try:
         from opentelemetry import metrics, trace
@@ -178,18 +230,21 @@ def _stock_otel(app, exit_endpoint=None):
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         except ImportError as exc:
             raise StackUnavailable(f"opentelemetry-exporter-otlp-proto-http missing ({exc})") from None
-        span_exporter = OTLPSpanExporter(endpoint=exit_endpoint + "/v1/traces")
-        readers = [PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=exit_endpoint + "/v1/metrics"))]
+        span_exporter: SpanExporter = OTLPSpanExporter(endpoint=exit_endpoint + "/v1/traces")
+        readers: list[MetricReader] = [
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=exit_endpoint + "/v1/metrics"))
+        ]
     else:
         try:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
         except ImportError as exc:
             raise StackUnavailable(f"opentelemetry-exporter-prometheus missing ({exc})") from None
 
-        if _otlp_sink():
+        sink = _otlp_sink()
+        if sink:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            span_exporter = OTLPSpanExporter(endpoint=_otlp_sink() + "/v1/traces")
+            span_exporter = OTLPSpanExporter(endpoint=sink + "/v1/traces")
         else:
             span_exporter = noop_span_exporter()
         readers = [PrometheusMetricReader()]
@@ -198,30 +253,30 @@ def _stock_otel(app, exit_endpoint=None):
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-    FlaskInstrumentor().instrument_app(app)
+    FlaskInstrumentor().instrument_app(app)  # type: ignore[no-untyped-call, unused-ignore]  # contrib's, unannotated
 
     if not exit_endpoint:
         # prometheus_client's documented way to add /metrics to a Flask app.
         from prometheus_client import make_wsgi_app
         from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app()})
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app()})  # type: ignore[method-assign]
     return app
 
 
-def _pfe(app, exit_endpoint=None):
+def _pfe(app: Flask, exit_endpoint: str | None = None) -> Flask:
     try:
-        from prometheus_flask_exporter import PrometheusMetrics
+        from prometheus_flask_exporter import PrometheusMetrics  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:
         raise StackUnavailable(f"prometheus-flask-exporter missing ({exc})") from None
     PrometheusMetrics(app)
     return app
 
 
-def _fmd(app, exit_endpoint=None):
+def _fmd(app: Flask, exit_endpoint: str | None = None) -> Flask:
     """Flask-MonitoringDashboard with its defaults, except that its SQLite file lives in a temp dir."""
     try:
-        import flask_monitoringdashboard as dashboard
+        import flask_monitoringdashboard as dashboard  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         raise StackUnavailable(f"flask-monitoringdashboard missing ({exc})") from None
     db_dir = os.environ.get("BENCH_FMD_DIR") or tempfile.mkdtemp(prefix="bench-fmd-")
@@ -266,7 +321,7 @@ SCRAPE_STACKS = ("otel_monitor", "stock_otel", "pfe")
 EXIT_STACKS = ("bare", "otel_monitor", "stock_otel")
 
 
-def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = None):
+def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = None) -> Flask:
     """The benchmark app with ``stack`` attached. Raises :class:`StackUnavailable` to skip."""
     if stack not in STACKS:
         raise KeyError(f"unknown stack {stack!r}; known: {', '.join(STACKS)}")
@@ -277,7 +332,8 @@ def build_app(stack: str, extra_routes: int = 0, exit_endpoint: str | None = Non
     if stack in os.environ.get("BENCH_FAIL_STACKS", "").split(","):
         # fault injection for tests/test_benchmark_smoke.py: this stack's rows fail (not a skip)
         raise RuntimeError(f"{stack}: failure injected by BENCH_FAIL_STACKS")
-    return STACKS[stack](make_flask_app(extra_routes), exit_endpoint=exit_endpoint)
+    app: Flask = STACKS[stack](make_flask_app(extra_routes), exit_endpoint=exit_endpoint)
+    return app
 
 
 def closed_port_endpoint() -> str:

@@ -43,6 +43,7 @@ REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 STAMP = os.path.join(VENV, ".setup-stamp")
 WORKER = os.path.join(HERE, "worker.py")
 BENCH_PATH = "/users/42"
+REALISTIC_PATH = "/orders"
 
 # Kept in sync with apps.py (which only the benchmark virtualenv imports).
 STACKS = [
@@ -88,9 +89,11 @@ VERSION_PACKAGES = [
     "flask-monitoringdashboard",
     "sqlalchemy",
 ]
-# Targets from the project's issue 8.
-TARGET_INPROCESS_FRACTION_OF_STOCK = 0.25
-TARGET_HTTP_RATIO = 0.85
+# Targets from the project's issue 26 (issue 8's were 0.25× stock in process and 0.85 over HTTP):
+# process CPU per request with every request traced and exported <= PFE's (metrics only) and
+# <= 0.15× stock OpenTelemetry's; gunicorn + wrk >= 0.90× bare in every round.
+TARGET_INPROCESS_FRACTION_OF_STOCK = 0.15
+TARGET_HTTP_RATIO = 0.90
 
 EXIT_SKIP = 3
 # --otel-monitor-export: "default" (Monitor(app) as is), "noop" (plus a BatchSpanProcessor with a
@@ -271,11 +274,14 @@ def worker_env() -> dict[str, str]:
 def parse_result(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
+            payload: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return payload
     return None
 
 
-def run_worker(python: str, command: str, args: dict[str, Any], timeout: float, env=None) -> dict[str, Any]:
+def run_worker(
+    python: str, command: str, args: dict[str, Any], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     proc = subprocess.run(
         [python, WORKER, command, json.dumps(args)],
         capture_output=True,
@@ -303,11 +309,11 @@ def _tail(text: str, lines: int = 6) -> str:
 class TimingProcess:
     """A long-lived ``worker.py inprocess`` process: build + warm up once, then timed rounds on demand."""
 
-    def __init__(self, python: str, stack: str, warmup: float):
+    def __init__(self, python: str, stack: str, warmup: float, path: str = BENCH_PATH):
         self.stack = stack
         self.errfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [python, WORKER, "inprocess", json.dumps({"stack": stack, "warmup": warmup})],
+            [python, WORKER, "inprocess", json.dumps({"stack": stack, "warmup": warmup, "path": path})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.errfile,
@@ -319,6 +325,7 @@ class TimingProcess:
         threading.Thread(target=self._reader, daemon=True).start()
 
     def _reader(self) -> None:
+        assert self.proc.stdout is not None  # stdout=PIPE
         for line in self.proc.stdout:
             self.lines.put(line)
         self.lines.put(None)  # EOF
@@ -350,6 +357,7 @@ class TimingProcess:
 
     def run(self, seconds: float) -> tuple[float, float]:
         """One round: (wall µs per request, process CPU µs per request)."""
+        assert self.proc.stdin is not None  # stdin=PIPE
         self.proc.stdin.write(f"{seconds}\n")
         self.proc.stdin.flush()
         while True:
@@ -360,7 +368,7 @@ class TimingProcess:
 
     def close(self) -> None:
         try:
-            if self.proc.poll() is None:
+            if self.proc.poll() is None and self.proc.stdin is not None:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)
         except (subprocess.TimeoutExpired, OSError, BrokenPipeError):
@@ -501,22 +509,34 @@ def loadavg() -> str:
 # -- in-process ------------------------------------------------------------------------------------
 
 
+#: the in-process views: the trivial JSON view, and a realistic one (a SQLite query and a Jinja page)
+INPROCESS_VIEWS = ((BENCH_PATH, "a small JSON object"), (REALISTIC_PATH, "a SQLite query rendered by a Jinja template"))
+
+
 def section_inprocess(python: str, stacks: list[str], p: Params, report: Report) -> None:
-    log(f"in-process: {len(stacks)} stack(s), {p.rounds} rounds x {p.duration} s each side")
+    for path, what in INPROCESS_VIEWS:
+        _section_inprocess(python, stacks, p, report, path, what)
+
+
+def _section_inprocess(python: str, stacks: list[str], p: Params, report: Report, path: str, what: str) -> None:
+    log(f"in-process {path}: {len(stacks)} stack(s), {p.rounds} rounds x {p.duration} s each side")
     results: dict[str, dict[str, Any]] = {}
     for stack in stacks:
-        log(f"in-process: {stack}")
-        a = TimingProcess(python, "bare", p.warmup)
-        b = TimingProcess(python, stack, p.warmup)
+        log(f"in-process {path}: {stack}")
+        a = TimingProcess(python, "bare", p.warmup, path)
+        b = TimingProcess(python, stack, p.warmup, path)
         try:
             a.wait_ready()
             b.wait_ready()
-            a_us, b_us, a_cpu, b_cpu = [], [], [], []
+            a_us: list[float] = []
+            b_us: list[float] = []
+            a_cpu: list[float] = []
+            b_cpu: list[float] = []
             for _ in range(p.rounds):
-                for side, wall, cpu in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
+                for side, wall, cpus in ((a, a_us, a_cpu), (b, b_us, b_cpu)):
                     us, cpu_us = side.run(p.duration)
                     wall.append(us)
-                    cpu.append(cpu_us)
+                    cpus.append(cpu_us)
             results[stack] = {
                 # process CPU (every thread: span export too), the measure of issue 26
                 "cpu": statistics.median(y - x for x, y in zip(a_cpu, b_cpu, strict=True)),
@@ -564,9 +584,12 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
         if versus:
             cpu += f" ({', '.join(versus)})"
         note = ""
-        if stack.startswith("otel_monitor") and frac is not None:
-            ok = frac <= TARGET_INPROCESS_FRACTION_OF_STOCK
-            note = f"{'meets' if ok else 'MISSES'} target ≤ {TARGET_INPROCESS_FRACTION_OF_STOCK}× stock"
+        if stack.startswith("otel_monitor") and stock_cpu:
+            # measured in process CPU (every thread, export included), as issue 26 states its targets
+            ok = r["cpu"] <= TARGET_INPROCESS_FRACTION_OF_STOCK * stock_cpu
+            note = f"{'meets' if ok else 'MISSES'} target ≤ {TARGET_INPROCESS_FRACTION_OF_STOCK}× stock CPU"
+            if pfe_cpu:
+                note += f"; {'meets' if r['cpu'] <= pfe_cpu else 'MISSES'} ≤ PFE's CPU"
         rows.append(
             [
                 describe(stack, aa=True),
@@ -584,7 +607,7 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
     report.add(
         "\n".join(
             [
-                "## In-process: `GET /users/42` through the WSGI app",
+                f"## In-process: `GET {path}` ({what}) through the WSGI app",
                 "",
                 f"Each stack and a bare-Flask twin run in two fresh processes; {p.rounds} rounds alternate "
                 f"bare (A) and stack (B), {p.duration:g} s each. µs per request, medians over rounds; "
@@ -620,7 +643,8 @@ def section_inprocess(python: str, stacks: list[str], p: Params, report: Report)
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Gunicorn:
@@ -770,6 +794,7 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                     "bare": statistics.median(a_rps),
                     "stack": statistics.median(b_rps),
                     "ratio": statistics.median(y / x for x, y in zip(a_rps, b_rps, strict=True)),
+                    "rounds": [y / x for x, y in zip(a_rps, b_rps, strict=True)],
                     "errors": errors,
                 }
             except Skip as exc:
@@ -787,15 +812,25 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
         if "skip" in r or "error" in r:
             rows.append(
                 [describe(stack, aa=True)]
-                + ["—"] * 4
+                + ["—"] * 5
                 + [("skipped: " + r["skip"]) if "skip" in r else "ERROR: " + r["error"][:200]]
             )
             continue
         note = ""
-        if stack == "otel_monitor":
-            note = f"{'meets' if r['ratio'] >= TARGET_HTTP_RATIO else 'MISSES'} target ≥ {TARGET_HTTP_RATIO}"
+        if stack.startswith("otel_monitor"):
+            # issue 26: the target holds in every round, not only in the median
+            ok = min(r["rounds"]) >= TARGET_HTTP_RATIO
+            note = f"{'meets' if ok else 'MISSES'} target ≥ {TARGET_HTTP_RATIO} in every round"
         rows.append(
-            [describe(stack, aa=True), fmt(r["bare"], 0), fmt(r["stack"], 0), fmt(r["ratio"], 3), r["errors"], note]
+            [
+                describe(stack, aa=True),
+                fmt(r["bare"], 0),
+                fmt(r["stack"], 0),
+                fmt(r["ratio"], 3),
+                " ".join(fmt(x, 2) for x in r["rounds"]),
+                r["errors"],
+                note,
+            ]
         )
     report.add(
         "\n".join(
@@ -805,10 +840,10 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                 f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and "
                 f"the stack's fresh server run side by side (one bare server for the whole section), "
                 f"{p.http_rounds} rounds alternate them (after a warm-up). "
-                "Requests/s medians; ratio = median of per-round stack / bare; "
+                "Requests/s medians; ratio = median of per-round stack / bare (each round's ratio listed); "
                 "errors = non-2xx + socket errors, both servers.",
                 "",
-                table(["stack", "bare req/s", "stack req/s", "ratio", "errors", "note"], rows),
+                table(["stack", "bare req/s", "stack req/s", "ratio", "per-round ratios", "errors", "note"], rows),
             ]
         )
     )

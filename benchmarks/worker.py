@@ -134,7 +134,7 @@ def cmd_inprocess(args: dict[str, Any]) -> None:
     ``<seconds>`` run for that long and print ``RESULT {"us": ..., "n": ...}``; stop at EOF.
     """
     caller = Caller(_build(args["stack"]))
-    environ = make_environ()
+    environ = make_environ(args.get("path", BENCH_PATH))
     _check(caller, environ)
     caller.run_for(environ, args["warmup"])
     print("READY", flush=True)

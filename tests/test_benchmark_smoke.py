@@ -40,11 +40,15 @@ def test_benchmark_smoke_in_process(tmp_path):
         cwd=ROOT,
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
-    assert "## In-process" in proc.stdout
+    # one table per view: the trivial JSON view and the realistic one (SQLite + Jinja)
+    assert "## In-process: `GET /users/42`" in proc.stdout
+    assert "## In-process: `GET /orders`" in proc.stdout
     assert "| stack | bare µs/req | stack µs/req | overhead µs |" in proc.stdout
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("| `otel_monitor`"))
-    assert "skipped" not in row and "ERROR" not in row, row
-    assert output.read_text().count("| stack |") == 1
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| `otel_monitor`")]
+    assert len(rows) == 2
+    for row in rows:
+        assert "skipped" not in row and "ERROR" not in row, row
+    assert output.read_text().count("| stack |") == 2
 
 
 def run_smoke(tmp_path, stacks: str, fail: str) -> subprocess.CompletedProcess:
@@ -74,9 +78,10 @@ def test_a_peer_failing_its_rows_is_reported_in_them_and_the_run_still_succeeds(
     proc = run_smoke(tmp_path, "bare,otel_monitor,pfe", fail="pfe")
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
     pfe_rows = [line for line in proc.stdout.splitlines() if line.startswith("| `pfe`")]
-    assert len(pfe_rows) == 2 and all("ERROR" in row and "BENCH_FAIL_STACKS" in row for row in pfe_rows), pfe_rows
+    # rows: the two in-process views and the scrape
+    assert len(pfe_rows) == 3 and all("ERROR" in row and "BENCH_FAIL_STACKS" in row for row in pfe_rows), pfe_rows
     ours = [line for line in proc.stdout.splitlines() if line.startswith("| `otel_monitor`")]
-    assert len(ours) == 2 and not any("ERROR" in row or "skipped" in row for row in ours), ours
+    assert len(ours) == 3 and not any("ERROR" in row or "skipped" in row for row in ours), ours
     assert "Peer rows that failed (the run goes on):\n- in-process pfe:" in proc.stdout
     assert "\nErrors:" not in proc.stdout
 

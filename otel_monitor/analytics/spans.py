@@ -24,23 +24,28 @@ __all__ = ["RecentRequests", "SHARE_KEY"]
 #: key under which each worker shares its lists (``pipeline.share`` / ``pipeline.gather``)
 SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.traces")
 _SERVER = SpanKind.SERVER
+#: (trace id, span id, name, route, method, status, duration ns, end ns, error)
+_Entry = tuple[int, int, str, Any, Any, Any, int, Any, Any]
 _ERROR = StatusCode.ERROR
 
 
 class RecentRequests(SpanProcessor):
     """Keeps the last ``kept`` slow and the last ``kept`` failed SERVER spans of this process."""
 
+    #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
+    reads_ended_spans_only = True
+
     def __init__(
         self,
         slow_ms: float,
         kept: int,
         exclude_prefix: str | None = None,
-        sensitive_query_params: tuple = (),
+        sensitive_query_params: tuple[str, ...] = (),
     ) -> None:
         self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self.slow_ns = int(slow_ms * 1_000_000)
-        self.slow: deque = deque(maxlen=kept)
-        self.failed: deque = deque(maxlen=kept)
+        self.slow: deque[_Entry] = deque(maxlen=kept)
+        self.failed: deque[_Entry] = deque(maxlen=kept)
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:

@@ -60,22 +60,26 @@ class TraceStore(SpanProcessor):
     span's ``end`` (on the thread that served the request).
     """
 
+    #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
+    reads_ended_spans_only = True
+
     def __init__(
         self,
         slow_ms: float,
         kept: int,
-        sensitive_query_params: tuple = (),
+        sensitive_query_params: tuple[str, ...] = (),
         exclude_prefix: str | None = None,
-        on_failed: Callable[[dict], None] | None = None,
+        on_failed: Callable[[dict[str, Any]], None] | None = None,
         sample_every: int = SAMPLE_EVERY,
-        annotators: tuple[Callable[[ReadableSpan, dict], None], ...] = (),
+        annotators: tuple[Callable[[ReadableSpan, dict[str, Any]], None], ...] = (),
     ) -> None:
         self.slow_ns = int(slow_ms * 1_000_000)
         self.kept = kept
-        self.failed: deque = deque(maxlen=max(1, kept))
-        self.slow: deque = deque(maxlen=max(1, kept))
-        self.sampled: deque = deque(maxlen=max(1, kept // 10))
-        self.pending: dict[int, list] = {}
+        self.failed: deque[dict[str, Any]] = deque(maxlen=max(1, kept))
+        self.slow: deque[dict[str, Any]] = deque(maxlen=max(1, kept))
+        self.sampled: deque[dict[str, Any]] = deque(maxlen=max(1, kept // 10))
+        #: trace id -> [count of spans dropped, then the waiting spans]
+        self.pending: dict[int, list[Any]] = {}
         self.dropped_pending = 0
         self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
@@ -154,7 +158,7 @@ class TraceStore(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
-    def _own_children(self, root_id: int, trace_id: int, waiting: list) -> list:
+    def _own_children(self, root_id: int, trace_id: int, waiting: list[Any]) -> list[Any]:
         """The waiting spans under ``root_id``; the others (another local root of the same trace,
         e.g. a call this app made to itself) go on waiting."""
         by_id = {s.context.span_id: s for s in waiting[1:]}
@@ -195,7 +199,7 @@ class TraceStore(SpanProcessor):
 
     # -- converting ----------------------------------------------------------------------------
 
-    def tree(self, root: ReadableSpan, children: list, dropped: int = 0) -> dict[str, Any]:
+    def tree(self, root: ReadableSpan, children: list[ReadableSpan], dropped: int = 0) -> dict[str, Any]:
         """The request span and its children as a JSON-able dict, spans in tree order with depth."""
         origin = root.start_time or 0
         spans = [self._span(root, origin)] + [self._span(s, origin) for s in children]
@@ -280,15 +284,15 @@ def _short(value: Any, limit: int) -> Any:
     return value
 
 
-def _tree_order(spans: list[dict]) -> list[dict]:
+def _tree_order(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Depth-first by start time under each parent; a span whose parent is missing hangs off the root."""
     root = spans[0]
     known = {s["span_id"] for s in spans}
-    children: dict[str, list[dict]] = {}
+    children: dict[str, list[dict[str, Any]]] = {}
     for s in spans[1:]:
         parent = s["parent_id"] if s["parent_id"] in known and s["parent_id"] != s["span_id"] else root["span_id"]
         children.setdefault(parent, []).append(s)
-    ordered: list[dict] = []
+    ordered: list[dict[str, Any]] = []
     stack = [(root, 0)]
     visited: set[str] = set()
     while stack:

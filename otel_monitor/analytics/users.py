@@ -159,6 +159,9 @@ def _sparse(counts: list[int]) -> list[Any]:
 class IdentityCounts(SpanProcessor):
     """Counts SERVER spans per identity (an attribute), endpoint and time bucket; see the module."""
 
+    #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
+    reads_ended_spans_only = True
+
     def __init__(
         self,
         attribute: str,

@@ -47,9 +47,9 @@ class _Hist:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
-        self.exemplars: dict[int, tuple] | None = None
+        self.exemplars: dict[int, tuple[Any, ...]] | None = None
         #: the exemplars as SDK objects, as the last collection built them (None: to be built)
-        self.built: tuple | None = None
+        self.built: tuple[Any, ...] | None = None
         #: the point's JSON text as the last worker publish wrote it (None: changed since)
         self.encoded: str | None = None
 
@@ -57,7 +57,7 @@ class _Hist:
 class _Series:
     __slots__ = ("attributes", "hists")
 
-    def __init__(self, attributes: dict, sizes: tuple[int, int, int]) -> None:
+    def __init__(self, attributes: dict[str, Any], sizes: tuple[int, int, int]) -> None:
         self.attributes = attributes
         self.hists = (_Hist(sizes[0]), _Hist(sizes[1]), _Hist(sizes[2]))
 
@@ -65,15 +65,15 @@ class _Series:
 class RequestMetrics:
     def __init__(
         self,
-        duration_bounds: tuple,
-        size_bounds: tuple,
+        duration_bounds: tuple[float, ...],
+        size_bounds: tuple[float, ...],
         all_exemplars: bool = False,
         body_sizes: bool = False,
         exemplar_filter: str = "trace_based",
     ) -> None:
         self._bounds = (duration_bounds, size_bounds, size_bounds)
         self._sizes = (len(duration_bounds) + 1, len(size_bounds) + 1, len(size_bounds) + 1)
-        self._series: dict[tuple, _Series] = {}
+        self._series: dict[tuple[Any, ...], _Series] = {}
         self._lock = threading.Lock()
         #: how many of the three histograms keep exemplars (the duration one always)
         self._exemplar_upto = 0 if exemplar_filter == "always_off" else 3 if all_exemplars else 1
@@ -82,11 +82,16 @@ class RequestMetrics:
         self._recorded = 3 if body_sizes else 1
         #: requests recorded (under the lock): as_entries' cache is valid while it is unchanged
         self._changes = 0
-        self._entries: tuple[int, str, str | None, list[dict]] | None = None
+        self._entries: tuple[int, str, str | None, list[dict[str, Any]]] | None = None
         self._start = time.time_ns()
 
     def record(
-        self, key: tuple, duration: float, request_size: int | None, response_size: int | None, span_context: Any = None
+        self,
+        key: tuple[Any, ...],
+        duration: float,
+        request_size: int | None,
+        response_size: int | None,
+        span_context: Any = None,
     ) -> None:
         """``key`` is (method, scheme, route or None, status code or None, error type or None)."""
         series = self._series.get(key)
@@ -123,7 +128,7 @@ class RequestMetrics:
                     hist.exemplars[bucket] = (value, at, exemplar)
                     hist.built = None
 
-    def _new_series(self, key: tuple) -> _Series:
+    def _new_series(self, key: tuple[Any, ...]) -> _Series:
         method, scheme, route, status, error = key
         attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
         if route is not None:
@@ -146,7 +151,7 @@ class RequestMetrics:
     def collect(self) -> list[Metric]:
         """The three histograms as SDK ``Metric`` objects (cumulative since start)."""
         now = time.time_ns()
-        points: tuple[list, list, list] = ([], [], [])
+        points: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
         with self._lock:
             for series in self._series.values():
                 for i, hist in enumerate(series.hists):
@@ -177,7 +182,7 @@ class RequestMetrics:
             if points[i]
         ]
 
-    def _point(self, series: _Series, hist: _Hist) -> dict:
+    def _point(self, series: _Series, hist: _Hist) -> dict[str, Any]:
         """One series' histogram in the worker-file format (call under the lock)."""
         point = {
             "a": series.attributes,
@@ -194,7 +199,7 @@ class RequestMetrics:
             ]
         return point
 
-    def _entry(self, i: int, scope: str, version: str | None, points: list) -> dict:
+    def _entry(self, i: int, scope: str, version: str | None, points: list[Any]) -> dict[str, Any]:
         name, unit, description = _INSTRUMENTS[i]
         return {
             "scope": scope,
@@ -207,7 +212,7 @@ class RequestMetrics:
             "points": points,
         }
 
-    def as_entries(self, scope: str, version: str | None = None) -> list[dict]:
+    def as_entries(self, scope: str, version: str | None = None) -> list[dict[str, Any]]:
         """The histograms in the worker-file format of :func:`otel_monitor.metrics.multiprocess.serialise`,
         without building SDK objects first (this runs for every publish of a pre-fork worker).
 
@@ -217,7 +222,7 @@ class RequestMetrics:
             cached = self._entries
             if cached is not None and cached[:3] == (self._changes, scope, version):
                 return cached[3]
-            points: tuple[list, list, list] = ([], [], [])
+            points: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
             for series in self._series.values():
                 for i, hist in enumerate(series.hists):
                     if hist.count:

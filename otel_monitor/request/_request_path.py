@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +46,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
 from ._header_capture import HeaderCapture
+from ._server_span import ServerSpan
 from ._tracecontext import MAX_TRACEPARENT, MAX_TRACESTATE_IN
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
     from ._request_metrics import RequestMetrics
+    from ._server_span import ServerSpans
 
 
 class RequestPipeline(Protocol):
@@ -67,6 +69,8 @@ class RequestPipeline(Protocol):
     propagator: TextMapPropagator
     extract_keys: tuple[str, ...]
     request_metrics: RequestMetrics
+    #: starts request spans in a light structure when every span processor allows it (None: never)
+    server_spans: ServerSpans | None
     #: requests recorded (a cheap "anything new?" signal for background jobs)
     requests_seen: int
     #: in-flight requests, and the (method, scheme) pairs seen
@@ -76,6 +80,11 @@ class RequestPipeline(Protocol):
     serving: dict[int, Any]
     serving_started: threading.Event
 
+
+#: a WSGI environ, and a WSGI application
+Environ = dict[str, Any]
+StartResponse = Callable[..., Callable[[bytes], Any]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 #: environ keys a framework adapter (the Flask hooks) fills in for us.
 ROUTE_KEY = "otel_monitor.route"
@@ -94,12 +103,12 @@ _MAX_CACHED_ADDRESSES = 256
 _get_ident = threading.get_ident
 
 
-class _EnvironGetter(Getter[dict]):
+class _EnvironGetter(Getter[Environ]):
     """Reads W3C headers from the WSGI environ, refusing oversized or line-broken values."""
 
     __slots__ = ()
 
-    def get(self, carrier: dict, key: str) -> list[str] | None:
+    def get(self, carrier: Environ, key: str) -> list[str] | None:
         value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
         if value is None:
             return None
@@ -108,14 +117,14 @@ class _EnvironGetter(Getter[dict]):
             return None
         return [value]
 
-    def keys(self, carrier: dict) -> list[str]:
+    def keys(self, carrier: Environ) -> list[str]:
         return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
 
 
 _GETTER = _EnvironGetter()
 
 
-def _server_address(environ: dict) -> tuple[str | None, int | None]:
+def _server_address(environ: Environ) -> tuple[str | None, int | None]:
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
     port_text = None
     if host:
@@ -130,13 +139,16 @@ def _server_address(environ: dict) -> tuple[str | None, int | None]:
     return (host[:255] if host else None), port
 
 
-def _set_clean_attributes(span: Any, attributes: dict) -> None:
+def _set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
     """``span.set_attributes`` for values we built ourselves (str and int, already bounded).
 
     The SDK re-validates every value on every call (about a fifth of a sampled request's cost
     here); for a plain SDK span with no length limit we store them directly, under the same lock
     the SDK uses. Any other span, or an SDK whose internals differ, takes the public call.
     """
+    if type(span) is ServerSpan:
+        span.set_own(attributes)
+        return
     bounded = getattr(span, "_attributes", None)
     if (
         type(bounded) is BoundedAttributes
@@ -160,10 +172,10 @@ class RequestInstrumentation:
 
     def __init__(
         self,
-        wsgi_app: Callable,
+        wsgi_app: WSGIApp,
         pipeline_for_request: Callable[[], RequestPipeline | None],
         settings: Settings,
-        metrics_app: Callable | None = None,
+        metrics_app: WSGIApp | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
         self._pipeline = pipeline_for_request
@@ -187,12 +199,12 @@ class RequestInstrumentation:
             if settings.capture_headers_server_response
             else None
         )
-        self._addresses: dict[tuple, tuple[str | None, int | None]] = {}
+        self._addresses: dict[tuple[Any, Any, Any], tuple[str | None, int | None]] = {}
         #: a request this old when the app returns keeps its environ's text for the outlier context
         #: (half the slow threshold: it may become slow while its body is sent)
         self._context_after_s = settings.analytics_slow_ms / 2000.0
 
-    def _server_address(self, environ: dict) -> tuple[str | None, int | None]:
+    def _server_address(self, environ: Environ) -> tuple[str | None, int | None]:
         # Few distinct Host headers reach one app: parse each once (bounded, for hostile clients).
         key = (environ.get("HTTP_HOST"), environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
         address = self._addresses.get(key)
@@ -204,7 +216,7 @@ class RequestInstrumentation:
 
     # -- the request -------------------------------------------------------------------------
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if _ABANDONED:
             finish_abandoned()
         path = environ.get("PATH_INFO", "")
@@ -222,7 +234,9 @@ class RequestInstrumentation:
             log_internal_error("starting request telemetry")
             return self.wsgi_app(environ, start_response)
 
-        def _start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+        def _start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], Any]:
             record.status = status
             record.headers = headers
             return (
@@ -271,7 +285,7 @@ class _Request:
         "request_environ",
     )
 
-    def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: dict, path: str) -> None:
+    def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: Environ, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
         #: read from the environ when the app returns (``release``): the record keeps no reference
@@ -283,7 +297,7 @@ class _Request:
         #: the exception the framework handled (its 500 page), already turned into an event
         self.handled: _Failure | None = None
         self.status: str | None = None
-        self.headers: list | None = None
+        self.headers: list[tuple[str, str]] | None = None
         self.sent = 0
         self.last = 0.0  # perf_counter when the latest chunk was handed out
         self.end: float | None = None  # perf_counter of the last byte, for a body never closed
@@ -311,11 +325,17 @@ class _Request:
         # under it, and what only the app knows (route template, status, error) goes on both.
         kind = _SERVER
         self.outer: Any = None
-        if parent is None:
-            current = trace.get_current_span()
-            if getattr(current, "kind", None) is _SERVER and current.is_recording():
-                self.outer, kind = current, _INTERNAL
-        if tracer.sampler is pipeline.settings_sampler:
+        # the extracted parent's span, or (none extracted) the current one
+        parent_span = trace.get_current_span(parent)
+        if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
+            self.outer, kind = parent_span, _INTERNAL
+        spans = pipeline.server_spans
+        if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
+            # The light span (_server_span): what processors read, without the SDK span's own cost.
+            span = spans.start(name, parent, kind, time.time_ns(), parent_span.get_span_context())
+            if type(span) is ServerSpan:
+                span.set_own(self._span_attributes(environ, path))
+        elif tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
             span = tracer.start_span(name, parent, kind)
             if span.is_recording():
@@ -325,7 +345,7 @@ class _Request:
             span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
         self.span = span
         self.context = trace.set_span_in_context(span, parent)
-        self.token: Any = otel_context.attach(self.context)
+        self.token: Any = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
         # Which thread serves this request since when, for the sampling profiler. It sleeps while
@@ -335,7 +355,7 @@ class _Request:
         if not pipeline.serving_started.is_set():
             pipeline.serving_started.set()
 
-    def _span_attributes(self, environ: dict, path: str) -> dict:
+    def _span_attributes(self, environ: Environ, path: str) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             "http.request.method": self.method,
             "url.scheme": self.scheme,
@@ -365,7 +385,7 @@ class _Request:
             attrs.update(self.mw._request_headers.from_environ(environ))
         return attrs
 
-    def release(self, environ: dict) -> None:
+    def release(self, environ: Environ) -> None:
         """Take what ``finish`` needs from the environ when the app returns, and let go of it."""
         try:
             self.route = environ.get(ROUTE_KEY)
@@ -394,7 +414,7 @@ class _Request:
         token, self.token = self.token, None
         if token is not None:
             try:
-                otel_context.detach(token)
+                _detach(token)
             except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
                 log_internal_error("detaching the request context")
 
@@ -515,7 +535,7 @@ class _Failure:
 _now = time.perf_counter
 
 
-def _runtime_context_var() -> ContextVar | None:
+def _runtime_context_var() -> ContextVar[Any] | None:
     """The ContextVar behind the OpenTelemetry context, when it is the standard one.
 
     ``var.set``/``var.reset`` are what ``context.attach``/``detach`` do for it, without the two
@@ -541,12 +561,12 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
 #: requests whose body was garbage-collected unclosed. A finalizer only appends here: it can run
 #: inside any lock of ours or of the SDK (whenever the collector runs), so the recording itself
 #: happens later, outside them (next request, next collection).
-_ABANDONED: collections.deque = collections.deque()
+_ABANDONED: collections.deque[_Request] = collections.deque()
 if hasattr(os, "register_at_fork"):  # a forked worker must not record its parent's requests
     os.register_at_fork(after_in_child=_ABANDONED.clear)
 
 
-def finish_unclosed(active: set) -> None:
+def finish_unclosed(active: set[Any]) -> None:
     """Record, before metrics are read, the requests whose response ended without ``close()``.
 
     Those garbage-collected (``finish_abandoned``), and those whose body has been handed out to
@@ -594,7 +614,7 @@ class _ResponseBody:
         self._record = record
         self._closed = False
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         record = self._record
         inner = self._inner
         # ``last``: when the latest chunk was handed out. A consumer that stops at the declared
@@ -683,7 +703,7 @@ def _time_file_wrapper(result: Any, record: _Request) -> bool:
     return True
 
 
-def _declared_length(headers: list | None) -> int | None:
+def _declared_length(headers: list[tuple[str, str]] | None) -> int | None:
     """``Content-Length`` from the app's headers (few, short: names of another length are skipped)."""
     if headers:
         for name, value in headers:

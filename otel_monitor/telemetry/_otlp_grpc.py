@@ -38,7 +38,7 @@ class FastGrpcOTLPSpanExporter(_GrpcSpanExporter):
         super().__init__(*args, **kwargs)
 
     def _initialize_channel_and_stub(self) -> None:
-        super()._initialize_channel_and_stub()
+        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call, unused-ignore]  # the SDK's, unannotated
         self._client = _PreEncodedTraceStub(self._channel)  # type: ignore[assignment]
 
     def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]

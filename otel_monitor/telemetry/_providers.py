@@ -38,7 +38,7 @@ _NOOP_TRACER = otel_trace.NoOpTracer()
 _NOOP_METER = otel_metrics.NoOpMeter("otel_monitor")
 
 # Runtimes in the order their first pipeline was built; the first open one serves the globals.
-_order: list[weakref.ref] = []
+_order: list[weakref.ref[Runtime]] = []
 _order_lock = threading.Lock()
 _installed: dict[str, str] = {}  # signal -> "ours" | "theirs", once per process (survives fork)
 # Held strongly, as the SDK's meters hold their instruments: callers often drop the handle.
@@ -137,7 +137,7 @@ class GlobalTracerProvider(otel_trace.TracerProvider):
 class _Synchronous:
     """A counter/histogram/gauge whose measurements go to the current pipeline's instrument."""
 
-    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict) -> None:
+    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict[str, Any]) -> None:
         self._meter = meter
         self._create = create
         self.name = name
@@ -173,12 +173,12 @@ class _Synchronous:
 class _Observable:
     """An observable instrument: created again in every new pipeline of its runtime (callbacks kept)."""
 
-    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict) -> None:
+    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict[str, Any]) -> None:
         self._meter = meter
         self._create = create
         self.name = name
         self._kwargs = kwargs
-        self._registered_in: weakref.WeakSet = weakref.WeakSet()
+        self._registered_in: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
     def register(self, pipeline: Pipeline) -> None:
         if pipeline is None or pipeline in self._registered_in:
@@ -292,7 +292,8 @@ class GlobalPropagator(TextMapPropagator):
     def _current(self) -> TextMapPropagator:
         pipeline = _pipeline_of(primary_runtime())
         if pipeline is not None:
-            return pipeline.propagator
+            propagator: TextMapPropagator = pipeline.propagator
+            return propagator
         global _fallback
         if _fallback is None:
             from ..request._propagation import build_propagator
@@ -363,7 +364,7 @@ def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], our
 class DelegatingLogger:
     """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
 
-    def __init__(self, scope: tuple) -> None:
+    def __init__(self, scope: tuple[Any, ...]) -> None:
         self._scope = scope
         self._cache: tuple[Any, Any] = (None, None)
 

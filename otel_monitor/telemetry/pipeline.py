@@ -29,8 +29,9 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -48,6 +49,7 @@ from ..metrics.metrics_view import Channel, LocalView, MetricsView
 from ..request._propagation import build_propagator
 from ..request._request_metrics import RequestMetrics
 from ..request._request_path import finish_unclosed
+from ..request._server_span import ServerSpans, SpanProcessors
 from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
 from ._export_accounting import ExportStatus, account, count_unexported_at_shutdown, sdk_internal_metrics, watch_metrics
@@ -75,13 +77,13 @@ def _sampler(settings: Settings) -> sampling.Sampler:
     return root[name]
 
 
-def _exporter_names(configured: tuple | None, settings: Settings, endpoint: str | None) -> tuple:
+def _exporter_names(configured: tuple[str, ...] | None, settings: Settings, endpoint: str | None) -> tuple[str, ...]:
     if configured is not None:
         return configured
     return ("otlp",) if (settings.otlp_endpoint or endpoint) else ()
 
 
-def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict]:
+def _otlp_target(settings: Settings, signal: str) -> tuple[str, str, dict[str, str]]:
     protocol = getattr(settings, f"otlp_{signal}_protocol") or settings.otlp_protocol
     endpoint = getattr(settings, f"otlp_{signal}_endpoint")
     # Per-signal headers replace the general ones (the specification): a per-signal endpoint at
@@ -224,6 +226,8 @@ class Pipeline:
     instruments: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: how each signal's last export ended (``/health`` reports exports failing)
     exports: ExportStatus = field(default_factory=ExportStatus)
+    #: starts the request spans in a light structure (see otel_monitor.request._server_span); None: the SDK's
+    server_spans: ServerSpans | None = None
 
     def __post_init__(self) -> None:
         # the SDK's TracerProvider makes SDK tracers (the request path reads their sampler)
@@ -240,11 +244,11 @@ class Pipeline:
             )
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
-        self.active: set = set()
-        self.active_keys: set = set()  # (method, scheme) seen: reported as 0 when idle
+        self.active: set[Any] = set()
+        self.active_keys: set[Any] = set()  # (method, scheme) seen: reported as 0 when idle
         #: thread ident -> the request that thread is serving now (read by the sampling profiler,
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
-        self.serving: dict = {}
+        self.serving: dict[int, Any] = {}
         #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
         self.serving_started = threading.Event()
         self.meter.create_observable_up_down_counter(
@@ -261,12 +265,12 @@ class Pipeline:
         before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
         self.view = view
 
-    def _observe_active(self, options: Any) -> list:
+    def _observe_active(self, options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
 
         finish_unclosed(self.active)  # responses ended without close() count before this reading
 
-        counts: dict[tuple, int] = dict.fromkeys(list(self.active_keys), 0)
+        counts: dict[tuple[str, str], int] = dict.fromkeys(list(self.active_keys), 0)
         for request in list(self.active):
             key = (request.method, request.scheme)
             counts[key] = counts.get(key, 0) + 1
@@ -365,7 +369,7 @@ def _batch_processor(
     processor is built; dropping spans silently is not acceptable, so we set it for that moment.
     """
     with sdk_internal_metrics():
-        return count_unexported_at_shutdown(
+        processor: BatchSpanProcessor = count_unexported_at_shutdown(
             BatchSpanProcessor(
                 account(exporter, meter_provider, exports, timeout_s=settings.otlp_timeout),
                 max_queue_size=settings.bsp_max_queue_size,
@@ -375,6 +379,7 @@ def _batch_processor(
                 meter_provider=meter_provider,
             )
         )
+    return processor
 
 
 def request_metrics_for(settings: Settings, push: bool) -> RequestMetrics:
@@ -418,11 +423,18 @@ def build_pipeline(
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=exemplar_filter
     )
+    # The provider's processors and limits, built here so the request spans share them (_server_span).
+    processors = SpanProcessors()
+    limits = SpanLimits()
+    ids = id_generator(settings.id_generator)
+    sampler = _sampler(settings)
     tracer_provider = TracerProvider(
         resource=resource,
-        sampler=_sampler(settings),
+        sampler=sampler,
         shutdown_on_exit=False,
-        id_generator=id_generator(settings.id_generator),
+        active_span_processor=processors,
+        id_generator=ids,
+        span_limits=limits,
     )
     for exporter in span_exporters(settings):
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider, settings, exports))
@@ -437,6 +449,15 @@ def build_pipeline(
         exports=exports,
         request_metrics=request_metrics,
         view_for=view_for,
+        server_spans=ServerSpans(
+            processors,
+            resource,
+            ids,
+            sampler,
+            limits,
+            InstrumentationScope(SCOPE, __about__.__version__, SCHEMA_URL),
+            settings.traces_sampler,
+        ),
     )
     logs = log_exporters(settings)
     if logs:

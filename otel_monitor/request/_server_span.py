@@ -1,0 +1,375 @@
+"""The request's own span, recorded in a light structure that is also what span processors read.
+
+The SDK's ``Tracer.start_span`` + ``Span.end`` cost about as much as the rest of the request path
+together: a lock, bounded containers and a validation of every attribute at start, a copy of the
+whole span into a ``ReadableSpan`` at end. The request span needs none of that: its attributes are
+ones we built (strings and integers, already bounded), it lives on one thread, and at its end it is
+frozen. :class:`ServerSpan` is a ``trace.Span`` *and* an SDK ``ReadableSpan``: the request path
+writes into it directly, user code reaches it through ``trace.get_current_span()`` with the usual
+API (``set_attribute``, ``add_event``, ``record_exception``, ``set_status``, ``update_name``,
+``add_link``: validated and bounded as the SDK does), child spans parent on its context (real ids
+from the provider's id generator, the provider's sampler's decision), and when it ends the span
+processors receive the span itself, which no call changes any more.
+
+Only when every span processor of the provider reads spans only when they have ended
+(:class:`SpanProcessors`: the SDK's batch and simple processors and ours, which say so with
+``reads_ended_spans_only``) and the sampler is the one built from the settings: a processor added
+by the application, whose ``on_start`` may expect the SDK's own span, turns the light path off and
+every request span is the SDK's again (:meth:`ServerSpans.available`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Sequence
+from time import time_ns
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util import types
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+    from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+__all__ = ["ServerSpan", "ServerSpans", "SpanProcessors"]
+
+_logger = logging.getLogger("otel_monitor")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+_UNSET = Status(StatusCode.UNSET)
+#: taken by every write to a ServerSpan and by its end (one lock for all of them: writes from user
+#: code are few and short; the SDK's span makes a lock per span), so nothing changes an ended span
+_WRITES = threading.Lock()
+_OK = StatusCode.OK
+_NO_LINKS: tuple[Link, ...] = ()
+#: what ``Decision.is_sampled()`` / ``is_recording()`` answer, as sets (the SDK's methods are unannotated)
+_SAMPLED_DECISIONS = frozenset((Decision.RECORD_AND_SAMPLE,))
+_RECORDING_DECISIONS = frozenset((Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE))
+#: processors known to read a span only in ``on_end``, once it no longer changes
+_READ_AT_END: tuple[type, ...] = (BatchSpanProcessor, SimpleSpanProcessor)
+
+
+class SpanProcessors(SynchronousMultiSpanProcessor):
+    """The tracer provider's span processors, knowing whether they all read spans only at their end."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call, unused-ignore]  # the SDK's constructor is unannotated
+        #: True while every processor added reads spans only in ``on_end`` (the light path's condition)
+        self.read_at_end_only = True
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if not (
+            type(span_processor) in _READ_AT_END or getattr(span_processor, "reads_ended_spans_only", False) is True
+        ):
+            self.read_at_end_only = False
+
+
+class ServerSpans:
+    """Starts :class:`ServerSpan` s for one pipeline (its resource, ids, sampler, limits, processors)."""
+
+    __slots__ = (
+        "processors",
+        "resource",
+        "ids",
+        "sampler",
+        "limits",
+        "scope",
+        "_random_ids",
+        "_light_limits",
+        "_root_samples",
+        "_parent_based",
+    )
+
+    def __init__(
+        self,
+        processors: SpanProcessors,
+        resource: Resource,
+        ids: IdGenerator,
+        sampler: Sampler,
+        limits: SpanLimits,
+        scope: InstrumentationScope,
+        sampler_name: str = "",
+    ) -> None:
+        self.processors = processors
+        self.resource = resource
+        self.ids = ids
+        self.sampler = sampler
+        self.limits = limits
+        self.scope = scope
+        self._random_ids = ids.is_trace_id_random()
+        # Our own attributes are stored unchecked: only when no length limit could cut them.
+        self._light_limits = limits.max_attribute_length is None
+        # The settings' static samplers decide without a call (ratio samplers are asked):
+        # ``always_on``/``always_off``, optionally ``parentbased_`` (a valid parent's sampled flag
+        # decides, as ParentBased's default delegates do). None: ask the sampler.
+        parent_based = sampler_name.startswith("parentbased_")
+        root = sampler_name[len("parentbased_") :] if parent_based else sampler_name
+        self._root_samples: bool | None = {"always_on": True, "always_off": False}.get(root)
+        self._parent_based = parent_based
+
+    def available(self) -> bool:
+        """The light path applies now: no length limit, and every processor reads ended spans only."""
+        return self._light_limits and self.processors.read_at_end_only
+
+    def start(
+        self, name: str, parent: Context | None, kind: SpanKind, start_time: int, found: SpanContext | None
+    ) -> trace.Span:
+        """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler.
+
+        ``found``: the span context of ``trace.get_current_span(parent)`` (the caller has it).
+        """
+        parent_context = found if found is not None and found.is_valid else None
+        if parent_context is None:
+            trace_id = self.ids.generate_trace_id()
+            random = self._random_ids
+        else:
+            trace_id = parent_context.trace_id
+            random = parent_context.trace_flags.random_trace_id
+        root_samples = self._root_samples
+        if root_samples is not None:
+            if parent_context is None:
+                sampled, trace_state = root_samples, None
+            else:
+                sampled = parent_context.trace_flags.sampled if self._parent_based else root_samples
+                trace_state = parent_context.trace_state
+            recording = sampled
+        else:
+            result = self.sampler.should_sample(parent, trace_id, name, kind, None, None)
+            sampled = result.decision in _SAMPLED_DECISIONS
+            recording = result.decision in _RECORDING_DECISIONS
+            trace_state = result.trace_state
+        if random:
+            flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
+        else:
+            flags = _SAMPLED if sampled else _NOT_SAMPLED
+        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        if not recording:
+            return trace.NonRecordingSpan(context)
+        return ServerSpan(self, name, context, parent_context, kind, start_time)
+
+
+class ServerSpan(trace.Span, ReadableSpan):
+    """A recording span of the request path: ``trace.Span`` for writers, ``ReadableSpan`` for processors.
+
+    The request path stores its own attributes with :meth:`set_own`; everything else goes through
+    the API and is validated and bounded as the SDK's span does. After :meth:`end` nothing changes it.
+    """
+
+    def __init__(
+        self,
+        spans: ServerSpans,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        start_time: int,
+    ) -> None:
+        # ReadableSpan's fields, set directly (its __init__ would build an empty Resource)
+        self._name = name
+        self._context: SpanContext | None = context
+        self._span_context = context  # the same, typed as always present
+        self._kind = kind
+        self._instrumentation_info = None
+        self._instrumentation_scope = spans.scope
+        self._parent = parent
+        self._start_time = start_time
+        self._end_time: int | None = None
+        self._attributes: dict[str, types.AttributeValue] = {}
+        self._events: list[Event] = []
+        self._links: Sequence[Link] = _NO_LINKS
+        self._resource = spans.resource
+        self._status = _UNSET
+        self._spans = spans
+        self._dropped_attributes = 0
+        self._dropped_events = 0
+        self._dropped_links = 0
+
+    # -- the request path's own writes -----------------------------------------------------------
+
+    def set_own(self, attributes: dict[str, Any]) -> None:
+        """Attributes the request path built (str and int, bounded): stored as they are."""
+        with _WRITES:
+            if self._end_time is not None:
+                return
+            maxlen = self._spans.limits.max_span_attributes
+            if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
+                self._attributes.update(attributes)
+            else:  # the count limit reached: the SDK's rule, key by key
+                for key, value in attributes.items():
+                    self._store(key, value)
+
+    # -- trace.Span --------------------------------------------------------------------------------
+
+    def get_span_context(self) -> SpanContext:
+        return self._span_context
+
+    @property
+    def context(self) -> SpanContext:
+        return self._span_context
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def set_attributes(self, attributes: types.Attributes) -> None:
+        if not attributes:
+            return
+        # As BoundedAttributes: keys that are not non-empty strings dropped, values cleaned.
+        cleaned = _clean_attribute_value(dict(attributes), self._spans.limits.max_attribute_length)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
+            self._dropped_attributes += len(attributes) - len(cleaned)
+            for key, value in cleaned.items():
+                self._store(key, value)
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if not key or not isinstance(key, str):
+            _logger.warning("invalid key `%s`. must be non-empty string. Dropping key from attributes.", key)
+            with _WRITES:
+                self._dropped_attributes += 1
+            return
+        cleaned = _clean_attribute_value(value, self._spans.limits.max_attribute_length)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
+            self._store(key, cleaned)
+
+    def _store(self, key: str, value: Any) -> None:
+        """BoundedAttributes' rule (``_WRITES`` held): a key set again moves to the end; when full,
+        the oldest goes."""
+        attributes = self._attributes
+        attributes.pop(key, None)
+        maxlen = self._spans.limits.max_span_attributes
+        if maxlen is not None and len(attributes) >= maxlen:
+            self._dropped_attributes += 1
+            if maxlen == 0:
+                return
+            del attributes[next(iter(attributes))]
+        attributes[key] = value
+
+    def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
+        limits = self._spans.limits
+        bounded = BoundedAttributes(
+            limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )
+        event = Event(name=name, attributes=bounded, timestamp=timestamp)
+        with _WRITES:
+            if self._end_time is not None:
+                _logger.warning("Calling add_event on an ended span.")
+                return
+            if limits.max_events is not None and len(self._events) >= limits.max_events:
+                self._dropped_events += 1
+                return
+            self._events.append(event)
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        if context is None or (not context.is_valid and not attributes):
+            return  # what the SDK accepts: a valid context, or an invalid one that carries attributes
+        limits = self._spans.limits
+        bounded = BoundedAttributes(
+            limits.max_link_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )
+        with _WRITES:
+            if self._end_time is not None:
+                return
+            if limits.max_links is not None and len(self._links) >= limits.max_links:
+                self._dropped_links += 1
+                return
+            self._links = (*self._links, Link(context, bounded))
+
+    def update_name(self, name: str) -> None:
+        with _WRITES:
+            if self._end_time is None:
+                self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        # As the SDK: OK is final, UNSET is ignored, a Status object carries its own description.
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            new = status
+        elif isinstance(status, StatusCode):
+            if status is StatusCode.UNSET:
+                return
+            new = Status(status, description)
+        else:
+            return
+        with _WRITES:
+            if self._end_time is None and self._status.status_code is not _OK:
+                self._status = new
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        kind = type(exception)
+        module = kind.__module__
+        event: dict[str, types.AttributeValue] = {
+            "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        with _WRITES:
+            ended = self._end_time is not None
+            if not ended:
+                self._end_time = end_time if end_time is not None else time_ns()
+        if ended:
+            _logger.warning("Calling end() on an ended span.")
+            return
+        # Frozen from here on: the processors receive the span itself.
+        self._spans.processors.on_end(self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is not None and self.is_recording():
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+    # -- ReadableSpan ------------------------------------------------------------------------------
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_links
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
