@@ -326,6 +326,28 @@ def test_the_export_session_tells_the_running_export_its_status_and_retry_after(
     assert current_outcome() is None  # each export's outcome ends with it
 
 
+def test_a_retry_whose_deadline_passed_is_a_timeout_and_the_export_keeps_the_cause_its_attempts_met(receiver):
+    """The SDK's retry hands the session max(deadline - now, 0) (at load 10 its backoff wakes after the
+    deadline): no request is sent, requests' ValueError for a zero timeout becomes a Timeout, and the
+    503 the earlier attempt got stays the export's outcome."""
+    import requests
+
+    from otel_monitor.telemetry._export_accounting import observed_export
+    from otel_monitor.telemetry._export_session import ExportSession
+
+    session = ExportSession()
+    url = f"http://127.0.0.1:{receiver}/v1/traces"
+    with observed_export() as outcome:
+        session.post(url, data=b"x", timeout=HANG_S)
+        with pytest.raises(requests.Timeout):
+            session.post(url, data=b"x", timeout=0.0)
+    assert (outcome.status, outcome.error) == (503, None)
+    with observed_export() as outcome:
+        with pytest.raises(requests.Timeout):
+            session.post(url, data=b"x", timeout=0.0)
+    assert (outcome.status, outcome.error) == (None, "Timeout")
+
+
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     from email.utils import formatdate
 

@@ -59,6 +59,15 @@ class ExportSession(requests.Session):
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         outcome = current_outcome()
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, (int, float)) and timeout <= 0:
+            # The SDK's retry passes max(deadline - now, 0): its deadline passed while it backed off
+            # (a busy machine wakes late), and requests refuses a zero timeout with a ValueError. It is
+            # a timeout, and the export is lost to what its attempts met (the 503, the refused
+            # connection), which this attempt, never sent, does not overwrite.
+            if outcome is not None and outcome.status is None and outcome.error is None:
+                outcome.responded(None, "Timeout", None)
+            raise requests.Timeout("the export's deadline passed before this attempt was sent")
         try:
             response = super().send(request, **kwargs)
         except Exception as exc:
