@@ -1067,12 +1067,18 @@ def docs_shot(page, name: str) -> None:
 
 def wait_until(page, view: str, selector: str, text: str) -> None:
     """Open ``view`` until ``selector`` shows ``text`` (the demo's story moves on its own clock)."""
-    deadline = time.monotonic() + 2 * HANG_S
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + 3 * HANG_S
     while True:
-        open_view(page, view)
+        try:
+            open_view(page, view)
+        except PlaywrightTimeout:
+            pass  # this load failed (a demo too busy to answer in time): the page retries on its own
         if page.locator(selector, has_text=text).count():
             return
-        assert time.monotonic() < deadline, f"{view}: no {selector} with {text!r}"
+        banner = page.locator("#banner").inner_text() if page.locator("#banner").is_visible() else ""
+        assert time.monotonic() < deadline, f"{view}: no {selector} with {text!r} (banner: {banner!r})"
         page.wait_for_timeout(1000)
 
 
