@@ -71,7 +71,6 @@ REWORKED_ELSEWHERE = frozenset(
         "otel_monitor.request._request_metrics",
         "otel_monitor.request._server_span",
         "otel_monitor.telemetry.pipeline",
-        "otel_monitor.telemetry._providers",
         "otel_monitor.telemetry._otlp_encode",
         "otel_monitor.telemetry._otlp_grpc",
         "otel_monitor.analytics.trace_store",
