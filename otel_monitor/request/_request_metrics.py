@@ -26,6 +26,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, HistogramDataPoint, Metric
+from opentelemetry.trace import SpanContext
 
 #: distinct attribute sets kept; more (a pathological app) are folded into one overflow series
 MAX_SERIES = 4096
@@ -47,9 +48,10 @@ class _Hist:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
-        self.exemplars: dict[int, tuple[Any, ...]] | None = None
+        #: bucket -> (value, time ns, span context) of the last sampled measurement in it
+        self.exemplars: dict[int, tuple[float, int, SpanContext]] | None = None
         #: the exemplars as SDK objects, as the last collection built them (None: to be built)
-        self.built: tuple[Any, ...] | None = None
+        self.built: tuple[Exemplar, ...] | None = None
         #: the point's JSON text as the last worker publish wrote it (None: changed since)
         self.encoded: str | None = None
 
@@ -91,7 +93,7 @@ class RequestMetrics:
         duration: float,
         request_size: int | None,
         response_size: int | None,
-        span_context: Any = None,
+        span_context: SpanContext | None = None,
     ) -> None:
         """``key`` is (method, scheme, route or None, status code or None, error type or None)."""
         series = self._series.get(key)

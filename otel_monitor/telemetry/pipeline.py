@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
@@ -265,9 +266,7 @@ class Pipeline:
         before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
         self.view = view
 
-    def _observe_active(self, options: Any) -> list[Any]:
-        from opentelemetry.metrics import Observation
-
+    def _observe_active(self, options: CallbackOptions) -> list[Observation]:
         finish_unclosed(self.active)  # responses ended without close() count before this reading
 
         counts: dict[tuple[str, str], int] = dict.fromkeys(list(self.active_keys), 0)
