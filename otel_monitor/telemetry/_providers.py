@@ -27,7 +27,7 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry._logs._internal import ProxyLoggerProvider
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackT
-from opentelemetry.metrics import _Gauge as Gauge  # the API exports Gauge under this name only
+from opentelemetry.metrics import _Gauge as APIGauge  # the API exports its Gauge under this name only
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.propagators.textmap import (
     CarrierT,
@@ -236,7 +236,7 @@ class _Histogram(_Synchronous[otel_metrics.Histogram], otel_metrics.Histogram):
             instrument.record(amount, attributes, context)
 
 
-class _Gauge(_Synchronous[Gauge], Gauge):
+class _Gauge(_Synchronous[APIGauge], APIGauge):
     def set(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
         instrument = self._instrument()
         if instrument is not None:
@@ -328,7 +328,7 @@ class DelegatingMeter(otel_metrics.Meter):
             ),
         )
 
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> APIGauge:
         return _Gauge(self, name, lambda meter: meter.create_gauge(name, unit=unit, description=description))
 
     def create_observable_counter(

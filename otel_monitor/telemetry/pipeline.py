@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
     from opentelemetry.sdk.metrics.export import MetricExporter
 
     from ..monitor import Monitor
@@ -147,11 +148,11 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
     return _exporters(settings, "traces")
 
 
-def metric_exporters(settings: Settings) -> list[Any]:
+def metric_exporters(settings: Settings) -> list[MetricExporter]:
     return _exporters(settings, "metrics")
 
 
-def log_exporters(settings: Settings) -> list[Any]:
+def log_exporters(settings: Settings) -> list[LogRecordExporter]:
     return _exporters(settings, "logs")
 
 
@@ -289,8 +290,9 @@ class Pipeline:
         """Publish a JSON-able value on ``channel``; :meth:`gather` returns it from every worker."""
         self.shared[channel.name] = produce
 
-    def gather(self, channel: Channel[Any]) -> list[Any]:
-        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked)."""
+    def gather(self, channel: Channel[T]) -> list[object]:
+        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked):
+        the other workers' as JSON read back, so each reader checks what it gets."""
         assert self.view is not None
         return self.view.gather(channel.name)
 
