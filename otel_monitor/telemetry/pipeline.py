@@ -211,7 +211,7 @@ class Pipeline:
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
     #: key -> producer of a JSON-able value every worker publishes (see :meth:`share`)
-    shared: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    shared: dict[str, Callable[[], object]] = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
@@ -247,7 +247,7 @@ class Pipeline:
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set[Any] = set()
-        self.active_keys: set[Any] = set()  # (method, scheme) seen: reported as 0 when idle
+        self.active_keys: set[tuple[str, str]] = set()  # (method, scheme) seen: reported as 0 when idle
         #: thread ident -> the request that thread is serving now (read by the sampling profiler,
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
         self.serving: dict[int, Any] = {}
