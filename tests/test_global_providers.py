@@ -83,6 +83,33 @@ def test_monitor_tracer_and_meter_taken_before_init_app_record_after_it():
     monitor.shutdown(1)
 
 
+def test_a_meters_instruments_are_the_apis_instrument_types_and_record_each_kind():
+    monitor = Monitor(system_metrics=False, analytics=False)
+    meter = monitor.meter
+    counter = meter.create_counter("user.count")
+    up_down = meter.create_up_down_counter("user.level")
+    histogram = meter.create_histogram("user.size", explicit_bucket_boundaries_advisory=[10.0, 20.0])
+    gauge = meter.create_gauge("user.temperature")
+    observed = meter.create_observable_counter(
+        "user.observed", callbacks=[lambda options: [metrics.Observation(3, {"k": "v"})]]
+    )
+    assert isinstance(counter, metrics.Counter) and isinstance(up_down, metrics.UpDownCounter)
+    assert isinstance(histogram, metrics.Histogram) and isinstance(observed, metrics.ObservableCounter)
+    assert isinstance(gauge, metrics._Gauge)  # the API's Gauge (exported under this name)
+    _app_with_user_code(monitor.tracer, counter, monitor=monitor)
+    counter.add(2, {"k": "v"})
+    up_down.add(-1, {"k": "v"})
+    histogram.record(15, {"k": "v"})
+    gauge.set(21.5, {"k": "v"})
+    telemetry = Telemetry(monitor)
+    assert (telemetry.point("user.count", k="v").value, telemetry.point("user.level", k="v").value) == (2, -1)
+    size = telemetry.point("user.size", k="v")
+    assert (tuple(size.explicit_bounds), tuple(size.bucket_counts)) == ((10.0, 20.0), (0, 1, 0))
+    assert telemetry.point("user.temperature", k="v").value == 21.5
+    assert telemetry.point("user.observed", k="v").value == 3
+    monitor.shutdown(1)
+
+
 def test_a_function_decorated_at_import_time_records_once_the_monitor_exists():
     tracer = trace.get_tracer("user.module")
 

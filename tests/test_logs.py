@@ -168,6 +168,25 @@ def test_the_global_opentelemetry_logger_writes_into_the_pipeline():
     monitor.shutdown(1)
 
 
+def test_the_global_opentelemetry_logger_answers_enabled_and_takes_a_log_record():
+    from opentelemetry import _logs as otel_logs
+
+    from otel_monitor.telemetry import _providers as providers
+
+    app, monitor = _app(logs_exporter="console")
+    if providers.installed().get("logs") != "ours":
+        pytest.skip("this test process's global logger provider is not otel_monitor's")
+    exporter = _capture(monitor)
+    logger = otel_logs.get_logger("user.module")
+    assert isinstance(logger, otel_logs.Logger)
+    assert logger.enabled(severity_number=otel_logs.SeverityNumber.INFO) is True
+    logger.emit(otel_logs.LogRecord(body="a record", severity_number=otel_logs.SeverityNumber.WARN))
+    [record] = exporter.get_finished_logs()
+    assert (record.log_record.body, record.log_record.severity_number) == ("a record", otel_logs.SeverityNumber.WARN)
+    monitor.shutdown(1)
+    assert logger.enabled() is False  # no open monitor: nothing would record it
+
+
 def _root_handlers() -> list:
     return [h for h in logging.getLogger().handlers if isinstance(h, _logs._RootHandler)]
 

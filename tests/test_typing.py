@@ -68,14 +68,8 @@ ALLOWED: dict[str, str] = {
 REWORKED_ELSEWHERE = frozenset(
     {
         "otel_monitor.request._request_path",
-        "otel_monitor.request._request_metrics",
         "otel_monitor.request._server_span",
-        "otel_monitor.telemetry.pipeline",
-        "otel_monitor.telemetry._providers",
         "otel_monitor.telemetry._otlp_encode",
-        "otel_monitor.telemetry._otlp_grpc",
-        "otel_monitor.analytics.trace_store",
-        "otel_monitor.analytics.spans",
         "otel_monitor.metrics.*",
         "otel_monitor.prefork",
         "otel_monitor.analytics.summaries",

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from .._redaction import Redactor, redactor_for
 from ..metrics.metrics_view import Channel
@@ -25,7 +27,7 @@ __all__ = ["RecentRequests", "SHARE_KEY"]
 SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.traces")
 _SERVER = SpanKind.SERVER
 #: (trace id, span id, name, route, method, status, duration ns, end ns, error)
-_Entry = tuple[int, int, str, Any, Any, Any, int, Any, Any]
+_Entry = tuple[int, int, str, AttributeValue, AttributeValue, AttributeValue, int, int | None, object]
 _ERROR = StatusCode.ERROR
 
 
@@ -48,10 +50,10 @@ class RecentRequests(SpanProcessor):
         self.failed: deque[_Entry] = deque(maxlen=kept)
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
-    def on_end(self, span: Any) -> None:
+    def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not _SERVER:
             return
         end, start = span.end_time, span.start_time
@@ -62,12 +64,12 @@ class RecentRequests(SpanProcessor):
         slow = duration > self.slow_ns
         if not (failed or slow):
             return
-        attrs = span.attributes
+        attrs = span.attributes or {}
         status = attrs.get("http.response.status_code")
         error = attrs.get("error.type")
         route = attrs.get("http.route")
         exclude = self._exclude
-        if exclude is not None and route is not None and (route == exclude or route.startswith(exclude + "/")):
+        if exclude is not None and isinstance(route, str) and (route == exclude or route.startswith(exclude + "/")):
             return
         context = span.context
         description = span.status.description if span.status.status_code is _ERROR else None

@@ -19,8 +19,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import Attributes
 
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
@@ -91,7 +93,7 @@ class TraceStore(SpanProcessor):
 
     # -- SpanProcessor -------------------------------------------------------------------------
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -251,7 +253,7 @@ class TraceStore(SpanProcessor):
             ],
         }
 
-    def _attributes(self, attributes: Any) -> dict[str, Any]:
+    def _attributes(self, attributes: Attributes) -> dict[str, Any]:
         result: dict[str, Any] = {}
         redact = self.redactor.attribute
         for key, value in (attributes or {}).items():
@@ -259,10 +261,9 @@ class TraceStore(SpanProcessor):
             # Redacted before the cut (a cut URL could hide its '@' and show its password), on
             # a prefix with a margin past the cut (bounded work for a huge value).
             if isinstance(value, tuple):
-                value = [_short(redact(key, _cut(v, limit + _MARGIN)), limit) for v in value]
+                result[key] = [_short(redact(key, _cut(v, limit + _MARGIN)), limit) for v in value]
             else:
-                value = _short(redact(key, _cut(value, limit + _MARGIN)), limit)
-            result[key] = value
+                result[key] = _short(redact(key, _cut(value, limit + _MARGIN)), limit)
         return result
 
     def redact_text(self, text: str) -> str:
@@ -274,11 +275,11 @@ class TraceStore(SpanProcessor):
 _MARGIN = 1024
 
 
-def _cut(value: Any, limit: int) -> Any:
+def _cut(value: object, limit: int) -> object:
     return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
-def _short(value: Any, limit: int) -> Any:
+def _short(value: object, limit: int) -> object:
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + "…"
     return value

@@ -26,10 +26,15 @@ from typing import Any
 
 from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, HistogramDataPoint, Metric
+from opentelemetry.trace import SpanContext
 
 #: distinct attribute sets kept; more (a pathological app) are folded into one overflow series
 MAX_SERIES = 4096
 _OVERFLOW_KEY = ("otel.metric.overflow",)
+#: a series: (method, scheme, route or None, status code or None, error type or None)
+SeriesKey = tuple[str, str, str | None, int | None, str | None]
+#: a series' attributes, as the SDK's data points and the worker files carry them
+_Attributes = dict[str, str | int | bool]
 
 _INSTRUMENTS = (
     ("http.server.request.duration", "s", "Duration of HTTP server requests."),
@@ -47,9 +52,10 @@ class _Hist:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
-        self.exemplars: dict[int, tuple[Any, ...]] | None = None
+        #: bucket -> (value, time ns, span context) of the last sampled measurement in it
+        self.exemplars: dict[int, tuple[float, int, SpanContext]] | None = None
         #: the exemplars as SDK objects, as the last collection built them (None: to be built)
-        self.built: tuple[Any, ...] | None = None
+        self.built: tuple[Exemplar, ...] | None = None
         #: the point's JSON text as the last worker publish wrote it (None: changed since)
         self.encoded: str | None = None
 
@@ -57,7 +63,7 @@ class _Hist:
 class _Series:
     __slots__ = ("attributes", "hists")
 
-    def __init__(self, attributes: dict[str, Any], sizes: tuple[int, int, int]) -> None:
+    def __init__(self, attributes: _Attributes, sizes: tuple[int, int, int]) -> None:
         self.attributes = attributes
         self.hists = (_Hist(sizes[0]), _Hist(sizes[1]), _Hist(sizes[2]))
 
@@ -73,7 +79,7 @@ class RequestMetrics:
     ) -> None:
         self._bounds = (duration_bounds, size_bounds, size_bounds)
         self._sizes = (len(duration_bounds) + 1, len(size_bounds) + 1, len(size_bounds) + 1)
-        self._series: dict[tuple[Any, ...], _Series] = {}
+        self._series: dict[SeriesKey | tuple[str], _Series] = {}
         self._lock = threading.Lock()
         #: how many of the three histograms keep exemplars (the duration one always)
         self._exemplar_upto = 0 if exemplar_filter == "always_off" else 3 if all_exemplars else 1
@@ -87,11 +93,11 @@ class RequestMetrics:
 
     def record(
         self,
-        key: tuple[Any, ...],
+        key: SeriesKey,
         duration: float,
         request_size: int | None,
         response_size: int | None,
-        span_context: Any = None,
+        span_context: SpanContext | None = None,
     ) -> None:
         """``key`` is (method, scheme, route or None, status code or None, error type or None)."""
         series = self._series.get(key)
@@ -128,24 +134,25 @@ class RequestMetrics:
                     hist.exemplars[bucket] = (value, at, exemplar)
                     hist.built = None
 
-    def _new_series(self, key: tuple[Any, ...]) -> _Series:
+    def _new_series(self, key: SeriesKey) -> _Series:
         method, scheme, route, status, error = key
-        attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+        attributes: _Attributes = {"http.request.method": method, "url.scheme": scheme}
         if route is not None:
             attributes["http.route"] = route
         if status is not None:
             attributes["http.response.status_code"] = status
         if error is not None:
             attributes["error.type"] = error
+        kept: SeriesKey | tuple[str] = key
         with self._lock:
-            series = self._series.get(key)
+            series = self._series.get(kept)
             if series is None:
                 if len(self._series) >= MAX_SERIES:
-                    key, attributes = _OVERFLOW_KEY, {"otel.metric.overflow": True}
-                    series = self._series.get(key)
+                    kept, attributes = _OVERFLOW_KEY, {"otel.metric.overflow": True}
+                    series = self._series.get(kept)
                 if series is None:
                     series = _Series(attributes, self._sizes)
-                    self._series[key] = series
+                    self._series[kept] = series
         return series
 
     def collect(self) -> list[Metric]:

@@ -18,12 +18,28 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
-from opentelemetry.propagators.textmap import TextMapPropagator, default_getter, default_setter
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry._logs._internal import ProxyLoggerProvider
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackT
+from opentelemetry.metrics import _Gauge as APIGauge  # the API exports its Gauge under this name only
+from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util._decorator import _agnosticcontextmanager
+from opentelemetry.util.types import AnyValue, Attributes
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -61,7 +77,7 @@ def primary_runtime() -> Runtime | None:
     return None
 
 
-def _pipeline_of(runtime: Runtime | None) -> Any:
+def _pipeline_of(runtime: Runtime | None) -> Pipeline | None:
     if runtime is None:
         return None
     pipeline = runtime._pipeline
@@ -80,11 +96,11 @@ class DelegatingTracer(otel_trace.Tracer):
         name: str,
         version: str | None = None,
         schema_url: str | None = None,
-        attributes: Any = None,
+        attributes: Attributes = None,
     ) -> None:
         self._target = target
         self._scope = (name, version, schema_url, attributes)
-        self._cache: tuple[Any, otel_trace.Tracer] = (None, _NOOP_TRACER)
+        self._cache: tuple[Pipeline | None, otel_trace.Tracer] = (None, _NOOP_TRACER)
 
     def _tracer(self) -> otel_trace.Tracer:
         pipeline = _pipeline_of(self._target())
@@ -97,14 +113,54 @@ class DelegatingTracer(otel_trace.Tracer):
             self._cache = (pipeline, tracer)
         return tracer
 
-    def start_span(self, *args: Any, **kwargs: Any) -> otel_trace.Span:
-        return self._tracer().start_span(*args, **kwargs)
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> otel_trace.Span:
+        return self._tracer().start_span(
+            name,
+            context=context,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        )
 
     @_agnosticcontextmanager
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[otel_trace.Span]:
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[otel_trace.Span]:
         # Resolved on entry, not when called: ``@tracer.start_as_current_span("x")`` decorating a
         # function at import time must record once the pipeline exists (as the API's ProxyTracer).
-        with self._tracer().start_as_current_span(*args, **kwargs) as span:
+        with self._tracer().start_as_current_span(
+            name,
+            context=context,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+            end_on_exit=end_on_exit,
+        ) as span:
             yield span
 
 
@@ -116,55 +172,72 @@ class GlobalTracerProvider(otel_trace.TracerProvider):
         instrumenting_module_name: str,
         instrumenting_library_version: str | None = None,
         schema_url: str | None = None,
-        attributes: Any = None,
+        attributes: Attributes = None,
     ) -> otel_trace.Tracer:
         return DelegatingTracer(
             primary_runtime, instrumenting_module_name, instrumenting_library_version, schema_url, attributes
         )
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         # SDK-only calls made on the global (add_span_processor, force_flush, resource, sampler)
         # reach the current pipeline's SDK provider.
         pipeline = _pipeline_of(primary_runtime())
         if pipeline is None:
             raise AttributeError(name)
-        return getattr(pipeline.tracer_provider, name)
+        value: object = getattr(pipeline.tracer_provider, name)
+        return value
 
 
 # -- metrics ----------------------------------------------------------------------------------
 
+_SynchronousT = TypeVar("_SynchronousT", bound=otel_metrics.Synchronous)
+#: makes the instrument in a pipeline's SDK meter (the API call the user made, replayed)
+_Create = Callable[[otel_metrics.Meter], _SynchronousT]
 
-class _Synchronous:
+
+class _Synchronous(Generic[_SynchronousT]):
     """A counter/histogram/gauge whose measurements go to the current pipeline's instrument."""
 
-    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict[str, Any]) -> None:
+    def __init__(self, meter: DelegatingMeter, name: str, create: _Create[_SynchronousT]) -> None:
         self._meter = meter
-        self._create = create
         self.name = name
-        self._kwargs = kwargs
-        self._cache: tuple[Any, Any] = (None, None)
+        self._create = create
+        self._cache: tuple[Pipeline | None, _SynchronousT | None] = (None, None)
 
-    def _instrument(self) -> Any:
+    def _instrument(self) -> _SynchronousT | None:
         pipeline = _pipeline_of(self._meter._target())
         if pipeline is None:
             return None
         cached, instrument = self._cache
         if cached is not pipeline:
-            instrument = getattr(self._meter._sdk_meter(pipeline), self._create)(self.name, **self._kwargs)
+            instrument = self._create(self._meter._sdk_meter(pipeline))
             self._cache = (pipeline, instrument)
         return instrument
 
-    def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+
+class _Counter(_Synchronous[otel_metrics.Counter], otel_metrics.Counter):
+    def add(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
         instrument = self._instrument()
         if instrument is not None:
             instrument.add(amount, attributes, context)
 
-    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+
+class _UpDownCounter(_Synchronous[otel_metrics.UpDownCounter], otel_metrics.UpDownCounter):
+    def add(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
+        instrument = self._instrument()
+        if instrument is not None:
+            instrument.add(amount, attributes, context)
+
+
+class _Histogram(_Synchronous[otel_metrics.Histogram], otel_metrics.Histogram):
+    def record(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
         instrument = self._instrument()
         if instrument is not None:
             instrument.record(amount, attributes, context)
 
-    def set(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+
+class _Gauge(_Synchronous[APIGauge], APIGauge):
+    def set(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
         instrument = self._instrument()
         if instrument is not None:
             instrument.set(amount, attributes, context)
@@ -173,18 +246,34 @@ class _Synchronous:
 class _Observable:
     """An observable instrument: created again in every new pipeline of its runtime (callbacks kept)."""
 
-    def __init__(self, meter: DelegatingMeter, create: str, name: str, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, meter: DelegatingMeter, name: str, create: Callable[[otel_metrics.Meter], otel_metrics.Asynchronous]
+    ) -> None:
         self._meter = meter
-        self._create = create
         self.name = name
-        self._kwargs = kwargs
+        self._create = create
         self._registered_in: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
     def register(self, pipeline: Pipeline) -> None:
         if pipeline is None or pipeline in self._registered_in:
             return
-        getattr(self._meter._sdk_meter(pipeline), self._create)(self.name, **self._kwargs)
+        self._create(self._meter._sdk_meter(pipeline))
         self._registered_in.add(pipeline)
+
+
+class _ObservableCounter(_Observable, otel_metrics.ObservableCounter):
+    pass
+
+
+class _ObservableUpDownCounter(_Observable, otel_metrics.ObservableUpDownCounter):
+    pass
+
+
+class _ObservableGauge(_Observable, otel_metrics.ObservableGauge):
+    pass
+
+
+_ObservableT = TypeVar("_ObservableT", bound=_Observable)
 
 
 class DelegatingMeter(otel_metrics.Meter):
@@ -196,57 +285,89 @@ class DelegatingMeter(otel_metrics.Meter):
         name: str,
         version: str | None = None,
         schema_url: str | None = None,
-        attributes: Any = None,
+        attributes: Attributes = None,
     ) -> None:
         super().__init__(name, version, schema_url)
         self._target = target
         self._scope_attributes = attributes
 
-    def _sdk_meter(self, pipeline: Pipeline) -> Any:
+    def _sdk_meter(self, pipeline: Pipeline) -> otel_metrics.Meter:
         return pipeline.meter_provider.get_meter(self.name, self.version, self.schema_url, self._scope_attributes)
 
-    def _sync(self, create: str, name: str, **kwargs: Any) -> Any:
-        return _Synchronous(self, create, name, kwargs)
-
-    def _observable(self, create: str, name: str, **kwargs: Any) -> Any:
-        handle = _Observable(self, create, name, kwargs)
+    def _observable(self, handle: _ObservableT) -> _ObservableT:
         _observables.append(handle)
         runtime = self._target()
         if runtime is not None and runtime._pipeline is not None:
             handle.register(runtime._pipeline)
         return handle
 
-    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._sync("create_counter", name, unit=unit, description=description)
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> otel_metrics.Counter:
+        return _Counter(self, name, lambda meter: meter.create_counter(name, unit=unit, description=description))
 
-    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._sync("create_up_down_counter", name, unit=unit, description=description)
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> otel_metrics.UpDownCounter:
+        return _UpDownCounter(
+            self, name, lambda meter: meter.create_up_down_counter(name, unit=unit, description=description)
+        )
 
-    def create_histogram(self, name: str, unit: str = "", description: str = "", **advisory: Any) -> Any:
-        return self._sync("create_histogram", name, unit=unit, description=description, **advisory)
+    def create_histogram(
+        self,
+        name: str,
+        unit: str = "",
+        description: str = "",
+        *,
+        explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
+    ) -> otel_metrics.Histogram:
+        return _Histogram(
+            self,
+            name,
+            lambda meter: meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory,
+            ),
+        )
 
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._sync("create_gauge", name, unit=unit, description=description)
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> APIGauge:
+        return _Gauge(self, name, lambda meter: meter.create_gauge(name, unit=unit, description=description))
 
     def create_observable_counter(
-        self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
-    ) -> Any:
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> otel_metrics.ObservableCounter:
         return self._observable(
-            "create_observable_counter", name, callbacks=callbacks, unit=unit, description=description
+            _ObservableCounter(
+                self,
+                name,
+                lambda meter: meter.create_observable_counter(
+                    name, callbacks=callbacks, unit=unit, description=description
+                ),
+            )
         )
 
     def create_observable_up_down_counter(
-        self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
-    ) -> Any:
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> otel_metrics.ObservableUpDownCounter:
         return self._observable(
-            "create_observable_up_down_counter", name, callbacks=callbacks, unit=unit, description=description
+            _ObservableUpDownCounter(
+                self,
+                name,
+                lambda meter: meter.create_observable_up_down_counter(
+                    name, callbacks=callbacks, unit=unit, description=description
+                ),
+            )
         )
 
     def create_observable_gauge(
-        self, name: str, callbacks: Sequence[Any] | None = None, unit: str = "", description: str = ""
-    ) -> Any:
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> otel_metrics.ObservableGauge:
         return self._observable(
-            "create_observable_gauge", name, callbacks=callbacks, unit=unit, description=description
+            _ObservableGauge(
+                self,
+                name,
+                lambda meter: meter.create_observable_gauge(
+                    name, callbacks=callbacks, unit=unit, description=description
+                ),
+            )
         )
 
 
@@ -258,15 +379,16 @@ class GlobalMeterProvider(otel_metrics.MeterProvider):
         name: str,
         version: str | None = None,
         schema_url: str | None = None,
-        attributes: Any = None,
+        attributes: Attributes = None,
     ) -> otel_metrics.Meter:
         return DelegatingMeter(primary_runtime, name, version, schema_url, attributes)
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         pipeline = _pipeline_of(primary_runtime())
         if pipeline is None:
             raise AttributeError(name)
-        return getattr(pipeline.meter_provider, name)
+        value: object = getattr(pipeline.meter_provider, name)
+        return value
 
 
 def on_pipeline(runtime: Runtime, pipeline: Pipeline) -> None:
@@ -301,10 +423,14 @@ class GlobalPropagator(TextMapPropagator):
             _fallback = build_propagator(("tracecontext", "baggage"))
         return _fallback
 
-    def extract(self, carrier: Any, context: Any = None, getter: Any = default_getter) -> Any:
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
         return self._current().extract(carrier, context, getter)
 
-    def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
         self._current().inject(carrier, context, setter)
 
     @property
@@ -313,6 +439,83 @@ class GlobalPropagator(TextMapPropagator):
 
 
 _fallback: TextMapPropagator | None = None
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+class DelegatingLogger(otel_logs.Logger):
+    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
+
+    def __init__(
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Attributes = None
+    ) -> None:
+        super().__init__(name, version, schema_url, attributes)
+        self._cache: tuple[Pipeline | None, otel_logs.Logger | None] = (None, None)
+
+    def _logger(self) -> otel_logs.Logger | None:
+        runtime = primary_runtime()
+        pipeline = runtime._pipeline if runtime is not None else None
+        if pipeline is None or pipeline.logger_provider is None:
+            return None
+        cached, logger = self._cache
+        if cached is not pipeline:
+            logger = pipeline.logger_provider.get_logger(self._name, self._version, self._schema_url, self._attributes)
+            self._cache = (pipeline, logger)
+        return logger
+
+    def emit(
+        self,
+        record: LogRecord | None = None,
+        *,
+        timestamp: int | None = None,
+        observed_timestamp: int | None = None,
+        context: Context | None = None,
+        severity_number: SeverityNumber | None = None,
+        severity_text: str | None = None,
+        body: AnyValue | None = None,
+        attributes: Attributes = None,
+        event_name: str | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        logger = self._logger()
+        if logger is None:
+            return
+        if record is not None:
+            logger.emit(record)
+        else:
+            logger.emit(
+                timestamp=timestamp,
+                observed_timestamp=observed_timestamp,
+                context=context,
+                severity_number=severity_number,
+                severity_text=severity_text,
+                body=body,
+                attributes=attributes,
+                event_name=event_name,
+                exception=exception,
+            )
+
+    def enabled(
+        self,
+        *,
+        context: Context | None = None,
+        severity_number: SeverityNumber | None = None,
+        event_name: str | None = None,
+    ) -> bool:
+        logger = self._logger()
+        return logger is not None and logger.enabled(
+            context=context, severity_number=severity_number, event_name=event_name
+        )
+
+
+class GlobalLoggerProvider(otel_logs.LoggerProvider):
+    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
+
+    def get_logger(
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Attributes = None
+    ) -> otel_logs.Logger:
+        return DelegatingLogger(name, version, schema_url, attributes)
 
 
 # -- installing the globals -------------------------------------------------------------------
@@ -334,11 +537,16 @@ def install_globals() -> None:
         )
         _installed["metrics"] = _install(
             otel_metrics.get_meter_provider(),
-            _proxy_meter_provider_class(),
+            _ProxyMeterProvider,
             otel_metrics.set_meter_provider,
             GlobalMeterProvider,
         )
-        _installed["logs"] = _install_logger_provider()
+        _installed["logs"] = _install(
+            otel_logs.get_logger_provider(),
+            ProxyLoggerProvider,
+            otel_logs.set_logger_provider,
+            GlobalLoggerProvider,
+        )
     theirs = [signal for signal, who in _installed.items() if who == "theirs"]
     if theirs:
         _logger.info(
@@ -352,74 +560,19 @@ def install_globals() -> None:
         propagate.set_global_textmap(GlobalPropagator())
 
 
-def _install(current: Any, proxy_class: type, setter: Callable[[Any], None], ours: type) -> str:
+_ProviderT = TypeVar("_ProviderT")
+
+
+def _install(
+    current: _ProviderT, proxy_class: type[_ProviderT], setter: Callable[[_ProviderT], None], ours: type[_ProviderT]
+) -> str:
+    """``ours`` unless the application set its own provider (``current`` is not the API's proxy)."""
     if isinstance(current, ours):
         return "ours"
     if not isinstance(current, proxy_class):
         return "theirs"
     setter(ours())
     return "ours"
-
-
-class DelegatingLogger:
-    """An OpenTelemetry API logger of the primary monitor's current pipeline (no-op without logs)."""
-
-    def __init__(self, scope: tuple[Any, ...]) -> None:
-        self._scope = scope
-        self._cache: tuple[Any, Any] = (None, None)
-
-    def _logger(self) -> Any:
-        runtime = primary_runtime()
-        pipeline = runtime._pipeline if runtime is not None else None
-        if pipeline is None or pipeline.logger_provider is None:
-            return None
-        cached, logger = self._cache
-        if cached is not pipeline:
-            logger = pipeline.logger_provider.get_logger(*self._scope)
-            self._cache = (pipeline, logger)
-        return logger
-
-    def emit(self, *args: Any, **kwargs: Any) -> None:
-        logger = self._logger()
-        if logger is not None:
-            logger.emit(*args, **kwargs)
-
-    def is_enabled(self, *args: Any, **kwargs: Any) -> bool:
-        logger = self._logger()
-        return bool(logger is not None and getattr(logger, "is_enabled", lambda *a, **k: True)(*args, **kwargs))
-
-
-def global_logger_provider() -> Any:
-    """The process's global OpenTelemetry logger provider (``opentelemetry._logs``), delegating."""
-    from opentelemetry._logs import LoggerProvider as APILoggerProvider
-
-    class GlobalLoggerProvider(APILoggerProvider):
-        def get_logger(
-            self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
-        ) -> Any:
-            return DelegatingLogger((name, version, schema_url, attributes))
-
-    return GlobalLoggerProvider()
-
-
-def _install_logger_provider() -> str:
-    from opentelemetry import _logs as otel_logs
-
-    current = otel_logs.get_logger_provider()
-    if type(current).__name__ == "GlobalLoggerProvider" and type(current).__module__ == __name__:
-        return "ours"
-    from opentelemetry._logs._internal import ProxyLoggerProvider
-
-    if not isinstance(current, ProxyLoggerProvider):
-        return "theirs"
-    otel_logs.set_logger_provider(global_logger_provider())
-    return "ours"
-
-
-def _proxy_meter_provider_class() -> type:
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-    return _ProxyMeterProvider
 
 
 def installed() -> dict[str, str]:

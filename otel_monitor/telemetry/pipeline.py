@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
     from opentelemetry.sdk.metrics.export import MetricExporter
 
     from ..monitor import Monitor
@@ -146,11 +148,11 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
     return _exporters(settings, "traces")
 
 
-def metric_exporters(settings: Settings) -> list[Any]:
+def metric_exporters(settings: Settings) -> list[MetricExporter]:
     return _exporters(settings, "metrics")
 
 
-def log_exporters(settings: Settings) -> list[Any]:
+def log_exporters(settings: Settings) -> list[LogRecordExporter]:
     return _exporters(settings, "logs")
 
 
@@ -209,7 +211,7 @@ class Pipeline:
     #: requests recorded by this pipeline (a cheap "anything new?" signal for background jobs)
     requests_seen: int = 0
     #: key -> producer of a JSON-able value every worker publishes (see :meth:`share`)
-    shared: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    shared: dict[str, Callable[[], object]] = field(default_factory=dict)
     #: run at shutdown after the last export (the multiprocess support archives the worker's counts)
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: the SDK LoggerProvider exporting Python logging records (None: no logs exporter configured)
@@ -245,7 +247,7 @@ class Pipeline:
         # In-flight requests are counted by membership in a set (atomic under the GIL) and read
         # only when a reader collects: no SDK measurement per request for this instrument.
         self.active: set[Any] = set()
-        self.active_keys: set[Any] = set()  # (method, scheme) seen: reported as 0 when idle
+        self.active_keys: set[tuple[str, str]] = set()  # (method, scheme) seen: reported as 0 when idle
         #: thread ident -> the request that thread is serving now (read by the sampling profiler,
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
         self.serving: dict[int, Any] = {}
@@ -265,9 +267,7 @@ class Pipeline:
         before its workers forked shows the group's numbers from then on (telemetry._runtime)."""
         self.view = view
 
-    def _observe_active(self, options: Any) -> list[Any]:
-        from opentelemetry.metrics import Observation
-
+    def _observe_active(self, options: CallbackOptions) -> list[Observation]:
         finish_unclosed(self.active)  # responses ended without close() count before this reading
 
         counts: dict[tuple[str, str], int] = dict.fromkeys(list(self.active_keys), 0)
@@ -290,8 +290,9 @@ class Pipeline:
         """Publish a JSON-able value on ``channel``; :meth:`gather` returns it from every worker."""
         self.shared[channel.name] = produce
 
-    def gather(self, channel: Channel[Any]) -> list[Any]:
-        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked)."""
+    def gather(self, channel: Channel[T]) -> list[object]:
+        """The values ``share``d on ``channel`` by every live worker (just this one when not pre-forked):
+        the other workers' as JSON read back, so each reader checks what it gets."""
         assert self.view is not None
         return self.view.gather(channel.name)
 
