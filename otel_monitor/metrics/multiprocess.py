@@ -50,7 +50,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import (
@@ -108,8 +108,22 @@ _MAX_SOCKET_PATH = 100
 
 # -- serialisation: MetricsData <-> plain JSON ----------------------------------------------------
 
+#: one metric in the file format (JSON: ``{scope, version, name, description, unit, kind, points, ...}``)
+Entry = dict[str, Any]
+#: one series of an entry (JSON: ``{"a": attributes, "start", "v" | "count", "sum", "buckets", ...}``)
+Point = dict[str, Any]
+#: (scope, metric name)
+MetricKey = tuple[str, str]
+#: a series' attributes as a sorted, hashable tuple
+SeriesKey = tuple[tuple[str, Any], ...]
+#: (entry, pid of the worker, or None for the archive; the worker is alive)
+Contribution = tuple[Entry, int | None, bool]
+#: (point, pid, alive, one series per worker, the entry's histogram bounds)
+Part = tuple[Point, int | None, bool, bool, list[float]]
+DataPoint = NumberDataPoint | HistogramDataPoint
 
-def _attrs_key(attributes: Any) -> tuple:
+
+def _attrs_key(attributes: Mapping[str, Any]) -> SeriesKey:
     if not attributes:
         return ()
     key = tuple(sorted(attributes.items()))
@@ -207,8 +221,15 @@ class MergeCache:
     """
 
     def __init__(self) -> None:
-        self.entries: dict[tuple, tuple[tuple, dict]] = {}
-        self.metrics: dict[int, tuple[dict, Metric]] = {}
+        self.entries: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
+        self.metrics: dict[int, tuple[Entry, Metric]] = {}
+        #: per metric: series key -> (the points that made it, with their pid and liveness; the merged point)
+        self.series: dict[MetricKey, dict[SeriesKey, tuple[list[Part], Point]]] = {}
+        #: id(point) -> (point, its series key) for the points of the last merge (a point object
+        #: reused from the previous parse of a worker's file keeps its key: no sort again)
+        self.keys: dict[int, tuple[Point, SeriesKey]] = {}
+        #: id(merged point) -> (merged point, its SDK data point): an unchanged series keeps its object
+        self.points: dict[int, tuple[Point, DataPoint]] = {}
 
 
 def merge(
@@ -230,7 +251,10 @@ def merge(
             if _contributes(entry, pid, alive, own_pid):  # the first kept one places the metric
                 sources.setdefault((entry["scope"], entry["name"]), []).append((entry, pid, alive))
     result = []
-    kept: dict[tuple, tuple[tuple, dict]] = {}
+    kept: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
+    series_used: dict[MetricKey, dict[SeriesKey, tuple[list[Part], Point]]] = {}
+    keys = cache.keys if cache is not None else {}
+    keys_kept: dict[int, tuple[Point, SeriesKey]] = {}
     for key, contributions in sources.items():
         signature = tuple(contributions)
         if cache is not None:
@@ -243,11 +267,24 @@ def merge(
                 kept[key] = known
                 result.append(known[1])
                 continue
-        merged = _merge_entry(contributions, own_pid)
+        series = cache.series.get(key, {}) if cache is not None else None
+        merged, series_kept = _merge_entry(contributions, own_pid, series, keys, keys_kept)
+        if cache is not None:
+            series_used[key] = series_kept
         kept[key] = (signature, merged)
         result.append(merged)
     if cache is not None:
+        for key in kept:  # metrics not merged again keep their series (and their points' keys)
+            if key not in series_used and key in cache.series:
+                series_used[key] = cache.series[key]
+                for parts, _ in cache.series[key].values():
+                    for part in parts:
+                        known = keys.get(id(part[0]))
+                        if known is not None:
+                            keys_kept[id(part[0])] = known
         cache.entries = kept
+        cache.series = series_used
+        cache.keys = keys_kept
     return result
 
 
@@ -264,51 +301,92 @@ def _contributes(entry: dict, pid: int | None, alive: bool, own_pid: int) -> boo
     return True
 
 
-def _merge_entry(contributions: list[tuple[dict, int | None, bool]], own_pid: int) -> dict:
-    """One metric's kept entries from every worker (pid order) and the archive, merged."""
+def _merge_entry(
+    contributions: list[Contribution],
+    own_pid: int,
+    series: dict[SeriesKey, tuple[list[Part], Point]] | None = None,
+    keys: dict[int, tuple[Point, SeriesKey]] | None = None,
+    keys_kept: dict[int, tuple[Point, SeriesKey]] | None = None,
+) -> tuple[Entry, dict[SeriesKey, tuple[list[Part], Point]]]:
+    """One metric's kept entries from every worker (pid order) and the archive, merged; and its
+    series (key -> the parts that made it and the merged point).
+
+    With ``series`` (the last merge's), a series whose parts are the same point objects as then
+    keeps its merged point: per-series work only for series that changed (a worker's file read
+    again keeps the objects of its unchanged points, :func:`_reuse_unchanged`). With ``keys``,
+    a point seen in the last merge is not keyed (its attributes sorted) again.
+    """
     target = {k: v for k, v in contributions[0][0].items() if k != "points"}
-    points: dict[tuple, dict] = {}
+    kind = target["kind"]
+    grouped: dict[SeriesKey, list[Part]] = {}
     for entry, pid, alive in contributions:
-        kind = entry["kind"]
-        host_level = _is_host_level(entry)
-        per_worker = kind == "gauge" and not host_level
-        histogram = kind == "histogram"
+        per_worker = entry["kind"] == "gauge" and not _is_host_level(entry)
         default_bounds = entry.get("bounds", [])
         for point in entry["points"]:
-            attrs = point["a"]  # never modified: it may be a live series' own dict
-            if per_worker and pid is not None and "process.pid" not in attrs:
-                attrs = {**attrs, "process.pid": pid}
-            key = _attrs_key(attrs)
-            existing = points.get(key)
-            if existing is None:
-                new = dict(point)
-                new["a"] = dict(attrs)
-                if histogram:
-                    new["buckets"] = list(point["buckets"])
-                    new.setdefault("bounds", default_bounds)
-                if not alive:
-                    new.pop("ex", None)  # a dead worker's exemplars go stale
-                points[key] = new
-            elif histogram:
-                if existing["bounds"] != point.get("bounds", default_bounds):
-                    continue  # a worker running other code; keep the first layout
-                existing["count"] += point["count"]
-                existing["sum"] += point["sum"]
-                existing["buckets"] = list(map(operator.add, existing["buckets"], point["buckets"]))
-                existing["min"] = _opt(min, existing["min"], point["min"])
-                existing["max"] = _opt(max, existing["max"], point["max"])
-                existing["start"] = min(existing["start"], point["start"])
-                if alive and point.get("ex"):
-                    existing["ex"] = existing.get("ex", []) + point["ex"]
-            elif kind == "sum" and host_level:
-                existing["v"] = max(existing["v"], point["v"])  # one host, read by several workers
-            elif kind == "sum":
-                existing["v"] += point["v"]
-                existing["start"] = min(existing["start"], point["start"])
+            known = keys.get(id(point)) if keys is not None else None
+            if known is not None and known[0] is point:
+                key = known[1]
             else:
-                existing["v"] = point["v"]
-    target["points"] = list(points.values())
-    return target
+                attrs = point["a"]
+                if per_worker and pid is not None and "process.pid" not in attrs:
+                    attrs = {**attrs, "process.pid": pid}
+                key = _attrs_key(attrs)
+            if keys_kept is not None:
+                keys_kept[id(point)] = (point, key)
+            grouped.setdefault(key, []).append((point, pid, alive, per_worker, default_bounds))
+    host_level = _is_host_level(target)
+    points: list[Point] = []
+    kept: dict[SeriesKey, tuple[list[Part], Point]] = {}
+    for key, parts in grouped.items():
+        known_series = series.get(key) if series is not None else None
+        if (
+            known_series is not None
+            and len(known_series[0]) == len(parts)
+            and all(a[0] is b[0] and a[1:3] == b[1:3] for a, b in zip(known_series[0], parts, strict=True))
+        ):
+            merged = known_series[1]
+        else:
+            merged = _merge_points(parts, kind, host_level)
+        kept[key] = (parts, merged)
+        points.append(merged)
+    target["points"] = points
+    return target, kept
+
+
+def _merge_points(parts: list[Part], kind: str, host_level: bool) -> Point:
+    """One series' points from every worker (pid order) and the archive, merged (a new dict)."""
+    histogram = kind == "histogram"
+    first, pid, alive, per_worker, default_bounds = parts[0]
+    attrs = first["a"]  # never modified: it may be a live series' own dict
+    if per_worker and pid is not None and "process.pid" not in attrs:
+        attrs = {**attrs, "process.pid": pid}
+    new = dict(first)
+    new["a"] = dict(attrs)
+    if histogram:
+        new["buckets"] = list(first["buckets"])
+        new.setdefault("bounds", default_bounds)
+    if not alive:
+        new.pop("ex", None)  # a dead worker's exemplars go stale
+    for point, _pid, alive, _per_worker, default_bounds in parts[1:]:
+        if histogram:
+            if new["bounds"] != point.get("bounds", default_bounds):
+                continue  # a worker running other code; keep the first layout
+            new["count"] += point["count"]
+            new["sum"] += point["sum"]
+            new["buckets"] = list(map(operator.add, new["buckets"], point["buckets"]))
+            new["min"] = _opt(min, new["min"], point["min"])
+            new["max"] = _opt(max, new["max"], point["max"])
+            new["start"] = min(new["start"], point["start"])
+            if alive and point.get("ex"):
+                new["ex"] = new.get("ex", []) + point["ex"]
+        elif kind == "sum" and host_level:
+            new["v"] = max(new["v"], point["v"])  # one host, read by several workers
+        elif kind == "sum":
+            new["v"] += point["v"]
+            new["start"] = min(new["start"], point["start"])
+        else:
+            new["v"] = point["v"]
+    return new
 
 
 def _opt(fn: Any, a: Any, b: Any) -> Any:
@@ -340,56 +418,60 @@ def deserialise(
     )
     now = time.time_ns()
     by_scope: dict[str, list[Metric]] = {}
-    built: dict[int, tuple[dict, Metric]] = {}
+    built: dict[int, tuple[Entry, Metric]] = {}
+    known_points = cache.points if cache is not None else {}
+    points_used: dict[int, tuple[Point, DataPoint]] = {}
     for entry in entries:
         known = cache.metrics.get(id(entry)) if cache is not None else None
         if known is not None and known[0] is entry:
             built[id(entry)] = known
             by_scope.setdefault(entry["scope"], []).append(known[1])
+            for p, point in zip(entry["points"], known[1].data.data_points, strict=True):
+                points_used[id(p)] = (p, point)
             continue
         kind = entry["kind"]
+        data_points: list[Any] = []
+        for p in entry["points"]:
+            found = known_points.get(id(p))
+            if found is not None and found[0] is p:
+                point = found[1]  # an unchanged series: the merge kept its point, we keep ours
+            elif kind == "histogram":
+                point = HistogramDataPoint(
+                    attributes=attrs(p["a"]),
+                    start_time_unix_nano=p["start"],
+                    time_unix_nano=now,
+                    count=p["count"],
+                    sum=p["sum"],
+                    bucket_counts=p["buckets"],
+                    explicit_bounds=p["bounds"],
+                    min=p["min"],
+                    max=p["max"],
+                    exemplars=_exemplars_in(p["ex"]) if p.get("ex") else [],
+                )
+            else:
+                start = p["start"] if kind == "sum" else 0
+                point = NumberDataPoint(
+                    attributes=attrs(p["a"]), start_time_unix_nano=start, time_unix_nano=now, value=p["v"]
+                )
+            points_used[id(p)] = (p, point)
+            data_points.append(point)
+        data: Histogram | Sum | Gauge
         if kind == "histogram":
-            data: Any = Histogram(
-                data_points=[
-                    HistogramDataPoint(
-                        attributes=attrs(p["a"]),
-                        start_time_unix_nano=p["start"],
-                        time_unix_nano=now,
-                        count=p["count"],
-                        sum=p["sum"],
-                        bucket_counts=p["buckets"],
-                        explicit_bounds=p["bounds"],
-                        min=p["min"],
-                        max=p["max"],
-                        exemplars=_exemplars_in(p["ex"]) if p.get("ex") else [],
-                    )
-                    for p in entry["points"]
-                ],
-                aggregation_temporality=AggregationTemporality.CUMULATIVE,
-            )
+            data = Histogram(data_points=data_points, aggregation_temporality=AggregationTemporality.CUMULATIVE)
         elif kind == "sum":
             data = Sum(
-                data_points=[
-                    NumberDataPoint(
-                        attributes=attrs(p["a"]), start_time_unix_nano=p["start"], time_unix_nano=now, value=p["v"]
-                    )
-                    for p in entry["points"]
-                ],
+                data_points=data_points,
                 aggregation_temporality=AggregationTemporality.CUMULATIVE,
                 is_monotonic=entry["monotonic"],
             )
         else:
-            data = Gauge(
-                data_points=[
-                    NumberDataPoint(attributes=attrs(p["a"]), start_time_unix_nano=0, time_unix_nano=now, value=p["v"])
-                    for p in entry["points"]
-                ]
-            )
+            data = Gauge(data_points=data_points)
         metric = Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
         built[id(entry)] = (entry, metric)
         by_scope.setdefault(entry["scope"], []).append(metric)
     if cache is not None:
         cache.metrics = built
+        cache.points = points_used
     for name, metrics in by_scope.items():
         scope = scope_objects.get(name) or InstrumentationScope(name)
         scopes[name] = ScopeMetrics(scope=scope, metrics=metrics, schema_url="")
@@ -426,6 +508,29 @@ def _read_json(path: str) -> dict | None:
     except (OSError, ValueError):
         log_internal_error(f"reading {os.path.basename(path)}")
         return None
+
+
+def _reuse_unchanged(old: list[Entry], new: list[Entry]) -> list[Entry]:
+    """``new`` (a worker's entries read again) with the objects of ``old`` wherever they are equal:
+    a whole entry, or each point that did not change (series keep their order in a worker's file).
+
+    The merge then recognises unchanged metrics and series by identity (:class:`MergeCache`):
+    the comparisons run in C, and the per-series work is left for the series that changed.
+    """
+    previous = {(e.get("scope"), e.get("name")): e for e in old if isinstance(e, dict)}
+    result: list[Entry] = []
+    for entry in new:
+        before = previous.get((entry.get("scope"), entry.get("name"))) if isinstance(entry, dict) else None
+        if before is None or not isinstance(entry.get("points"), list):
+            result.append(entry)
+        elif before == entry:
+            result.append(before)
+        else:
+            old_points = before.get("points") or []
+            points = entry["points"]
+            reused = [o if o == n else n for o, n in zip(old_points, points, strict=False)]
+            result.append({**entry, "points": reused + points[len(old_points) :]})  # never modifies `new`
+    return result
 
 
 class _Group:
@@ -476,6 +581,8 @@ class _Group:
             return cached[1]
         payload = _read_json(path)
         if payload is not None:
+            if cached is not None and isinstance(payload.get("metrics"), list):
+                payload["metrics"] = _reuse_unchanged(cached[1].get("metrics", []), payload["metrics"])
             self._parsed[path] = (signature, payload)
         return payload
 
@@ -616,6 +723,8 @@ class WorkerView:
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
+        #: this worker's entries of the last merge (the next merge reuses their unchanged objects)
+        self._last_own: list[Entry] = []
         #: the default registry travels in the worker files (see otel_monitor.metrics._default_registry)
         self.default_registry: bool = pipeline.settings.metrics_default_registry
 
@@ -823,6 +932,7 @@ class WorkerView:
                 own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
             )
         with self._merge_lock:
+            own = self._last_own = _reuse_unchanged(self._last_own, own)
             metrics = [(pid, p.get("metrics", [])) for pid, p in live]
             entries = merge(own, self.pid, metrics, archive["metrics"], self._merge_cache)
             merged = deserialise(entries, data, self.group_resource, self._intern, self._merge_cache)
