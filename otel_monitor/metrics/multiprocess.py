@@ -103,6 +103,10 @@ RETRY_AFTER = 60.0
 DEAD_SHARED_KEPT = 4
 #: how long a publish for a scrape waits for responses already complete but not yet closed
 SETTLE_WAIT = 0.05
+#: a worker writes its whole file again (a new generation) once its log holds this many lines...
+LOG_LINES = 500
+#: ... or this fraction of the whole file's size
+LOG_FRACTION = 0.5
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
@@ -510,6 +514,80 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
+def _changes(published: list[Entry], metrics: list[Entry]) -> list[list[Any]] | None:
+    """What changed from ``published`` to ``metrics``: ``[[entry index, [[point index, point], ...]], ...]``
+    (changed and new points; new series come last in a worker's entries), or None when only a whole
+    file says it: a metric appeared, went or moved, its description changed, a series changed place.
+
+    Unchanged entries and points are mostly the same objects (:func:`serialise`'s gauges are
+    not: they are compared, in C).
+    """
+    if len(published) != len(metrics):
+        return None
+    changes: list[list[Any]] = []
+    for index, (before, entry) in enumerate(zip(published, metrics, strict=True)):
+        if before is entry:
+            continue
+        old_points, points = before["points"], entry["points"]
+        if len(points) < len(old_points) or len(before) != len(entry):
+            return None
+        if any(before.get(k) != v for k, v in entry.items() if k != "points"):
+            return None
+        changed: list[list[Any]] = []
+        for i, (old, new) in enumerate(zip(old_points, points, strict=False)):
+            if old is not new and old != new:
+                if old["a"] != new["a"]:
+                    return None  # a series changed place
+                changed.append([i, new])
+        changed.extend([i, points[i]] for i in range(len(old_points), len(points)))
+        if changed:
+            changes.append([index, changed])
+    return changes
+
+
+def _apply(entries: list[Entry], changes: list[list[Any]]) -> list[Entry]:
+    """``entries`` with one log line's ``changes`` (:func:`_changes`); the unchanged entries and
+    points stay the same objects. Raises ValueError for changes that do not fit."""
+    result = list(entries)
+    for index, changed in changes:
+        entry = result[index]
+        points = list(entry["points"])
+        for i, point in changed:
+            if i < len(points):
+                points[i] = point
+            elif i == len(points):
+                points.append(point)
+            else:
+                raise ValueError(f"point {i} after {len(points)}")
+        result[index] = {**entry, "points": points}
+    return result
+
+
+def _append_line(path: str, line: str) -> None:
+    """One line at the end of ``path``, in one ``write`` (a reader takes only whole lines)."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (a signal): the rest, still in order
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+class _Worker:
+    """What a reader knows of one worker: its base file (by ``stat``), the payload with the log
+    applied so far, and where in the log it stopped."""
+
+    __slots__ = ("signature", "payload", "generation", "offset")
+
+    def __init__(self, signature: tuple[int, int, int], payload: dict[str, Any]) -> None:
+        self.signature = signature
+        self.payload = payload
+        self.generation = int(payload.get("generation") or 0)
+        self.offset = 0
+
+
 def _reuse_unchanged(old: list[Entry], new: list[Entry]) -> list[Entry]:
     """``new`` (a worker's entries read again) with the objects of ``old`` wherever they are equal:
     a whole entry, or each point that did not change (series keep their order in a worker's file).
@@ -539,10 +617,14 @@ class _Group:
     def __init__(self, directory: str, own_pid: int | None) -> None:
         self.directory = directory
         self.own_pid = own_pid
-        self._parsed: dict[str, tuple[tuple, dict]] = {}
+        self._parsed: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._workers: dict[int, _Worker] = {}
 
     def path(self, pid: int, suffix: str = "json") -> str:
         return os.path.join(self.directory, f"w-{pid}.{suffix}")
+
+    def log_path(self, pid: int, generation: int) -> str:
+        return self.path(pid, f"{generation}.log")
 
     def peers(self) -> tuple[list[int], list[int]]:
         """(live, dead) pids of the other workers that published a file."""
@@ -558,8 +640,74 @@ class _Group:
             (live if _alive(pid) else dead).append(pid)
         return live, dead
 
-    def load(self, pid: int) -> dict | None:
-        return self._load(self.path(pid))
+    def load(self, pid: int) -> dict[str, Any] | None:
+        """A worker's numbers: its base file (parsed again only when it changed) with the lines of
+        its log that were not read yet applied; None when it has no file (any more)."""
+        path = self.path(pid)
+        for _ in range(3):  # the worker may write a new generation while we read
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                self._workers.pop(pid, None)
+                return None
+            signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+            known = self._workers.get(pid)
+            if known is None or known.signature != signature:
+                payload = _read_json(path)
+                if payload is None:
+                    return None
+                if known is not None and isinstance(payload.get("metrics"), list):
+                    payload["metrics"] = _reuse_unchanged(known.payload.get("metrics", []), payload["metrics"])
+                known = self._workers[pid] = _Worker(signature, payload)
+            if self._follow(pid, known):
+                return known.payload
+        return known.payload
+
+    def _follow(self, pid: int, known: _Worker) -> bool:
+        """Apply the log's whole lines after ``known.offset``; False when the log of that generation
+        is gone (a newer base replaced it: read the base again)."""
+        try:
+            with open(self.log_path(pid, known.generation), "rb") as fh:
+                fh.seek(known.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return known.generation == 0 or not known.offset and self._base_unchanged(pid, known)
+        except OSError:
+            log_internal_error(f"reading the log of worker {pid}")
+            return True
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
+        if not end:
+            return True
+        payload = known.payload
+        for line in data[:end].splitlines():
+            try:
+                record = json.loads(line)
+                payload = {
+                    **payload,
+                    "time": record.get("time", payload.get("time")),
+                    "registry": record.get("registry", payload.get("registry", [])),
+                    "metrics": _apply(payload.get("metrics", []), record.get("changes", [])),
+                }
+            except (ValueError, TypeError, KeyError, IndexError):  # a line torn by a full disk: the next ones count
+                log_internal_error(f"reading the log of worker {pid}")
+        known.payload = payload
+        known.offset += end
+        return True
+
+    def _base_unchanged(self, pid: int, known: _Worker) -> bool:
+        try:
+            info = os.stat(self.path(pid))
+        except OSError:
+            return True
+        return known.signature == (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def shared(self, pid: int) -> dict[str, Any]:
+        """What a worker shared (its recent traces, error groups...)."""
+        payload = self._load(self.path(pid, "shared.json"))
+        if payload is None:  # a worker of an older version kept them in its base file
+            payload = self.load(pid)
+        found = payload.get("shared") if payload is not None else None
+        return found if isinstance(found, dict) else {}
 
     def dead_shared(self) -> list[dict]:
         """What the last :data:`DEAD_SHARED_KEPT` dead workers shared (their recent traces and
@@ -608,17 +756,23 @@ class _Group:
         changed = False
         for pid in dead:
             path = self.path(pid)
-            payload = _read_json(path)
+            self._workers.pop(pid, None)  # read it whole, as it is now
+            payload = self.load(pid)
             if payload is None:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
             registry = _default_registry.merge([], None, [], registry + payload.get("registry", []), exact=True)
-            if payload.get("shared"):
-                dead_shared.append(payload["shared"])
+            shared = self.shared(pid)
+            if shared:
+                dead_shared.append(shared)
             os.unlink(path)
-            self._parsed.pop(path, None)
-            with contextlib.suppress(OSError):
-                os.unlink(self.path(pid, "sock"))
+            self._workers.pop(pid, None)
+            prefix = f"w-{pid}."
+            for name in os.listdir(self.directory):  # its logs, shared values and socket
+                if name.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.directory, name))
+                        self._parsed.pop(os.path.join(self.directory, name), None)
             changed = True
         if dead_shared:
             kept = (self.dead_shared() + dead_shared)[-DEAD_SHARED_KEPT:]
@@ -718,8 +872,14 @@ class WorkerView:
         self._last_write = 0.0
         #: the last full SDK snapshot (gauges included): periodic publishes reuse it with fresh
         #: request histograms, so gauge callbacks run only when somebody reads
-        self._last_sdk: list[dict] = []
-        self._last_sdk_text = ""
+        self._last_sdk: list[Entry] = []
+        #: what this worker's files hold now (its base and log): the next publish appends only what changed
+        self._published: list[Entry] | None = None
+        self._generation = 0
+        self._log_lines = 0
+        self._log_bytes = 0
+        self._base_bytes = 0
+        self._shared_written: dict[str, Any] | None = None
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
@@ -752,13 +912,19 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict] | str) -> list[dict]:
-        """Write this worker's file (raises OSError when the directory is unusable); returns the
-        default registry's families it wrote (empty when ``metrics_default_registry`` is off).
+    def publish(self, metrics: list[Entry], whole: bool = False) -> list[dict[str, Any]]:
+        """Write what changed in this worker's numbers since its last publish (raises OSError when
+        the directory is unusable); returns the default registry's families it wrote (empty when
+        ``metrics_default_registry`` is off).
 
-        ``metrics``: the serialised entries, or their JSON text (:meth:`_metrics_text`)."""
+        The series that changed go on one line appended to ``w-<pid>.<generation>.log``; the whole
+        of ``metrics`` is written to ``w-<pid>.json`` (a new generation) only when the layout
+        changed (a metric or series appeared, or their order changed), when the log grew past
+        :data:`LOG_FRACTION` of the base or :data:`LOG_LINES` lines, or when ``whole``. The
+        shared values go to ``w-<pid>.shared.json``, rewritten only when they changed."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
+        seen = self.pipeline.requests_seen  # before the values: a request ending meanwhile makes the next tick publish
         registry = self._collect_registry()
         shared = {}
         for key, produce in list(self.pipeline.shared.items()):
@@ -766,24 +932,56 @@ class WorkerView:
                 shared[key] = produce()
             except Exception:  # noqa: BLE001 - a failing producer must not fail the other worker's scrape
                 log_internal_error(f"sharing {key}")
-        payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
+        now = time.time()
         with self._write_lock:
-            seen = self.pipeline.requests_seen
-            if isinstance(metrics, str):
-                head = json.dumps(
-                    {**payload, "registry": registry, "shared": shared}, separators=(",", ":"), default=str
-                )
-                _write_text_atomically(self.group.path(self.pid), f'{head[:-1]},"metrics":{metrics}}}')
+            if shared != self._shared_written:
+                _write_atomically(self.group.path(self.pid, "shared.json"), {"shared": shared})
+                self._shared_written = shared
+            changes = None if whole or self._published is None else _changes(self._published, metrics)
+            if changes is not None and (
+                self._log_lines >= LOG_LINES or self._log_bytes > LOG_FRACTION * self._base_bytes
+            ):
+                changes = None
+            if changes is None:
+                self._write_base(metrics, registry, now)
             else:
-                _write_atomically(
-                    self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
+                line = json.dumps(
+                    {"time": now, "registry": registry, "changes": changes}, separators=(",", ":"), default=str
                 )
+                try:
+                    _append_line(self.group.log_path(self.pid, self._generation), line)
+                except OSError:
+                    self._published = None  # what is on disk is unknown now: the next publish writes it whole
+                    raise
+                self._log_lines += 1
+                self._log_bytes += len(line) + 1
+            self._published = metrics
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
             self._failed_at = None
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
         return registry
+
+    def _write_base(self, metrics: list[Entry], registry: list[dict[str, Any]], now: float) -> None:
+        """A new generation: the whole file, then the log before the previous one goes (a reader
+        that read the previous base still finds its log)."""
+        generation = self._generation + 1
+        payload = {
+            "pid": self.pid,
+            "instance_id": self.pipeline.instance_id,
+            "time": now,
+            "generation": generation,
+            "metrics": metrics,
+            "registry": registry,
+        }
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+        _write_text_atomically(self.group.path(self.pid), text)
+        with contextlib.suppress(OSError):
+            os.unlink(self.group.log_path(self.pid, self._generation - 1))
+        self._generation = generation
+        self._base_bytes = len(text)
+        self._log_lines = self._log_bytes = 0
 
     def _collect_registry(self) -> list[dict]:
         if not self.default_registry:
@@ -799,26 +997,11 @@ class WorkerView:
         from their aggregation to the file format."""
         pipeline = self.pipeline
         data = pipeline.reader.snapshot(extra=False)
-        self._set_last_sdk(serialise(data))
+        self._last_sdk = serialise(data)
         return data, self._last_sdk + self._requests()
 
     def _requests(self) -> list[dict]:
         return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
-
-    def _fresh_text(self) -> str:
-        """:meth:`_fresh`'s entries as JSON text, for a publish (nothing to merge here)."""
-        self._set_last_sdk(serialise(self.pipeline.reader.snapshot(extra=False)))
-        return self._metrics_text()
-
-    def _set_last_sdk(self, entries: list[dict]) -> None:
-        self._last_sdk = entries
-        self._last_sdk_text = json.dumps(entries, separators=(",", ":"), default=str)[1:-1]
-
-    def _metrics_text(self) -> str:
-        """The last SDK snapshot and the request histograms now, as the JSON text of the file's
-        ``metrics`` list: only series that changed since the last publish are encoded again."""
-        requests = self.pipeline.request_metrics.entries_json(self.pipeline.reader.extra_scope)
-        return "[" + ",".join(part for part in (self._last_sdk_text, requests) if part) + "]"
 
     def _own(self) -> MetricsData | None:
         return self.pipeline.reader.snapshot()
@@ -831,7 +1014,7 @@ class WorkerView:
         if not self._usable():
             return
         try:
-            self.publish(self._metrics_text())
+            self.publish(self._last_sdk + self._requests())
         except OSError as exc:
             self._failed(exc)
 
@@ -862,7 +1045,7 @@ class WorkerView:
             try:
                 if self._usable():
                     self.settle()
-                    self.publish(self._fresh_text())
+                    self.publish(self._fresh()[1])
             except OSError as exc:
                 self._failed(exc)
             except Exception:  # noqa: BLE001 - a failing publish must not stop the worker's listener
@@ -896,9 +1079,8 @@ class WorkerView:
         self.settle()
         data, own = self._fresh()
         try:
-            # what we show is on disk before anybody shows the next total (the text, made after
-            # `own`, holds at least its counts; unchanged series are not encoded again)
-            own_registry = self.publish(self._metrics_text())
+            # what we show is on disk before anybody shows the next total
+            own_registry = self.publish(own)
             self.group.ask_to_publish(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
@@ -951,9 +1133,9 @@ class WorkerView:
         except OSError:
             return values
         for pid in live:
-            payload = self.group.load(pid)
-            if payload is not None and key in payload.get("shared", {}):
-                values.append(payload["shared"][key])
+            shared = self.group.shared(pid)
+            if key in shared:
+                values.append(shared[key])
         values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
@@ -969,7 +1151,7 @@ class WorkerView:
             with contextlib.suppress(OSError):
                 os.unlink(self.group.path(self.pid, "sock"))
         try:
-            self.publish(self._fresh()[1])
+            self.publish(self._fresh()[1], whole=True)
             with self.group.locked():
                 self.group.archive([self.pid])
         except OSError:
@@ -1031,9 +1213,9 @@ class MasterView:
         with contextlib.suppress(OSError):
             live, _ = self.group.peers()
             for pid in live:
-                payload = self.group.load(pid)
-                if payload is not None and key in payload.get("shared", {}):
-                    values.append(payload["shared"][key])
+                shared = self.group.shared(pid)
+                if key in shared:
+                    values.append(shared[key])
             values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
