@@ -880,6 +880,7 @@ class WorkerView:
         self._log_bytes = 0
         self._base_bytes = 0
         self._shared_written: dict[str, Any] | None = None
+        self._registry_written: list[dict[str, Any]] | None = None
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
@@ -944,7 +945,8 @@ class WorkerView:
                 changes = None
             if changes is None:
                 self._write_base(metrics, registry, now)
-            else:
+                self._registry_written = registry
+            elif changes or registry != self._registry_written:
                 line = json.dumps(
                     {"time": now, "registry": registry, "changes": changes}, separators=(",", ":"), default=str
                 )
@@ -955,6 +957,7 @@ class WorkerView:
                     raise
                 self._log_lines += 1
                 self._log_bytes += len(line) + 1
+                self._registry_written = registry
             self._published = metrics
             self._last_seen = seen
             self._last_write = time.monotonic()
