@@ -50,9 +50,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, cast
 
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -65,6 +66,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._safe_log import log_internal_error
@@ -114,6 +116,8 @@ _MAX_SOCKET_PATH = 100
 
 #: one metric in the file format (JSON: ``{scope, version, name, description, unit, kind, points, ...}``)
 Entry = dict[str, Any]
+#: a file's JSON object (a worker's payload, the archive)
+JsonObject = dict[str, Any]
 #: one series of an entry (JSON: ``{"a": attributes, "start", "v" | "count", "sum", "buckets", ...}``)
 Point = dict[str, Any]
 #: (scope, metric name)
@@ -138,13 +142,13 @@ def _attrs_key(attributes: Mapping[str, Any]) -> SeriesKey:
     return key
 
 
-def serialise(data: MetricsData | None) -> list[dict]:
+def serialise(data: MetricsData | None) -> list[Entry]:
     """[{scope, version, name, description, unit, kind, monotonic, bounds, points: [...]}, ...]
 
     A histogram's bucket bounds are written once per metric (``bounds``), and on a point only
     when they differ from those.
     """
-    result: list[dict] = []
+    result: list[Entry] = []
     for scope_metrics, metric in iter_scoped(data):
         entry: dict[str, Any] = {
             "scope": scope_metrics.scope.name,
@@ -190,7 +194,7 @@ def serialise(data: MetricsData | None) -> list[dict]:
     return result
 
 
-def _exemplars_out(exemplars: Any) -> list:
+def _exemplars_out(exemplars: Sequence[Exemplar]) -> list[list[Any]]:
     return [[e.value, e.time_unix_nano, e.trace_id, e.span_id] for e in exemplars if e.trace_id]
 
 
@@ -205,12 +209,12 @@ class _Exemplar(NamedTuple):
     filtered_attributes: None = None
 
 
-def _exemplars_in(rows: list) -> list:
+def _exemplars_in(rows: list[list[Any]]) -> list[_Exemplar]:
     return [_Exemplar(*row) for row in rows]
 
 
-def _is_host_level(entry: dict) -> bool:
-    return entry["name"].startswith(HOST_METRIC_PREFIX)
+def _is_host_level(entry: Entry) -> bool:
+    return str(entry["name"]).startswith(HOST_METRIC_PREFIX)
 
 
 class MergeCache:
@@ -237,19 +241,19 @@ class MergeCache:
 
 
 def merge(
-    own: list[dict],
+    own: list[Entry],
     own_pid: int,
-    live: Iterable[tuple[int, list[dict]]],
-    archive: list[dict],
+    live: Iterable[tuple[int, list[Entry]]],
+    archive: list[Entry],
     cache: MergeCache | None = None,
-) -> list[dict]:
+) -> list[Entry]:
     """Merge serialised metrics: see the module docstring for the rules."""
     # In pid order, whichever worker answers: float sums then add up in the same order on every
     # scrape (1.82 must not read 1.8199999999999998 through another worker).
     workers = sorted([(own, own_pid)] + [(entries, pid) for pid, entries in live], key=lambda e: e[1])
-    add_all: list[tuple[list[dict], int | None, bool]] = [(entries, pid, True) for entries, pid in workers]
+    add_all: list[tuple[list[Entry], int | None, bool]] = [(entries, pid, True) for entries, pid in workers]
     add_all.append((archive, None, False))
-    sources: dict[tuple, list[tuple[dict, int | None, bool]]] = {}
+    sources: dict[MetricKey, list[Contribution]] = {}
     for entries, pid, alive in add_all:
         for entry in entries:
             if _contributes(entry, pid, alive, own_pid):  # the first kept one places the metric
@@ -283,16 +287,16 @@ def merge(
                 series_used[key] = cache.series[key]
                 for parts, _ in cache.series[key].values():
                     for part in parts:
-                        known = keys.get(id(part[0]))
-                        if known is not None:
-                            keys_kept[id(part[0])] = known
+                        point_key = keys.get(id(part[0]))
+                        if point_key is not None:
+                            keys_kept[id(part[0])] = point_key
         cache.entries = kept
         cache.series = series_used
         cache.keys = keys_kept
     return result
 
 
-def _contributes(entry: dict, pid: int | None, alive: bool, own_pid: int) -> bool:
+def _contributes(entry: Entry, pid: int | None, alive: bool, own_pid: int) -> bool:
     kind = entry["kind"]
     counting = kind == "histogram" or (kind == "sum" and entry.get("monotonic"))
     if not alive and not counting:
@@ -393,7 +397,7 @@ def _merge_points(parts: list[Part], kind: str, host_level: bool) -> Point:
     return new
 
 
-def _opt(fn: Any, a: Any, b: Any) -> Any:
+def _opt(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     if b is None:
@@ -402,9 +406,9 @@ def _opt(fn: Any, a: Any, b: Any) -> Any:
 
 
 def deserialise(
-    entries: list[dict],
+    entries: list[Entry],
     template: MetricsData | None,
-    resource: Any,
+    resource: Resource,
     intern: _Interner | None = None,
     cache: MergeCache | None = None,
 ) -> MetricsData:
@@ -430,13 +434,15 @@ def deserialise(
         if known is not None and known[0] is entry:
             built[id(entry)] = known
             by_scope.setdefault(entry["scope"], []).append(known[1])
-            for p, point in zip(entry["points"], known[1].data.data_points, strict=True):
-                points_used[id(p)] = (p, point)
+            metric_points = cast(Sequence[DataPoint], getattr(known[1].data, "data_points", ()))
+            for p, kept_point in zip(entry["points"], metric_points, strict=True):
+                points_used[id(p)] = (p, kept_point)
             continue
         kind = entry["kind"]
-        data_points: list[Any] = []
+        data_points: list[DataPoint] = []
         for p in entry["points"]:
             found = known_points.get(id(p))
+            point: DataPoint
             if found is not None and found[0] is p:
                 point = found[1]  # an unchanged series: the merge kept its point, we keep ours
             elif kind == "histogram":
@@ -450,7 +456,8 @@ def deserialise(
                     explicit_bounds=p["bounds"],
                     min=p["min"],
                     max=p["max"],
-                    exemplars=_exemplars_in(p["ex"]) if p.get("ex") else [],
+                    # our NamedTuple has every field of the SDK's Exemplar that the exposition reads
+                    exemplars=cast(list[Exemplar], _exemplars_in(p["ex"])) if p.get("ex") else [],
                 )
             else:
                 start = p["start"] if kind == "sum" else 0
@@ -461,15 +468,18 @@ def deserialise(
             data_points.append(point)
         data: Histogram | Sum | Gauge
         if kind == "histogram":
-            data = Histogram(data_points=data_points, aggregation_temporality=AggregationTemporality.CUMULATIVE)
+            data = Histogram(
+                data_points=cast(list[HistogramDataPoint], data_points),
+                aggregation_temporality=AggregationTemporality.CUMULATIVE,
+            )
         elif kind == "sum":
             data = Sum(
-                data_points=data_points,
+                data_points=cast(list[NumberDataPoint], data_points),
                 aggregation_temporality=AggregationTemporality.CUMULATIVE,
                 is_monotonic=entry["monotonic"],
             )
         else:
-            data = Gauge(data_points=data_points)
+            data = Gauge(data_points=cast(list[NumberDataPoint], data_points))
         metric = Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
         built[id(entry)] = (entry, metric)
         by_scope.setdefault(entry["scope"], []).append(metric)
@@ -488,10 +498,10 @@ class _Interner:
     """One attributes dict per series across merges; forgets series that stopped appearing."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple, dict] = {}
-        self._used: dict[tuple, dict] = {}
+        self._known: dict[SeriesKey, dict[str, Any]] = {}
+        self._used: dict[SeriesKey, dict[str, Any]] = {}
 
-    def get(self, attributes: dict) -> dict:
+    def get(self, attributes: dict[str, Any]) -> dict[str, Any]:
         key = _attrs_key(attributes)
         found = self._known.get(key)
         if found is None:
@@ -503,10 +513,11 @@ class _Interner:
         self._known, self._used = self._used, {}
 
 
-def _read_json(path: str) -> dict | None:
+def _read_json(path: str) -> JsonObject | None:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            payload = json.load(fh)
+        return payload if isinstance(payload, dict) else None
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
@@ -661,7 +672,7 @@ class _Group:
                 known = self._workers[pid] = _Worker(signature, payload)
             if self._follow(pid, known):
                 return known.payload
-        return known.payload
+        return known.payload if known is not None else None
 
     def _follow(self, pid: int, known: _Worker) -> bool:
         """Apply the log's whole lines after ``known.offset``; False when the log of that generation
@@ -709,14 +720,14 @@ class _Group:
         found = payload.get("shared") if payload is not None else None
         return found if isinstance(found, dict) else {}
 
-    def dead_shared(self) -> list[dict]:
+    def dead_shared(self) -> list[Entry]:
         """What the last :data:`DEAD_SHARED_KEPT` dead workers shared (their recent traces and
         error groups stay visible after a recycle)."""
         payload = self._load(os.path.join(self.directory, "archive-shared.json"))
         workers = payload.get("workers") if payload else None
         return [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
 
-    def _load(self, path: str) -> dict | None:
+    def _load(self, path: str) -> JsonObject | None:
         """A JSON file, parsed again only when it changed."""
         try:
             info = os.stat(path)
@@ -745,14 +756,14 @@ class _Group:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def archive(self, dead: list[int]) -> dict:
+    def archive(self, dead: list[int]) -> JsonObject:
         """Fold dead workers' counters into archive.json; returns the archive
         (``{"metrics": [...], "registry": [...]}``). Call with the lock held."""
         archive_path = os.path.join(self.directory, "archive.json")
         stored = self._load(archive_path) or {}  # the same objects while unchanged (merge caches by them)
         archive = stored.get("metrics", [])
         registry = stored.get("registry", [])
-        dead_shared: list[dict] = []
+        dead_shared: list[Entry] = []
         changed = False
         for pid in dead:
             path = self.path(pid)
@@ -781,7 +792,7 @@ class _Group:
             _write_atomically(archive_path, {"metrics": archive, "registry": registry})
         return {"metrics": archive, "registry": registry}
 
-    def others(self) -> tuple[list[tuple[int, dict]], dict]:
+    def others(self) -> tuple[list[tuple[int, JsonObject]], JsonObject]:
         """The other live workers' last payloads, and the archive (dead workers folded in)."""
         with self.locked():
             live, dead = self.peers()
@@ -828,7 +839,7 @@ class _Group:
 _asks = itertools.count()
 
 
-def _write_atomically(path: str, payload: dict) -> None:
+def _write_atomically(path: str, payload: JsonObject) -> None:
     # dumps, not dump: only the one-shot encoder is the C one (several times faster)
     _write_text_atomically(path, json.dumps(payload, separators=(",", ":"), default=str))
 
@@ -846,20 +857,73 @@ def _write_text_atomically(path: str, text: str) -> None:
         raise
 
 
-def _group_resource(pipeline: Any, directory: str) -> Any:
+def _group_resource(pipeline: GroupPipeline, directory: str) -> Resource:
     # The merged view describes the whole group, not this worker: a target_info that changed with
     # every scrape (landing on another worker) would churn series in Prometheus.
-    from opentelemetry.sdk.resources import Resource
-
     attributes = {k: v for k, v in pipeline.resource.attributes.items() if k != "process.pid"}
     attributes["service.instance.id"] = f"{attributes.get('host.name', 'host')}:{os.path.basename(directory)}"
     return Resource(attributes)
 
 
+class _Reader(Protocol):
+    @property
+    def extra_scope(self) -> str: ...
+
+    def snapshot(self, timeout_millis: float = ..., extra: bool = ...) -> MetricsData | None: ...
+
+
+class _RequestEntries(Protocol):
+    def as_entries(self, scope: str, version: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class _Scheduler(Protocol):
+    def every(self, interval: float, fn: Callable[[], object], what: str) -> None: ...
+
+
+class _GroupSettings(Protocol):
+    @property
+    def metrics_default_registry(self) -> bool: ...
+
+
+class GroupPipeline(Protocol):
+    """What the group views read of a pipeline (:class:`~otel_monitor.telemetry.pipeline.Pipeline`)."""
+
+    @property
+    def settings(self) -> _GroupSettings: ...
+
+    @property
+    def resource(self) -> Resource: ...
+
+    @property
+    def reader(self) -> _Reader: ...
+
+    @property
+    def request_metrics(self) -> _RequestEntries: ...
+
+    @property
+    def scheduler(self) -> _Scheduler: ...
+
+    @property
+    def shared(self) -> dict[str, Callable[[], Any]]: ...
+
+    @property
+    def requests_seen(self) -> int: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    #: the requests in flight (each with ``awaiting_close()``)
+    @property
+    def active(self) -> set[Any]: ...
+
+    @property
+    def shutdown_hooks(self) -> list[Callable[[], None]]: ...
+
+
 class WorkerView:
     """A pre-fork worker's view of the group (see the module docstring). Build with :func:`worker_view`."""
 
-    def __init__(self, pipeline: Any, directory: str) -> None:
+    def __init__(self, pipeline: GroupPipeline, directory: str) -> None:
         self.pipeline = pipeline
         self.pid = os.getpid()
         self.group = _Group(directory, self.pid)
@@ -986,7 +1050,7 @@ class WorkerView:
         self._base_bytes = len(text)
         self._log_lines = self._log_bytes = 0
 
-    def _collect_registry(self) -> list[dict]:
+    def _collect_registry(self) -> list[Entry]:
         if not self.default_registry:
             return []
         try:
@@ -995,7 +1059,7 @@ class WorkerView:
             log_internal_error("collecting the prometheus_client default registry")
             return []
 
-    def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
+    def _fresh(self) -> tuple[MetricsData | None, list[Entry]]:
         """(the SDK's own snapshot, everything serialised): the request histograms go straight
         from their aggregation to the file format."""
         pipeline = self.pipeline
@@ -1003,7 +1067,7 @@ class WorkerView:
         self._last_sdk = serialise(data)
         return data, self._last_sdk + self._requests()
 
-    def _requests(self) -> list[dict]:
+    def _requests(self) -> list[Entry]:
         return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
 
     def _own(self) -> MetricsData | None:
@@ -1108,10 +1172,10 @@ class WorkerView:
         return merged
 
     def _merged(
-        self, own: list[dict], data: MetricsData | None, own_registry: list[dict]
-    ) -> tuple[MetricsData, list[dict]]:
+        self, own: list[Entry], data: MetricsData | None, own_registry: list[Entry]
+    ) -> tuple[MetricsData, list[Entry]]:
         live, archive = self.group.others()
-        registry: list[dict] = []
+        registry: list[Entry] = []
         if self.default_registry and own_registry:
             registry = _default_registry.merge(
                 own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
@@ -1169,7 +1233,7 @@ class MasterView:
     (at import) no worker exports either. It never writes a file of its own.
     """
 
-    def __init__(self, pipeline: Any, directory: str) -> None:
+    def __init__(self, pipeline: GroupPipeline, directory: str) -> None:
         self.pipeline = pipeline
         self.group = _Group(directory, None)
         self.group_resource = _group_resource(pipeline, directory)
@@ -1202,7 +1266,7 @@ class MasterView:
             return data
         return self._merge(data, live, archive)
 
-    def _merge(self, data: MetricsData | None, live: list[tuple[int, dict]], archive: dict) -> MetricsData:
+    def _merge(self, data: MetricsData | None, live: list[tuple[int, JsonObject]], archive: JsonObject) -> MetricsData:
         own = [e for e in serialise(data) if _is_host_level(e)]
         with self._lock:
             metrics = [(pid, p.get("metrics", [])) for pid, p in live]
@@ -1226,12 +1290,12 @@ class MasterView:
         pass
 
 
-def master_view(pipeline: Any, directory: str) -> MasterView:
+def master_view(pipeline: GroupPipeline, directory: str) -> MasterView:
     """The master's view (it just forked its first worker): the caller sets ``pipeline.view``."""
     return MasterView(pipeline, directory)
 
 
-def worker_view(pipeline: Any, directory: str) -> WorkerView:
+def worker_view(pipeline: GroupPipeline, directory: str) -> WorkerView:
     """A worker's view, publishing and listening; registers its background job and exit hook.
 
     Raises OSError when the directory cannot be used at all (the caller keeps the local view).
