@@ -273,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-inprocess", action="store_true", help="only the gunicorn table")
     parser.add_argument("--gunicorn-workers", default="4", help="comma-separated worker counts (e.g. 1,4)")
     parser.add_argument(
+        "--no-pfe-multiprocess",
+        action="store_true",
+        help="leave out prometheus_flask_exporter's multiprocess mode (at 10,000 series its scrapes time out)",
+    )
+    parser.add_argument(
         "--gunicorn-routes", type=int, default=GUNICORN_ROUTES, help="routes x 5 statuses = series (2000: 10,000)"
     )
     args = parser.parse_args(argv)
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     health_one = _health_inprocess(scrapes) if "otel_monitor" in stacks else []
     health_group: list[float] = []
-    for stack, workers in [(s, w) for s in ["bare", *stacks, *GUNICORN_ONLY] for w in counts]:
+    peers = [] if args.no_pfe_multiprocess else list(GUNICORN_ONLY)
+    for stack, workers in [(s, w) for s in ["bare", *stacks, *peers] for w in counts]:
         try:
             if stack == "bare":
                 r = _gunicorn_cpu_only(cpu_seconds, workers, routes)

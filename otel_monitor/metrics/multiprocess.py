@@ -3,11 +3,14 @@
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics, prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`) and
-  shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
-  (a private temporary file, then rename; one writer at a time per process): when it answers a
-  scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
-  (so a worker that is SIGKILLed loses at most those seconds). Nothing of it runs per request.
+  metrics and prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`)
+  when it answers a scrape, when another worker's scrape asks it to, and every few seconds while
+  it serves requests (so a worker that is SIGKILLed loses at most those seconds). Nothing of it
+  runs per request. A publish writes only what changed (:meth:`WorkerView.publish`): the series
+  that changed since the last publish, as one line appended to ``<dir>/w-<pid>.<generation>.log``;
+  the whole ``<dir>/w-<pid>.json`` (atomically: a private temporary file, then rename) starts a
+  new generation only when the layout changed or the log grew long. Shared values (the
+  analytics' recent traces) go to ``<dir>/w-<pid>.shared.json`` when they changed.
 * A scrape (:meth:`WorkerView.scrape`) publishes the answering worker's numbers, asks every other
   live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
   in ``recv``), waits for their answers (at most :data:`PUBLISH_WAIT` seconds), then merges: so a
@@ -16,15 +19,18 @@ How it works
   scrape, a worker waits (at most :data:`SETTLE_WAIT`) for responses already complete but not yet
   closed by the server: their clients may hold them already.
 * In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
-  published files (at most once a second) without writing or asking anybody; unchanged files
-  are not parsed again.
+  published numbers (at most once a second) without writing or asking anybody. A reader keeps
+  each worker's numbers and applies only the log lines it has not read (:meth:`_Group.load`);
+  unchanged series keep their objects, and the merge (:class:`MergeCache`) and
+  :func:`deserialise` redo only the series that changed.
 * Merge rules: counters and histograms are summed; up/down counters of live workers are summed;
   process-level gauges (``process.*`` and custom gauges) keep one series per worker, told apart
   by ``process.pid``; host-level gauges (``system.*``) come from the answering worker; host-level
   counters are the highest any worker read (one host: they must not go backwards).
-* A worker that dies leaves its last file behind. The next merge folds its counters and
-  histograms into ``archive.json`` (under an exclusive ``flock``, so two workers never archive
-  the same file twice) and deletes the file: totals never go backwards when a worker is replaced.
+* A worker that dies leaves its last files behind. The next merge folds its counters and
+  histograms (its whole file with its log applied) into ``archive.json`` (under an exclusive
+  ``flock``, so two workers never archive the same file twice) and deletes its files: totals
+  never go backwards when a worker is replaced.
   Its shared values (recent traces, error groups) go to ``archive-shared.json``, where the last
   :data:`DEAD_SHARED_KEPT` dead workers' stay visible to :meth:`WorkerView.gather`.
 * A directory that cannot be written (read-only, full) degrades to the worker's own numbers,
