@@ -184,6 +184,18 @@ def test_a_dead_workers_log_reaches_the_totals_and_all_its_files_are_removed(wor
     assert sorted(p.name for p in directory.glob(f"w-{dead}*")) == []
 
 
+def test_a_reader_forgets_the_numbers_of_a_worker_that_another_worker_archived(worker):
+    app, pipeline, view, directory = worker
+    dead = 999_999_998
+    (directory / f"w-{dead}.json").write_text(json.dumps({"pid": dead, "generation": 1, "metrics": [], "registry": []}))
+    reader = multiprocess._Group(str(directory), None)
+    assert reader.load(dead) is not None
+    closing_client(app).get("/metrics")  # this worker's scrape archives the dead one
+    assert not (directory / f"w-{dead}.json").exists()
+    reader.others()
+    assert dead not in reader._workers
+
+
 def histogram(counts: dict[str, int]) -> dict:
     return {
         "scope": "s",

@@ -804,6 +804,8 @@ class _Group:
             live, dead = self.peers()
             archive = self.archive(dead)
             payloads = [(pid, p) for pid in live if (p := self.load(pid)) is not None]
+        for gone in set(self._workers) - set(live):  # archived by another worker: forget its numbers
+            del self._workers[gone]
         return payloads, archive
 
     def ask_to_publish(self, timeout: float) -> None:
