@@ -226,6 +226,48 @@ def test_the_merge_keeps_the_merged_point_of_every_series_whose_points_are_the_s
     assert b is not first[0]["points"][1] and b["count"] == 8
 
 
+def by_series(entries: list[dict]) -> dict:
+    return {
+        (e["name"], multiprocess._attrs_key(p["a"])): {k: v for k, v in p.items() if k != "a"}
+        for e in entries
+        for p in e["points"]
+    }
+
+
+def test_a_merge_that_redoes_only_the_changed_series_equals_a_whole_merge_through_random_changes():
+    import random
+
+    rng = random.Random(26)
+    cache = multiprocess.MergeCache()
+    workers: dict[int, dict[str, int]] = {pid: {f"/r{i}": 1 for i in range(8)} for pid in (1, 2, 3)}
+    archive: list[dict] = []
+    parsed: dict[int, list[dict]] = {}
+    for _ in range(200):
+        pid = rng.choice(list(workers))
+        action = rng.random()
+        if action < 0.6:  # a request
+            route = rng.choice(list(workers[pid]))
+            workers[pid][route] += 1
+        elif action < 0.75:  # a new series
+            workers[pid][f"/n{rng.randrange(50)}"] = 1
+        elif action < 0.85 and len(workers[pid]) > 1:  # a series gone (another version of the code)
+            del workers[pid][rng.choice(list(workers[pid]))]
+        elif action < 0.9 and len(workers) > 1:  # a worker died: its counts go to the archive
+            archive = multiprocess.merge([], -1, [], archive + [histogram(workers.pop(pid))])
+            parsed.pop(pid, None)
+        elif action < 0.95:  # a worker was started
+            new_pid = max(workers) + 1
+            workers[new_pid] = {"/r0": 1}
+        # every worker's numbers read again, keeping the objects of what did not change
+        for worker, counts in workers.items():
+            read = [histogram(counts)]
+            parsed[worker] = multiprocess._reuse_unchanged(parsed.get(worker, []), read)
+        own_pid = min(workers)
+        live = [(worker, parsed[worker]) for worker in workers if worker != own_pid]
+        cached = multiprocess.merge(parsed[own_pid], own_pid, live, archive, cache)
+        assert by_series(cached) == by_series(multiprocess.merge(parsed[own_pid], own_pid, live, archive))
+
+
 def test_the_sdk_points_of_unchanged_series_are_kept_from_one_merge_to_the_next():
     cache = multiprocess.MergeCache()
     own = [histogram({"/a": 1, "/b": 1})]

@@ -237,11 +237,8 @@ class MergeCache:
     def __init__(self) -> None:
         self.entries: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
         self.metrics: dict[int, tuple[Entry, Metric]] = {}
-        #: per metric: series key -> (the points that made it, with their pid and liveness; the merged point)
-        self.series: dict[MetricKey, dict[SeriesKey, tuple[list[Part], Point]]] = {}
-        #: id(point) -> (point, its series key) for the points of the last merge (a point object
-        #: reused from the previous parse of a worker's file keeps its key: no sort again)
-        self.keys: dict[int, tuple[Point, SeriesKey]] = {}
+        #: per metric: what its last merge was made of (see :class:`_MetricState`)
+        self.states: dict[MetricKey, _MetricState] = {}
         #: id(merged point) -> (merged point, its SDK data point): an unchanged series keeps its object
         self.points: dict[int, tuple[Point, DataPoint]] = {}
 
@@ -266,11 +263,10 @@ def merge(
                 sources.setdefault((entry["scope"], entry["name"]), []).append((entry, pid, alive))
     result = []
     kept: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
-    series_used: dict[MetricKey, dict[SeriesKey, tuple[list[Part], Point]]] = {}
-    keys = cache.keys if cache is not None else {}
-    keys_kept: dict[int, tuple[Point, SeriesKey]] = {}
+    states: dict[MetricKey, _MetricState] = {}
     for key, contributions in sources.items():
         signature = tuple(contributions)
+        state = cache.states.get(key) if cache is not None else None
         if cache is not None:
             known = cache.entries.get(key)
             if (
@@ -280,25 +276,15 @@ def merge(
             ):
                 kept[key] = known
                 result.append(known[1])
+                if state is not None:
+                    states[key] = state
                 continue
-        series = cache.series.get(key, {}) if cache is not None else None
-        merged, series_kept = _merge_entry(contributions, own_pid, series, keys, keys_kept)
-        if cache is not None:
-            series_used[key] = series_kept
+        merged, states[key] = _merge_entry(contributions, state)
         kept[key] = (signature, merged)
         result.append(merged)
     if cache is not None:
-        for key in kept:  # metrics not merged again keep their series (and their points' keys)
-            if key not in series_used and key in cache.series:
-                series_used[key] = cache.series[key]
-                for parts, _ in cache.series[key].values():
-                    for part in parts:
-                        point_key = keys.get(id(part[0]))
-                        if point_key is not None:
-                            keys_kept[id(part[0])] = point_key
         cache.entries = kept
-        cache.series = series_used
-        cache.keys = keys_kept
+        cache.states = states
     return result
 
 
@@ -315,56 +301,91 @@ def _contributes(entry: Entry, pid: int | None, alive: bool, own_pid: int) -> bo
     return True
 
 
-def _merge_entry(
-    contributions: list[Contribution],
-    own_pid: int,
-    series: dict[SeriesKey, tuple[list[Part], Point]] | None = None,
-    keys: dict[int, tuple[Point, SeriesKey]] | None = None,
-    keys_kept: dict[int, tuple[Point, SeriesKey]] | None = None,
-) -> tuple[Entry, dict[SeriesKey, tuple[list[Part], Point]]]:
-    """One metric's kept entries from every worker (pid order) and the archive, merged; and its
-    series (key -> the parts that made it and the merged point).
-
-    With ``series`` (the last merge's), a series whose parts are the same point objects as then
-    keeps its merged point: per-series work only for series that changed (a worker's file read
-    again keeps the objects of its unchanged points, :func:`_reuse_unchanged`). With ``keys``,
-    a point seen in the last merge is not keyed (its attributes sorted) again.
+class _MetricState:
+    """What one metric's last merge was made of: per contributor (worker, or the archive) its
+    points list and each point's series key; per series one slot per contributor and the merged
+    point. The next merge of the metric redoes only the series whose points are other objects
+    than then (a worker's numbers read again keep the objects of the points that did not change:
+    :meth:`_Group.load`); the others keep their merged point, and :func:`deserialise` its SDK point.
     """
+
+    __slots__ = ("contributors", "points", "keys", "parts", "merged")
+
+    def __init__(self, contributors: tuple[tuple[int | None, bool], ...]) -> None:
+        self.contributors = contributors
+        self.points: list[list[Point]] = [[] for _ in contributors]
+        self.keys: list[list[SeriesKey]] = [[] for _ in contributors]
+        self.parts: dict[SeriesKey, list[Part | None]] = {}
+        self.merged: dict[SeriesKey, Point] = {}
+
+    def clear(self, key: SeriesKey, contributor: int, point: Point) -> None:
+        slot = self.parts.get(key)
+        if slot is not None and (part := slot[contributor]) is not None and part[0] is point:
+            slot[contributor] = None
+
+
+def _series_key(point: Point, pid: int | None, per_worker: bool) -> SeriesKey:
+    attrs = point["a"]
+    if per_worker and pid is not None and "process.pid" not in attrs:
+        attrs = {**attrs, "process.pid": pid}
+    return _attrs_key(attrs)
+
+
+def _merge_entry(contributions: list[Contribution], state: _MetricState | None = None) -> tuple[Entry, _MetricState]:
+    """One metric's kept entries from every worker (pid order) and the archive, merged; with the
+    state for the next merge. With ``state`` (the last merge's, same contributors), only the
+    series whose points changed are merged again (per-series work only for series that changed)."""
     target = {k: v for k, v in contributions[0][0].items() if k != "points"}
     kind = target["kind"]
-    grouped: dict[SeriesKey, list[Part]] = {}
-    for entry, pid, alive in contributions:
-        per_worker = entry["kind"] == "gauge" and not _is_host_level(entry)
-        default_bounds = entry.get("bounds", [])
-        for point in entry["points"]:
-            known = keys.get(id(point)) if keys is not None else None
-            if known is not None and known[0] is point:
-                key = known[1]
-            else:
-                attrs = point["a"]
-                if per_worker and pid is not None and "process.pid" not in attrs:
-                    attrs = {**attrs, "process.pid": pid}
-                key = _attrs_key(attrs)
-            if keys_kept is not None:
-                keys_kept[id(point)] = (point, key)
-            grouped.setdefault(key, []).append((point, pid, alive, per_worker, default_bounds))
     host_level = _is_host_level(target)
-    points: list[Point] = []
-    kept: dict[SeriesKey, tuple[list[Part], Point]] = {}
-    for key, parts in grouped.items():
-        known_series = series.get(key) if series is not None else None
-        if (
-            known_series is not None
-            and len(known_series[0]) == len(parts)
-            and all(a[0] is b[0] and a[1:3] == b[1:3] for a, b in zip(known_series[0], parts, strict=True))
-        ):
-            merged = known_series[1]
+    contributors = tuple((pid, alive) for _, pid, alive in contributions)
+    if state is None or state.contributors != contributors:
+        state = _MetricState(contributors)  # a worker came or went: everything again
+    width = len(contributions)
+    dirty: dict[SeriesKey, None] = {}  # in order of first appearance
+    for i, (entry, pid, alive) in enumerate(contributions):
+        points = entry["points"]
+        old_points, old_keys = state.points[i], state.keys[i]
+        if points is old_points:
+            continue
+        per_worker = entry["kind"] == "gauge" and not _is_host_level(entry)
+        bounds = entry.get("bounds", [])
+        keys = old_keys[: len(points)]
+        n_old = len(old_points)
+        changed = [j for j, (a, b) in enumerate(zip(old_points, points, strict=False)) if a is not b]
+        changed.extend(range(n_old, len(points)))
+        for j in changed:
+            point = points[j]
+            if j < n_old:
+                before = old_points[j]
+                if before["a"] is point["a"] or before["a"] == point["a"]:
+                    key = old_keys[j]  # the same series, new numbers
+                else:  # another series at this place: the old one leaves this contributor
+                    state.clear(old_keys[j], i, before)
+                    dirty[old_keys[j]] = None
+                    key = _series_key(point, pid, per_worker)
+                keys[j] = key
+            else:
+                key = _series_key(point, pid, per_worker)
+                keys.append(key)
+            slot = state.parts.get(key)
+            if slot is None:
+                slot = state.parts[key] = [None] * width
+            slot[i] = (point, pid, alive, per_worker, bounds)
+            dirty[key] = None
+        for j in range(len(points), n_old):  # series gone from this contributor
+            state.clear(old_keys[j], i, old_points[j])
+            dirty[old_keys[j]] = None
+        state.points[i], state.keys[i] = points, keys
+    for key in dirty:
+        parts = [part for part in state.parts.get(key, ()) if part is not None]
+        if parts:
+            state.merged[key] = _merge_points(parts, kind, host_level)
         else:
-            merged = _merge_points(parts, kind, host_level)
-        kept[key] = (parts, merged)
-        points.append(merged)
-    target["points"] = points
-    return target, kept
+            state.parts.pop(key, None)
+            state.merged.pop(key, None)
+    target["points"] = list(state.merged.values())
+    return target, state
 
 
 def _merge_points(parts: list[Part], kind: str, host_level: bool) -> Point:
