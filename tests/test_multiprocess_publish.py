@@ -95,6 +95,30 @@ def test_a_publish_with_nothing_changed_writes_nothing(tmp_path):
         monitor.shutdown(timeout=2)
 
 
+def test_a_new_metric_and_a_series_that_changed_place_go_on_a_line_whole_not_in_a_new_file(worker):
+    app, pipeline, view, directory = worker
+    reader = multiprocess._Group(str(directory), None)
+    view.publish([histogram({"/a": 1, "/b": 1})], whole=True)
+    base = (directory / f"w-{os.getpid()}.json").read_text()
+    gauge = {**histogram({"/a": 1}), "name": "g", "kind": "gauge", "points": [{"a": {"k": "v"}, "v": 3.0}]}
+    steps = [
+        [histogram({"/a": 2, "/b": 1})],  # one point
+        [histogram({"/a": 2, "/b": 1}), gauge],  # a new metric: whole
+        [histogram({"/b": 1, "/a": 2}), gauge],  # series in another order: that entry whole
+        [histogram({"/b": 1, "/a": 2})],  # a metric gone
+    ]
+    for entries in steps:
+        view.publish(entries)
+        assert reader.load(os.getpid())["metrics"] == as_json(entries)
+    assert (directory / f"w-{os.getpid()}.json").read_text() == base
+    shapes, length = [], 1
+    for line in log_lines(directory, os.getpid()):  # leaving out lines of only the default registry's numbers
+        if line["changes"] or line["entries"] or line["n"] != length:
+            shapes.append((line["n"], [i for i, _ in line["changes"]], [i for i, _ in line["entries"]]))
+        length = line["n"]
+    assert shapes == [(1, [0], []), (2, [], [1]), (2, [], [0]), (1, [], [])]
+
+
 def test_another_worker_reads_the_whole_file_and_the_log_as_the_publishing_workers_entries(worker):
     app, pipeline, view, directory = worker
     reader = multiprocess._Group(str(directory), None)
@@ -152,7 +176,8 @@ def test_a_line_still_being_written_is_applied_only_once_it_is_whole(worker):
     record(pipeline, "/a", times=4)
     entries = view._last_sdk + view._requests()
     changes = multiprocess._changes(view._published, entries)
-    line = json.dumps({"time": 1.0, "registry": [], "changes": changes}, default=str) + "\n"
+    written = {"time": 1.0, "registry": [], "n": changes.length, "changes": changes.points, "entries": changes.entries}
+    line = json.dumps(written, default=str) + "\n"
     log = directory / f"w-{os.getpid()}.{view._generation}.log"
     with open(log, "a") as fh:
         fh.write(line[:25])

@@ -9,7 +9,8 @@ How it works
   runs per request. A publish writes only what changed (:meth:`WorkerView.publish`): the series
   that changed since the last publish, as one line appended to ``<dir>/w-<pid>.<generation>.log``;
   the whole ``<dir>/w-<pid>.json`` (atomically: a private temporary file, then rename) starts a
-  new generation only when the layout changed or the log grew long. Shared values (the
+  new generation only when the log grew long (a new metric, or a series that changed place, goes
+  on a line whole). Shared values (the
   analytics' recent traces) go to ``<dir>/w-<pid>.shared.json`` when they changed.
 * A scrape (:meth:`WorkerView.scrape`) publishes the answering worker's numbers, asks every other
   live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
@@ -113,8 +114,9 @@ DEAD_SHARED_KEPT = 4
 SETTLE_WAIT = 0.05
 #: a worker writes its whole file again (a new generation) once its log holds this many lines...
 LOG_LINES = 500
-#: ... or this fraction of the whole file's size
+#: ... or this fraction of the whole file's size (and at least LOG_MIN_BYTES)
 LOG_FRACTION = 0.5
+LOG_MIN_BYTES = 65536
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
@@ -552,43 +554,69 @@ def _read_json(path: str) -> JsonObject | None:
         return None
 
 
-def _changes(published: list[Entry], metrics: list[Entry]) -> list[list[Any]] | None:
-    """What changed from ``published`` to ``metrics``: ``[[entry index, [[point index, point], ...]], ...]``
-    (changed and new points; new series come last in a worker's entries), or None when only a whole
-    file says it: a metric appeared, went or moved, its description changed, a series changed place.
+class Changes(NamedTuple):
+    """What changed in a worker's entries since its last publish (one log line)."""
+
+    #: how many entries there are now
+    length: int
+    #: ``[[entry index, [[point index, point], ...]], ...]``: changed and new points (a worker's
+    #: new series come last in its entries)
+    points: list[list[Any]]
+    #: ``[[entry index, entry], ...]``: entries given whole (a new metric, another description,
+    #: a series that changed place)
+    entries: list[list[Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.entries)
+
+
+def _changes(published: list[Entry], metrics: list[Entry]) -> Changes:
+    """What changed from ``published`` to ``metrics``.
 
     Unchanged entries and points are mostly the same objects (:func:`serialise`'s gauges are
     not: they are compared, in C).
     """
-    if len(published) != len(metrics):
-        return None
-    changes: list[list[Any]] = []
-    for index, (before, entry) in enumerate(zip(published, metrics, strict=True)):
+    points_changed: list[list[Any]] = []
+    whole: list[list[Any]] = []
+    for index, entry in enumerate(metrics):
+        before = published[index] if index < len(published) else None
         if before is entry:
             continue
+        if (
+            before is None
+            or len(before) != len(entry)
+            or len(entry["points"]) < len(before["points"])
+            or any(before.get(k) != v for k, v in entry.items() if k != "points")
+        ):
+            whole.append([index, entry])
+            continue
         old_points, points = before["points"], entry["points"]
-        if len(points) < len(old_points) or len(before) != len(entry):
-            return None
-        if any(before.get(k) != v for k, v in entry.items() if k != "points"):
-            return None
         changed: list[list[Any]] = []
         for i, (old, new) in enumerate(zip(old_points, points, strict=False)):
             if old is not new and old != new:
                 if old["a"] != new["a"]:
-                    return None  # a series changed place
+                    break  # a series changed place
                 changed.append([i, new])
-        changed.extend([i, points[i]] for i in range(len(old_points), len(points)))
-        if changed:
-            changes.append([index, changed])
-    return changes
+        else:
+            changed.extend([i, points[i]] for i in range(len(old_points), len(points)))
+            if changed:
+                points_changed.append([index, changed])
+            continue
+        whole.append([index, entry])
+    return Changes(len(metrics), points_changed, whole)
 
 
-def _apply(entries: list[Entry], changes: list[list[Any]]) -> list[Entry]:
-    """``entries`` with one log line's ``changes`` (:func:`_changes`); the unchanged entries and
-    points stay the same objects. Raises ValueError for changes that do not fit."""
-    result = list(entries)
-    for index, changed in changes:
+def _apply(entries: list[Entry], record: Mapping[str, Any]) -> list[Entry]:
+    """``entries`` with one log line's changes (:class:`Changes`, as JSON); the unchanged entries
+    and points stay the same objects. Raises ValueError for changes that do not fit."""
+    length = int(record.get("n", len(entries)))
+    result: list[Entry | None] = [*entries[:length], *[None] * (length - len(entries))]
+    for index, entry in record.get("entries", []):
+        result[index] = entry
+    for index, changed in record.get("changes", []):
         entry = result[index]
+        if entry is None:
+            raise ValueError(f"changes for entry {index}, which is not there")
         points = list(entry["points"])
         for i, point in changed:
             if i < len(points):
@@ -598,7 +626,10 @@ def _apply(entries: list[Entry], changes: list[list[Any]]) -> list[Entry]:
             else:
                 raise ValueError(f"point {i} after {len(points)}")
         result[index] = {**entry, "points": points}
-    return result
+    complete = [entry for entry in result if entry is not None]
+    if len(complete) != length:
+        raise ValueError("a new entry is missing")
+    return complete
 
 
 def _append_line(path: str, line: str) -> None:
@@ -724,7 +755,7 @@ class _Group:
                     **payload,
                     "time": record.get("time", payload.get("time")),
                     "registry": record.get("registry", payload.get("registry", [])),
-                    "metrics": _apply(payload.get("metrics", []), record.get("changes", [])),
+                    "metrics": _apply(payload.get("metrics", []), record),
                 }
             except (ValueError, TypeError, KeyError, IndexError):  # a line torn by a full disk: the next ones count
                 log_internal_error(f"reading the log of worker {pid}")
@@ -1011,10 +1042,11 @@ class WorkerView:
         the directory is unusable); returns the default registry's families it wrote (empty when
         ``metrics_default_registry`` is off).
 
-        The series that changed go on one line appended to ``w-<pid>.<generation>.log``; the whole
-        of ``metrics`` is written to ``w-<pid>.json`` (a new generation) only when the layout
-        changed (a metric or series appeared, or their order changed), when the log grew past
-        :data:`LOG_FRACTION` of the base or :data:`LOG_LINES` lines, or when ``whole``. The
+        The series that changed go on one line appended to ``w-<pid>.<generation>.log`` (an entry
+        whose layout changed goes whole: :class:`Changes`); the whole of ``metrics`` is written
+        to ``w-<pid>.json`` (a new generation) only first, when the log grew past
+        :data:`LOG_FRACTION` of the base (and :data:`LOG_MIN_BYTES`) or :data:`LOG_LINES` lines,
+        or when ``whole``. The
         shared values go to ``w-<pid>.shared.json``, rewritten only when they changed."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
@@ -1032,17 +1064,24 @@ class WorkerView:
                 _write_atomically(self.group.path(self.pid, "shared.json"), {"shared": shared})
                 self._shared_written = shared
             changes = None if whole or self._published is None else _changes(self._published, metrics)
-            if changes is not None and (
-                self._log_lines >= LOG_LINES or self._log_bytes > LOG_FRACTION * self._base_bytes
+            if changes is None or (
+                (changes or changes.length != len(self._published or ()))
+                and (
+                    self._log_lines >= LOG_LINES
+                    or self._log_bytes > max(LOG_MIN_BYTES, LOG_FRACTION * self._base_bytes)
+                )
             ):
-                changes = None
-            if changes is None:
                 self._write_base(metrics, registry, now)
                 self._registry_written = registry
-            elif changes or registry != self._registry_written:
-                line = json.dumps(
-                    {"time": now, "registry": registry, "changes": changes}, separators=(",", ":"), default=str
-                )
+            elif changes or changes.length != len(self._published or ()) or registry != self._registry_written:
+                record = {
+                    "time": now,
+                    "registry": registry,
+                    "n": changes.length,
+                    "changes": changes.points,
+                    "entries": changes.entries,
+                }
+                line = json.dumps(record, separators=(",", ":"), default=str)
                 try:
                     _append_line(self.group.log_path(self.pid, self._generation), line)
                 except OSError:
