@@ -31,10 +31,11 @@ from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attrib
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, Metric, MetricsData, Sum
 
 from ._metrics_data import iter_metrics
-from .metrics_view import MetricsView
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics_view import MetricsView
 
 __all__ = ["PROMETHEUS_RENAMES", "TextWriter", "metrics_app_for", "metrics_wsgi_app", "OPENMETRICS", "TEXT"]
 
