@@ -1054,8 +1054,8 @@ class WorkerView:
         whose layout changed goes whole: :class:`Changes`); the whole of ``metrics`` is written
         to ``w-<pid>.json`` (a new generation) only first, when the log grew past
         :data:`LOG_FRACTION` of the base (and :data:`LOG_MIN_BYTES`) or :data:`LOG_LINES` lines,
-        or when ``whole``. The
-        shared values go to ``w-<pid>.shared.json``, rewritten only when they changed."""
+        or when ``whole``. The shared values go to ``w-<pid>.shared.json``, rewritten only when
+        they changed."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
         seen = self.pipeline.requests_seen  # before the values: a request ending meanwhile makes the next tick publish
