@@ -862,19 +862,12 @@ class _Group:
 
     def ask_to_publish(self, timeout: float) -> None:
         """Ask every other live worker to publish now; return when all answered or ``timeout`` passed."""
-        with self.asking(timeout):
-            pass
-
-    @contextlib.contextmanager
-    def asking(self, timeout: float) -> Iterator[None]:
-        """Ask every other live worker to publish now; at the end of the block, wait until all
-        answered or ``timeout`` (from the ask) passed. The block's work (the asking worker's own
-        publish) runs while the others publish."""
         live, _ = self.peers()
         targets = [self.path(pid, "sock") for pid in live]
+        if not targets:
+            return
         reply = os.path.join(self.directory, f"q-{os.getpid()}-{threading.get_ident()}-{next(_asks)}.sock")
-        if not targets or len(reply.encode()) > _MAX_SOCKET_PATH:
-            yield
+        if len(reply.encode()) > _MAX_SOCKET_PATH:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
@@ -887,7 +880,6 @@ class _Group:
                 except OSError:
                     pass  # a worker that just exited, or one without a listener
             deadline = time.monotonic() + timeout
-            yield
             while pending:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -1219,12 +1211,12 @@ class WorkerView:
         process's own, when the directory cannot be used)."""
         if not self._usable():
             return self._own(), None
+        self.settle()
+        data, own = self._fresh()
         try:
-            with self.group.asking(PUBLISH_WAIT):  # the others publish while we do
-                self.settle()
-                data, own = self._fresh()
-                # what we show is on disk before anybody shows the next total
-                own_registry = self.publish(own)
+            # what we show is on disk before anybody shows the next total
+            own_registry = self.publish(own)
+            self.group.ask_to_publish(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
             return merged, _default_registry.families(registry)
