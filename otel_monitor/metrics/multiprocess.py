@@ -757,7 +757,7 @@ class _Group:
                     "registry": record.get("registry", payload.get("registry", [])),
                     "metrics": _apply(payload.get("metrics", []), record),
                 }
-            except (ValueError, TypeError, KeyError, IndexError):  # a line torn by a full disk: the next ones count
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # a torn line: the next ones count
                 log_internal_error(f"reading the log of worker {pid}")
         known.payload = payload
         known.offset += end
