@@ -187,6 +187,20 @@ def test_a_line_still_being_written_is_applied_only_once_it_is_whole(worker):
     assert reader.load(os.getpid())["metrics"] == as_json(entries)
 
 
+def test_a_damaged_line_is_skipped_and_the_lines_after_it_still_count(worker):
+    app, pipeline, view, directory = worker
+    record(pipeline, "/a")
+    publish(view)
+    reader = multiprocess._Group(str(directory), None)
+    reader.load(os.getpid())
+    log = directory / f"w-{os.getpid()}.{view._generation}.log"
+    with open(log, "a") as fh:
+        fh.write('{"n": 1, "changes": [[0, [[0, {"a"\n[1, 2]\n')  # a line cut short by a full disk, then garbage
+    record(pipeline, "/a", times=2)
+    publish(view)
+    assert reader.load(os.getpid())["metrics"] == as_json(view._published)
+
+
 def test_a_dead_workers_log_reaches_the_totals_and_all_its_files_are_removed(worker):
     app, pipeline, view, directory = worker
     closing_client(app).get("/users/1")
