@@ -175,7 +175,9 @@ def _cpu_over(master: int, seconds: float, load: Any = None) -> float:
     return statistics.mean(spent) if spent else float("nan")
 
 
-def _gunicorn(stack: str, scrapes: int, cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES) -> dict:
+def _gunicorn(
+    stack: str, scrapes: int, cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES, settle: float = 1.0
+) -> dict:
     port = _free_port()
     env = dict(os.environ, BENCH_STACK=stack, BENCH_ROUTES=str(routes))
     env.pop("OTEL_MONITOR_MULTIPROCESS_DIR", None)
@@ -228,7 +230,7 @@ def _gunicorn(stack: str, scrapes: int, cpu_seconds: float, workers: int = 4, ro
         health = _health_ms(base + HEALTH_PATH, scrapes) if stack == "otel_monitor" else []
         exact = bool(totals) and all(t == sent for t in totals)
         monotonic = all(b >= a for a, b in zip(totals, totals[1:], strict=False))
-        time.sleep(1.0)
+        time.sleep(settle)  # the first samples after the burst of new series are not the steady state
         rest = _cpu_over(process.pid, cpu_seconds)
 
         def load(until: float) -> None:
@@ -273,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-inprocess", action="store_true", help="only the gunicorn table")
     parser.add_argument("--gunicorn-workers", default="4", help="comma-separated worker counts (e.g. 1,4)")
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds between the scrapes and the CPU windows (30: past the first analytics samples after the "
+        "burst of new series, the steady state)",
+    )
+    parser.add_argument(
+        "--no-pfe-multiprocess",
+        action="store_true",
+        help="leave out prometheus_flask_exporter's multiprocess mode (at 10,000 series its scrapes time out)",
+    )
+    parser.add_argument(
         "--gunicorn-routes", type=int, default=GUNICORN_ROUTES, help="routes x 5 statuses = series (2000: 10,000)"
     )
     args = parser.parse_args(argv)
@@ -305,12 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     health_one = _health_inprocess(scrapes) if "otel_monitor" in stacks else []
     health_group: list[float] = []
-    for stack, workers in [(s, w) for s in ["bare", *stacks, *GUNICORN_ONLY] for w in counts]:
+    peers = [] if args.no_pfe_multiprocess else list(GUNICORN_ONLY)
+    for stack, workers in [(s, w) for s in ["bare", *stacks, *peers] for w in counts]:
         try:
             if stack == "bare":
-                r = _gunicorn_cpu_only(cpu_seconds, workers, routes)
+                r = _gunicorn_cpu_only(cpu_seconds, workers, routes, args.settle)
             else:
-                r = _gunicorn(stack, scrapes, cpu_seconds, workers, routes)
+                r = _gunicorn(stack, scrapes, cpu_seconds, workers, routes, args.settle)
         except Exception as exc:  # noqa: BLE001 - one stack's failure (a timed-out scrape) is its row's
             r = {"error": f"{type(exc).__name__}: {exc}"[:120]}
         if "error" in r:
@@ -333,9 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _gunicorn_cpu_only(cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES) -> dict:
+def _gunicorn_cpu_only(
+    cpu_seconds: float, workers: int = 4, routes: int = GUNICORN_ROUTES, settle: float = 1.0
+) -> dict:
     """The bare app under gunicorn: what the requests themselves cost."""
-    r = _gunicorn("bare", 0, cpu_seconds, workers, routes)
+    r = _gunicorn("bare", 0, cpu_seconds, workers, routes, settle)
     return {k: v for k, v in r.items() if k in ("cpu_rest", "cpu_busy", "error")}
 
 

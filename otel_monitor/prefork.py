@@ -172,7 +172,7 @@ def _remove_stale_groups() -> None:
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return False
     except psutil.Error:

@@ -52,7 +52,7 @@ class TickSource(Protocol):
     """What :class:`Summaries` needs of a state: its ticks and the raw window computation."""
 
     @property
-    def bounds(self) -> tuple: ...
+    def bounds(self) -> tuple[float, ...]: ...
 
     @property
     def last_seen(self) -> Mapping[tuple[str, str], float]: ...
@@ -71,7 +71,7 @@ class WindowSummary:
     #: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}`` (``AnalyticsState.window``)
     window: dict[str, Any]
     #: the histogram bounds the window's buckets use
-    bounds: tuple
+    bounds: tuple[float, ...]
     #: ``summary.stats()``: requests, rps, errors, error_rate_pct, latency (avg/p50/p90/p95/p99/max ms), apdex
     figures: dict[str, Any]
     #: one ``summary.endpoint_rows()`` row per (route, method), with ``last_seen``
@@ -93,7 +93,7 @@ class WindowSummary:
 
     @property
     def covered_s(self) -> float:
-        return round(self.window["seconds"], 3)
+        return round(float(self.window["seconds"]), 3)
 
     def endpoint(self, route: str, method: str) -> dict[str, Any] | None:
         """The row of ``(route, method)``; None when it had no requests in the window."""

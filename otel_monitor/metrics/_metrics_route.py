@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -40,7 +43,9 @@ def _warn(found: str, path: str) -> None:
     )
 
 
-def guard_existing_metrics_route(app: Any, wsgi_app: Callable, path: str, metrics_app: Callable) -> Callable | None:
+def guard_existing_metrics_route(
+    app: Any, wsgi_app: WSGIApplication, path: str, metrics_app: WSGIApplication
+) -> WSGIApplication | None:
     """``metrics_app``, or None when ``app`` already serves ``path`` at start-up.
 
     Routes added after ``Monitor(app)`` (prometheus_flask_exporter initialised later) are found at
@@ -53,7 +58,7 @@ def guard_existing_metrics_route(app: Any, wsgi_app: Callable, path: str, metric
     decided: list[bool] = []
     lock = threading.Lock()
 
-    def guarded(environ: dict, start_response: Callable) -> Any:
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not decided:
             with lock:
                 if not decided:

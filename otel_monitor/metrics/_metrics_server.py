@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
     from ..telemetry.pipeline import Pipeline
 
 _logger = logging.getLogger("otel_monitor")
@@ -24,14 +26,14 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def start_metrics_server(pipeline: Pipeline, app: Callable) -> None:
+def start_metrics_server(pipeline: Pipeline, app: WSGIApplication) -> None:
     settings = pipeline.settings
     path = settings.metrics_path
     port = settings.metrics_port
     if port is None:  # no separate port configured
         return
 
-    def only_metrics(environ: dict, start_response: Callable) -> Any:
+    def only_metrics(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != path:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]

@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Metric,
     MetricReader,
     MetricsData,
     ResourceMetrics,
@@ -42,7 +43,7 @@ class MonitorReader(MetricReader):
     """Cumulative snapshots of this process's metrics (never merged with other workers)."""
 
     def __init__(
-        self, resource: Resource | None = None, extra_metrics: Callable[[], list] = list, extra_scope: str = ""
+        self, resource: Resource | None = None, extra_metrics: Callable[[], list[Metric]] = list, extra_scope: str = ""
     ) -> None:
         super().__init__(preferred_temporality=_CUMULATIVE)
         # One collection at a time: the SDK hands its result to _receive_metrics, and two threads

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, 
 class DeltaConverter:
     def __init__(self) -> None:
         #: (metric name, attribute key) -> (time_unix_nano, cumulative point)
-        self._previous: dict[tuple, tuple[int, Any]] = {}
+        self._previous: dict[tuple[str, frozenset[tuple[str, Any]]], tuple[int, Any]] = {}
 
     def convert(self, data: MetricsData) -> MetricsData:
         resource_metrics = []

@@ -25,12 +25,17 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, Metric, MetricsData, Sum
 
 from ._metrics_data import iter_metrics
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics_view import MetricsView
 
 __all__ = ["PROMETHEUS_RENAMES", "TextWriter", "metrics_app_for", "metrics_wsgi_app", "OPENMETRICS", "TEXT"]
 
@@ -126,7 +131,7 @@ class TextWriter:
         #: id(attributes) -> (attributes, label text); rebuilt each render, so only live series stay
         self._labels: dict[int, tuple[Any, str]] = {}
         self._names: dict[tuple[str, str], str] = {}
-        self._bounds: dict[tuple, list[str]] = {}
+        self._bounds: dict[tuple[float, ...], list[str]] = {}
         #: (family, id(attributes)) -> (attributes, count, sum, start, lines) of a histogram series:
         #: a series whose count, sum and start did not change since the last render has the same
         #: lines (kept only for renders without exemplars; rebuilt each render like the labels, so
@@ -140,7 +145,7 @@ class TextWriter:
         with self._lock:
             return self._render(data, openmetrics, exemplars and openmetrics)
 
-    def _label(self, attributes: Any, used: dict) -> str:
+    def _label(self, attributes: Any, used: dict[int, tuple[Any, str]]) -> str:
         key = id(attributes)
         entry = self._labels.get(key)
         if entry is None or entry[0] is not attributes:
@@ -186,9 +191,15 @@ class TextWriter:
         return "".join(out)
 
     def _metric(
-        self, metric: Any, out: list[str], used: dict, families: set[str], openmetrics: bool, exemplars: bool
+        self,
+        metric: Metric,
+        out: list[str],
+        used: dict[int, tuple[Any, str]],
+        families: set[str],
+        openmetrics: bool,
+        exemplars: bool,
     ) -> None:
-        base = self._name(metric.name, metric.unit)
+        base = self._name(metric.name, metric.unit or "")
         data = metric.data
         if isinstance(data, Histogram):
             kind = "histogram"
@@ -210,7 +221,7 @@ class TextWriter:
             families.add(base + "_total")
         text = _help(metric.description or "", openmetrics)
         out.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
-        if kind == "histogram":
+        if isinstance(data, Histogram):
             self._histogram(base, data.data_points, out, used, exemplars)
             return
         sample = base + "_total" if kind == "counter" else base
@@ -221,7 +232,14 @@ class TextWriter:
             else:
                 out.append(f"{sample} {number(point.value)}\n")
 
-    def _histogram(self, base: str, points: Iterable[Any], out: list[str], used: dict, exemplars: bool) -> None:
+    def _histogram(
+        self,
+        base: str,
+        points: Iterable[HistogramDataPoint],
+        out: list[str],
+        used: dict[int, tuple[Any, str]],
+        exemplars: bool,
+    ) -> None:
         bucket = base + "_bucket{"
         blocks, blocks_used = self._blocks, self._blocks_used
         for point in points:
@@ -291,11 +309,13 @@ _warned_lock = threading.Lock()
 
 
 def _family_name(metric: Any, openmetrics: bool) -> str:
+    """``metric``: a prometheus_client ``Metric`` family."""
+    name = str(metric.name)
     if metric.type == "counter" and not openmetrics:
-        return metric.name + "_total"
+        return name + "_total"
     if metric.type == "info" and not openmetrics:
-        return metric.name + "_info"
-    return metric.name
+        return name + "_info"
+    return name
 
 
 def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[Any] | None = None) -> str:
@@ -375,7 +395,7 @@ def metrics_wsgi_app(
     *,
     target_info: bool = True,
     default_registry: bool = True,
-) -> Callable:
+) -> WSGIApplication:
     """A WSGI app serving ``source()`` in the Prometheus text format (OpenMetrics when asked).
 
     ``source()`` returns the metrics and the default registry's families to append (None: this
@@ -387,7 +407,7 @@ def metrics_wsgi_app(
     expected = ("Bearer " + token).encode() if token else None
     writer = TextWriter(target_info=target_info)
 
-    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if expected is not None:
             given = environ.get("HTTP_AUTHORIZATION", "").encode("utf-8", "surrogateescape")[:1024]
             if not hmac.compare_digest(given, expected):
@@ -430,11 +450,32 @@ def metrics_wsgi_app(
     return app
 
 
-def metrics_app_for(get_pipeline: Callable[[], Any], settings: Any) -> Callable:
+class _Scraped(Protocol):
+    """What ``/metrics`` reads of a pipeline: its view (see :mod:`otel_monitor.metrics.metrics_view`)."""
+
+    @property
+    def view(self) -> MetricsView | None: ...
+
+
+class _MetricsSettings(Protocol):
+    @property
+    def metrics_token(self) -> str | None: ...
+
+    @property
+    def metrics_target_info(self) -> bool: ...
+
+    @property
+    def metrics_default_registry(self) -> bool: ...
+
+
+def metrics_app_for(get_pipeline: Callable[[], _Scraped], settings: _MetricsSettings) -> WSGIApplication:
     """``/metrics`` for the pipeline ``get_pipeline()`` returns (after a fork: the child's)."""
 
     def scrape() -> tuple[MetricsData | None, list[Any] | None]:
-        return get_pipeline().view.scrape_with_registry()
+        view = get_pipeline().view
+        if view is None:
+            raise RuntimeError("the pipeline has no metrics view")
+        return view.scrape_with_registry()
 
     return metrics_wsgi_app(
         scrape,

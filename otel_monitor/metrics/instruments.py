@@ -42,7 +42,7 @@ class _Handle:
         self.description = description
         self._resolve = resolve  # -> current Pipeline or None (disabled)
         self._options = options
-        self._seen: set[frozenset] = set()
+        self._seen: set[frozenset[tuple[str, Any]]] = set()
         self._lock = threading.Lock()
 
     def _instrument(self) -> Any:

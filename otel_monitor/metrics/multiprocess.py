@@ -3,11 +3,15 @@
 How it works
 ------------
 * Each worker owns its OpenTelemetry pipeline (built after the fork) and publishes its cumulative
-  metrics, prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`) and
-  shared values (the analytics' recent traces) to ``<dir>/w-<pid>.json``, atomically
-  (a private temporary file, then rename; one writer at a time per process): when it answers a
-  scrape, when another worker's scrape asks it to, and every few seconds while it serves requests
-  (so a worker that is SIGKILLed loses at most those seconds). Nothing of it runs per request.
+  metrics and prometheus_client's default registry (:mod:`otel_monitor.metrics._default_registry`)
+  when it answers a scrape, when another worker's scrape asks it to, and every few seconds while
+  it serves requests (so a worker that is SIGKILLed loses at most those seconds). Nothing of it
+  runs per request. A publish writes only what changed (:meth:`WorkerView.publish`): the series
+  that changed since the last publish, as one line appended to ``<dir>/w-<pid>.<generation>.log``;
+  the whole ``<dir>/w-<pid>.json`` (atomically: a private temporary file, then rename) starts a
+  new generation only when the log grew long (a new metric, or a series that changed place, goes
+  on a line whole). Shared values (the
+  analytics' recent traces) go to ``<dir>/w-<pid>.shared.json`` when they changed.
 * A scrape (:meth:`WorkerView.scrape`) publishes the answering worker's numbers, asks every other
   live worker to publish (a datagram on its ``w-<pid>.sock``, answered from a thread that sleeps
   in ``recv``), waits for their answers (at most :data:`PUBLISH_WAIT` seconds), then merges: so a
@@ -16,15 +20,18 @@ How it works
   scrape, a worker waits (at most :data:`SETTLE_WAIT`) for responses already complete but not yet
   closed by the server: their clients may hold them already.
 * In-process readers (the analytics, ``/health``: :meth:`WorkerView.read`) merge the last
-  published files (at most once a second) without writing or asking anybody; unchanged files
-  are not parsed again.
+  published numbers (at most once a second) without writing or asking anybody. A reader keeps
+  each worker's numbers and applies only the log lines it has not read (:meth:`_Group.load`);
+  unchanged series keep their objects, and the merge (:class:`MergeCache`) and
+  :func:`deserialise` redo only the series that changed.
 * Merge rules: counters and histograms are summed; up/down counters of live workers are summed;
   process-level gauges (``process.*`` and custom gauges) keep one series per worker, told apart
   by ``process.pid``; host-level gauges (``system.*``) come from the answering worker; host-level
   counters are the highest any worker read (one host: they must not go backwards).
-* A worker that dies leaves its last file behind. The next merge folds its counters and
-  histograms into ``archive.json`` (under an exclusive ``flock``, so two workers never archive
-  the same file twice) and deletes the file: totals never go backwards when a worker is replaced.
+* A worker that dies leaves its last files behind. The next merge folds its counters and
+  histograms (its whole file with its log applied) into ``archive.json`` (under an exclusive
+  ``flock``, so two workers never archive the same file twice) and deletes its files: totals
+  never go backwards when a worker is replaced.
   Its shared values (recent traces, error groups) go to ``archive-shared.json``, where the last
   :data:`DEAD_SHARED_KEPT` dead workers' stay visible to :meth:`WorkerView.gather`.
 * A directory that cannot be written (read-only, full) degrades to the worker's own numbers,
@@ -50,9 +57,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, cast
 
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -65,6 +73,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._safe_log import log_internal_error
@@ -103,13 +112,34 @@ RETRY_AFTER = 60.0
 DEAD_SHARED_KEPT = 4
 #: how long a publish for a scrape waits for responses already complete but not yet closed
 SETTLE_WAIT = 0.05
+#: a worker writes its whole file again (a new generation) once its log holds this many lines...
+LOG_LINES = 500
+#: ... or this fraction of the whole file's size (and at least LOG_MIN_BYTES)
+LOG_FRACTION = 0.5
+LOG_MIN_BYTES = 65536
 #: AF_UNIX paths are limited to 107 bytes on Linux
 _MAX_SOCKET_PATH = 100
 
 # -- serialisation: MetricsData <-> plain JSON ----------------------------------------------------
 
+#: one metric in the file format (JSON: ``{scope, version, name, description, unit, kind, points, ...}``)
+Entry = dict[str, Any]
+#: a file's JSON object (a worker's payload, the archive)
+JsonObject = dict[str, Any]
+#: one series of an entry (JSON: ``{"a": attributes, "start", "v" | "count", "sum", "buckets", ...}``)
+Point = dict[str, Any]
+#: (scope, metric name)
+MetricKey = tuple[str, str]
+#: a series' attributes as a sorted, hashable tuple
+SeriesKey = tuple[tuple[str, Any], ...]
+#: (entry, pid of the worker, or None for the archive; the worker is alive)
+Contribution = tuple[Entry, int | None, bool]
+#: (point, pid, alive, one series per worker, the entry's histogram bounds)
+Part = tuple[Point, int | None, bool, bool, list[float]]
+DataPoint = NumberDataPoint | HistogramDataPoint
 
-def _attrs_key(attributes: Any) -> tuple:
+
+def _attrs_key(attributes: Mapping[str, Any]) -> SeriesKey:
     if not attributes:
         return ()
     key = tuple(sorted(attributes.items()))
@@ -120,13 +150,13 @@ def _attrs_key(attributes: Any) -> tuple:
     return key
 
 
-def serialise(data: MetricsData | None) -> list[dict]:
+def serialise(data: MetricsData | None) -> list[Entry]:
     """[{scope, version, name, description, unit, kind, monotonic, bounds, points: [...]}, ...]
 
     A histogram's bucket bounds are written once per metric (``bounds``), and on a point only
     when they differ from those.
     """
-    result: list[dict] = []
+    result: list[Entry] = []
     for scope_metrics, metric in iter_scoped(data):
         entry: dict[str, Any] = {
             "scope": scope_metrics.scope.name,
@@ -172,7 +202,7 @@ def serialise(data: MetricsData | None) -> list[dict]:
     return result
 
 
-def _exemplars_out(exemplars: Any) -> list:
+def _exemplars_out(exemplars: Sequence[Exemplar]) -> list[list[Any]]:
     return [[e.value, e.time_unix_nano, e.trace_id, e.span_id] for e in exemplars if e.trace_id]
 
 
@@ -187,12 +217,12 @@ class _Exemplar(NamedTuple):
     filtered_attributes: None = None
 
 
-def _exemplars_in(rows: list) -> list:
+def _exemplars_in(rows: list[list[Any]]) -> list[_Exemplar]:
     return [_Exemplar(*row) for row in rows]
 
 
-def _is_host_level(entry: dict) -> bool:
-    return entry["name"].startswith(HOST_METRIC_PREFIX)
+def _is_host_level(entry: Entry) -> bool:
+    return str(entry["name"]).startswith(HOST_METRIC_PREFIX)
 
 
 class MergeCache:
@@ -207,32 +237,38 @@ class MergeCache:
     """
 
     def __init__(self) -> None:
-        self.entries: dict[tuple, tuple[tuple, dict]] = {}
-        self.metrics: dict[int, tuple[dict, Metric]] = {}
+        self.entries: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
+        self.metrics: dict[int, tuple[Entry, Metric]] = {}
+        #: per metric: what its last merge was made of (see :class:`_MetricState`)
+        self.states: dict[MetricKey, _MetricState] = {}
+        #: id(merged point) -> (merged point, its SDK data point): an unchanged series keeps its object
+        self.points: dict[int, tuple[Point, DataPoint]] = {}
 
 
 def merge(
-    own: list[dict],
+    own: list[Entry],
     own_pid: int,
-    live: Iterable[tuple[int, list[dict]]],
-    archive: list[dict],
+    live: Iterable[tuple[int, list[Entry]]],
+    archive: list[Entry],
     cache: MergeCache | None = None,
-) -> list[dict]:
+) -> list[Entry]:
     """Merge serialised metrics: see the module docstring for the rules."""
     # In pid order, whichever worker answers: float sums then add up in the same order on every
     # scrape (1.82 must not read 1.8199999999999998 through another worker).
     workers = sorted([(own, own_pid)] + [(entries, pid) for pid, entries in live], key=lambda e: e[1])
-    add_all: list[tuple[list[dict], int | None, bool]] = [(entries, pid, True) for entries, pid in workers]
+    add_all: list[tuple[list[Entry], int | None, bool]] = [(entries, pid, True) for entries, pid in workers]
     add_all.append((archive, None, False))
-    sources: dict[tuple, list[tuple[dict, int | None, bool]]] = {}
+    sources: dict[MetricKey, list[Contribution]] = {}
     for entries, pid, alive in add_all:
         for entry in entries:
             if _contributes(entry, pid, alive, own_pid):  # the first kept one places the metric
                 sources.setdefault((entry["scope"], entry["name"]), []).append((entry, pid, alive))
     result = []
-    kept: dict[tuple, tuple[tuple, dict]] = {}
+    kept: dict[MetricKey, tuple[tuple[Contribution, ...], Entry]] = {}
+    states: dict[MetricKey, _MetricState] = {}
     for key, contributions in sources.items():
         signature = tuple(contributions)
+        state = cache.states.get(key) if cache is not None else None
         if cache is not None:
             known = cache.entries.get(key)
             if (
@@ -242,16 +278,19 @@ def merge(
             ):
                 kept[key] = known
                 result.append(known[1])
+                if state is not None:
+                    states[key] = state
                 continue
-        merged = _merge_entry(contributions, own_pid)
+        merged, states[key] = _merge_entry(contributions, state)
         kept[key] = (signature, merged)
         result.append(merged)
     if cache is not None:
         cache.entries = kept
+        cache.states = states
     return result
 
 
-def _contributes(entry: dict, pid: int | None, alive: bool, own_pid: int) -> bool:
+def _contributes(entry: Entry, pid: int | None, alive: bool, own_pid: int) -> bool:
     kind = entry["kind"]
     counting = kind == "histogram" or (kind == "sum" and entry.get("monotonic"))
     if not alive and not counting:
@@ -264,54 +303,130 @@ def _contributes(entry: dict, pid: int | None, alive: bool, own_pid: int) -> boo
     return True
 
 
-def _merge_entry(contributions: list[tuple[dict, int | None, bool]], own_pid: int) -> dict:
-    """One metric's kept entries from every worker (pid order) and the archive, merged."""
+class _MetricState:
+    """What one metric's last merge was made of: per contributor (worker, or the archive) its
+    points list and each point's series key; per series one slot per contributor and the merged
+    point. The next merge of the metric redoes only the series whose points are other objects
+    than then (a worker's numbers read again keep the objects of the points that did not change:
+    :meth:`_Group.load`); the others keep their merged point, and :func:`deserialise` its SDK point.
+    """
+
+    __slots__ = ("contributors", "points", "keys", "parts", "merged")
+
+    def __init__(self, contributors: tuple[tuple[int | None, bool], ...]) -> None:
+        self.contributors = contributors
+        self.points: list[list[Point]] = [[] for _ in contributors]
+        self.keys: list[list[SeriesKey]] = [[] for _ in contributors]
+        self.parts: dict[SeriesKey, list[Part | None]] = {}
+        self.merged: dict[SeriesKey, Point] = {}
+
+    def clear(self, key: SeriesKey, contributor: int, point: Point) -> None:
+        slot = self.parts.get(key)
+        if slot is not None and (part := slot[contributor]) is not None and part[0] is point:
+            slot[contributor] = None
+
+
+def _series_key(point: Point, pid: int | None, per_worker: bool) -> SeriesKey:
+    attrs = point["a"]
+    if per_worker and pid is not None and "process.pid" not in attrs:
+        attrs = {**attrs, "process.pid": pid}
+    return _attrs_key(attrs)
+
+
+def _merge_entry(contributions: list[Contribution], state: _MetricState | None = None) -> tuple[Entry, _MetricState]:
+    """One metric's kept entries from every worker (pid order) and the archive, merged; with the
+    state for the next merge. With ``state`` (the last merge's, same contributors), only the
+    series whose points changed are merged again (per-series work only for series that changed)."""
     target = {k: v for k, v in contributions[0][0].items() if k != "points"}
-    points: dict[tuple, dict] = {}
-    for entry, pid, alive in contributions:
-        kind = entry["kind"]
-        host_level = _is_host_level(entry)
-        per_worker = kind == "gauge" and not host_level
-        histogram = kind == "histogram"
-        default_bounds = entry.get("bounds", [])
-        for point in entry["points"]:
-            attrs = point["a"]  # never modified: it may be a live series' own dict
-            if per_worker and pid is not None and "process.pid" not in attrs:
-                attrs = {**attrs, "process.pid": pid}
-            key = _attrs_key(attrs)
-            existing = points.get(key)
-            if existing is None:
-                new = dict(point)
-                new["a"] = dict(attrs)
-                if histogram:
-                    new["buckets"] = list(point["buckets"])
-                    new.setdefault("bounds", default_bounds)
-                if not alive:
-                    new.pop("ex", None)  # a dead worker's exemplars go stale
-                points[key] = new
-            elif histogram:
-                if existing["bounds"] != point.get("bounds", default_bounds):
-                    continue  # a worker running other code; keep the first layout
-                existing["count"] += point["count"]
-                existing["sum"] += point["sum"]
-                existing["buckets"] = list(map(operator.add, existing["buckets"], point["buckets"]))
-                existing["min"] = _opt(min, existing["min"], point["min"])
-                existing["max"] = _opt(max, existing["max"], point["max"])
-                existing["start"] = min(existing["start"], point["start"])
-                if alive and point.get("ex"):
-                    existing["ex"] = existing.get("ex", []) + point["ex"]
-            elif kind == "sum" and host_level:
-                existing["v"] = max(existing["v"], point["v"])  # one host, read by several workers
-            elif kind == "sum":
-                existing["v"] += point["v"]
-                existing["start"] = min(existing["start"], point["start"])
+    kind = target["kind"]
+    host_level = _is_host_level(target)
+    contributors = tuple((pid, alive) for _, pid, alive in contributions)
+    if state is None or state.contributors != contributors:
+        state = _MetricState(contributors)  # a worker came or went: everything again
+    width = len(contributions)
+    dirty: dict[SeriesKey, None] = {}  # in order of first appearance
+    for i, (entry, pid, alive) in enumerate(contributions):
+        points = entry["points"]
+        old_points, old_keys = state.points[i], state.keys[i]
+        if points is old_points:
+            continue
+        per_worker = entry["kind"] == "gauge" and not _is_host_level(entry)
+        bounds = entry.get("bounds", [])
+        keys = old_keys[: len(points)]
+        n_old = len(old_points)
+        changed = [j for j, (a, b) in enumerate(zip(old_points, points, strict=False)) if a is not b]
+        changed.extend(range(n_old, len(points)))
+        for j in changed:
+            point = points[j]
+            if j < n_old:
+                before = old_points[j]
+                if before["a"] is point["a"] or before["a"] == point["a"]:
+                    key = old_keys[j]  # the same series, new numbers
+                else:  # another series at this place: the old one leaves this contributor
+                    state.clear(old_keys[j], i, before)
+                    dirty[old_keys[j]] = None
+                    key = _series_key(point, pid, per_worker)
+                keys[j] = key
             else:
-                existing["v"] = point["v"]
-    target["points"] = list(points.values())
-    return target
+                key = _series_key(point, pid, per_worker)
+                keys.append(key)
+            slot = state.parts.get(key)
+            if slot is None:
+                slot = state.parts[key] = [None] * width
+            slot[i] = (point, pid, alive, per_worker, bounds)
+            dirty[key] = None
+        for j in range(len(points), n_old):  # series gone from this contributor
+            state.clear(old_keys[j], i, old_points[j])
+            dirty[old_keys[j]] = None
+        state.points[i], state.keys[i] = points, keys
+    for key in dirty:
+        parts = [part for part in state.parts.get(key, ()) if part is not None]
+        if parts:
+            state.merged[key] = _merge_points(parts, kind, host_level)
+        else:
+            state.parts.pop(key, None)
+            state.merged.pop(key, None)
+    target["points"] = list(state.merged.values())
+    return target, state
 
 
-def _opt(fn: Any, a: Any, b: Any) -> Any:
+def _merge_points(parts: list[Part], kind: str, host_level: bool) -> Point:
+    """One series' points from every worker (pid order) and the archive, merged (a new dict)."""
+    histogram = kind == "histogram"
+    first, pid, alive, per_worker, default_bounds = parts[0]
+    attrs = first["a"]  # never modified: it may be a live series' own dict
+    if per_worker and pid is not None and "process.pid" not in attrs:
+        attrs = {**attrs, "process.pid": pid}
+    new = dict(first)
+    new["a"] = dict(attrs)
+    if histogram:
+        new["buckets"] = list(first["buckets"])
+        new.setdefault("bounds", default_bounds)
+    if not alive:
+        new.pop("ex", None)  # a dead worker's exemplars go stale
+    for point, _pid, alive, _per_worker, default_bounds in parts[1:]:
+        if histogram:
+            if new["bounds"] != point.get("bounds", default_bounds):
+                continue  # a worker running other code; keep the first layout
+            new["count"] += point["count"]
+            new["sum"] += point["sum"]
+            new["buckets"] = list(map(operator.add, new["buckets"], point["buckets"]))
+            new["min"] = _opt(min, new["min"], point["min"])
+            new["max"] = _opt(max, new["max"], point["max"])
+            new["start"] = min(new["start"], point["start"])
+            if alive and point.get("ex"):
+                new["ex"] = new.get("ex", []) + point["ex"]
+        elif kind == "sum" and host_level:
+            new["v"] = max(new["v"], point["v"])  # one host, read by several workers
+        elif kind == "sum":
+            new["v"] += point["v"]
+            new["start"] = min(new["start"], point["start"])
+        else:
+            new["v"] = point["v"]
+    return new
+
+
+def _opt(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     if b is None:
@@ -320,9 +435,9 @@ def _opt(fn: Any, a: Any, b: Any) -> Any:
 
 
 def deserialise(
-    entries: list[dict],
+    entries: list[Entry],
     template: MetricsData | None,
-    resource: Any,
+    resource: Resource,
     intern: _Interner | None = None,
     cache: MergeCache | None = None,
 ) -> MetricsData:
@@ -340,56 +455,66 @@ def deserialise(
     )
     now = time.time_ns()
     by_scope: dict[str, list[Metric]] = {}
-    built: dict[int, tuple[dict, Metric]] = {}
+    built: dict[int, tuple[Entry, Metric]] = {}
+    known_points = cache.points if cache is not None else {}
+    points_used: dict[int, tuple[Point, DataPoint]] = {}
     for entry in entries:
         known = cache.metrics.get(id(entry)) if cache is not None else None
         if known is not None and known[0] is entry:
             built[id(entry)] = known
             by_scope.setdefault(entry["scope"], []).append(known[1])
+            metric_points = cast(Sequence[DataPoint], getattr(known[1].data, "data_points", ()))
+            for p, kept_point in zip(entry["points"], metric_points, strict=True):
+                points_used[id(p)] = (p, kept_point)
             continue
         kind = entry["kind"]
+        data_points: list[DataPoint] = []
+        for p in entry["points"]:
+            found = known_points.get(id(p))
+            point: DataPoint
+            if found is not None and found[0] is p:
+                point = found[1]  # an unchanged series: the merge kept its point, we keep ours
+            elif kind == "histogram":
+                point = HistogramDataPoint(
+                    attributes=attrs(p["a"]),
+                    start_time_unix_nano=p["start"],
+                    time_unix_nano=now,
+                    count=p["count"],
+                    sum=p["sum"],
+                    bucket_counts=p["buckets"],
+                    explicit_bounds=p["bounds"],
+                    min=p["min"],
+                    max=p["max"],
+                    # our NamedTuple has every field of the SDK's Exemplar that the exposition reads
+                    exemplars=cast(list[Exemplar], _exemplars_in(p["ex"])) if p.get("ex") else [],
+                )
+            else:
+                start = p["start"] if kind == "sum" else 0
+                point = NumberDataPoint(
+                    attributes=attrs(p["a"]), start_time_unix_nano=start, time_unix_nano=now, value=p["v"]
+                )
+            points_used[id(p)] = (p, point)
+            data_points.append(point)
+        data: Histogram | Sum | Gauge
         if kind == "histogram":
-            data: Any = Histogram(
-                data_points=[
-                    HistogramDataPoint(
-                        attributes=attrs(p["a"]),
-                        start_time_unix_nano=p["start"],
-                        time_unix_nano=now,
-                        count=p["count"],
-                        sum=p["sum"],
-                        bucket_counts=p["buckets"],
-                        explicit_bounds=p["bounds"],
-                        min=p["min"],
-                        max=p["max"],
-                        exemplars=_exemplars_in(p["ex"]) if p.get("ex") else [],
-                    )
-                    for p in entry["points"]
-                ],
+            data = Histogram(
+                data_points=cast(list[HistogramDataPoint], data_points),
                 aggregation_temporality=AggregationTemporality.CUMULATIVE,
             )
         elif kind == "sum":
             data = Sum(
-                data_points=[
-                    NumberDataPoint(
-                        attributes=attrs(p["a"]), start_time_unix_nano=p["start"], time_unix_nano=now, value=p["v"]
-                    )
-                    for p in entry["points"]
-                ],
+                data_points=cast(list[NumberDataPoint], data_points),
                 aggregation_temporality=AggregationTemporality.CUMULATIVE,
                 is_monotonic=entry["monotonic"],
             )
         else:
-            data = Gauge(
-                data_points=[
-                    NumberDataPoint(attributes=attrs(p["a"]), start_time_unix_nano=0, time_unix_nano=now, value=p["v"])
-                    for p in entry["points"]
-                ]
-            )
+            data = Gauge(data_points=cast(list[NumberDataPoint], data_points))
         metric = Metric(name=entry["name"], description=entry["description"], unit=entry["unit"], data=data)
         built[id(entry)] = (entry, metric)
         by_scope.setdefault(entry["scope"], []).append(metric)
     if cache is not None:
         cache.metrics = built
+        cache.points = points_used
     for name, metrics in by_scope.items():
         scope = scope_objects.get(name) or InstrumentationScope(name)
         scopes[name] = ScopeMetrics(scope=scope, metrics=metrics, schema_url="")
@@ -402,10 +527,10 @@ class _Interner:
     """One attributes dict per series across merges; forgets series that stopped appearing."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple, dict] = {}
-        self._used: dict[tuple, dict] = {}
+        self._known: dict[SeriesKey, dict[str, Any]] = {}
+        self._used: dict[SeriesKey, dict[str, Any]] = {}
 
-    def get(self, attributes: dict) -> dict:
+    def get(self, attributes: dict[str, Any]) -> dict[str, Any]:
         key = _attrs_key(attributes)
         found = self._known.get(key)
         if found is None:
@@ -417,15 +542,142 @@ class _Interner:
         self._known, self._used = self._used, {}
 
 
-def _read_json(path: str) -> dict | None:
+def _read_json(path: str) -> JsonObject | None:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            payload = json.load(fh)
+        return payload if isinstance(payload, dict) else None
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         log_internal_error(f"reading {os.path.basename(path)}")
         return None
+
+
+class Changes(NamedTuple):
+    """What changed in a worker's entries since its last publish (one log line)."""
+
+    #: how many entries there are now
+    length: int
+    #: ``[[entry index, [[point index, point], ...]], ...]``: changed and new points (a worker's
+    #: new series come last in its entries)
+    points: list[list[Any]]
+    #: ``[[entry index, entry], ...]``: entries given whole (a new metric, another description,
+    #: a series that changed place)
+    entries: list[list[Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.entries)
+
+
+def _changes(published: list[Entry], metrics: list[Entry]) -> Changes:
+    """What changed from ``published`` to ``metrics``.
+
+    Unchanged entries and points are mostly the same objects (:func:`serialise`'s gauges are
+    not: they are compared, in C).
+    """
+    points_changed: list[list[Any]] = []
+    whole: list[list[Any]] = []
+    for index, entry in enumerate(metrics):
+        before = published[index] if index < len(published) else None
+        if before is entry:
+            continue
+        if (
+            before is None
+            or len(before) != len(entry)
+            or len(entry["points"]) < len(before["points"])
+            or any(before.get(k) != v for k, v in entry.items() if k != "points")
+        ):
+            whole.append([index, entry])
+            continue
+        old_points, points = before["points"], entry["points"]
+        changed: list[list[Any]] = []
+        for i, (old, new) in enumerate(zip(old_points, points, strict=False)):
+            if old is not new and old != new:
+                if old["a"] != new["a"]:
+                    break  # a series changed place
+                changed.append([i, new])
+        else:
+            changed.extend([i, points[i]] for i in range(len(old_points), len(points)))
+            if changed:
+                points_changed.append([index, changed])
+            continue
+        whole.append([index, entry])
+    return Changes(len(metrics), points_changed, whole)
+
+
+def _apply(entries: list[Entry], record: Mapping[str, Any]) -> list[Entry]:
+    """``entries`` with one log line's changes (:class:`Changes`, as JSON); the unchanged entries
+    and points stay the same objects. Raises ValueError for changes that do not fit."""
+    length = int(record.get("n", len(entries)))
+    result: list[Entry | None] = [*entries[:length], *[None] * (length - len(entries))]
+    for index, entry in record.get("entries", []):
+        result[index] = entry
+    for index, changed in record.get("changes", []):
+        entry = result[index]
+        if entry is None:
+            raise ValueError(f"changes for entry {index}, which is not there")
+        points = list(entry["points"])
+        for i, point in changed:
+            if i < len(points):
+                points[i] = point
+            elif i == len(points):
+                points.append(point)
+            else:
+                raise ValueError(f"point {i} after {len(points)}")
+        result[index] = {**entry, "points": points}
+    complete = [entry for entry in result if entry is not None]
+    if len(complete) != length:
+        raise ValueError("a new entry is missing")
+    return complete
+
+
+def _append_line(path: str, line: str) -> None:
+    """One line at the end of ``path``, in one ``write`` (a reader takes only whole lines)."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (a signal): the rest, still in order
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+class _Worker:
+    """What a reader knows of one worker: its base file (by ``stat``), the payload with the log
+    applied so far, and where in the log it stopped."""
+
+    __slots__ = ("signature", "payload", "generation", "offset")
+
+    def __init__(self, signature: tuple[int, int, int], payload: dict[str, Any]) -> None:
+        self.signature = signature
+        self.payload = payload
+        self.generation = int(payload.get("generation") or 0)
+        self.offset = 0
+
+
+def _reuse_unchanged(old: list[Entry], new: list[Entry]) -> list[Entry]:
+    """``new`` (a worker's entries read again) with the objects of ``old`` wherever they are equal:
+    a whole entry, or each point that did not change (series keep their order in a worker's file).
+
+    The merge then recognises unchanged metrics and series by identity (:class:`MergeCache`):
+    the comparisons run in C, and the per-series work is left for the series that changed.
+    """
+    previous = {(e.get("scope"), e.get("name")): e for e in old if isinstance(e, dict)}
+    result: list[Entry] = []
+    for entry in new:
+        before = previous.get((entry.get("scope"), entry.get("name"))) if isinstance(entry, dict) else None
+        if before is None or not isinstance(entry.get("points"), list):
+            result.append(entry)
+        elif before == entry:
+            result.append(before)
+        else:
+            old_points = before.get("points") or []
+            points = entry["points"]
+            reused = [o if o == n else n for o, n in zip(old_points, points, strict=False)]
+            result.append({**entry, "points": reused + points[len(old_points) :]})  # never modifies `new`
+    return result
 
 
 class _Group:
@@ -434,10 +686,14 @@ class _Group:
     def __init__(self, directory: str, own_pid: int | None) -> None:
         self.directory = directory
         self.own_pid = own_pid
-        self._parsed: dict[str, tuple[tuple, dict]] = {}
+        self._parsed: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._workers: dict[int, _Worker] = {}
 
     def path(self, pid: int, suffix: str = "json") -> str:
         return os.path.join(self.directory, f"w-{pid}.{suffix}")
+
+    def log_path(self, pid: int, generation: int) -> str:
+        return self.path(pid, f"{generation}.log")
 
     def peers(self) -> tuple[list[int], list[int]]:
         """(live, dead) pids of the other workers that published a file."""
@@ -453,17 +709,83 @@ class _Group:
             (live if _alive(pid) else dead).append(pid)
         return live, dead
 
-    def load(self, pid: int) -> dict | None:
-        return self._load(self.path(pid))
+    def load(self, pid: int) -> dict[str, Any] | None:
+        """A worker's numbers: its base file (parsed again only when it changed) with the lines of
+        its log that were not read yet applied; None when it has no file (any more)."""
+        path = self.path(pid)
+        for _ in range(3):  # the worker may write a new generation while we read
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                self._workers.pop(pid, None)
+                return None
+            signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+            known = self._workers.get(pid)
+            if known is None or known.signature != signature:
+                payload = _read_json(path)
+                if payload is None:
+                    return None
+                if known is not None and isinstance(payload.get("metrics"), list):
+                    payload["metrics"] = _reuse_unchanged(known.payload.get("metrics", []), payload["metrics"])
+                known = self._workers[pid] = _Worker(signature, payload)
+            if self._follow(pid, known):
+                return known.payload
+        return known.payload if known is not None else None
 
-    def dead_shared(self) -> list[dict]:
+    def _follow(self, pid: int, known: _Worker) -> bool:
+        """Apply the log's whole lines after ``known.offset``; False when the log of that generation
+        is gone (a newer base replaced it: read the base again)."""
+        try:
+            with open(self.log_path(pid, known.generation), "rb") as fh:
+                fh.seek(known.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return known.generation == 0 or not known.offset and self._base_unchanged(pid, known)
+        except OSError:
+            log_internal_error(f"reading the log of worker {pid}")
+            return True
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
+        if not end:
+            return True
+        payload = known.payload
+        for line in data[:end].splitlines():
+            try:
+                record = json.loads(line)
+                payload = {
+                    **payload,
+                    "time": record.get("time", payload.get("time")),
+                    "registry": record.get("registry", payload.get("registry", [])),
+                    "metrics": _apply(payload.get("metrics", []), record),
+                }
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # a torn line: the next ones count
+                log_internal_error(f"reading the log of worker {pid}")
+        known.payload = payload
+        known.offset += end
+        return True
+
+    def _base_unchanged(self, pid: int, known: _Worker) -> bool:
+        try:
+            info = os.stat(self.path(pid))
+        except OSError:
+            return True
+        return known.signature == (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def shared(self, pid: int) -> dict[str, Any]:
+        """What a worker shared (its recent traces, error groups...)."""
+        payload = self._load(self.path(pid, "shared.json"))
+        if payload is None:  # a worker of an older version kept them in its base file
+            payload = self.load(pid)
+        found = payload.get("shared") if payload is not None else None
+        return found if isinstance(found, dict) else {}
+
+    def dead_shared(self) -> list[Entry]:
         """What the last :data:`DEAD_SHARED_KEPT` dead workers shared (their recent traces and
         error groups stay visible after a recycle)."""
         payload = self._load(os.path.join(self.directory, "archive-shared.json"))
         workers = payload.get("workers") if payload else None
         return [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
 
-    def _load(self, path: str) -> dict | None:
+    def _load(self, path: str) -> JsonObject | None:
         """A JSON file, parsed again only when it changed."""
         try:
             info = os.stat(path)
@@ -476,6 +798,8 @@ class _Group:
             return cached[1]
         payload = _read_json(path)
         if payload is not None:
+            if cached is not None and isinstance(payload.get("metrics"), list):
+                payload["metrics"] = _reuse_unchanged(cached[1].get("metrics", []), payload["metrics"])
             self._parsed[path] = (signature, payload)
         return payload
 
@@ -490,28 +814,34 @@ class _Group:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def archive(self, dead: list[int]) -> dict:
+    def archive(self, dead: list[int]) -> JsonObject:
         """Fold dead workers' counters into archive.json; returns the archive
         (``{"metrics": [...], "registry": [...]}``). Call with the lock held."""
         archive_path = os.path.join(self.directory, "archive.json")
         stored = self._load(archive_path) or {}  # the same objects while unchanged (merge caches by them)
         archive = stored.get("metrics", [])
         registry = stored.get("registry", [])
-        dead_shared: list[dict] = []
+        dead_shared: list[Entry] = []
         changed = False
         for pid in dead:
             path = self.path(pid)
-            payload = _read_json(path)
+            self._workers.pop(pid, None)  # read it whole, as it is now
+            payload = self.load(pid)
             if payload is None:
                 continue  # another worker archived it first
             archive = merge([], -1, [], archive + payload.get("metrics", []))
             registry = _default_registry.merge([], None, [], registry + payload.get("registry", []), exact=True)
-            if payload.get("shared"):
-                dead_shared.append(payload["shared"])
+            shared = self.shared(pid)
+            if shared:
+                dead_shared.append(shared)
             os.unlink(path)
-            self._parsed.pop(path, None)
-            with contextlib.suppress(OSError):
-                os.unlink(self.path(pid, "sock"))
+            self._workers.pop(pid, None)
+            prefix = f"w-{pid}."
+            for name in os.listdir(self.directory):  # its logs, shared values and socket
+                if name.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.directory, name))
+                        self._parsed.pop(os.path.join(self.directory, name), None)
             changed = True
         if dead_shared:
             kept = (self.dead_shared() + dead_shared)[-DEAD_SHARED_KEPT:]
@@ -520,12 +850,14 @@ class _Group:
             _write_atomically(archive_path, {"metrics": archive, "registry": registry})
         return {"metrics": archive, "registry": registry}
 
-    def others(self) -> tuple[list[tuple[int, dict]], dict]:
+    def others(self) -> tuple[list[tuple[int, JsonObject]], JsonObject]:
         """The other live workers' last payloads, and the archive (dead workers folded in)."""
         with self.locked():
             live, dead = self.peers()
             archive = self.archive(dead)
             payloads = [(pid, p) for pid in live if (p := self.load(pid)) is not None]
+        for gone in set(self._workers) - set(live):  # archived by another worker: forget its numbers
+            del self._workers[gone]
         return payloads, archive
 
     def ask_to_publish(self, timeout: float) -> None:
@@ -567,7 +899,7 @@ class _Group:
 _asks = itertools.count()
 
 
-def _write_atomically(path: str, payload: dict) -> None:
+def _write_atomically(path: str, payload: JsonObject) -> None:
     # dumps, not dump: only the one-shot encoder is the C one (several times faster)
     _write_text_atomically(path, json.dumps(payload, separators=(",", ":"), default=str))
 
@@ -585,20 +917,73 @@ def _write_text_atomically(path: str, text: str) -> None:
         raise
 
 
-def _group_resource(pipeline: Any, directory: str) -> Any:
+def _group_resource(pipeline: GroupPipeline, directory: str) -> Resource:
     # The merged view describes the whole group, not this worker: a target_info that changed with
     # every scrape (landing on another worker) would churn series in Prometheus.
-    from opentelemetry.sdk.resources import Resource
-
     attributes = {k: v for k, v in pipeline.resource.attributes.items() if k != "process.pid"}
     attributes["service.instance.id"] = f"{attributes.get('host.name', 'host')}:{os.path.basename(directory)}"
     return Resource(attributes)
 
 
+class _Reader(Protocol):
+    @property
+    def extra_scope(self) -> str: ...
+
+    def snapshot(self, timeout_millis: float = ..., extra: bool = ...) -> MetricsData | None: ...
+
+
+class _RequestEntries(Protocol):
+    def as_entries(self, scope: str, version: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class _Scheduler(Protocol):
+    def every(self, interval: float, fn: Callable[[], object], what: str) -> None: ...
+
+
+class _GroupSettings(Protocol):
+    @property
+    def metrics_default_registry(self) -> bool: ...
+
+
+class GroupPipeline(Protocol):
+    """What the group views read of a pipeline (:class:`~otel_monitor.telemetry.pipeline.Pipeline`)."""
+
+    @property
+    def settings(self) -> _GroupSettings: ...
+
+    @property
+    def resource(self) -> Resource: ...
+
+    @property
+    def reader(self) -> _Reader: ...
+
+    @property
+    def request_metrics(self) -> _RequestEntries: ...
+
+    @property
+    def scheduler(self) -> _Scheduler: ...
+
+    @property
+    def shared(self) -> dict[str, Callable[[], Any]]: ...
+
+    @property
+    def requests_seen(self) -> int: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    #: the requests in flight (each with ``awaiting_close()``)
+    @property
+    def active(self) -> set[Any]: ...
+
+    @property
+    def shutdown_hooks(self) -> list[Callable[[], None]]: ...
+
+
 class WorkerView:
     """A pre-fork worker's view of the group (see the module docstring). Build with :func:`worker_view`."""
 
-    def __init__(self, pipeline: Any, directory: str) -> None:
+    def __init__(self, pipeline: GroupPipeline, directory: str) -> None:
         self.pipeline = pipeline
         self.pid = os.getpid()
         self.group = _Group(directory, self.pid)
@@ -611,11 +996,20 @@ class WorkerView:
         self._last_write = 0.0
         #: the last full SDK snapshot (gauges included): periodic publishes reuse it with fresh
         #: request histograms, so gauge callbacks run only when somebody reads
-        self._last_sdk: list[dict] = []
-        self._last_sdk_text = ""
+        self._last_sdk: list[Entry] = []
+        #: what this worker's files hold now (its base and log): the next publish appends only what changed
+        self._published: list[Entry] | None = None
+        self._generation = 0
+        self._log_lines = 0
+        self._log_bytes = 0
+        self._base_bytes = 0
+        self._shared_written: dict[str, Any] | None = None
+        self._registry_written: list[dict[str, Any]] | None = None
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
         self._read_cache: tuple[float, MetricsData] | None = None
+        #: this worker's entries of the last merge (the next merge reuses their unchanged objects)
+        self._last_own: list[Entry] = []
         #: the default registry travels in the worker files (see otel_monitor.metrics._default_registry)
         self.default_registry: bool = pipeline.settings.metrics_default_registry
 
@@ -643,13 +1037,20 @@ class WorkerView:
             )
         self._failed_at = time.monotonic()
 
-    def publish(self, metrics: list[dict] | str) -> list[dict]:
-        """Write this worker's file (raises OSError when the directory is unusable); returns the
-        default registry's families it wrote (empty when ``metrics_default_registry`` is off).
+    def publish(self, metrics: list[Entry], whole: bool = False) -> list[dict[str, Any]]:
+        """Write what changed in this worker's numbers since its last publish (raises OSError when
+        the directory is unusable); returns the default registry's families it wrote (empty when
+        ``metrics_default_registry`` is off).
 
-        ``metrics``: the serialised entries, or their JSON text (:meth:`_metrics_text`)."""
+        The series that changed go on one line appended to ``w-<pid>.<generation>.log`` (an entry
+        whose layout changed goes whole: :class:`Changes`); the whole of ``metrics`` is written
+        to ``w-<pid>.json`` (a new generation) only first, when the log grew past
+        :data:`LOG_FRACTION` of the base (and :data:`LOG_MIN_BYTES`) or :data:`LOG_LINES` lines,
+        or when ``whole``. The shared values go to ``w-<pid>.shared.json``, rewritten only when
+        they changed."""
         if os.getpid() != self.pid:
             return []  # a process forked from this worker must never write the worker's file
+        seen = self.pipeline.requests_seen  # before the values: a request ending meanwhile makes the next tick publish
         registry = self._collect_registry()
         shared = {}
         for key, produce in list(self.pipeline.shared.items()):
@@ -657,18 +1058,39 @@ class WorkerView:
                 shared[key] = produce()
             except Exception:  # noqa: BLE001 - a failing producer must not fail the other worker's scrape
                 log_internal_error(f"sharing {key}")
-        payload = {"pid": self.pid, "instance_id": self.pipeline.instance_id, "time": time.time()}
+        now = time.time()
         with self._write_lock:
-            seen = self.pipeline.requests_seen
-            if isinstance(metrics, str):
-                head = json.dumps(
-                    {**payload, "registry": registry, "shared": shared}, separators=(",", ":"), default=str
+            if shared != self._shared_written:
+                _write_atomically(self.group.path(self.pid, "shared.json"), {"shared": shared})
+                self._shared_written = shared
+            changes = None if whole or self._published is None else _changes(self._published, metrics)
+            if changes is None or (
+                (changes or changes.length != len(self._published or ()))
+                and (
+                    self._log_lines >= LOG_LINES
+                    or self._log_bytes > max(LOG_MIN_BYTES, LOG_FRACTION * self._base_bytes)
                 )
-                _write_text_atomically(self.group.path(self.pid), f'{head[:-1]},"metrics":{metrics}}}')
-            else:
-                _write_atomically(
-                    self.group.path(self.pid), {**payload, "metrics": metrics, "registry": registry, "shared": shared}
-                )
+            ):
+                self._write_base(metrics, registry, now)
+                self._registry_written = registry
+            elif changes or changes.length != len(self._published or ()) or registry != self._registry_written:
+                record = {
+                    "time": now,
+                    "registry": registry,
+                    "n": changes.length,
+                    "changes": changes.points,
+                    "entries": changes.entries,
+                }
+                line = json.dumps(record, separators=(",", ":"), default=str)
+                try:
+                    _append_line(self.group.log_path(self.pid, self._generation), line)
+                except OSError:
+                    self._published = None  # what is on disk is unknown now: the next publish writes it whole
+                    raise
+                self._log_lines += 1
+                self._log_bytes += len(line) + 1
+                self._registry_written = registry
+            self._published = metrics
             self._last_seen = seen
             self._last_write = time.monotonic()
         if self._failed_at is not None:
@@ -676,7 +1098,27 @@ class WorkerView:
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
         return registry
 
-    def _collect_registry(self) -> list[dict]:
+    def _write_base(self, metrics: list[Entry], registry: list[dict[str, Any]], now: float) -> None:
+        """A new generation: the whole file, then the log before the previous one goes (a reader
+        that read the previous base still finds its log)."""
+        generation = self._generation + 1
+        payload = {
+            "pid": self.pid,
+            "instance_id": self.pipeline.instance_id,
+            "time": now,
+            "generation": generation,
+            "metrics": metrics,
+            "registry": registry,
+        }
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+        _write_text_atomically(self.group.path(self.pid), text)
+        with contextlib.suppress(OSError):
+            os.unlink(self.group.log_path(self.pid, self._generation - 1))
+        self._generation = generation
+        self._base_bytes = len(text)
+        self._log_lines = self._log_bytes = 0
+
+    def _collect_registry(self) -> list[Entry]:
         if not self.default_registry:
             return []
         try:
@@ -685,31 +1127,16 @@ class WorkerView:
             log_internal_error("collecting the prometheus_client default registry")
             return []
 
-    def _fresh(self) -> tuple[MetricsData | None, list[dict]]:
+    def _fresh(self) -> tuple[MetricsData | None, list[Entry]]:
         """(the SDK's own snapshot, everything serialised): the request histograms go straight
         from their aggregation to the file format."""
         pipeline = self.pipeline
         data = pipeline.reader.snapshot(extra=False)
-        self._set_last_sdk(serialise(data))
+        self._last_sdk = serialise(data)
         return data, self._last_sdk + self._requests()
 
-    def _requests(self) -> list[dict]:
+    def _requests(self) -> list[Entry]:
         return self.pipeline.request_metrics.as_entries(self.pipeline.reader.extra_scope)
-
-    def _fresh_text(self) -> str:
-        """:meth:`_fresh`'s entries as JSON text, for a publish (nothing to merge here)."""
-        self._set_last_sdk(serialise(self.pipeline.reader.snapshot(extra=False)))
-        return self._metrics_text()
-
-    def _set_last_sdk(self, entries: list[dict]) -> None:
-        self._last_sdk = entries
-        self._last_sdk_text = json.dumps(entries, separators=(",", ":"), default=str)[1:-1]
-
-    def _metrics_text(self) -> str:
-        """The last SDK snapshot and the request histograms now, as the JSON text of the file's
-        ``metrics`` list: only series that changed since the last publish are encoded again."""
-        requests = self.pipeline.request_metrics.entries_json(self.pipeline.reader.extra_scope)
-        return "[" + ",".join(part for part in (self._last_sdk_text, requests) if part) + "]"
 
     def _own(self) -> MetricsData | None:
         return self.pipeline.reader.snapshot()
@@ -722,7 +1149,7 @@ class WorkerView:
         if not self._usable():
             return
         try:
-            self.publish(self._metrics_text())
+            self.publish(self._last_sdk + self._requests())
         except OSError as exc:
             self._failed(exc)
 
@@ -753,7 +1180,7 @@ class WorkerView:
             try:
                 if self._usable():
                     self.settle()
-                    self.publish(self._fresh_text())
+                    self.publish(self._fresh()[1])
             except OSError as exc:
                 self._failed(exc)
             except Exception:  # noqa: BLE001 - a failing publish must not stop the worker's listener
@@ -787,9 +1214,8 @@ class WorkerView:
         self.settle()
         data, own = self._fresh()
         try:
-            # what we show is on disk before anybody shows the next total (the text, made after
-            # `own`, holds at least its counts; unchanged series are not encoded again)
-            own_registry = self.publish(self._metrics_text())
+            # what we show is on disk before anybody shows the next total
+            own_registry = self.publish(own)
             self.group.ask_to_publish(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
@@ -814,15 +1240,16 @@ class WorkerView:
         return merged
 
     def _merged(
-        self, own: list[dict], data: MetricsData | None, own_registry: list[dict]
-    ) -> tuple[MetricsData, list[dict]]:
+        self, own: list[Entry], data: MetricsData | None, own_registry: list[Entry]
+    ) -> tuple[MetricsData, list[Entry]]:
         live, archive = self.group.others()
-        registry: list[dict] = []
+        registry: list[Entry] = []
         if self.default_registry and own_registry:
             registry = _default_registry.merge(
                 own_registry, self.pid, [(pid, p.get("registry", [])) for pid, p in live], archive["registry"]
             )
         with self._merge_lock:
+            own = self._last_own = _reuse_unchanged(self._last_own, own)
             metrics = [(pid, p.get("metrics", [])) for pid, p in live]
             entries = merge(own, self.pid, metrics, archive["metrics"], self._merge_cache)
             merged = deserialise(entries, data, self.group_resource, self._intern, self._merge_cache)
@@ -841,9 +1268,9 @@ class WorkerView:
         except OSError:
             return values
         for pid in live:
-            payload = self.group.load(pid)
-            if payload is not None and key in payload.get("shared", {}):
-                values.append(payload["shared"][key])
+            shared = self.group.shared(pid)
+            if key in shared:
+                values.append(shared[key])
         values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
@@ -859,7 +1286,7 @@ class WorkerView:
             with contextlib.suppress(OSError):
                 os.unlink(self.group.path(self.pid, "sock"))
         try:
-            self.publish(self._fresh()[1])
+            self.publish(self._fresh()[1], whole=True)
             with self.group.locked():
                 self.group.archive([self.pid])
         except OSError:
@@ -874,7 +1301,7 @@ class MasterView:
     (at import) no worker exports either. It never writes a file of its own.
     """
 
-    def __init__(self, pipeline: Any, directory: str) -> None:
+    def __init__(self, pipeline: GroupPipeline, directory: str) -> None:
         self.pipeline = pipeline
         self.group = _Group(directory, None)
         self.group_resource = _group_resource(pipeline, directory)
@@ -907,7 +1334,7 @@ class MasterView:
             return data
         return self._merge(data, live, archive)
 
-    def _merge(self, data: MetricsData | None, live: list[tuple[int, dict]], archive: dict) -> MetricsData:
+    def _merge(self, data: MetricsData | None, live: list[tuple[int, JsonObject]], archive: JsonObject) -> MetricsData:
         own = [e for e in serialise(data) if _is_host_level(e)]
         with self._lock:
             metrics = [(pid, p.get("metrics", [])) for pid, p in live]
@@ -921,9 +1348,9 @@ class MasterView:
         with contextlib.suppress(OSError):
             live, _ = self.group.peers()
             for pid in live:
-                payload = self.group.load(pid)
-                if payload is not None and key in payload.get("shared", {}):
-                    values.append(payload["shared"][key])
+                shared = self.group.shared(pid)
+                if key in shared:
+                    values.append(shared[key])
             values.extend(shared[key] for shared in self.group.dead_shared() if key in shared)
         return values
 
@@ -931,12 +1358,12 @@ class MasterView:
         pass
 
 
-def master_view(pipeline: Any, directory: str) -> MasterView:
+def master_view(pipeline: GroupPipeline, directory: str) -> MasterView:
     """The master's view (it just forked its first worker): the caller sets ``pipeline.view``."""
     return MasterView(pipeline, directory)
 
 
-def worker_view(pipeline: Any, directory: str) -> WorkerView:
+def worker_view(pipeline: GroupPipeline, directory: str) -> WorkerView:
     """A worker's view, publishing and listening; registers its background job and exit hook.
 
     Raises OSError when the directory cannot be used at all (the caller keeps the local view).

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -129,7 +129,7 @@ class _Utilization:
 
 def _system_busy() -> float:
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def register_system_metrics(meter: Meter, process: psutil.Process | None = None, disk_path: str | None = None) -> None:
@@ -145,7 +145,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
 
     def _process_busy() -> float:
         t = process.cpu_times()
-        return t.user + t.system
+        return float(t.user + t.system)
 
     process_cpu = _Utilization(_process_busy, cpus)
     memory: _Cached[_Memory] = _Cached(psutil.virtual_memory)
@@ -177,7 +177,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
         return m.total - m.available  # what `free` and most dashboards call used
 
     # (name, kind, unit, description, observe() -> iterable of (value, attributes))
-    table: list[tuple[str, str, str, str, Callable[[], Iterable[tuple[float, dict]]]]] = [
+    table: list[tuple[str, str, str, str, Callable[[], Iterable[tuple[float, dict[str, Any]]]]]] = [
         (
             "system.cpu.utilization",
             "gauge",
@@ -317,7 +317,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
 
 
 def _callback(
-    observe: Callable[[], Iterable[tuple[float, dict]]],
+    observe: Callable[[], Iterable[tuple[float, dict[str, Any]]]],
 ) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(value, attrs) for value, attrs in observe()]

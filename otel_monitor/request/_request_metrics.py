@@ -44,7 +44,7 @@ _INSTRUMENTS = (
 
 
 class _Hist:
-    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded")
+    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded", "point")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
@@ -58,6 +58,8 @@ class _Hist:
         self.built: tuple[Exemplar, ...] | None = None
         #: the point's JSON text as the last worker publish wrote it (None: changed since)
         self.encoded: str | None = None
+        #: the point as the last as_entries made it: the same object while ``count`` is the same
+        self.point: dict[str, Any] | None = None
 
 
 class _Series:
@@ -190,7 +192,11 @@ class RequestMetrics:
         ]
 
     def _point(self, series: _Series, hist: _Hist) -> dict[str, Any]:
-        """One series' histogram in the worker-file format (call under the lock)."""
+        """One series' histogram in the worker-file format (call under the lock); the same object
+        while the series did not change (the group's merge tells unchanged series by identity)."""
+        made = hist.point
+        if made is not None and made["count"] == hist.count:
+            return made
         point = {
             "a": series.attributes,
             "start": self._start,
@@ -204,6 +210,7 @@ class RequestMetrics:
             point["ex"] = [
                 [value, at, context.trace_id, context.span_id] for value, at, context in hist.exemplars.values()
             ]
+        hist.point = point
         return point
 
     def _entry(self, i: int, scope: str, version: str | None, points: list[Any]) -> dict[str, Any]:

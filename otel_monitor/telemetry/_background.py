@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .._safe_log import log_internal_error
 
@@ -16,7 +17,7 @@ from .._safe_log import log_internal_error
 class Scheduler:
     def __init__(self, name: str = "otel_monitor") -> None:
         self._name = name
-        self._jobs: list[list] = []  # [next_due, interval, fn, what]
+        self._jobs: list[list[Any]] = []  # [next_due, interval, fn, what]
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
