@@ -15,7 +15,7 @@ from otel_monitor.metrics import multiprocess
 from otel_monitor.testing import closing_client
 
 from .conftest import build_app
-from .test_gunicorn import get, gunicorn, request_total, send  # noqa: F401 - gunicorn is a fixture
+from .test_gunicorn import get, gunicorn, request_total, send, settle  # noqa: F401 - gunicorn is a fixture
 
 
 @pytest.fixture
@@ -331,6 +331,7 @@ def test_four_gunicorn_workers_report_every_request_exactly_while_they_publish_b
     for round_ in range(6):
         send(base, sent, 25 + round_)
         sent += 25 + round_
+        settle(base, sent)  # a worker slower than the scrape's wait (busy machine) catches up, never overshoots
         totals = [request_total(get(base + "/metrics")) for _ in range(3)]
         assert totals == [sent] * 3
     assert list(directory.glob("w-*.*.log")), "the workers published what changed as log lines"
