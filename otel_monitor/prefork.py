@@ -34,7 +34,6 @@ import stat
 import sys
 import tempfile
 import time
-from typing import Any
 
 import psutil
 
@@ -55,7 +54,7 @@ _PREFIX = "otel_monitor-"
 GROUP_VARIABLE = "OTEL_MONITOR_PROCESS_GROUP"
 
 
-def parse_group(value: Any) -> int | None:
+def parse_group(value: object) -> int | None:
     """The declared master pid (a positive integer), None when unset; ValueError otherwise."""
     text = "" if value is None else str(value).strip()
     if not text:

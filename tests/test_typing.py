@@ -67,8 +67,6 @@ ALLOWED: dict[str, str] = {
 #: already passes on them); each leaves this list with its branch.
 REWORKED_ELSEWHERE = frozenset(
     {
-        "otel_monitor.metrics.*",
-        "otel_monitor.prefork",
         "otel_monitor.request._request_path",
         "otel_monitor.request._server_span",
         "otel_monitor.telemetry._otlp_encode",

@@ -26,7 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 __all__ = ["collect", "merge", "families", "COUNTING_TYPES"]
 
@@ -41,7 +45,7 @@ PID_LABEL = "pid"
 Family = dict[str, Any]
 
 
-def collect(registry: Any = None) -> list[Family]:
+def collect(registry: CollectorRegistry | None = None) -> list[Family]:
     """The families of ``registry`` (the default registry) in the worker-file format."""
     if registry is None:
         from prometheus_client import REGISTRY
@@ -136,7 +140,7 @@ def merge(
     ]
 
 
-def families(entries: list[Family]) -> list[Any]:
+def families(entries: list[Family]) -> list[Metric]:
     """Merged entries as prometheus_client ``Metric`` objects, for its exposition functions."""
     from prometheus_client.metrics_core import Metric
     from prometheus_client.samples import Sample

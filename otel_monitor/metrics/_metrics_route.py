@@ -10,26 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
 
 _logger = logging.getLogger("otel_monitor")
 
 __all__ = ["existing_metrics_route", "guard_existing_metrics_route"]
 
 
-def existing_metrics_route(app: Any, wsgi_app: Any, path: str) -> str | None:
+def existing_metrics_route(app: Flask, wsgi_app: WSGIApplication | None, path: str) -> str | None:
     """What already serves ``path`` in a Flask ``app`` (described for the log), or None."""
     mounts = getattr(wsgi_app, "mounts", None)  # werkzeug's DispatcherMiddleware
     if isinstance(mounts, dict) and path in mounts:
         return f"a WSGI app mounted on {path!r} ({type(wsgi_app).__name__})"
-    url_map = getattr(app, "url_map", None)
-    if url_map is not None:
-        for rule in url_map.iter_rules():
-            if rule.rule == path and "GET" in (rule.methods or ()):
-                return f"the view {rule.endpoint!r}"
+    for rule in app.url_map.iter_rules():
+        if rule.rule == path and "GET" in (rule.methods or ()):
+            return f"the view {rule.endpoint!r}"
     return None
 
 
@@ -44,7 +43,7 @@ def _warn(found: str, path: str) -> None:
 
 
 def guard_existing_metrics_route(
-    app: Any, wsgi_app: WSGIApplication, path: str, metrics_app: WSGIApplication
+    app: Flask, wsgi_app: WSGIApplication, path: str, metrics_app: WSGIApplication
 ) -> WSGIApplication | None:
     """``metrics_app``, or None when ``app`` already serves ``path`` at start-up.
 

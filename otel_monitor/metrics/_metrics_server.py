@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
+    def log_message(self, *args: object) -> None:  # scrapes every few seconds would flood the log
         pass
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -72,10 +71,10 @@ class MonitorReader(MetricReader):
             data, self._captured = self._captured, None
         return data
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> None:
         self._captured = self._with_extra(metrics_data) if self._extra_wanted else metrics_data
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
         pass
 
     def _with_extra(self, data: MetricsData | None) -> MetricsData | None:

@@ -8,16 +8,49 @@ specification's ``delta`` preference asks; up/down counters and gauges stay as t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Generic, TypeVar
 
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, MetricsData, Sum
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    Sum,
+)
+from opentelemetry.util.types import AttributeValue
+
+#: the cumulative points a delta is taken of: a monotonic sum's or a histogram's
+_Point = TypeVar("_Point", NumberDataPoint, HistogramDataPoint)
+#: a series: (metric name, attribute key)
+_Series = tuple[str, frozenset[tuple[str, AttributeValue]]]
+
+
+class _Deltas(Generic[_Point]):
+    """The last exported cumulative point of each series of one kind, and how to subtract it."""
+
+    def __init__(self, subtract: Callable[[_Point, _Point, int], _Point]) -> None:
+        self._subtract: Callable[[_Point, _Point, int], _Point] = subtract
+        #: series -> (time_unix_nano, cumulative point)
+        self._previous: dict[_Series, tuple[int, _Point]] = {}
+
+    def delta(self, name: str, point: _Point) -> _Point:
+        key = (name, frozenset((point.attributes or {}).items()))
+        previous = self._previous.get(key)
+        self._previous[key] = (point.time_unix_nano, point)
+        if previous is None or previous[1].start_time_unix_nano != point.start_time_unix_nano:
+            return point  # first export of this series (or it restarted): all of it is new
+        return self._subtract(point, previous[1], previous[0])
 
 
 class DeltaConverter:
     def __init__(self) -> None:
-        #: (metric name, attribute key) -> (time_unix_nano, cumulative point)
-        self._previous: dict[tuple[str, frozenset[tuple[str, Any]]], tuple[int, Any]] = {}
+        # One table per kind: a sum and a histogram of the same name (two scopes) each keep their own.
+        self._sums = _Deltas(_sum_delta)
+        self._histograms = _Deltas(_histogram_delta)
 
     def convert(self, data: MetricsData) -> MetricsData:
         resource_metrics = []
@@ -28,32 +61,24 @@ class DeltaConverter:
             resource_metrics.append(replace(rm, scope_metrics=scopes))
         return MetricsData(resource_metrics=resource_metrics)
 
-    def _metric(self, metric: Any) -> Any:
+    def _metric(self, metric: Metric) -> Metric:
         data = metric.data
         if isinstance(data, Sum) and data.is_monotonic:
-            points = [self._delta(metric.name, p, _sum_delta) for p in data.data_points]
+            sums = [self._sums.delta(metric.name, p) for p in data.data_points]
+            data = replace(data, data_points=sums, aggregation_temporality=AggregationTemporality.DELTA)
         elif isinstance(data, Histogram):
-            points = [self._delta(metric.name, p, _histogram_delta) for p in data.data_points]
+            histograms = [self._histograms.delta(metric.name, p) for p in data.data_points]
+            data = replace(data, data_points=histograms, aggregation_temporality=AggregationTemporality.DELTA)
         else:
             return metric
-        return replace(
-            metric, data=replace(data, data_points=points, aggregation_temporality=AggregationTemporality.DELTA)
-        )
-
-    def _delta(self, name: str, point: Any, subtract: Any) -> Any:
-        key = (name, frozenset((point.attributes or {}).items()))
-        previous = self._previous.get(key)
-        self._previous[key] = (point.time_unix_nano, point)
-        if previous is None or previous[1].start_time_unix_nano != point.start_time_unix_nano:
-            return point  # first export of this series (or it restarted): all of it is new
-        return subtract(point, previous[1], previous[0])
+        return replace(metric, data=data)
 
 
-def _sum_delta(point: Any, previous: Any, since: int) -> Any:
+def _sum_delta(point: NumberDataPoint, previous: NumberDataPoint, since: int) -> NumberDataPoint:
     return replace(point, value=point.value - previous.value, start_time_unix_nano=since)
 
 
-def _histogram_delta(point: Any, previous: Any, since: int) -> Any:
+def _histogram_delta(point: HistogramDataPoint, previous: HistogramDataPoint, since: int) -> HistogramDataPoint:
     if list(point.explicit_bounds) != list(previous.explicit_bounds):
         return point
     # min/max of the interval alone are unknown from two cumulative points: keep the cumulative ones.

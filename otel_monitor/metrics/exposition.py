@@ -24,16 +24,19 @@ import logging
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, Metric, MetricsData, Sum
+from opentelemetry.util.types import Attributes
 
 from ._metrics_data import iter_metrics
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from prometheus_client.metrics_core import Metric as PrometheusMetric
 
     from .metrics_view import MetricsView
 
@@ -78,7 +81,7 @@ def label_name(key: str) -> str:
     return sanitize_attribute(key)
 
 
-def _label_value(value: Any) -> str:
+def _label_value(value: object) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -92,7 +95,7 @@ def _label_value(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def labels_text(attributes: Any) -> str:
+def labels_text(attributes: Attributes) -> str:
     """``a="x",b="y"`` (sorted by label name; absent attributes are simply not there)."""
     if not attributes:
         return ""
@@ -102,7 +105,7 @@ def labels_text(attributes: Any) -> str:
     return ",".join(f'{k}="{v}"' for k, v in sorted(pairs.items()))
 
 
-def number(value: Any) -> str:
+def number(value: float) -> str:
     if isinstance(value, int):
         return str(value)
     if value != value:
@@ -129,15 +132,15 @@ class TextWriter:
         self.target_info = target_info
         self._lock = threading.Lock()
         #: id(attributes) -> (attributes, label text); rebuilt each render, so only live series stay
-        self._labels: dict[int, tuple[Any, str]] = {}
+        self._labels: dict[int, tuple[Attributes, str]] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[float, ...], list[str]] = {}
         #: (family, id(attributes)) -> (attributes, count, sum, start, lines) of a histogram series:
         #: a series whose count, sum and start did not change since the last render has the same
         #: lines (kept only for renders without exemplars; rebuilt each render like the labels, so
         #: only live series stay)
-        self._blocks: dict[tuple[str, int], tuple[Any, int, float, int, str]] = {}
-        self._blocks_used: dict[tuple[str, int], tuple[Any, int, float, int, str]] = {}
+        self._blocks: dict[tuple[str, int], tuple[Attributes, int, float, int, str]] = {}
+        self._blocks_used: dict[tuple[str, int], tuple[Attributes, int, float, int, str]] = {}
         #: the family names of the last render (for the default-registry clash check)
         self.families: set[str] = set()
 
@@ -145,7 +148,7 @@ class TextWriter:
         with self._lock:
             return self._render(data, openmetrics, exemplars and openmetrics)
 
-    def _label(self, attributes: Any, used: dict[int, tuple[Any, str]]) -> str:
+    def _label(self, attributes: Attributes, used: dict[int, tuple[Attributes, str]]) -> str:
         key = id(attributes)
         entry = self._labels.get(key)
         if entry is None or entry[0] is not attributes:
@@ -160,7 +163,7 @@ class TextWriter:
             found = self._names[key] = metric_name(name, unit)
         return found
 
-    def _le(self, bounds: Any) -> list[str]:
+    def _le(self, bounds: Sequence[float]) -> list[str]:
         key = tuple(bounds)
         found = self._bounds.get(key)
         if found is None:
@@ -169,7 +172,7 @@ class TextWriter:
 
     def _render(self, data: MetricsData | None, openmetrics: bool, exemplars: bool) -> str:
         out: list[str] = []
-        used: dict[int, tuple[Any, str]] = {}
+        used: dict[int, tuple[Attributes, str]] = {}
         families: set[str] = set()
         # One target_info, of the first resource (a collection has one), ahead of the metrics.
         resources = [rm.resource for rm in data.resource_metrics if rm.resource is not None] if data else []
@@ -194,7 +197,7 @@ class TextWriter:
         self,
         metric: Metric,
         out: list[str],
-        used: dict[int, tuple[Any, str]],
+        used: dict[int, tuple[Attributes, str]],
         families: set[str],
         openmetrics: bool,
         exemplars: bool,
@@ -237,7 +240,7 @@ class TextWriter:
         base: str,
         points: Iterable[HistogramDataPoint],
         out: list[str],
-        used: dict[int, tuple[Any, str]],
+        used: dict[int, tuple[Attributes, str]],
         exemplars: bool,
     ) -> None:
         bucket = base + "_bucket{"
@@ -280,12 +283,12 @@ class TextWriter:
             out.append(block)
 
 
-def _exemplar_marks(point: Any, wanted: bool) -> dict[int, str] | None:
+def _exemplar_marks(point: HistogramDataPoint, wanted: bool) -> dict[int, str] | None:
     """bucket index -> `` # {trace_id="..",span_id=".."} value timestamp`` (the newest per bucket)."""
     if not wanted or not point.exemplars:
         return None
     bounds = point.explicit_bounds
-    newest: dict[int, Any] = {}
+    newest: dict[int, Exemplar] = {}
     for exemplar in point.exemplars:
         if not exemplar.trace_id:
             continue
@@ -308,7 +311,7 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _family_name(metric: Any, openmetrics: bool) -> str:
+def _family_name(metric: PrometheusMetric, openmetrics: bool) -> str:
     """``metric``: a prometheus_client ``Metric`` family."""
     name = str(metric.name)
     if metric.type == "counter" and not openmetrics:
@@ -318,7 +321,7 @@ def _family_name(metric: Any, openmetrics: bool) -> str:
     return name
 
 
-def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[Any] | None = None) -> str:
+def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[PrometheusMetric] | None = None) -> str:
     """prometheus_client's default registry without the families we already wrote.
 
     ``merged``: the group's families (:mod:`otel_monitor.metrics._default_registry`) under a pre-fork
@@ -332,7 +335,7 @@ def _default_registry_text(ours: set[str], openmetrics: bool, merged: list[Any] 
     from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
     class _Without:
-        def collect(self) -> Iterable[Any]:
+        def collect(self) -> Iterable[PrometheusMetric]:
             for metric in REGISTRY.collect() if merged is None else merged:
                 name = _family_name(metric, openmetrics)
                 if name in ours or metric.name in ours:
@@ -390,7 +393,7 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 def metrics_wsgi_app(
-    source: Callable[[], tuple[MetricsData | None, list[Any] | None]],
+    source: Callable[[], tuple[MetricsData | None, list[PrometheusMetric] | None]],
     token: str | None = None,
     *,
     target_info: bool = True,
@@ -471,7 +474,7 @@ class _MetricsSettings(Protocol):
 def metrics_app_for(get_pipeline: Callable[[], _Scraped], settings: _MetricsSettings) -> WSGIApplication:
     """``/metrics`` for the pipeline ``get_pipeline()`` returns (after a fork: the child's)."""
 
-    def scrape() -> tuple[MetricsData | None, list[Any] | None]:
+    def scrape() -> tuple[MetricsData | None, list[PrometheusMetric] | None]:
         view = get_pipeline().view
         if view is None:
             raise RuntimeError("the pipeline has no metrics view")

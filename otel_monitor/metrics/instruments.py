@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Union
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Instrument, Observation
+from opentelemetry.util.types import AttributeValue
 
 from .._safe_log import log_internal_error
 
@@ -31,27 +32,31 @@ CARDINALITY_LIMIT = 2000
 _OVERFLOW = {"otel.metric.overflow": True}
 #: how long a gauge callback may take before the scrape moves on with its previous value
 CALLBACK_BUDGET = 0.25
+#: what a gauge callback returns: a number, or ``(value, attributes)`` pairs
+GaugeReading = Union[float, "Iterable[tuple[float, Mapping[str, AttributeValue] | None]]"]
 
 
 class _Handle:
     _create = ""
 
-    def __init__(self, resolve: Callable[[], Any], name: str, unit: str, description: str, **options: Any) -> None:
+    def __init__(
+        self, resolve: Callable[[], Pipeline | None], name: str, unit: str, description: str, **options: object
+    ) -> None:
         self.name = name
         self.unit = unit
         self.description = description
-        self._resolve = resolve  # -> current Pipeline or None (disabled)
+        self._resolve = resolve  # -> the current process's pipeline, None when disabled
         self._options = options
-        self._seen: set[frozenset[tuple[str, Any]]] = set()
+        self._seen: set[frozenset[tuple[str, AttributeValue]]] = set()
         self._lock = threading.Lock()
 
-    def _instrument(self) -> Any:
+    def _instrument(self) -> Instrument | None:
         pipeline = self._resolve()
         if pipeline is None:
             return None
         cache = pipeline.instruments
         key = (self._create, self.name)
-        instrument = cache.get(key)
+        instrument: Instrument | None = cache.get(key)
         if instrument is None:
             instrument = getattr(pipeline.meter, self._create)(
                 self.name, unit=self.unit, description=self.description, **self._options
@@ -59,7 +64,7 @@ class _Handle:
             cache[key] = instrument
         return instrument
 
-    def _apply(self, method: str, value: float, attributes: Mapping[str, Any] | None) -> None:
+    def _apply(self, method: str, value: float, attributes: Mapping[str, AttributeValue] | None) -> None:
         """``instrument.<method>(value, attributes)`` on this process's instrument; never raises."""
         try:
             instrument = self._instrument()
@@ -68,7 +73,7 @@ class _Handle:
         except Exception:  # noqa: BLE001 - recording must never raise into the user's code
             log_internal_error(f"recording metric {self.name}")
 
-    def _bounded(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def _bounded(self, attributes: Mapping[str, AttributeValue] | None) -> Mapping[str, AttributeValue] | None:
         if not attributes:
             return attributes
         key = frozenset(attributes.items())
@@ -86,7 +91,7 @@ class Counter(_Handle):
 
     _create = "create_counter"
 
-    def add(self, amount: float = 1, attributes: Mapping[str, Any] | None = None) -> None:
+    def add(self, amount: float = 1, attributes: Mapping[str, AttributeValue] | None = None) -> None:
         self._apply("add", amount, attributes)
 
 
@@ -101,7 +106,7 @@ class Histogram(_Handle):
 
     _create = "create_histogram"
 
-    def record(self, value: float, attributes: Mapping[str, Any] | None = None) -> None:
+    def record(self, value: float, attributes: Mapping[str, AttributeValue] | None = None) -> None:
         self._apply("record", value, attributes)
 
 
@@ -113,11 +118,11 @@ class Gauge(_Handle):
 
     def __init__(
         self,
-        resolve: Callable[[], Any],
+        resolve: Callable[[], Pipeline | None],
         name: str,
         unit: str,
         description: str,
-        callback: Callable[[], Any] | None = None,
+        callback: Callable[[], GaugeReading] | None = None,
     ) -> None:
         super().__init__(resolve, name, unit, description)
         self._callback = callback
@@ -128,7 +133,7 @@ class Gauge(_Handle):
         if callback is not None:
             self._options = {"callbacks": [self._observe]}
 
-    def set(self, value: float, attributes: Mapping[str, Any] | None = None) -> None:
+    def set(self, value: float, attributes: Mapping[str, AttributeValue] | None = None) -> None:
         if self._callback is not None:
             raise TypeError(f"gauge {self.name!r} is read from its callback; it has no set()")
         self._apply("set", value, attributes)

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from opentelemetry.sdk.metrics.export import MetricsData
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric as PrometheusMetric
 
 __all__ = ["MetricsView", "LocalView", "Channel"]
 
@@ -42,7 +45,7 @@ class Channel(Generic[T]):
 class MetricsView(Protocol):
     def scrape(self) -> MetricsData | None: ...
 
-    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]: ...
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[PrometheusMetric] | None]: ...
 
     def read(self) -> MetricsData | None: ...
 
@@ -69,7 +72,7 @@ class LocalView:
     def scrape(self) -> MetricsData | None:
         return self._snapshot()
 
-    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[PrometheusMetric] | None]:
         return self._snapshot(), None
 
     def read(self) -> MetricsData | None:

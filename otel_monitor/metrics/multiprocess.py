@@ -58,7 +58,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
@@ -82,6 +82,9 @@ from ..prefork import detect_group, group_dir, group_secret
 from . import _default_registry
 from ._metrics_data import iter_scoped
 from .system import HOST_METRIC_PREFIX
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric as PrometheusMetric
 
 __all__ = [
     "detect_group",
@@ -1206,7 +1209,7 @@ class WorkerView:
     def scrape(self) -> MetricsData | None:
         return self.scrape_with_registry()[0]
 
-    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[PrometheusMetric] | None]:
         """The scrape, and the group's default registry merged in the same round (None: this
         process's own, when the directory cannot be used)."""
         if not self._usable():
@@ -1312,7 +1315,7 @@ class MasterView:
     def scrape(self) -> MetricsData | None:
         return self.scrape_with_registry()[0]
 
-    def scrape_with_registry(self) -> tuple[MetricsData | None, list[Any] | None]:
+    def scrape_with_registry(self) -> tuple[MetricsData | None, list[PrometheusMetric] | None]:
         """The workers' numbers; of the default registry too, the workers' only (the master's
         process and GC collectors describe a process that serves nothing)."""
         self.group.ask_to_publish(PUBLISH_WAIT)

@@ -17,10 +17,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, Protocol, TypedDict, TypeVar
+from typing import Generic, Protocol, TypedDict, TypeVar
 
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.util.types import Attributes
 
 __all__ = ["register_system_metrics", "HOST_METRIC_PREFIX", "mountpoint_of"]
 
@@ -177,7 +178,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
         return m.total - m.available  # what `free` and most dashboards call used
 
     # (name, kind, unit, description, observe() -> iterable of (value, attributes))
-    table: list[tuple[str, str, str, str, Callable[[], Iterable[tuple[float, dict[str, Any]]]]]] = [
+    table: list[tuple[str, str, str, str, Callable[[], Iterable[tuple[float, Attributes]]]]] = [
         (
             "system.cpu.utilization",
             "gauge",
@@ -317,7 +318,7 @@ def register_system_metrics(meter: Meter, process: psutil.Process | None = None,
 
 
 def _callback(
-    observe: Callable[[], Iterable[tuple[float, dict[str, Any]]]],
+    observe: Callable[[], Iterable[tuple[float, Attributes]]],
 ) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(value, attrs) for value, attrs in observe()]
