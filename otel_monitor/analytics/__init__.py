@@ -180,7 +180,9 @@ class AnalyticsState:
         from .reports import metrics_json
 
         try:
-            self.custom.add(t, [dict(m) for m in metrics_json(self._last_data)])
+            # only the custom instruments: the request metrics' series (thousands, each with its
+            # buckets) are what the rest of the sample reads, and CustomSeries skips them anyway
+            self.custom.add(t, [dict(m) for m in metrics_json(self._last_data, include=_custom_series.is_custom)])
         except Exception:  # noqa: BLE001 - a broken sample only leaves a gap in the custom charts
             log_internal_error("sampling the custom metrics")
 

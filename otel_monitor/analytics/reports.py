@@ -654,10 +654,13 @@ class MetricJSON(TypedDict):
     points: list[dict[str, Any]]
 
 
-def metrics_json(data: MetricsData | None) -> list[MetricJSON]:
-    """Every histogram, counter, up/down counter and gauge of ``data``, by name (points of all workers)."""
+def metrics_json(data: MetricsData | None, include: Callable[[str], bool] | None = None) -> list[MetricJSON]:
+    """Every histogram, counter, up/down counter and gauge of ``data`` (those whose name ``include``
+    accepts, when given), by name (points of all workers)."""
     by_name: dict[str, MetricJSON] = {}
     for metric in iter_metrics(data):
+        if include is not None and not include(metric.name):
+            continue
         d = metric.data
         if isinstance(d, Histogram):
             kind = "histogram"
