@@ -469,11 +469,15 @@ DOCS_IMAGES = ROOT / "docs" / "images"
 def open_failed_trace(page) -> str:
     """From the Traces tab, open the newest failed /api/error request; returns its trace id."""
     open_view(page, "traces")
+    gen = loaded(page, "traces")
     page.click('.segmented button[data-kind="failed"]')
-    row = page.locator("#trace-rows tr[data-trace]", has_text="/api/error").first
-    row.wait_for()
-    trace_id = row.get_attribute("data-trace")
+    wait_loaded(page, "traces", gen)  # the rows read are the failed list's, not those of the list it replaces
+    first = page.locator("#trace-rows tr[data-trace]", has_text="/api/error").first
+    first.wait_for()
+    trace_id = first.get_attribute("data-trace")
     assert re.fullmatch(r"[0-9a-f]{32}", trace_id), trace_id
+    # that row by its id (a refresh may redraw the list between two reads of "the first row")
+    row = page.locator(f'#trace-rows tr[data-trace="{trace_id}"]').first
     assert row.locator("a.trace-open").inner_text() == trace_id  # the full id, not half of it
     row.locator(".route-text").click()  # a click anywhere on the row opens the trace
     page.wait_for_function("id => location.hash === '#traces/' + id", arg=trace_id)
