@@ -12,19 +12,23 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as OfficialGrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as OfficialHttpExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from otel_monitor.request._server_span import ServerSpan, ServerSpans, SpanProcessors
 from otel_monitor.settings import resolve_settings
 from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder
 from otel_monitor.telemetry._otlp_grpc import FastGrpcOTLPSpanExporter
@@ -299,3 +303,78 @@ def test_the_pipeline_builds_the_fast_exporters_unless_the_official_encoder_is_c
     (exporter,) = span_exporters(resolve_settings(options, environ={}))
     assert type(exporter) is expected
     exporter.shutdown()
+
+
+def test_equal_values_of_another_type_are_not_answered_from_the_attribute_cache():
+    # True == 1 == 1.0 as dict keys: each must keep its own AnyValue (bool, int, double, string).
+    values = [1, True, 1.0, "1", 0, False, 0.0, 2, 2.0, "x", "x"]
+    batch = [
+        ReadableSpan(f"s{n}", SpanContext(1, n + 1, False), resource=RESOURCES[0], attributes={"k": value, "n": 7})
+        for n, value in enumerate(values)
+    ]
+    encoder = SpanEncoder()
+    for span in batch + batch[::-1]:
+        assert encoder.encode([span]) == official_bytes([span])
+    assert encoder.encode(batch) == official_bytes(batch)
+
+
+class CountingIds(IdGenerator):
+    """Distinct ids without the random module (hypothesis draws everything else)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def generate_span_id(self) -> int:
+        self.last += 1
+        return self.last
+
+    def generate_trace_id(self) -> int:
+        self.last += 1
+        return (self.last << 64) | 0xABC
+
+
+def light_spans() -> SearchStrategy[ServerSpan]:
+    """Request spans in the light structure, written through its API (values cleaned as the SDK does)."""
+    factory = ServerSpans(
+        SpanProcessors(),
+        RESOURCES[0],
+        CountingIds(),
+        ALWAYS_ON,
+        SpanLimits(max_attributes=8, max_events=2, max_links=2),
+        SCOPES[1],
+        "always_on",
+    )
+    own_values = st.one_of(texts, st.integers(-(2**63), 2**63 - 1))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> ServerSpan:
+        parent = draw(st.one_of(st.none(), contexts()))
+        span = factory.start(
+            draw(texts), None, draw(st.sampled_from(list(SpanKind))), draw(st.integers(1, 2**63)), parent
+        )
+        assert type(span) is ServerSpan
+        span.set_own(draw(st.dictionaries(texts, own_values, max_size=6)))
+        span.set_attributes(draw(st.dictionaries(texts, st.one_of(primitives, arrays), max_size=4)))
+        for _ in range(draw(st.integers(0, 3))):
+            span.add_event(draw(texts), draw(st.dictionaries(texts, primitives, max_size=3)), draw(times))
+        for _ in range(draw(st.integers(0, 3))):
+            span.add_link(draw(contexts()), draw(st.dictionaries(texts, primitives, max_size=2)))
+        if draw(st.booleans()):
+            span.update_name(draw(texts))
+        code = draw(st.sampled_from(list(StatusCode)))
+        span.set_status(Status(code, draw(st.one_of(st.none(), texts)) if code is StatusCode.ERROR else None))
+        span.end(draw(st.one_of(st.none(), st.integers(2**63 + 1, 2**64 - 1))))
+        return span
+
+    return build()
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(light_spans(), max_size=5))
+def test_random_light_request_spans_encode_to_the_official_encoders_bytes(batch):
+    # The encoder reads the light span's fields directly (not through ReadableSpan's properties).
+    logging.disable(logging.ERROR)
+    try:
+        assert SpanEncoder().encode(batch) == official_bytes(batch)
+    finally:
+        logging.disable(logging.NOTSET)

@@ -60,6 +60,7 @@ HOURS_KEPT = 168
 MAX_ID_LENGTH = 128
 _SERVER = SpanKind.SERVER
 _ERROR = StatusCode.ERROR
+_NO_ATTRIBUTES: Mapping[str, object] = {}
 
 
 class SpaceSaving:
@@ -190,20 +191,37 @@ class IdentityCounts(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        # Runs for every request, on its thread: one pass, no call but the clock's, and for an
+        # anonymous request (most) no more than its endpoint's count.
         if span.kind is not _SERVER:
             return
-        attrs = span.attributes or {}
-        value = attrs.get("http.route") or UNMATCHED
-        route = value if type(value) is str else str(value)
+        attrs = span.attributes or _NO_ATTRIBUTES
+        route = attrs.get("http.route") or UNMATCHED
+        if type(route) is not str:
+            route = str(route)
         exclude = self._exclude
         if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
+        method = attrs.get("http.request.method", "_OTHER")
+        endpoint = (route, method if type(method) is str else str(method))
         identity = attrs.get(self.attribute)
+        if identity is None:
+            minute = int(self.clock() // MINUTE) * MINUTE
+            with self._lock:
+                if endpoint not in self._routes:
+                    endpoint = self._admit(endpoint)
+                bucket = self._minutes.get(minute)
+                if bucket is None:
+                    bucket = self._minutes[minute] = _Bucket()
+                bucket.shared = None
+                anonymous = bucket.anonymous
+                anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
+            return
         end, start = span.end_time, span.start_time
         self.record(
-            route,
-            str(attrs.get("http.request.method", "_OTHER")),
-            None if identity is None else identity if type(identity) is str else str(identity),
+            endpoint[0],
+            endpoint[1],
+            identity if type(identity) is str else str(identity),
             span.status.status_code is _ERROR,
             (end - start) / 1e9 if end is not None and start is not None else 0.0,
         )
@@ -214,16 +232,21 @@ class IdentityCounts(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
+    def _admit(self, endpoint: tuple[str, str]) -> tuple[str, str]:
+        """A route not seen before (``_lock`` held): tracked, or counted as ``OTHER`` once
+        ``max_routes`` are (an unmatched path is always tracked: it is one endpoint)."""
+        if len(self._routes) >= self._max_routes and endpoint[0] != UNMATCHED:
+            return (OTHER, endpoint[1])
+        self._routes.add(endpoint)
+        return endpoint
+
     def record(self, route: str, method: str, identity: str | None, error: bool, seconds: float) -> None:
         """Count one request (``identity`` None: anonymous)."""
         minute = int(self.clock() // MINUTE) * MINUTE
         endpoint = (route, method)
         with self._lock:
             if endpoint not in self._routes:
-                if len(self._routes) >= self._max_routes and route != UNMATCHED:
-                    endpoint = (OTHER, method)
-                else:
-                    self._routes.add(endpoint)
+                endpoint = self._admit(endpoint)
             bucket = self._minutes.get(minute)
             if bucket is None:
                 bucket = self._minutes[minute] = _Bucket()

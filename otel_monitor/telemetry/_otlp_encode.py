@@ -9,7 +9,11 @@ protobuf runtime serialises), the same grouping by resource and instrumentation 
 resources and scopes share a group, in first-seen order), the same per-attribute skip of a value
 that cannot be encoded (logged), and the same omissions (the official encoder does not write a
 link's trace state). tests/test_otlp_encode.py compares the two byte for byte on random spans.
-The resource (the same object for every span of a process) is encoded once and cached.
+The resource (the same object for every span of a process) is encoded once and cached; so is each
+attribute with a string or integer value (most of a service's attributes repeat: method, route,
+status code, server address), and each span name. The request span
+(:class:`~otel_monitor.request._server_span.ServerSpan`) is read through its fields rather than the
+``ReadableSpan`` properties, which build a view or a tuple per call; the batch is joined once.
 
 The exporters keep the official transport, retry, size limit and self-metrics:
 
@@ -39,12 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as _HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+
+from ..request._server_span import ServerSpan
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext
+    from opentelemetry.trace import Link, SpanContext
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -154,44 +162,55 @@ def _key_value(key: str, value: object) -> bytes:
     return head + _delimited(_F2_LEN, _any_value(value))
 
 
-#: (key, value, type) -> the KeyValue message body, for scalar values: most attributes of a service's
-#: spans repeat (method, route, status code, server address...); cleared when it grows past its bound
-_KEY_VALUES: dict[tuple[str, object, type], bytes] = {}
-_KEY_VALUES_BOUND = 4096
-_CACHED_TYPES = frozenset((str, bool, int, float))
+#: (key, value) -> the KeyValue message after its field tag (its length, then its body), for a str
+#: key and a value of type str or int: most attributes of a service's spans repeat (method, route,
+#: status code, server address, user agent...). An attribute item is its own dict key: a whole
+#: span's attributes are looked up in one C-level pass, once their values' types are known to be only
+#: these two (``True == 1 == 1.0``: a bool or float must never be answered an int's bytes).
+_ITEMS: dict[tuple[str, str | int], bytes] = {}
+_CACHED_TYPES = frozenset((str, int))
+#: entries kept; a full cache is cleared (the repeating attributes come back at once)
+_ITEMS_BOUND = 4096
+
+
+def _item(item: tuple[object, object]) -> bytes:
+    """One attribute's KeyValue after its tag (b"": it cannot be encoded, which is logged)."""
+    key, value = item
+    cacheable = type(value) in _CACHED_TYPES and type(key) is str
+    if cacheable:
+        known = _ITEMS.get(item)  # type: ignore[arg-type]
+        if known is not None:
+            return known
+    try:
+        body = _delimited(b"", _key_value(key, value))  # type: ignore[arg-type]  # a non-str key raises
+    except Exception as error:
+        _logger.exception("Failed to encode key %s: %s", key, error)
+        return b""
+    if cacheable:
+        if len(_ITEMS) >= _ITEMS_BOUND:
+            _ITEMS.clear()
+        _ITEMS[item] = body  # type: ignore[index]
+    return body
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, object] | None) -> bytes:
     """Each attribute as a repeated KeyValue field; one that cannot be encoded is logged and skipped."""
     if not attributes:
         return b""
-    parts = []
-    cache = _KEY_VALUES
     # The SDK's attributes (a read-only view of BoundedAttributes) iterate through the Mapping ABC,
     # a Python call per key; their public copy() is one C-level dict copy.
     copy = getattr(attributes, "copy", None)
-    items = copy() if copy is not None else attributes
-    for key, value in items.items():
-        kind = type(value)
-        cacheable = kind in _CACHED_TYPES and type(key) is str
-        if cacheable:
-            body = cache.get((key, value, kind))
-            if body is not None:
-                parts.append(tag)
-                parts.append(body)
-                continue
-        try:
-            body = _delimited(b"", _key_value(key, value))
-        except Exception as error:
-            _logger.exception("Failed to encode key %s: %s", key, error)
-            continue
-        if cacheable:
-            if len(cache) >= _KEY_VALUES_BOUND:
-                cache.clear()
-            cache[(key, value, kind)] = body
-        parts.append(tag)
-        parts.append(body)
-    return b"".join(parts)
+    return _dict_attributes(tag, copy() if copy is not None else attributes)
+
+
+def _dict_attributes(tag: bytes, attributes: Mapping[str, object]) -> bytes:
+    """:func:`_attributes` of a mapping that does not change while it is read (a dict, a copy)."""
+    items = list(attributes.items())
+    if _CACHED_TYPES.issuperset(map(type, attributes.values())):
+        bodies = list(map(_ITEMS.get, items))  # type: ignore[arg-type]
+        if None not in bodies:
+            return tag + tag.join(bodies)  # type: ignore[arg-type]
+    return b"".join([tag + body for body in map(_item, items) if body])
 
 
 def _uint(tag: bytes, value: int | None) -> bytes:
@@ -204,41 +223,75 @@ def _fixed64(tag: bytes, value: int | None) -> bytes:
 
 _TRACE_ID_HEAD, _SPAN_ID_HEAD, _PARENT_HEAD = _S_TRACE_ID + b"\x10", _S_SPAN_ID + b"\x08", _S_PARENT + b"\x08"
 _LINK_TRACE_HEAD, _LINK_SPAN_HEAD = _F1_LEN + b"\x10", _F2_LEN + b"\x08"
+#: start and end time (fields 7 and 8, fixed64) in one call, for a span that has both
+_pack_times = struct.Struct("<BQBQ").pack
+_START_TAG, _END_TAG = _S_START[0], _S_END[0]
 #: Status messages without a description, by code (UNSET, OK, ERROR)
 _STATUS_BY_CODE = [
     _S_STATUS + b"\x00",
     _S_STATUS + b"\x02" + _ST_CODE + b"\x01",
     _S_STATUS + b"\x02" + _ST_CODE + b"\x02",
 ]
+_STATUS_UNSET = _STATUS_BY_CODE[0]
+_UNSET, _SERVER = StatusCode.UNSET, SpanKind.SERVER
+_SERVER_KIND = _KINDS[_SERVER.value]
+#: span name -> its Name field (names repeat: a route's spans share one); cleared when full
+_NAMES: dict[str, bytes] = {}
 
 
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message body (fields in field-number order, defaults omitted, as protobuf writes)."""
-    context = span.get_span_context()
+    attributes: bytes
+    if type(span) is ServerSpan:
+        # The request span (most spans of a service): its fields read directly, not through the
+        # ReadableSpan properties (each builds a view or a tuple). It no longer changes once ended.
+        context: SpanContext | None = span._span_context
+        parent, name, kind = span._parent, span._name, span._kind
+        start, end, status = span._start_time, span._end_time, span._status
+        own = span._attributes
+        attributes = _dict_attributes(_S_ATTR, own) if own else b""
+        events: Sequence[Event] = span._events
+        links: Sequence[Link] = span._links
+        dropped_attributes = span._dropped_attributes
+        dropped_events, dropped_links = span._dropped_events, span._dropped_links
+    else:
+        context = span.get_span_context()
+        parent, name, kind = span.parent, span.name, span.kind
+        start, end, status = span.start_time, span.end_time, span.status
+        attributes = _attributes(_S_ATTR, span.attributes)
+        events, links = span.events, span.links
+        dropped_attributes = span.dropped_attributes
+        dropped_events, dropped_links = span.dropped_events, span.dropped_links
     if context is None:
-        raise ValueError(f"span {span.name!r} has no span context")
-    parent: SpanContext | None = span.parent
+        raise ValueError(f"span {name!r} has no span context")
     parts = [_TRACE_ID_HEAD, context.trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, context.span_id.to_bytes(8, "big")]
     trace_state = context.trace_state
-    if trace_state:
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
         joined = ",".join([f"{key}={value}" for key, value in trace_state.items()])
         if joined:
             parts.append(_str(_S_TRACE_STATE, joined))
     if parent is not None:
         parts.append(_PARENT_HEAD)
         parts.append(parent.span_id.to_bytes(8, "big"))
-    name = span.name
     if name:
-        parts.append(_str(_S_NAME, name))
-    parts.append(_KINDS[span.kind.value])
-    if span.start_time:
-        parts.append(_S_START + _pack_fixed64(span.start_time))
-    if span.end_time:
-        parts.append(_S_END + _pack_fixed64(span.end_time))
-    parts.append(_attributes(_S_ATTR, span.attributes))
-    if dropped := span.dropped_attributes:
-        parts.append(_S_DROPPED_ATTR + _varint(dropped))
-    events = span.events
+        field = _NAMES.get(name)
+        if field is None:
+            field = _str(_S_NAME, name)
+            if type(name) is str:
+                if len(_NAMES) >= _ITEMS_BOUND:
+                    _NAMES.clear()
+                _NAMES[name] = field
+        parts.append(field)
+    parts.append(_SERVER_KIND if kind is _SERVER else _KINDS[kind.value])
+    if start and end:
+        parts.append(_pack_times(_START_TAG, start, _END_TAG, end))
+    elif start:
+        parts.append(_S_START + _pack_fixed64(start))
+    elif end:
+        parts.append(_S_END + _pack_fixed64(end))
+    parts.append(attributes)
+    if dropped_attributes:
+        parts.append(_S_DROPPED_ATTR + _varint(dropped_attributes))
     if events:
         for event in events:
             body = [_fixed64(_E_TIME, event.timestamp)]
@@ -247,9 +300,8 @@ def encode_span(span: ReadableSpan) -> bytes:
             body.append(_attributes(_F3_LEN, event.attributes))
             body.append(_uint(_E_DROPPED, event.dropped_attributes))
             parts.append(_delimited(_S_EVENT, b"".join(body)))
-    if dropped := span.dropped_events:
-        parts.append(_S_DROPPED_EVENTS + _varint(dropped))
-    links = span.links
+    if dropped_events:
+        parts.append(_S_DROPPED_EVENTS + _varint(dropped_events))
     if links:
         for link in links:
             linked = link.context
@@ -263,19 +315,18 @@ def encode_span(span: ReadableSpan) -> bytes:
                 _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL,
             ]
             parts.append(_delimited(_S_LINK, b"".join(body)))
-    if dropped := span.dropped_links:
-        parts.append(_S_DROPPED_LINKS + _varint(dropped))
-    status = span.status
+    if dropped_links:
+        parts.append(_S_DROPPED_LINKS + _varint(dropped_links))
     if status is not None:
-        code = status.status_code.value
+        code = status.status_code
         description = status.description
         if description:
             body = [_str(_ST_MESSAGE, description)]
-            if code:
-                body.append(_ST_CODE + _varint(code))
+            if code is not _UNSET:
+                body.append(_ST_CODE + _varint(code.value))
             parts.append(_delimited(_S_STATUS, b"".join(body)))
         else:
-            parts.append(_STATUS_BY_CODE[code])
+            parts.append(_STATUS_UNSET if code is _UNSET else _STATUS_BY_CODE[code.value])
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
@@ -288,6 +339,9 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
         parts.append(_str(_F2_LEN, scope.version))
     parts.append(_attributes(_F3_LEN, scope.attributes))
     return b"".join(parts)
+
+
+_NO_SCOPE = object()  # no span's scope: the first span always looks its group up
 
 
 class SpanEncoder:
@@ -311,41 +365,56 @@ class SpanEncoder:
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised ``ExportTraceServiceRequest`` for ``spans``."""
         # Group as the official encoder does (by equal resource, then by equal scope, first seen
-        # first), comparing each distinct object once rather than hashing every span's resource.
+        # first), comparing each distinct object once rather than hashing every span's resource;
+        # consecutive spans of one resource and scope (the usual batch) skip even that.
         groups: list[tuple[Resource, list[tuple[InstrumentationScope | None, list[bytes]]]]] = []
         by_resource: dict[int, list[tuple[InstrumentationScope | None, list[bytes]]]] = {}
         by_scope: dict[tuple[int, int], list[bytes]] = {}
+        last_resource: object = None
+        last_scope: object = _NO_SCOPE
+        encoded: list[bytes] = []
         for span in spans:
             resource = span.resource
-            scopes = by_resource.get(id(resource))
-            if scopes is None:
-                scopes = next((group for known, group in groups if known == resource), None)
-                if scopes is None:
-                    scopes = []
-                    groups.append((resource, scopes))
-                by_resource[id(resource)] = scopes
             scope = span.instrumentation_scope or None
-            key = (id(scopes), id(scope))
-            encoded = by_scope.get(key)
-            if encoded is None:
-                encoded = next((group for known, group in scopes if known == scope), None)
-                if encoded is None:
-                    encoded = []
-                    scopes.append((scope, encoded))
-                by_scope[key] = encoded
-            encoded.append(encode_span(span))
-        out = []
+            if resource is not last_resource or scope is not last_scope:
+                last_resource, last_scope = resource, scope
+                scopes = by_resource.get(id(resource))
+                if scopes is None:
+                    scopes = next((group for known, group in groups if known == resource), None)
+                    if scopes is None:
+                        scopes = []
+                        groups.append((resource, scopes))
+                    by_resource[id(resource)] = scopes
+                key = (id(scopes), id(scope))
+                found = by_scope.get(key)
+                if found is None:
+                    found = next((group for known, group in scopes if known == scope), None)
+                    if found is None:
+                        found = []
+                        scopes.append((scope, found))
+                    by_scope[key] = found
+                encoded = found
+            body = encode_span(span)
+            n = len(body)
+            encoded.append(_F2_LEN)
+            encoded.append(_SMALL[n] if n < 128 else _varint(n))
+            encoded.append(body)
+        # Each message's length is the sum of its parts' lengths: the parts are joined once, at the end.
+        out: list[bytes] = []
         for resource, scopes in groups:
-            body = [_delimited(_F1_LEN, self._resource(resource))]
-            for scope, encoded in scopes:
-                scope_body = [_delimited(_F1_LEN, _scope(scope))]
-                scope_body.extend([_delimited(_F2_LEN, span) for span in encoded])
+            body_parts = [_delimited(_F1_LEN, self._resource(resource))]
+            for scope, span_parts in scopes:
+                scope_parts = [_delimited(_F1_LEN, _scope(scope)), *span_parts]
                 if scope is not None and scope.schema_url:
-                    scope_body.append(_str(_F3_LEN, scope.schema_url))
-                body.append(_delimited(_F2_LEN, b"".join(scope_body)))
+                    scope_parts.append(_str(_F3_LEN, scope.schema_url))
+                body_parts.append(_F2_LEN)
+                body_parts.append(_varint(sum(map(len, scope_parts))))
+                body_parts.extend(scope_parts)
             if resource.schema_url:
-                body.append(_str(_F3_LEN, resource.schema_url))
-            out.append(_delimited(_F1_LEN, b"".join(body)))
+                body_parts.append(_str(_F3_LEN, resource.schema_url))
+            out.append(_F1_LEN)
+            out.append(_varint(sum(map(len, body_parts))))
+            out.extend(body_parts)
         return b"".join(out)
 
 
