@@ -252,7 +252,7 @@ class ServerSpan(trace.Span, ReadableSpan):
                 return
             self._store(key, cleaned)
 
-    def _store(self, key: str, value: Any) -> None:
+    def _store(self, key: str, value: types.AttributeValue) -> None:
         """BoundedAttributes' rule (``_WRITES`` held): a key set again moves to the end; when full,
         the oldest goes."""
         attributes = self._attributes

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as _HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -49,6 +49,9 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from ..request._server_span import ServerSpan
 
 if TYPE_CHECKING:
+    import requests
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -421,8 +424,26 @@ class SpanEncoder:
 class FastOTLPSpanExporter(_HttpSpanExporter):
     """The official OTLP/HTTP span exporter with :class:`SpanEncoder` serialising (see the module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the official exporter's arguments
-        super().__init__(*args, **kwargs)
+    def __init__(  # the official exporter's arguments (those of its session= form)
+        self,
+        endpoint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        compression: Compression | None = None,
+        session: requests.Session | None = None,
+        *,
+        max_request_size: int | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            headers=headers,
+            timeout=timeout,
+            compression=compression,
+            session=session,
+            max_request_size=max_request_size,
+            meter_provider=meter_provider,
+        )
         self._encoder = SpanEncoder()
         self._fast = all(hasattr(self, name) for name in ("_metrics", "_client", "_max_request_size"))
 
