@@ -677,7 +677,7 @@ def test_the_quick_demo_tells_its_story_healthy_deploy_incident_alert_recovery(s
     def get(path: str) -> dict:
         request = urllib.request.Request(api.group(1) + path, headers={"Authorization": f"Bearer {api.group(2)}"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:  # a demo busy with its incident answers late
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:  # /health answers 503 when unhealthy, with its body
             return json.loads(exc.read())
