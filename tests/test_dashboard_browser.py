@@ -1124,7 +1124,9 @@ def test_docs_screenshots_of_the_demo_story_overview_trace_versions_and_alerts(b
             if detail.status != 200:
                 continue
             tree = detail.json()
-            if tree["spans"][0]["name"] == "POST /api/orders" and tree.get("profile"):
+            names = [span["name"] for span in tree["spans"]]
+            # (an order of an out-of-stock product fails after the inventory call, with no insert)
+            if names[0] == "POST /api/orders" and "INSERT orders" in names and tree.get("profile"):
                 kept = trace_id
                 break
         assert kept is not None, "no slow order kept with its profile"

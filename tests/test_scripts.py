@@ -3,6 +3,7 @@ progress before a minute of downloads, and they pass shellcheck."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,10 +47,11 @@ def test_each_gate_prints_its_result_when_it_finishes_and_again_in_the_summary()
         """
     )
     assert result.returncode == 1, result.stderr  # a failed gate fails the run, after the others ran
-    lines = result.stdout.splitlines()
+    # the seconds a gate took are the machine's (a busy one takes 1 s for the echo): shown, not asserted
+    lines = [re.sub(r", \d+ s$", ", N s", line) for line in result.stdout.splitlines()]
     assert lines == [
         "lint ...",
-        "lint: ok, All checks passed!, 0 s",  # the quiet tool's output is not shown when it passes
+        "lint: ok, All checks passed!, N s",  # the quiet tool's output is not shown when it passes
         "between the gates",
         "types ...",
         "a.py:1: error: bad",  # a failing tool's findings, then its result at once
@@ -57,7 +59,7 @@ def test_each_gate_prints_its_result_when_it_finishes_and_again_in_the_summary()
         "types: FAILED, Found 1 error (its findings are printed above the tests)",
         "tests, pytest: ok, 3 passed in 0.1s",
         "summary:",
-        "  lint: ok, All checks passed!, 0 s",
+        "  lint: ok, All checks passed!, N s",
         "  types: FAILED, Found 1 error (its findings are printed above the tests)",
         "  tests, pytest: ok, 3 passed in 0.1s",
     ]
