@@ -9,10 +9,12 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -284,3 +286,46 @@ def test_in_process_reads_never_write_the_workers_file(worker):
     closing_client(app).get("/users/2")
     closing_client(app).get("/metrics")  # a scrape does publish
     assert written() != before
+
+
+def requests_in(entries: list[dict]) -> int:
+    durations = [entry for entry in entries if entry["name"] == "http.server.request.duration"]
+    return sum(point["count"] for entry in durations for point in entry["points"])
+
+
+def test_a_scrape_elsewhere_while_a_worker_exits_counts_the_workers_last_requests(monkeypatch):
+    """gunicorn --max-requests: a worker answers its last request, then exits. A scrape on another
+    worker meanwhile asks it to publish and reads the group; it must never see the exiting worker's
+    last periodic publish alone (CI once read 80 of 120 requests)."""
+    directory = Path(tempfile.mkdtemp(prefix="om-", dir="/tmp"))  # short: the workers' sockets live there
+    app, monitor = build_app()
+    view = multiprocess.worker_view(monitor.pipeline, str(directory))
+    monitor.pipeline.view = view
+    try:
+        client = closing_client(app)
+        for _ in range(5):
+            client.get("/users/1")
+        fresh = view._fresh
+
+        def slow_fresh():
+            time.sleep(0.2)  # a busy machine: the exiting worker's last snapshot takes a while
+            return fresh()
+
+        monkeypatch.setattr(view, "_fresh", slow_fresh)
+        other = multiprocess._Group(str(directory), None)  # another worker's reader
+        closing = threading.Thread(target=view.close)
+        closing.start()
+        totals = []
+        for _ in range(200):  # bounded; ends one read after the close
+            done = not closing.is_alive()
+            other.ask_to_publish(multiprocess.PUBLISH_WAIT)
+            live, archive = other.others()
+            totals.append(sum(requests_in(p["metrics"]) for _, p in live) + requests_in(archive["metrics"]))
+            if done:
+                break
+        closing.join(HANG_S)
+        assert totals == [5] * len(totals) and len(totals) >= 2
+        assert sorted(p.name for p in directory.glob("w-*")) == []
+    finally:
+        monitor.shutdown(timeout=2)
+        shutil.rmtree(directory, ignore_errors=True)

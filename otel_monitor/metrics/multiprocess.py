@@ -1010,6 +1010,8 @@ class WorkerView:
         self._registry_written: list[dict[str, Any]] | None = None
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
+        #: set by :meth:`close` once this worker's numbers are in the archive
+        self._archived = False
         self._read_cache: tuple[float, MetricsData] | None = None
         #: this worker's entries of the last merge (the next merge reuses their unchanged objects)
         self._last_own: list[Entry] = []
@@ -1063,6 +1065,8 @@ class WorkerView:
                 log_internal_error(f"sharing {key}")
         now = time.time()
         with self._write_lock:
+            if self._archived:
+                return registry  # closed: the archive holds this worker's numbers
             if shared != self._shared_written:
                 _write_atomically(self.group.path(self.pid, "shared.json"), {"shared": shared})
                 self._shared_written = shared
@@ -1278,22 +1282,29 @@ class WorkerView:
         return values
 
     def close(self) -> None:
-        """At a clean exit: fold our counters into the archive so the totals stay whole."""
-        sock, self._listener = self._listener, None
+        """At a clean exit: fold our counters into the archive so the totals stay whole.
+
+        The listener keeps answering until the archive holds our numbers: a scrape elsewhere
+        that asks us meanwhile either gets a fresh publish or, once we are archived, an answer
+        and a group lock that waits for the archive (never our last periodic publish alone)."""
         if os.getpid() != self.pid:
+            self._listener = None
             return
+        try:
+            self.publish(self._fresh()[1], whole=True)
+            with self.group.locked():
+                with self._write_lock:
+                    self._archived = True  # from here on a publish would write a second copy
+                self.group.archive([self.pid])
+        except OSError:
+            log_internal_error("archiving this worker's metrics at exit")
+        sock, self._listener = self._listener, None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.sendto(b"stop", self.group.path(self.pid, "sock"))
             sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.group.path(self.pid, "sock"))
-        try:
-            self.publish(self._fresh()[1], whole=True)
-            with self.group.locked():
-                self.group.archive([self.pid])
-        except OSError:
-            log_internal_error("archiving this worker's metrics at exit")
 
 
 class MasterView:
