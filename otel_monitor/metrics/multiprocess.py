@@ -468,7 +468,9 @@ def deserialise(
             by_scope.setdefault(entry["scope"], []).append(known[1])
             metric_points = cast(Sequence[DataPoint], getattr(known[1].data, "data_points", ()))
             for p, kept_point in zip(entry["points"], metric_points, strict=True):
-                points_used[id(p)] = (p, kept_point)
+                found = known_points.get(id(p))
+                # the last tuple again: a new one per series and merge fed the cyclic GC's full collections
+                points_used[id(p)] = found if found is not None and found[0] is p else (p, kept_point)
             continue
         kind = entry["kind"]
         data_points: list[DataPoint] = []
@@ -476,8 +478,10 @@ def deserialise(
             found = known_points.get(id(p))
             point: DataPoint
             if found is not None and found[0] is p:
-                point = found[1]  # an unchanged series: the merge kept its point, we keep ours
-            elif kind == "histogram":
+                points_used[id(p)] = found  # an unchanged series: the merge kept its point, we keep ours
+                data_points.append(found[1])
+                continue
+            if kind == "histogram":
                 point = HistogramDataPoint(
                     attributes=attrs(p["a"]),
                     start_time_unix_nano=p["start"],
