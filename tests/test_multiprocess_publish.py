@@ -81,6 +81,26 @@ def test_a_publish_after_one_request_appends_only_that_series_and_leaves_the_who
     assert all(line["changes"] == [] for line in lines[2:])
 
 
+def test_a_periodic_publish_after_one_request_looks_at_only_that_series(worker):
+    app, pipeline, view, directory = worker
+    metrics = pipeline.request_metrics
+    for n in range(1000):
+        record(pipeline, f"/r{n}")
+    view.publish(view._fresh()[1], whole=True)
+    first = view._published[-1]["points"]
+    visited = metrics.series_visited
+
+    record(pipeline, "/r7")
+    publish(view)
+
+    assert metrics.series_visited == visited + 1
+    points = view._published[-1]["points"]
+    assert [p["a"]["http.route"] for p in points] == [p["a"]["http.route"] for p in first]  # same places
+    assert [i for i, (a, b) in enumerate(zip(first, points, strict=True)) if a is not b] == [7]
+    assert points[7]["count"] == 2 and first[7]["count"] == 1
+    assert changed_routes(log_lines(directory, os.getpid())[-1]) == [("/r7", 2)]
+
+
 def test_a_publish_with_nothing_changed_writes_nothing(tmp_path):
     app, monitor = build_app(metrics_default_registry=False)
     view = multiprocess.worker_view(monitor.pipeline, str(tmp_path))
