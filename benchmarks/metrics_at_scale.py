@@ -56,6 +56,8 @@ def make_app() -> Any:
     from apps import build_app, make_flask_app
 
     stack, routes = os.environ.get("BENCH_STACK", "bare"), int(os.environ.get("BENCH_ROUTES", "0"))
+    if os.environ.get("BENCH_GC_LOG"):
+        _log_gc(os.environ["BENCH_GC_LOG"])
     if stack == "pfe_multiprocess":
         # prometheus_flask_exporter's documented gunicorn mode (prometheus_client multiprocess files)
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
@@ -64,6 +66,25 @@ def make_app() -> Any:
         GunicornInternalPrometheusMetrics(app)
         return app
     return build_app(stack, extra_routes=routes)
+
+
+def _log_gc(directory: str) -> None:
+    """Profiling aid: each process appends its cyclic-GC collections (generation, ms, objects
+    collected) to ``<directory>/gc-<pid>.log`` (set BENCH_GC_LOG; py-spy shows a collection as
+    whichever line allocated when it started)."""
+    import gc
+
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        ms = (time.perf_counter() - started[0]) * 1e3
+        with open(os.path.join(directory, f"gc-{os.getpid()}.log"), "a") as fh:
+            fh.write(f"{time.time():.3f} gen{info['generation']} {ms:.2f} ms collected {info['collected']}\n")
+
+    gc.callbacks.append(callback)
 
 
 def _health_ms(url: str, n: int) -> list[float]:
@@ -215,6 +236,12 @@ def _gunicorn(
             return {"error": "gunicorn did not start"}
         time.sleep(2.0)  # every worker booted
         sent = 1
+        if scrapes:
+            # the start-up probes that reached the app (one timed out on a busy machine is retried)
+            code, body = _get(base + "/metrics")
+            probes = _total(stack, body)
+            if code == 200 and probes == probes:  # not NaN
+                sent = int(probes)
         for i in range(routes):
             for status in STATUSES:
                 _get(f"{base}/r{i:03d}/{status}")

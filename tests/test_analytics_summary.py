@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import types
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from otel_monitor.analytics.summary import (
     OTHER,
     UNMATCHED,
+    Extractor,
     Ring,
     RouteCap,
     Series,
@@ -171,6 +173,52 @@ def test_route_cap_folds_tens_of_thousands_of_routes_into_other():
     # The same routes are folded the same way the next time: windows stay exact.
     again, _ = extract(data, cap)
     assert diff(again, requests, DURATION_BUCKETS) == {}
+
+
+def _series_point(route, count, scheme="http", status=200):
+    attributes = {"http.request.method": "GET", "url.scheme": scheme, "http.response.status_code": status}
+    if route is not None:
+        attributes["http.route"] = route
+    return point(attributes, count, 0.001 * count, 0.001 * count, buckets_with(b0=count))
+
+
+def test_a_sample_after_one_request_reads_only_that_series_and_keeps_every_other_series_object():
+    points = [_series_point(f"/r{i}", 1) for i in range(1000)]
+    extractor = Extractor(RouteCap(2000), "/otel-monitor")
+    first, _ = extractor(metrics_data([("http.server.request.duration", points)]))
+    assert extractor.points_read == 1000
+
+    points[7] = _series_point("/r7", 2)  # what the merge does: a new object for the changed series only
+    second, bounds = extractor(metrics_data([("http.server.request.duration", list(points))]))
+
+    assert extractor.points_read == 1001
+    assert bounds == DURATION_BUCKETS
+    assert second[("/r7", "GET", 200, "")].count == 2
+    assert [k for k in second if second[k] is not first[k]] == [("/r7", "GET", 200, "")]
+    window = diff(second, first, DURATION_BUCKETS)
+    assert window == {("/r7", "GET", 200, ""): Series(1, 0.001, 0.002, tuple(buckets_with(b0=1)))}
+
+
+def test_an_extractor_through_random_changes_equals_a_fresh_extract_every_time():
+    rng = random.Random(26)
+    cap, fresh_cap = RouteCap(40), RouteCap(40)
+    extractor = Extractor(cap, "/otel-monitor")
+    workers: list[list] = [[], []]
+    for _ in range(300):
+        worker = workers[rng.randrange(2)]
+        action = rng.random()
+        if action < 0.5 or not worker:
+            route = rng.choice([None, "/otel-monitor/x", *[f"/r{i}" for i in range(60)]])
+            worker.append(_series_point(route, rng.randint(1, 5), rng.choice(["http", "https"])))
+        elif action < 0.85:
+            i = rng.randrange(len(worker))
+            old = worker[i]
+            worker[i] = point(old.attributes, old.count + 1, old.sum + 0.5, old.max + 0.5, old.bucket_counts)
+        else:
+            del worker[rng.randrange(len(worker))]
+        data = metrics_data(*[[("http.server.request.duration", list(points))] for points in workers])
+        assert extractor(data) == extract(data, fresh_cap, "/otel-monitor")
+    assert cap.tracked == fresh_cap.tracked
 
 
 def test_error_types_are_capped():

@@ -12,6 +12,7 @@ import re
 import pytest
 
 from otel_monitor.metrics import multiprocess
+from otel_monitor.metrics.metrics_view import Channel
 from otel_monitor.testing import closing_client
 
 from .conftest import build_app
@@ -80,6 +81,26 @@ def test_a_publish_after_one_request_appends_only_that_series_and_leaves_the_who
     assert all(line["changes"] == [] for line in lines[2:])
 
 
+def test_a_periodic_publish_after_one_request_looks_at_only_that_series(worker):
+    app, pipeline, view, directory = worker
+    metrics = pipeline.request_metrics
+    for n in range(1000):
+        record(pipeline, f"/r{n}")
+    view.publish(view._fresh()[1], whole=True)
+    first = view._published[-1]["points"]
+    visited = metrics.series_visited
+
+    record(pipeline, "/r7")
+    publish(view)
+
+    assert metrics.series_visited == visited + 1
+    points = view._published[-1]["points"]
+    assert [p["a"]["http.route"] for p in points] == [p["a"]["http.route"] for p in first]  # same places
+    assert [i for i, (a, b) in enumerate(zip(first, points, strict=True)) if a is not b] == [7]
+    assert points[7]["count"] == 2 and first[7]["count"] == 1
+    assert changed_routes(log_lines(directory, os.getpid())[-1]) == [("/r7", 2)]
+
+
 def test_a_publish_with_nothing_changed_writes_nothing(tmp_path):
     app, monitor = build_app(metrics_default_registry=False)
     view = multiprocess.worker_view(monitor.pipeline, str(tmp_path))
@@ -93,6 +114,43 @@ def test_a_publish_with_nothing_changed_writes_nothing(tmp_path):
     finally:
         view.close()
         monitor.shutdown(timeout=2)
+
+
+class _Encoded:
+    """A shared value whose JSON encodings are counted (the worker file encodes it with default=str)."""
+
+    def __init__(self, name: str, version: int, log: list[str]) -> None:
+        self.name, self.version, self.log = name, version, log
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Encoded) and (other.name, other.version) == (self.name, self.version)
+
+    def __str__(self) -> str:
+        self.log.append(f"{self.name}{self.version}")
+        return f"{self.name}{self.version}"
+
+
+def test_a_publish_encodes_again_only_the_shared_values_that_changed_and_the_file_holds_them_all(worker):
+    app, pipeline, view, directory = worker
+    encoded: list[str] = []
+    versions = {"a": 1, "b": 1}
+    pipeline.share(Channel("test.a"), lambda: [_Encoded("a", versions["a"], encoded)])
+    pipeline.share(Channel("test.b"), lambda: [_Encoded("b", versions["b"], encoded)])
+    shared_file = directory / f"w-{os.getpid()}.shared.json"
+
+    publish(view)
+    assert sorted(encoded) == ["a1", "b1"]
+    encoded.clear()
+    written = (shared_file.stat().st_ino, shared_file.read_text())
+    publish(view)
+    assert encoded == []
+    assert (shared_file.stat().st_ino, shared_file.read_text()) == written  # nothing changed: not rewritten
+
+    versions["b"] = 2
+    publish(view)
+    assert encoded == ["b2"]
+    shared = json.loads(shared_file.read_text())["shared"]
+    assert (shared["test.a"], shared["test.b"]) == (["a1"], ["b2"])
 
 
 def test_a_new_metric_and_a_series_that_changed_place_go_on_a_line_whole_not_in_a_new_file(worker):

@@ -210,6 +210,18 @@ def test_error_groups_are_bounded_and_drop_the_one_seen_longest_ago():
     assert sorted(g["route"] for g in groups.snapshot()) == ["/r2", "/r3", "/r4"]
 
 
+def test_the_error_groups_snapshot_is_kept_until_an_error_changes_a_group():
+    groups = errors_module.ErrorGroups()
+    groups.add({"route": "/a", "error_type": "500", "trace_id": "1", "time": 100.0})
+    first = groups.snapshot()
+    assert groups.snapshot() is first  # a worker shares it every publish: not rebuilt while unchanged
+    groups.add({"route": "/a", "error_type": "500", "trace_id": "2", "time": 160.0})
+    second = groups.snapshot()
+    assert second is not first
+    assert ([g["count"] for g in first], [g["count"] for g in second]) == ([1], [2])
+    assert second[0]["timeline"] == [[60, 1], [120, 1]]
+
+
 def test_child_spans_of_contrib_instrumentations_join_the_tree():
     """sqlite3 and requests instrumentations, given our tracer provider (as h12's work will do for all)."""
     from opentelemetry.instrumentation.requests import RequestsInstrumentor

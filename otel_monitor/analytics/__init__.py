@@ -44,7 +44,20 @@ from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
 from .spans import SHARE_KEY, RecentRequests
 from .summaries import Summaries, Tick
-from .summary import WINDOWS, Key, Ring, RouteCap, Sample, Series, SystemValues, add, diff, extract, system_values
+from .summary import (
+    WINDOWS,
+    Extractor,
+    Key,
+    Ring,
+    RouteCap,
+    Sample,
+    Series,
+    SystemValues,
+    add,
+    diff,
+    extract,
+    system_values,
+)
 from .users import Identities
 
 if TYPE_CHECKING:
@@ -92,6 +105,8 @@ class AnalyticsState:
         self.started = clock()
         self.bounds: tuple[float, ...] = tuple(settings.http_server_duration_buckets)
         self.cap = RouteCap(settings.analytics_max_routes)
+        #: the samples' extract: reads only the series that changed since the last sample
+        self.extractor = Extractor(self.cap, self.prefix)
         self.ring = Ring(RING_SIZE)
         self.recent = RecentRequests(
             settings.analytics_slow_ms, settings.analytics_traces_kept, self.prefix, settings.sensitive_query_params
@@ -140,7 +155,7 @@ class AnalyticsState:
         """A cumulative snapshot now (all workers), not stored."""
         data = self.pipeline.collect_all()
         self._last_data = data
-        requests, bounds = extract(data, self.cap, self.prefix)
+        requests, bounds = self.extractor(data)
         if bounds:
             self.bounds = bounds
         system = self.system_source() if self.system_source is not None else system_values(data)

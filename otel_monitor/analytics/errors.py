@@ -97,6 +97,8 @@ class ErrorGroups:
         self.max_groups = max_groups
         self.groups: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        #: the last snapshot, until add() changes a group (a worker shares it every publish)
+        self._snapshot: list[dict[str, Any]] | None = None
 
     def add(self, tree: dict[str, Any]) -> None:
         exception = tree.get("exception") or {}
@@ -108,6 +110,7 @@ class ErrorGroups:
         minute = int(when // 60) * 60
         example = {"trace_id": tree.get("trace_id"), "time": when}
         with self._lock:
+            self._snapshot = None
             group = self.groups.get(key)
             if group is None:
                 if len(self.groups) >= self.max_groups:
@@ -140,10 +143,12 @@ class ErrorGroups:
             group["examples"].append(example)
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """JSON-able groups (what this worker shares)."""
+        """JSON-able groups (what this worker shares): the same list until a group changes (read-only)."""
         with self._lock:
+            if self._snapshot is not None:
+                return self._snapshot
             groups = list(self.groups.values())
-            return [
+            self._snapshot = [
                 {
                     **g,
                     "timeline": [[t, n] for t, n in sorted(g["timeline"].items())],
@@ -151,6 +156,7 @@ class ErrorGroups:
                 }
                 for g in groups
             ]
+            return self._snapshot
 
 
 def merge(workers: Iterable[Any], now: float) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from ..metrics._metrics_data import iter_metrics, iter_points
 from ..telemetry._export_accounting import lost_logs, lost_spans
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.metrics.export import MetricsData
+    from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData
 
     from ..settings import Settings
 
@@ -40,6 +40,7 @@ __all__ = [
     "OTHER",
     "DURATION_METRIC",
     "extract",
+    "Extractor",
     "system_values",
     "diff",
     "merge",
@@ -135,37 +136,115 @@ def extract(
     Points are summed over everything else (scheme, workers); routes under ``exclude_prefix``
     (the analytics' own URLs) are left out; routes beyond the cap become ``OTHER``.
     """
-    # count, sum, max, bucket counts
-    result: dict[Key, list[Any]] = {}
-    bounds: tuple[float, ...] = ()
-    for _, point in iter_points(data, DURATION_METRIC):
-        attrs = point.attributes
-        route = attrs.get("http.route") or UNMATCHED
-        if _excluded(route, exclude_prefix):
-            continue
+    return Extractor(cap, exclude_prefix)(data)
+
+
+class Extractor:
+    """:func:`extract` over successive collections of one pipeline, reading only what changed.
+
+    The analytics sample the group's merged metrics every 10 s; with thousands of series a full
+    :func:`extract` walked every point (most of a pre-fork worker's background CPU at 10,000
+    series). The merge keeps the SDK point object of every series that did not change
+    (:func:`otel_monitor.metrics.multiprocess.deserialise`), so a point that is the same object
+    as in the last call has the same key and numbers: only the keys of new or vanished points
+    are summed again, and every other key keeps its :class:`Series` object (so :func:`diff` of
+    two samples skips it by identity). The result equals :func:`extract`'s with the same ``cap``.
+    """
+
+    def __init__(self, cap: RouteCap, exclude_prefix: str | None = None) -> None:
+        self.cap = cap
+        self.exclude_prefix = exclude_prefix
+        #: id(point) -> (point, its key or None when left out), of the last call (holds the points,
+        #: so no id is reused while it is here)
+        self._seen: dict[int, tuple[HistogramDataPoint, Key | None]] = {}
+        #: key -> {id(point): point} of the points summed into it
+        self._members: dict[Key, dict[int, HistogramDataPoint]] = {}
+        self._result: dict[Key, Series] = {}
+        self._bounds: tuple[float, ...] = ()
+        #: points read (not skipped by identity) so far: tests read it
+        self.points_read = 0
+
+    def __call__(self, data: MetricsData | None) -> tuple[dict[Key, Series], tuple[float, ...]]:
+        points = [point for _, point in iter_points(data, DURATION_METRIC)]
+        if not points or tuple(points[0].explicit_bounds) != self._bounds:
+            self._reset()  # nothing, or another first layout: every point is read against it
+        old = self._seen
+        seen: dict[int, tuple[HistogramDataPoint, Key | None]] = {}
+        members = self._members
+        dirty: dict[Key, None] = {}  # in order of first appearance
+        order: dict[int, int] = {}
+        for index, point in enumerate(points):
+            ident = id(point)
+            found = old.get(ident)
+            if found is None or found[0] is not point:
+                found = (point, self._key(point))
+                if found[1] is not None:
+                    members.setdefault(found[1], {})[ident] = point
+                    dirty[found[1]] = None
+            seen[ident] = found
+            order[ident] = index
+        for ident in old.keys() - seen.keys():  # series that left (or were replaced by a new object)
+            key = old[ident][1]
+            if key is not None:
+                members[key].pop(ident, None)
+                dirty[key] = None
+        self._seen = seen
+        result = self._result
+        keys_changed = False
+        for key in dirty:
+            series = members.get(key)
+            if series:
+                keys_changed = keys_changed or key not in result
+                result[key] = _sum(sorted(series.values(), key=lambda p: order[id(p)]))
+            else:
+                members.pop(key, None)
+                result.pop(key, None)
+                keys_changed = True
+        if keys_changed:
+            # in the order the keys' first points come, as extract() builds it
+            first: dict[Key, None] = {}
+            for point in points:
+                key = seen[id(point)][1]
+                if key is not None:
+                    first[key] = None
+            self._result = result = {key: result[key] for key in first}
+        return dict(result), self._bounds
+
+    def _reset(self) -> None:
+        self._seen, self._members, self._result = {}, {}, {}
+        self._bounds = ()
+
+    def _key(self, point: HistogramDataPoint) -> Key | None:
+        self.points_read += 1
+        attrs = point.attributes or {}
+        route = str(attrs.get("http.route") or UNMATCHED)
+        if _excluded(route, self.exclude_prefix):
+            return None
+        if not self._bounds:
+            self._bounds = tuple(point.explicit_bounds)
+        elif tuple(point.explicit_bounds) != self._bounds:
+            return None  # a view with other buckets: not ours to mix
         method = str(attrs.get("http.request.method", "_OTHER"))
         status = attrs.get("http.response.status_code")
         error = attrs.get("error.type")
-        key = (
-            cap.route(str(route), method),
+        return (
+            self.cap.route(route, method),
             method,
-            int(status) if status else 0,
-            cap.error(str(error)) if error else "",
+            int(status) if status and isinstance(status, int | float | str) else 0,
+            self.cap.error(str(error)) if error else "",
         )
-        if not bounds:
-            bounds = tuple(point.explicit_bounds)
-        elif tuple(point.explicit_bounds) != bounds:
-            continue  # a view with other buckets: not ours to mix
-        entry = result.get(key)
-        point_max = point.max if point.count else None
-        if entry is None:
-            result[key] = [point.count, point.sum, point_max, list(point.bucket_counts)]
-        else:
-            entry[0] += point.count
-            entry[1] += point.sum
-            entry[2] = _max(entry[2], point_max)
-            entry[3] = [a + b for a, b in zip(entry[3], point.bucket_counts, strict=True)]
-    return {k: Series(v[0], float(v[1]), v[2], tuple(v[3])) for k, v in result.items()}, bounds
+
+
+def _sum(points: list[HistogramDataPoint]) -> Series:
+    """The points of one key summed, in the order extract() sums them."""
+    first = points[0]
+    count, total, top, buckets = first.count, first.sum, first.max if first.count else None, list(first.bucket_counts)
+    for point in points[1:]:
+        count += point.count
+        total += point.sum
+        top = _max(top, point.max if point.count else None)
+        buckets = [a + b for a, b in zip(buckets, point.bucket_counts, strict=True)]
+    return Series(count, float(total), top, tuple(buckets))
 
 
 def _max(a: float | None, b: float | None) -> float | None:
@@ -266,6 +345,8 @@ def diff(now: Mapping[Key, Series], then: Mapping[Key, Series], bounds: tuple[fl
     result: dict[Key, Series] = {}
     for key, current in now.items():
         before = then.get(key)
+        if before is current:
+            continue  # the same sample's series (an Extractor keeps unchanged ones): nothing in between
         if before is None or current.count < before.count:
             if current.count:
                 result[key] = current

@@ -468,7 +468,9 @@ def deserialise(
             by_scope.setdefault(entry["scope"], []).append(known[1])
             metric_points = cast(Sequence[DataPoint], getattr(known[1].data, "data_points", ()))
             for p, kept_point in zip(entry["points"], metric_points, strict=True):
-                points_used[id(p)] = (p, kept_point)
+                found = known_points.get(id(p))
+                # the last tuple again: a new one per series and merge fed the cyclic GC's full collections
+                points_used[id(p)] = found if found is not None and found[0] is p else (p, kept_point)
             continue
         kind = entry["kind"]
         data_points: list[DataPoint] = []
@@ -476,8 +478,10 @@ def deserialise(
             found = known_points.get(id(p))
             point: DataPoint
             if found is not None and found[0] is p:
-                point = found[1]  # an unchanged series: the merge kept its point, we keep ours
-            elif kind == "histogram":
+                points_used[id(p)] = found  # an unchanged series: the merge kept its point, we keep ours
+                data_points.append(found[1])
+                continue
+            if kind == "histogram":
                 point = HistogramDataPoint(
                     attributes=attrs(p["a"]),
                     start_time_unix_nano=p["start"],
@@ -1006,7 +1010,8 @@ class WorkerView:
         self._log_lines = 0
         self._log_bytes = 0
         self._base_bytes = 0
-        self._shared_written: dict[str, Any] | None = None
+        #: per shared key: (the value last written, its JSON text); None: nothing written yet
+        self._shared_written: dict[str, tuple[Any, str]] | None = None
         self._registry_written: list[dict[str, Any]] | None = None
         self._failed_at: float | None = None
         self._listener: socket.socket | None = None
@@ -1067,9 +1072,7 @@ class WorkerView:
         with self._write_lock:
             if self._archived:
                 return registry  # closed: the archive holds this worker's numbers
-            if shared != self._shared_written:
-                _write_atomically(self.group.path(self.pid, "shared.json"), {"shared": shared})
-                self._shared_written = shared
+            self._write_shared(shared)
             changes = None if whole or self._published is None else _changes(self._published, metrics)
             if changes is None or (
                 (changes or changes.length != len(self._published or ()))
@@ -1104,6 +1107,28 @@ class WorkerView:
             self._failed_at = None
             _logger.warning("otel_monitor: the multiprocess directory %s works again", self.group.directory)
         return registry
+
+    def _write_shared(self, shared: dict[str, Any]) -> None:
+        """``w-<pid>.shared.json`` again when a shared value changed (call under the write lock).
+
+        Only the values that changed are encoded again: the error groups, the kept traces and the
+        per-user counts change at different rates, and encoding all of them whenever one changed
+        cost a busy worker more than its requests did. A value that is the same object as last
+        time (a producer that caches its snapshot) is not even compared."""
+        written = self._shared_written
+        texts: dict[str, tuple[Any, str]] = {}
+        changed = written is None or written.keys() != shared.keys()
+        for key, value in shared.items():
+            known = written.get(key) if written is not None else None
+            if known is not None and (known[0] is value or known[0] == value):
+                texts[key] = known
+            else:
+                texts[key] = (value, json.dumps(value, separators=(",", ":"), default=str))
+                changed = True
+        if changed:
+            body = ",".join(f"{json.dumps(key)}:{text}" for key, (_, text) in texts.items())
+            _write_text_atomically(self.group.path(self.pid, "shared.json"), f'{{"shared":{{{body}}}}}')
+            self._shared_written = texts
 
     def _write_base(self, metrics: list[Entry], registry: list[dict[str, Any]], now: float) -> None:
         """A new generation: the whole file, then the log before the previous one goes (a reader

@@ -44,7 +44,7 @@ _INSTRUMENTS = (
 
 
 class _Hist:
-    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded", "point")
+    __slots__ = ("counts", "count", "sum", "min", "max", "exemplars", "built", "encoded", "point", "index")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
@@ -60,6 +60,8 @@ class _Hist:
         self.encoded: str | None = None
         #: the point as the last as_entries made it: the same object while ``count`` is the same
         self.point: dict[str, Any] | None = None
+        #: its place in its histogram's list of points (as_entries); -1: not there yet
+        self.index = -1
 
 
 class _Series:
@@ -91,6 +93,15 @@ class RequestMetrics:
         #: requests recorded (under the lock): as_entries' cache is valid while it is unchanged
         self._changes = 0
         self._entries: tuple[int, str, str | None, list[dict[str, Any]]] | None = None
+        #: series recorded since as_entries last brought the lists below up to date (a dict: in order)
+        self._dirty: dict[_Series, None] = {}
+        #: per histogram, its points in the worker-file format and the histograms they are of, in
+        #: the order they first had a measurement (a series keeps its place: the publish's log
+        #: lines name points by place)
+        self._points: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]] = ([], [], [])
+        self._hists: tuple[list[_Hist], list[_Hist], list[_Hist]] = ([], [], [])
+        #: series as_entries looked at so far (tests read it: only those recorded since its last call)
+        self.series_visited = 0
         self._start = time.time_ns()
 
     def record(
@@ -116,6 +127,7 @@ class RequestMetrics:
         values = (duration, request_size, response_size)
         with self._lock:
             self._changes += 1
+            self._dirty[series] = None
             for i in range(self._recorded):
                 value = values[i]
                 if value is None:
@@ -226,22 +238,37 @@ class RequestMetrics:
             "points": points,
         }
 
+    def _update(self) -> None:
+        """Bring the per-histogram point lists up to date with the series recorded since the last
+        call (under the lock): the work is the series that changed, not all of them."""
+        dirty, self._dirty = self._dirty, {}
+        self.series_visited += len(dirty)
+        for series in dirty:
+            for i, hist in enumerate(series.hists):
+                if not hist.count:
+                    continue
+                point = self._point(series, hist)
+                if hist.index < 0:
+                    hist.index = len(self._points[i])
+                    self._points[i].append(point)
+                    self._hists[i].append(hist)
+                else:
+                    self._points[i][hist.index] = point
+
     def as_entries(self, scope: str, version: str | None = None) -> list[dict[str, Any]]:
         """The histograms in the worker-file format of :func:`otel_monitor.metrics.multiprocess.serialise`,
         without building SDK objects first (this runs for every publish of a pre-fork worker).
 
-        While no request was recorded, the same entry objects are returned (callers must not
-        modify them): the group merge then knows, by identity, that nothing changed here."""
+        Only the series recorded since the last call are made again; every other point is the
+        same object as in the last call, at the same place, and while no request was recorded the
+        same entry objects are returned (callers must not modify them): the publish's diff and the
+        group merge then know, by identity, what did not change here."""
         with self._lock:
             cached = self._entries
             if cached is not None and cached[:3] == (self._changes, scope, version):
                 return cached[3]
-            points: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-            for series in self._series.values():
-                for i, hist in enumerate(series.hists):
-                    if hist.count:
-                        points[i].append(self._point(series, hist))
-            entries = [self._entry(i, scope, version, points[i]) for i in range(3) if points[i]]
+            self._update()
+            entries = [self._entry(i, scope, version, list(self._points[i])) for i in range(3) if self._points[i]]
             self._entries = (self._changes, scope, version, entries)
         return entries
 
@@ -255,13 +282,12 @@ class RequestMetrics:
         parts: tuple[list[str], list[str], list[str]] = ([], [], [])
         dumps = json.dumps
         with self._lock:
-            for series in self._series.values():
-                for i, hist in enumerate(series.hists):
-                    if not hist.count:
-                        continue
+            self._update()
+            for i, hists in enumerate(self._hists):
+                for hist in hists:
                     text = hist.encoded
                     if text is None:
-                        text = hist.encoded = dumps(self._point(series, hist), separators=(",", ":"), default=str)
+                        text = hist.encoded = dumps(hist.point, separators=(",", ":"), default=str)
                     parts[i].append(text)
         entries = []
         for i in range(3):
