@@ -53,6 +53,7 @@ from .summary import (
     Sample,
     Series,
     SystemValues,
+    Window,
     add,
     diff,
     extract,
@@ -218,7 +219,7 @@ class AnalyticsState:
         self.started = clock()
         self._tick = None
 
-    def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
+    def window(self, name: str, now: Sample | None = None) -> Window:
         """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
 
         Without ``now`` (or with the current tick's sample) the tick's shared summary answers
@@ -229,7 +230,7 @@ class AnalyticsState:
             return self.summaries.window(name, tick).window
         return self.compute_window(name, now)
 
-    def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
+    def compute_window(self, name: str, now: Sample) -> Window:
         """The window ending at ``now``, computed (what :attr:`summaries` keeps per tick).
 
         Up to 15 minutes: the current snapshot minus the newest sample taken at or before the

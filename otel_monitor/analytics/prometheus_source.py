@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..settings import SettingsError
 from ._prometheus_client import PromClient, PrometheusQueries, PrometheusUnavailable, PromSeries
 from .summaries import Summaries, Tick
-from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, endpoint_rows, stats
+from .summary import UNMATCHED, WINDOWS, Key, RouteCap, Sample, Series, Window, endpoint_rows, stats
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -327,7 +327,7 @@ class FleetState:
         tick: Tick = cache["tick"]
         return tick
 
-    def compute_window(self, name: str, now: Sample) -> dict[str, Any]:
+    def compute_window(self, name: str, now: Sample) -> Window:
         return self.window_by_instance(name, now)
 
     def system(self, at: float) -> dict[str, Any]:
@@ -359,14 +359,14 @@ class FleetState:
             ' "le", "sum", "", "")'
         )
 
-    def window_by_instance(self, name: str, now: Sample | None = None) -> dict[str, Any]:
+    def window_by_instance(self, name: str, now: Sample | None = None) -> Window:
         """:meth:`window` with the requests per ``instance`` label (``"instances"``)."""
         cache = self._cache()
         at = now.t if now is not None else self._now(cache)
         length = WINDOWS[name] if name in WINDOWS else 300.0
         key = ("window", name, at)
         if key in cache:
-            cached: dict[str, Any] = cache[key]
+            cached: Window = cache[key]
             return cached
         started = self.started
         items = self._query(self._histogram_expr(length), at)
@@ -379,7 +379,7 @@ class FleetState:
             available = started <= at - length
             since = at - length if available else started
             seconds = max(1e-9, at - since)
-        result = {
+        result: Window = {
             "requests": fleet_total(per_instance),
             "instances": per_instance,
             "seconds": seconds,
@@ -390,7 +390,7 @@ class FleetState:
         cache[key] = result
         return result
 
-    def window(self, name: str, now: Sample | None = None) -> dict[str, Any]:
+    def window(self, name: str, now: Sample | None = None) -> Window:
         """The fleet's requests of a window: increase() over it (``all``: the cumulative counters)."""
         return self.window_by_instance(name, now)
 

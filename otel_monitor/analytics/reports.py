@@ -26,6 +26,7 @@ from .summary import (
     Key,
     Sample,
     Series,
+    Window,
     apdex,
     diff,
     health_checks,
@@ -95,8 +96,6 @@ def _implements(local: AnalyticsState, fleet: FleetState) -> tuple[StateSource, 
     return local, fleet  # type-checked only: both sources satisfy StateSource
 
 
-#: a window of requests, as ``AnalyticsState.window`` returns it
-Window = dict[str, Any]
 #: ``summary.stats()``: requests, rps, errors, error_rate_pct, latency, apdex
 Figures = dict[str, Any]
 #: one row of ``summary.endpoint_rows()``

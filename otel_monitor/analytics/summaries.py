@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-from .summary import Sample, endpoint_rows, stats
+from .summary import Sample, Window, endpoint_rows, stats
 
 __all__ = ["Tick", "TickSource", "WindowSummary", "Summaries", "MAX_ENTRIES"]
 
@@ -59,7 +59,7 @@ class TickSource(Protocol):
 
     def tick(self) -> Tick: ...
 
-    def compute_window(self, name: str, now: Sample) -> dict[str, Any]: ...
+    def compute_window(self, name: str, now: Sample) -> Window: ...
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class WindowSummary:
 
     name: str
     tick: Tick
-    #: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}`` (``AnalyticsState.window``)
-    window: dict[str, Any]
+    #: the window's requests and what they cover (``AnalyticsState.window``)
+    window: Window
     #: the histogram bounds the window's buckets use
     bounds: tuple[float, ...]
     #: ``summary.stats()``: requests, rps, errors, error_rate_pct, latency (avg/p50/p90/p95/p99/max ms), apdex
@@ -89,11 +89,11 @@ class WindowSummary:
 
     @property
     def available(self) -> bool:
-        return bool(self.window["available"])
+        return self.window["available"]
 
     @property
     def covered_s(self) -> float:
-        return round(float(self.window["seconds"]), 3)
+        return round(self.window["seconds"], 3)
 
     def endpoint(self, route: str, method: str) -> dict[str, Any] | None:
         """The row of ``(route, method)``; None when it had no requests in the window."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from ..metrics._metrics_data import iter_metrics, iter_points
 from ..telemetry._export_accounting import lost_logs, lost_spans
@@ -41,6 +41,7 @@ __all__ = [
     "DURATION_METRIC",
     "extract",
     "Extractor",
+    "Window",
     "system_values",
     "diff",
     "merge",
@@ -91,6 +92,25 @@ class Series(NamedTuple):
 
 #: (route, method, status code or 0, error.type or "")
 Key = tuple[str, str, int, str]
+
+
+class _FleetWindow(TypedDict, total=False):
+    #: the fleet's window: the requests per Prometheus ``instance``
+    instances: dict[str, dict[Key, Series]]
+
+
+class Window(_FleetWindow):
+    """The requests of a window and what they cover (``AnalyticsState.window``)."""
+
+    requests: dict[Key, Series]
+    #: the seconds the requests cover (the window's length, or less when it is not available yet)
+    seconds: float
+    #: False while the process (or the history) is younger than the window
+    available: bool
+    #: when the covered time starts (epoch seconds)
+    since: float
+    #: where the requests come from: ``memory``, ``history`` or ``prometheus``
+    source: str
 
 
 class RouteCap:
