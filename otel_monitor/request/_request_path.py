@@ -484,26 +484,42 @@ class _Request:
             span.get_span_context(),
         )
         pipeline.requests_seen += 1
+        # What only the app knew, for the request span (and an instrumented outer layer's span).
+        final: dict[str, Any] = {}
+        name = None
+        if route is not None:
+            name = f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}"
+            final["http.route"] = route
+        if status is not None:
+            final["http.response.status_code"] = status
+        if error is not None:
+            final["error.type"] = error
+        if self.mw._response_headers is not None:
+            final.update(self.mw._response_headers.from_headers(self.headers))
+        if failure is not None:
+            error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
+        elif error is not None:
+            error_status = Status(StatusCode.ERROR, error)
+        else:
+            error_status = None
+        start_time = getattr(span, "start_time", None) if closed_late else None
+        end_time = start_time + int(duration * 1e9) if start_time else None
+        if type(span) is ServerSpan and self.outer is None:
+            # The light span: name, attributes, status and end in one step.
+            if failure is not None and span.is_recording():
+                span.add_event("exception", failure.event, failure.timestamp)
+            span.end_request(name, final, error_status, end_time)
+            return
         for target in (span,) if self.outer is None else (span, self.outer):
             if target.is_recording():
-                final: dict[str, Any] = {}
-                if route is not None:
-                    target.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
-                    final["http.route"] = route
-                if status is not None:
-                    final["http.response.status_code"] = status
-                if error is not None:
-                    final["error.type"] = error
-                if self.mw._response_headers is not None:
-                    final.update(self.mw._response_headers.from_headers(self.headers))
+                if name is not None:
+                    target.update_name(name)
                 _set_clean_attributes(target, final)
                 if failure is not None:
                     target.add_event("exception", failure.event, failure.timestamp)
-                    target.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
-                elif error is not None:
-                    target.set_status(Status(StatusCode.ERROR, error))
-        start_time = getattr(span, "start_time", None) if closed_late else None
-        span.end(start_time + int(duration * 1e9) if start_time else None)
+                if error_status is not None:
+                    target.set_status(error_status)
+        span.end(end_time)
 
 
 class _Failure:
