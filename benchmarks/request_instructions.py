@@ -10,7 +10,9 @@ take the difference (start-up, warm-up and exit cancel out)::
 It prints, for each thread callgrind saw, the instructions per request of the difference
 (``(I(1500) - I(500)) / 1000``): thread 1 is the request thread; the batch span processor's
 export thread and the other background threads are listed by their Python names. OTLP goes to a
-local sink in a separate (untraced) process, as ``run.py --otel-monitor-export otlp`` does.
+local sink in a separate (untraced) process, as ``run.py --otel-monitor-export otlp`` does; the
+batch span processor exports full batches only (``OTEL_BSP_SCHEDULE_DELAY`` 600 s), as at the
+benchmark's request rates.
 
 ``--inner`` is the command the script runs under valgrind (one count).
 """
@@ -80,6 +82,9 @@ def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: 
     out = tempfile.mkdtemp(prefix="callgrind-")
     env = dict(os.environ, PYTHONPATH=tree, BENCH_OTEL_MONITOR_EXPORT="otlp", BENCH_OTLP_SINK=sink)
     env["PYTHONHASHSEED"] = "0"
+    # Full batches only (512 spans, as at the benchmark's request rates), not one per 5 s of the
+    # much slower process under valgrind: the export thread's count per request is then the real one.
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
     cmd = [
         "valgrind",
         "--tool=callgrind",

@@ -327,7 +327,12 @@ class _Request:
         kind = _SERVER
         self.outer: Any = None
         # the extracted parent's span, or (none extracted) the current one
-        parent_span = trace.get_current_span(parent)
+        if _SPAN_KEY is not None:  # the standard runtime context: read and build it directly
+            base = parent if parent is not None else _CONTEXT_VAR_GET()
+            found = base.get(_SPAN_KEY)
+            parent_span = found if isinstance(found, trace.Span) else trace.INVALID_SPAN
+        else:
+            parent_span = trace.get_current_span(parent)
         if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
             self.outer, kind = parent_span, _INTERNAL
         spans = pipeline.server_spans
@@ -345,7 +350,10 @@ class _Request:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
             span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
         self.span = span
-        self.context = trace.set_span_in_context(span, parent)
+        if _SPAN_KEY is not None:  # what ``set_span_in_context(span, parent)`` returns, in one step
+            self.context = otel_context.Context({**base, _SPAN_KEY: span})
+        else:
+            self.context = trace.set_span_in_context(span, parent)
         self.token: Any = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
@@ -568,10 +576,22 @@ def _runtime_context_var() -> ContextVar[Any] | None:
     return None
 
 
+def _span_key() -> str | None:
+    """The key the API keeps the current span under in a ``Context``, found through the public
+    ``set_span_in_context`` (None if a new API version stores it otherwise)."""
+    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context()))
+    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None
+
+
 _CONTEXT_VAR = _runtime_context_var()
+#: with the standard runtime context, the request reads the current span and makes its own
+#: context directly (``get_current_span``/``set_span_in_context`` are four calls deep each)
+_SPAN_KEY: str | None = None
 if _CONTEXT_VAR is not None:
     _attach: Callable[[Any], Any] = _CONTEXT_VAR.set
     _detach: Callable[[Any], Any] = _CONTEXT_VAR.reset
+    _CONTEXT_VAR_GET: Callable[[], otel_context.Context] = _CONTEXT_VAR.get
+    _SPAN_KEY = _span_key()
 else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
     _attach, _detach = otel_context.attach, otel_context.detach
 
