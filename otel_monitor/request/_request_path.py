@@ -330,7 +330,8 @@ class _Request:
         if _SPAN_KEY is not None:  # the standard runtime context: read and build it directly
             base = parent if parent is not None else _CONTEXT_VAR_GET()
             found = base.get(_SPAN_KEY)
-            parent_span = found if isinstance(found, trace.Span) else trace.INVALID_SPAN
+            # (an ABC's isinstance costs more than the rest of this: none current is the usual case)
+            parent_span = found if found is not None and isinstance(found, trace.Span) else trace.INVALID_SPAN
         else:
             parent_span = trace.get_current_span(parent)
         if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
@@ -368,7 +369,7 @@ class _Request:
         attrs: dict[str, Any] = {
             "http.request.method": self.method,
             "url.scheme": self.scheme,
-            "url.path": path[:2048],
+            "url.path": path if len(path) <= 2048 else path[:2048],
         }
         if self.method == "_OTHER":
             attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]

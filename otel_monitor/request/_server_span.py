@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import time_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
 
 if TYPE_CHECKING:
@@ -63,6 +63,41 @@ _SAMPLED_DECISIONS = frozenset((Decision.RECORD_AND_SAMPLE,))
 _RECORDING_DECISIONS = frozenset((Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE))
 #: processors known to read a span only in ``on_end``, once it no longer changes
 _READ_AT_END: tuple[type, ...] = (BatchSpanProcessor, SimpleSpanProcessor)
+
+
+_MAX_TRACE_ID = 2**128 - 1
+_MAX_SPAN_ID = 2**64 - 1
+
+
+def _span_context_maker() -> Callable[[int, int, TraceFlags, TraceState | None], SpanContext]:
+    """``SpanContext(trace_id, span_id, False, flags, trace_state)``, without the API's Python-level
+    ``__new__`` (a call, its defaults and checks: about 3,000 instructions per request) when the
+    tuple it builds has the layout this module knows -- checked here against the constructor;
+    any other API version gets the constructor itself."""
+    empty = SpanContext(1, 1, False).trace_state  # the API's shared empty TraceState
+    build = tuple.__new__
+
+    def direct(trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState | None) -> SpanContext:
+        valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
+        state = empty if trace_state is None else trace_state
+        return build(SpanContext, (trace_id, span_id, False, flags, state, valid))
+
+    def constructor(trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState | None) -> SpanContext:
+        return SpanContext(trace_id, span_id, False, flags, trace_state)
+
+    probes = (
+        (0xABC, 0xDEF, _SAMPLED, None),
+        (0, 0, _NOT_SAMPLED, TraceState([("k", "v")])),
+        (1, 2**64, _SAMPLED, None),
+    )
+    for probe in probes:
+        made, expected = direct(*probe), constructor(*probe)
+        if tuple(made) != tuple(expected) or made.is_valid != expected.is_valid or made != expected:
+            return constructor
+    return direct
+
+
+_span_context = _span_context_maker()
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -159,7 +194,7 @@ class ServerSpans:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
-        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        context = _span_context(trace_id, self.ids.generate_span_id(), flags, trace_state)
         if not recording:
             return trace.NonRecordingSpan(context)
         return ServerSpan(self, name, context, parent_context, kind, start_time)
