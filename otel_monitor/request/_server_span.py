@@ -273,7 +273,7 @@ class ServerSpan(trace.Span, ReadableSpan):
     def end_request(
         self,
         name: str | None,
-        attributes: dict[str, Any],
+        attributes: dict[str, types.AttributeValue],
         status: Status | None,
         end_time: int | None,
     ) -> None:
