@@ -340,8 +340,8 @@ class _Request:
         if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
             # The light span (_server_span): what processors read, without the SDK span's own cost.
             span = spans.start(name, parent, kind, time.time_ns(), parent_span.get_span_context())
-            if type(span) is ServerSpan:
-                span.set_own(self._span_attributes(environ, path))
+            if type(span) is ServerSpan:  # not yet in any context: its attributes are taken as they are
+                span.start_own(self._span_attributes(environ, path))
         elif tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
             span = tracer.start_span(name, parent, kind)

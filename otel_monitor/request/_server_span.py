@@ -270,6 +270,18 @@ class ServerSpan(trace.Span, ReadableSpan):
                 for key, value in attributes.items():
                     self._store(key, value)
 
+    def start_own(self, attributes: dict[str, types.AttributeValue]) -> None:
+        """The request path's first attributes (str and int, bounded), given right after
+        :meth:`ServerSpans.start`, before any other code can see the span (it is in no context
+        yet): the dict itself becomes the span's, without a copy or the lock. Else as
+        :meth:`set_own`."""
+        maxlen = self._spans.limits.max_span_attributes
+        if self._attributes or self._end_time is not None or (maxlen is not None and len(attributes) > maxlen):
+            self.set_own(attributes)
+            return
+        self._attributes = attributes
+        self.attributes = MappingProxyType(attributes)
+
     def end_request(
         self,
         name: str | None,
