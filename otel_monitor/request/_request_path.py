@@ -493,6 +493,12 @@ class _Request:
             span.get_span_context(),
         )
         pipeline.requests_seen += 1
+        start_time = getattr(span, "start_time", None) if closed_late else None
+        end_time = start_time + int(duration * 1e9) if start_time else None
+        outer = self.outer
+        if type(span) is not ServerSpan and not span.is_recording() and (outer is None or not outer.is_recording()):
+            span.end(end_time)  # an unsampled request: nothing more to write
+            return
         # What only the app knew, for the request span (and an instrumented outer layer's span).
         final: dict[str, Any] = {}
         name = None
@@ -511,15 +517,13 @@ class _Request:
             error_status = Status(StatusCode.ERROR, error)
         else:
             error_status = None
-        start_time = getattr(span, "start_time", None) if closed_late else None
-        end_time = start_time + int(duration * 1e9) if start_time else None
-        if type(span) is ServerSpan and self.outer is None:
+        if type(span) is ServerSpan and outer is None:
             # The light span: name, attributes, status and end in one step.
             if failure is not None and span.is_recording():
                 span.add_event("exception", failure.event, failure.timestamp)
             span.end_request(name, final, error_status, end_time)
             return
-        for target in (span,) if self.outer is None else (span, self.outer):
+        for target in (span,) if outer is None else (span, outer):
             if target.is_recording():
                 if name is not None:
                     target.update_name(name)
