@@ -384,3 +384,32 @@ def test_the_official_otlp_encoder_and_ours_encode_the_light_span_to_the_same_by
     assert sum(type(s) is ServerSpan for s in spans) == 2
     assert SpanEncoder().encode(spans) == encode_spans(spans).SerializeToString()
     assert '"name": "GET /fail/<int:n>"' in "".join(s.to_json() for s in spans)  # ConsoleSpanExporter's form
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "span_id", "sampled", "state"),
+    [
+        (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, None),
+        (1, 2**64 - 1, False, [("vendor", "opaque")]),
+        (0, 5, True, None),  # an id generator's invalid ids stay invalid
+        (2**128, 5, True, None),
+        (7, 0, False, None),
+    ],
+)
+def test_the_request_span_context_is_the_one_the_api_constructor_makes(trace_id, span_id, sampled, state):
+    from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+
+    from otel_monitor.request._server_span import _span_context
+
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    trace_state = TraceState(state) if state else None
+    made = _span_context(trace_id, span_id, flags, trace_state)
+    expected = SpanContext(trace_id, span_id, False, flags, trace_state)
+    assert type(made) is SpanContext
+    assert tuple(made) == tuple(expected)
+    assert (made.is_valid, made.is_remote, made.trace_flags.sampled) == (
+        expected.is_valid,
+        False,
+        sampled,
+    )
+    assert made.trace_state == expected.trace_state

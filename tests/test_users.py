@@ -283,3 +283,44 @@ def test_set_enduser_names_the_contrib_instrumentations_server_span_too(monitors
     closing_client(app).get("/")
     [server] = [s for s in telemetry.spans() if s.kind.name == "SERVER"]
     assert server.attributes["enduser.id"] == "gina"
+
+
+class _Ended:
+    """An ended SERVER span as processors read it (the fields IdentityCounts reads)."""
+
+    def __init__(self, attributes):
+        from opentelemetry.trace import SpanKind, Status
+
+        self.kind = SpanKind.SERVER
+        self.attributes = attributes
+        self.start_time, self.end_time = 0, 1_000_000
+        self.status = Status()
+
+
+def test_anonymous_requests_land_in_the_minute_of_the_clock_as_it_moves_on_and_back_and_after_a_fold():
+    from otel_monitor.analytics.users import IdentityCounts
+
+    now = [600.0]
+    counts = IdentityCounts("enduser.id", 10, (0.1, 1.0), lambda: now[0], exclude_prefix="/otel-monitor")
+    span = _Ended({"http.route": "/orders", "http.request.method": "GET"})
+
+    def anonymous_by_minute():
+        return {b["t"]: b["anonymous"] for b in counts.snapshot() if b["span"] == 60}
+
+    for t in (600.0, 659.999, 660.0, 719.0, 605.0, 720.0):  # on, across, back into an earlier minute
+        now[0] = t
+        counts.on_end(span)
+    assert anonymous_by_minute() == {
+        600: [["/orders", "GET", 3]],
+        660: [["/orders", "GET", 2]],
+        720: [["/orders", "GET", 1]],
+    }
+    now[0] = 720.0 + 20 * 60  # the three minutes are folded into their hour
+    counts.fold()
+    now[0] = 720.0  # a clock set back into a folded minute: counted in a fresh bucket, not lost
+    counts.on_end(span)
+    assert anonymous_by_minute() == {720: [["/orders", "GET", 1]]}
+    excluded = _Ended({"http.route": "/otel-monitor/api", "http.request.method": "GET"})
+    counts.on_end(excluded)
+    counts.on_end(excluded)
+    assert anonymous_by_minute() == {720: [["/orders", "GET", 1]]}

@@ -184,6 +184,10 @@ class IdentityCounts(SpanProcessor):
         self._lock = threading.Lock()
         self._minutes: dict[int, _Bucket] = {}
         self._hours: dict[int, _Bucket] = {}
+        #: the current minute's bucket and its [start, end) in clock seconds (``_lock`` held to change)
+        self._current: _Bucket | None = None
+        self._current_from = 0.0
+        self._current_until = 0.0
 
     # -- the span processor (runs where the request's span ends) ------------------------------
 
@@ -197,22 +201,38 @@ class IdentityCounts(SpanProcessor):
             return
         attrs = span.attributes or _NO_ATTRIBUTES
         route = attrs.get("http.route") or UNMATCHED
+        method = attrs.get("http.request.method", "_OTHER")
+        identity = attrs.get(self.attribute)
+        if identity is None:
+            # Most requests: anonymous, for an endpoint already tracked (so its route and method are
+            # strings and it is not excluded), in the current minute: one count.
+            endpoint = (route, method)
+            if endpoint in self._routes:  # only ever grows; a lookup needs no lock under the GIL
+                now = self.clock()
+                with self._lock:
+                    bucket = self._current
+                    if bucket is None or not self._current_from <= now < self._current_until:
+                        bucket = self._minute_bucket(now)
+                    bucket.shared = None
+                    anonymous = bucket.anonymous
+                    anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
+                return
+        self._count(span, route, method, identity)
+
+    def _count(self, span: ReadableSpan, route: object, method: object, identity: object) -> None:
+        """``on_end`` for an identified request, or one whose endpoint is not tracked yet."""
         if type(route) is not str:
             route = str(route)
         exclude = self._exclude
         if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
-        method = attrs.get("http.request.method", "_OTHER")
         endpoint = (route, method if type(method) is str else str(method))
-        identity = attrs.get(self.attribute)
         if identity is None:
-            minute = int(self.clock() // MINUTE) * MINUTE
+            now = self.clock()
             with self._lock:
                 if endpoint not in self._routes:
                     endpoint = self._admit(endpoint)
-                bucket = self._minutes.get(minute)
-                if bucket is None:
-                    bucket = self._minutes[minute] = _Bucket()
+                bucket = self._minute_bucket(now)
                 bucket.shared = None
                 anonymous = bucket.anonymous
                 anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
@@ -231,6 +251,16 @@ class IdentityCounts(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+    def _minute_bucket(self, now: float) -> _Bucket:
+        """The bucket of the minute ``now`` falls in, made if needed; remembered as the current one
+        (``_lock`` held)."""
+        minute = int(now // MINUTE) * MINUTE
+        bucket = self._minutes.get(minute)
+        if bucket is None:
+            bucket = self._minutes[minute] = _Bucket()
+        self._current, self._current_from, self._current_until = bucket, float(minute), float(minute + MINUTE)
+        return bucket
 
     def _admit(self, endpoint: tuple[str, str]) -> tuple[str, str]:
         """A route not seen before (``_lock`` held): tracked, or counted as ``OTHER`` once
@@ -270,6 +300,8 @@ class IdentityCounts(SpanProcessor):
         with self._lock:
             for minute in [m for m in self._minutes if m < now - MINUTES_KEPT * MINUTE]:
                 old = self._minutes.pop(minute)
+                if old is self._current:
+                    self._current = None
                 hour = int(minute // HOUR) * HOUR
                 target = self._hours.get(hour)
                 if target is None:

@@ -327,15 +327,21 @@ class _Request:
         kind = _SERVER
         self.outer: Any = None
         # the extracted parent's span, or (none extracted) the current one
-        parent_span = trace.get_current_span(parent)
+        if _SPAN_KEY is not None:  # the standard runtime context: read and build it directly
+            base = parent if parent is not None else _CONTEXT_VAR_GET()
+            found = base.get(_SPAN_KEY)
+            # (an ABC's isinstance costs more than the rest of this: none current is the usual case)
+            parent_span = found if found is not None and isinstance(found, trace.Span) else trace.INVALID_SPAN
+        else:
+            parent_span = trace.get_current_span(parent)
         if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
             self.outer, kind = parent_span, _INTERNAL
         spans = pipeline.server_spans
         if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
             # The light span (_server_span): what processors read, without the SDK span's own cost.
             span = spans.start(name, parent, kind, time.time_ns(), parent_span.get_span_context())
-            if type(span) is ServerSpan:
-                span.set_own(self._span_attributes(environ, path))
+            if type(span) is ServerSpan:  # not yet in any context: its attributes are taken as they are
+                span.start_own(self._span_attributes(environ, path))
         elif tracer.sampler is pipeline.settings_sampler:
             # Our samplers never read attributes: build and store them only for a sampled span.
             span = tracer.start_span(name, parent, kind)
@@ -345,7 +351,10 @@ class _Request:
             # Someone else's sampler: the semantic conventions ask for these at span creation.
             span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
         self.span = span
-        self.context = trace.set_span_in_context(span, parent)
+        if _SPAN_KEY is not None:  # what ``set_span_in_context(span, parent)`` returns, in one step
+            self.context = otel_context.Context({**base, _SPAN_KEY: span})
+        else:
+            self.context = trace.set_span_in_context(span, parent)
         self.token: Any = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
         pipeline.active.add(self)
         pipeline.active_keys.add((method, self.scheme))
@@ -360,7 +369,7 @@ class _Request:
         attrs: dict[str, Any] = {
             "http.request.method": self.method,
             "url.scheme": self.scheme,
-            "url.path": path[:2048],
+            "url.path": path if len(path) <= 2048 else path[:2048],
         }
         if self.method == "_OTHER":
             attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
@@ -484,26 +493,46 @@ class _Request:
             span.get_span_context(),
         )
         pipeline.requests_seen += 1
-        for target in (span,) if self.outer is None else (span, self.outer):
+        start_time = getattr(span, "start_time", None) if closed_late else None
+        end_time = start_time + int(duration * 1e9) if start_time else None
+        outer = self.outer
+        if type(span) is not ServerSpan and not span.is_recording() and (outer is None or not outer.is_recording()):
+            span.end(end_time)  # an unsampled request: nothing more to write
+            return
+        # What only the app knew, for the request span (and an instrumented outer layer's span).
+        final: dict[str, Any] = {}
+        name = None
+        if route is not None:
+            name = f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}"
+            final["http.route"] = route
+        if status is not None:
+            final["http.response.status_code"] = status
+        if error is not None:
+            final["error.type"] = error
+        if self.mw._response_headers is not None:
+            final.update(self.mw._response_headers.from_headers(self.headers))
+        if failure is not None:
+            error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
+        elif error is not None:
+            error_status = Status(StatusCode.ERROR, error)
+        else:
+            error_status = None
+        if type(span) is ServerSpan and outer is None:
+            # The light span: name, attributes, status and end in one step.
+            if failure is not None and span.is_recording():
+                span.add_event("exception", failure.event, failure.timestamp)
+            span.end_request(name, final, error_status, end_time)
+            return
+        for target in (span,) if outer is None else (span, outer):
             if target.is_recording():
-                final: dict[str, Any] = {}
-                if route is not None:
-                    target.update_name(f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}")
-                    final["http.route"] = route
-                if status is not None:
-                    final["http.response.status_code"] = status
-                if error is not None:
-                    final["error.type"] = error
-                if self.mw._response_headers is not None:
-                    final.update(self.mw._response_headers.from_headers(self.headers))
+                if name is not None:
+                    target.update_name(name)
                 _set_clean_attributes(target, final)
                 if failure is not None:
                     target.add_event("exception", failure.event, failure.timestamp)
-                    target.set_status(Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256]))
-                elif error is not None:
-                    target.set_status(Status(StatusCode.ERROR, error))
-        start_time = getattr(span, "start_time", None) if closed_late else None
-        span.end(start_time + int(duration * 1e9) if start_time else None)
+                if error_status is not None:
+                    target.set_status(error_status)
+        span.end(end_time)
 
 
 class _Failure:
@@ -552,10 +581,22 @@ def _runtime_context_var() -> ContextVar[Any] | None:
     return None
 
 
+def _span_key() -> str | None:
+    """The key the API keeps the current span under in a ``Context``, found through the public
+    ``set_span_in_context`` (None if a new API version stores it otherwise)."""
+    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context()))
+    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None
+
+
 _CONTEXT_VAR = _runtime_context_var()
+#: with the standard runtime context, the request reads the current span and makes its own
+#: context directly (``get_current_span``/``set_span_in_context`` are four calls deep each)
+_SPAN_KEY: str | None = None
 if _CONTEXT_VAR is not None:
     _attach: Callable[[Any], Any] = _CONTEXT_VAR.set
     _detach: Callable[[Any], Any] = _CONTEXT_VAR.reset
+    _CONTEXT_VAR_GET: Callable[[], otel_context.Context] = _CONTEXT_VAR.get
+    _SPAN_KEY = _span_key()
 else:  # another runtime context (OTEL_PYTHON_CONTEXT): the public calls
     _attach, _detach = otel_context.attach, otel_context.detach
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import time_ns
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -32,7 +33,7 @@ from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
 
 if TYPE_CHECKING:
@@ -62,6 +63,41 @@ _SAMPLED_DECISIONS = frozenset((Decision.RECORD_AND_SAMPLE,))
 _RECORDING_DECISIONS = frozenset((Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE))
 #: processors known to read a span only in ``on_end``, once it no longer changes
 _READ_AT_END: tuple[type, ...] = (BatchSpanProcessor, SimpleSpanProcessor)
+
+
+_MAX_TRACE_ID = 2**128 - 1
+_MAX_SPAN_ID = 2**64 - 1
+
+
+def _span_context_maker() -> Callable[[int, int, TraceFlags, TraceState | None], SpanContext]:
+    """``SpanContext(trace_id, span_id, False, flags, trace_state)``, without the API's Python-level
+    ``__new__`` (a call, its defaults and checks: about 3,000 instructions per request) when the
+    tuple it builds has the layout this module knows -- checked here against the constructor;
+    any other API version gets the constructor itself."""
+    empty = SpanContext(1, 1, False).trace_state  # the API's shared empty TraceState
+    build = tuple.__new__
+
+    def direct(trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState | None) -> SpanContext:
+        valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
+        state = empty if trace_state is None else trace_state
+        return build(SpanContext, (trace_id, span_id, False, flags, state, valid))
+
+    def constructor(trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState | None) -> SpanContext:
+        return SpanContext(trace_id, span_id, False, flags, trace_state)
+
+    probes = (
+        (0xABC, 0xDEF, _SAMPLED, None),
+        (0, 0, _NOT_SAMPLED, TraceState([("k", "v")])),
+        (1, 2**64, _SAMPLED, None),
+    )
+    for probe in probes:
+        made, expected = direct(*probe), constructor(*probe)
+        if tuple(made) != tuple(expected) or made.is_valid != expected.is_valid or made != expected:
+            return constructor
+    return direct
+
+
+_span_context = _span_context_maker()
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -158,7 +194,7 @@ class ServerSpans:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
-        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        context = _span_context(trace_id, self.ids.generate_span_id(), flags, trace_state)
         if not recording:
             return trace.NonRecordingSpan(context)
         return ServerSpan(self, name, context, parent_context, kind, start_time)
@@ -169,7 +205,25 @@ class ServerSpan(trace.Span, ReadableSpan):
 
     The request path stores its own attributes with :meth:`set_own`; everything else goes through
     the API and is validated and bounded as the SDK's span does. After :meth:`end` nothing changes it.
+
+    What processors read (``name``, ``context``, ``kind``, ``parent``, ``start_time``,
+    ``end_time``, ``attributes``, ``status``) are plain fields, not ``ReadableSpan``'s properties:
+    each property read is a Python call (about 600 instructions) and every processor reads several
+    for every request. ``ReadableSpan``'s own fields (``_name``, ...) hold the same values, for
+    its methods (``to_json``) and the OTLP encoder.
     """
+
+    __slots__ = ("name", "context", "kind", "parent", "start_time", "end_time", "attributes", "status")
+
+    name: str
+    context: SpanContext
+    kind: SpanKind
+    parent: SpanContext | None
+    start_time: int
+    end_time: int | None
+    #: a read-only view of the attributes, made once (``ReadableSpan.attributes`` makes one per read)
+    attributes: MappingProxyType[str, types.AttributeValue]
+    status: Status
 
     def __init__(
         self,
@@ -181,20 +235,22 @@ class ServerSpan(trace.Span, ReadableSpan):
         start_time: int,
     ) -> None:
         # ReadableSpan's fields, set directly (its __init__ would build an empty Resource)
-        self._name = name
+        self._name = self.name = name
         self._context: SpanContext | None = context
-        self._span_context = context  # the same, typed as always present
-        self._kind = kind
+        self._span_context = self.context = context  # the same, typed as always present
+        self._kind = self.kind = kind
         self._instrumentation_info = None
         self._instrumentation_scope = spans.scope
-        self._parent = parent
-        self._start_time = start_time
+        self._parent = self.parent = parent
+        self._start_time = self.start_time = start_time
         self._end_time: int | None = None
+        self.end_time = None
         self._attributes: dict[str, types.AttributeValue] = {}
+        self.attributes = MappingProxyType(self._attributes)
         self._events: list[Event] = []
         self._links: Sequence[Link] = _NO_LINKS
         self._resource = spans.resource
-        self._status = _UNSET
+        self._status = self.status = _UNSET
         self._spans = spans
         self._dropped_attributes = 0
         self._dropped_events = 0
@@ -214,13 +270,51 @@ class ServerSpan(trace.Span, ReadableSpan):
                 for key, value in attributes.items():
                     self._store(key, value)
 
+    def start_own(self, attributes: dict[str, types.AttributeValue]) -> None:
+        """The request path's first attributes (str and int, bounded), given right after
+        :meth:`ServerSpans.start`, before any other code can see the span (it is in no context
+        yet): the dict itself becomes the span's, without a copy or the lock. Else as
+        :meth:`set_own`."""
+        maxlen = self._spans.limits.max_span_attributes
+        if self._attributes or self._end_time is not None or (maxlen is not None and len(attributes) > maxlen):
+            self.set_own(attributes)
+            return
+        self._attributes = attributes
+        self.attributes = MappingProxyType(attributes)
+
+    def end_request(
+        self,
+        name: str | None,
+        attributes: dict[str, types.AttributeValue],
+        status: Status | None,
+        end_time: int | None,
+    ) -> None:
+        """The request path's end in one step (one acquisition of the lock, not four): its name with
+        the route, its final attributes (built by it, as :meth:`set_own`), its ERROR status (None:
+        none; as :meth:`set_status`, an OK set by user code stays), then :meth:`end`."""
+        with _WRITES:
+            ended = self._end_time is not None
+            if not ended:
+                if name is not None:
+                    self._name = self.name = name
+                if attributes:
+                    maxlen = self._spans.limits.max_span_attributes
+                    if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
+                        self._attributes.update(attributes)
+                    else:
+                        for key, value in attributes.items():
+                            self._store(key, value)
+                if status is not None and self._status.status_code is not _OK:
+                    self._status = self.status = status
+                self._end_time = self.end_time = end_time if end_time is not None else time_ns()
+        if ended:
+            _logger.warning("Calling end() on an ended span.")
+            return
+        self._spans.processors.on_end(self)
+
     # -- trace.Span --------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        return self._span_context
-
-    @property
-    def context(self) -> SpanContext:
         return self._span_context
 
     def is_recording(self) -> bool:
@@ -298,7 +392,7 @@ class ServerSpan(trace.Span, ReadableSpan):
     def update_name(self, name: str) -> None:
         with _WRITES:
             if self._end_time is None:
-                self._name = name
+                self._name = self.name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         # As the SDK: OK is final, UNSET is ignored, a Status object carries its own description.
@@ -314,7 +408,7 @@ class ServerSpan(trace.Span, ReadableSpan):
             return
         with _WRITES:
             if self._end_time is None and self._status.status_code is not _OK:
-                self._status = new
+                self._status = self.status = new
 
     def record_exception(
         self,
@@ -339,7 +433,7 @@ class ServerSpan(trace.Span, ReadableSpan):
         with _WRITES:
             ended = self._end_time is not None
             if not ended:
-                self._end_time = end_time if end_time is not None else time_ns()
+                self._end_time = self.end_time = end_time if end_time is not None else time_ns()
         if ended:
             _logger.warning("Calling end() on an ended span.")
             return
