@@ -57,7 +57,7 @@ HEAVY = (
 def make_app():
     """The gunicorn entry point (``analytics_load:make_app()``): the benchmark app with 500 routes, monitored."""
     sys.path.insert(0, str(HERE))
-    sys.path.append(str(ROOT))
+    sys.path.insert(1, str(ROOT))  # the repository's otel_monitor, before any installed one
     from apps import make_flask_app
 
     from otel_monitor import Monitor
@@ -78,7 +78,7 @@ def free_port() -> int:
 
 def seed_history(path: str, rows_per_minute: int, days: float = 7.0) -> int:
     """Per-minute rows over ``days``, ``rows_per_minute`` (route, status) keys a minute, rotating over all routes."""
-    sys.path.append(str(ROOT))
+    sys.path.insert(1, str(ROOT))  # the repository's otel_monitor, before any installed one
     from otel_monitor.analytics.history import History
     from otel_monitor.telemetry.pipeline import DURATION_BUCKETS
 

@@ -33,7 +33,7 @@ from typing import Any
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-sys.path.append(os.path.dirname(_HERE))
+sys.path.insert(1, os.path.dirname(_HERE))  # the repository's otel_monitor, before any installed one
 
 STACKS = ("otel_monitor", "pfe", "stock_otel")
 #: stacks measured under gunicorn only (prometheus_flask_exporter's own multiprocess mode)
@@ -99,8 +99,8 @@ def _health_ms(url: str, n: int) -> list[float]:
 
 
 _HEALTH_INPROCESS = """
-import json, sys, time
-sys.path.insert(0, {here!r})
+import json, os, sys, time
+sys.path[:0] = [{here!r}, os.path.dirname({here!r})]
 from apps import build_app
 app = build_app("otel_monitor", extra_routes={routes})
 client = app.test_client()

@@ -17,8 +17,9 @@ from typing import Any
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-# Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
-sys.path.append(os.path.dirname(_HERE))
+# The repository's otel_monitor, before any installed one: a run measures the tree it is run from
+# (with --python naming another checkout's interpreter, its installed copy was measured instead).
+sys.path.insert(1, os.path.dirname(_HERE))
 
 from apps import SCRAPE_STATUSES, StackUnavailable, build_app  # noqa: E402 - after the sys.path set-up above
 

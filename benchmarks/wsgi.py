@@ -6,8 +6,7 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-# Fallback for an otel_monitor that is not pip-installed yet: the repository root, after site-packages.
-sys.path.append(os.path.dirname(_HERE))
+sys.path.insert(1, os.path.dirname(_HERE))  # the repository's otel_monitor, before any installed one
 
 from apps import build_app  # noqa: E402 - after the sys.path set-up above
 
