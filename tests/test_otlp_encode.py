@@ -378,3 +378,14 @@ def test_random_light_request_spans_encode_to_the_official_encoders_bytes(batch)
         assert SpanEncoder().encode(batch) == official_bytes(batch)
     finally:
         logging.disable(logging.NOTSET)
+
+
+def test_the_fast_exporter_takes_the_official_exporters_public_arguments_in_their_order():
+    import inspect
+
+    def public(cls):
+        return [
+            (p.name, p.kind) for p in inspect.signature(cls.__init__).parameters.values() if not p.name.startswith("_")
+        ]
+
+    assert public(FastOTLPSpanExporter) == public(OfficialHttpExporter)

@@ -226,21 +226,14 @@ class IdentityCounts(SpanProcessor):
         exclude = self._exclude
         if exclude is not None and (route == exclude or route.startswith(self._exclude_slash)):
             return
-        endpoint = (route, method if type(method) is str else str(method))
+        method = method if type(method) is str else str(method)
         if identity is None:
-            now = self.clock()
-            with self._lock:
-                if endpoint not in self._routes:
-                    endpoint = self._admit(endpoint)
-                bucket = self._minute_bucket(now)
-                bucket.shared = None
-                anonymous = bucket.anonymous
-                anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
+            self.record(route, method, None, False, 0.0)
             return
         end, start = span.end_time, span.start_time
         self.record(
-            endpoint[0],
-            endpoint[1],
+            route,
+            method,
             identity if type(identity) is str else str(identity),
             span.status.status_code is _ERROR,
             (end - start) / 1e9 if end is not None and start is not None else 0.0,
@@ -272,14 +265,12 @@ class IdentityCounts(SpanProcessor):
 
     def record(self, route: str, method: str, identity: str | None, error: bool, seconds: float) -> None:
         """Count one request (``identity`` None: anonymous)."""
-        minute = int(self.clock() // MINUTE) * MINUTE
+        now = self.clock()
         endpoint = (route, method)
         with self._lock:
             if endpoint not in self._routes:
                 endpoint = self._admit(endpoint)
-            bucket = self._minutes.get(minute)
-            if bucket is None:
-                bucket = self._minutes[minute] = _Bucket()
+            bucket = self._minute_bucket(now)
             bucket.shared = None
             if identity is None:
                 anonymous = bucket.anonymous

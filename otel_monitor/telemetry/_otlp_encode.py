@@ -424,9 +424,12 @@ class SpanEncoder:
 class FastOTLPSpanExporter(_HttpSpanExporter):
     """The official OTLP/HTTP span exporter with :class:`SpanEncoder` serialising (see the module doc)."""
 
-    def __init__(  # the official exporter's arguments (those of its session= form)
+    def __init__(  # the official exporter's public arguments, in its order
         self,
         endpoint: str | None = None,
+        certificate_file: str | None = None,
+        client_key_file: str | None = None,
+        client_certificate_file: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         compression: Compression | None = None,
@@ -437,6 +440,9 @@ class FastOTLPSpanExporter(_HttpSpanExporter):
     ) -> None:
         super().__init__(
             endpoint,
+            certificate_file=certificate_file,
+            client_key_file=client_key_file,
+            client_certificate_file=client_certificate_file,
             headers=headers,
             timeout=timeout,
             compression=compression,
