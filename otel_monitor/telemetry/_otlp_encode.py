@@ -37,14 +37,15 @@ The ``otlp_traces_encoder`` setting ("fast", default, or "official") chooses bet
 from __future__ import annotations
 
 import logging
+import operator
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as _HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 
 from ..request._server_span import ServerSpan
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import Link, SpanContext
+    from opentelemetry.trace import Link, Status
 
 _logger = logging.getLogger("otel_monitor")
 
@@ -242,6 +243,49 @@ _SERVER_KIND = _KINDS[_SERVER.value]
 _NAMES: dict[str, bytes] = {}
 
 
+def _context_fields_reader() -> Callable[[SpanContext], tuple[int, int, bool, TraceState]]:
+    """``(trace_id, span_id, is_remote, trace_state)`` of a ``SpanContext``: read as one C-level
+    ``itemgetter`` from the tuple it is when its layout is the known one (checked here against its
+    properties, each a Python call), else through the properties."""
+
+    def by_property(context: SpanContext) -> tuple[int, int, bool, TraceState]:
+        return context.trace_id, context.span_id, context.is_remote, context.trace_state
+
+    probe = SpanContext(0x5A, 0x6B, True, TraceFlags(1), TraceState([("k", "v")]))
+    by_index = operator.itemgetter(0, 1, 2, 4)
+    try:
+        got, want = by_index(probe), by_property(probe)
+        known = isinstance(probe, tuple) and all(type(a) is type(b) and a == b for a, b in zip(got, want, strict=True))
+    except (IndexError, TypeError, ValueError):
+        known = False
+    return by_index if known else by_property
+
+
+_context_fields = _context_fields_reader()
+#: id(status) -> (the status, its Status field): most spans share a few Status objects (the request
+#: span's UNSET is one object); held, so an id is not reused while it is here; cleared when full
+_STATUSES: dict[int, tuple[Status, bytes]] = {}
+
+
+def _status(status: Status) -> bytes:
+    known = _STATUSES.get(id(status))
+    if known is not None and known[0] is status:
+        return known[1]
+    code = status.status_code
+    description = status.description
+    if description:
+        body = [_str(_ST_MESSAGE, description)]
+        if code is not _UNSET:
+            body.append(_ST_CODE + _varint(code.value))
+        field = _delimited(_S_STATUS, b"".join(body))
+    else:
+        field = _STATUS_UNSET if code is _UNSET else _STATUS_BY_CODE[code.value]
+    if len(_STATUSES) >= 64:
+        _STATUSES.clear()
+    _STATUSES[id(status)] = (status, field)
+    return field
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message body (fields in field-number order, defaults omitted, as protobuf writes)."""
     attributes: bytes
@@ -267,15 +311,17 @@ def encode_span(span: ReadableSpan) -> bytes:
         dropped_events, dropped_links = span.dropped_events, span.dropped_links
     if context is None:
         raise ValueError(f"span {name!r} has no span context")
-    parts = [_TRACE_ID_HEAD, context.trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, context.span_id.to_bytes(8, "big")]
-    trace_state = context.trace_state
+    trace_id, span_id, _, trace_state = _context_fields(context)
+    parts = [_TRACE_ID_HEAD, trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, span_id.to_bytes(8, "big")]
     if trace_state is not DEFAULT_TRACE_STATE and trace_state:
         joined = ",".join([f"{key}={value}" for key, value in trace_state.items()])
         if joined:
             parts.append(_str(_S_TRACE_STATE, joined))
+    parent_remote = False
     if parent is not None:
+        _, parent_span_id, parent_remote, _ = _context_fields(parent)
         parts.append(_PARENT_HEAD)
-        parts.append(parent.span_id.to_bytes(8, "big"))
+        parts.append(parent_span_id.to_bytes(8, "big"))
     if name:
         field = _NAMES.get(name)
         if field is None:
@@ -321,16 +367,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     if dropped_links:
         parts.append(_S_DROPPED_LINKS + _varint(dropped_links))
     if status is not None:
-        code = status.status_code
-        description = status.description
-        if description:
-            body = [_str(_ST_MESSAGE, description)]
-            if code is not _UNSET:
-                body.append(_ST_CODE + _varint(code.value))
-            parts.append(_delimited(_S_STATUS, b"".join(body)))
-        else:
-            parts.append(_STATUS_UNSET if code is _UNSET else _STATUS_BY_CODE[code.value])
-    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+        parts.append(_status(status))
+    parts.append(_FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
 
@@ -377,8 +415,10 @@ class SpanEncoder:
         last_scope: object = _NO_SCOPE
         encoded: list[bytes] = []
         for span in spans:
-            resource = span.resource
-            scope = span.instrumentation_scope or None
+            if type(span) is ServerSpan:  # its own fields (ReadableSpan's properties are Python calls)
+                resource, scope = span._resource, span._instrumentation_scope or None
+            else:
+                resource, scope = span.resource, span.instrumentation_scope or None
             if resource is not last_resource or scope is not last_scope:
                 last_resource, last_scope = resource, scope
                 scopes = by_resource.get(id(resource))
