@@ -30,7 +30,7 @@ from opentelemetry.trace.span import TraceState
 
 from otel_monitor.request._server_span import ServerSpan, ServerSpans, SpanProcessors
 from otel_monitor.settings import resolve_settings
-from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder
+from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder, _request_span
 from otel_monitor.telemetry._otlp_grpc import FastGrpcOTLPSpanExporter
 from otel_monitor.telemetry.pipeline import span_exporters
 
@@ -376,8 +376,30 @@ def test_random_light_request_spans_encode_to_the_official_encoders_bytes(batch)
     logging.disable(logging.ERROR)
     try:
         assert SpanEncoder().encode(batch) == official_bytes(batch)
+        # again, once their names are known: the usual shape (no events, links, drops or trace
+        # state) is then written in one join (_request_span)
+        assert SpanEncoder().encode(batch) == official_bytes(batch)
     finally:
         logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("parent", [None, SpanContext(0x1F, 0x2E, True, TraceFlags(1))], ids=["root", "remote-parent"])
+@pytest.mark.parametrize("code", [StatusCode.UNSET, StatusCode.ERROR])
+def test_a_request_span_of_the_usual_shape_is_written_in_one_join_with_the_official_bytes(parent, code):
+    factory = ServerSpans(
+        SpanProcessors(), RESOURCES[0], CountingIds(), ALWAYS_ON, SpanLimits(), SCOPES[1], "always_on"
+    )
+    spans = []
+    for n in range(3):
+        span = factory.start("GET /users/<id>", None, SpanKind.SERVER, 1_000 + n, parent)
+        assert type(span) is ServerSpan
+        span.start_own({"http.request.method": "GET", "url.path": f"/users/{n}", "server.port": 8000})
+        error = Status(StatusCode.ERROR, "boom") if code is StatusCode.ERROR else None
+        span.end_request("GET /users/<id>", {"http.response.status_code": 200 + n}, error, 2_000 + n)
+        spans.append(span)
+    first = SpanEncoder().encode(spans)  # the name becomes known here
+    assert all(_request_span(span) is not None for span in spans)
+    assert first == SpanEncoder().encode(spans) == official_bytes(spans)
 
 
 def test_the_fast_exporter_takes_the_official_exporters_public_arguments_in_their_order():
