@@ -13,9 +13,10 @@ For each stack it prints the worker's threads (the split between the request thr
 thread depends on where batches were exported: a partial batch is flushed by the exiting main
 thread; their sum is the figure) and ``bare / stack``: the throughput ratio a CPU-bound worker
 would reach if each instruction cost the same. The kernel's share of a request (accept, read,
-write, close: the same for every stack) is not counted, so the ratio is a lower bound of the CPU-bound one. Background threads that wake on a
-clock (the system gauges, the analytics' tick) do work per second, not per request, and valgrind
-slows the process about 50-fold: they are listed apart and left out of the ratio.
+write, close: the same for every stack) is not counted, so the ratio is a lower bound of the
+CPU-bound one. Background threads that wake on a clock (the system gauges, the analytics' tick) do
+work per second, not per request, and valgrind slows the process about 50-fold: they are listed
+apart and left out of the ratio.
 
 OTLP goes to a local sink, as ``run.py --otel-monitor-export otlp`` does; the batch span processor
 exports full batches only (``OTEL_BSP_SCHEDULE_DELAY`` 600 s), as at wrk's request rates.
