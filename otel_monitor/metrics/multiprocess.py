@@ -869,38 +869,64 @@ class _Group:
 
     def ask_to_publish(self, timeout: float) -> None:
         """Ask every other live worker to publish now; return when all answered or ``timeout`` passed."""
+        self.ask().wait(timeout)
+
+    def ask(self) -> _Asked:
+        """Ask every other live worker to publish now, without waiting: the caller does its own
+        work while they answer, then waits with :meth:`_Asked.wait` (which also closes the ask)."""
         live, _ = self.peers()
         targets = [self.path(pid, "sock") for pid in live]
         if not targets:
-            return
+            return _Asked(None, "", 0)
         reply = os.path.join(self.directory, f"q-{os.getpid()}-{threading.get_ident()}-{next(_asks)}.sock")
         if len(reply.encode()) > _MAX_SOCKET_PATH:
-            return
+            return _Asked(None, "", 0)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pending = 0
         try:
             sock.bind(reply)
-            pending = 0
             for target in targets:
                 try:
                     sock.sendto(b"publish", target)
                     pending += 1
                 except OSError:
                     pass  # a worker that just exited, or one without a listener
-            deadline = time.monotonic() + timeout
-            while pending:
+        except BaseException:
+            _Asked(sock, reply, 0).close()
+            raise
+        return _Asked(sock, reply, pending)
+
+
+class _Asked:
+    """The other workers asked to publish (:meth:`_Group.ask`): their answers, still to be awaited."""
+
+    def __init__(self, sock: socket.socket | None, reply: str, pending: int) -> None:
+        self._sock, self._reply, self._pending = sock, reply, pending
+        self._since = time.monotonic()
+
+    def wait(self, timeout: float) -> None:
+        """Return when every asked worker answered or ``timeout`` passed since the ask; then close."""
+        try:
+            deadline = self._since + timeout
+            while self._pending and self._sock is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                sock.settimeout(left)
+                self._sock.settimeout(left)
                 try:
-                    sock.recv(16)
+                    self._sock.recv(16)
                 except OSError:
                     break
-                pending -= 1
+                self._pending -= 1
         finally:
+            self.close()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
             sock.close()
             with contextlib.suppress(OSError):
-                os.unlink(reply)
+                os.unlink(self._reply)
 
 
 _asks = itertools.count()
@@ -1244,17 +1270,26 @@ class WorkerView:
         if not self._usable():
             return self._own(), None
         self.settle()
-        data, own = self._fresh()
         try:
+            # The others publish while this worker takes and publishes its own numbers (on two
+            # cores, three answers queue behind each other: overlapping saves this worker's share).
+            asked = self.group.ask()
+        except OSError as exc:
+            self._failed(exc)
+            return self._own(), None
+        try:
+            data, own = self._fresh()
             # what we show is on disk before anybody shows the next total
             own_registry = self.publish(own)
-            self.group.ask_to_publish(PUBLISH_WAIT)
+            asked.wait(PUBLISH_WAIT)
             merged, registry = self._merged(own, data, own_registry)
             self._read_cache = (time.monotonic(), merged)
             return merged, _default_registry.families(registry)
         except OSError as exc:
             self._failed(exc)
             return self._own(), None
+        finally:
+            asked.close()
 
     def read(self) -> MetricsData | None:
         if not self._usable():
