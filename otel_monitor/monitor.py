@@ -370,15 +370,21 @@ def _install_flask_hooks(app: Flask) -> None:
     """Tell the middleware the matched route template and any exception the app handled."""
     from flask import got_request_exception, request
 
-    def record_route() -> None:
-        # one context lookup instead of two; request is a LocalProxy (typed by Flask as the Request)
-        current = request._get_current_object()  # type: ignore[attr-defined]
-        rule = current.url_rule
-        if rule is not None:
-            current.environ[ROUTE_KEY] = rule.rule
+    def record_route(endpoint: str | None, values: object) -> None:
+        try:
+            # one context lookup instead of two; request is a LocalProxy (typed by Flask as the Request)
+            current = request._get_current_object()  # type: ignore[attr-defined]
+            rule = current.url_rule
+            if rule is not None:
+                current.environ[ROUTE_KEY] = rule.rule
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            pass
 
-    # First, so that an earlier before_request that raises still leaves the route known.
-    app.before_request_funcs.setdefault(None, []).insert(0, record_route)
+    # A URL value preprocessor, not a before_request function: Flask's preprocess_request calls
+    # these first, directly (a before_request function goes through ``ensure_sync``, an
+    # ``inspect.iscoroutinefunction`` per request), so the route is known even when a
+    # before_request function -- or another URL value preprocessor of the app -- raises or aborts.
+    app.url_value_preprocessors.setdefault(None, []).insert(0, record_route)
 
     def record_exception(sender: object, exception: BaseException, **extra: object) -> None:
         try:
