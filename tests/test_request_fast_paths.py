@@ -59,11 +59,50 @@ def test_the_route_is_known_when_an_apps_url_value_preprocessor_raises(monitors)
     assert spans["/plain"].attributes["error.type"] == "KeyError"
 
 
-def test_the_monitor_adds_no_before_request_function(monitors):
+def test_the_monitor_adds_no_flask_function_that_runs_per_request(monitors):
     app = Flask("no_before_request")
     app.add_url_rule("/", "index", lambda: "ok")
     monitors(app, system_metrics=False, analytics=False)
     assert app.before_request_funcs.get(None, []) == []
+    assert app.url_value_preprocessors.get(None, []) == []
+    assert app.after_request_funcs.get(None, []) == []
+
+
+def test_a_route_set_by_the_app_in_the_environ_wins_over_the_matched_rule(monitors):
+    from otel_monitor.request._request_path import ROUTE_KEY
+
+    app = Flask("route_key_wins")
+
+    @app.get("/items/<name>")
+    def item(name):
+        request.environ[ROUTE_KEY] = "/custom/{name}"
+        return name
+
+    telemetry = Telemetry(monitors(app, system_metrics=False))
+    closing_client(app).get("/items/x")
+    (span,) = telemetry.spans()
+    assert span.attributes["http.route"] == "/custom/{name}"
+    assert span.name == "GET /custom/{name}"
+
+
+def test_the_route_of_a_handled_exception_in_a_before_request_function_is_known(monitors):
+    app = Flask("route_before_raises")
+
+    @app.before_request
+    def fail():
+        raise RuntimeError("before")
+
+    @app.get("/items/<name>")
+    def item(name):
+        return name
+
+    telemetry = Telemetry(monitors(app, system_metrics=False))
+    assert closing_client(app).get("/items/x").status_code == 500
+    (span,) = telemetry.spans()
+    assert span.attributes["http.route"] == "/items/<name>"
+    assert span.attributes["error.type"] == "RuntimeError"
+    point = telemetry.point(DURATION, **{"http.route": "/items/<name>"})
+    assert point.attributes["http.response.status_code"] == 500
 
 
 def test_a_route_not_matched_records_no_route_and_the_request_goes_on(monitors):
