@@ -280,7 +280,7 @@ class _Shared:
     (:meth:`RequestInstrumentation._shared_for`), so a request copies them instead of parsing and
     building them again."""
 
-    __slots__ = ("method", "scheme", "name", "attributes", "active_key", "_names")
+    __slots__ = ("method", "scheme", "name", "attributes", "active_key", "names")
 
     def __init__(self, mw: RequestInstrumentation, environ: Environ) -> None:
         raw_method = environ.get("REQUEST_METHOD", "GET")
@@ -305,15 +305,16 @@ class _Shared:
             attributes["network.protocol.version"] = protocol[5:]
         #: copied into each request's attributes (never handed to a span itself)
         self.attributes = attributes
-        self._names: dict[str, str] = {}
+        #: route -> span name (``span_name``)
+        self.names: dict[str, str] = {}
 
     def span_name(self, route: str) -> str:
         """``"{method} {route}"`` (``HTTP`` for ``_OTHER``), made once per route (bounded)."""
-        name = self._names.get(route)
+        name = self.names.get(route)
         if name is None:
             name = f"{self.name} {route}"
-            if len(self._names) < _MAX_NAMES:
-                self._names[route] = name
+            if len(self.names) < _MAX_NAMES:
+                self.names[route] = name
         return name
 
 
@@ -489,14 +490,6 @@ class _Request:
         length = _declared_length(self.headers) if self.sent else None
         return length is not None and self.sent >= length
 
-    def exhausted(self) -> None:
-        """The body's last chunk was read. Under an instrumented outer layer the request ends now:
-        the outer SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
-        ``WSGIMiddleware``) never call ``close()``."""
-        self.end = time.perf_counter()
-        if self.outer is not None:
-            self.finish()
-
     def finish(self) -> None:
         # Claimed atomically (one C call under the GIL): the server's close(), the garbage
         # collector's queue and a scrape (``finish_unclosed``) may race for an unclosed body.
@@ -507,14 +500,15 @@ class _Request:
             return
         self.finished = True
         try:
-            self._finish(pipeline)
+            self._record(pipeline)
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
         serving = pipeline.serving  # after span.end: its processors may read it
         if serving.get(self.ident) is self:  # not when finished late, after the thread moved on
             serving.pop(self.ident, None)
 
-    def _finish(self, pipeline: RequestPipeline) -> None:
+    def _record(self, pipeline: RequestPipeline) -> None:
+        """The request's metrics, and its span's last attributes and end."""
         end = self.end
         duration = (end if end is not None else time.perf_counter()) - self.start
         status_text = self.status
@@ -557,7 +551,7 @@ class _Request:
         final: dict[str, Any] = {}
         name = None
         if route is not None:
-            name = shared.span_name(route)
+            name = shared.names.get(route) or shared.span_name(route)
             final["http.route"] = route
         if status is not None:
             final["http.response.status_code"] = status
@@ -636,6 +630,8 @@ class _Failure:
 
 
 _now = time.perf_counter
+#: what ``next`` returns at the end of a body (a WSGI body yields bytes only)
+_END: Any = object()
 
 
 def _runtime_context_var() -> ContextVar[Any] | None:
@@ -741,33 +737,38 @@ class _ResponseBody:
                 record.sent += len(chunk)
                 record.last = now()
                 yield chunk
-            record.exhausted()
-            return
-        context = record.context
-        try:
-            token = _attach(context)
+        else:
+            context = record.context
+            end = _END
             try:
-                iterator = iter(inner)
-            finally:
-                _detach(token)
-            while True:
+                # iter() and the first step run back to back: under one attachment
                 token = _attach(context)
                 try:
-                    chunk = next(iterator)
-                except StopIteration:
-                    break
+                    iterator = iter(inner)
+                    chunk = next(iterator, end)  # the end marker, not StopIteration through here
                 finally:
                     _detach(token)
-                record.sent += len(chunk)
-                record.last = now()
-                yield chunk
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            # The status line may already be on the wire; the telemetry still says it failed.
-            record.fail(exc)
-            raise
-        record.exhausted()
+                while chunk is not end:
+                    record.sent += len(chunk)
+                    record.last = now()
+                    yield chunk
+                    token = _attach(context)
+                    try:
+                        chunk = next(iterator, end)
+                    finally:
+                        _detach(token)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                # The status line may already be on the wire; the telemetry still says it failed.
+                record.fail(exc)
+                raise
+        # Read to its last chunk. Under an instrumented outer layer the request ends now: the outer
+        # SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
+        # ``WSGIMiddleware``) never call ``close()``.
+        record.end = now()
+        if record.outer is not None:
+            record.finish()
 
     def close(self) -> None:
         if self._closed:
