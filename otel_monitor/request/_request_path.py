@@ -266,7 +266,25 @@ class RequestInstrumentation:
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("detaching the request context")
         record.token = None
-        record.release(environ)
+        try:  # what ``finish`` needs from the environ, read now that the app returned
+            route = environ.get(ROUTE_KEY)  # a framework adapter's (or the app's own) first
+            if route is None and record.rule is not None:
+                rule = getattr(record.rule, "rule", None)
+                route = rule if type(rule) is str else None
+            record.route = route
+            exception = environ.pop(EXCEPTION_KEY, None)
+            if exception is not None and isinstance(exception, BaseException):
+                record.handled = _Failure(exception, self._redactor, record.span.is_recording())
+            status = record.status
+            if (
+                record.handled is not None
+                or (status is not None and status[:1] == "5")
+                or time.perf_counter() - record.start >= self._context_after_s
+            ):
+                # Text only: nothing the app put in the environ (an exception, a body) is kept.
+                record.request_environ = {k: v for k, v in environ.items() if type(v) is str}
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("reading the request's route")
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
             return result  # the server's own object: it keeps its sendfile path
@@ -337,7 +355,7 @@ class _Request:
     only when they change.
     """
 
-    #: read from the environ when the app returns (``release``): the record keeps no reference
+    #: read from the environ when the app returns (``__call__``): the record keeps no reference
     #: to the environ, so nothing the app put there (an exception and its traceback, whose
     #: frames hold the response body) can keep a dropped body alive
     route: str | None = None
@@ -351,7 +369,7 @@ class _Request:
     end: float | None = None  # perf_counter of the last byte, for a body never closed
     finished = False
     failure: _Failure | None = None  # raised out of the app or its body
-    #: the environ's text values, copied in ``release`` for a request already slow or failed
+    #: the environ's text values, copied when the app returns for a request already slow or failed
     #: (the trace store will likely keep it: its outlier context reads them); else None
     request_environ: dict[str, str] | None = None
     # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
@@ -441,28 +459,6 @@ class _Request:
         """``url.scheme`` as recorded (the pipeline's active-requests gauge reads it)."""
         return self.shared.scheme
 
-    def release(self, environ: Environ) -> None:
-        """Take what ``finish`` needs from the environ when the app returns, and let go of it."""
-        try:
-            route = environ.get(ROUTE_KEY)  # a framework adapter's (or the app's own) first
-            if route is None and self.rule is not None:
-                rule = getattr(self.rule, "rule", None)
-                route = rule if type(rule) is str else None
-            self.route = route
-            exception = environ.pop(EXCEPTION_KEY, None)
-            if exception is not None and isinstance(exception, BaseException):
-                self.handled = _Failure(exception, self.mw._redactor, self.span.is_recording())
-            status = self.status
-            if (
-                self.handled is not None
-                or (status is not None and status[:1] == "5")
-                or time.perf_counter() - self.start >= self.mw._context_after_s
-            ):
-                # Text only: nothing the app put in the environ (an exception, a body) is kept.
-                self.request_environ = {k: v for k, v in environ.items() if type(v) is str}
-        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
-            log_internal_error("reading the request's route")
-
     def fail(self, exc: BaseException) -> None:
         """The app or its body raised ``exc``: described now, so no reference to it is kept."""
         try:
@@ -499,88 +495,97 @@ class _Request:
         except KeyError:
             return
         self.finished = True
-        try:
-            self._record(pipeline)
+        try:  # the request's metrics, then its span's last attributes and its end
+            end = self.end
+            duration = (end if end is not None else time.perf_counter()) - self.start
+            status_text = self.status
+            status = _STATUS_CODES.get(status_text) if status_text is not None else None
+            if status is None:
+                if status_text is not None:
+                    status = _status_code(status_text)
+                if status is None and self.failure is not None:
+                    status = 500  # raised to the server before any response: what a PEP 3333 server sends
+            route = self.route
+            # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
+            failure = self.failure
+            error = None
+            if failure is not None:
+                error = failure.type_name
+            elif status is not None and status >= 500:
+                failure = self.handled
+                error = failure.type_name if failure is not None else str(status)
+            span = self.span
+            shared = self.shared
+            light = type(span) is ServerSpan
+            pipeline.request_metrics.record(
+                (shared.method, shared.scheme, route, status, error),
+                duration,
+                self.request_size,
+                self.sent if status is not None else None,
+                span.context if type(span) is ServerSpan else span.get_span_context(),
+                span.sampled if type(span) is ServerSpan else None,
+            )
+            pipeline.requests_seen += 1
+            end_time = None
+            if end is not None:  # finished for a body the server dropped without close(): timed to its end
+                start_time = getattr(span, "start_time", None)
+                end_time = start_time + int(duration * 1e9) if start_time else None
+            outer = self.outer
+            if not light and not span.is_recording() and (outer is None or not outer.is_recording()):
+                span.end(end_time)  # an unsampled request: nothing more to write
+            else:
+                # What only the app knew, for the request span (and an instrumented outer layer's).
+                final: dict[str, Any] = {}
+                name = None
+                if route is not None:
+                    name = shared.names.get(route) or shared.span_name(route)
+                    final["http.route"] = route
+                if status is not None:
+                    final["http.response.status_code"] = status
+                if error is not None:
+                    final["error.type"] = error
+                if self.mw._response_headers is not None:
+                    final.update(self.mw._response_headers.from_headers(self.headers))
+                if failure is not None:
+                    error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
+                elif error is not None:
+                    error_status = Status(StatusCode.ERROR, error)
+                else:
+                    error_status = None
+                if type(span) is ServerSpan and outer is None:
+                    # The light span: name, attributes, status and end in one step.
+                    if failure is not None and span.is_recording():
+                        span.add_event("exception", failure.event, failure.timestamp)
+                    span.end_request(name, final, error_status, end_time)
+                else:
+                    _end_spans(span, outer, name, final, failure, error_status, end_time)
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
         serving = pipeline.serving  # after span.end: its processors may read it
         if serving.get(self.ident) is self:  # not when finished late, after the thread moved on
             serving.pop(self.ident, None)
 
-    def _record(self, pipeline: RequestPipeline) -> None:
-        """The request's metrics, and its span's last attributes and end."""
-        end = self.end
-        duration = (end if end is not None else time.perf_counter()) - self.start
-        status_text = self.status
-        status = _STATUS_CODES.get(status_text) if status_text is not None else None
-        if status is None:
-            if status_text is not None:
-                status = _status_code(status_text)
-            if status is None and self.failure is not None:
-                status = 500  # raised to the server before any response: what a PEP 3333 server sends
-        route = self.route
-        # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
-        failure = self.failure
-        error = None
-        if failure is not None:
-            error = failure.type_name
-        elif status is not None and status >= 500:
-            failure = self.handled
-            error = failure.type_name if failure is not None else str(status)
-        span = self.span
-        shared = self.shared
-        light = type(span) is ServerSpan
-        pipeline.request_metrics.record(
-            (shared.method, shared.scheme, route, status, error),
-            duration,
-            self.request_size,
-            self.sent if status is not None else None,
-            span.context if type(span) is ServerSpan else span.get_span_context(),
-            span.sampled if type(span) is ServerSpan else None,
-        )
-        pipeline.requests_seen += 1
-        end_time = None
-        if end is not None:  # finished for a body the server dropped without close(): timed to its end
-            start_time = getattr(span, "start_time", None)
-            end_time = start_time + int(duration * 1e9) if start_time else None
-        outer = self.outer
-        if not light and not span.is_recording() and (outer is None or not outer.is_recording()):
-            span.end(end_time)  # an unsampled request: nothing more to write
-            return
-        # What only the app knew, for the request span (and an instrumented outer layer's span).
-        final: dict[str, Any] = {}
-        name = None
-        if route is not None:
-            name = shared.names.get(route) or shared.span_name(route)
-            final["http.route"] = route
-        if status is not None:
-            final["http.response.status_code"] = status
-        if error is not None:
-            final["error.type"] = error
-        if self.mw._response_headers is not None:
-            final.update(self.mw._response_headers.from_headers(self.headers))
-        if failure is not None:
-            error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
-        elif error is not None:
-            error_status = Status(StatusCode.ERROR, error)
-        else:
-            error_status = None
-        if type(span) is ServerSpan and outer is None:
-            # The light span: name, attributes, status and end in one step.
-            if failure is not None and span.is_recording():
-                span.add_event("exception", failure.event, failure.timestamp)
-            span.end_request(name, final, error_status, end_time)
-            return
-        for target in (span,) if outer is None else (span, outer):
-            if target.is_recording():
-                if name is not None:
-                    target.update_name(name)
-                _set_clean_attributes(target, final)
-                if failure is not None:
-                    target.add_event("exception", failure.event, failure.timestamp)
-                if error_status is not None:
-                    target.set_status(error_status)
-        span.end(end_time)
+
+def _end_spans(
+    span: trace.Span,
+    outer: Any,
+    name: str | None,
+    final: dict[str, Any],
+    failure: _Failure | None,
+    error_status: Status | None,
+    end_time: int | None,
+) -> None:
+    """The SDK's request span (and an instrumented outer layer's span): what only the app knew, then its end."""
+    for target in (span,) if outer is None else (span, outer):
+        if target.is_recording():
+            if name is not None:
+                target.update_name(name)
+            _set_clean_attributes(target, final)
+            if failure is not None:
+                target.add_event("exception", failure.event, failure.timestamp)
+            if error_status is not None:
+                target.set_status(error_status)
+    span.end(end_time)
 
 
 def _span_attributes(mw: RequestInstrumentation, shared: _Shared, environ: Environ, path: str) -> dict[str, Any]:
