@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from flask import Flask, abort, g, request
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
 
+from otel_monitor.request._server_span import ServerSpan
 from otel_monitor.testing import Telemetry, closing_client
 
 DURATION = "http.server.request.duration"
@@ -247,3 +249,183 @@ def test_a_span_attribute_set_by_the_view_stays_on_its_own_request_only(monitors
     spans = sorted(telemetry.spans(), key=lambda s: s.attributes["url.path"])
     assert spans[0].attributes.get("app.only_first") is True
     assert "app.only_first" not in spans[1].attributes
+
+
+# -- the light span's construction and its processors -----------------------------------------------
+
+
+def light_spans(*processors, sampler=None, ids=None):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanLimits
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_monitor.request._server_span import ServerSpans, SpanProcessors
+    from otel_monitor.telemetry._ids import PrivateIdGenerator
+
+    chain = SpanProcessors()
+    for processor in processors:
+        chain.add_span_processor(processor)
+    return ServerSpans(
+        chain,
+        Resource.create({"service.name": "fast-paths"}),
+        ids or PrivateIdGenerator(),
+        sampler or ALWAYS_ON,
+        SpanLimits(max_attribute_length=None),
+        InstrumentationScope("fast-paths"),
+        "always_on" if sampler is None else "",
+    )
+
+
+class EndedSpans(SpanProcessor):
+    reads_ended_spans_only = True
+
+    def __init__(self):
+        self.ended = []
+
+    def on_end(self, span):
+        self.ended.append(span)
+
+
+def test_a_sampled_light_span_is_exported_once_and_reaches_every_processor_in_their_order():
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class Ordered(EndedSpans):
+        def __init__(self, name, order):
+            super().__init__()
+            self.name, self.order = name, order
+
+        def on_end(self, span):
+            self.order.append(self.name)
+
+    exporter = InMemorySpanExporter()
+    order: list[str] = []
+    first, last = Ordered("first", order), Ordered("last", order)
+    batch = BatchSpanProcessor(exporter)
+    spans = light_spans(first, batch, last)
+    try:
+        span = spans.start("GET /x", None, SpanKind.SERVER, 1, None, {"url.path": "/x"})
+        assert type(span) is ServerSpan and span.sampled
+        span.end_request("GET /x", {"http.response.status_code": 200}, None, 2)
+        assert order == ["first", "last"]
+        assert batch.force_flush(30_000)
+        (exported,) = exporter.get_finished_spans()
+        assert exported is span
+        assert dict(exported.attributes) == {"url.path": "/x", "http.response.status_code": 200}
+    finally:
+        batch.shutdown()
+
+
+def test_a_record_only_light_span_reaches_the_processors_but_is_not_exported():
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args, **kwargs):
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self):
+            return "RecordOnly"
+
+    exporter = InMemorySpanExporter()
+    seen = EndedSpans()
+    batch = BatchSpanProcessor(exporter)
+    spans = light_spans(batch, seen, sampler=RecordOnly())
+    try:
+        span = spans.start("GET", None, SpanKind.SERVER, 1, None, {})
+        assert type(span) is ServerSpan and span.is_recording() and not span.sampled
+        assert not span.get_span_context().trace_flags.sampled
+        span.end()
+        assert seen.ended == [span]
+        assert batch.force_flush(30_000)
+        assert exporter.get_finished_spans() == ()
+    finally:
+        batch.shutdown()
+
+
+def test_light_span_ids_are_random_valid_and_as_the_api_constructor_makes_them():
+    from opentelemetry.trace import SpanContext
+
+    spans = light_spans()
+    contexts = [spans.start("GET", None, SpanKind.SERVER, 1, None, {}).get_span_context() for _ in range(2000)]
+    assert len({c.trace_id for c in contexts}) == 2000
+    assert len({c.span_id for c in contexts}) == 2000
+    for context in contexts:
+        assert 0 < context.trace_id < 2**128 and 0 < context.span_id < 2**64
+        expected = SpanContext(context.trace_id, context.span_id, False, context.trace_flags, context.trace_state)
+        assert context == expected and context.is_valid == expected.is_valid is True
+        assert context.trace_flags.sampled and context.trace_flags.random_trace_id
+
+
+def test_a_light_span_under_a_remote_parent_keeps_its_trace_and_state():
+    from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+
+    parent = SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.SAMPLED), TraceState([("k", "v")]))
+    span = light_spans().start("GET", None, SpanKind.SERVER, 1, parent, {})
+    context = span.get_span_context()
+    assert context.trace_id == 0xABC and context.span_id not in (0, 0xDEF)
+    assert context.trace_state == parent.trace_state and context.is_valid
+    assert span.parent is parent
+
+
+def test_an_id_generator_without_random_bits_is_asked_for_each_id():
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class Counting(IdGenerator):
+        def __init__(self):
+            self.calls = 0
+
+        def generate_span_id(self):
+            self.calls += 1
+            return 7
+
+        def generate_trace_id(self):
+            self.calls += 1
+            return 9
+
+    ids = Counting()
+    context = light_spans(ids=ids).start("GET", None, SpanKind.SERVER, 1, None, {}).get_span_context()
+    assert (context.trace_id, context.span_id, ids.calls) == (9, 7, 2)
+
+
+def test_readable_span_methods_read_the_light_spans_fields():
+    import json
+
+    span = light_spans().start("GET /a", None, SpanKind.SERVER, 1_000, None, {"url.path": "/a"})
+    span.add_event("e", {"k": 1}, 1_500)
+    span.set_status(StatusCode.ERROR, "bad")
+    span.end(2_000)
+    as_json = json.loads(span.to_json())
+    assert as_json["name"] == "GET /a" and as_json["kind"] == "SpanKind.SERVER"
+    assert as_json["attributes"] == {"url.path": "/a"}
+    assert as_json["status"]["status_code"] == "ERROR" and as_json["status"]["description"] == "bad"
+    assert [e["name"] for e in as_json["events"]] == ["e"]
+    assert span._name == span.name and span._end_time == span.end_time == 2_000
+    assert span._span_context is span.context and span._status is span.status
+
+
+def test_status_lines_are_each_requests_own_and_their_cache_is_bounded():
+    from otel_monitor.request import _request_path
+
+    for i in range(400):
+        assert _request_path._status_code(f"{200 + i % 300} Reason {i}") == 200 + i % 300
+    assert _request_path._status_code("abc Odd") is None
+    assert "abc Odd" not in _request_path._STATUS_CODES
+    assert len(_request_path._STATUS_CODES) <= _request_path._MAX_STATUS_TEXTS
+
+
+def test_span_names_per_route_are_bounded_and_right_past_the_bound(monitors):
+    app = Flask("many_routes")
+    for i in range(1100):
+        app.add_url_rule(f"/r{i}", f"r{i}", lambda: "ok")
+    telemetry = Telemetry(monitors(app, system_metrics=False, analytics=False))
+    client = closing_client(app)
+    for i in (0, 1099):
+        client.get(f"/r{i}")
+    shared = next(iter(app.wsgi_app._shared.values()))
+    for i in range(2, 1099):
+        assert shared.span_name(f"/r{i}") == f"GET /r{i}"
+    assert len(shared.names) <= 1024
+    assert sorted(s.name for s in telemetry.spans()) == ["GET /r0", "GET /r1099"]
