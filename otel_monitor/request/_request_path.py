@@ -386,13 +386,18 @@ class _Request:
         length = environ.get("CONTENT_LENGTH")
         if length:
             self.request_size = int(length) if length.isdigit() else None
-        key = (
-            environ.get("REQUEST_METHOD"),
-            environ.get("wsgi.url_scheme"),
-            environ.get("HTTP_HOST"),
-            environ.get("SERVER_NAME"),
-            environ.get("SERVER_PORT"),
-            environ.get("SERVER_PROTOCOL"),
+        host = environ.get("HTTP_HOST")
+        key: tuple[object, ...] = (
+            (environ.get("REQUEST_METHOD"), environ.get("wsgi.url_scheme"), host, environ.get("SERVER_PROTOCOL"))
+            if host  # the server's name and port count only without a Host header (_server_address)
+            else (
+                environ.get("REQUEST_METHOD"),
+                environ.get("wsgi.url_scheme"),
+                host,
+                environ.get("SERVER_PROTOCOL"),
+                environ.get("SERVER_NAME"),
+                environ.get("SERVER_PORT"),
+            )
         )
         shared = mw._shared.get(key)
         if shared is None:
@@ -517,13 +522,17 @@ class _Request:
             span = self.span
             shared = self.shared
             light = type(span) is ServerSpan
+            if type(span) is ServerSpan:
+                context, sampled = span.context, span.sampled
+            else:
+                context, sampled = span.get_span_context(), None
             pipeline.request_metrics.record(
                 (shared.method, shared.scheme, route, status, error),
                 duration,
                 self.request_size,
                 self.sent if status is not None else None,
-                span.context if type(span) is ServerSpan else span.get_span_context(),
-                span.sampled if type(span) is ServerSpan else None,
+                context,
+                sampled,
             )
             pipeline.requests_seen += 1
             end_time = None

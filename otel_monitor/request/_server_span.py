@@ -154,6 +154,7 @@ class ServerSpans:
         "_root_samples",
         "_parent_based",
         "_bits",
+        "max_attributes",
     )
 
     def __init__(
@@ -171,6 +172,8 @@ class ServerSpans:
         self.ids = ids
         self.sampler = sampler
         self.limits = limits
+        #: ``limits.max_span_attributes`` (SpanLimits do not change), read at every span's start and end
+        self.max_attributes = limits.max_span_attributes
         self.scope = scope
         self._random_ids = ids.is_trace_id_random()
         # Our own attributes are stored unchecked: only when no length limit could cut them.
@@ -246,7 +249,7 @@ class ServerSpans:
             return trace.NonRecordingSpan(context)
         if attributes is None:
             attributes = {}
-        maxlen = self.limits.max_span_attributes
+        maxlen = self.max_attributes
         if maxlen is not None and len(attributes) > maxlen:
             span = ServerSpan(self, name, context, parent_context, kind, start_time, {}, sampled)
             span.set_own(attributes)
@@ -379,7 +382,7 @@ class ServerSpan(trace.Span, ReadableSpan):
                 if name is not None:
                     self.name = name
                 if attributes:
-                    maxlen = self._spans.limits.max_span_attributes
+                    maxlen = self._spans.max_attributes
                     if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
                         self._attributes.update(attributes)
                     else:
