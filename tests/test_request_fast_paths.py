@@ -70,14 +70,14 @@ def test_the_monitor_adds_no_flask_function_that_runs_per_request(monitors):
     assert app.after_request_funcs.get(None, []) == []
 
 
-def test_a_route_set_by_the_app_in_the_environ_wins_over_the_matched_rule(monitors):
-    from otel_monitor.request._request_path import ROUTE_KEY
+def test_a_route_set_by_the_app_wins_over_the_matched_rule(monitors):
+    from otel_monitor import set_route
 
     app = Flask("route_key_wins")
 
     @app.get("/items/<name>")
     def item(name):
-        request.environ[ROUTE_KEY] = "/custom/{name}"
+        set_route(request.environ, "/custom/{name}")
         return name
 
     telemetry = Telemetry(monitors(app, system_metrics=False))
