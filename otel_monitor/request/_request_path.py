@@ -375,7 +375,7 @@ class _Request:
     # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
     # around a WSGI adapter): its SERVER span stays the request's only one, ours is INTERNAL
     # under it, and what only the app knows (route template, status, error) goes on both.
-    outer: Any = None
+    outer: trace.Span | None = None
     token: Any = None
     #: the URL rule of a Flask request, seen when its response started (its ``rule`` is the route)
     rule: Any = None
@@ -577,7 +577,7 @@ class _Request:
 
 def _end_spans(
     span: trace.Span,
-    outer: Any,
+    outer: trace.Span | None,
     name: str | None,
     final: dict[str, Any],
     failure: _Failure | None,
