@@ -149,15 +149,17 @@ def test_a_generator_body_runs_with_the_request_span_current_at_its_start_each_s
 
 
 def test_a_list_body_ends_its_request_with_its_status_and_size(monitors):
-    app = Flask("list_body")
-
     def raw(environ, start_response):
         start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"he", b"llo"]
 
-    telemetry = Telemetry(monitors(app, system_metrics=False, metrics_body_size=True))
-    app.wsgi_app.wsgi_app = raw  # the monitored layer around a bare WSGI callable returning a list
-    closing_client(app).get("/raw")
+    wrapped = monitors.wrap(raw, system_metrics=False, metrics_body_size=True, analytics=False)
+    telemetry = Telemetry(wrapped.monitor)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/raw", "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+    environ.update({"wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1"})
+    body = wrapped(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(body) == b"hello"
+    body.close()
     (span,) = telemetry.spans()
     assert span.attributes["http.response.status_code"] == 201
     assert telemetry.point("http.server.response.body.size", **{"http.response.status_code": 201}).sum == 5
