@@ -25,7 +25,7 @@ from .metrics.instruments import Counter, Gauge, Histogram, UpDownCounter
 from .request._enduser import Identity, IdentityLayer
 from .request._enduser import install_flask_hooks as install_enduser_hooks
 from .request._frameworks import default_service_name, install_route_hooks
-from .request._request_path import EXCEPTION_KEY, ROUTE_KEY, RequestInstrumentation
+from .request._request_path import EXCEPTION_KEY, RequestInstrumentation
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
 from .telemetry import _providers
 from .telemetry._providers import DelegatingMeter, DelegatingTracer
@@ -367,18 +367,14 @@ def _wsgi_name(application: object) -> str:
 
 
 def _install_flask_hooks(app: Flask) -> None:
-    """Tell the middleware the matched route template and any exception the app handled."""
+    """Tell the middleware any exception the app handled.
+
+    No hook runs per request for the route: the middleware reads the matched URL rule of Flask's
+    request when the response starts (``request._request_path``). A before_request function or a
+    URL value preprocessor would cost a Flask-level call per request (``ensure_sync``'s
+    ``inspect.iscoroutinefunction``, or two ``request`` proxy look-ups).
+    """
     from flask import got_request_exception, request
-
-    def record_route() -> None:
-        # one context lookup instead of two; request is a LocalProxy (typed by Flask as the Request)
-        current = request._get_current_object()  # type: ignore[attr-defined]
-        rule = current.url_rule
-        if rule is not None:
-            current.environ[ROUTE_KEY] = rule.rule
-
-    # First, so that an earlier before_request that raises still leaves the route known.
-    app.before_request_funcs.setdefault(None, []).insert(0, record_route)
 
     def record_exception(sender: object, exception: BaseException, **extra: object) -> None:
         try:

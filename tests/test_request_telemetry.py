@@ -195,4 +195,4 @@ def test_many_distinct_host_headers_keep_correct_addresses_in_bounded_memory(mon
         client.get("/", headers={"Host": f"h{i}.example:{1000 + i}"})
     last = telemetry.spans()[-1]
     assert (last.attributes["server.address"], last.attributes["server.port"]) == ("h299.example", 1299)
-    assert len(app.wsgi_app._addresses) <= 256
+    assert len(app.wsgi_app._shared) <= 256

@@ -111,18 +111,41 @@ class RequestMetrics:
         request_size: int | None,
         response_size: int | None,
         span_context: SpanContext | None = None,
+        sampled: bool | None = None,
     ) -> None:
-        """``key`` is (method, scheme, route or None, status code or None, error type or None)."""
+        """``key`` is (method, scheme, route or None, status code or None, error type or None);
+        ``sampled``: the span context's sampled flag, when the caller knows it (None: read it)."""
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        exemplar = (
-            span_context
-            if span_context is not None
-            and self._exemplar_upto
-            and (span_context.trace_flags.sampled or (self._always_on and span_context.is_valid))
-            else None
-        )
+        exemplar = None
+        if span_context is not None and self._exemplar_upto:
+            if sampled is None:
+                sampled = span_context.trace_flags.sampled
+            if sampled or (self._always_on and span_context.is_valid):
+                exemplar = span_context
+        if self._recorded == 1 and exemplar is not None:
+            # The usual request: the duration histogram only, with its exemplar (as the loop below).
+            at = time.time_ns()
+            hist = series.hists[0]
+            bucket = bisect_left(self._bounds[0], duration)
+            with self._lock:
+                self._changes += 1
+                self._dirty[series] = None
+                hist.counts[bucket] += 1
+                hist.count += 1
+                hist.encoded = None
+                hist.sum += duration
+                if duration < hist.min:
+                    hist.min = duration
+                if duration > hist.max:
+                    hist.max = duration
+                exemplars = hist.exemplars
+                if exemplars is None:
+                    exemplars = hist.exemplars = {}
+                exemplars[bucket] = (duration, at, exemplar)
+                hist.built = None
+            return
         at = time.time_ns() if exemplar is not None else 0
         values = (duration, request_size, response_size)
         with self._lock:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.trace import Tracer
     from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace import SpanContext
 
     from ..settings import Settings
     from ._request_metrics import RequestMetrics
@@ -100,7 +101,11 @@ _MAX_TRACESTATE = MAX_TRACESTATE_IN
 _MAX_BAGGAGE = 8192
 _SERVER = SpanKind.SERVER
 _INTERNAL = SpanKind.INTERNAL
-_MAX_CACHED_ADDRESSES = 256
+#: distinct (method, scheme, Host, server name and port, protocol) keys whose shared part is kept
+_MAX_SHARED = 256
+#: span names kept per key (one per route), and status lines whose code is kept
+_MAX_NAMES = 1024
+_MAX_STATUS_TEXTS = 256
 _get_ident = threading.get_ident
 
 
@@ -200,20 +205,18 @@ class RequestInstrumentation:
             if settings.capture_headers_server_response
             else None
         )
-        self._addresses: dict[tuple[Any, Any, Any], tuple[str | None, int | None]] = {}
+        #: what requests of one (method, scheme, Host, server name and port, protocol) share,
+        #: made once per distinct key (bounded, for hostile clients): see :class:`_Shared`
+        self._shared: dict[tuple[object, ...], _Shared] = {}
         #: a request this old when the app returns keeps its environ's text for the outlier context
         #: (half the slow threshold: it may become slow while its body is sent)
         self._context_after_s = settings.analytics_slow_ms / 2000.0
 
-    def _server_address(self, environ: Environ) -> tuple[str | None, int | None]:
-        # Few distinct Host headers reach one app: parse each once (bounded, for hostile clients).
-        key = (environ.get("HTTP_HOST"), environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
-        address = self._addresses.get(key)
-        if address is None:
-            address = _server_address(environ)
-            if len(self._addresses) < _MAX_CACHED_ADDRESSES:
-                self._addresses[key] = address
-        return address
+    def _shared_for(self, key: tuple[object, ...], environ: Environ) -> _Shared:
+        shared = _Shared(self, environ)
+        if len(self._shared) < _MAX_SHARED:
+            self._shared[key] = shared
+        return shared
 
     # -- the request -------------------------------------------------------------------------
 
@@ -240,6 +243,13 @@ class RequestInstrumentation:
         ) -> Callable[[bytes], Any]:
             record.status = status
             record.headers = headers
+            # A Flask app's request (Werkzeug's Request puts itself in the environ; Flask takes it
+            # out only after the response started): its matched URL rule, the route template.
+            request = environ.get("werkzeug.request")
+            if request is not None:
+                rule = getattr(request, "url_rule", None)
+                if rule is not None:
+                    record.rule = rule
             return (
                 start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
             )
@@ -251,167 +261,208 @@ class RequestInstrumentation:
             record.detach()
             record.finish()
             raise
-        record.detach()
-        record.release(environ)
+        try:  # record.detach(), in line
+            _detach(record.token)
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("detaching the request context")
+        record.token = None
+        try:  # what ``finish`` needs from the environ, read now that the app returned
+            route = environ.get(ROUTE_KEY)  # a framework adapter's (or the app's own) first
+            if route is None and record.rule is not None:
+                rule = getattr(record.rule, "rule", None)
+                route = rule if type(rule) is str else None
+            record.route = route
+            exception = environ.pop(EXCEPTION_KEY, None)
+            if exception is not None and isinstance(exception, BaseException):
+                record.handled = _Failure(exception, self._redactor, record.span.is_recording())
+            status = record.status
+            if (
+                record.handled is not None
+                or (status is not None and status[:1] == "5")
+                or time.perf_counter() - record.start >= self._context_after_s
+            ):
+                # Text only: nothing the app put in the environ (an exception, a body) is kept.
+                record.request_environ = {k: v for k, v in environ.items() if type(v) is str}
+        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
+            log_internal_error("reading the request's route")
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
             return result  # the server's own object: it keeps its sendfile path
         return _ResponseBody(result, record)
 
 
-class _Request:
-    """Telemetry state of one request; ``finish`` runs once, whichever way the request ends."""
+class _Shared:
+    """What every request with the same method, scheme, ``Host``, server name and port and protocol
+    shares: its method and scheme as recorded, its span's name without a route and with each route
+    seen (bounded), and the span attributes these determine. Made once per distinct key
+    (:meth:`RequestInstrumentation._shared_for`), so a request copies them instead of parsing and
+    building them again."""
 
-    __slots__ = (
-        "mw",
-        "pipeline",
-        "route",
-        "request_size",
-        "handled",
-        "method",
-        "scheme",
-        "span",
-        "outer",
-        "token",
-        "context",
-        "start",
-        "status",
-        "headers",
-        "sent",
-        "last",
-        "end",
-        "finished",
-        "failure",
-        "ident",
-        "request_environ",
-    )
+    __slots__ = ("method", "scheme", "name", "attributes", "active_key", "names")
+
+    def __init__(self, mw: RequestInstrumentation, environ: Environ) -> None:
+        raw_method = environ.get("REQUEST_METHOD", "GET")
+        method = raw_method if raw_method in mw._known_methods else "_OTHER"
+        self.method: str = method
+        #: the semantic conventions' span name without a route
+        self.name = method if method != "_OTHER" else "HTTP"
+        scheme = environ.get("wsgi.url_scheme", "http")
+        self.scheme: str = scheme if scheme in ("http", "https") else "http"
+        #: the ``(method, scheme)`` pair the pipeline's ``active_keys`` collects
+        self.active_key = (method, self.scheme)
+        attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": self.scheme}
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
+        host, port = _server_address(environ)
+        if host:
+            attributes["server.address"] = host
+        if port is not None:
+            attributes["server.port"] = port
+        protocol = environ.get("SERVER_PROTOCOL", "")
+        if protocol.startswith("HTTP/"):
+            attributes["network.protocol.version"] = protocol[5:]
+        #: copied into each request's attributes (never handed to a span itself)
+        self.attributes = attributes
+        #: route -> span name (``span_name``)
+        self.names: dict[str, str] = {}
+
+    def span_name(self, route: str) -> str:
+        """``"{method} {route}"`` (``HTTP`` for ``_OTHER``), made once per route (bounded)."""
+        name = self.names.get(route)
+        if name is None:
+            name = f"{self.name} {route}"
+            if len(self.names) < _MAX_NAMES:
+                self.names[route] = name
+        return name
+
+
+def _status_code(status_text: str) -> int | None:
+    """The code of a WSGI status line (``"200 OK"``), each distinct line parsed once (bounded)."""
+    code = int(status_text[:3]) if status_text[:3].isdigit() else None
+    if code is not None and len(_STATUS_CODES) < _MAX_STATUS_TEXTS:
+        _STATUS_CODES[status_text] = code
+    return code
+
+
+#: status line -> its code (``_status_code``)
+_STATUS_CODES: dict[str, int] = {}
+
+
+class _Request:
+    """Telemetry state of one request; ``finish`` runs once, whichever way the request ends.
+
+    The fields most requests leave at their first value are class defaults, set on the request
+    only when they change.
+    """
+
+    #: read from the environ when the app returns (``__call__``): the record keeps no reference
+    #: to the environ, so nothing the app put there (an exception and its traceback, whose
+    #: frames hold the response body) can keep a dropped body alive
+    route: str | None = None
+    request_size: int | None = None
+    #: the exception the framework handled (its 500 page), already turned into an event
+    handled: _Failure | None = None
+    status: str | None = None
+    headers: list[tuple[str, str]] | None = None
+    sent = 0
+    last = 0.0  # perf_counter when the latest chunk was handed out
+    end: float | None = None  # perf_counter of the last byte, for a body never closed
+    finished = False
+    failure: _Failure | None = None  # raised out of the app or its body
+    #: the environ's text values, copied when the app returns for a request already slow or failed
+    #: (the trace store will likely keep it: its outlier context reads them); else None
+    request_environ: dict[str, str] | None = None
+    # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
+    # around a WSGI adapter): its SERVER span stays the request's only one, ours is INTERNAL
+    # under it, and what only the app knows (route template, status, error) goes on both.
+    outer: trace.Span | None = None
+    token: Any = None
+    #: the URL rule of a Flask request, seen when its response started (its ``rule`` is the route)
+    rule: Any = None
 
     def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: Environ, path: str) -> None:
         self.mw = mw
         self.pipeline = pipeline
-        #: read from the environ when the app returns (``release``): the record keeps no reference
-        #: to the environ, so nothing the app put there (an exception and its traceback, whose
-        #: frames hold the response body) can keep a dropped body alive
-        self.route: str | None = None
         length = environ.get("CONTENT_LENGTH")
-        self.request_size = int(length) if length and length.isdigit() else None
-        #: the exception the framework handled (its 500 page), already turned into an event
-        self.handled: _Failure | None = None
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] | None = None
-        self.sent = 0
-        self.last = 0.0  # perf_counter when the latest chunk was handed out
-        self.end: float | None = None  # perf_counter of the last byte, for a body never closed
-        self.finished = False
-        self.failure: _Failure | None = None  # raised out of the app or its body
-        #: the environ's text values, copied in ``release`` for a request already slow or failed
-        #: (the trace store will likely keep it: its outlier context reads them); else None
-        self.request_environ: dict[str, str] | None = None
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in mw._known_methods:
-            method = "_OTHER"
-        self.method = method
-        name = method if method != "_OTHER" else "HTTP"  # the semantic conventions' span name
-        scheme = environ.get("wsgi.url_scheme", "http")
-        self.scheme = scheme if scheme in ("http", "https") else "http"
+        if length:
+            self.request_size = int(length) if length.isdigit() else None
+        host = environ.get("HTTP_HOST")
+        key: tuple[object, ...] = (
+            (environ.get("REQUEST_METHOD"), environ.get("wsgi.url_scheme"), host, environ.get("SERVER_PROTOCOL"))
+            if host  # the server's name and port count only without a Host header (_server_address)
+            else (
+                environ.get("REQUEST_METHOD"),
+                environ.get("wsgi.url_scheme"),
+                host,
+                environ.get("SERVER_PROTOCOL"),
+                environ.get("SERVER_NAME"),
+                environ.get("SERVER_PORT"),
+            )
+        )
+        shared = mw._shared.get(key)
+        if shared is None:
+            shared = mw._shared_for(key, environ)
+        self.shared = shared
+        self.method = shared.method
+        name = shared.name
         parent = None
-        for key in pipeline.extract_keys:  # the configured propagators' headers (OTEL_PROPAGATORS)
-            if key in environ:
-                parent = pipeline.propagator.extract(environ, getter=_GETTER)
-                break
+        # the configured propagators' headers (OTEL_PROPAGATORS): any of them present
+        if any(map(environ.__contains__, pipeline.extract_keys)):
+            parent = pipeline.propagator.extract(environ, getter=_GETTER)
         self.start = time.perf_counter()
         tracer = pipeline.tracer
-        # Served through an instrumented outer layer (an ASGI server's OpenTelemetryMiddleware
-        # around a WSGI adapter): its SERVER span stays the request's only one, ours is INTERNAL
-        # under it, and what only the app knows (route template, status, error) goes on both.
         kind = _SERVER
-        self.outer: Any = None
         # the extracted parent's span, or (none extracted) the current one
         if _SPAN_KEY is not None:  # the standard runtime context: read and build it directly
             base = parent if parent is not None else _CONTEXT_VAR_GET()
-            found = base.get(_SPAN_KEY)
+            found = base.get(_SPAN_KEY) if base else None
             # (an ABC's isinstance costs more than the rest of this: none current is the usual case)
-            parent_span = found if found is not None and isinstance(found, trace.Span) else trace.INVALID_SPAN
+            parent_span = found if found is not None and isinstance(found, trace.Span) else None
         else:
             parent_span = trace.get_current_span(parent)
-        if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
-            self.outer, kind = parent_span, _INTERNAL
-        spans = pipeline.server_spans
-        if tracer.sampler is pipeline.settings_sampler and spans is not None and spans.available():
-            # The light span (_server_span): what processors read, without the SDK span's own cost.
-            span = spans.start(name, parent, kind, time.time_ns(), parent_span.get_span_context())
-            if type(span) is ServerSpan:  # not yet in any context: its attributes are taken as they are
-                span.start_own(self._span_attributes(environ, path))
-        elif tracer.sampler is pipeline.settings_sampler:
-            # Our samplers never read attributes: build and store them only for a sampled span.
-            span = tracer.start_span(name, parent, kind)
-            if span.is_recording():
-                _set_clean_attributes(span, self._span_attributes(environ, path))
+        if parent_span is not None:
+            if parent is None and getattr(parent_span, "kind", None) is _SERVER and parent_span.is_recording():
+                self.outer, kind = parent_span, _INTERNAL
+            found_context: SpanContext | None = parent_span.get_span_context()
         else:
-            # Someone else's sampler: the semantic conventions ask for these at span creation.
-            span = tracer.start_span(name, parent, kind, self._span_attributes(environ, path))
+            found_context = None
+        attributes = _span_attributes(mw, shared, environ, path)
+        spans = pipeline.server_spans
+        # The light span (_server_span): what processors read, without the SDK span's own cost.
+        # (None: the light path does not apply now.) Its attributes are taken as they are.
+        span = (
+            spans.start(name, parent, kind, time.time_ns(), found_context, attributes)
+            if spans is not None and tracer.sampler is pipeline.settings_sampler
+            else None
+        )
+        if span is None:
+            if tracer.sampler is pipeline.settings_sampler:
+                # Our samplers never read attributes: store them only for a sampled span.
+                span = tracer.start_span(name, parent, kind)
+                if span.is_recording():
+                    _set_clean_attributes(span, attributes)
+            else:
+                # Someone else's sampler: the semantic conventions ask for these at span creation.
+                span = tracer.start_span(name, parent, kind, attributes)
         self.span = span
         if _SPAN_KEY is not None:  # what ``set_span_in_context(span, parent)`` returns, in one step
-            self.context = otel_context.Context({**base, _SPAN_KEY: span})
+            self.context = otel_context.Context({**base, _SPAN_KEY: span} if base else {_SPAN_KEY: span})
         else:
             self.context = trace.set_span_in_context(span, parent)
-        self.token: Any = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
+        self.token = _attach(self.context)  # the runtime ContextVar, directly (see _attach)
         pipeline.active.add(self)
-        pipeline.active_keys.add((method, self.scheme))
+        pipeline.active_keys.add(shared.active_key)
         # Which thread serves this request since when, for the sampling profiler. It sleeps while
         # nothing is served, the Event cleared: a request registers first, then wakes it.
-        self.ident = _get_ident()
-        pipeline.serving[self.ident] = self
+        self.ident = ident = _get_ident()
+        pipeline.serving[ident] = self
         if not pipeline.serving_started.is_set():
             pipeline.serving_started.set()
 
-    def _span_attributes(self, environ: Environ, path: str) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
-            "http.request.method": self.method,
-            "url.scheme": self.scheme,
-            "url.path": path if len(path) <= 2048 else path[:2048],
-        }
-        if self.method == "_OTHER":
-            attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")[:32]
-        query = environ.get("QUERY_STRING")
-        if query:
-            attrs["url.query"] = self.mw._redactor.query(query[:4096])
-        host, port = self.mw._server_address(environ)
-        if host:
-            attrs["server.address"] = host
-        if port is not None:
-            attrs["server.port"] = port
-        client = environ.get("REMOTE_ADDR")
-        if client:
-            attrs["client.address"] = client
-        protocol = environ.get("SERVER_PROTOCOL", "")
-        if protocol.startswith("HTTP/"):
-            attrs["network.protocol.version"] = protocol[5:]
-        if self.mw._capture_user_agent:
-            agent = environ.get("HTTP_USER_AGENT")
-            if agent:
-                attrs["user_agent.original"] = agent[:512]
-        if self.mw._request_headers is not None:
-            attrs.update(self.mw._request_headers.from_environ(environ))
-        return attrs
-
-    def release(self, environ: Environ) -> None:
-        """Take what ``finish`` needs from the environ when the app returns, and let go of it."""
-        try:
-            self.route = environ.get(ROUTE_KEY)
-            exception = environ.pop(EXCEPTION_KEY, None)
-            if isinstance(exception, BaseException):
-                self.handled = _Failure(exception, self.mw._redactor, self.span.is_recording())
-            status = self.status
-            if (
-                self.handled is not None
-                or (status is not None and status[:1] == "5")
-                or time.perf_counter() - self.start >= self.mw._context_after_s
-            ):
-                # Text only: nothing the app put in the environ (an exception, a body) is kept.
-                self.request_environ = {k: v for k, v in environ.items() if type(v) is str}
-        except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
-            log_internal_error("reading the request's route")
+    @property
+    def scheme(self) -> str:
+        """``url.scheme`` as recorded (the pipeline's active-requests gauge reads it)."""
+        return self.shared.scheme
 
     def fail(self, exc: BaseException) -> None:
         """The app or its body raised ``exc``: described now, so no reference to it is kept."""
@@ -440,99 +491,129 @@ class _Request:
         length = _declared_length(self.headers) if self.sent else None
         return length is not None and self.sent >= length
 
-    def exhausted(self) -> None:
-        """The body's last chunk was read. Under an instrumented outer layer the request ends now:
-        the outer SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
-        ``WSGIMiddleware``) never call ``close()``."""
-        self.end = time.perf_counter()
-        if self.outer is not None:
-            self.finish()
-
     def finish(self) -> None:
         # Claimed atomically (one C call under the GIL): the server's close(), the garbage
         # collector's queue and a scrape (``finish_unclosed``) may race for an unclosed body.
+        pipeline = self.pipeline
         try:
-            self.pipeline.active.remove(self)
+            pipeline.active.remove(self)
         except KeyError:
             return
         self.finished = True
-        try:
-            self._finish()
+        try:  # the request's metrics, then its span's last attributes and its end
+            end = self.end
+            duration = (end if end is not None else time.perf_counter()) - self.start
+            status_text = self.status
+            status = _STATUS_CODES.get(status_text) if status_text is not None else None
+            if status is None:
+                if status_text is not None:
+                    status = _status_code(status_text)
+                if status is None and self.failure is not None:
+                    status = 500  # raised to the server before any response: what a PEP 3333 server sends
+            route = self.route
+            # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
+            failure = self.failure
+            error = None
+            if failure is not None:
+                error = failure.type_name
+            elif status is not None and status >= 500:
+                failure = self.handled
+                error = failure.type_name if failure is not None else str(status)
+            span = self.span
+            shared = self.shared
+            light = type(span) is ServerSpan
+            if type(span) is ServerSpan:
+                context, sampled = span.context, span.sampled
+            else:
+                context, sampled = span.get_span_context(), None
+            pipeline.request_metrics.record(
+                (shared.method, shared.scheme, route, status, error),
+                duration,
+                self.request_size,
+                self.sent if status is not None else None,
+                context,
+                sampled,
+            )
+            pipeline.requests_seen += 1
+            end_time = None
+            if end is not None:  # finished for a body the server dropped without close(): timed to its end
+                start_time = getattr(span, "start_time", None)
+                end_time = start_time + int(duration * 1e9) if start_time else None
+            outer = self.outer
+            if not light and not span.is_recording() and (outer is None or not outer.is_recording()):
+                span.end(end_time)  # an unsampled request: nothing more to write
+            else:
+                # What only the app knew, for the request span (and an instrumented outer layer's).
+                final: dict[str, Any] = {}
+                name = None
+                if route is not None:
+                    name = shared.names.get(route) or shared.span_name(route)
+                    final["http.route"] = route
+                if status is not None:
+                    final["http.response.status_code"] = status
+                if error is not None:
+                    final["error.type"] = error
+                if self.mw._response_headers is not None:
+                    final.update(self.mw._response_headers.from_headers(self.headers))
+                if failure is not None:
+                    error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
+                elif error is not None:
+                    error_status = Status(StatusCode.ERROR, error)
+                else:
+                    error_status = None
+                if type(span) is ServerSpan and outer is None:
+                    # The light span: name, attributes, status and end in one step.
+                    if failure is not None and span.is_recording():
+                        span.add_event("exception", failure.event, failure.timestamp)
+                    span.end_request(name, final, error_status, end_time)
+                else:
+                    _end_spans(span, outer, name, final, failure, error_status, end_time)
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("recording request telemetry")
-        serving = self.pipeline.serving  # after span.end: its processors may read it
+        serving = pipeline.serving  # after span.end: its processors may read it
         if serving.get(self.ident) is self:  # not when finished late, after the thread moved on
             serving.pop(self.ident, None)
 
-    def _finish(self) -> None:
-        end = self.end
-        closed_late = end is not None  # finished for a body the server dropped without close()
-        duration = (end if end is not None else time.perf_counter()) - self.start
-        pipeline = self.pipeline
-        status_text = self.status
-        status = int(status_text[:3]) if status_text and status_text[:3].isdigit() else None
-        if status is None and self.failure is not None:
-            status = 500  # raised to the server before any response: what a PEP 3333 server sends
-        route = self.route
-        # Unhandled (raised to the server) beats handled-by-the-framework beats a 5xx status.
-        failure = self.failure
-        if failure is None and status is not None and status >= 500:
-            failure = self.handled
-        if failure is not None:
-            error = failure.type_name
-        elif status is not None and status >= 500:
-            error = str(status)
-        else:
-            error = None
-        span = self.span
-        pipeline.request_metrics.record(
-            (self.method, self.scheme, route, status, error),
-            duration,
-            self.request_size,
-            self.sent if status is not None else None,
-            span.get_span_context(),
-        )
-        pipeline.requests_seen += 1
-        start_time = getattr(span, "start_time", None) if closed_late else None
-        end_time = start_time + int(duration * 1e9) if start_time else None
-        outer = self.outer
-        if type(span) is not ServerSpan and not span.is_recording() and (outer is None or not outer.is_recording()):
-            span.end(end_time)  # an unsampled request: nothing more to write
-            return
-        # What only the app knew, for the request span (and an instrumented outer layer's span).
-        final: dict[str, Any] = {}
-        name = None
-        if route is not None:
-            name = f"{self.method if self.method != '_OTHER' else 'HTTP'} {route}"
-            final["http.route"] = route
-        if status is not None:
-            final["http.response.status_code"] = status
-        if error is not None:
-            final["error.type"] = error
-        if self.mw._response_headers is not None:
-            final.update(self.mw._response_headers.from_headers(self.headers))
-        if failure is not None:
-            error_status: Status | None = Status(StatusCode.ERROR, f"{error}: {failure.message}"[:256])
-        elif error is not None:
-            error_status = Status(StatusCode.ERROR, error)
-        else:
-            error_status = None
-        if type(span) is ServerSpan and outer is None:
-            # The light span: name, attributes, status and end in one step.
-            if failure is not None and span.is_recording():
-                span.add_event("exception", failure.event, failure.timestamp)
-            span.end_request(name, final, error_status, end_time)
-            return
-        for target in (span,) if outer is None else (span, outer):
-            if target.is_recording():
-                if name is not None:
-                    target.update_name(name)
-                _set_clean_attributes(target, final)
-                if failure is not None:
-                    target.add_event("exception", failure.event, failure.timestamp)
-                if error_status is not None:
-                    target.set_status(error_status)
-        span.end(end_time)
+
+def _end_spans(
+    span: trace.Span,
+    outer: trace.Span | None,
+    name: str | None,
+    final: dict[str, Any],
+    failure: _Failure | None,
+    error_status: Status | None,
+    end_time: int | None,
+) -> None:
+    """The SDK's request span (and an instrumented outer layer's span): what only the app knew, then its end."""
+    for target in (span,) if outer is None else (span, outer):
+        if target.is_recording():
+            if name is not None:
+                target.update_name(name)
+            _set_clean_attributes(target, final)
+            if failure is not None:
+                target.add_event("exception", failure.event, failure.timestamp)
+            if error_status is not None:
+                target.set_status(error_status)
+    span.end(end_time)
+
+
+def _span_attributes(mw: RequestInstrumentation, shared: _Shared, environ: Environ, path: str) -> dict[str, Any]:
+    """The request span's attributes at its start: the shared ones, then the request's own."""
+    attributes = shared.attributes.copy()
+    attributes["url.path"] = path if len(path) <= 2048 else path[:2048]
+    query = environ.get("QUERY_STRING")
+    if query:
+        attributes["url.query"] = mw._redactor.query(query[:4096])
+    client = environ.get("REMOTE_ADDR")
+    if client:
+        attributes["client.address"] = client
+    if mw._capture_user_agent:
+        agent = environ.get("HTTP_USER_AGENT")
+        if agent:
+            attributes["user_agent.original"] = agent[:512]
+    if mw._request_headers is not None:
+        attributes.update(mw._request_headers.from_environ(environ))
+    return attributes
 
 
 class _Failure:
@@ -563,6 +644,8 @@ class _Failure:
 
 
 _now = time.perf_counter
+#: what ``next`` returns at the end of a body (a WSGI body yields bytes only)
+_END: Any = object()
 
 
 def _runtime_context_var() -> ContextVar[Any] | None:
@@ -668,33 +751,38 @@ class _ResponseBody:
                 record.sent += len(chunk)
                 record.last = now()
                 yield chunk
-            record.exhausted()
-            return
-        context = record.context
-        try:
-            token = _attach(context)
+        else:
+            context = record.context
+            end = _END
             try:
-                iterator = iter(inner)
-            finally:
-                _detach(token)
-            while True:
+                # iter() and the first step run back to back: under one attachment
                 token = _attach(context)
                 try:
-                    chunk = next(iterator)
-                except StopIteration:
-                    break
+                    iterator = iter(inner)
+                    chunk = next(iterator, end)  # the end marker, not StopIteration through here
                 finally:
                     _detach(token)
-                record.sent += len(chunk)
-                record.last = now()
-                yield chunk
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            # The status line may already be on the wire; the telemetry still says it failed.
-            record.fail(exc)
-            raise
-        record.exhausted()
+                while chunk is not end:
+                    record.sent += len(chunk)
+                    record.last = now()
+                    yield chunk
+                    token = _attach(context)
+                    try:
+                        chunk = next(iterator, end)
+                    finally:
+                        _detach(token)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                # The status line may already be on the wire; the telemetry still says it failed.
+                record.fail(exc)
+                raise
+        # Read to its last chunk. Under an instrumented outer layer the request ends now: the outer
+        # SERVER span ends as soon as the adapter returns, and some adapters (Starlette's
+        # ``WSGIMiddleware``) never call ``close()``.
+        record.end = now()
+        if record.outer is not None:
+            record.finish()
 
     def close(self) -> None:
         if self._closed:

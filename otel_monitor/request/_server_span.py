@@ -63,6 +63,10 @@ _SAMPLED_DECISIONS = frozenset((Decision.RECORD_AND_SAMPLE,))
 _RECORDING_DECISIONS = frozenset((Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE))
 #: processors known to read a span only in ``on_end``, once it no longer changes
 _READ_AT_END: tuple[type, ...] = (BatchSpanProcessor, SimpleSpanProcessor)
+try:  # the queue behind the SDK's BatchSpanProcessor (SDK >= 1.34)
+    from opentelemetry.sdk._shared_internal import BatchProcessor as _BatchQueue
+except ImportError:  # pragma: no cover - an older SDK: its processors' on_end is called
+    _BatchQueue = None  # type: ignore[assignment, misc]
 
 
 _MAX_TRACE_ID = 2**128 - 1
@@ -98,6 +102,10 @@ def _span_context_maker() -> Callable[[int, int, TraceFlags, TraceState | None],
 
 
 _span_context = _span_context_maker()
+#: the direct construction applies (the tuple layout checked): ServerSpans may build contexts in line
+_DIRECT_CONTEXT = _span_context.__name__ == "direct"
+_EMPTY_STATE = SpanContext(1, 1, False).trace_state
+_build = tuple.__new__
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -107,6 +115,8 @@ class SpanProcessors(SynchronousMultiSpanProcessor):
         super().__init__()  # type: ignore[no-untyped-call, unused-ignore]  # the SDK's constructor is unannotated
         #: True while every processor added reads spans only in ``on_end`` (the light path's condition)
         self.read_at_end_only = True
+        #: what ``on_end`` calls for a *sampled* span, processor by processor, in their order
+        self.sampled_ends: tuple[Callable[[ReadableSpan], None], ...] = ()
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
@@ -114,6 +124,19 @@ class SpanProcessors(SynchronousMultiSpanProcessor):
             type(span_processor) in _READ_AT_END or getattr(span_processor, "reads_ended_spans_only", False) is True
         ):
             self.read_at_end_only = False
+        self.sampled_ends = (*self.sampled_ends, _sampled_end(span_processor))
+
+
+def _sampled_end(processor: SpanProcessor) -> Callable[[ReadableSpan], None]:
+    """``processor.on_end`` for a span known to be sampled. The SDK's batch processor's ``on_end``
+    only checks the sampled flag (two property calls) and hands the span to its queue's ``emit``:
+    for that processor (the SDK's own class, its queue the SDK's), ``emit`` itself."""
+    if type(processor) is BatchSpanProcessor and _BatchQueue is not None:
+        queue = getattr(processor, "_batch_processor", None)
+        emit = getattr(queue, "emit", None)
+        if type(queue) is _BatchQueue and callable(emit):
+            return emit  # type: ignore[no-any-return]  # the SDK's BatchProcessor is unannotated
+    return processor.on_end
 
 
 class ServerSpans:
@@ -130,6 +153,8 @@ class ServerSpans:
         "_light_limits",
         "_root_samples",
         "_parent_based",
+        "_bits",
+        "max_attributes",
     )
 
     def __init__(
@@ -147,6 +172,8 @@ class ServerSpans:
         self.ids = ids
         self.sampler = sampler
         self.limits = limits
+        #: ``limits.max_span_attributes`` (SpanLimits do not change), read at every span's start and end
+        self.max_attributes = limits.max_span_attributes
         self.scope = scope
         self._random_ids = ids.is_trace_id_random()
         # Our own attributes are stored unchecked: only when no length limit could cut them.
@@ -158,21 +185,38 @@ class ServerSpans:
         root = sampler_name[len("parentbased_") :] if parent_based else sampler_name
         self._root_samples: bool | None = {"always_on": True, "always_off": False}.get(root)
         self._parent_based = parent_based
+        #: the id generator's ``random_bits(n)`` (a uniformly random int below ``2**n``, a C call:
+        #: ``telemetry._ids.PrivateIdGenerator`` has it): ids without two Python calls. None: ask
+        #: ``ids`` (any other generator, or an API whose SpanContext layout this module does not know)
+        bits = getattr(ids, "random_bits", None)
+        self._bits: Callable[[int], int] | None = bits if callable(bits) and _DIRECT_CONTEXT else None
 
     def available(self) -> bool:
         """The light path applies now: no length limit, and every processor reads ended spans only."""
         return self._light_limits and self.processors.read_at_end_only
 
     def start(
-        self, name: str, parent: Context | None, kind: SpanKind, start_time: int, found: SpanContext | None
-    ) -> trace.Span:
-        """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler.
+        self,
+        name: str,
+        parent: Context | None,
+        kind: SpanKind,
+        start_time: int,
+        found: SpanContext | None,
+        attributes: dict[str, types.AttributeValue] | None = None,
+    ) -> trace.Span | None:
+        """What ``Tracer.start_span(name, parent, kind)`` returns, for the settings' sampler; None
+        when the light path does not apply now (:meth:`available`): start the SDK's span then.
 
-        ``found``: the span context of ``trace.get_current_span(parent)`` (the caller has it).
+        ``found``: the span context of ``trace.get_current_span(parent)`` (the caller has it; None
+        for none). ``attributes``: the request path's own (str and int, bounded), for a recording
+        span; the dict becomes the span's own (the caller keeps no reference to it).
         """
+        if not (self._light_limits and self.processors.read_at_end_only):
+            return None
         parent_context = found if found is not None and found.is_valid else None
+        bits = self._bits
         if parent_context is None:
-            trace_id = self.ids.generate_trace_id()
+            trace_id = (bits(128) if bits is not None else 0) or self.ids.generate_trace_id()
             random = self._random_ids
         else:
             trace_id = parent_context.trace_id
@@ -194,10 +238,23 @@ class ServerSpans:
             flags = _SAMPLED_RANDOM if sampled else _NOT_SAMPLED_RANDOM
         else:
             flags = _SAMPLED if sampled else _NOT_SAMPLED
-        context = _span_context(trace_id, self.ids.generate_span_id(), flags, trace_state)
+        if bits is not None:
+            # Both ids in range and non-zero (the trace id the parent's valid one or ours): valid.
+            span_id = bits(64) or self.ids.generate_span_id()
+            state = _EMPTY_STATE if trace_state is None else trace_state
+            context = _build(SpanContext, (trace_id, span_id, False, flags, state, True))
+        else:
+            context = _span_context(trace_id, self.ids.generate_span_id(), flags, trace_state)
         if not recording:
             return trace.NonRecordingSpan(context)
-        return ServerSpan(self, name, context, parent_context, kind, start_time)
+        if attributes is None:
+            attributes = {}
+        maxlen = self.max_attributes
+        if maxlen is not None and len(attributes) > maxlen:
+            span = ServerSpan(self, name, context, parent_context, kind, start_time, {}, sampled)
+            span.set_own(attributes)
+            return span
+        return ServerSpan(self, name, context, parent_context, kind, start_time, attributes, sampled)
 
 
 class ServerSpan(trace.Span, ReadableSpan):
@@ -209,21 +266,30 @@ class ServerSpan(trace.Span, ReadableSpan):
     What processors read (``name``, ``context``, ``kind``, ``parent``, ``start_time``,
     ``end_time``, ``attributes``, ``status``) are plain fields, not ``ReadableSpan``'s properties:
     each property read is a Python call (about 600 instructions) and every processor reads several
-    for every request. ``ReadableSpan``'s own fields (``_name``, ...) hold the same values, for
-    its methods (``to_json``) and the OTLP encoder.
+    for every request. ``ReadableSpan``'s own fields (``_name``, ...) are properties reading them,
+    for its methods (``to_json``). The span is made by :meth:`ServerSpans.start`.
     """
 
-    __slots__ = ("name", "context", "kind", "parent", "start_time", "end_time", "attributes", "status")
+    __slots__ = ("name", "context", "kind", "parent", "start_time", "attributes", "sampled", "_spans")
 
     name: str
     context: SpanContext
     kind: SpanKind
     parent: SpanContext | None
     start_time: int
-    end_time: int | None
     #: a read-only view of the attributes, made once (``ReadableSpan.attributes`` makes one per read)
     attributes: MappingProxyType[str, types.AttributeValue]
-    status: Status
+    #: the span context's sampled flag (the API reads it through two property calls)
+    sampled: bool
+    # Fields that start the same in every span: class defaults, set on the span when they change.
+    end_time: int | None = None
+    status: Status = _UNSET
+    _events: Sequence[Event] = ()
+    _links: Sequence[Link] = _NO_LINKS
+    _dropped_attributes = 0
+    _dropped_events = 0
+    _dropped_links = 0
+    _instrumentation_info = None
 
     def __init__(
         self,
@@ -233,35 +299,65 @@ class ServerSpan(trace.Span, ReadableSpan):
         parent: SpanContext | None,
         kind: SpanKind,
         start_time: int,
+        attributes: dict[str, types.AttributeValue],
+        sampled: bool,
     ) -> None:
-        # ReadableSpan's fields, set directly (its __init__ would build an empty Resource)
-        self._name = self.name = name
-        self._context: SpanContext | None = context
-        self._span_context = self.context = context  # the same, typed as always present
-        self._kind = self.kind = kind
-        self._instrumentation_info = None
-        self._instrumentation_scope = spans.scope
-        self._parent = self.parent = parent
-        self._start_time = self.start_time = start_time
-        self._end_time: int | None = None
-        self.end_time = None
-        self._attributes: dict[str, types.AttributeValue] = {}
-        self.attributes = MappingProxyType(self._attributes)
-        self._events: list[Event] = []
-        self._links: Sequence[Link] = _NO_LINKS
-        self._resource = spans.resource
-        self._status = self.status = _UNSET
+        """``attributes`` becomes the span's own dict (the request path made it for the span)."""
+        self.name = name
+        self.context = context
+        self.kind = kind
+        self.parent = parent
+        self.start_time = start_time
+        self._attributes: dict[str, types.AttributeValue] = attributes
+        self.attributes = MappingProxyType(attributes)
+        self.sampled = sampled
         self._spans = spans
-        self._dropped_attributes = 0
-        self._dropped_events = 0
-        self._dropped_links = 0
+        # ReadableSpan's own fields for its properties (``resource``, ``instrumentation_scope``);
+        # its __init__ is not called (it would build an empty Resource)
+        self._resource = spans.resource
+        self._instrumentation_scope = spans.scope
+
+    # ReadableSpan's private fields, for its methods (``to_json``) and any code that reads them:
+    # the public fields' values (one field each, not two written per request). Read-only where the
+    # SDK's are writeable (mypy's override): nothing writes them on a span that is not the SDK's.
+    @property
+    def _name(self) -> str:  # type: ignore[override]
+        return self.name
+
+    @property
+    def _context(self) -> SpanContext:  # type: ignore[override]
+        return self.context
+
+    @property
+    def _span_context(self) -> SpanContext:
+        return self.context
+
+    @property
+    def _kind(self) -> SpanKind:  # type: ignore[override]
+        return self.kind
+
+    @property
+    def _parent(self) -> SpanContext | None:  # type: ignore[override]
+        return self.parent
+
+    @property
+    def _start_time(self) -> int:  # type: ignore[override]
+        return self.start_time
+
+    @property
+    def _end_time(self) -> int | None:  # type: ignore[override]
+        return self.end_time
+
+    @property
+    def _status(self) -> Status:  # type: ignore[override]
+        return self.status
 
     # -- the request path's own writes -----------------------------------------------------------
 
     def set_own(self, attributes: dict[str, Any]) -> None:
         """Attributes the request path built (str and int, bounded): stored as they are."""
         with _WRITES:
-            if self._end_time is not None:
+            if self.end_time is not None:
                 return
             maxlen = self._spans.limits.max_span_attributes
             if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
@@ -269,18 +365,6 @@ class ServerSpan(trace.Span, ReadableSpan):
             else:  # the count limit reached: the SDK's rule, key by key
                 for key, value in attributes.items():
                     self._store(key, value)
-
-    def start_own(self, attributes: dict[str, types.AttributeValue]) -> None:
-        """The request path's first attributes (str and int, bounded), given right after
-        :meth:`ServerSpans.start`, before any other code can see the span (it is in no context
-        yet): the dict itself becomes the span's, without a copy or the lock. Else as
-        :meth:`set_own`."""
-        maxlen = self._spans.limits.max_span_attributes
-        if self._attributes or self._end_time is not None or (maxlen is not None and len(attributes) > maxlen):
-            self.set_own(attributes)
-            return
-        self._attributes = attributes
-        self.attributes = MappingProxyType(attributes)
 
     def end_request(
         self,
@@ -293,32 +377,44 @@ class ServerSpan(trace.Span, ReadableSpan):
         the route, its final attributes (built by it, as :meth:`set_own`), its ERROR status (None:
         none; as :meth:`set_status`, an OK set by user code stays), then :meth:`end`."""
         with _WRITES:
-            ended = self._end_time is not None
+            ended = self.end_time is not None
             if not ended:
                 if name is not None:
-                    self._name = self.name = name
+                    self.name = name
                 if attributes:
-                    maxlen = self._spans.limits.max_span_attributes
+                    maxlen = self._spans.max_attributes
                     if maxlen is None or len(self._attributes) + len(attributes) <= maxlen:
                         self._attributes.update(attributes)
                     else:
                         for key, value in attributes.items():
                             self._store(key, value)
-                if status is not None and self._status.status_code is not _OK:
-                    self._status = self.status = status
-                self._end_time = self.end_time = end_time if end_time is not None else time_ns()
+                if status is not None and self.status.status_code is not _OK:
+                    self.status = status
+                self.end_time = end_time if end_time is not None else time_ns()
         if ended:
             _logger.warning("Calling end() on an ended span.")
             return
-        self._spans.processors.on_end(self)
+        if self.sampled:  # as _ended, in line: this runs for every request
+            for on_end in self._spans.processors.sampled_ends:
+                on_end(self)
+        else:
+            self._spans.processors.on_end(self)
+
+    def _ended(self) -> None:
+        """Hand the ended (frozen) span to the processors."""
+        if self.sampled:
+            for on_end in self._spans.processors.sampled_ends:
+                on_end(self)
+        else:
+            self._spans.processors.on_end(self)
 
     # -- trace.Span --------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        return self._span_context
+        return self.context
 
     def is_recording(self) -> bool:
-        return self._end_time is None
+        return self.end_time is None
 
     def set_attributes(self, attributes: types.Attributes) -> None:
         if not attributes:
@@ -326,7 +422,7 @@ class ServerSpan(trace.Span, ReadableSpan):
         # As BoundedAttributes: keys that are not non-empty strings dropped, values cleaned.
         cleaned = _clean_attribute_value(dict(attributes), self._spans.limits.max_attribute_length)
         with _WRITES:
-            if self._end_time is not None:
+            if self.end_time is not None:
                 _logger.warning("Setting attribute on ended span.")
                 return
             self._dropped_attributes += len(attributes) - len(cleaned)
@@ -341,7 +437,7 @@ class ServerSpan(trace.Span, ReadableSpan):
             return
         cleaned = _clean_attribute_value(value, self._spans.limits.max_attribute_length)
         with _WRITES:
-            if self._end_time is not None:
+            if self.end_time is not None:
                 _logger.warning("Setting attribute on ended span.")
                 return
             self._store(key, cleaned)
@@ -366,13 +462,13 @@ class ServerSpan(trace.Span, ReadableSpan):
         )
         event = Event(name=name, attributes=bounded, timestamp=timestamp)
         with _WRITES:
-            if self._end_time is not None:
+            if self.end_time is not None:
                 _logger.warning("Calling add_event on an ended span.")
                 return
             if limits.max_events is not None and len(self._events) >= limits.max_events:
                 self._dropped_events += 1
                 return
-            self._events.append(event)
+            self._events = (*self._events, event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if context is None or (not context.is_valid and not attributes):
@@ -382,7 +478,7 @@ class ServerSpan(trace.Span, ReadableSpan):
             limits.max_link_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
         )
         with _WRITES:
-            if self._end_time is not None:
+            if self.end_time is not None:
                 return
             if limits.max_links is not None and len(self._links) >= limits.max_links:
                 self._dropped_links += 1
@@ -391,8 +487,8 @@ class ServerSpan(trace.Span, ReadableSpan):
 
     def update_name(self, name: str) -> None:
         with _WRITES:
-            if self._end_time is None:
-                self._name = self.name = name
+            if self.end_time is None:
+                self.name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         # As the SDK: OK is final, UNSET is ignored, a Status object carries its own description.
@@ -407,8 +503,8 @@ class ServerSpan(trace.Span, ReadableSpan):
         else:
             return
         with _WRITES:
-            if self._end_time is None and self._status.status_code is not _OK:
-                self._status = self.status = new
+            if self.end_time is None and self.status.status_code is not _OK:
+                self.status = new
 
     def record_exception(
         self,
@@ -431,14 +527,14 @@ class ServerSpan(trace.Span, ReadableSpan):
 
     def end(self, end_time: int | None = None) -> None:
         with _WRITES:
-            ended = self._end_time is not None
+            ended = self.end_time is not None
             if not ended:
-                self._end_time = self.end_time = end_time if end_time is not None else time_ns()
+                self.end_time = end_time if end_time is not None else time_ns()
         if ended:
             _logger.warning("Calling end() on an ended span.")
             return
         # Frozen from here on: the processors receive the span itself.
-        self._spans.processors.on_end(self)
+        self._ended()
 
     def __exit__(
         self,
@@ -466,4 +562,4 @@ class ServerSpan(trace.Span, ReadableSpan):
         return self._dropped_links
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+        return f'{type(self).__name__}(name="{self.name}", context={self.context})'

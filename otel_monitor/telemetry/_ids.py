@@ -31,6 +31,9 @@ class PrivateIdGenerator(IdGenerator):
     def __init__(self) -> None:
         self._random = random.Random()  # seeded from os.urandom
         self._bits = self._random.getrandbits
+        #: ``random_bits(n)``: a uniformly random int below ``2**n`` (may be 0), one C call. The
+        #: request path's light span (``request._server_span.ServerSpans``) draws its ids with it.
+        self.random_bits = self._bits
         _live.add(self)
 
     def generate_span_id(self) -> int:

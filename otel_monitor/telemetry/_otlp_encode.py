@@ -339,9 +339,10 @@ def encode_span(span: ReadableSpan) -> bytes:
             return fast
         # The request span (most spans of a service): its fields read directly, not through the
         # ReadableSpan properties (each builds a view or a tuple). It no longer changes once ended.
-        context: SpanContext | None = span._span_context
-        parent, name, kind = span._parent, span._name, span._kind
-        start, end, status = span._start_time, span._end_time, span._status
+        context: SpanContext | None = span.context
+        parent, name, kind = span.parent, span.name, span.kind
+        start: int | None = span.start_time
+        end, status = span.end_time, span.status
         own = span._attributes
         attributes = _dict_attributes(_S_ATTR, own) if own else b""
         events: Sequence[Event] = span._events
