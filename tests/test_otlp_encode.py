@@ -391,9 +391,9 @@ def test_a_request_span_of_the_usual_shape_is_written_in_one_join_with_the_offic
     )
     spans = []
     for n in range(3):
-        span = factory.start("GET /users/<id>", None, SpanKind.SERVER, 1_000 + n, parent)
+        own = {"http.request.method": "GET", "url.path": f"/users/{n}", "server.port": 8000}
+        span = factory.start("GET /users/<id>", None, SpanKind.SERVER, 1_000 + n, parent, own)
         assert type(span) is ServerSpan
-        span.start_own({"http.request.method": "GET", "url.path": f"/users/{n}", "server.port": 8000})
         error = Status(StatusCode.ERROR, "boom") if code is StatusCode.ERROR else None
         span.end_request("GET /users/<id>", {"http.response.status_code": 200 + n}, error, 2_000 + n)
         spans.append(span)

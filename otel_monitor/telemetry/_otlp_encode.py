@@ -291,10 +291,10 @@ def _request_span(span: ServerSpan) -> bytes | None:
     state, events, links or drops, both times set) as one join; None: another shape."""
     if span._events or span._links or span._dropped_attributes or span._dropped_events or span._dropped_links:
         return None
-    trace_id, span_id, _, trace_state = _context_fields(span._span_context)
-    name = _NAMES.get(span._name)
-    start, end = span._start_time, span._end_time
-    status = span._status
+    trace_id, span_id, _, trace_state = _context_fields(span.context)
+    name = _NAMES.get(span.name)
+    start, end = span.start_time, span.end_time
+    status = span.status
     if (
         name is None
         or not (start and end)
@@ -303,8 +303,8 @@ def _request_span(span: ServerSpan) -> bytes | None:
     ):
         return None
     own = span._attributes
-    parent = span._parent
-    kind = span._kind
+    parent = span.parent
+    kind = span.kind
     if parent is None:
         head = [_TRACE_ID_HEAD, trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, span_id.to_bytes(8, "big")]
         flags = _FLAGS_LOCAL
