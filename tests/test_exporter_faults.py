@@ -208,8 +208,11 @@ def test_exceptions_inside_the_tracer_and_the_meter_never_change_the_response(mo
     def broken(*args, **kwargs):
         raise RuntimeError("sdk bug")
 
-    # the id generator: both the light request span and the SDK's span draw their ids from it
+    # the id generator: the SDK's span draws its ids with generate_span_id, the light request span
+    # with the generator's random_bits, which its ServerSpans took when they were made
     monkeypatch.setattr(pipeline.tracer.id_generator, "generate_span_id", broken)
+    assert pipeline.server_spans is not None
+    monkeypatch.setattr(pipeline.server_spans, "_bits", broken)
     response = client.get("/")
     assert (response.status_code, response.data) == (200, b"ok")
     monkeypatch.undo()
