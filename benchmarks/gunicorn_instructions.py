@@ -9,17 +9,17 @@ counts, and the difference per request (start-up, warm-up and exit cancel out)::
 
     python benchmarks/gunicorn_instructions.py --stacks bare,otel_monitor_100,pfe --requests 300,900
 
-For each stack it prints the worker's threads (the split between the request thread and the export
-thread depends on where batches were exported: a partial batch is flushed by the exiting main
-thread; their sum is the figure) and ``bare / stack``: the throughput ratio a CPU-bound worker
-would reach if each instruction cost the same. The kernel's share of a request (accept, read,
-write, close: the same for every stack) is not counted, so the ratio is a lower bound of the
-CPU-bound one. Background threads that wake on a clock (the system gauges, the analytics' tick) do
-work per second, not per request, and valgrind slows the process about 50-fold: they are listed
-apart and left out of the ratio.
+For each stack it prints the worker's threads and ``bare / stack``: the throughput ratio a
+CPU-bound worker would reach if each instruction cost the same. The kernel's share of a request
+(accept, read, write, close: the same for every stack) is not counted, so the ratio is a lower
+bound of the CPU-bound one. All of the per-request work is on the worker's main thread (callgrind's
+thread 1): the batch span processor's batch is larger than the run, so it exports nothing during
+it, and the exiting worker exports every queued span on its main thread
+(gunicorn_instructions_conf.py), once per run like its start-up. Background threads that wake on a
+clock (the system gauges, the analytics' tick) do work per second, not per request, and valgrind
+slows the process about 50-fold: they are listed apart and left out of the ratio.
 
-OTLP goes to a local sink, as ``run.py --otel-monitor-export otlp`` does; the batch span processor
-exports full batches only (``OTEL_BSP_SCHEDULE_DELAY`` 600 s), as at wrk's request rates.
+OTLP goes to a local sink, as ``run.py --otel-monitor-export otlp`` does.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ sys.path.insert(0, _HERE)
 
 from request_instructions import _SINK  # noqa: E402 - after the sys.path set-up above
 
-#: the threads whose work is per request: the worker's main thread and the batch span processor's
-_PER_REQUEST = ("MainThread", "OtelBatchSpanRecordProcessor", "OtelBatchSpanProcessor")
+#: the thread that does all of the per-request work: the worker's main thread (callgrind's thread 1)
+_PER_REQUEST = ("MainThread",)
 
 
 def _port() -> int:
@@ -79,6 +79,9 @@ def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: 
         BENCH_OTEL_MONITOR_EXPORT="otlp",
         BENCH_OTLP_SINK=sink,
         OTEL_BSP_SCHEDULE_DELAY="600000",
+        # no export during the run: the exiting worker exports every span on its main thread
+        OTEL_BSP_MAX_QUEUE_SIZE="100000",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="100000",
         BENCH_THREAD_NAMES=os.path.join(out, "threads.json"),
     )
     cmd = [
