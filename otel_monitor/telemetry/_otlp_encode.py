@@ -485,11 +485,16 @@ class SpanEncoder:
                         scopes.append((scope, found))
                     by_scope[key] = found
                 encoded = found
-            body = encode_span(span)
+            body = _request_span(span) if type(span) is ServerSpan else None  # (encode_span's first step)
+            if body is None:
+                body = encode_span(span)
             n = len(body)
-            encoded.append(_F2_LEN)
-            encoded.append(_SMALL[n] if n < 128 else _varint(n))
-            encoded.append(body)
+            # the span's tag and length (a request span: 128 to 16,383 bytes, two bytes of varint)
+            encoded += (
+                _F2_LEN,
+                _SMALL[n] if n < 128 else bytes((n & 0x7F | 0x80, n >> 7)) if n < 16384 else _varint(n),
+                body,
+            )
         # Each message's length is the sum of its parts' lengths: the parts are joined once, at the end.
         out: list[bytes] = []
         for resource, scopes in groups:
