@@ -6,6 +6,11 @@ ours: ``deque.append`` is atomic under the GIL). Formatting into dicts happens w
 reads ``/traces``; the error text is redacted then (the same :class:`~otel_monitor._redaction.Redactor`
 as the request span and the trace details). Only sampled spans reach a processor, so with a sampling ratio below 1 the
 lists hold the sampled share of the slow and failed requests.
+
+:class:`AnalyticsSpans` is the analytics' one span processor on the tracer provider: it reads an
+ended SERVER span once and hands its parts to :class:`RecentRequests`, the trace details and the
+users' counts (each a :class:`RequestSpanConsumer`), so a request costs one processor call, not one
+per part.
 """
 
 from __future__ import annotations
