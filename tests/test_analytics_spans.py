@@ -102,3 +102,12 @@ def test_the_monitor_adds_one_analytics_processor_that_keeps_the_light_span_and_
     assert [(e[3], e[5]) for e in state.recent.failed] == [("/boom", 500), ("/boom", 500)]
     assert [[s["name"] for s in tree["spans"]] for tree in state.details.failed] == [["GET /boom", "db"]] * 2
     assert state.details.pending == {}  # each request's child span left with its request span
+
+
+def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_error_after_it_is():
+    calls = []
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("users", calls),))
+    unset = Status()
+    for status in (unset, unset, Status(StatusCode.ERROR), unset, Status(StatusCode.OK), Status(StatusCode.ERROR)):
+        spans.on_end(_Ended(attributes={}, status=status))
+    assert [failed for *_, failed in calls] == [False, False, True, False, False, True]

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from .._redaction import Redactor, redactor_for
@@ -35,6 +35,7 @@ _SERVER = SpanKind.SERVER
 #: (trace id, span id, name, route, method, status, duration ns, end ns, error)
 _Entry = tuple[int, int, str, AttributeValue, AttributeValue, AttributeValue, int, int | None, object]
 _ERROR = StatusCode.ERROR
+_UNSET = StatusCode.UNSET
 _NO_ATTRIBUTES: Mapping[str, AttributeValue] = {}
 
 
@@ -67,6 +68,9 @@ class AnalyticsSpans(SpanProcessor):
         self.recent = recent
         self._ends = tuple(consumer.request_ended for consumer in consumers)
         self._others = others
+        #: the last UNSET status seen: most request spans share one (the light span's default), and
+        #: ``Status.status_code`` is a property (a Python call) that it spares
+        self._unset: Status | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -78,7 +82,14 @@ class AnalyticsSpans(SpanProcessor):
             return
         end, start = span.end_time, span.start_time
         duration = end - start if end is not None and start is not None else 0
-        failed = span.status.status_code is _ERROR
+        status = span.status
+        if status is self._unset:
+            failed = False
+        else:
+            code = status.status_code
+            failed = code is _ERROR
+            if code is _UNSET:
+                self._unset = status
         attributes = span.attributes or _NO_ATTRIBUTES
         recent = self.recent
         if failed or duration > recent.slow_ns:  # most requests: neither, and no call

@@ -426,7 +426,21 @@ class _Request:
             found_context: SpanContext | None = parent_span.get_span_context()
         else:
             found_context = None
-        attributes = _span_attributes(mw, shared, environ, path)
+        # The request span's attributes at its start: the shared ones, then the request's own.
+        attributes = shared.attributes.copy()
+        attributes["url.path"] = path if len(path) <= 2048 else path[:2048]
+        query = environ.get("QUERY_STRING")
+        if query:
+            attributes["url.query"] = mw._redactor.query(query[:4096])
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attributes["client.address"] = client
+        if mw._capture_user_agent:
+            agent = environ.get("HTTP_USER_AGENT")
+            if agent:
+                attributes["user_agent.original"] = agent[:512]
+        if mw._request_headers is not None:
+            attributes.update(mw._request_headers.from_environ(environ))
         spans = pipeline.server_spans
         # The light span (_server_span): what processors read, without the SDK span's own cost.
         # (None: the light path does not apply now.) Its attributes are taken as they are.
@@ -595,25 +609,6 @@ def _end_spans(
             if error_status is not None:
                 target.set_status(error_status)
     span.end(end_time)
-
-
-def _span_attributes(mw: RequestInstrumentation, shared: _Shared, environ: Environ, path: str) -> dict[str, Any]:
-    """The request span's attributes at its start: the shared ones, then the request's own."""
-    attributes = shared.attributes.copy()
-    attributes["url.path"] = path if len(path) <= 2048 else path[:2048]
-    query = environ.get("QUERY_STRING")
-    if query:
-        attributes["url.query"] = mw._redactor.query(query[:4096])
-    client = environ.get("REMOTE_ADDR")
-    if client:
-        attributes["client.address"] = client
-    if mw._capture_user_agent:
-        agent = environ.get("HTTP_USER_AGENT")
-        if agent:
-            attributes["user_agent.original"] = agent[:512]
-    if mw._request_headers is not None:
-        attributes.update(mw._request_headers.from_environ(environ))
-    return attributes
 
 
 class _Failure:
