@@ -423,7 +423,7 @@ def test_a_light_span_built_in_line_by_start_has_the_fields_its_constructor_sets
     assert fields(started) == fields(made)
     assert started._attributes is attributes and started.attributes["url.path"] == "/a"
     assert started.resource is spans.resource and started.instrumentation_scope is spans.scope
-    # past the attribute count limit the constructor's span is used, and is the same
+    # past the attribute count limit, start uses the constructor and the SDK's rule per key
     bounded = light_spans()
     bounded.limits = SpanLimits(max_span_attributes=1, max_attribute_length=None)
     bounded.max_attributes = 1
