@@ -514,7 +514,7 @@ def test_the_background_job_is_registered_on_the_pipeline_scheduler(monitors):
     assert "analytics sample" in jobs
     assert "analytics history write" not in jobs  # no MONITORING_DB
     processors = monitor.pipeline.tracer_provider._active_span_processor._span_processors
-    assert analytics_of(monitor).recent in processors
+    assert analytics_of(monitor).request_spans in processors and analytics_of(monitor).recent not in processors
 
 
 def test_window_and_limit_are_refused_with_the_same_400_by_every_view_that_takes_them(monitors):

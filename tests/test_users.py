@@ -324,3 +324,21 @@ def test_anonymous_requests_land_in_the_minute_of_the_clock_as_it_moves_on_and_b
     counts.on_end(excluded)
     counts.on_end(excluded)
     assert anonymous_by_minute() == {720: [["/orders", "GET", 1]]}
+
+
+def test_the_users_and_client_addresses_counts_read_the_clock_they_are_given_and_a_tests_clock_after_use_clock():
+    import time
+
+    from otel_monitor.analytics.users import Identities
+    from otel_monitor.settings import resolve_settings
+
+    identities = Identities(resolve_settings({"analytics_client_addresses": True}), (0.1, 1.0), time.time)
+    assert identities.clients is not None
+    assert [counts.clock for counts in identities.counts] == [time.time, time.time]  # no wrapper per request
+    now = [600.0]
+    identities.use_clock(lambda: now[0])
+    span = _Ended({"http.route": "/orders", "http.request.method": "GET", "client.address": "10.0.0.1"})
+    for counts in identities.counts:
+        counts.on_end(span)
+    assert [b["t"] for b in identities.users.snapshot() if b["span"] == 60] == [600]
+    assert [b["t"] for b in identities.clients.snapshot() if b["span"] == 60] == [600]

@@ -42,7 +42,7 @@ from . import profiler as _profiler
 from . import trace_store as _trace_store
 from .access import analytics_of, keep
 from .auth import Auth, resolve_secret_key, validate_settings
-from .spans import SHARE_KEY, RecentRequests
+from .spans import SHARE_KEY, AnalyticsSpans, RecentRequests
 from .summaries import Summaries, Tick
 from .summary import (
     WINDOWS,
@@ -131,7 +131,14 @@ class AnalyticsState:
         self.system_source: Callable[[], SystemValues] | None = None
         #: the app's version (``service.version``), and requests per user / client address (.users)
         self.version = str(pipeline.resource.attributes.get("service.version") or "unknown")
-        self.identities = Identities(settings, self.bounds, lambda: self.clock())
+        #: the counts read the clock per request: given it directly, not through a lambda (see use_clock)
+        self.identities = Identities(settings, self.bounds, clock)
+        #: the one span processor of the analytics: reads each ended request span once for all of them
+        self.request_spans = AnalyticsSpans(
+            self.recent,
+            (self.details, *self.identities.counts) if settings.analytics_trace_details > 0 else self.identities.counts,
+            self.details.other_ended if settings.analytics_trace_details > 0 else None,
+        )
         self._sampling = threading.RLock()
         self._tick: Tick | None = None
         self._ticks = 0
@@ -218,6 +225,7 @@ class AnalyticsState:
         self.clock = clock
         self.started = clock()
         self._tick = None
+        self.identities.use_clock(clock)
 
     def window(self, name: str, now: Sample | None = None) -> Window:
         """The requests of a window: ``{"requests": {Key: Series}, "seconds", "available", "since", "source"}``.
@@ -365,10 +373,9 @@ def _setup(settings: Settings, pipeline: Pipeline) -> None:
     """Per pipeline (also in each forked worker): span processor, shared traces, background jobs."""
     state = AnalyticsState(pipeline, settings)
     keep(pipeline, state)
-    pipeline.tracer_provider.add_span_processor(state.recent)
+    pipeline.tracer_provider.add_span_processor(state.request_spans)  # recent, details, users, clients
     pipeline.share(SHARE_KEY, state.recent.snapshot)
     if settings.analytics_trace_details > 0:
-        pipeline.tracer_provider.add_span_processor(state.details)
         pipeline.share(_trace_store.SHARE_KEY, state.details.snapshot)
         pipeline.share(_errors.SHARE_KEY, state.errors.snapshot)
     pipeline.scheduler.every(SAMPLE_INTERVAL_S, state.sample, "analytics sample")

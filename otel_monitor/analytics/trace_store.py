@@ -16,13 +16,13 @@ the sensitive query parameters, exception messages and stack traces lose every s
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
@@ -43,6 +43,7 @@ MAX_STACKTRACE = 16384
 
 _SERVER = SpanKind.SERVER
 _ERROR = StatusCode.ERROR
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = {}
 _KINDS = {
     SpanKind.SERVER: "server",
     SpanKind.CLIENT: "client",
@@ -97,6 +98,32 @@ class TraceStore(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        if span.kind is not _SERVER:
+            self.other_ended(span)
+            return
+        self.request_ended(
+            span,
+            span.attributes or _NO_ATTRIBUTES,
+            (span.end_time or 0) - (span.start_time or 0),
+            span.status.status_code is _ERROR,
+        )
+
+    def other_ended(self, span: ReadableSpan) -> None:
+        """An ended span that is not a SERVER one: a child waits for its request span; a local
+        root (a span outside any request) takes its waiting children with it."""
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            self._wait(span)
+        elif self.pending:
+            trace_id = span.context.trace_id
+            children = self.pending.pop(trace_id, None)
+            if children is not None and len(children) > 1:
+                self._own_children(span.context.span_id, trace_id, children)  # another root's go on waiting
+
+    def request_ended(
+        self, span: ReadableSpan, attributes: Mapping[str, AttributeValue], duration: int, failed: bool
+    ) -> None:
+        """An ended SERVER span (see :class:`~.spans.RequestSpanConsumer`)."""
         parent = span.parent
         if parent is not None and not parent.is_remote:
             self._wait(span)
@@ -107,15 +134,12 @@ class TraceStore(SpanProcessor):
             children = self.pending.pop(trace_id, None)
             if children is not None and len(children) > 1:
                 children = self._own_children(span.context.span_id, trace_id, children)
-        if span.kind is not _SERVER:
-            return
-        failed = span.status.status_code is _ERROR
-        slow = (span.end_time or 0) - (span.start_time or 0) > self.slow_ns
+        slow = duration > self.slow_ns
         if not (failed or slow):
             self._seen += 1
             if self._seen % self._sample_every:
                 return
-        route = span.attributes.get("http.route") if span.attributes else None
+        route = attributes.get("http.route")
         exclude = self._exclude
         if exclude is not None and isinstance(route, str) and (route == exclude or route.startswith(exclude + "/")):
             return

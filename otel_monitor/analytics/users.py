@@ -195,14 +195,23 @@ class IdentityCounts(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        # Runs for every request, on its thread: one pass, no call but the clock's, and for an
-        # anonymous request (most) no more than its endpoint's count.
         if span.kind is not _SERVER:
             return
-        attrs = span.attributes or _NO_ATTRIBUTES
-        route = attrs.get("http.route") or UNMATCHED
-        method = attrs.get("http.request.method", "_OTHER")
-        identity = attrs.get(self.attribute)
+        end, start = span.end_time, span.start_time
+        self.request_ended(
+            span,
+            span.attributes or _NO_ATTRIBUTES,
+            end - start if end is not None and start is not None else 0,
+            span.status.status_code is _ERROR,
+        )
+
+    def request_ended(self, span: ReadableSpan, attributes: Mapping[str, object], duration: int, failed: bool) -> None:
+        """An ended SERVER span (see :class:`~.spans.RequestSpanConsumer`)."""
+        # Runs for every request, on its thread: one pass, no call but the clock's, and for an
+        # anonymous request (most) no more than its endpoint's count.
+        route = attributes.get("http.route") or UNMATCHED
+        method = attributes.get("http.request.method", "_OTHER")
+        identity = attributes.get(self.attribute)
         if identity is None:
             # Most requests: anonymous, for an endpoint already tracked (so its route and method are
             # strings and it is not excluded), in the current minute: one count.
@@ -217,10 +226,10 @@ class IdentityCounts(SpanProcessor):
                     anonymous = bucket.anonymous
                     anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
                 return
-        self._count(span, route, method, identity)
+        self._count(route, method, identity, duration, failed)
 
-    def _count(self, span: ReadableSpan, route: object, method: object, identity: object) -> None:
-        """``on_end`` for an identified request, or one whose endpoint is not tracked yet."""
+    def _count(self, route: object, method: object, identity: object, duration: int, failed: bool) -> None:
+        """``request_ended`` for an identified request, or one whose endpoint is not tracked yet."""
         if type(route) is not str:
             route = str(route)
         exclude = self._exclude
@@ -230,13 +239,12 @@ class IdentityCounts(SpanProcessor):
         if identity is None:
             self.record(route, method, None, False, 0.0)
             return
-        end, start = span.end_time, span.start_time
         self.record(
             route,
             method,
             identity if type(identity) is str else str(identity),
-            span.status.status_code is _ERROR,
-            (end - start) / 1e9 if end is not None and start is not None else 0.0,
+            failed,
+            duration / 1e9,
         )
 
     def shutdown(self) -> None:
@@ -413,11 +421,22 @@ class Identities:
         )
         self.hashed = bool(settings.enduser_id_hash)
 
+    @property
+    def counts(self) -> tuple[IdentityCounts, ...]:
+        """The users' counts, then the client addresses' when enabled: what the analytics' span
+        processor hands each ended request span to (:class:`~.spans.AnalyticsSpans`)."""
+        return (self.users,) if self.clients is None else (self.users, self.clients)
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Tests: the counts read time from ``clock`` from now on (``AnalyticsState.use_clock``)."""
+        for counts in self.counts:
+            counts.clock = clock
+
     def attach(self, pipeline: Pipeline) -> None:
-        """Per pipeline: the span processors, what the workers share, the folding job."""
+        """Per pipeline: what the workers share, the folding job (the span processor that feeds the
+        counts is the analytics' one, :class:`~.spans.AnalyticsSpans`)."""
         for counts, key in ((self.users, USERS_SHARE_KEY), (self.clients, CLIENTS_SHARE_KEY)):
             if counts is None:
                 continue
-            pipeline.tracer_provider.add_span_processor(counts)
             pipeline.share(key, counts.snapshot)
             pipeline.scheduler.every(MINUTE, counts.fold, f"analytics {counts.attribute} buckets")
