@@ -288,13 +288,7 @@ class RequestInstrumentation:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
             return result  # the server's own object: it keeps its sendfile path
-        # _ResponseBody's fields in line: a class call running a Python __init__ costs about 600
-        # instructions more than object.__new__ and the stores (callgrind)
-        body = _new_object(_ResponseBody)
-        body._inner = result
-        body._record = record
-        body._closed = False
-        return body
+        return _ResponseBody(result, record)
 
 
 class _Shared:
@@ -645,7 +639,6 @@ class _Failure:
 
 
 _now = time.perf_counter
-_new_object = object.__new__
 #: what ``next`` returns at the end of a body (a WSGI body yields bytes only)
 _END: Any = object()
 
@@ -732,16 +725,14 @@ class _ResponseBody:
 
     The request context is attached around each step of the inner iterator and around its
     ``close()`` (not across a ``yield``: the server's code between chunks is not the request's).
-    Made by :meth:`RequestInstrumentation.__call__` with ``object.__new__`` and its three fields,
-    no ``__init__`` (one per request: the Python call is what it spares).
     """
 
     __slots__ = ("_inner", "_record", "_closed")
 
-    _inner: Iterable[bytes]
-    _record: _Request
-    #: the server called ``close()`` (a body dropped without it is finished by ``__del__``)
-    _closed: bool
+    def __init__(self, inner: Iterable[bytes], record: _Request) -> None:
+        self._inner = inner
+        self._record = record
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         record = self._record
