@@ -106,7 +106,6 @@ _span_context = _span_context_maker()
 _DIRECT_CONTEXT = _span_context.__name__ == "direct"
 _EMPTY_STATE = SpanContext(1, 1, False).trace_state
 _build = tuple.__new__
-_new_object = object.__new__
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -255,21 +254,7 @@ class ServerSpans:
             span = ServerSpan(self, name, context, parent_context, kind, start_time, {}, sampled)
             span.set_own(attributes)
             return span
-        # ServerSpan.__init__'s fields, in line: a class call that runs a Python __init__ costs
-        # about 600 instructions more than object.__new__ and the stores (tests keep them equal)
-        span = _new_object(ServerSpan)
-        span.name = name
-        span.context = context
-        span.kind = kind
-        span.parent = parent_context
-        span.start_time = start_time
-        span._attributes = attributes
-        span.attributes = MappingProxyType(attributes)
-        span.sampled = sampled
-        span._spans = self
-        span._resource = self.resource
-        span._instrumentation_scope = self.scope
-        return span
+        return ServerSpan(self, name, context, parent_context, kind, start_time, attributes, sampled)
 
 
 class ServerSpan(trace.Span, ReadableSpan):
@@ -317,8 +302,7 @@ class ServerSpan(trace.Span, ReadableSpan):
         attributes: dict[str, types.AttributeValue],
         sampled: bool,
     ) -> None:
-        """``attributes`` becomes the span's own dict (the request path made it for the span).
-        :meth:`ServerSpans.start` sets these fields in line for the usual span: change both."""
+        """``attributes`` becomes the span's own dict (the request path made it for the span)."""
         self.name = name
         self.context = context
         self.kind = kind
