@@ -100,7 +100,9 @@ def test_spans_a_collector_answers_503_for_are_all_counted_as_lost_and_logged_on
     health = client.get("/otel-monitor/health").get_json()
     assert health["telemetry"] == {"spans_lost": {"503": 600}, "logs_lost": {}}  # what the health card shows
     exposition = client.get("/metrics").get_data(as_text=True)
-    assert re.search(r'^otel_sdk_exporter_span_exported_total\{[^}]*error_type="503"[^}]*\} 600$', exposition, re.M)
+    exported = [line for line in exposition.splitlines() if line.startswith("otel_sdk_exporter_span_exported_total")]
+    # (the family's lines in the message: a run under load once found no such line, cause unknown)
+    assert [line for line in exported if re.search(r'error_type="503"[^}]*\} 600$', line)], exported or exposition
     ours = [r for r in caplog.records if "not exported" in r.getMessage()]
     assert len(ours) == 1 and "503" in ours[0].getMessage()
     sdk = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter") and "Failed to export" in r.msg]
