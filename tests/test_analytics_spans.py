@@ -8,7 +8,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_monitor.analytics import analytics_of
-from otel_monitor.analytics.spans import AnalyticsSpans, RecentRequests
+from otel_monitor.analytics.spans import AnalyticsSpans, RecentRequests, request_parts
 from otel_monitor.testing import closing_client
 
 PREFIX = "/otel-monitor"
@@ -111,3 +111,11 @@ def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_erro
     for status in (unset, unset, Status(StatusCode.ERROR), unset, Status(StatusCode.OK), Status(StatusCode.ERROR)):
         spans.on_end(_Ended(attributes={}, status=status))
     assert [failed for *_, failed in calls] == [False, False, True, False, False, True]
+
+
+def test_a_part_used_as_a_processor_on_its_own_reads_the_same_parts_as_the_analytics_processor():
+    calls = []
+    failed = _Ended(attributes={"http.route": "/boom"}, start=10, end=510, status=Status(StatusCode.ERROR))
+    AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("part", calls),)).on_end(failed)
+    assert request_parts(failed) == ({"http.route": "/boom"}, 500, True) == calls[0][2:]
+    assert request_parts(_Ended(attributes=None, end=None)) == ({}, 0, False)

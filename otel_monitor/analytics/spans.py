@@ -39,6 +39,18 @@ _UNSET = StatusCode.UNSET
 _NO_ATTRIBUTES: Mapping[str, AttributeValue] = {}
 
 
+def request_parts(span: ReadableSpan) -> tuple[Mapping[str, AttributeValue], int, bool]:
+    """An ended SERVER span's attributes (never None), duration in ns (0 without both times) and
+    whether its status is ERROR: what a :class:`RequestSpanConsumer` is handed, for a part used as
+    a span processor on its own (:class:`AnalyticsSpans` reads them itself, once for all parts)."""
+    end, start = span.end_time, span.start_time
+    return (
+        span.attributes or _NO_ATTRIBUTES,
+        end - start if end is not None and start is not None else 0,
+        span.status.status_code is _ERROR,
+    )
+
+
 class RequestSpanConsumer(Protocol):
     """What :class:`AnalyticsSpans` hands an ended SERVER span to: the span, its attributes (never
     None), its duration in ns (0 without both times) and whether its status is ERROR."""
@@ -129,13 +141,7 @@ class RecentRequests(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not _SERVER:
             return
-        end, start = span.end_time, span.start_time
-        self.request_ended(
-            span,
-            span.attributes or _NO_ATTRIBUTES,
-            end - start if end is not None and start is not None else 0,
-            span.status.status_code is _ERROR,
-        )
+        self.request_ended(span, *request_parts(span))
 
     def request_ended(
         self, span: ReadableSpan, attributes: Mapping[str, AttributeValue], duration: int, failed: bool

@@ -27,6 +27,7 @@ from opentelemetry.util.types import Attributes, AttributeValue
 from .._redaction import Redactor, redactor_for
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import Channel
+from .spans import request_parts
 
 __all__ = ["TraceStore", "SHARE_KEY", "SAMPLE_EVERY", "MAX_SPANS", "MAX_PENDING"]
 
@@ -43,7 +44,6 @@ MAX_STACKTRACE = 16384
 
 _SERVER = SpanKind.SERVER
 _ERROR = StatusCode.ERROR
-_NO_ATTRIBUTES: Mapping[str, AttributeValue] = {}
 _KINDS = {
     SpanKind.SERVER: "server",
     SpanKind.CLIENT: "client",
@@ -101,12 +101,7 @@ class TraceStore(SpanProcessor):
         if span.kind is not _SERVER:
             self.other_ended(span)
             return
-        self.request_ended(
-            span,
-            span.attributes or _NO_ATTRIBUTES,
-            (span.end_time or 0) - (span.start_time or 0),
-            span.status.status_code is _ERROR,
-        )
+        self.request_ended(span, *request_parts(span))
 
     def other_ended(self, span: ReadableSpan) -> None:
         """An ended span that is not a SERVER one: a child waits for its request span; a local

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
 from ..metrics.metrics_view import Channel
 from ..settings import Settings
+from .spans import request_parts
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ HOURS_KEPT = 168
 #: longest identity kept (longer ones are cut)
 MAX_ID_LENGTH = 128
 _SERVER = SpanKind.SERVER
-_ERROR = StatusCode.ERROR
-_NO_ATTRIBUTES: Mapping[str, object] = {}
 
 
 class SpaceSaving:
@@ -197,13 +196,11 @@ class IdentityCounts(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind is not _SERVER:
             return
-        end, start = span.end_time, span.start_time
-        self.request_ended(
-            span,
-            span.attributes or _NO_ATTRIBUTES,
-            end - start if end is not None and start is not None else 0,
-            span.status.status_code is _ERROR,
-        )
+        self.request_ended(span, *request_parts(span))
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Tests: read time from ``clock`` from now on."""
+        self.clock = clock
 
     def request_ended(self, span: ReadableSpan, attributes: Mapping[str, object], duration: int, failed: bool) -> None:
         """An ended SERVER span (see :class:`~.spans.RequestSpanConsumer`)."""
@@ -430,7 +427,7 @@ class Identities:
     def use_clock(self, clock: Callable[[], float]) -> None:
         """Tests: the counts read time from ``clock`` from now on (``AnalyticsState.use_clock``)."""
         for counts in self.counts:
-            counts.clock = clock
+            counts.use_clock(clock)
 
     def attach(self, pipeline: Pipeline) -> None:
         """Per pipeline: what the workers share, the folding job (the span processor that feeds the
