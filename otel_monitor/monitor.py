@@ -29,7 +29,7 @@ from .request._request_path import EXCEPTION_KEY, RequestInstrumentation
 from .settings import FIELDS, Settings, SettingsError, resolve_settings
 from .telemetry import _providers
 from .telemetry._providers import DelegatingMeter, DelegatingTracer
-from .telemetry._runtime import Runtime, request_pipeline
+from .telemetry._runtime import Runtime
 from .telemetry._version import module_root, with_version
 from .telemetry.pipeline import SCHEMA_URL, SCOPE
 
@@ -131,7 +131,7 @@ class Monitor:
             claim_for_middleware(app)
             # the Flask way to add WSGI middleware (flask.Flask.wsgi_app's docstring)
             app.wsgi_app = RequestInstrumentation(  # type: ignore[method-assign]
-                app.wsgi_app, request_pipeline(runtime), settings, metrics_app
+                app.wsgi_app, runtime, settings, metrics_app
             )
             _install_flask_hooks(app)
         install_enduser_hooks(app, self._identity(settings, app))
@@ -326,7 +326,7 @@ def wrap(
     install_route_hooks(application)
     runtime = monitor._make_runtime(resolved, resolved.service_name or name)
     inner = IdentityLayer(application, monitor._identity(resolved), ask_at_return=True)
-    wrapped = RequestInstrumentation(inner, request_pipeline(runtime), resolved, metrics_wsgi_app_for(runtime))
+    wrapped = RequestInstrumentation(inner, runtime, resolved, metrics_wsgi_app_for(runtime))
     wrapped.monitor = monitor  # type: ignore[attr-defined]
     wrapped.otel_monitor = monitor  # type: ignore[attr-defined]
     if runtime.pipeline().logger_provider is not None and resolved.set_global:

@@ -68,7 +68,7 @@ def _no_pipeline_outlives_its_test(request):
     yield
     leaked = []
     for runtime in list(_runtime._live):
-        pipeline = runtime._pipeline
+        pipeline = runtime.current
         if runtime in before or pipeline is None or pipeline.pid != os.getpid() or pipeline._shutdown_done:
             continue
         leaked.append(runtime.service_name)

@@ -443,3 +443,24 @@ def test_span_names_per_route_are_bounded_and_right_past_the_bound(monitors):
         assert shared.span_name(f"/r{i}") == f"GET /r{i}"
     assert len(shared.names) <= 1024
     assert sorted(s.name for s in telemetry.spans()) == ["GET /r0", "GET /r1099"]
+
+
+# -- the profiler's wake-up ----------------------------------------------------------------------------
+
+
+def test_a_request_wakes_the_idle_profiler_and_the_signals_field_follows_its_event(monitors):
+    app = Flask("wakes_profiler")
+
+    @app.get("/")
+    def index():
+        return "ok"
+
+    # no profiler thread: it would clear the signal again whenever it finds nothing served
+    monitor = monitors(app, system_metrics=False, profiling=False)
+    client = closing_client(app)
+    assert client.get("/").status_code == 200
+    signal = monitor.pipeline.serving_started
+    signal.clear()  # what the profiler does when it goes idle
+    assert (signal.on, signal.is_set()) == (False, False)
+    assert client.get("/").status_code == 200
+    assert (signal.on, signal.is_set()) == (True, True)

@@ -340,8 +340,10 @@ class _Pipeline(Protocol):
     """What :class:`Profiling` needs of the pipeline."""
 
     serving: dict[int, ServedRequest]
-    serving_started: threading.Event
     shutdown_hooks: list[Callable[[], None]]
+
+    @property
+    def serving_started(self) -> threading.Event: ...
 
     def share(self, channel: Channel[_T], produce: Callable[[], _T]) -> None: ...
 

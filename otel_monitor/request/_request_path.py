@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 class RequestPipeline(Protocol):
     """What the request path reads and writes of a pipeline: the part of
     :class:`otel_monitor.telemetry.pipeline.Pipeline` it needs (mypy checks that it implements this
-    where the runtime hands it over, ``telemetry._runtime.request_pipeline``)."""
+    where the monitor hands the runtime over as a :class:`PipelineSource`)."""
 
     tracer: Tracer
     settings_sampler: Sampler
@@ -80,7 +80,42 @@ class RequestPipeline(Protocol):
     active_keys: set[Any]
     #: thread ident -> the request that thread is serving (read by the sampling profiler)
     serving: dict[int, Any]
-    serving_started: threading.Event
+    serving_started: ServingSignal
+
+
+class PipelineSource(Protocol):
+    """Where the request path finds this process's pipeline (``telemetry._runtime.Runtime``)."""
+
+    @property
+    def current(self) -> RequestPipeline | None:
+        """The pipeline built in this process; None before the first request and after a fork
+        (read by every request as a plain field: no call once it exists)."""
+
+    def pipeline(self) -> RequestPipeline | None:
+        """Build the pipeline (None: monitoring is off)."""
+
+
+class ServingSignal(threading.Event):
+    """The pipeline's "a request started" Event, which the sampling profiler clears when it goes
+    idle and waits on (``analytics.profiler``); its flag is also the plain field ``on``, which
+    every request reads without a call (``Event.is_set`` is a Python method).
+
+    ``set`` raises ``on`` before the Event's flag and ``clear`` lowers it after: however the two
+    interleave, they never end with ``on`` raised over a cleared Event (which would leave the
+    profiler asleep while requests run); the other mismatch only makes a request set it again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on = False
+
+    def set(self) -> None:
+        self.on = True
+        super().set()
+
+    def clear(self) -> None:
+        super().clear()
+        self.on = False
 
 
 #: a WSGI environ, and a WSGI application
@@ -172,19 +207,19 @@ def _set_clean_attributes(span: trace.Span, attributes: dict[str, Any]) -> None:
 class RequestInstrumentation:
     """WSGI middleware: one span and the request metrics per request.
 
-    ``pipeline_for_request`` returns the current process's pipeline (rebuilt after a fork) or
-    None when monitoring is disabled. ``metrics_app`` serves the Prometheus endpoint.
+    ``pipelines`` has the current process's pipeline (rebuilt after a fork; None from
+    ``pipeline()``: monitoring is disabled). ``metrics_app`` serves the Prometheus endpoint.
     """
 
     def __init__(
         self,
         wsgi_app: WSGIApp,
-        pipeline_for_request: Callable[[], RequestPipeline | None],
+        pipelines: PipelineSource,
         settings: Settings,
         metrics_app: WSGIApp | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
-        self._pipeline = pipeline_for_request
+        self._pipelines = pipelines
         self._metrics_path = settings.metrics_path
         self._metrics_app = metrics_app
         self._excluded = (
@@ -230,7 +265,9 @@ class RequestInstrumentation:
             return self.wsgi_app(environ, start_response)
         environ[RECORDING_KEY] = True
         try:
-            pipeline = self._pipeline()
+            pipeline = self._pipelines.current
+            if pipeline is None:
+                pipeline = self._pipelines.pipeline()
             if pipeline is None:
                 return self.wsgi_app(environ, start_response)
             record = _Request(self, pipeline, environ, path)
@@ -470,7 +507,7 @@ class _Request:
         # nothing is served, the Event cleared: a request registers first, then wakes it.
         self.ident = ident = _get_ident()
         pipeline.serving[ident] = self
-        if not pipeline.serving_started.is_set():
+        if not pipeline.serving_started.on:
             pipeline.serving_started.set()
 
     @property

@@ -133,7 +133,7 @@ class _RootHandler(logging.Handler):
 
     def _sdk_handler(self) -> logging.Handler | None:
         runtime = _providers.primary_runtime()
-        pipeline = runtime._pipeline if runtime is not None else None
+        pipeline = runtime.current if runtime is not None else None
         if pipeline is None or pipeline.logger_provider is None:
             return None
         cached, handler = self._cache

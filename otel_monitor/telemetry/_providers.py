@@ -80,7 +80,7 @@ def primary_runtime() -> Runtime | None:
 def _pipeline_of(runtime: Runtime | None) -> Pipeline | None:
     if runtime is None:
         return None
-    pipeline = runtime._pipeline
+    pipeline = runtime.current
     return pipeline if pipeline is not None else runtime.pipeline()
 
 
@@ -297,8 +297,8 @@ class DelegatingMeter(otel_metrics.Meter):
     def _observable(self, handle: _ObservableT) -> _ObservableT:
         _observables.append(handle)
         runtime = self._target()
-        if runtime is not None and runtime._pipeline is not None:
-            handle.register(runtime._pipeline)
+        if runtime is not None and runtime.current is not None:
+            handle.register(runtime.current)
         return handle
 
     def create_counter(self, name: str, unit: str = "", description: str = "") -> otel_metrics.Counter:
@@ -455,7 +455,7 @@ class DelegatingLogger(otel_logs.Logger):
 
     def _logger(self) -> otel_logs.Logger | None:
         runtime = primary_runtime()
-        pipeline = runtime._pipeline if runtime is not None else None
+        pipeline = runtime.current if runtime is not None else None
         if pipeline is None or pipeline.logger_provider is None:
             return None
         cached, logger = self._cache

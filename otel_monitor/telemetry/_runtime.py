@@ -14,15 +14,11 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .._safe_log import log_internal_error
 from ..metrics.metrics_view import LocalView, MetricsView
 from ..settings import Settings
 from .pipeline import Pipeline, build_pipeline
-
-if TYPE_CHECKING:
-    from ..request._request_path import RequestPipeline
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _hooks_installed = False
@@ -80,7 +76,7 @@ def _after_fork_in_parent() -> None:
 
 def _shutdown_all() -> None:
     """At exit: flush every live pipeline in parallel, bounded by the largest shutdown_timeout."""
-    pipelines = [r._pipeline for r in list(_live) if r._pipeline is not None and r._pipeline.pid == os.getpid()]
+    pipelines = [r.current for r in list(_live) if r.current is not None and r.current.pid == os.getpid()]
     threads = []
     for pipeline in pipelines:
         thread = threading.Thread(target=pipeline.shutdown, name="otel_monitor-exit", daemon=True)
@@ -113,7 +109,9 @@ class Runtime:
         self.settings = settings
         self.service_name = service_name
         self.setup_hooks = list(setup_hooks)
-        self._pipeline: Pipeline | None = None
+        #: this process's pipeline once built (None before, and in a forked child until its first
+        #: request): the request path reads it per request (request._request_path.PipelineSource)
+        self.current: Pipeline | None = None
         self._lock = threading.Lock()
         self._abandoned: list[Pipeline] = []
         #: set when this process was forked from the one that created the runtime
@@ -124,15 +122,15 @@ class Runtime:
         _live.add(self)
 
     def pipeline(self) -> Pipeline:
-        pipeline = self._pipeline
+        pipeline = self.current
         if pipeline is None:
             with self._lock:
-                pipeline = self._pipeline
+                pipeline = self.current
                 if pipeline is None:
                     pipeline = build_pipeline(
                         self.settings, self.service_name, setup_hooks=tuple(self.setup_hooks), view_for=self._view_for
                     )
-                    self._pipeline = pipeline
+                    self.current = pipeline
                     if self._abandoned:
                         self._retire_abandoned()
         return pipeline
@@ -160,15 +158,15 @@ class Runtime:
 
     @property
     def built(self) -> bool:
-        return self._pipeline is not None
+        return self.current is not None
 
     def _forked(self) -> None:
         # Runs in the child right after fork: no locks, no I/O, no threads here.
         self._lock = threading.Lock()
-        if self._pipeline is not None:
-            self._abandoned.append(self._pipeline)
-            self.forked_from = self._pipeline.pid
-        self._pipeline = None
+        if self.current is not None:
+            self._abandoned.append(self.current)
+            self.forked_from = self.current.pid
+        self.current = None
 
     def _forked_a_child(self) -> None:
         # The worker builds its own pipeline and joins the group of this process (see
@@ -176,7 +174,7 @@ class Runtime:
         # master) stays here, so from now on it serves the group's view instead of our own numbers.
         # Only in a server's master (prefork.is_master): any other process that forks goes on
         # serving requests, and its port must go on showing them.
-        pipeline = self._pipeline
+        pipeline = self.current
         if (
             pipeline is None
             or pipeline.pid != os.getpid()
@@ -212,20 +210,7 @@ class Runtime:
 
     def shutdown(self, timeout: float | None = None) -> bool:
         self.closed = True
-        pipeline = self._pipeline
+        pipeline = self.current
         if pipeline is None or pipeline.pid != os.getpid():
             return True
         return pipeline.shutdown(timeout)
-
-
-def request_pipeline(runtime: Runtime) -> Callable[[], RequestPipeline | None]:
-    """The middleware's per-request lookup: one attribute read once the pipeline exists (a
-    :class:`Pipeline` is what the request path reads of it, :class:`RequestPipeline`)."""
-
-    def get() -> Pipeline | None:
-        pipeline = runtime._pipeline
-        if pipeline is not None:
-            return pipeline
-        return runtime.pipeline()
-
-    return get

@@ -50,7 +50,7 @@ from ..metrics._temporality import DeltaConverter
 from ..metrics.metrics_view import Channel, LocalView, MetricsView
 from ..request._propagation import build_propagator
 from ..request._request_metrics import RequestMetrics
-from ..request._request_path import finish_unclosed
+from ..request._request_path import ServingSignal, finish_unclosed
 from ..request._server_span import ServerSpans, SpanProcessors
 from ..settings import DURATION_BUCKETS_DEFAULT, Settings
 from ._background import Scheduler
@@ -252,7 +252,7 @@ class Pipeline:
         #: otel_monitor.analytics.profiler; written by the request path at start and finish)
         self.serving: dict[int, Any] = {}
         #: cleared by the profiler when it goes idle, set by the next request to start: wakes it
-        self.serving_started = threading.Event()
+        self.serving_started = ServingSignal()
         self.meter.create_observable_up_down_counter(
             "http.server.active_requests",
             callbacks=[self._observe_active],
