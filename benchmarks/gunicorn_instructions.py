@@ -20,6 +20,14 @@ clock (the system gauges, the analytics' tick) do work per second, not per reque
 slows the process about 50-fold: they are listed apart and left out of the ratio.
 
 OTLP goes to a local sink, as ``run.py --otel-monitor-export otlp`` does.
+
+``--kernel-share SECONDS`` also serves bare Flask from one gunicorn sync worker outside valgrind,
+under ``wrk -t1 -c8`` (as ``run.py``'s rounds), three times, and reads the worker's user and system
+CPU time from the kernel: the median ``system / user`` is the kernel's share of a request (accept,
+read, write, close), which callgrind does not count and which is the same for every stack. With it,
+each stack's row also shows the throughput ratio of a CPU-bound worker with the kernel's time
+counted: ``bare * (1 + k) / (stack + bare * k)``, the bare worker's system time expressed in its
+own instructions.
 """
 
 from __future__ import annotations
@@ -153,6 +161,47 @@ def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: 
     return counts
 
 
+def kernel_share(python: str, tree: str, path: str, seconds: int) -> float:
+    """``system / user`` CPU time of a bare-Flask gunicorn worker under wrk (see the module doc)."""
+    import psutil
+
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC"))}
+    env.update(PYTHONPATH=tree, BENCH_STACK="bare", BENCH_FMD_DIR=tempfile.mkdtemp(prefix="kernel-share-"))
+    cmd = [python, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind", f"127.0.0.1:{port}"]
+    cmd += ["--chdir", _HERE, "--log-level", "warning", "--backlog", "2048", "wsgi:app"]
+    proc = subprocess.Popen(cmd, env=env, cwd=_HERE, stdout=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(port, path) == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn (bare) did not serve {path}")
+            time.sleep(0.2)
+        (worker,) = psutil.Process(proc.pid).children()
+        subprocess.run(["wrk", "-t1", "-c8", "-d2s", url], check=True, capture_output=True)
+        shares = []
+        for _ in range(3):
+            before = worker.cpu_times()
+            subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", url], check=True, capture_output=True)
+            after = worker.cpu_times()
+            shares.append((after.system - before.system) / (after.user - before.user))
+        print(f"  kernel share (system / user) of a bare worker: {[round(x, 3) for x in shares]}", file=sys.stderr)
+        return sorted(shares)[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", default=sys.executable)
@@ -161,7 +210,9 @@ def main() -> None:
     parser.add_argument("--path", default="/users/42")
     parser.add_argument("--warm", type=int, default=200)
     parser.add_argument("--requests", default="300,900")
+    parser.add_argument("--kernel-share", type=int, default=0, metavar="SECONDS", help="see the module doc")
     args = parser.parse_args()
+    share = kernel_share(args.python, args.tree, args.path, args.kernel_share) if args.kernel_share else None
     low, high = (int(n) for n in args.requests.split(","))
     sink_proc = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
     results = {}
@@ -180,10 +231,18 @@ def main() -> None:
         sink_proc.wait()
     bare = results.get("bare", {}).get("per_request")
     if bare:
-        print("\n| stack | worker instructions per request | overhead | bare / stack |\n| --- | --- | --- | --- |")
+        head = "| stack | worker instructions per request | overhead | bare / stack |"
+        rule = "| --- | --- | --- | --- |"
+        if share is not None:
+            head += f" with the kernel's share (k = {share:.3f}) |"
+            rule += " --- |"
+        print(f"\n{head}\n{rule}")
         for stack, row in results.items():
             n = row["per_request"]
-            print(f"| `{stack}` | {n / 1000:,.1f}k | {(n - bare) / 1000:+,.1f}k | {bare / n:.3f} |")
+            line = f"| `{stack}` | {n / 1000:,.1f}k | {(n - bare) / 1000:+,.1f}k | {bare / n:.3f} |"
+            if share is not None:
+                line += f" {bare * (1 + share) / (n + bare * share):.3f} |"
+            print(line)
 
 
 if __name__ == "__main__":
