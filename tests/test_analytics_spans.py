@@ -40,7 +40,9 @@ class _Consumer:
 def test_a_request_span_is_handed_once_to_each_consumer_in_order_with_its_duration_and_failure():
     calls, others = [], []
     recent = RecentRequests(slow_ms=5_000, kept=10)
-    spans = AnalyticsSpans(recent, (_Consumer("details", calls), _Consumer("users", calls)), others.append)
+    spans = AnalyticsSpans(
+        recent, consumers=(_Consumer("details", calls), _Consumer("users", calls)), others=others.append
+    )
     attributes = {"http.route": "/orders", "http.request.method": "GET"}
     ok = _Ended(attributes=attributes)
     spans.on_end(ok)
@@ -66,11 +68,11 @@ def test_only_a_slow_or_failed_request_span_reaches_the_recent_requests():
 def test_a_span_that_is_not_a_request_span_goes_only_to_the_others():
     calls, others = [], []
     recent = RecentRequests(slow_ms=0, kept=10)
-    spans = AnalyticsSpans(recent, (_Consumer("details", calls),), others.append)
+    spans = AnalyticsSpans(recent, consumers=(_Consumer("details", calls),), others=others.append)
     child = _Ended(kind=SpanKind.INTERNAL, status=Status(StatusCode.ERROR))
     spans.on_end(child)
     assert (others, calls, list(recent.failed)) == ([child], [], [])
-    AnalyticsSpans(recent, (_Consumer("details", calls),)).on_end(child)  # no others: dropped quietly
+    AnalyticsSpans(recent, consumers=(_Consumer("details", calls),)).on_end(child)  # no others: dropped quietly
     assert calls == []
 
 
@@ -106,7 +108,7 @@ def test_the_monitor_adds_one_analytics_processor_that_keeps_the_light_span_and_
 
 def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_error_after_it_is():
     calls = []
-    spans = AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("users", calls),))
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), consumers=(_Consumer("users", calls),))
     unset = Status()
     for status in (unset, unset, Status(StatusCode.ERROR), unset, Status(StatusCode.OK), Status(StatusCode.ERROR)):
         spans.on_end(_Ended(attributes={}, status=status))
@@ -116,6 +118,6 @@ def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_erro
 def test_a_part_used_as_a_processor_on_its_own_reads_the_same_parts_as_the_analytics_processor():
     calls = []
     failed = _Ended(attributes={"http.route": "/boom"}, start=10, end=510, status=Status(StatusCode.ERROR))
-    AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("part", calls),)).on_end(failed)
+    AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), consumers=(_Consumer("part", calls),)).on_end(failed)
     assert request_parts(failed) == ({"http.route": "/boom"}, 500, True) == calls[0][2:]
     assert request_parts(_Ended(attributes=None, end=None)) == ({}, 0, False)
