@@ -10,7 +10,8 @@ lists hold the sampled share of the slow and failed requests.
 :class:`AnalyticsSpans` is the analytics' one span processor on the tracer provider: it reads an
 ended SERVER span once and hands its parts to :class:`RecentRequests`, the trace details and the
 users' counts (each a :class:`RequestSpanConsumer`), so a request costs one processor call, not one
-per part.
+per part; and a plain request (most of them) not even those: the processor does the parts' cheap
+common case itself, reading what they expose for it (:class:`KeptTrees`, :class:`AnonymousCounts`).
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class AnalyticsSpans(SpanProcessor):
         self.recent = recent
         self._traces = traces
         self._counts = tuple(counts)
+        #: the counts after the first (the client addresses'): each called
+        self._more_counts = self._counts[1:]
         self._ends = tuple(consumer.request_ended for consumer in consumers)
         self._others = others
         #: a request slower than this goes to every part's ``request_ended`` (each has its threshold)
@@ -181,11 +184,11 @@ class AnalyticsSpans(SpanProcessor):
                 route, method = attributes["http.route"], attributes["http.request.method"]
             except KeyError:  # none: request_ended decides
                 route = method = None
-            users = counts[0]  # in line; any other count (the client addresses') in the loop below
+            first = counts[0]  # the users': in line; any other (the client addresses') below
             endpoint = _FULL
-            if users.attribute not in attributes:
-                since, until, waiting = users.current
-                if since <= users.clock() < until:
+            if first.attribute not in attributes:
+                since, until, waiting = first.current
+                if since <= first.clock() < until:
                     try:
                         endpoint = waiting[route][method]  # type: ignore[index]  # a non-str finds none
                     except (KeyError, TypeError):  # not in this minute yet, not tracked, no route
@@ -193,9 +196,9 @@ class AnalyticsSpans(SpanProcessor):
             if len(endpoint) < ANONYMOUS_BATCH:
                 endpoint.append(None)
             else:  # identified, another minute, not tracked (yet), or a full list: it decides
-                users.request_ended(span, attributes, duration, failed)
-            if len(counts) > 1:
-                for other in counts[1:]:
+                first.request_ended(span, attributes, duration, failed)
+            if self._more_counts:
+                for other in self._more_counts:
                     other.request_ended(span, attributes, duration, failed)
         if self._ends:
             for ended in self._ends:

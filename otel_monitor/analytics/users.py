@@ -12,7 +12,10 @@ So while an endpoint sees at most 2 k distinct identities in a bucket every coun
 beyond that the table is cut to its k busiest whenever it is full again, a count is never low and
 high by at most its ``overcount``, and an identity with more requests than any identity cut is
 never lost. Windows add up buckets (and workers): overcounts add up too. Requests
-without an identity are counted apart (``anonymous``), never as a row.
+without an identity are counted apart (``anonymous``), never as a row: most of them without a lock,
+as ``None`` appended to their endpoint's waiting list in the current minute (by the analytics' span
+processor, :class:`~.spans.AnalyticsSpans`), added to the counts under the lock before any read,
+at a fold and once :data:`~.spans.ANONYMOUS_BATCH` wait.
 
 Memory: at most (15 + 168) buckets x tracked endpoints x 2 k entries, each a few integers and a
 latency histogram; only buckets and endpoints that saw identities exist.
