@@ -136,7 +136,8 @@ class AnalyticsSpans(SpanProcessor):
         self.recent = recent
         self._traces = traces
         self._counts = tuple(counts)
-        #: the counts after the first (the client addresses'): each called
+        #: the first of the counts (the users'), done in line; the others (the client addresses'): called
+        self._first_count = self._counts[0] if self._counts else None
         self._more_counts = self._counts[1:]
         self._ends = tuple(consumer.request_ended for consumer in consumers)
         self._others = others
@@ -154,8 +155,10 @@ class AnalyticsSpans(SpanProcessor):
             if self._others is not None:
                 self._others(span)
             return
-        end, start = span.end_time, span.start_time
-        duration = end - start if end is not None and start is not None else 0
+        try:
+            duration = span.end_time - span.start_time  # type: ignore[operator]  # None: the except
+        except TypeError:  # a time missing
+            duration = 0
         status = span.status
         if status is self._unset:
             failed = False
@@ -177,14 +180,13 @@ class AnalyticsSpans(SpanProcessor):
                 traces.until_sample = left
             else:  # the one to keep, a child, or children waiting: the trace details decide
                 traces.request_ended(span, attributes, duration, failed)
-        counts = self._counts
-        if counts:
+        first = self._first_count
+        if first is not None:
             # Subscripts, not ``get``: on the light span's read-only view each ``get`` is a method call.
             try:
                 route, method = attributes["http.route"], attributes["http.request.method"]
             except KeyError:  # none: request_ended decides
                 route = method = None
-            first = counts[0]  # the users': in line; any other (the client addresses') below
             endpoint = _FULL
             if first.attribute not in attributes:
                 since, until, waiting = first.current
