@@ -27,6 +27,7 @@ class _Ended:
         self.name = "GET /orders"
         self.parent = None
         self.context = trace.SpanContext(7, 9, False)
+        self.instrumentation_scope, self.events = None, ()  # what a kept tree reads besides
 
 
 class _Consumer:
@@ -40,7 +41,9 @@ class _Consumer:
 def test_a_request_span_is_handed_once_to_each_consumer_in_order_with_its_duration_and_failure():
     calls, others = [], []
     recent = RecentRequests(slow_ms=5_000, kept=10)
-    spans = AnalyticsSpans(recent, (_Consumer("details", calls), _Consumer("users", calls)), others.append)
+    spans = AnalyticsSpans(
+        recent, consumers=(_Consumer("details", calls), _Consumer("users", calls)), others=others.append
+    )
     attributes = {"http.route": "/orders", "http.request.method": "GET"}
     ok = _Ended(attributes=attributes)
     spans.on_end(ok)
@@ -66,11 +69,11 @@ def test_only_a_slow_or_failed_request_span_reaches_the_recent_requests():
 def test_a_span_that_is_not_a_request_span_goes_only_to_the_others():
     calls, others = [], []
     recent = RecentRequests(slow_ms=0, kept=10)
-    spans = AnalyticsSpans(recent, (_Consumer("details", calls),), others.append)
+    spans = AnalyticsSpans(recent, consumers=(_Consumer("details", calls),), others=others.append)
     child = _Ended(kind=SpanKind.INTERNAL, status=Status(StatusCode.ERROR))
     spans.on_end(child)
     assert (others, calls, list(recent.failed)) == ([child], [], [])
-    AnalyticsSpans(recent, (_Consumer("details", calls),)).on_end(child)  # no others: dropped quietly
+    AnalyticsSpans(recent, consumers=(_Consumer("details", calls),)).on_end(child)  # no others: dropped quietly
     assert calls == []
 
 
@@ -106,7 +109,7 @@ def test_the_monitor_adds_one_analytics_processor_that_keeps_the_light_span_and_
 
 def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_error_after_it_is():
     calls = []
-    spans = AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("users", calls),))
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), consumers=(_Consumer("users", calls),))
     unset = Status()
     for status in (unset, unset, Status(StatusCode.ERROR), unset, Status(StatusCode.OK), Status(StatusCode.ERROR)):
         spans.on_end(_Ended(attributes={}, status=status))
@@ -116,6 +119,147 @@ def test_a_request_span_sharing_an_unset_status_object_is_not_failed_and_an_erro
 def test_a_part_used_as_a_processor_on_its_own_reads_the_same_parts_as_the_analytics_processor():
     calls = []
     failed = _Ended(attributes={"http.route": "/boom"}, start=10, end=510, status=Status(StatusCode.ERROR))
-    AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), (_Consumer("part", calls),)).on_end(failed)
+    AnalyticsSpans(RecentRequests(slow_ms=5_000, kept=10), consumers=(_Consumer("part", calls),)).on_end(failed)
     assert request_parts(failed) == ({"http.route": "/boom"}, 500, True) == calls[0][2:]
     assert request_parts(_Ended(attributes=None, end=None)) == ({}, 0, False)
+
+
+# -- the plain request, counted in line (issue 26: the analytics' per-request cost) ---------------
+
+
+def _request(route="/orders", method="GET", user=None, end=1_000_000, status=None, parent=None, trace_id=7):
+    attributes = {"http.route": route, "http.request.method": method}
+    if route is None:
+        del attributes["http.route"]
+    if user is not None:
+        attributes["enduser.id"] = user
+    span = _Ended(attributes=attributes, start=0, end=end, status=status)
+    span.parent = parent
+    span.context = trace.SpanContext(trace_id, 9, False)
+    return span
+
+
+def _users(clock):
+    from otel_monitor.analytics.users import IdentityCounts
+
+    return IdentityCounts("enduser.id", 10, (0.1, 1.0), clock, exclude_prefix=PREFIX)
+
+
+def _by_minute(counts):
+    return {
+        b["t"]: (sorted(map(tuple, b["anonymous"])), sorted((r, m, sorted(e.items())) for r, m, _, e in b["endpoints"]))
+        for b in counts.snapshot()
+    }
+
+
+def test_the_users_counts_through_the_processor_equal_those_of_the_count_on_its_own_whatever_the_requests():
+    from otel_monitor.analytics.trace_store import TraceStore
+
+    now = [600.0]
+    alone, inline = _users(lambda: now[0]), _users(lambda: now[0])
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), TraceStore(5, 10), (inline,))
+    script = [
+        (600.0, _request()),  # the endpoint's first: tracked, then counted in line
+        (601.0, _request()),
+        (602.0, _request(user="ann")),
+        (603.0, _request(status=Status(StatusCode.ERROR))),
+        (604.0, _request(end=10_000_000)),  # slow
+        (605.0, _request(route=None)),  # unmatched
+        (606.0, _request(route=None)),
+        (607.0, _request(route=PREFIX + "/api/users")),  # the analytics' own: never counted
+        (608.0, _request(route="")),
+        (660.0, _request()),  # the next minute
+        (661.0, _request(method="POST")),
+        (610.0, _request()),  # the clock set back
+        (662.0, _request(route=5)),  # not a string
+        (663.0, _request(route=5)),
+    ]
+    for t, span in script:
+        now[0] = t
+        alone.on_end(span)
+        spans.on_end(span)
+    assert (
+        _by_minute(inline)
+        == _by_minute(alone)
+        == {
+            600: (
+                [("(unmatched)", "GET", 3), ("/orders", "GET", 5)],
+                [("/orders", "GET", [("ann", [1, 0, 0, [[0, 1]]])])],
+            ),
+            660: ([("/orders", "GET", 1), ("/orders", "POST", 1), ("5", "GET", 2)], []),
+        }
+    )
+
+
+def test_more_anonymous_requests_than_may_wait_are_all_counted_and_the_waiting_list_stays_bounded():
+    from otel_monitor.analytics.spans import ANONYMOUS_BATCH
+
+    counts = _users(lambda: 600.0)
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), counts=(counts,))
+    n = 3 * ANONYMOUS_BATCH + 7
+    for _ in range(n):
+        spans.on_end(_request())
+    since, until, waiting = counts.current
+    assert (since, until) == (600.0, 660.0)
+    assert 0 < len(waiting["/orders"]["GET"]) <= ANONYMOUS_BATCH
+    assert _by_minute(counts) == {600: ([("/orders", "GET", n)], [])}
+    assert waiting["/orders"]["GET"] == []  # read: all counted
+
+
+def test_anonymous_counts_stay_exact_with_many_threads_ending_requests_and_reading_at_once():
+    import sys
+    import threading
+
+    counts = _users(lambda: 600.0)
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), counts=(counts,))
+    threads, per_thread, reads = 8, 8_000, []
+    start = threading.Barrier(threads + 1)
+
+    def serve(route):
+        start.wait()
+        for _ in range(per_thread):
+            spans.on_end(_request(route=route))
+
+    def read():
+        start.wait()
+        while any(worker.is_alive() for worker in workers) and len(reads) < 100_000:
+            reads.append(counts.snapshot())
+
+    workers = [threading.Thread(target=serve, args=(f"/r{i % 2}",)) for i in range(threads)]
+    reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch wherever one may happen
+    try:
+        for thread in (*workers, reader):
+            thread.start()
+        for thread in (*workers, reader):
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in (*workers, reader))
+    total = threads * per_thread
+    assert _by_minute(counts) == {600: ([("/r0", "GET", total // 2), ("/r1", "GET", total // 2)], [])}
+    seen = [sum(n for _, _, n in bucket["anonymous"]) for snapshot in reads for bucket in snapshot]
+    assert seen == sorted(seen) and all(0 <= n <= total for n in seen)  # counts only grow
+
+
+def test_one_plain_request_in_sample_every_keeps_its_tree_through_the_processor_as_on_its_own():
+    from otel_monitor.analytics.trace_store import TraceStore
+
+    alone, inline = TraceStore(5, 30, sample_every=3), TraceStore(5, 30, sample_every=3)
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), inline, others=inline.other_ended)
+    child_of_7 = _Ended(kind=SpanKind.INTERNAL)
+    child_of_7.parent = trace.SpanContext(7, 9, False)
+    child_of_7.context = trace.SpanContext(7, 11, False)
+    script = [_request(trace_id=i) for i in range(1, 7)]
+    script.insert(2, _request(trace_id=50, status=Status(StatusCode.ERROR)))  # failed: kept, not counted
+    script.insert(5, child_of_7)  # trace 7's child waits: its request reaches the trace details
+    script += [_request(trace_id=7), _request(trace_id=8), _request(trace_id=9)]
+    for span in script:
+        alone.on_end(span)
+        spans.on_end(span)
+    for store in (alone, inline):
+        assert [tree["trace_id"][-2:] for tree in store.sampled] == ["03", "06", "09"]
+        assert [tree["trace_id"][-2:] for tree in store.failed] == ["32"]
+        assert store.pending == {}
+    assert inline.until_sample == alone.until_sample == 3

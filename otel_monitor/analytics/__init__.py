@@ -136,7 +136,8 @@ class AnalyticsState:
         #: the one span processor of the analytics: reads each ended request span once for all of them
         self.request_spans = AnalyticsSpans(
             self.recent,
-            (self.details, *self.identities.counts) if settings.analytics_trace_details > 0 else self.identities.counts,
+            self.details if settings.analytics_trace_details > 0 else None,
+            self.identities.counts,
             self.details.other_ended if settings.analytics_trace_details > 0 else None,
         )
         self._sampling = threading.RLock()

@@ -10,13 +10,14 @@ lists hold the sampled share of the slow and failed requests.
 :class:`AnalyticsSpans` is the analytics' one span processor on the tracer provider: it reads an
 ended SERVER span once and hands its parts to :class:`RecentRequests`, the trace details and the
 users' counts (each a :class:`RequestSpanConsumer`), so a request costs one processor call, not one
-per part.
+per part; and a plain request (most of them) not even those: the processor does the parts' cheap
+common case itself, reading what they expose for it (:class:`KeptTrees`, :class:`AnonymousCounts`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
@@ -27,7 +28,15 @@ from opentelemetry.util.types import AttributeValue
 from .._redaction import Redactor, redactor_for
 from ..metrics.metrics_view import Channel
 
-__all__ = ["AnalyticsSpans", "RecentRequests", "RequestSpanConsumer", "SHARE_KEY"]
+__all__ = [
+    "AnalyticsSpans",
+    "AnonymousCounts",
+    "KeptTrees",
+    "RecentRequests",
+    "RequestSpanConsumer",
+    "SHARE_KEY",
+    "ANONYMOUS_BATCH",
+]
 
 #: key under which each worker shares its lists (``pipeline.share`` / ``pipeline.gather``)
 SHARE_KEY: Channel[list[dict[str, Any]]] = Channel("otel_monitor.analytics.traces")
@@ -60,12 +69,57 @@ class RequestSpanConsumer(Protocol):
     ) -> None: ...
 
 
+class KeptTrees(RequestSpanConsumer, Protocol):
+    """What :class:`AnalyticsSpans` reads of the trace details (``trace_store.TraceStore``) to
+    leave a plain request out of them without a call: a local root with no child waiting, neither
+    slow nor failed, not the one to keep (``until_sample`` counts down to it; at 1 the next is kept,
+    by ``request_ended``)."""
+
+    @property
+    def slow_ns(self) -> int: ...
+
+    @property
+    def pending(self) -> Sized: ...
+
+    until_sample: int
+
+
+class AnonymousCounts(RequestSpanConsumer, Protocol):
+    """What :class:`AnalyticsSpans` reads of a per-identity count (``users.IdentityCounts``) to
+    count a request without ``attribute`` without a call: ``current``, the current minute's
+    [start, end) on ``clock`` and its waiting lists (route -> method -> list) of the endpoints it
+    tracks that already had an anonymous request in that minute. A request thread appends ``None``
+    to its endpoint's list (``list.append``: one step under the GIL, no lock) while fewer than
+    :data:`ANONYMOUS_BATCH` wait; the count adds them to its totals under its lock, before any
+    read and in ``request_ended`` once that many wait. No list: ``request_ended`` decides."""
+
+    @property
+    def attribute(self) -> str: ...
+
+    @property
+    def current(self) -> tuple[float, float, Mapping[str, Mapping[str, list[None]]]]: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+
+#: anonymous requests that may wait in an endpoint's list (see :class:`AnonymousCounts`)
+ANONYMOUS_BATCH = 1024
+#: what a request finds no list for: as a full one, it goes to ``request_ended``
+_FULL: list[None] = [None] * ANONYMOUS_BATCH
+
+
 class AnalyticsSpans(SpanProcessor):
     """The analytics' one span processor: an ended SERVER span's kind, times, status and attributes
-    are read once, here, and handed to :class:`RecentRequests` (only a slow or failed span) and then
-    to each of ``consumers`` in their order (the trace details, the users' and client addresses'
-    counts). Any other span goes to ``others`` (the trace details' children). One Python call per
-    request through the provider's processors, not one per analytics part, each re-reading the span.
+    are read once, here, and handed to :class:`RecentRequests` (only a slow or failed span), the
+    trace details (``traces``), each of the per-identity ``counts`` and each of ``consumers``, in
+    that order. Any other span goes to ``others`` (the trace details' children).
+
+    Most requests are plain: neither slow nor failed, a local root with no child span waiting,
+    anonymous, on an endpoint already counted, in the current minute. Such a request costs no call
+    at all beyond this one (and the clock's): the trace details' sampling counter and each count's
+    anonymous tally are done here, reading what :class:`KeptTrees` and :class:`AnonymousCounts`
+    expose. Any other request goes to their ``request_ended``, which decides as it always did.
     """
 
     #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
@@ -74,12 +128,21 @@ class AnalyticsSpans(SpanProcessor):
     def __init__(
         self,
         recent: RecentRequests,
-        consumers: Iterable[RequestSpanConsumer] = (),
+        traces: KeptTrees | None = None,
+        counts: Iterable[AnonymousCounts] = (),
         others: Callable[[ReadableSpan], None] | None = None,
+        consumers: Iterable[RequestSpanConsumer] = (),
     ) -> None:
         self.recent = recent
+        self._traces = traces
+        self._counts = tuple(counts)
+        #: the first of the counts (the users'), done in line; the others (the client addresses'): called
+        self._first_count = self._counts[0] if self._counts else None
+        self._more_counts = self._counts[1:]
         self._ends = tuple(consumer.request_ended for consumer in consumers)
         self._others = others
+        #: a request slower than this goes to every part's ``request_ended`` (each has its threshold)
+        self._slow_ns = min(recent.slow_ns, traces.slow_ns) if traces is not None else recent.slow_ns
         #: the last UNSET status seen: most request spans share one (the light span's default), and
         #: ``Status.status_code`` is a property (a Python call) that it spares
         self._unset: Status | None = None
@@ -92,8 +155,10 @@ class AnalyticsSpans(SpanProcessor):
             if self._others is not None:
                 self._others(span)
             return
-        end, start = span.end_time, span.start_time
-        duration = end - start if end is not None and start is not None else 0
+        try:
+            duration = span.end_time - span.start_time  # type: ignore[operator]  # None: the except
+        except TypeError:  # a time missing
+            duration = 0
         status = span.status
         if status is self._unset:
             failed = False
@@ -102,10 +167,56 @@ class AnalyticsSpans(SpanProcessor):
             failed = code is _ERROR
             if code is _UNSET:
                 self._unset = status
-        attributes = span.attributes or _NO_ATTRIBUTES
+        attributes = span.attributes
+        if attributes is None:
+            attributes = _NO_ATTRIBUTES
+        if failed or duration > self._slow_ns:
+            self._request_ended(span, attributes, duration, failed)
+            return
+        traces = self._traces
+        if traces is not None:
+            left = traces.until_sample - 1
+            if left > 0 and span.parent is None and not traces.pending:
+                traces.until_sample = left
+            else:  # the one to keep, a child, or children waiting: the trace details decide
+                traces.request_ended(span, attributes, duration, failed)
+        first = self._first_count
+        if first is not None:
+            # Subscripts, not ``get``: on the light span's read-only view each ``get`` is a method call.
+            try:
+                route, method = attributes["http.route"], attributes["http.request.method"]
+            except KeyError:  # none: request_ended decides
+                route = method = None
+            endpoint = _FULL
+            if first.attribute not in attributes:
+                since, until, waiting = first.current
+                if since <= first.clock() < until:
+                    try:
+                        endpoint = waiting[route][method]  # type: ignore[index]  # a non-str finds none
+                    except (KeyError, TypeError):  # not in this minute yet, not tracked, no route
+                        pass
+            if len(endpoint) < ANONYMOUS_BATCH:
+                endpoint.append(None)
+            else:  # identified, another minute, not tracked (yet), or a full list: it decides
+                first.request_ended(span, attributes, duration, failed)
+            if self._more_counts:
+                for other in self._more_counts:
+                    other.request_ended(span, attributes, duration, failed)
+        if self._ends:
+            for ended in self._ends:
+                ended(span, attributes, duration, failed)
+
+    def _request_ended(
+        self, span: ReadableSpan, attributes: Mapping[str, AttributeValue], duration: int, failed: bool
+    ) -> None:
+        """A slow or failed request: every part decides with its own threshold."""
         recent = self.recent
-        if failed or duration > recent.slow_ns:  # most requests: neither, and no call
+        if failed or duration > recent.slow_ns:
             recent.request_ended(span, attributes, duration, failed)
+        if self._traces is not None:
+            self._traces.request_ended(span, attributes, duration, failed)
+        for counts in self._counts:
+            counts.request_ended(span, attributes, duration, failed)
         for ended in self._ends:
             ended(span, attributes, duration, failed)
 

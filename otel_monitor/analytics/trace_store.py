@@ -87,8 +87,11 @@ class TraceStore(SpanProcessor):
         self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
         self._on_failed = on_failed
-        self._sample_every = max(1, sample_every)
-        self._seen = 0
+        #: one plain request in this many is kept
+        self.sample_every = max(1, sample_every)
+        #: plain requests until the next one kept, counting down from ``sample_every`` (the
+        #: analytics' processor counts most of them in line, see ``spans.KeptTrees``)
+        self.until_sample = self.sample_every
         #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
         self._annotators = annotators
 
@@ -131,9 +134,11 @@ class TraceStore(SpanProcessor):
                 children = self._own_children(span.context.span_id, trace_id, children)
         slow = duration > self.slow_ns
         if not (failed or slow):
-            self._seen += 1
-            if self._seen % self._sample_every:
+            left = self.until_sample - 1
+            if left > 0:
+                self.until_sample = left
                 return
+            self.until_sample = self.sample_every
         route = attributes.get("http.route")
         exclude = self._exclude
         if exclude is not None and isinstance(route, str) and (route == exclude or route.startswith(exclude + "/")):

@@ -12,7 +12,10 @@ So while an endpoint sees at most 2 k distinct identities in a bucket every coun
 beyond that the table is cut to its k busiest whenever it is full again, a count is never low and
 high by at most its ``overcount``, and an identity with more requests than any identity cut is
 never lost. Windows add up buckets (and workers): overcounts add up too. Requests
-without an identity are counted apart (``anonymous``), never as a row.
+without an identity are counted apart (``anonymous``), never as a row: most of them without a lock,
+as ``None`` appended to their endpoint's waiting list in the current minute (by the analytics' span
+processor, :class:`~.spans.AnalyticsSpans`), added to the counts under the lock before any read,
+at a fold and once :data:`~.spans.ANONYMOUS_BATCH` wait.
 
 Memory: at most (15 + 168) buckets x tracked endpoints x 2 k entries, each a few integers and a
 latency histogram; only buckets and endpoints that saw identities exist.
@@ -30,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from ..metrics.metrics_view import Channel
 from ..settings import Settings
-from .spans import request_parts
+from .spans import ANONYMOUS_BATCH, request_parts
 from .summary import OTHER, UNMATCHED, quantile
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ HOURS_KEPT = 168
 #: longest identity kept (longer ones are cut)
 MAX_ID_LENGTH = 128
 _SERVER = SpanKind.SERVER
+#: no current minute: every clock reading is outside it (a minute's bucket is made under the lock)
+_NO_MINUTE: tuple[float, float, dict[str, dict[str, list[None]]]] = (float("inf"), float("-inf"), {})
 
 
 class SpaceSaving:
@@ -128,14 +133,31 @@ class SpaceSaving:
 
 
 class _Bucket:
-    __slots__ = ("endpoints", "anonymous", "shared")
+    __slots__ = ("endpoints", "anonymous", "waiting", "shared")
 
     def __init__(self) -> None:
         self.endpoints: dict[tuple[str, str], SpaceSaving] = {}
-        #: (route, method) -> requests without an identity
+        #: (route, method) -> requests without an identity counted (``_lock`` held to change)
         self.anonymous: dict[tuple[str, str], int] = {}
+        #: route -> method -> anonymous requests not yet in ``anonymous``, one ``None`` each, of
+        #: every tracked endpoint that had one in this bucket: a request thread appends without a
+        #: lock (``list.append`` is one step under the GIL); whoever holds the lock adds them to
+        #: ``anonymous`` (:meth:`count_waiting`) before reading it. Made only with the lock held.
+        self.waiting: dict[str, dict[str, list[None]]] = {}
         #: what was last shared of it (None: changed since); a past minute is serialised once
         self.shared: dict[str, Any] | None = None
+
+    def count_waiting(self) -> None:
+        """Add the waiting anonymous requests to ``anonymous`` (``_lock`` held: one at a time).
+        Appends go on meanwhile, at the end of a list: its first ``n`` are the ones added."""
+        for route, methods in self.waiting.items():
+            for method, waiting in methods.items():
+                n = len(waiting)
+                if n:
+                    del waiting[:n]
+                    endpoint = (route, method)
+                    self.anonymous[endpoint] = self.anonymous.get(endpoint, 0) + n
+                    self.shared = None
 
     def serialise(self, t: int, span: int) -> dict[str, Any]:
         if self.shared is None:
@@ -183,10 +205,11 @@ class IdentityCounts(SpanProcessor):
         self._lock = threading.Lock()
         self._minutes: dict[int, _Bucket] = {}
         self._hours: dict[int, _Bucket] = {}
-        #: the current minute's bucket and its [start, end) in clock seconds (``_lock`` held to change)
+        #: the current minute's bucket (``_lock`` held to change)
         self._current: _Bucket | None = None
-        self._current_from = 0.0
-        self._current_until = 0.0
+        #: its [start, end) in clock seconds and its waiting anonymous requests, as one tuple (read
+        #: in one step by a request thread, which then appends; see ``spans.AnonymousCounts``)
+        self.current: tuple[float, float, dict[str, dict[str, list[None]]]] = _NO_MINUTE
 
     # -- the span processor (runs where the request's span ends) ------------------------------
 
@@ -204,25 +227,23 @@ class IdentityCounts(SpanProcessor):
 
     def request_ended(self, span: ReadableSpan, attributes: Mapping[str, object], duration: int, failed: bool) -> None:
         """An ended SERVER span (see :class:`~.spans.RequestSpanConsumer`)."""
-        # Runs for every request, on its thread: one pass, no call but the clock's, and for an
-        # anonymous request (most) no more than its endpoint's count.
+        # The analytics' processor counts most requests itself (spans.AnalyticsSpans): anonymous,
+        # for an endpoint tracked, in the current minute, with fewer than ANONYMOUS_BATCH waiting.
+        # The same here, without a lock, when it can be; else ``record``.
         route = attributes.get("http.route") or UNMATCHED
         method = attributes.get("http.request.method", "_OTHER")
         identity = attributes.get(self.attribute)
         if identity is None:
-            # Most requests: anonymous, for an endpoint already tracked (so its route and method are
-            # strings and it is not excluded), in the current minute: one count.
-            endpoint = (route, method)
-            if endpoint in self._routes:  # only ever grows; a lookup needs no lock under the GIL
-                now = self.clock()
-                with self._lock:
-                    bucket = self._current
-                    if bucket is None or not self._current_from <= now < self._current_until:
-                        bucket = self._minute_bucket(now)
-                    bucket.shared = None
-                    anonymous = bucket.anonymous
-                    anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
-                return
+            since, until, waiting = self.current
+            if since <= self.clock() < until:
+                try:
+                    endpoint = waiting[route][method]  # type: ignore[index]  # a non-str finds none
+                except (KeyError, TypeError):  # not in this minute yet, or not tracked
+                    pass
+                else:
+                    if len(endpoint) < ANONYMOUS_BATCH:
+                        endpoint.append(None)
+                        return
         self._count(route, method, identity, duration, failed)
 
     def _count(self, route: object, method: object, identity: object, duration: int, failed: bool) -> None:
@@ -257,7 +278,9 @@ class IdentityCounts(SpanProcessor):
         bucket = self._minutes.get(minute)
         if bucket is None:
             bucket = self._minutes[minute] = _Bucket()
-        self._current, self._current_from, self._current_until = bucket, float(minute), float(minute + MINUTE)
+        if bucket is not self._current:
+            self._current = bucket
+            self.current = (float(minute), float(minute + MINUTE), bucket.waiting)
         return bucket
 
     def _admit(self, endpoint: tuple[str, str]) -> tuple[str, str]:
@@ -280,6 +303,12 @@ class IdentityCounts(SpanProcessor):
             if identity is None:
                 anonymous = bucket.anonymous
                 anonymous[endpoint] = anonymous.get(endpoint, 0) + 1
+                if endpoint[0] == route:  # tracked (not OTHER): the next ones may wait, without the lock
+                    methods = bucket.waiting.setdefault(route, {})
+                    if method in methods:
+                        bucket.count_waiting()  # a full list: counted now, emptied
+                    else:
+                        methods[method] = []
                 return
             table = bucket.endpoints.get(endpoint)
             if table is None:
@@ -297,7 +326,8 @@ class IdentityCounts(SpanProcessor):
             for minute in [m for m in self._minutes if m < now - MINUTES_KEPT * MINUTE]:
                 old = self._minutes.pop(minute)
                 if old is self._current:
-                    self._current = None
+                    self._current, self.current = None, _NO_MINUTE
+                old.count_waiting()
                 hour = int(minute // HOUR) * HOUR
                 target = self._hours.get(hour)
                 if target is None:
@@ -310,6 +340,8 @@ class IdentityCounts(SpanProcessor):
     def snapshot(self) -> list[dict[str, Any]]:
         """Every bucket as JSON-able dicts (what this worker shares)."""
         with self._lock:
+            for bucket in self._minutes.values():
+                bucket.count_waiting()
             shared = [b.serialise(t, MINUTE) for t, b in self._minutes.items()]
             shared += [b.serialise(t, HOUR) for t, b in self._hours.items()]
             return shared
