@@ -286,6 +286,79 @@ def _status(status: Status) -> bytes:
     return field
 
 
+#: attribute key -> the KeyValue's key field (tag, length, UTF-8) and the value's tag: for the
+#: values that do not repeat (a path, a client address), written without the general path's calls
+_KEY_HEADS: dict[str, bytes] = {}
+#: a string AnyValue of n UTF-8 bytes (n < 126: its lengths one byte each), after the value's tag:
+#: the AnyValue's length, the string's tag and length
+_STRING_HEADS = [bytes((n + 2, _ANY_STRING[0], n)) for n in range(126)]
+#: the span's Attributes tag with a KeyValue length (n < 2048), and the Span field's tag with a span
+#: length (n < 4096): a request span and its attributes are this long
+_ATTR_HEADS = [_S_ATTR + _varint(n) for n in range(2048)]
+_SPAN_HEADS = [_F2_LEN + _varint(n) for n in range(4096)]
+#: the head of a span: trace id and span id fields (tags, lengths, big-endian ids), with the parent
+#: span id field; the ids as 64-bit halves
+_pack_ids = struct.Struct(">HQQHQ").pack
+_pack_ids_parent = struct.Struct(">HQQHQHQ").pack
+_TRACE_HEAD16 = int.from_bytes(_TRACE_ID_HEAD, "big")
+_SPAN_HEAD16 = int.from_bytes(_SPAN_ID_HEAD, "big")
+_PARENT_HEAD16 = int.from_bytes(_PARENT_HEAD, "big")
+_LOW64 = (1 << 64) - 1
+#: the Kind field (tag and value as one little-endian 16-bit number) and both times
+_pack_kind_times = struct.Struct("<HBQBQ").pack
+_KIND_HEADS = [int.from_bytes(field, "little") for field in _KINDS]
+_SERVER_HEAD = _KIND_HEADS[_SERVER.value]
+
+
+def _key_head(key: str) -> bytes:
+    """The KeyValue's key field and its value's tag (:data:`_KEY_HEADS`; a key that is not valid
+    UTF-8 raises UnicodeEncodeError)."""
+    raw = key.encode("utf-8")
+    head = (_delimited(_F1_LEN, raw) if raw else b"") + _F2_LEN
+    if len(_KEY_HEADS) >= _ITEMS_BOUND:
+        _KEY_HEADS.clear()
+    _KEY_HEADS[key] = head
+    return head
+
+
+def _attribute_field(key: str, value: object) -> bytes:
+    """An attribute as a whole Attributes field of a span (b"": it cannot be encoded, which is logged)."""
+    if type(value) is str and type(key) is str:
+        # (a value that does not repeat, as a path or a client address: written here in one join)
+        try:
+            head = _KEY_HEADS.get(key) or _key_head(key)
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:  # (the general path logs it)
+            raw = head = b"-" * 126
+        n = len(raw)
+        if n < 126 and len(head) < 64:  # (longer: the general path)
+            return b"".join((_ATTR_HEADS[len(head) + n + 3], head, _STRING_HEADS[n], raw))
+    body = _item((key, value))
+    return _S_ATTR + body if body else b""
+
+
+class _AttributeFields(dict[tuple[str, "str | int"], bytes]):
+    """(key, value) -> the attribute's whole Attributes field in a span (its tag, length and
+    KeyValue), for a str key and a str or int value: a span's attributes are looked up in one
+    C-level pass, a miss written by :meth:`__missing__` (and kept) within that pass. Only for
+    attributes whose values were checked to be str or int: ``True == 1 == 1.0``, and a bool or
+    float must never be answered an int's bytes. Cleared when full (the repeating attributes come
+    back at once)."""
+
+    def __missing__(self, item: tuple[str, str | int]) -> bytes:
+        key, value = item
+        field = _attribute_field(key, value)
+        if field and type(key) is str and type(value) in _CACHED_TYPES:
+            if len(self) >= _ITEMS_BOUND:
+                self.clear()
+            self[key, value] = field
+        return field
+
+
+_SPAN_FIELDS = _AttributeFields()
+_span_field = _SPAN_FIELDS.__getitem__
+
+
 def _request_span(span: ServerSpan) -> bytes | None:
     """:func:`encode_span` of a request span of the usual shape (a name seen before, no trace
     state, events, links or drops, both times set) as one join; None: another shape."""
@@ -302,32 +375,31 @@ def _request_span(span: ServerSpan) -> bytes | None:
         or (trace_state is not DEFAULT_TRACE_STATE and trace_state)
     ):
         return None
-    own = span._attributes
-    parent = span.parent
     kind = span.kind
+    times = _pack_kind_times(
+        _SERVER_HEAD if kind is _SERVER else _KIND_HEADS[kind.value], _START_TAG, start, _END_TAG, end
+    )
+    parent = span.parent
     if parent is None:
-        head = [_TRACE_ID_HEAD, trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, span_id.to_bytes(8, "big")]
+        parts = [_pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id), name, times]
         flags = _FLAGS_LOCAL
     else:
-        _, parent_span_id, remote, _ = _context_fields(parent)
-        head = [
-            _TRACE_ID_HEAD,
-            trace_id.to_bytes(16, "big"),
-            _SPAN_ID_HEAD,
-            span_id.to_bytes(8, "big"),
-            _PARENT_HEAD,
-            parent_span_id.to_bytes(8, "big"),
-        ]
+        _, parent_id, remote, _ = _context_fields(parent)
+        ids = _pack_ids_parent(
+            _TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id, _PARENT_HEAD16, parent_id
+        )
+        parts = [ids, name, times]
         flags = _FLAGS_REMOTE if remote else _FLAGS_LOCAL
-    head += (
-        name,
-        _SERVER_KIND if kind is _SERVER else _KINDS[kind.value],
-        _pack_times(_START_TAG, start, _END_TAG, end),
-        _dict_attributes(_S_ATTR, own) if own else b"",
-        _status(status),
-        flags,
-    )
-    return b"".join(head)
+    own = span._attributes
+    if own:
+        if _CACHED_TYPES.issuperset(map(type, own.values())):
+            parts += map(_span_field, own.items())  # type: ignore[arg-type]
+        else:  # (a bool, float or array value: never answered from the cache)
+            parts += [_attribute_field(key, value) for key, value in list(own.items())]
+    known = _STATUSES.get(id(status))
+    parts.append(known[1] if known is not None and known[0] is status else _status(status))
+    parts.append(flags)
+    return b"".join(parts)
 
 
 def encode_span(span: ReadableSpan) -> bytes:
@@ -489,12 +561,8 @@ class SpanEncoder:
             if body is None:
                 body = encode_span(span)
             n = len(body)
-            # the span's tag and length (a request span: 128 to 16,383 bytes, two bytes of varint)
-            encoded += (
-                _F2_LEN,
-                _SMALL[n] if n < 128 else bytes((n & 0x7F | 0x80, n >> 7)) if n < 16384 else _varint(n),
-                body,
-            )
+            # the span's tag and length (a request span: well below 4,096 bytes)
+            encoded += (_SPAN_HEADS[n] if n < 4096 else _F2_LEN + _varint(n), body)
         # Each message's length is the sum of its parts' lengths: the parts are joined once, at the end.
         out: list[bytes] = []
         for resource, scopes in groups:
