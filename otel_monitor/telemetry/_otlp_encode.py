@@ -347,68 +347,51 @@ class _AttributeFields(dict[tuple[str, "str | int"], bytes]):
 
     def __missing__(self, item: tuple[str, str | int]) -> bytes:
         key, value = item
-        field = _attribute_field(key, value)
-        if field and type(key) is str and type(value) in _CACHED_TYPES:
-            if len(self) >= _ITEMS_BOUND:
-                self.clear()
-            self[key, value] = field
+        prefixes = _PREFIXES.get(key) if type(value) is str else None
+        try:
+            raw = value.encode() if prefixes is not None else None  # type: ignore[union-attr]
+        except UnicodeEncodeError:  # (the general path logs it)
+            raw = None
+        if raw is not None and len(raw) < 126:
+            # (a value that does not repeat, as a path or a client address: one concatenation)
+            field = prefixes[len(raw)] or _prefix(key, len(raw))  # type: ignore[index]
+            field += raw
+        else:
+            field = _attribute_field(key, value)
+            if not field or type(key) is not str or type(value) not in _CACHED_TYPES:
+                return field
+            if type(value) is str and key not in _PREFIXES and len(_PREFIXES) < 64:
+                _PREFIXES[key] = [b""] * 126  # (the key's next new values take the line above)
+        if len(self) >= _ITEMS_BOUND:
+            self.clear()
+            _PREFIXES.clear()
+        self[item] = field  # (the items iterator makes a new tuple while this one is held)
         return field
+
+
+#: attribute key -> the Attributes field's head for a str value of n UTF-8 bytes (n < 126): its
+#: tag, length, key field, value tag, AnyValue length, string tag and length (b"": not made yet);
+#: the keys (at most 64) whose str values missed the cache once
+_PREFIXES: dict[str, list[bytes]] = {}
+
+
+def _prefix(key: str, n: int) -> bytes:
+    """The head of key's Attributes field for a str value of n UTF-8 bytes (kept in :data:`_PREFIXES`)."""
+    head = _KEY_HEADS.get(key) or _key_head(key)
+    size = len(head) + n + 3  # the KeyValue's length
+    prefix = b"".join((_ATTR_HEADS[size] if size < 2048 else _S_ATTR + _varint(size), head, _STRING_HEADS[n]))
+    _PREFIXES[key][n] = prefix
+    return prefix
 
 
 _SPAN_FIELDS = _AttributeFields()
 _span_field = _SPAN_FIELDS.__getitem__
 
 
-def _request_span(span: ServerSpan) -> bytes | None:
-    """:func:`encode_span` of a request span of the usual shape (a name seen before, no trace
-    state, events, links or drops, both times set) as one join; None: another shape."""
-    if span._events or span._links or span._dropped_attributes or span._dropped_events or span._dropped_links:
-        return None
-    trace_id, span_id, _, trace_state = _context_fields(span.context)
-    name = _NAMES.get(span.name)
-    start, end = span.start_time, span.end_time
-    status = span.status
-    if (
-        name is None
-        or not (start and end)
-        or status is None
-        or (trace_state is not DEFAULT_TRACE_STATE and trace_state)
-    ):
-        return None
-    kind = span.kind
-    times = _pack_kind_times(
-        _SERVER_HEAD if kind is _SERVER else _KIND_HEADS[kind.value], _START_TAG, start, _END_TAG, end
-    )
-    parent = span.parent
-    if parent is None:
-        parts = [_pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id), name, times]
-        flags = _FLAGS_LOCAL
-    else:
-        _, parent_id, remote, _ = _context_fields(parent)
-        ids = _pack_ids_parent(
-            _TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id, _PARENT_HEAD16, parent_id
-        )
-        parts = [ids, name, times]
-        flags = _FLAGS_REMOTE if remote else _FLAGS_LOCAL
-    own = span._attributes
-    if own:
-        if _CACHED_TYPES.issuperset(map(type, own.values())):
-            parts += map(_span_field, own.items())  # type: ignore[arg-type]
-        else:  # (a bool, float or array value: never answered from the cache)
-            parts += [_attribute_field(key, value) for key, value in list(own.items())]
-    known = _STATUSES.get(id(status))
-    parts.append(known[1] if known is not None and known[0] is status else _status(status))
-    parts.append(flags)
-    return b"".join(parts)
-
-
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message body (fields in field-number order, defaults omitted, as protobuf writes)."""
     attributes: bytes
     if type(span) is ServerSpan:
-        fast = _request_span(span)
-        if fast is not None:
-            return fast
         # The request span (most spans of a service): its fields read directly, not through the
         # ReadableSpan properties (each builds a view or a tuple). It no longer changes once ended.
         context: SpanContext | None = span.context
@@ -534,9 +517,60 @@ class SpanEncoder:
         last_resource: object = None
         last_scope: object = _NO_SCOPE
         encoded: list[bytes] = []
+        last_status: object = None  # the status seen last and its Status field (spans share a few)
+        status_field = b""
         for span in spans:
+            body: bytes | None = None
             if type(span) is ServerSpan:  # its own fields (ReadableSpan's properties are Python calls)
                 resource, scope = span._resource, span._instrumentation_scope or None
+                # A request span of the usual shape (a name seen before, no trace state, events,
+                # links or drops, both times set), written here in one join; any other: encode_span.
+                trace_id, span_id, _, trace_state = _context_fields(span.context)
+                name = _NAMES.get(span.name)
+                start, end, status = span.start_time, span.end_time, span.status
+                if not (
+                    name is None
+                    or not (start and end)
+                    or status is None
+                    or (trace_state is not DEFAULT_TRACE_STATE and trace_state)
+                    or span._events
+                    or span._links
+                    or span._dropped_attributes
+                    or span._dropped_events
+                    or span._dropped_links
+                ):
+                    if status is not last_status:
+                        last_status, status_field = status, _status(status)
+                    kind = span.kind
+                    times = _pack_kind_times(
+                        _SERVER_HEAD if kind is _SERVER else _KIND_HEADS[kind.value], _START_TAG, start, _END_TAG, end
+                    )
+                    parent = span.parent
+                    if parent is None:
+                        ids = _pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id)
+                        flags = _FLAGS_LOCAL
+                    else:
+                        _, parent_id, remote, _ = _context_fields(parent)
+                        ids = _pack_ids_parent(
+                            _TRACE_HEAD16,
+                            trace_id >> 64,
+                            trace_id & _LOW64,
+                            _SPAN_HEAD16,
+                            span_id,
+                            _PARENT_HEAD16,
+                            parent_id,
+                        )
+                        flags = _FLAGS_REMOTE if remote else _FLAGS_LOCAL
+                    parts = [ids, name, times]
+                    own = span._attributes
+                    if own:
+                        if _CACHED_TYPES.issuperset(map(type, own.values())):
+                            parts += map(_span_field, own.items())  # type: ignore[arg-type]
+                        else:  # (a bool, float or array value: never answered from the cache)
+                            parts += [_attribute_field(key, value) for key, value in list(own.items())]
+                    parts.append(status_field)
+                    parts.append(flags)
+                    body = b"".join(parts)
             else:
                 resource, scope = span.resource, span.instrumentation_scope or None
             if resource is not last_resource or scope is not last_scope:
@@ -557,7 +591,6 @@ class SpanEncoder:
                         scopes.append((scope, found))
                     by_scope[key] = found
                 encoded = found
-            body = _request_span(span) if type(span) is ServerSpan else None  # (encode_span's first step)
             if body is None:
                 body = encode_span(span)
             n = len(body)
