@@ -517,8 +517,10 @@ class SpanEncoder:
         last_resource: object = None
         last_scope: object = _NO_SCOPE
         encoded: list[bytes] = []
-        last_status: object = None  # the status seen last and its Status field (spans share a few)
-        status_field = b""
+        # the status seen last (spans share a few Status objects) and its Status field with the
+        # Flags field, for a local and a remote parent
+        last_status: object = None
+        tail_local = tail_remote = b""
         for span in spans:
             body: bytes | None = None
             if type(span) is ServerSpan:  # its own fields (ReadableSpan's properties are Python calls)
@@ -541,6 +543,7 @@ class SpanEncoder:
                 ):
                     if status is not last_status:
                         last_status, status_field = status, _status(status)
+                        tail_local, tail_remote = status_field + _FLAGS_LOCAL, status_field + _FLAGS_REMOTE
                     kind = span.kind
                     times = _pack_kind_times(
                         _SERVER_HEAD if kind is _SERVER else _KIND_HEADS[kind.value], _START_TAG, start, _END_TAG, end
@@ -548,7 +551,7 @@ class SpanEncoder:
                     parent = span.parent
                     if parent is None:
                         ids = _pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id)
-                        flags = _FLAGS_LOCAL
+                        tail = tail_local
                     else:
                         _, parent_id, remote, _ = _context_fields(parent)
                         ids = _pack_ids_parent(
@@ -560,17 +563,13 @@ class SpanEncoder:
                             _PARENT_HEAD16,
                             parent_id,
                         )
-                        flags = _FLAGS_REMOTE if remote else _FLAGS_LOCAL
-                    parts = [ids, name, times]
+                        tail = tail_remote if remote else tail_local
                     own = span._attributes
-                    if own:
-                        if _CACHED_TYPES.issuperset(map(type, own.values())):
-                            parts += map(_span_field, own.items())  # type: ignore[arg-type]
-                        else:  # (a bool, float or array value: never answered from the cache)
-                            parts += [_attribute_field(key, value) for key, value in list(own.items())]
-                    parts.append(status_field)
-                    parts.append(flags)
-                    body = b"".join(parts)
+                    if _CACHED_TYPES.issuperset(map(type, own.values())):
+                        body = b"".join([ids, name, times, *map(_span_field, own.items()), tail])  # type: ignore[arg-type]
+                    else:  # (a bool, float or array value: never answered from the cache)
+                        fields = [_attribute_field(key, value) for key, value in list(own.items())]
+                        body = b"".join([ids, name, times, *fields, tail])
             else:
                 resource, scope = span.resource, span.instrumentation_scope or None
             if resource is not last_resource or scope is not last_scope:
