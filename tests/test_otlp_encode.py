@@ -473,13 +473,19 @@ def test_request_span_values_equal_to_cached_ints_keep_their_own_type():
         assert SpanEncoder().encode([span]) == official_bytes([span])
 
 
-def test_a_full_attribute_cache_is_cleared_and_the_bytes_stay_the_official_ones(monkeypatch):
-    monkeypatch.setattr(_otlp_encode, "_ITEMS_BOUND", 5)
+def test_a_full_attribute_cache_is_cleared_and_a_key_whose_values_do_not_repeat_is_no_longer_kept(monkeypatch):
+    monkeypatch.setattr(_otlp_encode, "_ITEMS_BOUND", 16)
+    monkeypatch.setattr(_otlp_encode, "_UNREPEATED", set())
+    cache = _otlp_encode._SPAN_FIELDS
+    cache.clear()
     spans = request_spans([{"url.path": f"/users/{n}", "m": "GET", "p": 80 + n % 3} for n in range(40)])
     SpanEncoder().encode(spans[:1])
-    for _ in range(2):
-        assert SpanEncoder().encode(spans) == official_bytes(spans)
-    assert len(_otlp_encode._SPAN_FIELDS) <= 5
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    # the first clearing found url.path's values filling the cache: they are written, not kept
+    assert _otlp_encode._UNREPEATED == {"url.path"}
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    assert {key for key, _ in cache} == {"m", "p"}
+    assert len(cache) <= 16
 
 
 def test_request_spans_of_alternating_statuses_each_get_their_own_status_field():

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import operator
 import struct
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -354,25 +355,39 @@ class _AttributeFields(dict[tuple[str, "str | int"], bytes]):
             raw = None
         if raw is not None and len(raw) < 126:
             # (a value that does not repeat, as a path or a client address: one concatenation)
-            field = prefixes[len(raw)] or _prefix(key, len(raw))  # type: ignore[index]
-            field += raw
+            field = (prefixes[len(raw)] or _prefix(key, len(raw))) + raw  # type: ignore[index]
+            if key in _UNREPEATED:
+                return field
         else:
             field = _attribute_field(key, value)
-            if not field or type(key) is not str or type(value) not in _CACHED_TYPES:
+            if not field or type(key) is not str or type(value) not in _CACHED_TYPES or key in _UNREPEATED:
                 return field
             if type(value) is str and key not in _PREFIXES and len(_PREFIXES) < 64:
                 _PREFIXES[key] = [b""] * 126  # (the key's next new values take the line above)
         if len(self) >= _ITEMS_BOUND:
-            self.clear()
-            _PREFIXES.clear()
+            self._forget()
+            if key in _UNREPEATED:
+                return field
         self[item] = field  # (the items iterator makes a new tuple while this one is held)
         return field
+
+    def _forget(self) -> None:
+        """Empty the full cache; a key that filled a quarter of it with its values (a path, a client
+        address: values that seldom repeat) has its values no longer kept (:data:`_UNREPEATED`)."""
+        counts = Counter([key for key, _ in self])
+        for key, count in counts.most_common(4):
+            if count >= _ITEMS_BOUND // 4 and len(_UNREPEATED) < 64:
+                _UNREPEATED.add(key)
+        self.clear()
 
 
 #: attribute key -> the Attributes field's head for a str value of n UTF-8 bytes (n < 126): its
 #: tag, length, key field, value tag, AnyValue length, string tag and length (b"": not made yet);
 #: the keys (at most 64) whose str values missed the cache once
 _PREFIXES: dict[str, list[bytes]] = {}
+#: keys (at most 64) whose values are written anew each time, not kept: they filled a quarter of
+#: the cache (each kept value costs a tuple, an insertion and its share of the next clearing)
+_UNREPEATED: set[str] = set()
 
 
 def _prefix(key: str, n: int) -> bytes:
