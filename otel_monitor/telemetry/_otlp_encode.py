@@ -13,7 +13,11 @@ The resource (the same object for every span of a process) is encoded once and c
 attribute with a string or integer value (most of a service's attributes repeat: method, route,
 status code, server address), and each span name. The request span
 (:class:`~otel_monitor.request._server_span.ServerSpan`) is read through its fields rather than the
-``ReadableSpan`` properties, which build a view or a tuple per call; the batch is joined once.
+``ReadableSpan`` properties, which build a view or a tuple per call; one of the usual shape is written
+inside the batch loop in one join: ids, kind and times packed by ``struct``, its attributes as whole
+Attributes fields from one C-level pass over a cache whose misses (a new path or client address)
+are written as the key's prefix for the value's length plus its bytes; a key whose values do not
+repeat (they filled a quarter of the cache) is no longer kept in it. The batch is joined once.
 
 The exporters keep the official transport, retry, size limit and self-metrics:
 
@@ -304,7 +308,6 @@ _pack_ids_parent = struct.Struct(">HQQHQHQ").pack
 _TRACE_HEAD16 = int.from_bytes(_TRACE_ID_HEAD, "big")
 _SPAN_HEAD16 = int.from_bytes(_SPAN_ID_HEAD, "big")
 _PARENT_HEAD16 = int.from_bytes(_PARENT_HEAD, "big")
-_LOW64 = (1 << 64) - 1
 #: the Kind field (tag and value as one little-endian 16-bit number) and both times
 _pack_kind_times = struct.Struct("<HBQBQ").pack
 _KIND_HEADS = [int.from_bytes(field, "little") for field in _KINDS]
@@ -374,7 +377,7 @@ class _AttributeFields(dict[tuple[str, "str | int"], bytes]):
     def _forget(self) -> None:
         """Empty the full cache; a key that filled a quarter of it with its values (a path, a client
         address: values that seldom repeat) has its values no longer kept (:data:`_UNREPEATED`)."""
-        counts = Counter([key for key, _ in self])
+        counts = Counter([key for key, _ in list(self)])  # (a copy in one C call: another encoding thread may add)
         for key, count in counts.most_common(4):
             if count >= _ITEMS_BOUND // 4 and len(_UNREPEATED) < 64:
                 _UNREPEATED.add(key)
@@ -565,14 +568,14 @@ class SpanEncoder:
                     )
                     parent = span.parent
                     if parent is None:
-                        ids = _pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _LOW64, _SPAN_HEAD16, span_id)
+                        ids = _pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _UINT64_MASK, _SPAN_HEAD16, span_id)
                         tail = tail_local
                     else:
                         _, parent_id, remote, _ = _context_fields(parent)
                         ids = _pack_ids_parent(
                             _TRACE_HEAD16,
                             trace_id >> 64,
-                            trace_id & _LOW64,
+                            trace_id & _UINT64_MASK,
                             _SPAN_HEAD16,
                             span_id,
                             _PARENT_HEAD16,
