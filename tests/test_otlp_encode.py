@@ -30,7 +30,8 @@ from opentelemetry.trace.span import TraceState
 
 from otel_monitor.request._server_span import ServerSpan, ServerSpans, SpanProcessors
 from otel_monitor.settings import resolve_settings
-from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder, _request_span
+from otel_monitor.telemetry import _otlp_encode
+from otel_monitor.telemetry._otlp_encode import FastOTLPSpanExporter, SpanEncoder
 from otel_monitor.telemetry._otlp_grpc import FastGrpcOTLPSpanExporter
 from otel_monitor.telemetry.pipeline import span_exporters
 
@@ -383,9 +384,13 @@ def test_random_light_request_spans_encode_to_the_official_encoders_bytes(batch)
         logging.disable(logging.NOTSET)
 
 
+def general_path_refused(span: ReadableSpan) -> bytes:
+    raise AssertionError(f"{span.name!r} took the general path")
+
+
 @pytest.mark.parametrize("parent", [None, SpanContext(0x1F, 0x2E, True, TraceFlags(1))], ids=["root", "remote-parent"])
 @pytest.mark.parametrize("code", [StatusCode.UNSET, StatusCode.ERROR])
-def test_a_request_span_of_the_usual_shape_is_written_in_one_join_with_the_official_bytes(parent, code):
+def test_a_request_span_of_the_usual_shape_is_written_in_one_join_with_the_official_bytes(parent, code, monkeypatch):
     factory = ServerSpans(
         SpanProcessors(), RESOURCES[0], CountingIds(), ALWAYS_ON, SpanLimits(), SCOPES[1], "always_on"
     )
@@ -398,7 +403,7 @@ def test_a_request_span_of_the_usual_shape_is_written_in_one_join_with_the_offic
         span.end_request("GET /users/<id>", {"http.response.status_code": 200 + n}, error, 2_000 + n)
         spans.append(span)
     first = SpanEncoder().encode(spans)  # the name becomes known here
-    assert all(_request_span(span) is not None for span in spans)
+    monkeypatch.setattr(_otlp_encode, "encode_span", general_path_refused)
     assert first == SpanEncoder().encode(spans) == official_bytes(spans)
 
 
@@ -411,3 +416,81 @@ def test_the_fast_exporter_takes_the_official_exporters_public_arguments_in_thei
         ]
 
     assert public(FastOTLPSpanExporter) == public(OfficialHttpExporter)
+
+
+def request_spans(attribute_dicts: list[dict], statuses: list[Status | None] | None = None) -> list[ServerSpan]:
+    """Request spans of the usual shape (the light structure, as the request path ends them)."""
+    factory = ServerSpans(
+        SpanProcessors(), RESOURCES[0], CountingIds(), ALWAYS_ON, SpanLimits(), SCOPES[1], "always_on"
+    )
+    spans = []
+    for n, own in enumerate(attribute_dicts):
+        span = factory.start("GET /users/<id>", None, SpanKind.SERVER, 1_000 + n, None, dict(own))
+        assert type(span) is ServerSpan
+        status = statuses[n % len(statuses)] if statuses else None
+        span.end_request("GET /users/<id>", {}, status, 2_000 + n)
+        spans.append(span)
+    return spans
+
+
+def test_new_string_values_are_written_with_the_official_bytes_on_their_first_and_later_misses(monkeypatch):
+    # Each span brings values the attribute cache has not seen (a path, a client address): the first
+    # miss of a key goes the general way, the next ones through the key's prefixes (one per value
+    # length: 0, 1, 125 bytes; 126 and longer the general way again; multi-byte UTF-8 counted in
+    # bytes); an empty key, and keys long enough that the KeyValue's length takes two bytes.
+    values = ["", "x", "é", "€" * 41, "a" * 125, "a" * 126, "b" * 300, "/users/7?q=ü"]
+    long_key = "k" * 2100
+    dicts = [
+        {"url.path": f"{value}{n}", "": value, long_key: value, "client.address": f"127.0.0.{n}", "server.port": n}
+        for n in range(3)
+        for value in values
+    ]
+    spans = request_spans(dicts)
+    monkeypatch.setattr(_otlp_encode, "_PREFIXES", {})  # (earlier tests' keys may have filled it)
+    SpanEncoder().encode(spans[:1])  # the route's name becomes known
+    monkeypatch.setattr(_otlp_encode, "encode_span", general_path_refused)
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    assert {"url.path", "", long_key, "client.address"} <= set(_otlp_encode._PREFIXES)
+    assert SpanEncoder().encode(spans) == official_bytes(spans)  # (now every field from the cache)
+
+
+def test_a_string_value_that_is_not_utf_8_skips_only_its_attribute_on_the_request_span_path(caplog):
+    spans = request_spans([{"url.path": f"/{n}", "bad": f"\ud800{n}", "kept": "yes"} for n in range(3)])
+    SpanEncoder().encode(spans)
+    ours = SpanEncoder().encode(spans)
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(ours)
+    for span in decoded.resource_spans[0].scope_spans[0].spans:
+        assert [kv.key for kv in span.attributes] == ["url.path", "kept"]
+    assert any("Failed to encode key bad" in record.getMessage() for record in caplog.records)
+
+
+def test_request_span_values_equal_to_cached_ints_keep_their_own_type():
+    # the int 1 is cached first; True, 1.0 and "1" under the same key must not be answered its bytes
+    dicts = [{"k": value, "n": 7} for value in (1, True, 1.0, "1", 1, 0, False, 0.0, 1)]
+    spans = request_spans(dicts[:1]) + request_spans(dicts[1:])
+    SpanEncoder().encode(spans[:1])
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    for span in spans:
+        assert SpanEncoder().encode([span]) == official_bytes([span])
+
+
+def test_a_full_attribute_cache_is_cleared_and_a_key_whose_values_do_not_repeat_is_no_longer_kept(monkeypatch):
+    monkeypatch.setattr(_otlp_encode, "_ITEMS_BOUND", 16)
+    monkeypatch.setattr(_otlp_encode, "_UNREPEATED", set())
+    cache = _otlp_encode._SPAN_FIELDS
+    cache.clear()
+    spans = request_spans([{"url.path": f"/users/{n}", "m": "GET", "p": 80 + n % 3} for n in range(40)])
+    SpanEncoder().encode(spans[:1])
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    # the first clearing found url.path's values filling the cache: they are written, not kept
+    assert _otlp_encode._UNREPEATED == {"url.path"}
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+    assert {key for key, _ in cache} == {"m", "p"}
+    assert len(cache) <= 16
+
+
+def test_request_spans_of_alternating_statuses_each_get_their_own_status_field():
+    statuses = [None, Status(StatusCode.ERROR, "boom"), Status(StatusCode.ERROR), Status(StatusCode.ERROR, "other")]
+    spans = request_spans([{"url.path": f"/{n}"} for n in range(8)], statuses)
+    SpanEncoder().encode(spans[:1])
+    assert SpanEncoder().encode(spans) == official_bytes(spans)

@@ -13,7 +13,11 @@ The resource (the same object for every span of a process) is encoded once and c
 attribute with a string or integer value (most of a service's attributes repeat: method, route,
 status code, server address), and each span name. The request span
 (:class:`~otel_monitor.request._server_span.ServerSpan`) is read through its fields rather than the
-``ReadableSpan`` properties, which build a view or a tuple per call; the batch is joined once.
+``ReadableSpan`` properties, which build a view or a tuple per call; one of the usual shape is written
+inside the batch loop in one join: ids, kind and times packed by ``struct``, its attributes as whole
+Attributes fields from one C-level pass over a cache whose misses (a new path or client address)
+are written as the key's prefix for the value's length plus its bytes; a key whose values do not
+repeat (they filled a quarter of the cache) is no longer kept in it. The batch is joined once.
 
 The exporters keep the official transport, retry, size limit and self-metrics:
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 import logging
 import operator
 import struct
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -286,57 +291,125 @@ def _status(status: Status) -> bytes:
     return field
 
 
-def _request_span(span: ServerSpan) -> bytes | None:
-    """:func:`encode_span` of a request span of the usual shape (a name seen before, no trace
-    state, events, links or drops, both times set) as one join; None: another shape."""
-    if span._events or span._links or span._dropped_attributes or span._dropped_events or span._dropped_links:
-        return None
-    trace_id, span_id, _, trace_state = _context_fields(span.context)
-    name = _NAMES.get(span.name)
-    start, end = span.start_time, span.end_time
-    status = span.status
-    if (
-        name is None
-        or not (start and end)
-        or status is None
-        or (trace_state is not DEFAULT_TRACE_STATE and trace_state)
-    ):
-        return None
-    own = span._attributes
-    parent = span.parent
-    kind = span.kind
-    if parent is None:
-        head = [_TRACE_ID_HEAD, trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, span_id.to_bytes(8, "big")]
-        flags = _FLAGS_LOCAL
-    else:
-        _, parent_span_id, remote, _ = _context_fields(parent)
-        head = [
-            _TRACE_ID_HEAD,
-            trace_id.to_bytes(16, "big"),
-            _SPAN_ID_HEAD,
-            span_id.to_bytes(8, "big"),
-            _PARENT_HEAD,
-            parent_span_id.to_bytes(8, "big"),
-        ]
-        flags = _FLAGS_REMOTE if remote else _FLAGS_LOCAL
-    head += (
-        name,
-        _SERVER_KIND if kind is _SERVER else _KINDS[kind.value],
-        _pack_times(_START_TAG, start, _END_TAG, end),
-        _dict_attributes(_S_ATTR, own) if own else b"",
-        _status(status),
-        flags,
-    )
-    return b"".join(head)
+#: attribute key -> the KeyValue's key field (tag, length, UTF-8) and the value's tag: for the
+#: values that do not repeat (a path, a client address), written without the general path's calls
+_KEY_HEADS: dict[str, bytes] = {}
+#: a string AnyValue of n UTF-8 bytes (n < 126: its lengths one byte each), after the value's tag:
+#: the AnyValue's length, the string's tag and length
+_STRING_HEADS = [bytes((n + 2, _ANY_STRING[0], n)) for n in range(126)]
+#: the span's Attributes tag with a KeyValue length (n < 2048), and the Span field's tag with a span
+#: length (n < 4096): a request span and its attributes are this long
+_ATTR_HEADS = [_S_ATTR + _varint(n) for n in range(2048)]
+_SPAN_HEADS = [_F2_LEN + _varint(n) for n in range(4096)]
+#: the head of a span: trace id and span id fields (tags, lengths, big-endian ids), with the parent
+#: span id field; the ids as 64-bit halves
+_pack_ids = struct.Struct(">HQQHQ").pack
+_pack_ids_parent = struct.Struct(">HQQHQHQ").pack
+_TRACE_HEAD16 = int.from_bytes(_TRACE_ID_HEAD, "big")
+_SPAN_HEAD16 = int.from_bytes(_SPAN_ID_HEAD, "big")
+_PARENT_HEAD16 = int.from_bytes(_PARENT_HEAD, "big")
+#: the Kind field (tag and value as one little-endian 16-bit number) and both times
+_pack_kind_times = struct.Struct("<HBQBQ").pack
+_KIND_HEADS = [int.from_bytes(field, "little") for field in _KINDS]
+_SERVER_HEAD = _KIND_HEADS[_SERVER.value]
+
+
+def _key_head(key: str) -> bytes:
+    """The KeyValue's key field and its value's tag (:data:`_KEY_HEADS`; a key that is not valid
+    UTF-8 raises UnicodeEncodeError)."""
+    raw = key.encode("utf-8")
+    head = (_delimited(_F1_LEN, raw) if raw else b"") + _F2_LEN
+    if len(_KEY_HEADS) >= _ITEMS_BOUND:
+        _KEY_HEADS.clear()
+    _KEY_HEADS[key] = head
+    return head
+
+
+def _attribute_field(key: str, value: object) -> bytes:
+    """An attribute as a whole Attributes field of a span (b"": it cannot be encoded, which is logged)."""
+    if type(value) is str and type(key) is str:
+        # (a value that does not repeat, as a path or a client address: written here in one join)
+        try:
+            head = _KEY_HEADS.get(key) or _key_head(key)
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:  # (the general path logs it)
+            raw = head = b"-" * 126
+        n = len(raw)
+        if n < 126 and len(head) < 64:  # (longer: the general path)
+            return b"".join((_ATTR_HEADS[len(head) + n + 3], head, _STRING_HEADS[n], raw))
+    body = _item((key, value))
+    return _S_ATTR + body if body else b""
+
+
+class _AttributeFields(dict[tuple[str, "str | int"], bytes]):
+    """(key, value) -> the attribute's whole Attributes field in a span (its tag, length and
+    KeyValue), for a str key and a str or int value: a span's attributes are looked up in one
+    C-level pass, a miss written by :meth:`__missing__` (and kept) within that pass. Only for
+    attributes whose values were checked to be str or int: ``True == 1 == 1.0``, and a bool or
+    float must never be answered an int's bytes. Cleared when full (the repeating attributes come
+    back at once)."""
+
+    def __missing__(self, item: tuple[str, str | int]) -> bytes:
+        key, value = item
+        prefixes = _PREFIXES.get(key) if type(value) is str else None
+        try:
+            raw = value.encode() if prefixes is not None else None  # type: ignore[union-attr]
+        except UnicodeEncodeError:  # (the general path logs it)
+            raw = None
+        if raw is not None and len(raw) < 126:
+            # (a value that does not repeat, as a path or a client address: one concatenation)
+            field = (prefixes[len(raw)] or _prefix(key, len(raw))) + raw  # type: ignore[index]
+            if key in _UNREPEATED:
+                return field
+        else:
+            field = _attribute_field(key, value)
+            if not field or type(key) is not str or type(value) not in _CACHED_TYPES or key in _UNREPEATED:
+                return field
+            if type(value) is str and key not in _PREFIXES and len(_PREFIXES) < 64:
+                _PREFIXES[key] = [b""] * 126  # (the key's next new values take the line above)
+        if len(self) >= _ITEMS_BOUND:
+            self._forget()
+            if key in _UNREPEATED:
+                return field
+        self[item] = field  # (the items iterator makes a new tuple while this one is held)
+        return field
+
+    def _forget(self) -> None:
+        """Empty the full cache; a key that filled a quarter of it with its values (a path, a client
+        address: values that seldom repeat) has its values no longer kept (:data:`_UNREPEATED`)."""
+        counts = Counter([key for key, _ in list(self)])  # (a copy in one C call: another encoding thread may add)
+        for key, count in counts.most_common(4):
+            if count >= _ITEMS_BOUND // 4 and len(_UNREPEATED) < 64:
+                _UNREPEATED.add(key)
+        self.clear()
+
+
+#: attribute key -> the Attributes field's head for a str value of n UTF-8 bytes (n < 126): its
+#: tag, length, key field, value tag, AnyValue length, string tag and length (b"": not made yet);
+#: the keys (at most 64) whose str values missed the cache once
+_PREFIXES: dict[str, list[bytes]] = {}
+#: keys (at most 64) whose values are written anew each time, not kept: they filled a quarter of
+#: the cache (each kept value costs a tuple, an insertion and its share of the next clearing)
+_UNREPEATED: set[str] = set()
+
+
+def _prefix(key: str, n: int) -> bytes:
+    """The head of key's Attributes field for a str value of n UTF-8 bytes (kept in :data:`_PREFIXES`)."""
+    head = _KEY_HEADS.get(key) or _key_head(key)
+    size = len(head) + n + 3  # the KeyValue's length
+    prefix = b"".join((_ATTR_HEADS[size] if size < 2048 else _S_ATTR + _varint(size), head, _STRING_HEADS[n]))
+    _PREFIXES[key][n] = prefix
+    return prefix
+
+
+_SPAN_FIELDS = _AttributeFields()
+_span_field = _SPAN_FIELDS.__getitem__
 
 
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message body (fields in field-number order, defaults omitted, as protobuf writes)."""
     attributes: bytes
     if type(span) is ServerSpan:
-        fast = _request_span(span)
-        if fast is not None:
-            return fast
         # The request span (most spans of a service): its fields read directly, not through the
         # ReadableSpan properties (each builds a view or a tuple). It no longer changes once ended.
         context: SpanContext | None = span.context
@@ -462,9 +535,59 @@ class SpanEncoder:
         last_resource: object = None
         last_scope: object = _NO_SCOPE
         encoded: list[bytes] = []
+        # the status seen last (spans share a few Status objects) and its Status field with the
+        # Flags field, for a local and a remote parent
+        last_status: object = None
+        tail_local = tail_remote = b""
         for span in spans:
+            body: bytes | None = None
             if type(span) is ServerSpan:  # its own fields (ReadableSpan's properties are Python calls)
                 resource, scope = span._resource, span._instrumentation_scope or None
+                # A request span of the usual shape (a name seen before, no trace state, events,
+                # links or drops, both times set), written here in one join; any other: encode_span.
+                trace_id, span_id, _, trace_state = _context_fields(span.context)
+                name = _NAMES.get(span.name)
+                start, end, status = span.start_time, span.end_time, span.status
+                if not (
+                    name is None
+                    or not (start and end)
+                    or status is None
+                    or (trace_state is not DEFAULT_TRACE_STATE and trace_state)
+                    or span._events
+                    or span._links
+                    or span._dropped_attributes
+                    or span._dropped_events
+                    or span._dropped_links
+                ):
+                    if status is not last_status:
+                        last_status, status_field = status, _status(status)
+                        tail_local, tail_remote = status_field + _FLAGS_LOCAL, status_field + _FLAGS_REMOTE
+                    kind = span.kind
+                    times = _pack_kind_times(
+                        _SERVER_HEAD if kind is _SERVER else _KIND_HEADS[kind.value], _START_TAG, start, _END_TAG, end
+                    )
+                    parent = span.parent
+                    if parent is None:
+                        ids = _pack_ids(_TRACE_HEAD16, trace_id >> 64, trace_id & _UINT64_MASK, _SPAN_HEAD16, span_id)
+                        tail = tail_local
+                    else:
+                        _, parent_id, remote, _ = _context_fields(parent)
+                        ids = _pack_ids_parent(
+                            _TRACE_HEAD16,
+                            trace_id >> 64,
+                            trace_id & _UINT64_MASK,
+                            _SPAN_HEAD16,
+                            span_id,
+                            _PARENT_HEAD16,
+                            parent_id,
+                        )
+                        tail = tail_remote if remote else tail_local
+                    own = span._attributes
+                    if _CACHED_TYPES.issuperset(map(type, own.values())):
+                        body = b"".join([ids, name, times, *map(_span_field, own.items()), tail])  # type: ignore[arg-type]
+                    else:  # (a bool, float or array value: never answered from the cache)
+                        fields = [_attribute_field(key, value) for key, value in list(own.items())]
+                        body = b"".join([ids, name, times, *fields, tail])
             else:
                 resource, scope = span.resource, span.instrumentation_scope or None
             if resource is not last_resource or scope is not last_scope:
@@ -485,16 +608,11 @@ class SpanEncoder:
                         scopes.append((scope, found))
                     by_scope[key] = found
                 encoded = found
-            body = _request_span(span) if type(span) is ServerSpan else None  # (encode_span's first step)
             if body is None:
                 body = encode_span(span)
             n = len(body)
-            # the span's tag and length (a request span: 128 to 16,383 bytes, two bytes of varint)
-            encoded += (
-                _F2_LEN,
-                _SMALL[n] if n < 128 else bytes((n & 0x7F | 0x80, n >> 7)) if n < 16384 else _varint(n),
-                body,
-            )
+            # the span's tag and length (a request span: well below 4,096 bytes)
+            encoded += (_SPAN_HEADS[n] if n < 4096 else _F2_LEN + _varint(n), body)
         # Each message's length is the sum of its parts' lengths: the parts are joined once, at the end.
         out: list[bytes] = []
         for resource, scopes in groups:
