@@ -419,9 +419,19 @@ def test_the_fast_exporter_takes_the_official_exporters_public_arguments_in_thei
 
 
 def request_spans(attribute_dicts: list[dict], statuses: list[Status | None] | None = None) -> list[ServerSpan]:
-    """Request spans of the usual shape (the light structure, as the request path ends them)."""
+    """Request spans of the usual shape (the light structure, as the request path ends them). The
+    factory is told whether the request path's own values are all str or int, as the pipeline tells it
+    (they are not when it captures headers)."""
+    plain = all(type(value) in (str, int) for own in attribute_dicts for value in own.values())
     factory = ServerSpans(
-        SpanProcessors(), RESOURCES[0], CountingIds(), ALWAYS_ON, SpanLimits(), SCOPES[1], "always_on"
+        SpanProcessors(),
+        RESOURCES[0],
+        CountingIds(),
+        ALWAYS_ON,
+        SpanLimits(),
+        SCOPES[1],
+        "always_on",
+        own_values_plain=plain,
     )
     spans = []
     for n, own in enumerate(attribute_dicts):
@@ -493,4 +503,22 @@ def test_request_spans_of_alternating_statuses_each_get_their_own_status_field()
     statuses = [None, Status(StatusCode.ERROR, "boom"), Status(StatusCode.ERROR), Status(StatusCode.ERROR, "other")]
     spans = request_spans([{"url.path": f"/{n}"} for n in range(8)], statuses)
     SpanEncoder().encode(spans[:1])
+    assert SpanEncoder().encode(spans) == official_bytes(spans)
+
+
+def test_a_bool_float_or_list_set_by_user_code_on_a_plain_request_span_keeps_its_own_type():
+    # The request path's own values are str and int (the span is marked plain and the encoder skips
+    # its type check); a value of another type written through the API unmarks the span.
+    factory = ServerSpans(
+        SpanProcessors(), RESOURCES[0], CountingIds(), ALWAYS_ON, SpanLimits(), SCOPES[1], "always_on"
+    )
+    spans = []
+    for n, value in enumerate((1, True, 1.0, ["a", "b"], "1")):
+        span = factory.start("GET /users/<id>", None, SpanKind.SERVER, 1_000 + n, None, {"n": 7})
+        assert type(span) is ServerSpan and span.plain_values
+        span.set_attribute("k", value)
+        assert span.plain_values is (type(value) in (str, int))
+        span.end_request("GET /users/<id>", {}, None, 2_000 + n)
+        spans.append(span)
+    SpanEncoder().encode(spans[:1])  # ("k", 1) cached
     assert SpanEncoder().encode(spans) == official_bytes(spans)

@@ -464,3 +464,19 @@ def test_a_request_wakes_the_idle_profiler_and_the_signals_field_follows_its_eve
     assert (signal.on, signal.is_set()) == (False, False)
     assert client.get("/").status_code == 200
     assert (signal.on, signal.is_set()) == (True, True)
+
+
+def test_request_spans_are_marked_plain_only_while_the_request_path_captures_no_headers(monitors):
+    # (a captured header is a list of strings: the OTLP encoder must then check each span's values)
+    plain, capturing = Flask("plain_values"), Flask("captured_headers")
+    for app in (plain, capturing):
+        app.get("/")(lambda: "ok")
+    telemetry = Telemetry(monitors(plain, system_metrics=False))
+    captured = Telemetry(monitors(capturing, system_metrics=False, capture_headers_server_request=("x-tenant",)))
+    assert closing_client(plain).get("/").status_code == 200
+    assert closing_client(capturing).get("/", headers={"X-Tenant": "a"}).status_code == 200
+    (span,) = telemetry.spans()
+    (other,) = captured.spans()
+    assert type(span) is ServerSpan and span.plain_values
+    assert type(other) is ServerSpan and not other.plain_values
+    assert other.attributes["http.request.header.x-tenant"] == ("a",)

@@ -155,6 +155,7 @@ class ServerSpans:
         "_parent_based",
         "_bits",
         "max_attributes",
+        "own_values_plain",
     )
 
     def __init__(
@@ -166,7 +167,11 @@ class ServerSpans:
         limits: SpanLimits,
         scope: InstrumentationScope,
         sampler_name: str = "",
+        own_values_plain: bool = True,
     ) -> None:
+        """``own_values_plain``: every value the request path stores itself (``set_own``,
+        ``end_request``, the attributes at the start) is a str or an int; False when it captures
+        HTTP headers (lists of strings)."""
         self.processors = processors
         self.resource = resource
         self.ids = ids
@@ -174,6 +179,7 @@ class ServerSpans:
         self.limits = limits
         #: ``limits.max_span_attributes`` (SpanLimits do not change), read at every span's start and end
         self.max_attributes = limits.max_span_attributes
+        self.own_values_plain = own_values_plain
         self.scope = scope
         self._random_ids = ids.is_trace_id_random()
         # Our own attributes are stored unchecked: only when no length limit could cut them.
@@ -290,6 +296,9 @@ class ServerSpan(trace.Span, ReadableSpan):
     _dropped_events = 0
     _dropped_links = 0
     _instrumentation_info = None
+    #: every attribute value is a str or an int (not a bool, a float or a sequence): what the OTLP
+    #: encoder needs to know before it answers values from its cache (``True == 1 == 1.0``)
+    plain_values = True
 
     def __init__(
         self,
@@ -312,6 +321,8 @@ class ServerSpan(trace.Span, ReadableSpan):
         self.attributes = MappingProxyType(attributes)
         self.sampled = sampled
         self._spans = spans
+        if not spans.own_values_plain:
+            self.plain_values = False
         # ReadableSpan's own fields for its properties (``resource``, ``instrumentation_scope``);
         # its __init__ is not called (it would build an empty Resource)
         self._resource = spans.resource
@@ -454,6 +465,8 @@ class ServerSpan(trace.Span, ReadableSpan):
                 return
             del attributes[next(iter(attributes))]
         attributes[key] = value
+        if type(value) is not str and type(value) is not int:
+            self.plain_values = False
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         limits = self._spans.limits

@@ -583,7 +583,8 @@ class SpanEncoder:
                         )
                         tail = tail_remote if remote else tail_local
                     own = span._attributes
-                    if _CACHED_TYPES.issuperset(map(type, own.values())):
+                    # (values known to be str or int: the span says so, else checked here)
+                    if span.plain_values or _CACHED_TYPES.issuperset(map(type, own.values())):
                         body = b"".join([ids, name, times, *map(_span_field, own.items()), tail])  # type: ignore[arg-type]
                     else:  # (a bool, float or array value: never answered from the cache)
                         fields = [_attribute_field(key, value) for key, value in list(own.items())]

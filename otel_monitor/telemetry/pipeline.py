@@ -458,6 +458,7 @@ def build_pipeline(
             limits,
             InstrumentationScope(SCOPE, __about__.__version__, SCHEMA_URL),
             settings.traces_sampler,
+            own_values_plain=not (settings.capture_headers_server_request or settings.capture_headers_server_response),
         ),
     )
     logs = log_exporters(settings)
