@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
@@ -71,6 +72,23 @@ def _get(port: int, path: str) -> int:
         return response.status
     finally:
         conn.close()
+
+
+def _wait_serving(
+    proc: subprocess.Popen[bytes], port: int, path: str, timeout: float, describe: Callable[[], str]
+) -> None:
+    """Poll until gunicorn answers 200 on ``path``; a RuntimeError with ``describe()`` if it exits or
+    does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if _get(port, path) == 200:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn did not serve {path}: {describe()}")
+        time.sleep(0.3)
 
 
 def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: int, sink: str) -> dict[str, int]:
@@ -121,16 +139,7 @@ def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: 
     log = open(os.path.join(out, "gunicorn.log"), "w")
     proc = subprocess.Popen(cmd, env=env, cwd=_HERE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if _get(port, path) == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not serve {path}: {open(log.name).read()[-2000:]}")
-            time.sleep(0.5)
+        _wait_serving(proc, port, path, 600, lambda: open(log.name).read()[-2000:])
         for _ in range(warm):
             _get(port, path)
         for _ in range(requests):
@@ -173,16 +182,7 @@ def kernel_share(python: str, tree: str, path: str, seconds: int) -> float:
     proc = subprocess.Popen(cmd, env=env, cwd=_HERE, stdout=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}{path}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(port, path) == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn (bare) did not serve {path}")
-            time.sleep(0.2)
+        _wait_serving(proc, port, path, 60, lambda: "(bare)")
         (worker,) = psutil.Process(proc.pid).children()
         subprocess.run(["wrk", "-t1", "-c8", "-d2s", url], check=True, capture_output=True)
         shares = []

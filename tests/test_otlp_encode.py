@@ -378,7 +378,7 @@ def test_random_light_request_spans_encode_to_the_official_encoders_bytes(batch)
     try:
         assert SpanEncoder().encode(batch) == official_bytes(batch)
         # again, once their names are known: the usual shape (no events, links, drops or trace
-        # state) is then written in one join (_request_span)
+        # state) is then written inside the batch loop
         assert SpanEncoder().encode(batch) == official_bytes(batch)
     finally:
         logging.disable(logging.NOTSET)
