@@ -91,6 +91,16 @@ def _wait_serving(
         time.sleep(0.3)
 
 
+def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop gunicorn (its master, by pid; SIGKILL to its session after ``timeout`` seconds)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: int, sink: str) -> dict[str, int]:
     """Instructions of the worker's threads (by name) for one run of ``requests`` requests."""
     out = tempfile.mkdtemp(prefix="callgrind-gunicorn-")
@@ -147,12 +157,7 @@ def measure(python: str, tree: str, stack: str, path: str, requests: int, warm: 
             if status != 200:
                 raise RuntimeError(f"{path} answered {status}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc, 600)
         log.close()
     with open(os.path.join(out, "threads.json")) as fh:
         names: list[str] = json.load(fh)
@@ -194,12 +199,7 @@ def kernel_share(python: str, tree: str, path: str, seconds: int) -> float:
         print(f"  kernel share (system / user) of a bare worker: {[round(x, 3) for x in shares]}", file=sys.stderr)
         return sorted(shares)[1]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc, 30)
 
 
 def main() -> None:
