@@ -101,6 +101,8 @@ EXIT_SKIP = 3
 # OTLP_SINK, a local receiver run.py serves); see the REVIEW HOOK in apps.py.
 OTEL_MONITOR_EXPORT = "default"
 OTLP_SINK: str | None = None
+# "paired" (both servers loaded at once on one CPU, see SharedCpu) or "alternate" (one after the other)
+HTTP_MODE = "paired"
 
 
 class _SinkHandler(http.server.BaseHTTPRequestHandler):
@@ -736,9 +738,11 @@ class Gunicorn:
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
-def wrk(url: str, seconds: int) -> dict[str, Any]:
+def wrk(url: str, seconds: int, cpus: set[int] | None = None) -> dict[str, Any]:
+    """One ``wrk -t1 -c8`` run (on ``cpus`` when given)."""
     cmd = ["wrk", "-t1", "-c8", f"-d{seconds}s", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, preexec_fn=pin)
     match = _WRK_RPS.search(out.stdout)
     if out.returncode != 0 or not match:
         raise Failed(f"wrk failed ({out.returncode}): {_tail(out.stdout + out.stderr)}")
@@ -752,7 +756,127 @@ def wrk(url: str, seconds: int) -> dict[str, Any]:
     return {"rps": float(match.group(1)), "errors": errors}
 
 
+def _group_pids(leader: int) -> list[int]:
+    """The processes of ``leader``'s process group (a gunicorn master started in its own session and its worker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == leader:  # pgrp
+                pids.append(int(entry))
+    return pids
+
+
+class SharedCpu:
+    """The paired HTTP method: every server runs on one CPU (``server_cpu``), each in its own cpu cgroup
+    with the same weight, so two servers loaded at once get equal halves of that CPU under the same
+    host conditions; the load generators (and this process's OTLP sink) run on the other CPUs.
+
+    Why: on a shared VM the host's speed moves by tens of percent between seconds, so servers loaded
+    one after the other (``--http-mode alternate``) differ by that much even when they are the same
+    (A/A rounds 0.75-1.40 here); loaded at once on one CPU, the same two servers stay within a few
+    percent (0.97-1.02), and the ratio of their throughputs is the ratio of their costs per request,
+    all of it counted: the worker's every thread, the kernel's work for its sockets, its cache misses.
+    Without a writable cgroup (not root, no cpu controller) the servers are only pinned: the scheduler
+    then shares the CPU per thread, nearly equal for two one-worker servers (noted in the report)."""
+
+    def __init__(self) -> None:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            raise Skip("the paired method needs 2 CPUs (one for the servers, one for wrk); use --http-mode alternate")
+        self.server_cpu = {allowed[-1]}
+        self.load_cpus = set(allowed[:-1])
+        self._own = os.sched_getaffinity(0)
+        self._groups: list[str] = []
+        self.cgroups = self._cgroup_root() is not None
+
+    @staticmethod
+    def _cgroup_root() -> str | None:
+        for root in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup"):
+            procs = os.path.join(root, "cgroup.procs")
+            if os.path.isfile(procs) and os.access(root, os.W_OK):
+                if root == "/sys/fs/cgroup":  # cgroup v2: the cpu controller must be enabled for children
+                    try:
+                        with open(os.path.join(root, "cgroup.subtree_control")) as fh:
+                            if "cpu" not in fh.read().split():
+                                return None
+                    except OSError:
+                        return None
+                return root
+        return None
+
+    def __enter__(self) -> SharedCpu:
+        os.sched_setaffinity(0, self.load_cpus)  # this process serves the OTLP sink: off the servers' CPU
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.sched_setaffinity(0, self._own)
+        for group in self._groups:
+            try:
+                os.rmdir(group)  # empty once its servers stopped
+            except OSError:
+                pass
+
+    def place(self, server: Gunicorn) -> None:
+        """Pin every thread of ``server``'s processes to the server CPU; put them in a cgroup of their own."""
+        pids = _group_pids(server.proc.pid)
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    os.sched_setaffinity(int(tid), self.server_cpu)
+                except OSError:  # a thread that just ended
+                    pass
+        root = self._cgroup_root()
+        if root is None:
+            self.cgroups = False
+            return
+        group = os.path.join(root, f"otel-monitor-bench-{os.getpid()}-{server.port}")
+        try:
+            os.makedirs(group, exist_ok=True)
+            self._groups.append(group)
+            for pid in pids:
+                with open(os.path.join(group, "cgroup.procs"), "w") as fh:
+                    fh.write(str(pid))
+        except OSError:
+            self.cgroups = False
+
+    def pair(self, a: Gunicorn, b: Gunicorn, seconds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """wrk on both servers at once; the two results."""
+        out: list[dict[str, Any] | BaseException | None] = [None, None]
+
+        def one(i: int, server: Gunicorn) -> None:
+            try:
+                out[i] = wrk(server.url(), seconds, self.load_cpus)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, on the caller's thread
+                out[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i, srv)) for i, srv in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for result in out:
+            if isinstance(result, BaseException):
+                raise result
+        return out[0], out[1]  # type: ignore[return-value]  # both set: no exception above
+
+
 def section_http(python: str, stacks: list[str], p: Params, report: Report) -> None:
+    if HTTP_MODE == "paired":
+        try:
+            with SharedCpu() as cpu:
+                _section_http(python, stacks, p, report, cpu)
+            return
+        except Skip as exc:
+            log(f"http: {exc}; falling back to --http-mode alternate")
+    _section_http(python, stacks, p, report, None)
+
+
+def _section_http(python: str, stacks: list[str], p: Params, report: Report, cpu: SharedCpu | None) -> None:
     if not shutil.which("wrk"):
         report.add("## Over HTTP\n\nskipped: `wrk` is not installed (`apt-get install wrk`).")
         return
@@ -761,7 +885,7 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
 
     def warm(server: Gunicorn) -> None:
         if p.http_warmup:
-            wrk(server.url(), p.http_warmup)
+            wrk(server.url(), p.http_warmup, cpu.load_cpus if cpu else None)
         else:
             for _ in range(20):
                 server.get()
@@ -770,6 +894,8 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
     base = Gunicorn(python, "bare")
     try:
         base.wait_ready()
+        if cpu:
+            cpu.place(base)
         warm(base)
     except (Skip, Failed) as exc:
         base.stop()
@@ -782,11 +908,16 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
             b = Gunicorn(python, stack)
             try:
                 b.wait_ready()
+                if cpu:
+                    cpu.place(b)
                 warm(b)
                 a_rps, b_rps, errors = [], [], 0
                 for _ in range(p.http_rounds):
-                    ra = wrk(base.url(), p.http_duration)
-                    rb = wrk(b.url(), p.http_duration)
+                    if cpu:
+                        ra, rb = cpu.pair(base, b, p.http_duration)
+                    else:
+                        ra = wrk(base.url(), p.http_duration)
+                        rb = wrk(b.url(), p.http_duration)
                     a_rps.append(ra["rps"])
                     b_rps.append(rb["rps"])
                     errors += rb["errors"] + ra["errors"]
@@ -832,14 +963,29 @@ def section_http(python: str, stacks: list[str], p: Params, report: Report) -> N
                 note,
             ]
         )
+    if cpu:
+        how = (
+            f"{p.http_rounds} rounds load both at once, each with its own wrk (after a warm-up): both servers "
+            f"on CPU {min(cpu.server_cpu)}, "
+            + (
+                "each in a cpu cgroup of its own with the same weight"
+                if cpu.cgroups
+                else "pinned only (no writable cpu cgroup: the scheduler shares the CPU per thread)"
+            )
+            + f", wrk and the OTLP sink on CPU {','.join(map(str, sorted(cpu.load_cpus)))}: equal halves of one "
+            "CPU under the same host conditions, so the ratio is the ratio of costs per request, every thread "
+            "and the kernel's share counted (`--http-mode alternate`: one after the other)"
+        )
+    else:
+        how = f"{p.http_rounds} rounds alternate them (after a warm-up)"
     report.add(
         "\n".join(
             [
                 "## Over HTTP: gunicorn, 1 sync worker",
                 "",
                 f"`wrk -t1 -c8 -d{p.http_duration}s http://127.0.0.1:<port>{BENCH_PATH}`; a bare-Flask server and "
-                f"the stack's fresh server run side by side (one bare server for the whole section), "
-                f"{p.http_rounds} rounds alternate them (after a warm-up). "
+                f"the stack's fresh server run side by side (one bare server for the whole section); "
+                f"{how}. "
                 "Requests/s medians; ratio = median of per-round stack / bare (each round's ratio listed); "
                 "errors = non-2xx + socket errors, both servers.",
                 "",
@@ -1164,6 +1310,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "every span over OTLP/HTTP to a local sink (see apps.py)",
     )
     ap.add_argument(
+        "--http-mode",
+        choices=["paired", "alternate"],
+        default="paired",
+        help="paired: the bare and the stack's gunicorn share one CPU and are loaded at once (the host's speed "
+        "changes cancel out; needs 2 CPUs); alternate: each loaded in turn (default: %(default)s)",
+    )
+    ap.add_argument(
         "--profiler",
         choices=["cprofile", "pyinstrument"],
         default="cprofile",
@@ -1201,8 +1354,9 @@ def main(argv: list[str] | None = None) -> int:
         p.profile_requests = args.profile_requests
     output = args.output or os.path.join(HERE, "results", "smoke.md" if args.smoke else "latest.md")
 
-    global OTEL_MONITOR_EXPORT, OTLP_SINK
+    global OTEL_MONITOR_EXPORT, OTLP_SINK, HTTP_MODE
     OTEL_MONITOR_EXPORT = args.otel_monitor_export
+    HTTP_MODE = args.http_mode
     if OTEL_MONITOR_EXPORT == "otlp":
         OTLP_SINK = start_otlp_sink()
     started = time.monotonic()
