@@ -263,7 +263,7 @@ def test_one_plain_request_in_sample_every_keeps_its_tree_through_the_processor_
         assert [tree["trace_id"][-2:] for tree in store.failed] == ["32"]
         assert store.pending == {}
     # nine plain requests each took one turn in both stores: the next kept is again the third
-    next_turns = [[store.sample_turn() for _ in range(6)] for store in (inline, alone)]
+    next_turns = [[next(store.sample_turns) for _ in range(6)] for store in (inline, alone)]
     assert next_turns == [[False, False, True] * 2] * 2
 
 
@@ -310,7 +310,7 @@ def test_plain_requests_ended_on_many_threads_at_once_keep_exactly_one_tree_in_s
     assert not any(thread.is_alive() for thread in workers)
     assert len(store.sampled) == total // every
     assert {tree["kind"] for tree in store.sampled} == {"sample"}
-    assert [store.sample_turn() for _ in range(2 * every)] == ([False] * (every - 1) + [True]) * 2
+    assert [next(store.sample_turns) for _ in range(2 * every)] == ([False] * (every - 1) + [True]) * 2
 
 
 class _ReadWhileOthersEnd(_Ended):
@@ -350,4 +350,4 @@ def test_requests_ended_while_another_requests_span_is_read_take_their_own_turns
         spans.on_end(_request(trace_id=trace_id))
     # seven plain requests, seven turns: the seventh to end is kept
     assert [tree["trace_id"][-2:] for tree in store.sampled] == ["07"]
-    assert [store.sample_turn() for _ in range(7)] == [False] * 6 + [True]
+    assert [next(store.sample_turns) for _ in range(7)] == [False] * 6 + [True]

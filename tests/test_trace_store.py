@@ -1,5 +1,5 @@
 """The trace details' own sampling (analytics.trace_store.TraceStore): one plain request in
-``sample_every`` keeps its tree, each taking one turn of the store's ``sample_turn``; failed and slow
+``sample_every`` keeps its tree, each taking one turn of the store's ``sample_turns``; failed and slow
 requests take none; ``keep_sampled`` keeps the tree of a request whose turn its caller took."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _span(trace_id, span_id=9, parent=None, kind=SpanKind.SERVER, end=1_000_000,
 
 
 def _turns(store, n):
-    return [store.sample_turn() for _ in range(n)]
+    return [next(store.sample_turns) for _ in range(n)]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_the_sampling_turns_are_the_stores_own_and_cannot_be_replaced():
     assert _turns(first, 3) == [False, True, False]
     assert _turns(second, 2) == [False, True]  # another store's turns are apart
     with pytest.raises(AttributeError):
-        first.sample_turn = lambda: True
+        first.sample_turns = iter([True])
     assert not hasattr(first, "until_sample")  # no countdown for anyone else to write
 
 

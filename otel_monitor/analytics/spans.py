@@ -17,7 +17,7 @@ common case itself, reading what they expose for it (:class:`KeptTrees`, :class:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
@@ -72,8 +72,8 @@ class RequestSpanConsumer(Protocol):
 class KeptTrees(RequestSpanConsumer, Protocol):
     """What :class:`AnalyticsSpans` uses of the trace details (``trace_store.TraceStore``) to
     leave a plain request out of them with one C call: for a local root with no child waiting,
-    neither slow nor failed, it takes the request's turn from ``sample_turn`` (the store's own
-    sampling sequence, safe on any thread) and only for the one to keep (True) calls
+    neither slow nor failed, it takes the request's turn, ``next(sample_turns)`` (the store's own
+    sampling sequence, safe on any thread), and only for the one to keep (True) calls
     ``keep_sampled``, which takes no second turn. Any other request goes to ``request_ended``."""
 
     @property
@@ -83,7 +83,7 @@ class KeptTrees(RequestSpanConsumer, Protocol):
     def pending(self) -> Sized: ...
 
     @property
-    def sample_turn(self) -> Callable[[], bool]: ...
+    def sample_turns(self) -> Iterator[bool]: ...
 
     def keep_sampled(self, span: ReadableSpan, attributes: Mapping[str, AttributeValue]) -> None: ...
 
@@ -122,7 +122,7 @@ class AnalyticsSpans(SpanProcessor):
     Most requests are plain: neither slow nor failed, a local root with no child span waiting,
     anonymous, on an endpoint already counted, in the current minute. Such a request costs no
     Python call beyond this one (only C ones: the trace details' sampling turn and the clock): the
-    turn is taken here, from the store's ``sample_turn``, and each count's anonymous tally done
+    turn is taken here, from the store's ``sample_turns``, and each count's anonymous tally done
     here, with what :class:`KeptTrees` and :class:`AnonymousCounts` expose; no attribute of theirs
     is written. Only the plain request whose turn says keep goes on, to ``keep_sampled``; any other
     request goes to their ``request_ended``, which decides as it always did.
@@ -141,9 +141,9 @@ class AnalyticsSpans(SpanProcessor):
     ) -> None:
         self.recent = recent
         self._traces = traces
-        #: the trace details' sampling turns, taken here for a plain request (see :class:`KeptTrees`)
-        #: (``bool``, never called, without trace details: ``on_end`` asks for them first)
-        self._sample_turn: Callable[[], bool] = traces.sample_turn if traces is not None else bool
+        #: the trace details' sampling turns, taken here for a plain request (see :class:`KeptTrees`;
+        #: without trace details, none: never read)
+        self._sample_turns: Iterator[bool] = traces.sample_turns if traces is not None else iter(())
         self._counts = tuple(counts)
         #: the first of the counts (the users'), done in line; the others (the client addresses'): called
         self._first_count = self._counts[0] if self._counts else None
@@ -185,7 +185,7 @@ class AnalyticsSpans(SpanProcessor):
         traces = self._traces
         if traces is not None:
             if span.parent is None and not traces.pending:
-                if self._sample_turn():  # the one to keep
+                if next(self._sample_turns):  # the one to keep
                     traces.keep_sampled(span, attributes)
             else:  # a child, or children waiting: the trace details decide
                 traces.request_ended(span, attributes, duration, failed)

@@ -5,7 +5,7 @@ spans, database and HTTP client spans of contrib instrumentations) end before th
 SERVER span, so they wait in ``pending`` under their trace id; when the request span -- the local
 root -- ends, the tree is either turned into a JSON-able dict (failed, slow, or one plain request
 in ``SAMPLE_EVERY``) or dropped. Each plain request takes one turn of the store's own sampling
-cycle (``sample_turn``: one C call, so requests ending on several threads at once never share or
+cycle (``sample_turns``: one C call, so requests ending on several threads at once never share or
 skip a turn); failed and slow ones take none. Per normal request that costs that turn and, with
 children waiting, one dict ``pop``; the conversion runs only for the kept ones. Everything is
 bounded: kept trees (oldest dropped first), pending trees, spans per tree, attribute and stack
@@ -19,7 +19,7 @@ the sensitive query parameters, exception messages and stack traces lose every s
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import cycle
 from typing import Any
 
@@ -94,9 +94,9 @@ class TraceStore(SpanProcessor):
         #: one plain request in this many is kept
         self.sample_every = max(1, sample_every)
         #: each plain request's turn: ``sample_every - 1`` times False, then True (kept), over and
-        #: over. The cycle's own ``__next__`` is one C call, atomic under the GIL: requests ending
-        #: on several threads at once never share or skip a turn.
-        self._sample_turn: Callable[[], bool] = cycle((False,) * (self.sample_every - 1) + (True,)).__next__
+        #: over. ``next`` on it is one C call, atomic under the GIL: requests ending on several
+        #: threads at once never share or skip a turn.
+        self._sample_turns: Iterator[bool] = cycle((False,) * (self.sample_every - 1) + (True,))
         #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
         self._annotators = annotators
 
@@ -138,21 +138,21 @@ class TraceStore(SpanProcessor):
             if children is not None and len(children) > 1:
                 children = self._own_children(span.context.span_id, trace_id, children)
         slow = duration > self.slow_ns
-        if not (failed or slow or self._sample_turn()):  # a plain request takes its turn
+        if not (failed or slow or next(self._sample_turns)):  # a plain request takes its turn
             return
         self._keep(span, attributes, children, failed, slow)
 
     @property
-    def sample_turn(self) -> Callable[[], bool]:
-        """Takes the next plain request's sampling turn: True for the one to keep (one in
-        ``sample_every``, the ``sample_every``-th first). Safe on any thread, a C call: the
-        analytics' processor takes a plain request's turn itself (see ``spans.KeptTrees``), then
-        hands only the one to keep to :meth:`keep_sampled`."""
-        return self._sample_turn
+    def sample_turns(self) -> Iterator[bool]:
+        """The plain requests' sampling turns: ``next(store.sample_turns)`` takes one, True for the
+        one to keep (one in ``sample_every``, the ``sample_every``-th first). Safe on any thread (a
+        C call): the analytics' processor takes a plain request's turn itself (see
+        ``spans.KeptTrees``) and hands only the one to keep to :meth:`keep_sampled`."""
+        return self._sample_turns
 
     def keep_sampled(self, span: ReadableSpan, attributes: Mapping[str, AttributeValue]) -> None:
         """Keeps a plain request's tree (neither slow nor failed, a local root) whose turn the
-        caller took from :attr:`sample_turn` and found True: no second turn is taken."""
+        caller took from :attr:`sample_turns` and found True: no second turn is taken."""
         trace_id = span.context.trace_id
         children = self.pending.pop(trace_id, None) if self.pending else None
         if children is not None and len(children) > 1:
