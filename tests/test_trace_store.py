@@ -35,7 +35,8 @@ def _turns(store, n):
     [(3, [False, False, True] * 3), (1, [True] * 9), (0, [True] * 9), (-5, [True] * 9)],
 )
 def test_the_sampling_turns_keep_every_sample_every_th_plain_request_the_sample_every_th_first(sample_every, turns):
-    assert _turns(TraceStore(5, 30, sample_every=sample_every), 9) == turns
+    store = TraceStore(5, 30, sample_every=sample_every)
+    assert (store.sample_every, _turns(store, 9)) == (max(1, sample_every), turns)
 
 
 def test_the_sampling_turns_are_the_stores_own_and_cannot_be_replaced():
@@ -44,6 +45,8 @@ def test_the_sampling_turns_are_the_stores_own_and_cannot_be_replaced():
     assert _turns(second, 2) == [False, True]  # another store's turns are apart
     with pytest.raises(AttributeError):
         first.sample_turns = iter([True])
+    with pytest.raises(AttributeError):
+        first.sample_every = 1  # would not change the turns: fixed when the store is made
     assert not hasattr(first, "until_sample")  # no countdown for anyone else to write
 
 

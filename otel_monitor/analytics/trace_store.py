@@ -91,12 +91,11 @@ class TraceStore(SpanProcessor):
         self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
         self._on_failed = on_failed
-        #: one plain request in this many is kept
-        self.sample_every = max(1, sample_every)
+        self._sample_every = every = max(1, sample_every)
         #: each plain request's turn: ``sample_every - 1`` times False, then True (kept), over and
         #: over. ``next`` on it is one C call, atomic under the GIL: requests ending on several
         #: threads at once never share or skip a turn.
-        self._sample_turns: Iterator[bool] = cycle((False,) * (self.sample_every - 1) + (True,))
+        self._sample_turns: Iterator[bool] = cycle((False,) * (every - 1) + (True,))
         #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
         self._annotators = annotators
 
@@ -141,6 +140,11 @@ class TraceStore(SpanProcessor):
         if not (failed or slow or next(self._sample_turns)):  # a plain request takes its turn
             return
         self._keep(span, attributes, children, failed, slow)
+
+    @property
+    def sample_every(self) -> int:
+        """One plain request in this many is kept (at least 1: every one)."""
+        return self._sample_every
 
     @property
     def sample_turns(self) -> Iterator[bool]:
