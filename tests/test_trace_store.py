@@ -31,12 +31,14 @@ def _turns(store, n):
 
 
 @pytest.mark.parametrize(
-    ("sample_every", "turns"),
-    [(3, [False, False, True] * 3), (1, [True] * 9), (0, [True] * 9), (-5, [True] * 9)],
+    ("sample_every", "every", "turns"),
+    [(3, 3, [False, False, True] * 3), (1, 1, [True] * 9), (0, 1, [True] * 9), (-5, 1, [True] * 9)],
 )
-def test_the_sampling_turns_keep_every_sample_every_th_plain_request_the_sample_every_th_first(sample_every, turns):
+def test_the_sampling_turns_keep_every_sample_every_th_plain_request_the_sample_every_th_first(
+    sample_every, every, turns
+):
     store = TraceStore(5, 30, sample_every=sample_every)
-    assert (store.sample_every, _turns(store, 9)) == (max(1, sample_every), turns)
+    assert (store.sample_every, _turns(store, 9)) == (every, turns)
 
 
 def test_the_sampling_turns_are_the_stores_own_and_cannot_be_replaced():
