@@ -262,4 +262,92 @@ def test_one_plain_request_in_sample_every_keeps_its_tree_through_the_processor_
         assert [tree["trace_id"][-2:] for tree in store.sampled] == ["03", "06", "09"]
         assert [tree["trace_id"][-2:] for tree in store.failed] == ["32"]
         assert store.pending == {}
-    assert inline.until_sample == alone.until_sample == 3
+    # nine plain requests each took one turn in both stores: the next kept is again the third
+    next_turns = [[next(store.sample_turns) for _ in range(6)] for store in (inline, alone)]
+    assert next_turns == [[False, False, True] * 2] * 2
+
+
+def test_plain_requests_ended_on_many_threads_at_once_keep_exactly_one_tree_in_sample_every():
+    import sys
+    import threading
+
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from otel_monitor.analytics.trace_store import TraceStore
+
+    threads, per_thread, every = 8, 21_000, 7
+    total = threads * per_thread
+    kept = []  # each kept tree's kind, counted as it is kept (the store itself holds only the last few)
+    store = TraceStore(5, 10, sample_every=every, annotators=(lambda span, tree: kept.append(tree["kind"]),))
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), store, others=store.other_ended)
+    attributes = {"http.route": "/orders", "http.request.method": "GET"}
+    start = threading.Barrier(threads)
+
+    def serve(trace_id):
+        # A real ended span: its ``parent`` and ``status`` are properties (a Python call, where a
+        # thread switch may happen), as in every request.
+        span = ReadableSpan(
+            "GET /orders",
+            trace.SpanContext(trace_id, 9, False),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            start_time=0,
+            end_time=1_000_000,
+        )
+        start.wait()
+        for _ in range(per_thread):
+            spans.on_end(span)
+
+    workers = [threading.Thread(target=serve, args=(i + 1,)) for i in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch wherever one may happen
+    try:
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in workers)
+    assert (len(kept), set(kept)) == (total // every, {"sample"})
+    assert [next(store.sample_turns) for _ in range(2 * every)] == ([False] * (every - 1) + [True]) * 2
+
+
+class _ReadWhileOthersEnd(_Ended):
+    """A plain request span whose ``parent``, when the processor first reads it, ends ``meanwhile``
+    other requests first: the thread switch that may happen there (a property is a Python call),
+    made certain."""
+
+    def __init__(self, meanwhile, **kwargs):
+        super().__init__(**kwargs)
+        self._meanwhile = meanwhile
+
+    @property
+    def parent(self):
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return None
+
+    @parent.setter
+    def parent(self, value):  # _Ended sets it: this span is a local root whatever it is told
+        pass
+
+
+def test_requests_ended_while_another_requests_span_is_read_take_their_own_turns_and_it_its_own():
+    from otel_monitor.analytics.trace_store import TraceStore
+
+    store = TraceStore(5, 100, sample_every=7)
+    spans = AnalyticsSpans(RecentRequests(slow_ms=5, kept=10), store, others=store.other_ended)
+
+    def three_others():
+        for trace_id in (2, 3, 4):
+            spans.on_end(_request(trace_id=trace_id))
+
+    attributes = {"http.route": "/orders", "http.request.method": "GET"}
+    spans.on_end(_ReadWhileOthersEnd(three_others, attributes=attributes, start=0, end=1_000_000))
+    for trace_id in (5, 6, 7):
+        spans.on_end(_request(trace_id=trace_id))
+    # seven plain requests, seven turns: the seventh to end is kept
+    assert [tree["trace_id"][-2:] for tree in store.sampled] == ["07"]
+    assert [next(store.sample_turns) for _ in range(7)] == [False] * 6 + [True]

@@ -17,7 +17,7 @@ common case itself, reading what they expose for it (:class:`KeptTrees`, :class:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
@@ -70,10 +70,11 @@ class RequestSpanConsumer(Protocol):
 
 
 class KeptTrees(RequestSpanConsumer, Protocol):
-    """What :class:`AnalyticsSpans` reads of the trace details (``trace_store.TraceStore``) to
-    leave a plain request out of them without a call: a local root with no child waiting, neither
-    slow nor failed, not the one to keep (``until_sample`` counts down to it; at 1 the next is kept,
-    by ``request_ended``)."""
+    """What :class:`AnalyticsSpans` uses of the trace details (``trace_store.TraceStore``) to
+    leave a plain request out of them with one C call: for a local root with no child waiting,
+    neither slow nor failed, it takes the request's turn, ``next(sample_turns)`` (the store's own
+    sampling sequence, safe on any thread), and only for the one to keep (True) calls
+    ``keep_sampled``, which takes no second turn. Any other request goes to ``request_ended``."""
 
     @property
     def slow_ns(self) -> int: ...
@@ -81,7 +82,10 @@ class KeptTrees(RequestSpanConsumer, Protocol):
     @property
     def pending(self) -> Sized: ...
 
-    until_sample: int
+    @property
+    def sample_turns(self) -> Iterator[bool]: ...
+
+    def keep_sampled(self, span: ReadableSpan, attributes: Mapping[str, AttributeValue]) -> None: ...
 
 
 class AnonymousCounts(RequestSpanConsumer, Protocol):
@@ -116,10 +120,12 @@ class AnalyticsSpans(SpanProcessor):
     that order. Any other span goes to ``others`` (the trace details' children).
 
     Most requests are plain: neither slow nor failed, a local root with no child span waiting,
-    anonymous, on an endpoint already counted, in the current minute. Such a request costs no call
-    at all beyond this one (and the clock's): the trace details' sampling counter and each count's
-    anonymous tally are done here, reading what :class:`KeptTrees` and :class:`AnonymousCounts`
-    expose. Any other request goes to their ``request_ended``, which decides as it always did.
+    anonymous, on an endpoint already counted, in the current minute. Such a request costs no
+    Python call beyond this one (only C ones: the trace details' sampling turn and the clock): the
+    turn is taken here, from the store's ``sample_turns``, and each count's anonymous tally done
+    here, with what :class:`KeptTrees` and :class:`AnonymousCounts` expose; no attribute of theirs
+    is written. Only the plain request whose turn says keep goes on, to ``keep_sampled``; any other
+    request goes to their ``request_ended``, which decides as it always did.
     """
 
     #: reads spans only in ``on_end``: the request path may hand it its light span (request._server_span)
@@ -135,6 +141,9 @@ class AnalyticsSpans(SpanProcessor):
     ) -> None:
         self.recent = recent
         self._traces = traces
+        #: the trace details' sampling turns, taken here for a plain request (see :class:`KeptTrees`;
+        #: without trace details, none: never read)
+        self._sample_turns: Iterator[bool] = traces.sample_turns if traces is not None else iter(())
         self._counts = tuple(counts)
         #: the first of the counts (the users'), done in line; the others (the client addresses'): called
         self._first_count = self._counts[0] if self._counts else None
@@ -175,10 +184,10 @@ class AnalyticsSpans(SpanProcessor):
             return
         traces = self._traces
         if traces is not None:
-            left = traces.until_sample - 1
-            if left > 0 and span.parent is None and not traces.pending:
-                traces.until_sample = left
-            else:  # the one to keep, a child, or children waiting: the trace details decide
+            if span.parent is None and not traces.pending:
+                if next(self._sample_turns):  # the one to keep
+                    traces.keep_sampled(span, attributes)
+            else:  # a child, or children waiting: the trace details decide
                 traces.request_ended(span, attributes, duration, failed)
         first = self._first_count
         if first is not None:

@@ -3,10 +3,13 @@
 :class:`TraceStore` is a span processor on the pipeline's tracer provider. Child spans (user
 spans, database and HTTP client spans of contrib instrumentations) end before their request's
 SERVER span, so they wait in ``pending`` under their trace id; when the request span -- the local
-root -- ends, the tree is either turned into a JSON-able dict (failed, slow, or every
-``SAMPLE_EVERY``-th request) or dropped. Per normal request that costs one dict ``pop``; the
-conversion runs only for the kept ones. Everything is bounded: kept trees (oldest dropped
-first), pending trees, spans per tree, attribute and stack trace lengths.
+root -- ends, the tree is either turned into a JSON-able dict (failed, slow, or one plain request
+in ``SAMPLE_EVERY``) or dropped. Each plain request takes one turn of the store's own sampling
+cycle (``sample_turns``: one C call, so requests ending on several threads at once never share or
+skip a turn); failed and slow ones take none. Per normal request that costs that turn and, with
+children waiting, one dict ``pop``; the conversion runs only for the kept ones. Everything is
+bounded: kept trees (oldest dropped first), pending trees, spans per tree, attribute and stack
+trace lengths.
 
 Secrets stay redacted by the one :class:`~otel_monitor._redaction.Redactor` the request path uses:
 attribute keys that name a credential lose their value, URLs lose their userinfo and the values of
@@ -16,7 +19,8 @@ the sensitive query parameters, exception messages and stack traces lose every s
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from itertools import cycle
 from typing import Any
 
 from opentelemetry.context import Context
@@ -87,11 +91,11 @@ class TraceStore(SpanProcessor):
         self.redactor: Redactor = redactor_for(tuple(sensitive_query_params))
         self._exclude = exclude_prefix.rstrip("/") if exclude_prefix else None
         self._on_failed = on_failed
-        #: one plain request in this many is kept
-        self.sample_every = max(1, sample_every)
-        #: plain requests until the next one kept, counting down from ``sample_every`` (the
-        #: analytics' processor counts most of them in line, see ``spans.KeptTrees``)
-        self.until_sample = self.sample_every
+        self._sample_every = every = max(1, sample_every)
+        #: each plain request's turn: ``sample_every - 1`` times False, then True (kept), over and
+        #: over. ``next`` on it is one C call, atomic under the GIL: requests ending on several
+        #: threads at once never share or skip a turn.
+        self._sample_turns: Iterator[bool] = cycle((False,) * (every - 1) + (True,))
         #: add to a kept tree what only its request knows (the profiler's samples, the outlier context)
         self._annotators = annotators
 
@@ -133,12 +137,41 @@ class TraceStore(SpanProcessor):
             if children is not None and len(children) > 1:
                 children = self._own_children(span.context.span_id, trace_id, children)
         slow = duration > self.slow_ns
-        if not (failed or slow):
-            left = self.until_sample - 1
-            if left > 0:
-                self.until_sample = left
-                return
-            self.until_sample = self.sample_every
+        if not (failed or slow or next(self._sample_turns)):  # a plain request takes its turn
+            return
+        self._keep(span, attributes, children, failed, slow)
+
+    @property
+    def sample_every(self) -> int:
+        """One plain request in this many is kept (at least 1: every one)."""
+        return self._sample_every
+
+    @property
+    def sample_turns(self) -> Iterator[bool]:
+        """The plain requests' sampling turns: ``next(store.sample_turns)`` takes one, True for the
+        one to keep (one in ``sample_every``, the ``sample_every``-th first). Safe on any thread (a
+        C call): the analytics' processor takes a plain request's turn itself (see
+        ``spans.KeptTrees``) and hands only the one to keep to :meth:`keep_sampled`."""
+        return self._sample_turns
+
+    def keep_sampled(self, span: ReadableSpan, attributes: Mapping[str, AttributeValue]) -> None:
+        """Keeps a plain request's tree (neither slow nor failed, a local root) whose turn the
+        caller took from :attr:`sample_turns` and found True: no second turn is taken."""
+        trace_id = span.context.trace_id
+        children = self.pending.pop(trace_id, None) if self.pending else None
+        if children is not None and len(children) > 1:
+            children = self._own_children(span.context.span_id, trace_id, children)
+        self._keep(span, attributes, children, False, False)
+
+    def _keep(
+        self,
+        span: ReadableSpan,
+        attributes: Mapping[str, AttributeValue],
+        children: list[Any] | None,
+        failed: bool,
+        slow: bool,
+    ) -> None:
+        """The request's tree, unless it is the analytics' own, to its list (and ``on_failed``)."""
         route = attributes.get("http.route")
         exclude = self._exclude
         if exclude is not None and isinstance(route, str) and (route == exclude or route.startswith(exclude + "/")):
