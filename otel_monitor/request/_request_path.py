@@ -246,14 +246,22 @@ class RequestInstrumentation:
         #: a request this old when the app returns keeps its environ's text for the outlier context
         #: (half the slow threshold: it may become slow while its body is sent)
         self._context_after_s = settings.analytics_slow_ms / 2000.0
-        #: the server's ``wsgi.file_wrapper`` -> the one the app gets instead (``_files_for``)
-        self._files: dict[object, _FileWrapping] = {}
+        #: the ``wsgi.file_wrapper`` the app gets for the server's last seen (a placeholder before
+        #: the first), and one per server wrapper seen (``_files_for``)
+        self._files = _FileWrapping(None, pipelines)
+        self._files_by_server: dict[object, _FileWrapping] = {}
 
     def _files_for(self, server_files: object) -> _FileWrapping:
         """Our ``wsgi.file_wrapper`` for a server's, made once per server wrapper (bounded)."""
-        files = _FileWrapping(server_files, self._pipelines)
-        if len(self._files) < _MAX_FILE_WRAPPERS:
-            self._files[server_files] = files
+        try:
+            files = self._files_by_server.get(server_files)
+            if files is None:
+                files = _FileWrapping(server_files, self._pipelines)
+                if len(self._files_by_server) < _MAX_FILE_WRAPPERS:
+                    self._files_by_server[server_files] = files
+        except TypeError:  # an unhashable wrapper: one of ours for this request only
+            return _FileWrapping(server_files, self._pipelines)
+        self._files = files
         return files
 
     def _shared_for(self, key: tuple[object, ...], environ: Environ) -> _Shared:
@@ -303,17 +311,16 @@ class RequestInstrumentation:
         # The server's file wrapper, if it offers one: the app gets ours (see _FileWrapping).
         server_files = environ.get("wsgi.file_wrapper")
         if server_files is not None:
-            try:
-                files = self._files.get(server_files)
-                environ["wsgi.file_wrapper"] = files if files is not None else self._files_for(server_files)
-            except Exception:  # noqa: BLE001 - e.g. an unhashable wrapper: the app gets the server's
-                log_internal_error("offering the app a file wrapper")
+            files = self._files
+            if files.server is not server_files:
+                files = self._files_for(server_files)
+            environ["wsgi.file_wrapper"] = files
         try:
             result = self.wsgi_app(environ, _start_response)
         except BaseException as exc:
             if server_files is not None:
                 environ["wsgi.file_wrapper"] = server_files
-                record.made_file = None
+                files.made.pop(record.ident, None)
             record.fail(exc)
             record.detach()
             record.finish()
@@ -345,7 +352,7 @@ class RequestInstrumentation:
         if server_files is not None:
             # Servers read it again (gunicorn: ``isinstance(result, environ["wsgi.file_wrapper"])``).
             environ["wsgi.file_wrapper"] = server_files
-            if record.made_file is not None and _time_file_wrapper(result, record):
+            if files.made and _time_file_wrapper(files.made.pop(record.ident, None), result, record):
                 return result  # the server's own object: it keeps its sendfile path
         return _ResponseBody(result, record)
 
@@ -438,9 +445,6 @@ class _Request:
     token: Any = None
     #: the URL rule of a Flask request, seen when its response started (its ``rule`` is the route)
     rule: Any = None
-    #: what the app's last call of our ``wsgi.file_wrapper`` made (``_FileWrapping``): the server's
-    #: wrapper object and the proxy in it; taken back when the app returns (until then, a cycle)
-    made_file: tuple[object, _FileProxy] | None = None
 
     def __init__(self, mw: RequestInstrumentation, pipeline: RequestPipeline, environ: Environ, path: str) -> None:
         self.mw = mw
@@ -878,26 +882,31 @@ class _FileWrapping:
     back an object it made itself (gunicorn: its ``FileWrapper``; uWSGI: the file it was given)
     and keeps its sendfile path, which reads the proxy's ``fileno()``. The proxy's request is the
     one this thread serves (the pipeline's ``serving``, which every request keeps anyway), still
-    inside its app call: no per-request object is made for a request that serves no file.
-    Without one (an app calling it from another thread), or on any failure of ours, the server's
-    wrapper gets the app's file itself: the response is then a plain body (served, timed).
+    inside its app call; what it made waits in ``made`` under that thread until the app returns
+    (the request path takes it back then). So a request that serves no file makes no object.
+    Without a request (an app calling it from another thread), or on any failure of ours, the
+    server's wrapper gets the app's file itself: the response is then a plain body (served, timed).
     """
 
-    __slots__ = ("_server", "_pipelines")
+    __slots__ = ("server", "made", "_pipelines")
 
     def __init__(self, server: object, pipelines: PipelineSource) -> None:
-        self._server = server
+        #: the server's ``wsgi.file_wrapper``
+        self.server = server
+        #: thread ident -> the server's wrapper object made for the request that thread serves,
+        #: and the proxy in it
+        self.made: dict[int, tuple[object, _FileProxy]] = {}
         self._pipelines = pipelines
 
     def __call__(self, filelike: object, block_size: int | None = None) -> object:
-        server = cast("Callable[..., object]", self._server)
+        server = cast("Callable[..., object]", self.server)
         args = (filelike,) if block_size is None else (filelike, block_size)
         try:
             record = self._serving()
             if record is not None:
                 proxy = _FileProxy(filelike, record)
                 made = server(proxy, *args[1:])
-                record.made_file = (made, proxy)
+                self.made[record.ident] = (made, proxy)
                 return made
         except Exception:  # noqa: BLE001 - monitoring must never break the response: the plain file
             log_internal_error("wrapping the app's file for the server")
@@ -970,10 +979,9 @@ class _FileProxy:
             pass
 
 
-def _time_file_wrapper(result: object, record: _Request) -> bool:
-    """Whether ``result`` is the server's wrapper of the app's file made through our
-    ``wsgi.file_wrapper`` (then the proxy in it ends the request); takes back ``made_file``."""
-    made, record.made_file = record.made_file, None
+def _time_file_wrapper(made: tuple[object, _FileProxy] | None, result: object, record: _Request) -> bool:
+    """Whether ``result`` is ``made``, the server's wrapper of the app's file that our
+    ``wsgi.file_wrapper`` made in this request (then the proxy in it ends the request)."""
     try:
         if made is None or result is not made[0]:
             return False
