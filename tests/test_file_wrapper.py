@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from wsgiref.util import FileWrapper
@@ -141,8 +142,7 @@ def test_a_file_wrapper_dropped_with_no_close_at_all_is_recorded_once_when_colle
 
 
 def test_the_server_gets_its_own_file_wrapper_back_in_the_environ_after_the_app_returns(file_app):
-    app, telemetry = file_app
-    env = environ()
+    app, _ = file_app
     offered = []
 
     @app.get("/offered")
@@ -211,7 +211,7 @@ def test_the_server_sees_exactly_the_attributes_of_the_apps_file_plus_close(file
             chunk, self.left = self.left, b""
             return chunk
 
-    real = open(app.config["FILE_PATH"], "rb")  # noqa: SIM115 - closed through the response
+    real = open(app.config["FILE_PATH"], "rb")  # closed through the response
 
     @app.get("/read-only")
     def read_only():
@@ -226,9 +226,8 @@ def test_the_server_sees_exactly_the_attributes_of_the_apps_file_plus_close(file
     second = app.wsgi_app(environ(PATH_INFO="/real", **{"wsgi.file_wrapper": handed}), no_start_response)
     read_only_seen, real_seen = handed.handed
     # servers choose their path by these (gunicorn's has_fileno, waitress's seekable check)
-    assert [hasattr(read_only_seen, a) for a in ("read", "fileno", "seek", "tell", "seekable", "close")] == [
-        True, False, False, False, False, True
-    ]
+    names = ("read", "fileno", "seek", "tell", "seekable", "close")
+    assert [name for name in names if hasattr(read_only_seen, name)] == ["read", "close"]
     assert read_only_seen.read() == b"abc"
     assert real_seen.fileno() == real.fileno() and real_seen.mode == "rb" and real_seen.seekable()
     assert real_seen.tell() == 0 and real_seen.seek(99_998) == 99_998 and real_seen.read() == b"xx"
@@ -265,6 +264,57 @@ def test_the_file_is_closed_exactly_once_with_the_request_span_current(file_app)
     assert duration_count(telemetry) == 1
 
 
+def test_an_app_that_raises_after_making_a_file_wrapper_leaves_nothing_of_it_behind(file_app):
+    app, telemetry = file_app
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    files = []
+
+    @app.get("/raises")
+    def raises():
+        file = open(app.config["FILE_PATH"], "rb")  # closed through the wrapper below
+        files.append(weakref.ref(file))
+        wrap_file(request.environ, file).close()
+        del file  # the traceback keeps this frame
+        raise LookupError("after the file wrapper")
+
+    env = environ(PATH_INFO="/raises")
+    with pytest.raises(LookupError):
+        app.wsgi_app(env, no_start_response)
+    gc.collect()
+    assert env["wsgi.file_wrapper"] is FileWrapper
+    assert files[0]() is None  # neither the file nor its proxy is kept by the monitoring
+    assert telemetry.point("http.server.request.duration").attributes["error.type"] == "LookupError"
+    assert active(telemetry) == 0
+
+
+def test_concurrent_requests_each_end_at_their_own_files_close(file_app, tmp_path):
+    app, telemetry = file_app
+    for i in range(8):
+        (tmp_path / f"{i}.bin").write_bytes(bytes([65 + i]) * 1000)
+    together = threading.Barrier(8, timeout=60)
+
+    @app.get("/n/<int:i>")
+    def numbered(i):
+        response = send_file(tmp_path / f"{i}.bin", mimetype="application/octet-stream")
+        together.wait()  # every request inside its app call, each with its file wrapper made
+        return response
+
+    def one(i):
+        result = app.wsgi_app(environ(PATH_INFO=f"/n/{i}"), no_start_response)
+        assert type(result) is FileWrapper
+        return result
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for i, result in enumerate(results):
+        assert b"".join(result) == bytes([65 + i]) * 1000
+        assert duration_count(telemetry) == i
+        result.close()
+    assert duration_count(telemetry) == 8
+    assert telemetry.point("http.server.response.body.size").sum == 8000
+    assert active(telemetry) == 0
+
+
 def test_a_head_request_for_a_file_ends_once_when_its_empty_body_is_closed(file_app):
     # Werkzeug answers HEAD (and 304) with an empty body: the file wrapper the app made is not the
     # response, its file is closed with the body, and the request ends there once
@@ -284,10 +334,10 @@ def test_a_file_wrapper_the_app_makes_and_drops_does_not_end_the_request(file_ap
 
     @app.get("/dropped")
     def dropped():
-        file = open(app.config["FILE_PATH"], "rb")  # noqa: SIM115 - closed below, through the wrapper
+        file = open(app.config["FILE_PATH"], "rb")  # closed below, through the wrapper
         opened.append(file)
         wrap_file(request.environ, file).close()
-        wrap_file(request.environ, open(app.config["FILE_PATH"], "rb"))  # noqa: SIM115 - dropped unclosed
+        wrap_file(request.environ, open(app.config["FILE_PATH"], "rb"))  # dropped unclosed
         return "ok"
 
     with pytest.warns(ResourceWarning):
@@ -304,7 +354,7 @@ def test_a_file_wrapper_the_app_makes_and_drops_does_not_end_the_request(file_ap
 def test_a_server_wrapper_the_app_builds_itself_is_served_as_a_timed_body(file_app):
     # e.g. from an environ taken before the middleware: not made through our wrapper
     app, telemetry = file_app
-    file = open(app.config["FILE_PATH"], "rb")  # noqa: SIM115 - closed through the response
+    file = open(app.config["FILE_PATH"], "rb")  # closed through the response
 
     @app.get("/own")
     def own():
@@ -321,7 +371,7 @@ def test_a_server_wrapper_the_app_builds_itself_is_served_as_a_timed_body(file_a
 
 def test_a_file_wrapper_called_from_another_thread_gets_the_server_wrapper_of_the_plain_file(file_app):
     app, telemetry = file_app
-    file = open(app.config["FILE_PATH"], "rb")  # noqa: SIM115 - closed through the response
+    file = open(app.config["FILE_PATH"], "rb")  # closed through the response
 
     @app.get("/threaded")
     def threaded():
@@ -404,7 +454,7 @@ def served_file_metrics(command: list[str], tmp_path: Path, route: str) -> tuple
     path.write_bytes(os.urandom(1_000_000))
     reads = tmp_path / "reads.log"
     port = free_port()
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server's output, closed below
+    log = open(tmp_path / "server.log", "w")  # the server's output, closed below
     proc = subprocess.Popen(
         [word.format(port=port) for word in command],
         cwd=str(ROOT),

@@ -22,7 +22,7 @@ class CountingFile:
     mode = "rb"
 
     def __init__(self, path: str) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by the server through close()
+        self._file = open(path, "rb")  # closed by the server through close()
 
     def read(self, size: int = -1) -> bytes:
         with open(READS, "a") as out:
