@@ -545,11 +545,18 @@ def test_under_real_uwsgi_send_file_goes_out_through_sendfile_and_is_measured(tm
     assert route_count_and_size(metrics, "/counted") == (3, 3_000_000)
 
 
+READING_SERVERS = {
+    # offers no wsgi.file_wrapper: the body of ours is iterated
+    "werkzeug": "from werkzeug.serving import run_simple; from tests.apps.file_app import app; "
+    "run_simple('127.0.0.1', {port}, app, threaded=True)",
+    # its wsgi.file_wrapper (ReadOnlyFileBasedBuffer) seeks, tells and reads the proxy
+    "waitress": "import waitress; from tests.apps.file_app import app; waitress.serve(app, listen='127.0.0.1:{port}')",
+}
+
+
 @pytest.mark.integration
-def test_under_werkzeugs_dev_server_which_offers_no_file_wrapper_send_file_is_read_and_measured(tmp_path):
-    # the reads log shows the file read through Python: the body of ours the server iterated
-    serve = "from werkzeug.serving import run_simple; from tests.apps.file_app import app; "
-    serve += "run_simple('127.0.0.1', {port}, app, threaded=True)"
-    _, metrics, reads = served_file_metrics([sys.executable, "-c", serve], tmp_path, "/counted")
-    assert reads.exists() and len(reads.read_text().splitlines()) >= 3
+@pytest.mark.parametrize("server", sorted(READING_SERVERS))
+def test_under_servers_that_read_the_file_send_file_is_served_and_measured(tmp_path, server):
+    _, metrics, reads = served_file_metrics([sys.executable, "-c", READING_SERVERS[server]], tmp_path, "/counted")
+    assert reads.exists() and len(reads.read_text().splitlines()) >= 3  # read through Python
     assert route_count_and_size(metrics, "/counted") == (3, 3_000_000)
