@@ -138,7 +138,7 @@ def test_a_file_wrapper_dropped_with_no_close_at_all_is_recorded_once_when_colle
     gc.collect()
     assert duration_count(telemetry) == 1
     assert active(telemetry) == 0
-    assert duration_count(telemetry) == 1
+    assert duration_count(telemetry) == 1  # a second reading records nothing more
 
 
 def test_the_server_gets_its_own_file_wrapper_back_in_the_environ_after_the_app_returns(file_app):
