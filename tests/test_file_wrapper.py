@@ -388,6 +388,41 @@ def test_a_file_wrapper_called_from_another_thread_gets_the_server_wrapper_of_th
     assert duration_count(telemetry) == 1
 
 
+def test_send_file_inside_a_span_of_the_app_keeps_the_servers_object(file_app):
+    app, telemetry = file_app
+
+    @app.get("/in-span")
+    def in_span():
+        with trace.get_tracer("app").start_as_current_span("lookup"):
+            return send_file(app.config["FILE_PATH"], mimetype="application/octet-stream")
+
+    result = app.wsgi_app(environ(PATH_INFO="/in-span"), no_start_response)
+    assert type(result) is FileWrapper
+    assert duration_count(telemetry) == 0
+    result.close()
+    assert duration_count(telemetry) == 1
+
+
+def test_a_file_wrapper_called_under_another_trace_gets_the_server_wrapper_of_the_plain_file(file_app):
+    # as when greenlets share a thread ident: the request found for the thread is not the caller's
+    app, telemetry = file_app
+    file = open(app.config["FILE_PATH"], "rb")  # closed through the response
+    elsewhere = trace.NonRecordingSpan(trace.SpanContext(trace_id=0x1234, span_id=0x99, is_remote=True))
+
+    @app.get("/elsewhere")
+    def other_trace():
+        with trace.use_span(elsewhere):
+            made = wrap_file(request.environ, file)
+        assert made.filelike is file
+        return Response(made, direct_passthrough=True)
+
+    result = app.wsgi_app(environ(PATH_INFO="/elsewhere"), no_start_response)
+    assert b"".join(result) == DATA
+    result.close()
+    assert file.closed
+    assert duration_count(telemetry) == 1
+
+
 def test_a_server_wrapper_that_rejects_our_proxy_gets_the_apps_file_itself(file_app, caplog):
     app, telemetry = file_app
 

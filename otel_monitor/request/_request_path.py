@@ -320,7 +320,7 @@ class RequestInstrumentation:
         except BaseException as exc:
             if server_files is not None:
                 environ["wsgi.file_wrapper"] = server_files
-                files.made.pop(record.ident, None)
+                files.made.pop(record, None)
             record.fail(exc)
             record.detach()
             record.finish()
@@ -352,7 +352,7 @@ class RequestInstrumentation:
         if server_files is not None:
             # Servers read it again (gunicorn: ``isinstance(result, environ["wsgi.file_wrapper"])``).
             environ["wsgi.file_wrapper"] = server_files
-            if files.made and _time_file_wrapper(files.made.pop(record.ident, None), result, record):
+            if files.made and _time_file_wrapper(files.made.pop(record, None), result, record):
                 return result  # the server's own object: it keeps its sendfile path
         return _ResponseBody(result, record)
 
@@ -882,10 +882,12 @@ class _FileWrapping:
     back an object it made itself (gunicorn: its ``FileWrapper``; uWSGI: the file it was given)
     and keeps its sendfile path, which reads the proxy's ``fileno()``. The proxy's request is the
     one this thread serves (the pipeline's ``serving``, which every request keeps anyway), still
-    inside its app call; what it made waits in ``made`` under that thread until the app returns
-    (the request path takes it back then). So a request that serves no file makes no object.
-    Without a request (an app calling it from another thread), or on any failure of ours, the
-    server's wrapper gets the app's file itself: the response is then a plain body (served, timed).
+    inside its app call and in the current trace; what it made waits in ``made`` under that request
+    until the app returns (the request path takes it back then). So a request that serves no file
+    makes no object. Without such a request (an app calling it from another thread; greenlets
+    sharing a thread ident, when gevent patched after this module was imported), or on any failure
+    of ours, the server's wrapper gets the app's file itself: the response is then a plain body
+    (served, timed).
     """
 
     __slots__ = ("server", "made", "_pipelines")
@@ -893,9 +895,8 @@ class _FileWrapping:
     def __init__(self, server: object, pipelines: PipelineSource) -> None:
         #: the server's ``wsgi.file_wrapper``
         self.server = server
-        #: thread ident -> the server's wrapper object made for the request that thread serves,
-        #: and the proxy in it
-        self.made: dict[int, tuple[object, _FileProxy]] = {}
+        #: request -> the server's wrapper object made for it, and the proxy in it
+        self.made: dict[_Request, tuple[object, _FileProxy]] = {}
         self._pipelines = pipelines
 
     def __call__(self, filelike: object, block_size: int | None = None) -> object:
@@ -906,19 +907,23 @@ class _FileWrapping:
             if record is not None:
                 proxy = _FileProxy(filelike, record)
                 made = server(proxy, *args[1:])
-                self.made[record.ident] = (made, proxy)
+                self.made[record] = (made, proxy)
                 return made
         except Exception:  # noqa: BLE001 - monitoring must never break the response: the plain file
             log_internal_error("wrapping the app's file for the server")
         return server(*args)
 
     def _serving(self) -> _Request | None:
-        """The request this thread serves, if its app is running (its context attached)."""
+        """The request this thread serves, if its app is running (its context attached) and its
+        trace is the current one."""
         pipeline = self._pipelines.current
         if pipeline is None:
             return None
         request = pipeline.serving.get(_get_ident())
-        return request if type(request) is _Request and request.token is not None else None
+        if type(request) is not _Request or request.token is None:
+            return None
+        current = trace.get_current_span().get_span_context()
+        return request if current.trace_id == request.span.get_span_context().trace_id else None
 
 
 class _FileProxy:
