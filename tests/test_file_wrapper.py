@@ -595,3 +595,18 @@ def test_under_servers_that_read_the_file_send_file_is_served_and_measured(tmp_p
     _, metrics, reads = served_file_metrics([sys.executable, "-c", READING_SERVERS[server]], tmp_path, "/counted")
     assert reads.exists() and len(reads.read_text().splitlines()) >= 3  # read through Python
     assert route_count_and_size(metrics, "/counted") == (3, 3_000_000)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("preload", [False, True], ids=["gevent", "gevent-preload"])
+def test_under_real_gunicorn_gevent_workers_send_file_takes_the_sendfile_path_and_is_measured(tmp_path, preload):
+    # with --preload the app (and otel_monitor) is imported before gevent patches threading; a
+    # gevent socket's sendfile() reads the file and sends it, so the probe is gunicorn's own
+    marker = tmp_path / "sendfile.log"
+    config = tmp_path / "probe.py"
+    config.write_text(SENDFILE_PROBE.format(marker=str(marker)))
+    command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:{port}"]
+    command += ["-c", str(config), *(["--preload"] if preload else []), "tests.apps.file_app:app"]
+    _, metrics, _ = served_file_metrics(command, tmp_path, "/counted")
+    assert marker.read_text().splitlines() == ["FileWrapper True"] * 3
+    assert route_count_and_size(metrics, "/counted") == (3, 3_000_000)
