@@ -160,7 +160,7 @@ def test_the_server_gets_its_own_file_wrapper_back_in_the_environ_after_the_app_
 
 
 def test_the_file_wrapper_offered_to_the_app_is_made_once_per_server_wrapper(file_app):
-    app, telemetry = file_app
+    app, _ = file_app
     offered = []
 
     @app.get("/offered")
@@ -433,13 +433,14 @@ def test_a_server_wrapper_that_rejects_our_proxy_gets_the_apps_file_itself(file_
             super().__init__(filelike, blksize)
 
     result = app.wsgi_app(environ(**{"wsgi.file_wrapper": Strict}), no_start_response)
+    assert type(result) is not Strict  # the server's wrapper of the plain file, in a body of ours
     assert b"".join(result) == DATA
     result.close()
     assert duration_count(telemetry) == 1
     assert "wrapping the app's file for the server" in caplog.text
 
 
-def test_an_unhashable_server_wrapper_is_offered_to_the_app_as_it_is(file_app):
+def test_an_unhashable_server_wrapper_still_gets_its_object_back_and_ends_the_request_at_close(file_app):
     app, telemetry = file_app
 
     class Unhashable:
@@ -448,9 +449,12 @@ def test_an_unhashable_server_wrapper_is_offered_to_the_app_as_it_is(file_app):
         def __call__(self, filelike, block_size=8192):
             return FileWrapper(filelike, block_size)
 
-    server_wrapper = Unhashable()
-    result = app.wsgi_app(environ(**{"wsgi.file_wrapper": server_wrapper}), no_start_response)
+    env = environ(**{"wsgi.file_wrapper": Unhashable()})
+    server_wrapper = env["wsgi.file_wrapper"]
+    result = app.wsgi_app(env, no_start_response)
+    assert type(result) is FileWrapper and env["wsgi.file_wrapper"] is server_wrapper
     assert b"".join(result) == DATA
+    assert duration_count(telemetry) == 0
     result.close()
     assert duration_count(telemetry) == 1
 
