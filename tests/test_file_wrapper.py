@@ -200,6 +200,26 @@ def test_a_server_wrapper_that_hands_back_the_file_gets_that_same_object_back(fi
     assert active(telemetry) == 0
 
 
+def test_the_block_size_reaches_the_servers_wrapper_as_the_app_passed_it(file_app):
+    app, telemetry = file_app
+    made = []
+
+    @app.get("/sized")
+    def sized():
+        wrapper = request.environ["wsgi.file_wrapper"]
+        made.extend([wrapper(open(app.config["FILE_PATH"], "rb"), 1000), wrapper(io.BytesIO(b"ab"), blksize=7)])
+        made.append(wrapper(io.BytesIO(b"ab")))
+        for extra in made[:2]:
+            extra.close()
+        return Response(made[2], direct_passthrough=True)
+
+    result = app.wsgi_app(environ(PATH_INFO="/sized"), no_start_response)
+    assert [wrapper.blksize for wrapper in made] == [1000, 7, 8192]
+    assert result is made[2] and b"".join(result) == b"ab"
+    result.close()
+    assert duration_count(telemetry) == 1
+
+
 def test_the_server_sees_exactly_the_attributes_of_the_apps_file_plus_close(file_app):
     app, telemetry = file_app
 

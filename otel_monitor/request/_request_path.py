@@ -899,19 +899,19 @@ class _FileWrapping:
         self.made: dict[_Request, tuple[object, _FileProxy]] = {}
         self._pipelines = pipelines
 
-    def __call__(self, filelike: object, block_size: int | None = None) -> object:
+    def __call__(self, filelike: object, *args: object, **kwargs: object) -> object:
+        """``(filelike, block_size)`` as PEP 3333 says, or whatever else the server's accepts."""
         server = cast("Callable[..., object]", self.server)
-        args = (filelike,) if block_size is None else (filelike, block_size)
         try:
             record = self._serving()
             if record is not None:
                 proxy = _FileProxy(filelike, record)
-                made = server(proxy, *args[1:])
+                made = server(proxy, *args, **kwargs)
                 self.made[record] = (made, proxy)
                 return made
         except Exception:  # noqa: BLE001 - monitoring must never break the response: the plain file
             log_internal_error("wrapping the app's file for the server")
-        return server(*args)
+        return server(filelike, *args, **kwargs)
 
     def _serving(self) -> _Request | None:
         """The request this thread serves, if its app is running (its context attached) and its
