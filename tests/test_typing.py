@@ -55,9 +55,6 @@ ALLOWED: dict[str, str] = {
     "otel_monitor.testing:closing_client.<locals>._ClosingClient.open(kwargs)": "overrides FlaskClient.open(**kwargs)",
     "otel_monitor.telemetry._export_accounting:StatusMetricExporter.export(kwargs)": _SDK_KWARGS,
     "otel_monitor.telemetry._export_accounting:StatusMetricExporter.shutdown(kwargs)": _SDK_KWARGS,
-    "otel_monitor.request._request_path:_time_file_wrapper(result)": (
-        "the server's wsgi.file_wrapper object, of whichever server's class (its close is timed)"
-    ),
     "otel_monitor.telemetry._export_session:ExportSession.send(kwargs)": "overrides requests.Session.send(**kwargs)",
     "otel_monitor.cli.doctor._config:load_app(return)": _USER_APP,
     "otel_monitor.cli.doctor._config:effective_settings(app)": _USER_APP,

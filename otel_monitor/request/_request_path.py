@@ -13,8 +13,9 @@ without the stock middleware's failure modes:
   streaming generator are children of the request span;
 * a response the server never closes is still recorded, once, by the next reading of the metrics
   when it was handed out to its last byte (timed to it), else when it is garbage-collected;
-  ``wsgi.file_wrapper`` responses are passed through untouched (the server keeps its sendfile
-  path) and timed at their ``close()``;
+* the app gets a ``wsgi.file_wrapper`` of ours (``_FileWrapping``) that hands the server's own
+  wrapper a proxy of the app's file (``_FileProxy``): the server gets its own object back and keeps
+  its sendfile path, and the request is timed at the proxy's ``close()``;
 * ``Host``/``SERVER_PORT`` garbage never raises; unknown methods become ``_OTHER``;
 * query values of sensitive parameters, and secrets in an exception's message and stack trace, are
   redacted before they reach the span (``_redaction``, the one redaction every view shares);
@@ -32,10 +33,9 @@ import re
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -246,6 +246,23 @@ class RequestInstrumentation:
         #: a request this old when the app returns keeps its environ's text for the outlier context
         #: (half the slow threshold: it may become slow while its body is sent)
         self._context_after_s = settings.analytics_slow_ms / 2000.0
+        #: the ``wsgi.file_wrapper`` the app gets for the server's last seen (a placeholder before
+        #: the first), and one per server wrapper seen (``_files_for``)
+        self._files = _FileWrapping(None, pipelines)
+        self._files_by_server: dict[object, _FileWrapping] = {}
+
+    def _files_for(self, server_files: object) -> _FileWrapping:
+        """Our ``wsgi.file_wrapper`` for a server's, made once per server wrapper (bounded)."""
+        try:
+            files = self._files_by_server.get(server_files)
+            if files is None:
+                files = _FileWrapping(server_files, self._pipelines)
+                if len(self._files_by_server) < _MAX_FILE_WRAPPERS:
+                    self._files_by_server[server_files] = files
+        except TypeError:  # an unhashable wrapper: one of ours for this request only
+            return _FileWrapping(server_files, self._pipelines)
+        self._files = files
+        return files
 
     def _shared_for(self, key: tuple[object, ...], environ: Environ) -> _Shared:
         shared = _Shared(self, environ)
@@ -291,9 +308,19 @@ class RequestInstrumentation:
                 start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
             )
 
+        # The server's file wrapper, if it offers one: the app gets ours (see _FileWrapping).
+        server_files = environ.get("wsgi.file_wrapper")
+        if server_files is not None:
+            files = self._files
+            if files.server is not server_files:
+                files = self._files_for(server_files)
+            environ["wsgi.file_wrapper"] = files
         try:
             result = self.wsgi_app(environ, _start_response)
         except BaseException as exc:
+            if server_files is not None:
+                environ["wsgi.file_wrapper"] = server_files
+                files.made.pop(record, None)
             record.fail(exc)
             record.detach()
             record.finish()
@@ -322,9 +349,11 @@ class RequestInstrumentation:
                 record.request_environ = {k: v for k, v in environ.items() if type(v) is str}
         except Exception:  # noqa: BLE001 - the monitoring must never raise into the request
             log_internal_error("reading the request's route")
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if file_wrapper is not None and type(result) is file_wrapper and _time_file_wrapper(result, record):
-            return result  # the server's own object: it keeps its sendfile path
+        if server_files is not None:
+            # Servers read it again (gunicorn: ``isinstance(result, environ["wsgi.file_wrapper"])``).
+            environ["wsgi.file_wrapper"] = server_files
+            if files.made and _time_file_wrapper(files.made.pop(record, None), result, record):
+                return result  # the server's own object: it keeps its sendfile path
         return _ResponseBody(result, record)
 
 
@@ -841,27 +870,133 @@ class _ResponseBody:
                 pass
 
 
-def _time_file_wrapper(result: Any, record: _Request) -> bool:
-    """Time a server's ``wsgi.file_wrapper`` object at its ``close()`` without replacing it."""
-    inner_close = getattr(result, "close", None)
+#: distinct server file wrappers whose ``_FileWrapping`` is kept (one per server, in practice)
+_MAX_FILE_WRAPPERS = 8
 
-    def close() -> None:
-        token = _attach(record.context)
+
+class _FileWrapping:
+    """The ``wsgi.file_wrapper`` the app gets when the server offers one (made once per server
+    wrapper, see :meth:`RequestInstrumentation._files_for`).
+
+    It calls the server's wrapper with a :class:`_FileProxy` of the app's file, so the server gets
+    back an object it made itself (gunicorn: its ``FileWrapper``; uWSGI: the file it was given)
+    and keeps its sendfile path, which reads the proxy's ``fileno()``. The proxy's request is the
+    one this thread serves (the pipeline's ``serving``, which every request keeps anyway), still
+    inside its app call and in the current trace; what it made waits in ``made`` under that request
+    until the app returns (the request path takes it back then). So a request that serves no file
+    makes no object. Without such a request (an app calling it from another thread; greenlets
+    sharing a thread ident, when gevent patched after this module was imported), or on any failure
+    of ours, the server's wrapper gets the app's file itself: the response is then a plain body
+    (served, timed).
+    """
+
+    __slots__ = ("server", "made", "_pipelines")
+
+    def __init__(self, server: object, pipelines: PipelineSource) -> None:
+        #: the server's ``wsgi.file_wrapper``
+        self.server = server
+        #: request -> the server's wrapper object made for it, and the proxy in it
+        self.made: dict[_Request, tuple[object, _FileProxy]] = {}
+        self._pipelines = pipelines
+
+    def __call__(self, filelike: object, *args: object, **kwargs: object) -> object:
+        """``(filelike, block_size)`` as PEP 3333 says, or whatever else the server's accepts."""
+        server = cast("Callable[..., object]", self.server)
         try:
-            if inner_close is not None:
-                inner_close()
-        finally:
-            _detach(token)
-            record.finish()
+            record = self._serving()
+            if record is not None:
+                proxy = _FileProxy(filelike, record)
+                made = server(proxy, *args, **kwargs)
+                self.made[record] = (made, proxy)
+                return made
+        except Exception:  # noqa: BLE001 - monitoring must never break the response: the plain file
+            log_internal_error("wrapping the app's file for the server")
+        return server(filelike, *args, **kwargs)
 
+    def _serving(self) -> _Request | None:
+        """The request this thread serves, if its app is running (its context attached) and its
+        trace is the current one."""
+        pipeline = self._pipelines.current
+        if pipeline is None:
+            return None
+        request = pipeline.serving.get(_get_ident())
+        if type(request) is not _Request or request.token is None:
+            return None
+        current = trace.get_current_span().get_span_context()
+        return request if current.trace_id == request.span.get_span_context().trace_id else None
+
+
+class _FileProxy:
+    """The app's file as the server's ``wsgi.file_wrapper`` receives it.
+
+    ``close()`` closes the file (the request's context current) and, once the app returned this
+    file's wrapper as its response (:meth:`returned`), ends the request; so does the proxy's
+    collection when a server drops the wrapper unclosed. A wrapper the app made but did not return
+    (a ``HEAD`` request, a 304) never ends the request: its body does.
+
+    Every other attribute is the file's own (``__getattr__``): ``read``, ``fileno``, ``seek``,
+    ``tell``, ``mode``, ``seekable``... Servers choose their path by what a file has (gunicorn's
+    ``has_fileno``, waitress's seekable check, ``socket.sendfile``'s binary-mode check), so the
+    proxy has exactly what the file has, plus ``close``.
+    """
+
+    __slots__ = ("_file", "_record", "_closed", "_ends_request")
+
+    def __init__(self, file: object, record: _Request) -> None:
+        self._file = file
+        self._record = record
+        self._closed = False
+        self._ends_request = False
+
+    def __getattr__(self, name: str) -> object:
+        if name[:2] == "__" or name in _FileProxy.__slots__:  # never set (copy, pickle): not the file's
+            raise AttributeError(name)
+        return getattr(self._file, name)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(cast("Iterable[bytes]", self._file))
+
+    def returned(self) -> None:
+        """The app returned this file's wrapper: from now on its close (or collection) ends the request."""
+        self._ends_request = True
+
+    def close(self) -> None:
+        record = self._record
+        try:
+            if not self._closed:
+                self._closed = True
+                close = getattr(self._file, "close", None)
+                if close is not None:
+                    token = _attach(record.context)
+                    try:
+                        close()
+                    finally:
+                        _detach(token)
+        finally:
+            if self._ends_request:
+                record.finish()  # once: finish claims the request
+
+    def __del__(self) -> None:
+        try:
+            if self._ends_request:
+                _abandon(self._record)  # nothing when already finished
+        except Exception:  # noqa: BLE001 - e.g. at interpreter exit; a finalizer never raises
+            pass
+
+
+def _time_file_wrapper(made: tuple[object, _FileProxy] | None, result: object, record: _Request) -> bool:
+    """Whether ``result`` is ``made``, the server's wrapper of the app's file that our
+    ``wsgi.file_wrapper`` made in this request (then the proxy in it ends the request)."""
     try:
-        result.close = close
-        weakref.finalize(result, _abandon, record)
-    except (AttributeError, TypeError):
+        if made is None or result is not made[0]:
+            return False
+        made[1].returned()
+        length = _declared_length(record.headers)
+        if length is not None:
+            record.sent = length  # the server sends the file itself: the declared length is the size
+    except Exception:  # noqa: BLE001 - monitoring must never raise into the request: a plain body
+        log_internal_error("timing the server's file wrapper")
         return False
-    length = _declared_length(record.headers)
-    if length is not None:
-        record.sent = length  # the server sends the file itself: the declared length is the size
     return True
 
 
