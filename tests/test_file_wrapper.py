@@ -551,42 +551,14 @@ def route_count_and_size(metrics: str, route: str) -> tuple[float | None, float 
 
 @pytest.mark.integration
 def test_under_real_gunicorn_send_file_goes_out_through_sendfile_and_is_measured(tmp_path):
-    path = tmp_path / "blob.bin"
-    path.write_bytes(os.urandom(1_000_000))
     marker = tmp_path / "sendfile.log"
     config = tmp_path / "probe.py"
     config.write_text(SENDFILE_PROBE.format(marker=str(marker)))
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-c", str(config)]
-        + ["tests.apps.file_app:app"],
-        cwd=str(ROOT),
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FILE_APP_PATH": str(path),
-            "OTEL_MONITOR_METRICS_BODY_SIZE": "true",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, proc=proc)
-        for _ in range(3):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/file", timeout=10) as response:
-                assert response.read() == path.read_bytes()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            metrics = response.read().decode()
-    finally:
-        stop_process(proc)
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "-c", str(config)]
+    command += ["tests.apps.file_app:app"]
+    _, metrics, _ = served_file_metrics(command, tmp_path, "/file")
     assert marker.read_text().splitlines() == ["FileWrapper True"] * 3
-    count = re.search(
-        r'^http_server_request_duration_seconds_count\{[^}]*http_route="/file"[^}]*\} (\S+)$', metrics, re.M
-    )
-    size = re.search(r'^http_server_response_body_size_bytes_sum\{[^}]*http_route="/file"[^}]*\} (\S+)$', metrics, re.M)
-    assert count and float(count.group(1)) == 3
-    assert size and float(size.group(1)) == 3_000_000
+    assert route_count_and_size(metrics, "/file") == (3, 3_000_000)
 
 
 @pytest.mark.integration
